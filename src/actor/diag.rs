@@ -1,0 +1,137 @@
+//! The diagnostic actor (`diag@node`): echo, ordered counting and a numbered
+//! subscription. Every node runs one; tests, benchmarks and operators use it
+//! to check that a node's actor layer answers end to end.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::local::{Actor, Ctx, Handler, Message, Reply};
+use super::remote::{RemoteMessage, RemoteSubscription, Subscribe};
+
+pub const ACTOR: &str = "diag";
+
+/// Replies with the same bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Echo(pub Vec<u8>);
+impl Message for Echo {
+    type Reply = Vec<u8>;
+}
+impl RemoteMessage for Echo {
+    const TAG: &'static str = "shoal.diag.echo/1";
+}
+
+/// Appends `value` to the received log (told, in order).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    pub from: String,
+    pub value: u64,
+}
+impl Message for Record {
+    type Reply = ();
+}
+impl RemoteMessage for Record {
+    const TAG: &'static str = "shoal.diag.record/1";
+}
+
+/// Returns the values recorded from `from`, in arrival order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recorded {
+    pub from: String,
+}
+impl Message for Recorded {
+    type Reply = Vec<u64>;
+}
+impl RemoteMessage for Recorded {
+    const TAG: &'static str = "shoal.diag.recorded/1";
+}
+
+/// Sleeps on the receiving side before answering (deadline tests).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SlowEcho {
+    pub delay_ms: u64,
+}
+impl Message for SlowEcho {
+    type Reply = u64;
+}
+impl RemoteMessage for SlowEcho {
+    const TAG: &'static str = "shoal.diag.slow/1";
+}
+
+/// Streams `start, start+1, …, start+count-1`, then ends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Count {
+    pub start: u64,
+    pub count: u64,
+}
+impl RemoteSubscription for Count {
+    const TAG: &'static str = "shoal.diag.count/1";
+    type Event = u64;
+}
+
+#[derive(Default)]
+pub struct DiagActor {
+    recorded: std::collections::HashMap<String, Vec<u64>>,
+}
+
+impl Actor for DiagActor {}
+
+impl Handler<Echo> for DiagActor {
+    fn handle(&mut self, msg: Echo, _ctx: &mut Ctx<Self>) -> Reply<Vec<u8>> {
+        msg.0.into()
+    }
+}
+
+impl Handler<Record> for DiagActor {
+    fn handle(&mut self, msg: Record, _ctx: &mut Ctx<Self>) -> Reply<()> {
+        self.recorded.entry(msg.from).or_default().push(msg.value);
+        ().into()
+    }
+}
+
+impl Handler<Recorded> for DiagActor {
+    fn handle(&mut self, msg: Recorded, _ctx: &mut Ctx<Self>) -> Reply<Vec<u64>> {
+        self.recorded
+            .get(&msg.from)
+            .cloned()
+            .unwrap_or_default()
+            .into()
+    }
+}
+
+impl Handler<SlowEcho> for DiagActor {
+    fn handle(&mut self, msg: SlowEcho, _ctx: &mut Ctx<Self>) -> Reply<u64> {
+        Reply::later(async move {
+            tokio::time::sleep(Duration::from_millis(msg.delay_ms)).await;
+            msg.delay_ms
+        })
+    }
+}
+
+impl Handler<Subscribe<Count>> for DiagActor {
+    fn handle(&mut self, msg: Subscribe<Count>, ctx: &mut Ctx<Self>) -> Reply<Result<(), String>> {
+        let Count { start, count } = msg.request;
+        if count > 10_000_000 {
+            return Err("count too large".to_string()).into();
+        }
+        let sink = msg.sink;
+        ctx.spawn(async move {
+            for v in start..start.saturating_add(count) {
+                if sink.send(&v).await.is_err() {
+                    return;
+                }
+            }
+            sink.end("done").await;
+        });
+        Ok(()).into()
+    }
+}
+
+/// Registers the diagnostic actor's messages on `registry`.
+pub fn serve(registry: &super::Registry, addr: super::Addr<DiagActor>) {
+    registry.serve::<DiagActor, Echo>(ACTOR, addr.clone());
+    registry.serve::<DiagActor, Record>(ACTOR, addr.clone());
+    registry.serve::<DiagActor, Recorded>(ACTOR, addr.clone());
+    registry.serve::<DiagActor, SlowEcho>(ACTOR, addr.clone());
+    registry.serve_subscription::<DiagActor, Count>(ACTOR, addr);
+}

@@ -1,0 +1,19 @@
+//! The actor layer: local actors, addresses, and messages across nodes.
+//!
+//! Components see a small surface: [`Addr`] with `tell` / `ask`, remote
+//! [`ActorPath`]s (`name@node`) reached through [`ActorSystem`], and ordered
+//! subscription streams. actix stays inside `local.rs`; the wire format is in
+//! `envelope.rs`; the per-node dispatch table is in `remote.rs`.
+
+pub mod diag;
+pub mod envelope;
+pub mod local;
+pub mod remote;
+mod system;
+
+pub use local::{spawn, Actor, Addr, Ctx, Handler, Message, Recipient, Reply, TellError};
+pub use remote::{
+    ActorPath, AskError, Registry, RemoteMessage, RemoteSubscription, Sink, SinkError, Subscribe,
+    Subscription, SubscriptionEnd,
+};
+pub use system::ActorSystem;

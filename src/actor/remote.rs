@@ -1,0 +1,386 @@
+//! Remote messaging: typed messages with stable tags, the per-node registry
+//! that dispatches inbound envelopes to local actors, and ordered
+//! subscription streams.
+//!
+//! ```text
+//!  caller ── ActorSystem::ask(path, M) ──► transport ══QUIC══► transport
+//!                                                               │ Registry: (actor, tag) → handler
+//!                                                               ▼
+//!                                                        local Addr<A>.ask(M)
+//! ```
+//!
+//! A handler decodes the payload with postcard, asks the local actor within
+//! the remaining budget, and encodes the reply. A payload that does not
+//! decode is answered with `RemoteError::Malformed`; nothing panics. The
+//! registry belongs to one node: there is no process-global state.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::envelope::RemoteError;
+use super::local::{Addr, Handler, LocalAskError, Message, TellError};
+
+/// Budget used for an inbound tell or a request that carried none.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
+
+/// A message that may cross nodes. `TAG` is frozen once released: a changed
+/// layout gets a new tag.
+pub trait RemoteMessage: Message + Serialize + DeserializeOwned
+where
+    Self::Reply: Serialize + DeserializeOwned,
+{
+    const TAG: &'static str;
+}
+
+/// A subscription request that may cross nodes; the server pushes ordered
+/// `Event`s until it ends the stream or the subscriber goes away.
+pub trait RemoteSubscription: Serialize + DeserializeOwned + Send + 'static {
+    const TAG: &'static str;
+    type Event: Serialize + DeserializeOwned + Send + 'static;
+}
+
+/// Delivered to the serving actor when someone subscribes.
+pub struct Subscribe<S: RemoteSubscription> {
+    pub request: S,
+    pub sink: Sink<S::Event>,
+}
+
+impl<S: RemoteSubscription> Message for Subscribe<S> {
+    /// `Err(reason)` refuses the subscription.
+    type Reply = Result<(), String>;
+}
+
+/// One item of a subscription stream, before decoding.
+#[derive(Debug)]
+pub enum StreamItem {
+    Event(Vec<u8>),
+    End(String),
+}
+
+/// The serving side of a subscription: bounded and ordered.
+pub struct Sink<E> {
+    tx: mpsc::Sender<StreamItem>,
+    _event: PhantomData<fn(E)>,
+}
+
+impl<E> Clone for Sink<E> {
+    fn clone(&self) -> Self {
+        Sink {
+            tx: self.tx.clone(),
+            _event: PhantomData,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    #[error("subscriber is too far behind")]
+    Full,
+    #[error("subscriber is gone")]
+    Closed,
+}
+
+impl<E: Serialize> Sink<E> {
+    fn encode(event: &E) -> Result<Vec<u8>, SinkError> {
+        // Encoding a serde value into a Vec only fails for types postcard
+        // cannot represent; that is a programming error on the serving side,
+        // reported as a closed stream rather than a panic.
+        postcard::to_allocvec(event).map_err(|_| SinkError::Closed)
+    }
+
+    /// Waits for room, keeping order.
+    pub async fn send(&self, event: &E) -> Result<(), SinkError> {
+        let bytes = Self::encode(event)?;
+        self.tx
+            .send(StreamItem::Event(bytes))
+            .await
+            .map_err(|_| SinkError::Closed)
+    }
+
+    /// Never waits; `Full` means the subscriber lags and should be ended.
+    pub fn try_send(&self, event: &E) -> Result<(), SinkError> {
+        let bytes = Self::encode(event)?;
+        self.tx
+            .try_send(StreamItem::Event(bytes))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SinkError::Full,
+                mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+            })
+    }
+
+    /// Ends the stream with a reason the subscriber sees.
+    pub async fn end(self, reason: &str) {
+        let _ = self.tx.send(StreamItem::End(reason.to_string())).await;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The subscriber side: events in the order the server sent them.
+pub struct Subscription<E> {
+    rx: mpsc::Receiver<StreamItem>,
+    _event: PhantomData<fn() -> E>,
+}
+
+/// How a subscription stream ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionEnd {
+    #[error("ended by the server: {0}")]
+    Ended(String),
+    #[error("stream lost: {0}")]
+    Lost(String),
+    #[error("undecodable event: {0}")]
+    Malformed(String),
+}
+
+impl<E: DeserializeOwned> Subscription<E> {
+    pub fn new(rx: mpsc::Receiver<StreamItem>) -> Self {
+        Subscription {
+            rx,
+            _event: PhantomData,
+        }
+    }
+
+    /// The next event, or how the stream ended.
+    pub async fn next(&mut self) -> Result<E, SubscriptionEnd> {
+        match self.rx.recv().await {
+            Some(StreamItem::Event(bytes)) => {
+                postcard::from_bytes(&bytes).map_err(|e| SubscriptionEnd::Malformed(e.to_string()))
+            }
+            Some(StreamItem::End(reason)) => Err(SubscriptionEnd::Ended(reason)),
+            None => Err(SubscriptionEnd::Lost("stream closed".into())),
+        }
+    }
+}
+
+/// An inbound request as the registry sees it.
+#[derive(Debug)]
+pub struct Inbound {
+    pub from: String,
+    pub payload: Vec<u8>,
+    pub budget: Duration,
+}
+
+type AskFn = Arc<dyn Fn(Inbound) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> + Send + Sync>;
+type TellFn = Arc<dyn Fn(Inbound) -> Result<(), RemoteError> + Send + Sync>;
+type SubFn = Arc<
+    dyn Fn(Inbound, mpsc::Sender<StreamItem>) -> BoxFuture<'static, Result<(), RemoteError>>
+        + Send
+        + Sync,
+>;
+
+#[derive(Default)]
+struct RegistryInner {
+    actors: DashMap<String, ()>,
+    asks: DashMap<(String, String), AskFn>,
+    tells: DashMap<(String, String), TellFn>,
+    subs: DashMap<(String, String), SubFn>,
+}
+
+/// Which local actor handles which tag, for one node.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<RegistryInner>,
+}
+
+fn key(actor: &str, tag: &str) -> (String, String) {
+    (actor.to_string(), tag.to_string())
+}
+
+fn mailbox_err(e: LocalAskError) -> RemoteError {
+    match e {
+        LocalAskError::Timeout => RemoteError::DeadlineExceeded,
+        LocalAskError::Closed => RemoteError::Mailbox("actor stopped".into()),
+    }
+}
+
+impl Registry {
+    /// Serves `M` (asked or told) at actor name `name` with `addr`.
+    pub fn serve<A, M>(&self, name: &str, addr: Addr<A>)
+    where
+        A: Handler<M>,
+        M: RemoteMessage,
+        M::Reply: Serialize + DeserializeOwned,
+    {
+        self.inner.actors.insert(name.to_string(), ());
+        let a = addr.clone();
+        let ask: AskFn = Arc::new(move |inb: Inbound| {
+            let a = a.clone();
+            Box::pin(async move {
+                let msg: M = postcard::from_bytes(&inb.payload)
+                    .map_err(|e| RemoteError::Malformed(e.to_string()))?;
+                let reply = a.ask(msg, inb.budget).await.map_err(mailbox_err)?;
+                postcard::to_allocvec(&reply)
+                    .map_err(|e| RemoteError::Handler(format!("reply does not encode: {e}")))
+            })
+        });
+        let tell: TellFn = Arc::new(move |inb: Inbound| {
+            let msg: M = postcard::from_bytes(&inb.payload)
+                .map_err(|e| RemoteError::Malformed(e.to_string()))?;
+            addr.tell(msg).map_err(|e| match e {
+                TellError::Full => RemoteError::Mailbox("mailbox full".into()),
+                TellError::Closed => RemoteError::Mailbox("actor stopped".into()),
+            })
+        });
+        self.inner.asks.insert(key(name, M::TAG), ask);
+        self.inner.tells.insert(key(name, M::TAG), tell);
+    }
+
+    /// Serves subscriptions `S` at actor name `name`.
+    pub fn serve_subscription<A, S>(&self, name: &str, addr: Addr<A>)
+    where
+        A: Handler<Subscribe<S>>,
+        S: RemoteSubscription,
+    {
+        self.inner.actors.insert(name.to_string(), ());
+        let sub: SubFn = Arc::new(move |inb: Inbound, tx| {
+            let a = addr.clone();
+            Box::pin(async move {
+                let request: S = postcard::from_bytes(&inb.payload)
+                    .map_err(|e| RemoteError::Malformed(e.to_string()))?;
+                let sink = Sink {
+                    tx,
+                    _event: PhantomData,
+                };
+                a.ask(Subscribe { request, sink }, inb.budget)
+                    .await
+                    .map_err(mailbox_err)?
+                    .map_err(RemoteError::Handler)
+            })
+        });
+        self.inner.subs.insert(key(name, S::TAG), sub);
+    }
+
+    fn missing(&self, actor: &str, tag: &str) -> RemoteError {
+        if self.inner.actors.contains_key(actor) {
+            RemoteError::UnknownTag(tag.to_string())
+        } else {
+            RemoteError::UnknownActor(actor.to_string())
+        }
+    }
+
+    pub async fn dispatch_ask(
+        &self,
+        actor: &str,
+        tag: &str,
+        inb: Inbound,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let f = self.inner.asks.get(&key(actor, tag)).map(|f| f.clone());
+        match f {
+            Some(f) => {
+                let budget = inb.budget;
+                tokio::time::timeout(budget, f(inb))
+                    .await
+                    .unwrap_or(Err(RemoteError::DeadlineExceeded))
+            }
+            None => Err(self.missing(actor, tag)),
+        }
+    }
+
+    pub fn dispatch_tell(&self, actor: &str, tag: &str, inb: Inbound) -> Result<(), RemoteError> {
+        let f = self.inner.tells.get(&key(actor, tag)).map(|f| f.clone());
+        match f {
+            Some(f) => f(inb),
+            None => Err(self.missing(actor, tag)),
+        }
+    }
+
+    pub async fn dispatch_subscribe(
+        &self,
+        actor: &str,
+        tag: &str,
+        inb: Inbound,
+        tx: mpsc::Sender<StreamItem>,
+    ) -> Result<(), RemoteError> {
+        let f = self.inner.subs.get(&key(actor, tag)).map(|f| f.clone());
+        match f {
+            Some(f) => {
+                let budget = inb.budget;
+                tokio::time::timeout(budget, f(inb, tx))
+                    .await
+                    .unwrap_or(Err(RemoteError::DeadlineExceeded))
+            }
+            None => Err(self.missing(actor, tag)),
+        }
+    }
+}
+
+/// `name@node`, e.g. `kubelet@node-2`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ActorPath {
+    pub name: String,
+    pub node: String,
+}
+
+impl ActorPath {
+    pub fn new(name: &str, node: &str) -> Self {
+        ActorPath {
+            name: name.into(),
+            node: node.into(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ActorPath> {
+        let (name, node) = s.rsplit_once('@')?;
+        (!name.is_empty() && crate::config::is_node_name(node)).then(|| ActorPath::new(name, node))
+    }
+}
+
+impl std::fmt::Display for ActorPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.node)
+    }
+}
+
+/// Why a remote call failed, as the caller sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    #[error("no reply within the deadline")]
+    Timeout,
+    #[error("node {0} is unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("remote error: {0}")]
+    Remote(#[from] RemoteError),
+    #[error("stream failed: {0}")]
+    Stream(String),
+    #[error("cannot encode or decode: {0}")]
+    Codec(String),
+    #[error("unknown node {0}")]
+    UnknownNode(String),
+    #[error("transport is shut down")]
+    Shutdown,
+}
+
+impl AskError {
+    /// True when trying again (maybe elsewhere) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            AskError::Timeout
+                | AskError::Unreachable(..)
+                | AskError::Stream(_)
+                | AskError::UnknownNode(_)
+        ) || matches!(
+            self,
+            AskError::Remote(RemoteError::DeadlineExceeded | RemoteError::Mailbox(_))
+        )
+    }
+}
+
+/// Encodes the payload of a message; shared by local and remote paths.
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, AskError> {
+    postcard::to_allocvec(v).map_err(|e| AskError::Codec(e.to_string()))
+}
+
+pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, AskError> {
+    postcard::from_bytes(b).map_err(|e| AskError::Codec(e.to_string()))
+}

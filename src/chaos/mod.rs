@@ -1,0 +1,46 @@
+//! Chaos control: the `chaos` actor that applies fault rules to this node's
+//! transport and gossip, driven by `shoal chaos`, `POST /shoal/v1/chaos` and
+//! tests. Fault *evaluation* lives in `transport::faults`; seeded chaos
+//! scenarios (the `chaos/` folder at the top of the repository) build on it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, Ctx, Handler, Message, RemoteMessage, Reply};
+use crate::transport::faults::{ChaosCommand, Faults, RuleView};
+
+/// Actor name; the transport exempts it from fault injection.
+pub const ACTOR: &str = crate::transport::CONTROL_ACTOR;
+
+/// Applies a chaos command on the receiving node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Apply(pub ChaosCommand);
+
+impl Message for Apply {
+    type Reply = Result<Vec<RuleView>, String>;
+}
+impl RemoteMessage for Apply {
+    const TAG: &'static str = "shoal.chaos.apply/1";
+}
+
+/// The chaos actor of one node.
+pub struct ChaosActor {
+    faults: Faults,
+}
+
+impl ChaosActor {
+    pub fn new(faults: Faults) -> Self {
+        ChaosActor { faults }
+    }
+}
+
+impl Actor for ChaosActor {}
+
+impl Handler<Apply> for ChaosActor {
+    fn handle(&mut self, msg: Apply, _ctx: &mut Ctx<Self>) -> Reply<Result<Vec<RuleView>, String>> {
+        let res = self.faults.apply(msg.0).map(|_| self.faults.view());
+        if let Err(e) = &res {
+            tracing::warn!("chaos command refused: {e}");
+        }
+        res.into()
+    }
+}

@@ -1,0 +1,228 @@
+//! `shoal dev`: a local cluster of child `shoal agent` processes.
+//!
+//! Creates the cluster directory on first use (reuses it afterwards), starts
+//! one agent per node with its log in `DIR/node-K.log` and its pid in
+//! `DIR/node-K.pid`, writes `DIR/kubeconfig`, prints
+//! `export KUBECONFIG=DIR/kubeconfig`, then `READY` once every node's
+//! `/readyz` answers 200. Ctrl-C (or SIGTERM) stops every child cleanly.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use hyper::{Method, StatusCode};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::config::NodeConfig;
+
+struct Agent {
+    name: String,
+    child: Child,
+    pid_file: PathBuf,
+}
+
+fn existing_configs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for k in 1.. {
+        let p = dir.join(format!("node-{k}.toml"));
+        if !p.exists() {
+            break;
+        }
+        found.push(p);
+    }
+    Ok(found)
+}
+
+/// The kubeconfig: one context per api node, current = node-1.
+pub fn kubeconfig(dir: &Path, cfgs: &[NodeConfig], token: &str) -> serde_json::Value {
+    let ca = dir.join("ca.pem");
+    let clusters: Vec<_> = cfgs
+        .iter()
+        .map(|c| {
+            json!({"name": format!("shoal-{}", c.name), "cluster": {
+                "server": format!("https://{}", c.listen.api),
+                "certificate-authority": ca.display().to_string(),
+            }})
+        })
+        .collect();
+    let contexts: Vec<_> = cfgs
+        .iter()
+        .map(|c| json!({"name": c.name, "context": {"cluster": format!("shoal-{}", c.name), "user": "shoal-admin"}}))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": clusters,
+        "contexts": contexts,
+        "users": [{"name": "shoal-admin", "user": {"token": token}}],
+        "current-context": cfgs.first().map(|c| c.name.clone()).unwrap_or_default(),
+        "preferences": {},
+    })
+}
+
+pub fn run(nodes: usize, data_dir: &Path) -> anyhow::Result<()> {
+    let fresh = !data_dir.exists() || std::fs::read_dir(data_dir)?.next().is_none();
+    if fresh {
+        super::init_cluster(
+            data_dir,
+            &super::InitOptions {
+                nodes,
+                zones: vec!["a".into(), "b".into(), "c".into()],
+            },
+        )?;
+        println!("created a {nodes}-node cluster in {}", data_dir.display());
+    }
+    let dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("{}", data_dir.display()))?;
+    let paths = existing_configs(&dir)?;
+    if paths.is_empty() {
+        bail!(
+            "{} is not a shoal cluster directory (no node-1.toml); pick an empty or new --data-dir",
+            dir.display()
+        );
+    }
+    if !fresh && paths.len() != nodes {
+        eprintln!(
+            "note: reusing {} with its {} node(s); --nodes {} is ignored",
+            dir.display(),
+            paths.len(),
+            nodes
+        );
+    }
+    let cfgs = paths
+        .iter()
+        .map(|p| NodeConfig::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let token = crate::pki::read_token(&cfgs[0].auth.admin_token_file)?;
+    let kube = dir.join("kubeconfig");
+    std::fs::write(
+        &kube,
+        serde_json::to_vec_pretty(&kubeconfig(&dir, &cfgs, &token))?,
+    )?;
+
+    super::client_runtime()?.block_on(async move {
+        let exe = std::env::current_exe()?;
+        let mut agents = Vec::new();
+        for (cfg, path) in cfgs.iter().zip(&paths) {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{}.log", cfg.name)))?;
+            let child = Command::new(&exe)
+                .arg("agent")
+                .arg("--config")
+                .arg(path)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("cannot start the agent of {}", cfg.name))?;
+            let pid_file = dir.join(format!("{}.pid", cfg.name));
+            std::fs::write(&pid_file, format!("{}\n", child.id().unwrap_or(0)))?;
+            agents.push(Agent {
+                name: cfg.name.clone(),
+                child,
+                pid_file,
+            });
+        }
+        println!("export KUBECONFIG={}", kube.display());
+        let ready = wait_ready(&cfgs, &token, &mut agents);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = ready => {
+                if let Err(e) = r {
+                    stop_all(&mut agents).await;
+                    return Err(e);
+                }
+            }
+            _ = tokio::signal::ctrl_c() => { stop_all(&mut agents).await; return Ok(()); }
+            _ = term.recv() => { stop_all(&mut agents).await; return Ok(()); }
+        }
+        println!("READY");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let exited = async {
+            loop {
+                for a in agents.iter_mut() {
+                    if let Ok(Some(status)) = a.child.try_wait() {
+                        return (a.name.clone(), status);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            (name, status) = exited => eprintln!("{name} exited ({status}); stopping the cluster"),
+        }
+        stop_all(&mut agents).await;
+        Ok(())
+    })
+}
+
+async fn wait_ready(cfgs: &[NodeConfig], token: &str, agents: &mut [Agent]) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut pending: Vec<&NodeConfig> = cfgs.iter().collect();
+    while !pending.is_empty() {
+        if tokio::time::Instant::now() > deadline {
+            let names: Vec<_> = pending.iter().map(|c| c.name.as_str()).collect();
+            bail!(
+                "nodes not ready after 60s: {} (see their .log files)",
+                names.join(", ")
+            );
+        }
+        for a in agents.iter_mut() {
+            if let Ok(Some(status)) = a.child.try_wait() {
+                return Err(anyhow!(
+                    "{} exited during start-up ({status}); see {}.log",
+                    a.name,
+                    a.name
+                ));
+            }
+        }
+        let mut still = Vec::new();
+        for c in pending {
+            let client =
+                super::http::ApiClient::new(c.listen.api, &c.tls.ca, Some(token.to_string()))?;
+            match client
+                .request(Method::GET, "/readyz", None, Duration::from_secs(1))
+                .await
+            {
+                Ok((StatusCode::OK, _)) => {}
+                _ => still.push(c),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM to every child, then SIGKILL for any still alive after 10 s.
+async fn stop_all(agents: &mut [Agent]) {
+    for a in agents.iter() {
+        if let Some(pid) = a.child.id() {
+            // SAFETY: sending a signal to our own child's pid.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+    for a in agents.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(10), a.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("{} did not stop within 10s; killing it", a.name);
+                let _ = a.child.kill().await;
+            }
+        }
+        let _ = std::fs::remove_file(&a.pid_file);
+    }
+    println!("stopped {} agent(s)", agents.len());
+}

@@ -1,0 +1,119 @@
+//! The `shoal` command line (clap). Contracts are frozen in docs/CLI.md.
+//!
+//! Each subcommand lives in its own file; this one parses, sets up logging
+//! and maps errors to exit codes (0 success, 1 failure, 2 usage).
+
+mod agent;
+mod chaos;
+mod dev;
+pub mod http;
+mod init;
+mod members;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use init::{init_cluster, InitOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shoal",
+    version,
+    about = "A Kubernetes-shaped orchestrator built as a distributed actor system"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a new cluster's CA, certificates, token, gossip key and node configs.
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Zones assigned round-robin to the nodes.
+        #[arg(long, value_delimiter = ',', default_value = "a,b,c")]
+        zones: Vec<String>,
+    },
+    /// Run one node.
+    Agent {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Decommission a node: announce `leaving`, leave, and stop its agent.
+    Leave {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a local cluster of child agents (creates it on first use).
+    Dev {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value = ".shoal-dev")]
+        data_dir: PathBuf,
+    },
+    /// Show a node's membership view.
+    Members {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inject faults into the cluster's transport and gossip.
+    Chaos {
+        #[arg(long)]
+        config: PathBuf,
+        /// Lifetime of the rule (e.g. 60s, 500ms, 5m).
+        #[arg(long, global = true, value_parser = chaos::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        #[command(subcommand)]
+        action: chaos::Action,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    crate::install_crypto_provider();
+    let result = match cli.command {
+        Command::Init { out, nodes, zones } => init::run(&out, nodes, &zones),
+        Command::Agent { config } => agent::run(&config),
+        Command::Leave { config } => members::leave(&config),
+        Command::Dev { nodes, data_dir } => dev::run(nodes, &data_dir),
+        Command::Members { config, json } => members::run(&config, json),
+        Command::Chaos {
+            config,
+            ttl,
+            action,
+        } => chaos::run(&config, ttl, action),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A small multi-thread runtime for client commands.
+pub(crate) fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}

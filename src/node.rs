@@ -1,0 +1,201 @@
+//! Wiring: builds one node's components from its config and connects them.
+//!
+//! ```text
+//!  DataDir (lock, identity, generation)
+//!  Faults ──► Transport (QUIC) ◄── Registry ◄── diag, chaos actors
+//!     │           ▲ peer table
+//!     └──► Membership (SWIM) ── events ─┘
+//!  API (HTTPS) ── Membership, Faults, Metrics
+//! ```
+//!
+//! Nothing here decides anything; it only starts, connects and stops. Must
+//! run inside a node's actor system (`actor::local::run_system` or
+//! `block_on_system`).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::actor::{self, ActorSystem, Registry};
+use crate::config::NodeConfig;
+use crate::datadir::DataDir;
+use crate::membership::meta::{Capacity, NodeMeta};
+use crate::membership::{Membership, MembershipSettings};
+use crate::metrics::Metrics;
+use crate::transport::faults::Faults;
+use crate::transport::{tls, Transport, TransportSettings};
+
+/// Cheap-clone handle to a running node's components.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub name: String,
+    pub actors: ActorSystem,
+    pub membership: Membership,
+    pub faults: Faults,
+    pub metrics: Metrics,
+    pub api_addr: SocketAddr,
+    pub quic_addr: SocketAddr,
+    pub gossip_addr: SocketAddr,
+    /// Turns true when the node should exit (after `leave`).
+    pub exit: watch::Receiver<bool>,
+}
+
+/// A running node; dropping it without `shutdown` is a crash.
+pub struct Node {
+    pub handle: NodeHandle,
+    api_stop: watch::Sender<bool>,
+    _datadir: Arc<Mutex<DataDir>>,
+}
+
+impl Node {
+    pub async fn start(cfg: NodeConfig) -> anyhow::Result<Node> {
+        crate::install_crypto_provider();
+        cfg.validate()?;
+        let datadir = DataDir::open(&cfg.data_dir, &cfg.cluster_id, &cfg.name)?;
+        let generation = datadir.generation();
+        let datadir = Arc::new(Mutex::new(datadir));
+
+        let material = tls::TlsMaterial::load(&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key)?;
+        let token = crate::pki::read_token(&cfg.auth.admin_token_file)?;
+        let key_bytes = crate::pki::read_hex_secret(&cfg.gossip.key_file, Some(32))?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&key_bytes);
+
+        let metrics = Metrics::new(&cfg.name);
+        let faults = Faults::default();
+        let registry = Registry::default();
+        let transport = Transport::bind(
+            TransportSettings {
+                node: cfg.name.clone(),
+                listen: cfg.listen.quic,
+                tls: material.clone(),
+                max_frame_bytes: cfg.transport.max_frame_bytes,
+                connect_timeout: Duration::from_millis(cfg.transport.connect_timeout_ms),
+                idle_timeout: Duration::from_millis(cfg.transport.idle_timeout_ms),
+                keep_alive: Duration::from_millis(cfg.transport.keep_alive_ms),
+                subscription_buffer: cfg.transport.subscription_buffer,
+            },
+            registry.clone(),
+            faults.clone(),
+            metrics.clone(),
+        )?;
+        for p in &cfg.peers {
+            transport.set_peer(&p.name, p.quic);
+        }
+        let actors = ActorSystem::new(transport.clone(), cfg.transport.subscription_buffer);
+
+        let mailbox = cfg.transport.mailbox_capacity;
+        let diag = actor::spawn(actor::diag::DiagActor::default(), mailbox);
+        actor::diag::serve(&registry, diag);
+        let chaos = actor::spawn(crate::chaos::ChaosActor::new(faults.clone()), mailbox);
+        registry.serve::<crate::chaos::ChaosActor, crate::chaos::Apply>(crate::chaos::ACTOR, chaos);
+
+        let listener = tokio::net::TcpListener::bind(cfg.listen.api)
+            .await
+            .with_context(|| format!("cannot bind the API on {}", cfg.listen.api))?;
+        let api_addr = listener.local_addr()?;
+
+        let meta = NodeMeta {
+            name: cfg.name.clone(),
+            generation,
+            seq: 0,
+            leaving: false,
+            roles: cfg.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            region: cfg.region.clone(),
+            zone: cfg.zone.clone(),
+            api: Some(api_addr),
+            quic: transport.local_addr(),
+            version: crate::VERSION.to_string(),
+            capacity: Capacity {
+                cpu_millis: cfg.capacity.cpu_millis,
+                memory_bytes: cfg.capacity.memory_bytes,
+                pods: cfg.capacity.pods,
+            },
+        };
+        let dd = datadir.clone();
+        let node_name = cfg.name.clone();
+        let membership = Membership::start(
+            MembershipSettings {
+                name: cfg.name.clone(),
+                bind: cfg.listen.gossip,
+                generation,
+                seeds: cfg
+                    .peers
+                    .iter()
+                    .map(|p| (p.name.clone(), p.gossip))
+                    .collect(),
+                gossip: cfg.gossip.clone(),
+                key,
+                meta,
+                on_generation: Box::new(move |g| {
+                    let mut d = dd.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = d.set_generation(g) {
+                        tracing::error!(node = %node_name, "cannot persist generation {g}: {e}");
+                    }
+                }),
+            },
+            faults.clone(),
+            metrics.clone(),
+        )
+        .await?;
+
+        // Consumer 1 of membership events: the transport's peer table.
+        let mut events = membership.subscribe(1024).await?;
+        let peer_table = transport.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if let Some(meta) = ev.meta {
+                    peer_table.set_peer(&ev.name, meta.quic);
+                }
+            }
+        });
+
+        let (exit_tx, exit_rx) = watch::channel(false);
+        let (api_stop, api_stop_rx) = watch::channel(false);
+        let api_state = crate::api::ApiState {
+            node: cfg.name.clone(),
+            token: token.into(),
+            membership: membership.clone(),
+            faults: faults.clone(),
+            metrics: metrics.clone(),
+            exit: Arc::new(exit_tx),
+        };
+        let https = tls::https_server_config(&material)?;
+        tokio::spawn(crate::api::serve_tls(
+            listener,
+            https,
+            crate::api::router(api_state),
+            api_stop_rx,
+        ));
+
+        let handle = NodeHandle {
+            name: cfg.name.clone(),
+            actors,
+            gossip_addr: membership.local_addr(),
+            membership,
+            faults,
+            metrics,
+            api_addr,
+            quic_addr: transport.local_addr(),
+            exit: exit_rx,
+        };
+        tracing::info!(node = %cfg.name, generation, api = %api_addr, quic = %handle.quic_addr, gossip = %handle.gossip_addr, "node started");
+        Ok(Node {
+            handle,
+            api_stop,
+            _datadir: datadir,
+        })
+    }
+
+    /// Restart-safe shutdown: stops serving, closes connections politely and
+    /// releases the data dir. Peers see this node `down` until it returns.
+    pub async fn shutdown(self) {
+        let _ = self.api_stop.send(true);
+        self.handle.membership.shutdown().await;
+        self.handle.actors.transport().shutdown();
+        tracing::info!(node = %self.handle.name, "node stopped");
+    }
+}

@@ -1,0 +1,186 @@
+//! Cluster key material: the CA, node certificates, the admin token and the
+//! gossip key. Generated with rcgen by `shoal init` (and `shoal dev`).
+//!
+//! ```text
+//! DIR/ca.pem  DIR/ca.key            cluster CA (the key signs new nodes)
+//! DIR/node-K/cert.pem, key.pem      node K: serverAuth + clientAuth,
+//!                                   SAN = node-K, localhost, 127.0.0.1
+//! DIR/admin.token                   bearer token for the API (hex)
+//! DIR/gossip.key                    32-byte AEAD key for SWIM (hex)
+//! ```
+//!
+//! A node's certificate names the node, so a QUIC client that dials
+//! `node-2` verifies that it reached node-2 and not merely "some node".
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// A CA able to sign node certificates.
+pub struct ClusterCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    key_pem: String,
+}
+
+/// A PEM certificate and its PEM private key.
+pub struct NodeCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl ClusterCa {
+    pub fn generate(cluster_id: &str) -> Result<ClusterCa, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("shoal cluster CA {cluster_id}"));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate()?;
+        let key_pem = key.serialize_pem();
+        Ok(ClusterCa {
+            issuer: CertifiedIssuer::self_signed(params, key)?,
+            key_pem,
+        })
+    }
+
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    pub fn key_pem(&self) -> String {
+        self.key_pem.clone()
+    }
+
+    /// Issues a certificate for `node_name`, valid as TLS server and client.
+    pub fn issue(&self, node_name: &str, extra_ips: &[IpAddr]) -> Result<NodeCert, PkiError> {
+        let mut params =
+            CertificateParams::new(vec![node_name.to_string(), "localhost".to_string()])?;
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+        for ip in extra_ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params
+            .distinguished_name
+            .push(DnType::CommonName, node_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(NodeCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// `n` random bytes, hex encoded.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("system randomness");
+    hex::encode(buf)
+}
+
+/// Writes the CA, `nodes` node certificates, the admin token and the gossip
+/// key into `dir` (which must exist). Returns the admin token.
+pub fn write_cluster_files(dir: &Path, cluster_id: &str, nodes: usize) -> Result<String, PkiError> {
+    let ca = ClusterCa::generate(cluster_id)?;
+    write(dir, "ca.pem", &ca.cert_pem(), false)?;
+    write(dir, "ca.key", &ca.key_pem(), true)?;
+    for i in 1..=nodes {
+        let name = crate::config::node_name(i);
+        let cert = ca.issue(&name, &[])?;
+        std::fs::create_dir_all(dir.join(&name)).map_err(|source| PkiError::Io {
+            path: dir.join(&name).display().to_string(),
+            source,
+        })?;
+        write(dir, &format!("{name}/cert.pem"), &cert.cert_pem, false)?;
+        write(dir, &format!("{name}/key.pem"), &cert.key_pem, true)?;
+    }
+    let token = random_hex(32);
+    write(dir, "admin.token", &format!("{token}\n"), true)?;
+    write(dir, "gossip.key", &format!("{}\n", random_hex(32)), true)?;
+    Ok(token)
+}
+
+fn write(dir: &Path, rel: &str, text: &str, secret: bool) -> Result<(), PkiError> {
+    let path = dir.join(rel);
+    std::fs::write(&path, text).map_err(|source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+
+/// Reads a hex secret file (admin token or gossip key).
+pub fn read_hex_secret(path: &Path, expected_len: Option<usize>) -> Result<Vec<u8>, PkiError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let bytes = hex::decode(text.trim()).map_err(|e| PkiError::Invalid {
+        path: path.display().to_string(),
+        reason: format!("not hex: {e}"),
+    })?;
+    if let Some(n) = expected_len {
+        if bytes.len() != n {
+            return Err(PkiError::Invalid {
+                path: path.display().to_string(),
+                reason: format!("expected {n} bytes, found {}", bytes.len()),
+            });
+        }
+    }
+    Ok(bytes)
+}
+
+/// Reads the admin token as the string clients send.
+pub fn read_token(path: &Path) -> Result<String, PkiError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let t = text.trim().to_string();
+    if t.len() < 16 {
+        return Err(PkiError::Invalid {
+            path: path.display().to_string(),
+            reason: "token is too short".into(),
+        });
+    }
+    Ok(t)
+}

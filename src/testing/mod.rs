@@ -1,0 +1,242 @@
+//! Test harness: an in-process cluster of real nodes on loopback.
+//!
+//! Each node runs on its own OS thread with its own actor system and tokio
+//! runtime (`actor::local::run_system`), so nodes share no global state.
+//! `kill` drops a node's runtime without any goodbye (a crash: sockets
+//! close, the data dir lock is released); `stop` is the graceful shutdown.
+//! Work that touches a node's transport runs on that node's runtime via
+//! [`TestCluster::on`], so connection tasks die with their node.
+//!
+//! Nodes bind port 0; a restarted node gets its previous ports back, so it
+//! returns "as itself".
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::config::{NodeConfig, Peer};
+use crate::membership::{MemberInfo, MemberState};
+use crate::node::{Node, NodeHandle};
+
+/// A running in-process node.
+pub struct TestNode {
+    pub handle: NodeHandle,
+    rt: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestNode {
+    fn halt(&mut self, graceful: bool) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(graceful);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.halt(false);
+    }
+}
+
+/// Starts one node on its own thread and waits until it is up.
+pub fn spawn_node(cfg: NodeConfig) -> anyhow::Result<TestNode> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<bool>();
+    let name = cfg.name.clone();
+    let thread = crate::actor::local::run_system(&name, 2, move || async move {
+        match Node::start(cfg).await {
+            Ok(node) => {
+                let _ = tx.send(Ok((node.handle.clone(), tokio::runtime::Handle::current())));
+                let graceful = stop_rx.await.unwrap_or(false);
+                if graceful {
+                    node.shutdown().await;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    })?;
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok((handle, rt))) => Ok(TestNode {
+            handle,
+            rt,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => anyhow::bail!("node {name} did not start within 30s"),
+    }
+}
+
+/// Writes a cluster's key material into `dir` and returns `n` test configs
+/// (without peers; the cluster fills them in as nodes start).
+pub fn cluster_configs(dir: &Path, n: usize) -> anyhow::Result<Vec<NodeConfig>> {
+    let cluster_id = format!("test-{}", crate::pki::random_hex(4));
+    crate::pki::write_cluster_files(dir, &cluster_id, n)?;
+    Ok((1..=n)
+        .map(|i| NodeConfig::for_test(dir, &cluster_id, i))
+        .collect())
+}
+
+/// An in-process cluster.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    configs: Vec<NodeConfig>,
+    nodes: Vec<Option<TestNode>>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes; node k seeds from the nodes before it.
+    pub fn start(n: usize) -> anyhow::Result<TestCluster> {
+        Self::start_with(n, |_| {})
+    }
+
+    pub fn start_with(n: usize, tweak: impl Fn(&mut NodeConfig)) -> anyhow::Result<TestCluster> {
+        crate::install_crypto_provider();
+        let dir = tempfile::tempdir()?;
+        let mut configs = cluster_configs(dir.path(), n)?;
+        for c in configs.iter_mut() {
+            tweak(c);
+        }
+        let mut cluster = TestCluster {
+            dir,
+            configs,
+            nodes: Vec::new(),
+        };
+        for i in 1..=n {
+            cluster.nodes.push(None);
+            cluster.boot(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn boot(&mut self, i: usize) -> anyhow::Result<()> {
+        let mut cfg = self.configs[i - 1].clone();
+        cfg.peers = self
+            .configs
+            .iter()
+            .filter(|c| c.name != cfg.name && c.listen.gossip.port() != 0)
+            .map(|c| Peer {
+                name: c.name.clone(),
+                gossip: c.listen.gossip,
+                quic: c.listen.quic,
+                api: Some(c.listen.api),
+            })
+            .collect();
+        let node = spawn_node(cfg)?;
+        // Remember the real ports so a restart comes back on them.
+        let c = &mut self.configs[i - 1];
+        c.listen.api = node.handle.api_addr;
+        c.listen.quic = node.handle.quic_addr;
+        c.listen.gossip = node.handle.gossip_addr;
+        self.nodes[i - 1] = Some(node);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn config(&self, i: usize) -> &NodeConfig {
+        &self.configs[i - 1]
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    pub fn node(&self, i: usize) -> &NodeHandle {
+        &self.nodes[i - 1].as_ref().expect("node is running").handle
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i - 1].is_some()
+    }
+
+    /// Crash: drops the node's runtime with no goodbye.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut n) = self.nodes[i - 1].take() {
+            n.halt(false);
+        }
+    }
+
+    /// Restart-safe shutdown.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut n) = self.nodes[i - 1].take() {
+            n.halt(true);
+        }
+    }
+
+    /// Starts a stopped or killed node again, with its data dir and ports.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill(i);
+        self.boot(i)
+    }
+
+    /// Runs `f` on node `i`'s runtime and returns its output.
+    pub async fn on<F, Fut, R>(&self, i: usize, f: F) -> R
+    where
+        F: FnOnce(NodeHandle) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let node = self.nodes[i - 1].as_ref().expect("node is running");
+        let h = node.handle.clone();
+        node.rt
+            .spawn(f(h))
+            .await
+            .expect("task on the node runtime panicked")
+    }
+
+    /// Node `i`'s membership view.
+    pub async fn members(&self, i: usize) -> Vec<MemberInfo> {
+        self.on(i, |h| async move {
+            h.membership.members().await.unwrap_or_default()
+        })
+        .await
+    }
+
+    /// State of `name` as node `i` sees it.
+    pub async fn state_seen(&self, i: usize, name: &str) -> Option<MemberState> {
+        self.members(i)
+            .await
+            .into_iter()
+            .find(|m| m.name == name)
+            .map(|m| m.state)
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `deadline` passes; returns
+/// how long it took, or the last observation on failure.
+pub async fn wait_until<F, Fut>(deadline: Duration, mut cond: F) -> Result<Duration, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        let last = match cond().await {
+            Ok(()) => return Ok(start.elapsed()),
+            Err(e) => e,
+        };
+        if start.elapsed() >= deadline {
+            return Err(format!("not true after {deadline:?}: {last}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
