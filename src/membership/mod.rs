@@ -405,11 +405,12 @@ impl Loop {
     fn finish_leave(&mut self) {
         if let Some((_, tx)) = self.leave.take() {
             let _ = self.foca.broadcast(&mut self.rt);
+            // Set first: leaving makes foca Defunct, which must not renew.
+            self.left = true;
             if let Err(e) = self.foca.leave_cluster(&mut self.rt) {
                 tracing::warn!(node = %self.name, "leave_cluster: {e}");
             }
             self.drain();
-            self.left = true;
             let _ = tx.send(());
         }
     }
@@ -520,7 +521,7 @@ impl Loop {
     }
 
     fn publish(&mut self, ev: MemberEvent) {
-        tracing::info!(node = %self.name, member = %ev.name, state = ev.state.as_str(), generation = ev.generation, "membership change");
+        tracing::debug!(node = %self.name, member = %ev.name, state = ev.state.as_str(), generation = ev.generation, "membership change");
         self.subscribers.retain(|s| match s.try_send(ev.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {

@@ -121,6 +121,7 @@ impl MemberTable {
         if row.state == state {
             return None;
         }
+        tracing::info!(member = %name, from = row.state.as_str(), to = state.as_str(), generation = row.generation, "membership change");
         row.state = state;
         row.since = now;
         self.event(name)
