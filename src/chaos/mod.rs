@@ -11,9 +11,21 @@ use crate::transport::faults::{ChaosCommand, Faults, RuleView};
 /// Actor name; the transport exempts it from fault injection.
 pub const ACTOR: &str = crate::transport::CONTROL_ACTOR;
 
-/// Applies a chaos command on the receiving node.
+/// Applies a chaos command on the receiving node. The command travels in
+/// its JSON form, the same contract as `POST /shoal/v1/chaos` (its
+/// internally tagged shape is not something postcard can carry).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Apply(pub ChaosCommand);
+pub struct Apply {
+    pub command_json: String,
+}
+
+impl Apply {
+    pub fn new(cmd: &ChaosCommand) -> Self {
+        Apply {
+            command_json: serde_json::to_string(cmd).expect("chaos commands serialize"),
+        }
+    }
+}
 
 impl Message for Apply {
     type Reply = Result<Vec<RuleView>, String>;
@@ -37,7 +49,10 @@ impl Actor for ChaosActor {}
 
 impl Handler<Apply> for ChaosActor {
     fn handle(&mut self, msg: Apply, _ctx: &mut Ctx<Self>) -> Reply<Result<Vec<RuleView>, String>> {
-        let res = self.faults.apply(msg.0).map(|_| self.faults.view());
+        let res = serde_json::from_str::<ChaosCommand>(&msg.command_json)
+            .map_err(|e| format!("invalid chaos command: {e}"))
+            .and_then(|cmd| self.faults.apply(cmd))
+            .map(|_| self.faults.view());
         if let Err(e) = &res {
             tracing::warn!("chaos command refused: {e}");
         }

@@ -221,6 +221,32 @@ impl TestCluster {
     }
 }
 
+impl TestCluster {
+    /// Waits until every running node sees every other running node alive
+    /// with its QUIC address known (so actor calls can be routed).
+    pub async fn wait_mesh(&self, deadline: Duration) -> Result<Duration, String> {
+        let running: Vec<usize> = (1..=self.len()).filter(|&i| self.is_running(i)).collect();
+        wait_until(deadline, || async {
+            for &i in &running {
+                let members = self.members(i).await;
+                for &j in &running {
+                    let name = crate::config::node_name(j);
+                    let ok = members.iter().any(|m| {
+                        m.name == name && m.state == MemberState::Alive && m.quic.is_some()
+                    });
+                    if !ok {
+                        return Err(format!(
+                            "node-{i} does not see {name} alive with an address yet"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
 /// Polls `cond` every 50 ms until it holds or `deadline` passes; returns
 /// how long it took, or the last observation on failure.
 pub async fn wait_until<F, Fut>(deadline: Duration, mut cond: F) -> Result<Duration, String>

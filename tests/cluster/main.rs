@@ -1,0 +1,58 @@
+//! Tier 2: in-process clusters on loopback, one test binary.
+//!
+//! Every node is a real node (QUIC, mutual TLS, foca over AEAD UDP, HTTPS),
+//! each on its own thread and runtime; see `shoal::testing`.
+
+mod bad_input;
+mod membership;
+mod security;
+mod transport;
+
+use std::time::Duration;
+
+use shoal::membership::MemberState;
+use shoal::testing::{wait_until, TestCluster};
+
+/// Waits until every running node in `nodes` sees `name` in `state`.
+pub async fn all_see(
+    c: &TestCluster,
+    nodes: &[usize],
+    name: &str,
+    state: MemberState,
+    deadline: Duration,
+) -> Result<Duration, String> {
+    wait_until(deadline, || async {
+        for &i in nodes {
+            let s = c.state_seen(i, name).await;
+            if s != Some(state) {
+                return Err(format!("node-{i} sees {name} as {s:?}, want {state:?}"));
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Waits until each of `nodes` sees exactly `n` members alive.
+pub async fn converge(
+    c: &TestCluster,
+    nodes: &[usize],
+    n: usize,
+    deadline: Duration,
+) -> Result<Duration, String> {
+    wait_until(deadline, || async {
+        for &i in nodes {
+            let alive = c
+                .members(i)
+                .await
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .count();
+            if alive != n {
+                return Err(format!("node-{i} sees {alive} alive, want {n}"));
+            }
+        }
+        Ok(())
+    })
+    .await
+}

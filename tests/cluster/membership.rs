@@ -1,0 +1,178 @@
+//! Membership in a 5-node in-process cluster: convergence, crash detection
+//! within the configured bound, leave, partition and heal.
+
+use std::time::{Duration, Instant};
+
+use shoal::membership::MemberState;
+use shoal::testing::TestCluster;
+use shoal::transport::faults::{ChaosCommand, FaultSpec};
+
+use crate::{all_see, converge};
+
+/// Generous slack on top of the configured bound for a loaded 2-core box:
+/// the assertion is still against the formula the config implies.
+const POLL_SLACK: Duration = Duration::from_millis(500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_converge_detect_a_crash_and_a_leave() {
+    let mut c = TestCluster::start(5).expect("cluster starts");
+    converge(&c, &[1, 2, 3, 4, 5], 5, Duration::from_secs(15))
+        .await
+        .unwrap();
+
+    // A crash: node-5 vanishes without a word.
+    let bound = c.config(1).gossip.down_detection_bound(5);
+    assert!(
+        bound <= Duration::from_secs(5),
+        "default bound {bound:?} must be under 5 s for N <= 10"
+    );
+    let killed = Instant::now();
+    c.kill(5);
+    all_see(
+        &c,
+        &[1, 2, 3, 4],
+        "node-5",
+        MemberState::Down,
+        bound + Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let took = killed.elapsed();
+    eprintln!("crash seen as down by all 4 survivors after {took:?} (bound {bound:?})");
+    assert!(
+        took <= bound + POLL_SLACK,
+        "crash detection took {took:?}, bound is {bound:?}"
+    );
+
+    // A decommission: node-4 leaves and is shown `left`, not `down`.
+    c.on(4, |h| async move { h.membership.leave().await })
+        .await
+        .unwrap();
+    all_see(
+        &c,
+        &[1, 2, 3],
+        "node-4",
+        MemberState::Left,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    // ...and stays `left` (a later failure-detector verdict does not turn it into `down`).
+    let held = shoal::testing::wait_until(Duration::from_secs(3), || async {
+        match c.state_seen(1, "node-4").await {
+            Some(MemberState::Left) => Err("still left".to_string()),
+            other => Ok(eprintln!("node-4 became {other:?}")),
+        }
+    })
+    .await;
+    assert!(held.is_err(), "node-4 must stay left");
+
+    // The crashed node comes back as itself, with a higher generation.
+    c.restart(5).unwrap();
+    all_see(
+        &c,
+        &[1, 2, 3, 5],
+        "node-5",
+        MemberState::Alive,
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap();
+    let m = c.members(1).await;
+    let n5 = m.iter().find(|m| m.name == "node-5").unwrap();
+    assert!(
+        n5.generation >= 2,
+        "restarted node must have a new generation, got {}",
+        n5.generation
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_both_sides_see_down_then_heal() {
+    let c = TestCluster::start(5).expect("cluster starts");
+    converge(&c, &[1, 2, 3, 4, 5], 5, Duration::from_secs(15))
+        .await
+        .unwrap();
+
+    let a = vec!["node-1".to_string(), "node-2".to_string()];
+    let b = vec![
+        "node-3".to_string(),
+        "node-4".to_string(),
+        "node-5".to_string(),
+    ];
+    for i in 1..=5 {
+        let rule = FaultSpec::Partition {
+            a: a.clone(),
+            b: b.clone(),
+        };
+        c.node(i)
+            .faults
+            .apply(ChaosCommand::Add {
+                rule,
+                ttl_ms: Some(120_000),
+            })
+            .unwrap();
+    }
+    let bound = c.config(1).gossip.down_detection_bound(5) + Duration::from_secs(3);
+    for name in &b {
+        all_see(&c, &[1, 2], name, MemberState::Down, bound)
+            .await
+            .unwrap();
+    }
+    for name in &a {
+        all_see(&c, &[3, 4, 5], name, MemberState::Down, bound)
+            .await
+            .unwrap();
+    }
+    // Each side still sees its own side alive.
+    converge(&c, &[1, 2], 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    converge(&c, &[3, 4, 5], 3, Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    let healed = Instant::now();
+    for i in 1..=5 {
+        c.node(i).faults.apply(ChaosCommand::Heal).unwrap();
+    }
+    let took = converge(&c, &[1, 2, 3, 4, 5], 5, Duration::from_secs(20))
+        .await
+        .unwrap();
+    eprintln!("healed to 5 alive in {:?}", healed.elapsed());
+    assert!(took <= Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_events_reach_subscribers() {
+    let mut c = TestCluster::start(3).expect("cluster starts");
+    converge(&c, &[1, 2, 3], 3, Duration::from_secs(15))
+        .await
+        .unwrap();
+    let mut rx = c
+        .on(
+            1,
+            |h| async move { h.membership.subscribe(64).await.unwrap() },
+        )
+        .await;
+    // The subscription starts with the current rows.
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.insert(ev.name);
+    }
+    c.kill(3);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("a down event in time")
+            .unwrap();
+        if ev.name == "node-3" && ev.state == MemberState::Down {
+            break;
+        }
+    }
+}
