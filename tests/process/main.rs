@@ -1,0 +1,433 @@
+//! Multi-process tests: the real `shoal` binary, real agents, real signals.
+//! These also pin the CLI and JSON contracts of docs/CLI.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn shoal() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    c.env("SHOAL_LOG", "info");
+    c
+}
+
+/// Polls `f` every 100 ms until it returns Some or the deadline passes.
+fn wait_for<T>(deadline: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(last) if start.elapsed() > deadline => {
+                panic!("{what}: not true after {deadline:?}: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+struct Agents {
+    dir: PathBuf,
+    children: Vec<Option<Child>>,
+}
+
+impl Agents {
+    fn start(dir: &Path, n: usize) -> Agents {
+        let mut a = Agents {
+            dir: dir.to_owned(),
+            children: Vec::new(),
+        };
+        for i in 1..=n {
+            a.children.push(None);
+            a.spawn(i);
+        }
+        a
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{i}.log")))
+            .unwrap();
+        let child = shoal()
+            .args(["agent", "--config"])
+            .arg(self.dir.join(format!("node-{i}.toml")))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[i - 1] = Some(child);
+    }
+
+    fn signal(&mut self, i: usize, sig: i32) -> std::process::ExitStatus {
+        let mut child = self.children[i - 1].take().expect("running");
+        unsafe { libc::kill(child.id() as i32, sig) };
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn members(dir: &Path, i: usize) -> Result<Vec<Value>, String> {
+    let out = shoal()
+        .args(["members", "--json", "--config"])
+        .arg(dir.join(format!("node-{i}.toml")))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice::<Value>(&out.stdout)
+        .map_err(|e| e.to_string())?
+        .as_array()
+        .cloned()
+        .ok_or_else(|| "not an array".to_string())
+}
+
+fn state_of(rows: &[Value], name: &str) -> Option<String> {
+    rows.iter()
+        .find(|r| r["name"] == name)
+        .and_then(|r| r["state"].as_str().map(String::from))
+}
+
+fn init(dir: &Path, n: usize) {
+    let out = shoal()
+        .args(["init", "--nodes", &n.to_string(), "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn three_agents_see_a_sigkill_and_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    init(&dir, 3);
+    let mut agents = Agents::start(&dir, 3);
+    for i in 1..=3 {
+        wait_for(Duration::from_secs(20), "3 alive", || {
+            let rows = members(&dir, i)?;
+            // Alive, and with the metadata gossip has to bring (roles, zone).
+            let alive = rows
+                .iter()
+                .filter(|r| r["state"] == "alive" && r["zone"] != "")
+                .count();
+            if alive == 3 {
+                Ok(rows)
+            } else {
+                Err(format!("node-{i}: {alive} alive with metadata"))
+            }
+        });
+    }
+    // The JSON contract of `shoal members --json`.
+    let rows = members(&dir, 1).unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert!(r["name"].as_str().unwrap().starts_with("node-"));
+        assert!(r["addr"].as_str().unwrap().contains(':'));
+        assert!(["alive", "suspect", "down", "left"].contains(&r["state"].as_str().unwrap()));
+        assert!(r["generation"].as_u64().unwrap() >= 1);
+        assert!(r["roles"].as_array().unwrap().iter().any(|x| x == "api"));
+        assert!(!r["zone"].as_str().unwrap().is_empty());
+        assert!(r["since_ms"].is_u64());
+    }
+
+    agents.signal(3, libc::SIGKILL);
+    for i in 1..=2 {
+        wait_for(Duration::from_secs(10), "node-3 down", || {
+            let rows = members(&dir, i)?;
+            match state_of(&rows, "node-3").as_deref() {
+                Some("down") => Ok(()),
+                s => Err(format!("node-{i} sees node-3 as {s:?}")),
+            }
+        });
+    }
+
+    agents.spawn(3);
+    for i in 1..=3 {
+        wait_for(Duration::from_secs(20), "node-3 alive again", || {
+            let rows = members(&dir, i)?;
+            let r = rows
+                .iter()
+                .find(|r| r["name"] == "node-3")
+                .ok_or("no node-3")?;
+            if r["state"] == "alive" && r["generation"].as_u64() >= Some(2) {
+                Ok(())
+            } else {
+                Err(format!("{r}"))
+            }
+        });
+    }
+
+    // SIGTERM is a clean shutdown: exit 0, and the node comes back as itself.
+    let status = agents.signal(2, libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "SIGTERM must exit 0");
+    agents.spawn(2);
+    wait_for(Duration::from_secs(20), "node-2 back", || {
+        let rows = members(&dir, 1)?;
+        match state_of(&rows, "node-2").as_deref() {
+            Some("alive") => Ok(()),
+            s => Err(format!("{s:?}")),
+        }
+    });
+}
+
+#[test]
+fn leave_and_chaos_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    init(&dir, 3);
+    let mut agents = Agents::start(&dir, 3);
+    wait_for(Duration::from_secs(20), "3 alive", || {
+        let rows = members(&dir, 1)?;
+        if rows.iter().filter(|r| r["state"] == "alive").count() == 3 {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    let cfg = |i: usize| dir.join(format!("node-{i}.toml"));
+
+    // chaos partition: sent to every node; both sides see the other down.
+    let out = shoal()
+        .args(["chaos", "--config"])
+        .arg(cfg(1))
+        .args([
+            "partition",
+            "--a",
+            "node-1",
+            "--b",
+            "node-2,node-3",
+            "--ttl",
+            "60s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(Duration::from_secs(10), "partition seen", || {
+        let a = members(&dir, 1)?;
+        let b = members(&dir, 2)?;
+        if state_of(&a, "node-2").as_deref() == Some("down")
+            && state_of(&b, "node-1").as_deref() == Some("down")
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?} {:?}",
+                state_of(&a, "node-2"),
+                state_of(&b, "node-1")
+            ))
+        }
+    });
+    // The rules in force are visible on every node, with their TTL.
+    let list = shoal()
+        .args(["chaos", "--config"])
+        .arg(cfg(3))
+        .arg("list")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(text.matches("1 rule(s) in force").count(), 3, "{text}");
+    assert!(text.contains("\"kind\":\"partition\""), "{text}");
+
+    let out = shoal()
+        .args(["chaos", "--config"])
+        .arg(cfg(2))
+        .arg("heal")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(Duration::from_secs(20), "healed", || {
+        let rows = members(&dir, 1)?;
+        if rows.iter().filter(|r| r["state"] == "alive").count() == 3 {
+            Ok(())
+        } else {
+            Err(format!("{rows:?}"))
+        }
+    });
+
+    // A bad rule is refused with a clear error and a non-zero exit.
+    let out = shoal()
+        .args(["chaos", "--config"])
+        .arg(cfg(1))
+        .args(["drop", "--p", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("probability"));
+
+    // leave: node-3 announces leaving, its agent exits 0, others show `left`.
+    let out = shoal()
+        .args(["leave", "--config"])
+        .arg(cfg(3))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = agents.children[2].take().unwrap();
+    let status = wait_for(Duration::from_secs(10), "agent exit", || {
+        child
+            .try_wait()
+            .map_err(|e| e.to_string())?
+            .ok_or("running".into())
+    });
+    assert_eq!(status.code(), Some(0));
+    for i in 1..=2 {
+        wait_for(Duration::from_secs(10), "left", || {
+            let rows = members(&dir, i)?;
+            match state_of(&rows, "node-3").as_deref() {
+                Some("left") => Ok(()),
+                s => Err(format!("{s:?}")),
+            }
+        });
+    }
+}
+
+#[test]
+fn init_refuses_a_non_empty_dir_and_agent_reports_bad_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("something"), "x").unwrap();
+    let out = shoal()
+        .args(["init", "--nodes", "3", "--out"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "name = 3\n").unwrap();
+    let out = shoal()
+        .args(["agent", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid TOML for shoal"));
+}
+
+#[test]
+fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    let mut dev = shoal()
+        .args(["dev", "--nodes", "3", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = dev.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines.iter().any(|l: &String| l == "READY") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => panic!("no READY within 60 s; got {lines:?}"),
+        }
+    }
+    let canonical = dir.canonicalize().unwrap();
+    assert!(
+        lines.contains(&format!(
+            "export KUBECONFIG={}",
+            canonical.join("kubeconfig").display()
+        )),
+        "{lines:?}"
+    );
+
+    // The kubeconfig works with curl against /shoal/v1/members.
+    let kube: Value =
+        serde_json::from_slice(&std::fs::read(canonical.join("kubeconfig")).unwrap()).unwrap();
+    let server = kube["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ca = kube["clusters"][0]["cluster"]["certificate-authority"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = kube["users"][0]["user"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(kube["current-context"], "node-1");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--cacert",
+            &ca,
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+        ])
+        .arg(format!("{server}/shoal/v1/members"))
+        .output()
+        .expect("curl is installed (the README's test command installs it)");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 3);
+
+    let pids: Vec<i32> = (1..=3)
+        .map(|k| {
+            std::fs::read_to_string(canonical.join(format!("node-{k}.pid")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    unsafe { libc::kill(dev.id() as i32, libc::SIGINT) };
+    let status = wait_for(Duration::from_secs(20), "dev exits", || {
+        dev.try_wait()
+            .map_err(|e| e.to_string())?
+            .ok_or("running".into())
+    });
+    assert!(status.success(), "dev must exit 0 on Ctrl-C, got {status}");
+    for pid in pids {
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "agent {pid} survived Ctrl-C");
+    }
+    for k in 1..=3 {
+        assert!(
+            !canonical.join(format!("node-{k}.pid")).exists(),
+            "pid file of node-{k} left behind"
+        );
+    }
+}
