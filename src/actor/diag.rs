@@ -46,6 +46,18 @@ impl RemoteMessage for Recorded {
     const TAG: &'static str = "shoal.diag.recorded/1";
 }
 
+/// How many values were recorded from `from`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordedCount {
+    pub from: String,
+}
+impl Message for RecordedCount {
+    type Reply = u64;
+}
+impl RemoteMessage for RecordedCount {
+    const TAG: &'static str = "shoal.diag.recorded-count/1";
+}
+
 /// Sleeps on the receiving side before answering (deadline tests).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SlowEcho {
@@ -99,6 +111,12 @@ impl Handler<Recorded> for DiagActor {
     }
 }
 
+impl Handler<RecordedCount> for DiagActor {
+    fn handle(&mut self, msg: RecordedCount, _ctx: &mut Ctx<Self>) -> Reply<u64> {
+        (self.recorded.get(&msg.from).map_or(0, |v| v.len()) as u64).into()
+    }
+}
+
 impl Handler<SlowEcho> for DiagActor {
     fn handle(&mut self, msg: SlowEcho, _ctx: &mut Ctx<Self>) -> Reply<u64> {
         Reply::later(async move {
@@ -132,6 +150,7 @@ pub fn serve(registry: &super::Registry, addr: super::Addr<DiagActor>) {
     registry.serve::<DiagActor, Echo>(ACTOR, addr.clone());
     registry.serve::<DiagActor, Record>(ACTOR, addr.clone());
     registry.serve::<DiagActor, Recorded>(ACTOR, addr.clone());
+    registry.serve::<DiagActor, RecordedCount>(ACTOR, addr.clone());
     registry.serve::<DiagActor, SlowEcho>(ACTOR, addr.clone());
     registry.serve_subscription::<DiagActor, Count>(ACTOR, addr);
 }

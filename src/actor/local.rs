@@ -206,6 +206,45 @@ impl<A: Actor> Addr<A> {
         })
     }
 
+    /// Like `tell`, but hands the message back when it was not delivered.
+    pub fn try_tell<M: Message>(&self, msg: M) -> Result<(), (TellError, M)>
+    where
+        A: Handler<M>,
+    {
+        self.0.try_send(Env(msg)).map_err(|e| match e {
+            actix::dev::SendError::Full(Env(m)) => (TellError::Full, m),
+            actix::dev::SendError::Closed(Env(m)) => (TellError::Closed, m),
+        })
+    }
+
+    /// Delivers, waiting (at most `timeout`) while the mailbox is full; the
+    /// back-pressure path for ordered remote tells.
+    pub async fn tell_wait<M: Message>(
+        &self,
+        mut msg: M,
+        timeout: Duration,
+    ) -> Result<(), TellError>
+    where
+        A: Handler<M>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_micros(100);
+        loop {
+            match self.try_tell(msg) {
+                Ok(()) => return Ok(()),
+                Err((TellError::Closed, _)) => return Err(TellError::Closed),
+                Err((TellError::Full, m)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(TellError::Full);
+                    }
+                    msg = m;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
     /// Sends and waits for the reply, at most `timeout`.
     pub async fn ask<M: Message>(
         &self,

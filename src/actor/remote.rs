@@ -171,7 +171,7 @@ pub struct Inbound {
 }
 
 type AskFn = Arc<dyn Fn(Inbound) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> + Send + Sync>;
-type TellFn = Arc<dyn Fn(Inbound) -> Result<(), RemoteError> + Send + Sync>;
+type TellFn = Arc<dyn Fn(Inbound) -> BoxFuture<'static, Result<(), RemoteError>> + Send + Sync>;
 type SubFn = Arc<
     dyn Fn(Inbound, mpsc::Sender<StreamItem>) -> BoxFuture<'static, Result<(), RemoteError>>
         + Send
@@ -223,12 +223,17 @@ impl Registry {
                     .map_err(|e| RemoteError::Handler(format!("reply does not encode: {e}")))
             })
         });
+        // Tells wait for mailbox room: the sender's ordered stream then feels
+        // QUIC flow control instead of losing messages.
         let tell: TellFn = Arc::new(move |inb: Inbound| {
-            let msg: M = postcard::from_bytes(&inb.payload)
-                .map_err(|e| RemoteError::Malformed(e.to_string()))?;
-            addr.tell(msg).map_err(|e| match e {
-                TellError::Full => RemoteError::Mailbox("mailbox full".into()),
-                TellError::Closed => RemoteError::Mailbox("actor stopped".into()),
+            let a = addr.clone();
+            Box::pin(async move {
+                let msg: M = postcard::from_bytes(&inb.payload)
+                    .map_err(|e| RemoteError::Malformed(e.to_string()))?;
+                a.tell_wait(msg, inb.budget).await.map_err(|e| match e {
+                    TellError::Full => RemoteError::Mailbox("mailbox full".into()),
+                    TellError::Closed => RemoteError::Mailbox("actor stopped".into()),
+                })
             })
         });
         self.inner.asks.insert(key(name, M::TAG), ask);
@@ -286,10 +291,15 @@ impl Registry {
         }
     }
 
-    pub fn dispatch_tell(&self, actor: &str, tag: &str, inb: Inbound) -> Result<(), RemoteError> {
+    pub async fn dispatch_tell(
+        &self,
+        actor: &str,
+        tag: &str,
+        inb: Inbound,
+    ) -> Result<(), RemoteError> {
         let f = self.inner.tells.get(&key(actor, tag)).map(|f| f.clone());
         match f {
-            Some(f) => f(inb),
+            Some(f) => f(inb).await,
             None => Err(self.missing(actor, tag)),
         }
     }

@@ -104,7 +104,8 @@ impl ActorSystem {
             return Ok(self
                 .transport
                 .registry()
-                .dispatch_tell(&to.name, M::TAG, inb)?);
+                .dispatch_tell(&to.name, M::TAG, inb)
+                .await?);
         }
         self.transport
             .tell(&to.node, self.envelope(Kind::Tell, to, M::TAG, payload))

@@ -563,7 +563,12 @@ impl Transport {
                 payload: env.payload,
                 budget: DEFAULT_BUDGET,
             };
-            if let Err(e) = self.inner.registry.dispatch_tell(&env.to, &env.tag, inb) {
+            if let Err(e) = self
+                .inner
+                .registry
+                .dispatch_tell(&env.to, &env.tag, inb)
+                .await
+            {
                 self.count(&self.inner.metrics.envelopes_rejected, "reason", "dispatch");
                 tracing::warn!(node = %self.inner.node, to = %env.to, tag = %env.tag, "tell refused: {e}");
             }
@@ -625,7 +630,12 @@ impl Transport {
                 }
             },
             Kind::Tell => {
-                if let Err(e) = self.inner.registry.dispatch_tell(&env.to, &env.tag, inb) {
+                if let Err(e) = self
+                    .inner
+                    .registry
+                    .dispatch_tell(&env.to, &env.tag, inb)
+                    .await
+                {
                     tracing::warn!(node = %self.inner.node, to = %env.to, tag = %env.tag, "tell refused: {e}");
                 }
                 return;

@@ -119,7 +119,9 @@ async fn ask_round_trip_errors_and_deadlines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tells_and_subscriptions_keep_order() {
-    let c = TestCluster::start(2).expect("cluster starts");
+    // A tiny mailbox: 2,000 tells must back-pressure, not get lost.
+    let c = TestCluster::start_with(2, |cfg| cfg.transport.mailbox_capacity = 4)
+        .expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
     c.on(1, |h| async move {
         let to = diag("node-2");
