@@ -199,6 +199,10 @@ impl Default for Capacity {
     }
 }
 
+fn default_worker_threads() -> usize {
+    2
+}
+
 fn default_roles() -> Vec<Role> {
     vec![Role::Api, Role::Store, Role::Worker]
 }
@@ -223,6 +227,10 @@ pub struct NodeConfig {
     pub region: String,
     #[serde(default = "default_zone")]
     pub zone: String,
+    /// tokio worker threads of the node's runtime; 0 runs everything (actors,
+    /// transport, gossip) on the one actor thread.
+    #[serde(default = "default_worker_threads")]
+    pub worker_threads: usize,
     pub listen: Listen,
     pub tls: Tls,
     pub auth: Auth,
@@ -297,6 +305,9 @@ impl NodeConfig {
         if self.roles.is_empty() {
             return Err(invalid("roles", "a node needs at least one role"));
         }
+        if self.worker_threads > 64 {
+            return Err(invalid("worker_threads", "at most 64"));
+        }
         if self.zone.is_empty() {
             return Err(invalid("zone", "must not be empty"));
         }
@@ -364,6 +375,7 @@ impl NodeConfig {
             roles: default_roles(),
             region: default_region(),
             zone: ["a", "b", "c"][(index - 1) % 3].into(),
+            worker_threads: default_worker_threads(),
             listen: Listen {
                 quic: any,
                 gossip: any,
@@ -461,6 +473,22 @@ mod tests {
         cfg.apply_env(|k| (k == "SHOAL_ZONE").then(|| "z9".to_string()))
             .unwrap();
         assert_eq!(cfg.zone, "z9");
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let text = include_str!("../config/example-node.toml");
+        let mut cfg: NodeConfig = toml::from_str(text).unwrap();
+        cfg.resolve_paths(Path::new("/x"));
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.gossip,
+            Gossip {
+                key_file: PathBuf::from("/x/gossip.key"),
+                ..Gossip::default()
+            }
+        );
+        assert_eq!(cfg.transport, Transport::default());
     }
 
     #[test]

@@ -13,9 +13,9 @@ pub const ACTOR: &str = "diag";
 
 /// Replies with the same bytes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Echo(pub Vec<u8>);
+pub struct Echo(#[serde(with = "serde_bytes")] pub Vec<u8>);
 impl Message for Echo {
-    type Reply = Vec<u8>;
+    type Reply = serde_bytes::ByteBuf;
 }
 impl RemoteMessage for Echo {
     const TAG: &'static str = "shoal.diag.echo/1";
@@ -89,8 +89,8 @@ pub struct DiagActor {
 impl Actor for DiagActor {}
 
 impl Handler<Echo> for DiagActor {
-    fn handle(&mut self, msg: Echo, _ctx: &mut Ctx<Self>) -> Reply<Vec<u8>> {
-        msg.0.into()
+    fn handle(&mut self, msg: Echo, _ctx: &mut Ctx<Self>) -> Reply<serde_bytes::ByteBuf> {
+        serde_bytes::ByteBuf::from(msg.0).into()
     }
 }
 

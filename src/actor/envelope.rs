@@ -49,6 +49,8 @@ pub struct Envelope {
     pub corr: u64,
     /// Remaining deadline budget in milliseconds; 0 means none.
     pub budget_ms: u32,
+    /// Same wire form as a postcard `Vec<u8>`, copied in one go.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 
@@ -203,8 +205,9 @@ mod tests {
             let _ = Envelope::decode(&bytes);
         }
 
-        /// Mutating a valid envelope never panics, and a successful decode
-        /// re-encodes to the same bytes.
+        /// Mutating a valid envelope never panics, and whatever decodes is a
+        /// fixed point of encode/decode. (postcard accepts non-canonical
+        /// varints, so the re-encoded bytes may be shorter than the input.)
         #[test]
         fn mutated_envelopes(flip in 0usize..64, value in any::<u8>(), payload in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut env = sample();
@@ -213,7 +216,9 @@ mod tests {
             let i = flip % bytes.len();
             bytes[i] = value;
             if let Ok(e) = Envelope::decode(&bytes) {
-                prop_assert_eq!(e.encode(), bytes);
+                let again = e.encode();
+                prop_assert!(again.len() <= bytes.len());
+                prop_assert_eq!(Envelope::decode(&again).unwrap(), e);
             }
         }
 

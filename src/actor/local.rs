@@ -337,14 +337,24 @@ where
 
 /// Runs `fut` on the current thread inside a fresh actix system (for `main`).
 pub fn block_on_system<Fut: Future>(worker_threads: usize, fut: Fut) -> Fut::Output {
-    let runner = actix_rt::System::with_tokio_rt(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(worker_threads.max(1))
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-    });
+    let runner = actix_rt::System::with_tokio_rt(move || runtime(worker_threads, "shoal"));
     runner.block_on(fut)
+}
+
+/// A node runtime: `0` workers means a current-thread runtime shared with the
+/// actors (no cross-thread hops); otherwise a multi-thread runtime.
+pub fn runtime(worker_threads: usize, name: &str) -> tokio::runtime::Runtime {
+    let mut b = if worker_threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(worker_threads);
+        b
+    };
+    b.thread_name(name)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 #[cfg(test)]

@@ -18,10 +18,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::RwLock;
 use tokio::sync::mpsc;
 
 use super::envelope::RemoteError;
@@ -178,12 +179,19 @@ type SubFn = Arc<
         + Sync,
 >;
 
+/// The handlers of one actor name, by tag.
+#[derive(Default)]
+struct Handlers {
+    asks: HashMap<String, AskFn>,
+    tells: HashMap<String, TellFn>,
+    subs: HashMap<String, SubFn>,
+}
+
+/// Read-mostly: written at registration, read (without allocating) on
+/// every inbound envelope.
 #[derive(Default)]
 struct RegistryInner {
-    actors: DashMap<String, ()>,
-    asks: DashMap<(String, String), AskFn>,
-    tells: DashMap<(String, String), TellFn>,
-    subs: DashMap<(String, String), SubFn>,
+    actors: RwLock<HashMap<String, Handlers>>,
 }
 
 /// Which local actor handles which tag, for one node.
@@ -192,8 +200,13 @@ pub struct Registry {
     inner: Arc<RegistryInner>,
 }
 
-fn key(actor: &str, tag: &str) -> (String, String) {
-    (actor.to_string(), tag.to_string())
+impl RegistryInner {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Handlers>> {
+        self.actors.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Handlers>> {
+        self.actors.read().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn mailbox_err(e: LocalAskError) -> RemoteError {
@@ -211,7 +224,6 @@ impl Registry {
         M: RemoteMessage,
         M::Reply: Serialize + DeserializeOwned,
     {
-        self.inner.actors.insert(name.to_string(), ());
         let a = addr.clone();
         let ask: AskFn = Arc::new(move |inb: Inbound| {
             let a = a.clone();
@@ -236,8 +248,10 @@ impl Registry {
                 })
             })
         });
-        self.inner.asks.insert(key(name, M::TAG), ask);
-        self.inner.tells.insert(key(name, M::TAG), tell);
+        let mut actors = self.inner.write();
+        let h = actors.entry(name.to_string()).or_default();
+        h.asks.insert(M::TAG.to_string(), ask);
+        h.tells.insert(M::TAG.to_string(), tell);
     }
 
     /// Serves subscriptions `S` at actor name `name`.
@@ -246,7 +260,6 @@ impl Registry {
         A: Handler<Subscribe<S>>,
         S: RemoteSubscription,
     {
-        self.inner.actors.insert(name.to_string(), ());
         let sub: SubFn = Arc::new(move |inb: Inbound, tx| {
             let a = addr.clone();
             Box::pin(async move {
@@ -262,11 +275,16 @@ impl Registry {
                     .map_err(RemoteError::Handler)
             })
         });
-        self.inner.subs.insert(key(name, S::TAG), sub);
+        self.inner
+            .write()
+            .entry(name.to_string())
+            .or_default()
+            .subs
+            .insert(S::TAG.to_string(), sub);
     }
 
     fn missing(&self, actor: &str, tag: &str) -> RemoteError {
-        if self.inner.actors.contains_key(actor) {
+        if self.inner.read().contains_key(actor) {
             RemoteError::UnknownTag(tag.to_string())
         } else {
             RemoteError::UnknownActor(actor.to_string())
@@ -279,7 +297,12 @@ impl Registry {
         tag: &str,
         inb: Inbound,
     ) -> Result<Vec<u8>, RemoteError> {
-        let f = self.inner.asks.get(&key(actor, tag)).map(|f| f.clone());
+        let f = self
+            .inner
+            .read()
+            .get(actor)
+            .and_then(|h| h.asks.get(tag))
+            .cloned();
         match f {
             Some(f) => {
                 let budget = inb.budget;
@@ -297,7 +320,12 @@ impl Registry {
         tag: &str,
         inb: Inbound,
     ) -> Result<(), RemoteError> {
-        let f = self.inner.tells.get(&key(actor, tag)).map(|f| f.clone());
+        let f = self
+            .inner
+            .read()
+            .get(actor)
+            .and_then(|h| h.tells.get(tag))
+            .cloned();
         match f {
             Some(f) => f(inb).await,
             None => Err(self.missing(actor, tag)),
@@ -311,7 +339,12 @@ impl Registry {
         inb: Inbound,
         tx: mpsc::Sender<StreamItem>,
     ) -> Result<(), RemoteError> {
-        let f = self.inner.subs.get(&key(actor, tag)).map(|f| f.clone());
+        let f = self
+            .inner
+            .read()
+            .get(actor)
+            .and_then(|h| h.subs.get(tag))
+            .cloned();
         match f {
             Some(f) => {
                 let budget = inb.budget;

@@ -8,7 +8,7 @@ use crate::node::Node;
 
 pub fn run(config: &Path) -> anyhow::Result<()> {
     let cfg = NodeConfig::load(config)?;
-    crate::actor::local::block_on_system(2, async move {
+    crate::actor::local::block_on_system(cfg.worker_threads, async move {
         let node = Node::start(cfg).await?;
         let mut exit = node.handle.exit.clone();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -115,6 +115,7 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
             roles: vec![config::Role::Api, config::Role::Store, config::Role::Worker],
             region: "local".into(),
             zone: zones[(i - 1) % zones.len()].clone(),
+            worker_threads: 2,
             listen: listens[i - 1].clone(),
             tls: Tls {
                 ca: PathBuf::from("ca.pem"),

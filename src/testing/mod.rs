@@ -50,7 +50,8 @@ pub fn spawn_node(cfg: NodeConfig) -> anyhow::Result<TestNode> {
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<bool>();
     let name = cfg.name.clone();
-    let thread = crate::actor::local::run_system(&name, 2, move || async move {
+    let threads = cfg.worker_threads;
+    let thread = crate::actor::local::run_system(&name, threads, move || async move {
         match Node::start(cfg).await {
             Ok(node) => {
                 let _ = tx.send(Ok((node.handle.clone(), tokio::runtime::Handle::current())));

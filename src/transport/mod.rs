@@ -108,9 +108,8 @@ impl Transport {
                 .map_err(|e| TransportError::Config(e.to_string()))?,
         ));
         tc.keep_alive_interval(Some(s.keep_alive));
-        tc.max_concurrent_bidi_streams(4096u32.into());
+        tc.max_concurrent_bidi_streams(256u32.into());
         tc.max_concurrent_uni_streams(64u32.into());
-        tc.datagram_receive_buffer_size(None);
         let tc = Arc::new(tc);
 
         let server_tls = QuicServerConfig::try_from(tls::quic_server_config(&s.tls)?)
@@ -325,6 +324,9 @@ impl Transport {
                 .await
                 .map_err(|e| AskError::Stream(e.to_string()))?
                 .ok_or_else(|| AskError::Stream("stream closed without a reply".into()))?;
+            // Take the server's end of stream too (it comes with the reply), so
+            // the stream closes cleanly on both sides.
+            let _ = recv.read_to_end(0).await;
             let reply = Envelope::decode(&frame).map_err(|e| AskError::Codec(e.to_string()))?;
             if !exempt && self.inner.faults.on_receive(&reply.from, &self.inner.node) {
                 self.count(&self.inner.metrics.fault_drops, "path", "envelope");
@@ -660,6 +662,9 @@ impl Transport {
             let _ = write_frame(&mut send, &err.encode(), self.inner.max_frame).await;
         }
         let _ = send.finish();
+        // Consume the caller's end of stream instead of dropping the stream
+        // unread (which would make quinn send STOP_SENDING).
+        let _ = tokio::time::timeout(budget, recv.read_to_end(0)).await;
     }
 
     async fn serve_subscription(

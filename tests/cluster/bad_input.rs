@@ -140,7 +140,7 @@ async fn garbage_everywhere_does_not_hurt_the_node() {
         })
         .await
         .unwrap();
-    assert_eq!(r, b"alive");
+    assert_eq!(&r[..], b"alive");
     converge(&c, &[1, 2], 2, Duration::from_secs(5))
         .await
         .unwrap();

@@ -25,7 +25,7 @@ async fn ask_round_trip_errors_and_deadlines() {
             .ask(&to, Echo(b"hello".to_vec()), Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(r, b"hello");
+        assert_eq!(&r[..], b"hello");
         let big = vec![7u8; 3 * 1024 * 1024];
         let r = h
             .actors
@@ -105,14 +105,14 @@ async fn ask_round_trip_errors_and_deadlines() {
             .ask(&diag("node-1"), Echo(b"x".to_vec()), Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(r, b"x");
+        assert_eq!(&r[..], b"x");
         // The node still answers after all that.
         let r = h
             .actors
             .ask(&to, Echo(b"still".to_vec()), Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(r, b"still");
+        assert_eq!(&r[..], b"still");
     })
     .await;
 }
@@ -360,7 +360,7 @@ async fn one_way_cut_is_one_way_per_envelope() {
                 .await
         })
         .await;
-    assert_eq!(r.unwrap(), vec![3]);
+    assert_eq!(r.unwrap().to_vec(), vec![3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
