@@ -41,6 +41,8 @@ pub struct NodeHandle {
     pub gossip_addr: SocketAddr,
     /// Turns true when the node should exit (after `leave`).
     pub exit: watch::Receiver<bool>,
+    /// Starts actors on this node's actor thread.
+    pub spawner: actor::Spawner,
 }
 
 /// A running node; dropping it without `shutdown` is a crash.
@@ -181,6 +183,7 @@ impl Node {
             api_addr,
             quic_addr: transport.local_addr(),
             exit: exit_rx,
+            spawner: actor::Spawner::current(),
         };
         tracing::info!(node = %cfg.name, generation, api = %api_addr, quic = %handle.quic_addr, gossip = %handle.gossip_addr, "node started");
         Ok(Node {

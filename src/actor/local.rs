@@ -306,6 +306,34 @@ impl<M: Message> Recipient<M> {
     }
 }
 
+/// Starts actors on one node's actor thread from anywhere (any thread or
+/// runtime). Cheap to clone.
+#[derive(Clone)]
+pub struct Spawner(actix_rt::ArbiterHandle);
+
+impl Spawner {
+    /// The spawner of the actor system the caller runs in.
+    pub fn current() -> Spawner {
+        Spawner(actix_rt::Arbiter::current())
+    }
+
+    /// Builds and starts an actor on the node's actor thread.
+    pub async fn spawn<A, F>(&self, make: F, mailbox: usize) -> Option<Addr<A>>
+    where
+        A: Actor,
+        F: FnOnce() -> A + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ok = self.0.spawn_fn(move || {
+            let _ = tx.send(spawn(make(), mailbox));
+        });
+        if !ok {
+            return None;
+        }
+        rx.await.ok()
+    }
+}
+
 /// Runs `fut` as a node: a dedicated OS thread with its own actix system and
 /// tokio runtime. Several nodes can live in one process this way, sharing no
 /// global state; stopping the system drops every actor, socket and task of

@@ -11,7 +11,7 @@ pub mod local;
 pub mod remote;
 mod system;
 
-pub use local::{spawn, Actor, Addr, Ctx, Handler, Message, Recipient, Reply, TellError};
+pub use local::{spawn, Actor, Addr, Ctx, Handler, Message, Recipient, Reply, Spawner, TellError};
 pub use remote::{
     ActorPath, AskError, Registry, RemoteMessage, RemoteSubscription, Sink, SinkError, Subscribe,
     Subscription, SubscriptionEnd,

@@ -143,6 +143,35 @@ async fn partition_both_sides_see_down_then_heal() {
     assert!(took <= Duration::from_secs(20));
 }
 
+/// A test actor that collects membership events.
+struct Collector {
+    seen: Vec<(String, MemberState)>,
+}
+impl shoal::actor::Actor for Collector {}
+impl shoal::actor::Handler<shoal::membership::MemberEvent> for Collector {
+    fn handle(
+        &mut self,
+        ev: shoal::membership::MemberEvent,
+        _ctx: &mut shoal::actor::Ctx<Self>,
+    ) -> shoal::actor::Reply<()> {
+        self.seen.push((ev.name, ev.state));
+        ().into()
+    }
+}
+struct Seen;
+impl shoal::actor::Message for Seen {
+    type Reply = Vec<(String, MemberState)>;
+}
+impl shoal::actor::Handler<Seen> for Collector {
+    fn handle(
+        &mut self,
+        _: Seen,
+        _ctx: &mut shoal::actor::Ctx<Self>,
+    ) -> shoal::actor::Reply<Vec<(String, MemberState)>> {
+        self.seen.clone().into()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_events_reach_subscribers() {
     let mut c = TestCluster::start(3).expect("cluster starts");
@@ -154,6 +183,21 @@ async fn membership_events_reach_subscribers() {
             1,
             |h| async move { h.membership.subscribe(64).await.unwrap() },
         )
+        .await;
+    // And an actor on node-2, subscribed through its recipient.
+    let collector = c
+        .on(2, |h| async move {
+            let addr = h
+                .spawner
+                .spawn(|| Collector { seen: Vec::new() }, 64)
+                .await
+                .expect("actor starts");
+            h.membership
+                .subscribe_actor(addr.recipient(), 64)
+                .await
+                .unwrap();
+            addr
+        })
         .await;
     // The subscription starts with the current rows.
     let mut seen = std::collections::BTreeSet::new();
@@ -175,4 +219,49 @@ async fn membership_events_reach_subscribers() {
             break;
         }
     }
+    let got = shoal::testing::wait_until(Duration::from_secs(10), || async {
+        let seen = collector
+            .ask(Seen, Duration::from_secs(2))
+            .await
+            .map_err(|e| e.to_string())?;
+        let has = |n: &str, s| seen.iter().any(|(name, st)| name == n && *st == s);
+        if has("node-1", MemberState::Alive) && has("node-3", MemberState::Down) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    got.unwrap();
+}
+
+/// The default config's bound at the largest size it promises (N = 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_see_a_crash_within_the_bound() {
+    let mut c = TestCluster::start(10).expect("cluster starts");
+    let all: Vec<usize> = (1..=10).collect();
+    converge(&c, &all, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let bound = c.config(1).gossip.down_detection_bound(10);
+    assert!(bound <= Duration::from_secs(5));
+    let killed = Instant::now();
+    c.kill(10);
+    all_see(
+        &c,
+        &all[..9],
+        "node-10",
+        MemberState::Down,
+        bound + Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let took = killed.elapsed();
+    eprintln!("10 nodes: crash seen as down by all 9 after {took:?} (bound {bound:?})");
+    // The promise of issue 2: every member of a cluster of up to 10 sees a
+    // crash as `down` within 5 s with the default config.
+    assert!(
+        took <= Duration::from_secs(5),
+        "took {took:?}, bound {bound:?}"
+    );
 }

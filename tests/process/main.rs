@@ -431,3 +431,16 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
         );
     }
 }
+
+/// rustls and quinn stay on ring: aws-lc must not enter the dependency tree.
+#[test]
+fn no_aws_lc_in_the_dependency_tree() {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
+    for name in ["aws-lc-sys", "aws-lc-rs", "aws-lc-fips-sys"] {
+        assert!(
+            !lock.contains(&format!("name = \"{name}\"")),
+            "{name} is in Cargo.lock"
+        );
+    }
+    assert!(lock.contains("name = \"ring\""));
+}
