@@ -154,3 +154,44 @@ pub fn serve(registry: &super::Registry, addr: super::Addr<DiagActor>) {
     registry.serve::<DiagActor, SlowEcho>(ACTOR, addr.clone());
     registry.serve_subscription::<DiagActor, Count>(ACTOR, addr);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex_of<T: Serialize>(v: &T) -> String {
+        hex::encode(postcard::to_allocvec(v).unwrap())
+    }
+
+    /// Pins the wire bytes of every diag message and reply. A change here
+    /// needs a new tag, not a new golden value.
+    #[test]
+    fn golden_bytes() {
+        assert_eq!(hex_of(&Echo(vec![1, 2])), "020102");
+        assert_eq!(hex_of(&serde_bytes::ByteBuf::from(vec![1, 2])), "020102");
+        assert_eq!(
+            hex_of(&Record {
+                from: "a".into(),
+                value: 300
+            }),
+            "0161ac02"
+        );
+        assert_eq!(hex_of(&Recorded { from: "a".into() }), "0161");
+        assert_eq!(hex_of(&RecordedCount { from: "a".into() }), "0161");
+        assert_eq!(hex_of(&SlowEcho { delay_ms: 5 }), "05");
+        assert_eq!(hex_of(&Count { start: 1, count: 2 }), "0102");
+        let tags = [
+            Echo::TAG,
+            Record::TAG,
+            Recorded::TAG,
+            RecordedCount::TAG,
+            SlowEcho::TAG,
+            Count::TAG,
+        ];
+        assert_eq!(
+            tags.iter().collect::<std::collections::HashSet<_>>().len(),
+            tags.len(),
+            "tags are unique"
+        );
+    }
+}

@@ -59,3 +59,17 @@ impl Handler<Apply> for ChaosActor {
         res.into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_bytes() {
+        let apply = Apply::new(&ChaosCommand::Heal);
+        assert_eq!(
+            hex::encode(postcard::to_allocvec(&apply).unwrap()),
+            "0d7b226f70223a226865616c227d"
+        );
+    }
+}

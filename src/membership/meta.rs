@@ -130,6 +130,15 @@ mod tests {
         }
     }
 
+    /// Pins the broadcast encoding of node metadata.
+    #[test]
+    fn golden_bytes() {
+        assert_eq!(
+            hex::encode(postcard::to_allocvec(&meta(3)).unwrap()),
+            "066e6f64652d3201030001036170690172016100007f0000010105302e312e30e8070101"
+        );
+    }
+
     #[test]
     fn keeps_only_newer_versions() {
         let inbox = Arc::new(Mutex::new(Vec::new()));

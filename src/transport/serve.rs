@@ -11,6 +11,9 @@ use super::{Transport, CODE_FAULT, CODE_FRAME_TOO_LARGE};
 use crate::actor::envelope::{Envelope, Kind, RemoteError};
 use crate::actor::remote::{Inbound, StreamItem, DEFAULT_BUDGET};
 
+/// The longest deadline budget honoured from the wire (5 minutes).
+const MAX_BUDGET_MS: u64 = 300_000;
+
 impl Transport {
     // ----- inbound --------------------------------------------------------
 
@@ -147,10 +150,11 @@ impl Transport {
             "kind",
             Self::kind_name(env.kind),
         );
+        // A budget from the wire is capped: a peer cannot pin a task for weeks.
         let budget = if env.budget_ms == 0 {
             DEFAULT_BUDGET
         } else {
-            Duration::from_millis(env.budget_ms as u64)
+            Duration::from_millis((env.budget_ms as u64).min(MAX_BUDGET_MS))
         };
         let exempt = Self::exempt(&env);
         if !exempt && self.inner.faults.on_receive(&env.from, &self.inner.node) {
