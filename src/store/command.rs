@@ -1,0 +1,175 @@
+//! What the replicated log carries, and what applying it answers.
+//!
+//! The store is MVCC like etcd: every key maps to (value, create_rev,
+//! mod_rev, version), and a revision is the Raft log index of the entry that
+//! made the change. A write is a transaction: compares, then the `success`
+//! ops if every compare holds, else the `failure` ops. create-if-absent,
+//! update-if-mod_rev and delete-if-mod_rev are transactions with one compare.
+//!
+//! These types are postcard-encoded into Raft log entries and snapshots;
+//! golden-bytes tests pin them. A changed layout needs a new variant.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest stored value (etcd's default request limit is 1.5 MiB as well).
+pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
+
+/// One key's current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+    pub create_rev: u64,
+    pub mod_rev: u64,
+    /// Number of writes since creation (1 for a new key).
+    pub version: u64,
+}
+
+/// A precondition on one key. `mod_rev == 0` means "the key is absent".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub mod_rev: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Put {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    Delete {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+}
+
+impl Op {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } => key,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Txn {
+    pub compare: Vec<Compare>,
+    pub success: Vec<Op>,
+    pub failure: Vec<Op>,
+}
+
+impl Txn {
+    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Txn {
+        Txn { success: vec![Op::Put { key: key.into(), value: value.into() }], ..Txn::default() }
+    }
+
+    /// Put only if the key does not exist.
+    pub fn create(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Txn {
+        let key = key.into();
+        Txn {
+            compare: vec![Compare { key: key.clone(), mod_rev: 0 }],
+            success: vec![Op::Put { key, value: value.into() }],
+            failure: vec![],
+        }
+    }
+
+    /// Put only if the key's mod_rev is `mod_rev`.
+    pub fn update(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, mod_rev: u64) -> Txn {
+        let key = key.into();
+        Txn {
+            compare: vec![Compare { key: key.clone(), mod_rev }],
+            success: vec![Op::Put { key, value: value.into() }],
+            failure: vec![],
+        }
+    }
+
+    /// Delete; only if the key's mod_rev is `mod_rev` when one is given.
+    pub fn delete(key: impl Into<Vec<u8>>, mod_rev: Option<u64>) -> Txn {
+        let key = key.into();
+        Txn {
+            compare: mod_rev.map(|m| Compare { key: key.clone(), mod_rev: m }).into_iter().collect(),
+            success: vec![Op::Delete { key }],
+            failure: vec![],
+        }
+    }
+
+    /// Checks sizes before proposing (nothing oversize reaches the log).
+    pub fn validate(&self) -> Result<(), String> {
+        for op in self.success.iter().chain(&self.failure) {
+            if op.key().is_empty() {
+                return Err("empty key".into());
+            }
+            if op.key().len() > 4096 {
+                return Err(format!("key of {} bytes exceeds 4096", op.key().len()));
+            }
+            if let Op::Put { value, .. } = op {
+                if value.len() > MAX_VALUE_BYTES {
+                    return Err(format!("value of {} bytes exceeds the limit of {MAX_VALUE_BYTES}", value.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The application data of a Raft log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Txn(Txn),
+    /// Drop history older than `revision` (current values stay).
+    Compact { revision: u64 },
+}
+
+/// The outcome of one applied entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Blank and membership entries.
+    None,
+    Txn(TxnResult),
+    Compacted { revision: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnResult {
+    pub succeeded: bool,
+    /// The revision of this entry (its log index).
+    pub revision: u64,
+    /// For each executed op, the key's state before it (None if absent).
+    pub prev: Vec<Option<KeyValue>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex_of<T: Serialize>(v: &T) -> String {
+        hex::encode(postcard::to_allocvec(v).unwrap())
+    }
+
+    /// Pins the log encoding. A change here is a data format change.
+    #[test]
+    fn golden_bytes() {
+        assert_eq!(hex_of(&Request::Txn(Txn::create("k", "v"))), "0001016b000100016b017600");
+        assert_eq!(hex_of(&Request::Compact { revision: 300 }), "01ac02");
+        let r = Response::Txn(TxnResult {
+            succeeded: true,
+            revision: 5,
+            prev: vec![None, Some(KeyValue { key: b"k".to_vec(), value: b"v".to_vec(), create_rev: 1, mod_rev: 2, version: 3 })],
+        });
+        assert_eq!(hex_of(&r), "0101050200 01016b0176010203".replace(' ', ""));
+    }
+
+    #[test]
+    fn validation_refuses_oversize_and_empty() {
+        assert!(Txn::put("k", vec![0u8; MAX_VALUE_BYTES]).validate().is_ok());
+        let e = Txn::put("k", vec![0u8; MAX_VALUE_BYTES + 1]).validate().unwrap_err();
+        assert!(e.contains("exceeds the limit"), "{e}");
+        assert!(Txn::put("", "v").validate().is_err());
+    }
+}
