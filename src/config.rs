@@ -199,6 +199,41 @@ impl Default for Capacity {
     }
 }
 
+/// The replicated store (Raft + redb).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The nodes that form the first Raft configuration (`shoal init`
+    /// writes the first 3). The first of them initializes the cluster.
+    pub initial_voters: Vec<String>,
+    /// redb page cache per database, in MiB.
+    pub cache_mb: usize,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries.
+    pub snapshot_every: u64,
+    /// Revisions of history kept before automatic compaction.
+    pub history_revisions: u64,
+    /// Budget of one client write or read, forwarding included.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            initial_voters: Vec::new(),
+            cache_mb: 64,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every: 10_000,
+            history_revisions: 10_000,
+            request_timeout_ms: 5_000,
+        }
+    }
+}
+
 fn default_worker_threads() -> usize {
     2
 }
@@ -242,6 +277,8 @@ pub struct NodeConfig {
     pub transport: Transport,
     #[serde(default)]
     pub capacity: Capacity,
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 impl NodeConfig {
@@ -339,6 +376,32 @@ impl NodeConfig {
                 "must be at least 4 MiB",
             ));
         }
+        let st = &self.store;
+        if st.heartbeat_ms == 0
+            || st.election_timeout_min_ms <= st.heartbeat_ms
+            || st.election_timeout_max_ms <= st.election_timeout_min_ms
+        {
+            return Err(invalid(
+                "store.election_timeout_min_ms",
+                "need heartbeat < election min < election max",
+            ));
+        }
+        if st.cache_mb == 0
+            || st.snapshot_every == 0
+            || st.history_revisions == 0
+            || st.request_timeout_ms == 0
+        {
+            return Err(invalid(
+                "store.cache_mb",
+                "store sizes and periods must be above 0",
+            ));
+        }
+        if let Some(v) = st.initial_voters.iter().find(|v| !is_node_name(v)) {
+            return Err(invalid(
+                "store.initial_voters",
+                format!("{v:?} is not of the form node-N"),
+            ));
+        }
         if self.transport.subscription_buffer == 0 || self.transport.mailbox_capacity == 0 {
             return Err(invalid(
                 "transport.subscription_buffer",
@@ -396,6 +459,7 @@ impl NodeConfig {
             },
             transport: Transport::default(),
             capacity: Capacity::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -489,6 +553,13 @@ mod tests {
             }
         );
         assert_eq!(cfg.transport, Transport::default());
+        assert_eq!(
+            cfg.store,
+            StoreConfig {
+                initial_voters: vec!["node-1".into(), "node-2".into(), "node-3".into()],
+                ..StoreConfig::default()
+            }
+        );
     }
 
     #[test]

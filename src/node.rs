@@ -25,6 +25,9 @@ use crate::datadir::DataDir;
 use crate::membership::meta::{Capacity, NodeMeta};
 use crate::membership::{Membership, MembershipSettings};
 use crate::metrics::Metrics;
+use crate::store::log_store::LogStore;
+use crate::store::state_machine::{SmSettings, StateMachine};
+use crate::store::{Store, TypeConfig};
 use crate::transport::faults::Faults;
 use crate::transport::{tls, Transport, TransportSettings};
 
@@ -43,6 +46,8 @@ pub struct NodeHandle {
     pub exit: watch::Receiver<bool>,
     /// Starts actors on this node's actor thread.
     pub spawner: actor::Spawner,
+    /// The replicated store, as seen from this node.
+    pub store: Store,
 }
 
 /// A running node; dropping it without `shutdown` is a crash.
@@ -58,6 +63,8 @@ impl Node {
         cfg.validate()?;
         let datadir = DataDir::open(&cfg.data_dir, &cfg.cluster_id, &cfg.name)?;
         let generation = datadir.generation();
+        let raft_id = datadir.identity().raft_id;
+        let data_path = datadir.path().to_owned();
         let datadir = Arc::new(Mutex::new(datadir));
 
         let material = tls::TlsMaterial::load(&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key)?;
@@ -94,6 +101,8 @@ impl Node {
         actor::diag::serve(&registry, diag);
         let chaos = actor::spawn(crate::chaos::ChaosActor::new(faults.clone()), mailbox);
         registry.serve::<crate::chaos::ChaosActor, crate::chaos::Apply>(crate::chaos::ACTOR, chaos);
+
+        let store = start_store(&cfg, &data_path, raft_id, &actors, &registry).await?;
 
         let listener = tokio::net::TcpListener::bind(cfg.listen.api)
             .await
@@ -164,6 +173,7 @@ impl Node {
             faults: faults.clone(),
             metrics: metrics.clone(),
             exit: Arc::new(exit_tx),
+            store: Some(store.clone()),
         };
         let https = tls::https_server_config(&material)?;
         tokio::spawn(crate::api::serve_tls(
@@ -184,6 +194,7 @@ impl Node {
             quic_addr: transport.local_addr(),
             exit: exit_rx,
             spawner: actor::Spawner::current(),
+            store,
         };
         tracing::info!(node = %cfg.name, generation, api = %api_addr, quic = %handle.quic_addr, gossip = %handle.gossip_addr, "node started");
         Ok(Node {
@@ -197,8 +208,63 @@ impl Node {
     /// releases the data dir. Peers see this node `down` until it returns.
     pub async fn shutdown(self) {
         let _ = self.api_stop.send(true);
+        let _ = self.handle.store.raft().shutdown().await;
         self.handle.membership.shutdown().await;
         self.handle.actors.transport().shutdown();
         tracing::info!(node = %self.handle.name, "node stopped");
     }
+}
+
+/// Opens the store's databases, starts Raft and the `store` actor, and, on
+/// the first initial voter, the one-time bootstrap.
+async fn start_store(
+    cfg: &NodeConfig,
+    data: &std::path::Path,
+    raft_id: u64,
+    actors: &ActorSystem,
+    registry: &Registry,
+) -> anyhow::Result<Store> {
+    let st = &cfg.store;
+    let cache = st.cache_mb << 20;
+    let log = LogStore::open(&data.join("raft-log.redb"), cache)?;
+    let sm = StateMachine::open(
+        &data.join("state.redb"),
+        &data.join("snapshots"),
+        cache,
+        SmSettings {
+            history_revisions: st.history_revisions,
+        },
+    )?;
+    let db = sm.db();
+    let raft_cfg = openraft::Config {
+        cluster_name: cfg.cluster_id.clone(),
+        heartbeat_interval: st.heartbeat_ms,
+        election_timeout_min: st.election_timeout_min_ms,
+        election_timeout_max: st.election_timeout_max_ms,
+        install_snapshot_timeout: 2_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(st.snapshot_every),
+        max_in_snapshot_log_to_keep: 1_000,
+        purge_batch_size: 256,
+        ..Default::default()
+    }
+    .validate()?;
+    let network = crate::store::network::Network {
+        actors: actors.clone(),
+        me: raft_id,
+    };
+    let raft =
+        openraft::Raft::<TypeConfig>::new(raft_id, Arc::new(raft_cfg), network, log, sm).await?;
+    let mut store = Store::new(raft, actors.clone(), db, &cfg.name, raft_id);
+    store.timeout = Duration::from_millis(st.request_timeout_ms);
+    let addr = actor::spawn(
+        crate::store::service::StoreActor::new(store.clone()),
+        cfg.transport.mailbox_capacity,
+    );
+    crate::store::service::serve(registry, addr);
+    if st.initial_voters.first() == Some(&cfg.name) {
+        let s = store.clone();
+        let voters = st.initial_voters.clone();
+        tokio::spawn(async move { s.bootstrap(voters).await });
+    }
+    Ok(store)
 }

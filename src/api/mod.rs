@@ -29,6 +29,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod store;
+
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::transport::faults::{ChaosCommand, Faults};
@@ -43,6 +45,7 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// Set to true to ask the agent to exit (after `leave`).
     pub exit: Arc<watch::Sender<bool>>,
+    pub store: Option<crate::store::Store>,
 }
 
 /// A Kubernetes `Status` failure body.
@@ -91,7 +94,15 @@ async fn readyz(State(st): State<ApiState>) -> Response {
 
 async fn members(State(st): State<ApiState>) -> Response {
     match st.membership.members().await {
-        Ok(m) => Json(m).into_response(),
+        Ok(mut m) => {
+            if let Some(store) = &st.store {
+                let s = store.status();
+                for row in m.iter_mut() {
+                    row.raft_role = Some(s.role_of(&row.name).to_string());
+                }
+            }
+            Json(m).into_response()
+        }
         Err(e) => status(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
@@ -161,6 +172,14 @@ pub fn router(st: ApiState) -> Router {
         .route("/shoal/v1/members", get(members))
         .route("/shoal/v1/chaos", get(chaos_get).post(chaos_post))
         .route("/shoal/v1/leave", post(leave))
+        .route("/shoal/v1/store/status", get(store::store_status))
+        .route("/shoal/v1/kv", get(store::kv_list))
+        .route(
+            "/shoal/v1/kv/{*key}",
+            get(store::kv_get)
+                .put(store::kv_put)
+                .delete(store::kv_delete),
+        )
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(st.clone(), auth));

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::config::{self, Auth, Capacity, Gossip, Listen, NodeConfig, Peer, Tls, Transport};
+use crate::config::{
+    self, Auth, Capacity, Gossip, Listen, NodeConfig, Peer, StoreConfig, Tls, Transport,
+};
 
 pub struct InitOptions {
     pub nodes: usize,
@@ -132,6 +134,10 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
             },
             transport: Transport::default(),
             capacity: Capacity::default(),
+            store: StoreConfig {
+                initial_voters: (1..=opts.nodes.min(3)).map(config::node_name).collect(),
+                ..StoreConfig::default()
+            },
         };
         let text = format!(
             "# shoal node config, written by `shoal init`. Paths are relative to this file.\n{}",

@@ -59,6 +59,8 @@ pub struct MemberInfo {
     /// HTTPS API address, for nodes with the api role.
     pub api: Option<String>,
     pub version: Option<String>,
+    /// Store role as this node sees it: `leader`, `voter`, `learner`, `none`.
+    pub raft_role: Option<String>,
 }
 
 /// A change worth telling subscribers about.
@@ -289,6 +291,7 @@ impl MemberTable {
                     quic: m.map(|m| m.quic.to_string()),
                     api: m.and_then(|m| m.api.map(|a| a.to_string())),
                     version: m.map(|m| m.version.clone()),
+                    raft_role: None,
                 }
             })
             .collect()

@@ -66,15 +66,27 @@ pub struct Txn {
 
 impl Txn {
     pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Txn {
-        Txn { success: vec![Op::Put { key: key.into(), value: value.into() }], ..Txn::default() }
+        Txn {
+            success: vec![Op::Put {
+                key: key.into(),
+                value: value.into(),
+            }],
+            ..Txn::default()
+        }
     }
 
     /// Put only if the key does not exist.
     pub fn create(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Txn {
         let key = key.into();
         Txn {
-            compare: vec![Compare { key: key.clone(), mod_rev: 0 }],
-            success: vec![Op::Put { key, value: value.into() }],
+            compare: vec![Compare {
+                key: key.clone(),
+                mod_rev: 0,
+            }],
+            success: vec![Op::Put {
+                key,
+                value: value.into(),
+            }],
             failure: vec![],
         }
     }
@@ -83,8 +95,14 @@ impl Txn {
     pub fn update(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, mod_rev: u64) -> Txn {
         let key = key.into();
         Txn {
-            compare: vec![Compare { key: key.clone(), mod_rev }],
-            success: vec![Op::Put { key, value: value.into() }],
+            compare: vec![Compare {
+                key: key.clone(),
+                mod_rev,
+            }],
+            success: vec![Op::Put {
+                key,
+                value: value.into(),
+            }],
             failure: vec![],
         }
     }
@@ -93,7 +111,13 @@ impl Txn {
     pub fn delete(key: impl Into<Vec<u8>>, mod_rev: Option<u64>) -> Txn {
         let key = key.into();
         Txn {
-            compare: mod_rev.map(|m| Compare { key: key.clone(), mod_rev: m }).into_iter().collect(),
+            compare: mod_rev
+                .map(|m| Compare {
+                    key: key.clone(),
+                    mod_rev: m,
+                })
+                .into_iter()
+                .collect(),
             success: vec![Op::Delete { key }],
             failure: vec![],
         }
@@ -110,7 +134,10 @@ impl Txn {
             }
             if let Op::Put { value, .. } = op {
                 if value.len() > MAX_VALUE_BYTES {
-                    return Err(format!("value of {} bytes exceeds the limit of {MAX_VALUE_BYTES}", value.len()));
+                    return Err(format!(
+                        "value of {} bytes exceeds the limit of {MAX_VALUE_BYTES}",
+                        value.len()
+                    ));
                 }
             }
         }
@@ -123,7 +150,9 @@ impl Txn {
 pub enum Request {
     Txn(Txn),
     /// Drop history older than `revision` (current values stay).
-    Compact { revision: u64 },
+    Compact {
+        revision: u64,
+    },
 }
 
 /// The outcome of one applied entry.
@@ -132,7 +161,9 @@ pub enum Response {
     /// Blank and membership entries.
     None,
     Txn(TxnResult),
-    Compacted { revision: u64 },
+    Compacted {
+        revision: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,12 +186,24 @@ mod tests {
     /// Pins the log encoding. A change here is a data format change.
     #[test]
     fn golden_bytes() {
-        assert_eq!(hex_of(&Request::Txn(Txn::create("k", "v"))), "0001016b000100016b017600");
+        assert_eq!(
+            hex_of(&Request::Txn(Txn::create("k", "v"))),
+            "0001016b000100016b017600"
+        );
         assert_eq!(hex_of(&Request::Compact { revision: 300 }), "01ac02");
         let r = Response::Txn(TxnResult {
             succeeded: true,
             revision: 5,
-            prev: vec![None, Some(KeyValue { key: b"k".to_vec(), value: b"v".to_vec(), create_rev: 1, mod_rev: 2, version: 3 })],
+            prev: vec![
+                None,
+                Some(KeyValue {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                    create_rev: 1,
+                    mod_rev: 2,
+                    version: 3,
+                }),
+            ],
         });
         assert_eq!(hex_of(&r), "0101050200 01016b0176010203".replace(' ', ""));
     }
@@ -168,7 +211,9 @@ mod tests {
     #[test]
     fn validation_refuses_oversize_and_empty() {
         assert!(Txn::put("k", vec![0u8; MAX_VALUE_BYTES]).validate().is_ok());
-        let e = Txn::put("k", vec![0u8; MAX_VALUE_BYTES + 1]).validate().unwrap_err();
+        let e = Txn::put("k", vec![0u8; MAX_VALUE_BYTES + 1])
+            .validate()
+            .unwrap_err();
         assert!(e.contains("exceeds the limit"), "{e}");
         assert!(Txn::put("", "v").validate().is_err());
     }

@@ -35,7 +35,9 @@ pub struct LogStore {
 }
 
 /// Runs blocking redb work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, SErr> + Send + 'static) -> Result<T, SErr> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SErr> + Send + 'static,
+) -> Result<T, SErr> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(StorageIOError::write(&e).into()),
@@ -54,19 +56,29 @@ impl LogStore {
     }
 
     pub fn from_db(db: Database) -> Result<LogStore, super::StoreError> {
-        let w = db.begin_write().map_err(|e| super::StoreError::db("raft log", e))?;
-        w.open_table(LOGS).map_err(|e| super::StoreError::db("raft log", e))?;
-        w.open_table(META).map_err(|e| super::StoreError::db("raft log", e))?;
-        w.commit().map_err(|e| super::StoreError::db("raft log", e))?;
+        let w = db
+            .begin_write()
+            .map_err(|e| super::StoreError::db("raft log", e))?;
+        w.open_table(LOGS)
+            .map_err(|e| super::StoreError::db("raft log", e))?;
+        w.open_table(META)
+            .map_err(|e| super::StoreError::db("raft log", e))?;
+        w.commit()
+            .map_err(|e| super::StoreError::db("raft log", e))?;
         Ok(LogStore { db: Arc::new(db) })
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, SErr> {
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        db: &Database,
+        key: &str,
+    ) -> Result<Option<T>, SErr> {
         let r = db.begin_read().map_err(|e| StorageIOError::read(&e))?;
         let t = r.open_table(META).map_err(|e| StorageIOError::read(&e))?;
         match t.get(key).map_err(|e| StorageIOError::read(&e))? {
             None => Ok(None),
-            Some(v) => postcard::from_bytes(v.value()).map(Some).map_err(|e| StorageIOError::read(&e).into()),
+            Some(v) => postcard::from_bytes(v.value())
+                .map(Some)
+                .map_err(|e| StorageIOError::read(&e).into()),
         }
     }
 
@@ -87,15 +99,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
         let db = self.db.clone();
-        let range: (Bound<u64>, Bound<u64>) = (range.start_bound().cloned(), range.end_bound().cloned());
+        let range: (Bound<u64>, Bound<u64>) =
+            (range.start_bound().cloned(), range.end_bound().cloned());
         blocking(move || {
             let r = db.begin_read().map_err(|e| StorageIOError::read_logs(&e))?;
-            let t = r.open_table(LOGS).map_err(|e| StorageIOError::read_logs(&e))?;
+            let t = r
+                .open_table(LOGS)
+                .map_err(|e| StorageIOError::read_logs(&e))?;
             let mut out = Vec::new();
             for item in t.range(range).map_err(|e| StorageIOError::read_logs(&e))? {
                 let (k, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-                let entry: Entry<TypeConfig> =
-                    postcard::from_bytes(v.value()).map_err(|e| StorageIOError::read_log_at_index(k.value(), &e))?;
+                let entry: Entry<TypeConfig> = postcard::from_bytes(v.value())
+                    .map_err(|e| StorageIOError::read_log_at_index(k.value(), &e))?;
                 out.push(entry);
             }
             Ok(out)
@@ -112,16 +127,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(move || {
             let last_purged: Option<LogId<u64>> = Self::read_meta(&db, "last_purged")?;
             let r = db.begin_read().map_err(|e| StorageIOError::read_logs(&e))?;
-            let t = r.open_table(LOGS).map_err(|e| StorageIOError::read_logs(&e))?;
+            let t = r
+                .open_table(LOGS)
+                .map_err(|e| StorageIOError::read_logs(&e))?;
             let last = match t.last().map_err(|e| StorageIOError::read_logs(&e))? {
                 Some((k, v)) => {
-                    let e: Entry<TypeConfig> =
-                        postcard::from_bytes(v.value()).map_err(|e| StorageIOError::read_log_at_index(k.value(), &e))?;
+                    let e: Entry<TypeConfig> = postcard::from_bytes(v.value())
+                        .map_err(|e| StorageIOError::read_log_at_index(k.value(), &e))?;
                     Some(e.log_id)
                 }
                 None => last_purged,
             };
-            Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+            Ok(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: last,
+            })
         })
         .await
     }
@@ -133,7 +153,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), SErr> {
         let db = self.db.clone();
         let bytes = enc(vote);
-        blocking(move || Self::write_meta(&db, "vote", &bytes).map_err(|e| StorageIOError::write_vote(&e).into())).await
+        blocking(move || {
+            Self::write_meta(&db, "vote", &bytes).map_err(|e| StorageIOError::write_vote(&e).into())
+        })
+        .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, SErr> {
@@ -144,12 +167,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), SErr> {
         let db = self.db.clone();
         let bytes = enc(&committed);
-        blocking(move || Self::write_meta(&db, "committed", &bytes).map_err(|e| StorageIOError::write(&e).into())).await
+        blocking(move || {
+            Self::write_meta(&db, "committed", &bytes).map_err(|e| StorageIOError::write(&e).into())
+        })
+        .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, SErr> {
         let db = self.db.clone();
-        blocking(move || Ok(Self::read_meta::<Option<LogId<u64>>>(&db, "committed")?.flatten())).await
+        blocking(move || Ok(Self::read_meta::<Option<LogId<u64>>>(&db, "committed")?.flatten()))
+            .await
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SErr>
@@ -157,7 +184,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, enc(&e))).collect();
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.log_id.index, enc(&e)))
+            .collect();
         let db = self.db.clone();
         let res = blocking(move || {
             let write = || -> Result<(), redb::Error> {

@@ -15,11 +15,14 @@
 pub mod command;
 pub mod log_store;
 pub mod mvcc;
+pub mod network;
+pub mod service;
 pub mod state_machine;
 
 use std::path::{Path, PathBuf};
 
 pub use command::{Request, Response};
+pub use service::{ClientError, ReadRequest, ReadResult, Store, StoreStatus};
 pub use state_machine::SnapshotFile;
 
 openraft::declare_raft_types!(
@@ -38,16 +41,28 @@ openraft::declare_raft_types!(
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{what} database: {source}")]
-    Db { what: &'static str, source: redb::Error },
+    Db {
+        what: &'static str,
+        source: redb::Error,
+    },
     #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: redb::DatabaseError },
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
     pub fn db(what: &'static str, e: impl Into<redb::Error>) -> StoreError {
-        StoreError::Db { what, source: e.into() }
+        StoreError::Db {
+            what,
+            source: e.into(),
+        }
     }
 }
 
@@ -58,7 +73,10 @@ pub fn open_db(path: &Path, cache_bytes: usize) -> Result<redb::Database, StoreE
     redb::Database::builder()
         .set_cache_size(cache_bytes)
         .create(path)
-        .map_err(|source| StoreError::Open { path: path.to_owned(), source })
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -72,7 +72,13 @@ pub fn prefix_end(p: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn to_kv(key: &[u8], rev: u64, rec: Rec) -> Option<KeyValue> {
-    rec.value.map(|value| KeyValue { key: key.to_vec(), value, create_rev: rec.create_rev, mod_rev: rev, version: rec.version })
+    rec.value.map(|value| KeyValue {
+        key: key.to_vec(),
+        value,
+        create_rev: rec.create_rev,
+        mod_rev: rev,
+        version: rec.version,
+    })
 }
 
 /// The current state of `key`.
@@ -81,10 +87,14 @@ where
     L: ReadableTable<&'static [u8], u64>,
     K: ReadableTable<(&'static [u8], u64), &'static [u8]>,
 {
-    let Some(rev) = latest.get(key)?.map(|g| g.value()) else { return Ok(None) };
+    let Some(rev) = latest.get(key)?.map(|g| g.value()) else {
+        return Ok(None);
+    };
     match kv.get((key, rev))? {
         Some(g) => Ok(to_kv(key, rev, decode_rec(g.value())?)),
-        None => Err(MvccError::Corrupt(format!("latest points at a missing version {rev}"))),
+        None => Err(MvccError::Corrupt(format!(
+            "latest points at a missing version {rev}"
+        ))),
     }
 }
 
@@ -94,13 +104,20 @@ pub fn apply_txn(w: &WriteTransaction, txn: &Txn, rev: u64) -> Result<TxnResult,
     let mut latest = w.open_table(LATEST)?;
     let mut succeeded = true;
     for c in &txn.compare {
-        let have = latest.get(c.key.as_slice())?.map(|g| g.value()).unwrap_or(0);
+        let have = latest
+            .get(c.key.as_slice())?
+            .map(|g| g.value())
+            .unwrap_or(0);
         if have != c.mod_rev {
             succeeded = false;
             break;
         }
     }
-    let ops = if succeeded { &txn.success } else { &txn.failure };
+    let ops = if succeeded {
+        &txn.success
+    } else {
+        &txn.failure
+    };
     let mut prev = Vec::with_capacity(ops.len());
     for op in ops {
         let before = current(&latest, &kv, op.key())?;
@@ -116,7 +133,11 @@ pub fn apply_txn(w: &WriteTransaction, txn: &Txn, rev: u64) -> Result<TxnResult,
             }
             Op::Delete { key } => {
                 if before.is_some() {
-                    let tomb = Rec { value: None, create_rev: 0, version: 0 };
+                    let tomb = Rec {
+                        value: None,
+                        create_rev: 0,
+                        version: 0,
+                    };
                     kv.insert((key.as_slice(), rev), encode_rec(&tomb).as_slice())?;
                     latest.remove(key.as_slice())?;
                 }
@@ -124,18 +145,33 @@ pub fn apply_txn(w: &WriteTransaction, txn: &Txn, rev: u64) -> Result<TxnResult,
         }
         prev.push(before);
     }
-    Ok(TxnResult { succeeded, revision: rev, prev })
+    Ok(TxnResult {
+        succeeded,
+        revision: rev,
+        prev,
+    })
 }
 
 /// `key` at revision `at` (latest when None).
-pub fn get<L, K>(latest: &L, kv: &K, key: &[u8], at: Option<u64>, compacted: u64) -> Result<Option<KeyValue>, MvccError>
+pub fn get<L, K>(
+    latest: &L,
+    kv: &K,
+    key: &[u8],
+    at: Option<u64>,
+    compacted: u64,
+) -> Result<Option<KeyValue>, MvccError>
 where
     L: ReadableTable<&'static [u8], u64>,
     K: ReadableTable<(&'static [u8], u64), &'static [u8]>,
 {
-    let Some(at) = at else { return current(latest, kv, key) };
+    let Some(at) = at else {
+        return current(latest, kv, key);
+    };
     if at < compacted {
-        return Err(MvccError::Compacted { requested: at, compacted });
+        return Err(MvccError::Compacted {
+            requested: at,
+            compacted,
+        });
     }
     let mut range = kv.range((key, 0u64)..=(key, at))?;
     match range.next_back() {
@@ -183,7 +219,10 @@ where
         }
         Some(at) => {
             if at < compacted {
-                return Err(MvccError::Compacted { requested: at, compacted });
+                return Err(MvccError::Compacted {
+                    requested: at,
+                    compacted,
+                });
             }
             let iter = match &end {
                 Some(e) => kv.range((prefix, 0u64)..(e.as_slice(), 0u64))?,
@@ -195,7 +234,10 @@ where
             for item in iter {
                 let (k, v) = item?;
                 let (key, rev) = k.value();
-                if pending.as_ref().is_some_and(|(pk, _, _)| pk.as_slice() != key) {
+                if pending
+                    .as_ref()
+                    .is_some_and(|(pk, _, _)| pk.as_slice() != key)
+                {
                     let (pk, prev_rev, rec) = pending.take().expect("checked");
                     out.extend(to_kv(&pk, prev_rev, rec));
                     if full(out.len()) {
@@ -272,7 +314,13 @@ mod tests {
         r
     }
 
-    fn read<T>(db: &Database, f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], u64>, &redb::ReadOnlyTable<(&'static [u8], u64), &'static [u8]>) -> T) -> T {
+    fn read<T>(
+        db: &Database,
+        f: impl FnOnce(
+            &redb::ReadOnlyTable<&'static [u8], u64>,
+            &redb::ReadOnlyTable<(&'static [u8], u64), &'static [u8]>,
+        ) -> T,
+    ) -> T {
         let r = db.begin_read().unwrap();
         let latest = r.open_table(LATEST).unwrap();
         let kv = r.open_table(KV).unwrap();
@@ -283,19 +331,38 @@ mod tests {
     fn create_update_delete_with_revisions() {
         let (_d, db) = db();
         assert!(apply(&db, Txn::create("a", "1"), 1).succeeded);
-        assert!(!apply(&db, Txn::create("a", "x"), 2).succeeded, "create of an existing key fails");
-        assert!(!apply(&db, Txn::update("a", "2", 99), 3).succeeded, "stale mod_rev fails");
+        assert!(
+            !apply(&db, Txn::create("a", "x"), 2).succeeded,
+            "create of an existing key fails"
+        );
+        assert!(
+            !apply(&db, Txn::update("a", "2", 99), 3).succeeded,
+            "stale mod_rev fails"
+        );
         let r = apply(&db, Txn::update("a", "2", 1), 4);
         assert!(r.succeeded);
         assert_eq!(r.prev[0].as_ref().unwrap().value, b"1");
         let now = read(&db, |l, k| get(l, k, b"a", None, 0).unwrap().unwrap());
-        assert_eq!((now.value.as_slice(), now.create_rev, now.mod_rev, now.version), (&b"2"[..], 1, 4, 2));
+        assert_eq!(
+            (
+                now.value.as_slice(),
+                now.create_rev,
+                now.mod_rev,
+                now.version
+            ),
+            (&b"2"[..], 1, 4, 2)
+        );
         let old = read(&db, |l, k| get(l, k, b"a", Some(3), 0).unwrap().unwrap());
         assert_eq!((old.value.as_slice(), old.mod_rev), (&b"1"[..], 1));
         assert!(apply(&db, Txn::delete("a", Some(4)), 5).succeeded);
         assert!(read(&db, |l, k| get(l, k, b"a", None, 0).unwrap()).is_none());
         assert!(read(&db, |l, k| get(l, k, b"a", Some(5), 0).unwrap()).is_none());
-        assert_eq!(read(&db, |l, k| get(l, k, b"a", Some(4), 0).unwrap()).unwrap().value, b"2");
+        assert_eq!(
+            read(&db, |l, k| get(l, k, b"a", Some(4), 0).unwrap())
+                .unwrap()
+                .value,
+            b"2"
+        );
         // Re-created key starts a new life.
         apply(&db, Txn::put("a", "3"), 6);
         let n = read(&db, |l, k| get(l, k, b"a", None, 0).unwrap().unwrap());
@@ -307,18 +374,36 @@ mod tests {
         let (_d, db) = db();
         apply(&db, Txn::put("x", "1"), 1);
         let txn = Txn {
-            compare: vec![super::super::command::Compare { key: b"x".to_vec(), mod_rev: 1 }],
-            success: vec![Op::Put { key: b"y".to_vec(), value: b"2".to_vec() }, Op::Delete { key: b"x".to_vec() }],
-            failure: vec![Op::Put { key: b"z".to_vec(), value: b"f".to_vec() }],
+            compare: vec![super::super::command::Compare {
+                key: b"x".to_vec(),
+                mod_rev: 1,
+            }],
+            success: vec![
+                Op::Put {
+                    key: b"y".to_vec(),
+                    value: b"2".to_vec(),
+                },
+                Op::Delete { key: b"x".to_vec() },
+            ],
+            failure: vec![Op::Put {
+                key: b"z".to_vec(),
+                value: b"f".to_vec(),
+            }],
         };
         let r = apply(&db, txn.clone(), 2);
         assert!(r.succeeded);
-        let keys: Vec<Vec<u8>> = read(&db, |l, k| list(l, k, b"", None, 0, 0).unwrap()).into_iter().map(|kv| kv.key).collect();
+        let keys: Vec<Vec<u8>> = read(&db, |l, k| list(l, k, b"", None, 0, 0).unwrap())
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
         assert_eq!(keys, vec![b"y".to_vec()]);
         // Same txn again: compare fails, failure branch runs.
         let r = apply(&db, txn, 3);
         assert!(!r.succeeded);
-        let keys: Vec<Vec<u8>> = read(&db, |l, k| list(l, k, b"", None, 0, 0).unwrap()).into_iter().map(|kv| kv.key).collect();
+        let keys: Vec<Vec<u8>> = read(&db, |l, k| list(l, k, b"", None, 0, 0).unwrap())
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
         assert_eq!(keys, vec![b"y".to_vec(), b"z".to_vec()]);
     }
 
@@ -335,7 +420,10 @@ mod tests {
         assert_eq!(now.len(), 1);
         assert_eq!(now[0].value, b"1b");
         let at3 = read(&db, |l, k| list(l, k, b"/a/", Some(3), 0, 0).unwrap());
-        assert_eq!(at3.iter().map(|kv| kv.value.clone()).collect::<Vec<_>>(), vec![b"1".to_vec(), b"2".to_vec()]);
+        assert_eq!(
+            at3.iter().map(|kv| kv.value.clone()).collect::<Vec<_>>(),
+            vec![b"1".to_vec(), b"2".to_vec()]
+        );
         let limited = read(&db, |l, k| list(l, k, b"/", Some(3), 0, 2).unwrap());
         assert_eq!(limited.len(), 2);
         assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
@@ -355,9 +443,22 @@ mod tests {
         w.commit().unwrap();
         // k@1 superseded by k@2; d@3 superseded by tombstone d@4, which goes too.
         assert_eq!(removed, 3);
-        assert_eq!(read(&db, |l, k| get(l, k, b"k", Some(4), 4).unwrap()).unwrap().value, b"2");
-        assert_eq!(read(&db, |l, k| get(l, k, b"k", None, 4).unwrap()).unwrap().value, b"3");
+        assert_eq!(
+            read(&db, |l, k| get(l, k, b"k", Some(4), 4).unwrap())
+                .unwrap()
+                .value,
+            b"2"
+        );
+        assert_eq!(
+            read(&db, |l, k| get(l, k, b"k", None, 4).unwrap())
+                .unwrap()
+                .value,
+            b"3"
+        );
         assert!(read(&db, |l, k| get(l, k, b"d", Some(4), 4).unwrap()).is_none());
-        assert!(matches!(read(&db, |l, k| get(l, k, b"k", Some(3), 4)), Err(MvccError::Compacted { .. })));
+        assert!(matches!(
+            read(&db, |l, k| get(l, k, b"k", Some(3), 4)),
+            Err(MvccError::Compacted { .. })
+        ));
     }
 }

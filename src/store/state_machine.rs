@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{
-    Entry, EntryPayload, LogId, OptionalSend, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    Entry, EntryPayload, LogId, OptionalSend, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
 };
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,13 @@ impl SnapshotFile {
     }
 
     async fn create(path: PathBuf) -> std::io::Result<SnapshotFile> {
-        let file = tokio::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).await?;
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await?;
         Ok(SnapshotFile { path, file })
     }
 }
@@ -72,7 +79,10 @@ impl tokio::io::AsyncWrite for SnapshotFile {
     ) -> std::task::Poll<std::io::Result<usize>> {
         std::pin::Pin::new(&mut self.file).poll_write(cx, buf)
     }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.file).poll_flush(cx)
     }
     fn poll_shutdown(
@@ -84,10 +94,16 @@ impl tokio::io::AsyncWrite for SnapshotFile {
 }
 
 impl tokio::io::AsyncSeek for SnapshotFile {
-    fn start_seek(mut self: std::pin::Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+    fn start_seek(
+        mut self: std::pin::Pin<&mut Self>,
+        position: std::io::SeekFrom,
+    ) -> std::io::Result<()> {
         std::pin::Pin::new(&mut self.file).start_seek(position)
     }
-    fn poll_complete(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<u64>> {
+    fn poll_complete(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<u64>> {
         std::pin::Pin::new(&mut self.file).poll_complete(cx)
     }
 }
@@ -118,7 +134,9 @@ pub struct SmSettings {
 
 impl Default for SmSettings {
     fn default() -> Self {
-        SmSettings { history_revisions: 10_000 }
+        SmSettings {
+            history_revisions: 10_000,
+        }
     }
 }
 
@@ -130,18 +148,30 @@ pub struct StateMachine {
     seq: Arc<AtomicU64>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, SErr> + Send + 'static) -> Result<T, SErr> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SErr> + Send + 'static,
+) -> Result<T, SErr> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(StorageIOError::write_state_machine(&e).into()),
     }
 }
 
-fn read_meta<T: serde::de::DeserializeOwned>(r: &ReadTransaction, key: &str) -> Result<Option<T>, SErr> {
-    let t = r.open_table(META).map_err(|e| StorageIOError::read_state_machine(&e))?;
-    match t.get(key).map_err(|e| StorageIOError::read_state_machine(&e))? {
+fn read_meta<T: serde::de::DeserializeOwned>(
+    r: &ReadTransaction,
+    key: &str,
+) -> Result<Option<T>, SErr> {
+    let t = r
+        .open_table(META)
+        .map_err(|e| StorageIOError::read_state_machine(&e))?;
+    match t
+        .get(key)
+        .map_err(|e| StorageIOError::read_state_machine(&e))?
+    {
         None => Ok(None),
-        Some(v) => postcard::from_bytes(v.value()).map(Some).map_err(|e| StorageIOError::read_state_machine(&e).into()),
+        Some(v) => postcard::from_bytes(v.value())
+            .map(Some)
+            .map_err(|e| StorageIOError::read_state_machine(&e).into()),
     }
 }
 
@@ -158,18 +188,36 @@ fn sync_dir(dir: &Path) {
 }
 
 impl StateMachine {
-    pub fn open(path: &Path, snapshot_dir: &Path, cache_bytes: usize, settings: SmSettings) -> Result<StateMachine, super::StoreError> {
+    pub fn open(
+        path: &Path,
+        snapshot_dir: &Path,
+        cache_bytes: usize,
+        settings: SmSettings,
+    ) -> Result<StateMachine, super::StoreError> {
         let db = super::open_db(path, cache_bytes)?;
         Self::from_db(db, snapshot_dir, settings)
     }
 
-    pub fn from_db(db: Database, snapshot_dir: &Path, settings: SmSettings) -> Result<StateMachine, super::StoreError> {
-        std::fs::create_dir_all(snapshot_dir).map_err(|e| super::StoreError::Io { path: snapshot_dir.to_owned(), source: e })?;
-        let w = db.begin_write().map_err(|e| super::StoreError::db("state machine", e))?;
-        w.open_table(KV).map_err(|e| super::StoreError::db("state machine", e))?;
-        w.open_table(LATEST).map_err(|e| super::StoreError::db("state machine", e))?;
-        w.open_table(META).map_err(|e| super::StoreError::db("state machine", e))?;
-        w.commit().map_err(|e| super::StoreError::db("state machine", e))?;
+    pub fn from_db(
+        db: Database,
+        snapshot_dir: &Path,
+        settings: SmSettings,
+    ) -> Result<StateMachine, super::StoreError> {
+        std::fs::create_dir_all(snapshot_dir).map_err(|e| super::StoreError::Io {
+            path: snapshot_dir.to_owned(),
+            source: e,
+        })?;
+        let w = db
+            .begin_write()
+            .map_err(|e| super::StoreError::db("state machine", e))?;
+        w.open_table(KV)
+            .map_err(|e| super::StoreError::db("state machine", e))?;
+        w.open_table(LATEST)
+            .map_err(|e| super::StoreError::db("state machine", e))?;
+        w.open_table(META)
+            .map_err(|e| super::StoreError::db("state machine", e))?;
+        w.commit()
+            .map_err(|e| super::StoreError::db("state machine", e))?;
         // Leftovers of interrupted snapshot transfers.
         if let Ok(rd) = std::fs::read_dir(snapshot_dir) {
             for e in rd.flatten() {
@@ -178,7 +226,12 @@ impl StateMachine {
                 }
             }
         }
-        Ok(StateMachine { db: Arc::new(db), dir: snapshot_dir.to_owned(), settings, seq: Arc::new(AtomicU64::new(0)) })
+        Ok(StateMachine {
+            db: Arc::new(db),
+            dir: snapshot_dir.to_owned(),
+            settings,
+            seq: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     pub fn db(&self) -> Arc<Database> {
@@ -186,33 +239,47 @@ impl StateMachine {
     }
 
     fn apply_batch(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>, SErr> {
-        let Some(last) = entries.last().map(|e| e.log_id) else { return Ok(Vec::new()) };
-        let w = self.db.begin_write().map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        let w = self
+            .db
+            .begin_write()
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         let mut out = Vec::with_capacity(entries.len());
         for entry in &entries {
             let res = match &entry.payload {
                 EntryPayload::Blank => Response::None,
                 EntryPayload::Membership(m) => {
-                    write_meta(&w, "membership", &StoredMembership::new(Some(entry.log_id), m.clone()))
-                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
+                    write_meta(
+                        &w,
+                        "membership",
+                        &StoredMembership::new(Some(entry.log_id), m.clone()),
+                    )
+                    .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
                     Response::None
                 }
                 EntryPayload::Normal(Request::Txn(txn)) => Response::Txn(
-                    mvcc::apply_txn(&w, txn, entry.log_id.index).map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
+                    mvcc::apply_txn(&w, txn, entry.log_id.index)
+                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
                 ),
                 EntryPayload::Normal(Request::Compact { revision }) => {
                     let rev = (*revision).min(entry.log_id.index);
-                    self.compact_in(&w, rev).map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
+                    self.compact_in(&w, rev)
+                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
                     Response::Compacted { revision: rev }
                 }
             };
             out.push(res);
         }
         // Automatic compaction by revision age, in large steps.
-        let compacted = self.compacted_in(&w).map_err(|e| StorageIOError::apply(last, &e))?;
+        let compacted = self
+            .compacted_in(&w)
+            .map_err(|e| StorageIOError::apply(last, &e))?;
         let keep = self.settings.history_revisions;
         if last.index > compacted + 2 * keep {
-            self.compact_in(&w, last.index - keep).map_err(|e| StorageIOError::apply(last, &e))?;
+            self.compact_in(&w, last.index - keep)
+                .map_err(|e| StorageIOError::apply(last, &e))?;
         }
         write_meta(&w, "applied", &Some(last)).map_err(|e| StorageIOError::apply(last, &e))?;
         w.commit().map_err(|e| StorageIOError::apply(last, &e))?;
@@ -221,7 +288,9 @@ impl StateMachine {
 
     fn compacted_in(&self, w: &WriteTransaction) -> Result<u64, mvcc::MvccError> {
         let t = w.open_table(META)?;
-        let v = t.get("compacted")?.map(|g| postcard::from_bytes::<u64>(g.value()).unwrap_or(0));
+        let v = t
+            .get("compacted")?
+            .map(|g| postcard::from_bytes::<u64>(g.value()).unwrap_or(0));
         Ok(v.unwrap_or(0))
     }
 
@@ -243,28 +312,42 @@ impl StateMachine {
     fn load_snapshot(&self, meta: &Meta, path: &Path) -> Result<(), SErr> {
         let sig = Some(meta.signature());
         let rerr = |e: &dyn std::fmt::Display| -> SErr {
-            StorageIOError::read_snapshot(sig.clone(), openraft::AnyError::error(e.to_string())).into()
+            StorageIOError::read_snapshot(sig.clone(), openraft::AnyError::error(e.to_string()))
+                .into()
         };
         let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| rerr(&e))?);
         let (file_meta, compacted) = read_header(&mut f).map_err(|e| rerr(&e))?;
         if file_meta.last_log_id != meta.last_log_id {
             return Err(rerr(&"snapshot file does not match its metadata"));
         }
-        let w = self.db.begin_write().map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let w = self
+            .db
+            .begin_write()
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         {
-            w.delete_table(KV).map_err(|e| StorageIOError::write_state_machine(&e))?;
-            w.delete_table(LATEST).map_err(|e| StorageIOError::write_state_machine(&e))?;
-            let mut kv = w.open_table(KV).map_err(|e| StorageIOError::write_state_machine(&e))?;
-            let mut latest = w.open_table(LATEST).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            w.delete_table(KV)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            w.delete_table(LATEST)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            let mut kv = w
+                .open_table(KV)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            let mut latest = w
+                .open_table(LATEST)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
             while let Some(row) = read_row(&mut f).map_err(|e| rerr(&e))? {
                 let rec = mvcc::decode_rec(&row.rec).map_err(|e| rerr(&e))?;
                 kv.insert((row.key.as_slice(), row.rev), row.rec.as_slice())
                     .map_err(|e| StorageIOError::write_state_machine(&e))?;
                 // Rows come in (key, rev) order: the last live one wins.
                 if rec.value.is_some() {
-                    latest.insert(row.key.as_slice(), row.rev).map_err(|e| StorageIOError::write_state_machine(&e))?;
+                    latest
+                        .insert(row.key.as_slice(), row.rev)
+                        .map_err(|e| StorageIOError::write_state_machine(&e))?;
                 } else {
-                    latest.remove(row.key.as_slice()).map_err(|e| StorageIOError::write_state_machine(&e))?;
+                    latest
+                        .remove(row.key.as_slice())
+                        .map_err(|e| StorageIOError::write_state_machine(&e))?;
                 }
             }
         }
@@ -272,15 +355,27 @@ impl StateMachine {
         write_meta(&w, "applied", &meta.last_log_id).map_err(werr)?;
         write_meta(&w, "membership", &meta.last_membership).map_err(werr)?;
         write_meta(&w, "compacted", &compacted).map_err(werr)?;
-        w.commit().map_err(|e| StorageIOError::write_state_machine(&e))?;
+        w.commit()
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         Ok(())
     }
 
     fn record_snapshot(&self, meta: &Meta, file: &str) -> Result<(), SErr> {
-        let w = self.db.begin_write().map_err(|e| StorageIOError::write_state_machine(&e))?;
-        write_meta(&w, "snapshot", &SnapshotRecord { meta: meta.clone(), file: file.to_string() })
+        let w = self
+            .db
+            .begin_write()
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        w.commit().map_err(|e| StorageIOError::write_state_machine(&e))?;
+        write_meta(
+            &w,
+            "snapshot",
+            &SnapshotRecord {
+                meta: meta.clone(),
+                file: file.to_string(),
+            },
+        )
+        .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        w.commit()
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         // Older snapshot files are no longer needed.
         if let Ok(rd) = std::fs::read_dir(&self.dir) {
             for e in rd.flatten() {
@@ -329,15 +424,25 @@ fn read_row(f: &mut impl Read) -> std::io::Result<Option<Row>> {
     }
     let len = u32::from_be_bytes(b4) as usize;
     if len > 64 << 20 {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "snapshot row too large"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "snapshot row too large",
+        ));
     }
     let mut buf = vec![0u8; len];
     f.read_exact(&mut buf)?;
-    postcard::from_bytes(&buf).map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    postcard::from_bytes(&buf)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
 /// Writes a snapshot of `r` to `path` (synced). Returns the number of rows.
-fn write_snapshot(r: &ReadTransaction, meta: &Meta, compacted: u64, path: &Path) -> std::io::Result<usize> {
+fn write_snapshot(
+    r: &ReadTransaction,
+    meta: &Meta,
+    compacted: u64,
+    path: &Path,
+) -> std::io::Result<usize> {
     let io = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     f.write_all(SNAPSHOT_MAGIC)?;
@@ -351,7 +456,12 @@ fn write_snapshot(r: &ReadTransaction, meta: &Meta, compacted: u64, path: &Path)
     for item in kv.iter().map_err(|e| io(&e))? {
         let (k, v) = item.map_err(|e| io(&e))?;
         let (key, rev) = k.value();
-        let row = postcard::to_allocvec(&Row { key: key.to_vec(), rev, rec: v.value().to_vec() }).map_err(|e| io(&e))?;
+        let row = postcard::to_allocvec(&Row {
+            key: key.to_vec(),
+            rev,
+            rec: v.value().to_vec(),
+        })
+        .map_err(|e| io(&e))?;
         f.write_all(&(row.len() as u32).to_be_bytes())?;
         f.write_all(&row)?;
         n += 1;
@@ -372,19 +482,30 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let sm = self.sm.clone();
         let read = match self.read.take() {
             Some(r) => r,
-            None => sm.db.begin_read().map_err(|e| StorageIOError::read_state_machine(&e))?,
+            None => sm
+                .db
+                .begin_read()
+                .map_err(|e| StorageIOError::read_state_machine(&e))?,
         };
         let (meta, file) = blocking(move || {
-            let applied: Option<LogId<u64>> = read_meta::<Option<LogId<u64>>>(&read, "applied")?.flatten();
-            let membership: StoredMembership<u64, openraft::BasicNode> = read_meta(&read, "membership")?.unwrap_or_default();
+            let applied: Option<LogId<u64>> =
+                read_meta::<Option<LogId<u64>>>(&read, "applied")?.flatten();
+            let membership: StoredMembership<u64, openraft::BasicNode> =
+                read_meta(&read, "membership")?.unwrap_or_default();
             let compacted: u64 = read_meta(&read, "compacted")?.unwrap_or(0);
             let n = sm.seq.fetch_add(1, Ordering::Relaxed);
             let (term, index) = applied.map_or((0, 0), |l| (l.leader_id.term, l.index));
             let id = format!("{term}-{index}-{n}-{}", crate::pki::random_hex(4));
-            let meta = Meta { last_log_id: applied, last_membership: membership, snapshot_id: id.clone() };
+            let meta = Meta {
+                last_log_id: applied,
+                last_membership: membership,
+                snapshot_id: id.clone(),
+            };
             let file = format!("snap-{id}.bin");
             let tmp = sm.snapshot_path(&format!("snap-{id}.tmp"));
-            let werr = |e: std::io::Error| -> SErr { StorageIOError::write_snapshot(Some(meta.signature()), &e).into() };
+            let werr = |e: std::io::Error| -> SErr {
+                StorageIOError::write_snapshot(Some(meta.signature()), &e).into()
+            };
             write_snapshot(&read, &meta, compacted, &tmp).map_err(werr)?;
             std::fs::rename(&tmp, sm.snapshot_path(&file)).map_err(werr)?;
             sync_dir(&sm.dir);
@@ -395,17 +516,30 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let f = SnapshotFile::open(self.sm.snapshot_path(&file))
             .await
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(f) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(f),
+        })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, StoredMembership<u64, openraft::BasicNode>), SErr> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<LogId<u64>>,
+            StoredMembership<u64, openraft::BasicNode>,
+        ),
+        SErr,
+    > {
         let db = self.db.clone();
         blocking(move || {
-            let r = db.begin_read().map_err(|e| StorageIOError::read_state_machine(&e))?;
+            let r = db
+                .begin_read()
+                .map_err(|e| StorageIOError::read_state_machine(&e))?;
             let applied = read_meta::<Option<LogId<u64>>>(&r, "applied")?.flatten();
             let membership = read_meta(&r, "membership")?.unwrap_or_default();
             Ok((applied, membership))
@@ -425,20 +559,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let read = self.db.begin_read().ok();
-        SnapshotBuilder { sm: self.clone(), read }
+        SnapshotBuilder {
+            sm: self.clone(),
+            read,
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, SErr> {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let path = self.snapshot_path(&format!("recv-{n}-{}.tmp", crate::pki::random_hex(4)));
-        let f = SnapshotFile::create(path).await.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let f = SnapshotFile::create(path)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         Ok(Box::new(f))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<SnapshotFile>) -> Result<(), SErr> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), SErr> {
         use tokio::io::AsyncWriteExt;
         let mut f = *snapshot;
-        let werr = |e: std::io::Error| -> SErr { StorageIOError::write_snapshot(Some(meta.signature()), &e).into() };
+        let werr = |e: std::io::Error| -> SErr {
+            StorageIOError::write_snapshot(Some(meta.signature()), &e).into()
+        };
         f.file.flush().await.map_err(werr)?;
         f.file.sync_all().await.map_err(werr)?;
         let tmp = f.path.clone();
@@ -458,13 +603,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
         let db = self.db.clone();
         let rec: Option<SnapshotRecord> = blocking(move || {
-            let r = db.begin_read().map_err(|e| StorageIOError::read_state_machine(&e))?;
+            let r = db
+                .begin_read()
+                .map_err(|e| StorageIOError::read_state_machine(&e))?;
             read_meta(&r, "snapshot")
         })
         .await?;
         let Some(rec) = rec else { return Ok(None) };
         match SnapshotFile::open(self.snapshot_path(&rec.file)).await {
-            Ok(f) => Ok(Some(Snapshot { meta: rec.meta, snapshot: Box::new(f) })),
+            Ok(f) => Ok(Some(Snapshot {
+                meta: rec.meta,
+                snapshot: Box::new(f),
+            })),
             Err(e) => Err(StorageIOError::read_snapshot(Some(rec.meta.signature()), &e).into()),
         }
     }

@@ -10,11 +10,18 @@ use super::TypeConfig;
 struct Builder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = LogStore::open(&dir.path().join("raft-log.redb"), 16 << 20).expect("log store");
-        let sm = StateMachine::open(&dir.path().join("state.redb"), &dir.path().join("snapshots"), 16 << 20, SmSettings::default())
-            .expect("state machine");
+        let sm = StateMachine::open(
+            &dir.path().join("state.redb"),
+            &dir.path().join("snapshots"),
+            16 << 20,
+            SmSettings::default(),
+        )
+        .expect("state machine");
         Ok((dir, log, sm))
     }
 }

@@ -1,0 +1,544 @@
+//! The store on one node: the `store` actor (Raft RPCs and client requests)
+//! and the [`Store`] handle that the API and components use.
+//!
+//! Writes go to the leader: a node that is not leader forwards the write to
+//! `store@<leader>` (learned from openraft's `ForwardToLeader`), and the
+//! leader proposes it. Concurrent proposals share fsyncs: openraft hands the
+//! log store every entry that queued while the previous append was flushing
+//! (group commit). Reads are linearizable on the leader (`ensure_linearizable`)
+//! and forwarded there from other nodes in this part.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, ServerState};
+use redb::{Database, ReadableDatabase};
+use serde::{Deserialize, Serialize};
+
+use super::command::{KeyValue, Request, Response, Txn, TxnResult};
+use super::mvcc::{self, KV, LATEST, META};
+use super::network::{RaftAppend, RaftSnapshot, RaftVote, ACTOR};
+use super::TypeConfig;
+use crate::actor::{
+    Actor, ActorPath, ActorSystem, AskError, Ctx, Handler, Message, RemoteMessage, Reply,
+};
+
+/// Typed client errors of the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ClientError {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<String> },
+    #[error("no quorum: the leader cannot reach a majority")]
+    NoQuorum,
+    #[error("timed out")]
+    Timeout,
+    #[error("too large: {0}")]
+    TooLarge(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("revision {requested} is compacted (history starts at {compacted})")]
+    Compacted { requested: u64, compacted: u64 },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ClientError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::NotLeader { .. }
+                | ClientError::NoQuorum
+                | ClientError::Timeout
+                | ClientError::Unavailable(_)
+        )
+    }
+}
+
+/// A read: one key, or every key under a prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRequest {
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub prefix: bool,
+    pub at: Option<u64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadResult {
+    pub kvs: Vec<KeyValue>,
+    /// The applied revision the read was served at.
+    pub revision: u64,
+}
+
+/// Store status, as `shoal store status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    pub node: String,
+    pub raft_id: u64,
+    pub leader: Option<String>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
+    pub state: String,
+}
+
+impl StoreStatus {
+    /// A node's role in Raft: `leader`, `voter`, `learner` or `none`.
+    pub fn role_of(&self, node: &str) -> &'static str {
+        if self.leader.as_deref() == Some(node) {
+            "leader"
+        } else if self.voters.iter().any(|v| v == node) {
+            "voter"
+        } else if self.learners.iter().any(|v| v == node) {
+            "learner"
+        } else {
+            "none"
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetRaftId;
+impl Message for GetRaftId {
+    /// (raft id, already initialized)
+    type Reply = (u64, bool);
+}
+impl RemoteMessage for GetRaftId {
+    const TAG: &'static str = "shoal.store.raft-id/1";
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientWrite(pub Txn);
+impl Message for ClientWrite {
+    type Reply = Result<TxnResult, ClientError>;
+}
+impl RemoteMessage for ClientWrite {
+    const TAG: &'static str = "shoal.store.write/1";
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientRead(pub ReadRequest);
+impl Message for ClientRead {
+    type Reply = Result<ReadResult, ClientError>;
+}
+impl RemoteMessage for ClientRead {
+    const TAG: &'static str = "shoal.store.read/1";
+}
+
+/// Cheap-clone handle to this node's store.
+#[derive(Clone)]
+pub struct Store {
+    raft: Raft<TypeConfig>,
+    actors: ActorSystem,
+    db: Arc<Database>,
+    node: String,
+    raft_id: u64,
+    /// Budget for one write or read, including forwarding.
+    pub timeout: Duration,
+}
+
+impl Store {
+    pub fn new(
+        raft: Raft<TypeConfig>,
+        actors: ActorSystem,
+        db: Arc<Database>,
+        node: &str,
+        raft_id: u64,
+    ) -> Store {
+        Store {
+            raft,
+            actors,
+            db,
+            node: node.to_string(),
+            raft_id,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    pub fn raft_id(&self) -> u64 {
+        self.raft_id
+    }
+
+    fn leader_name(&self, id: Option<u64>) -> Option<String> {
+        let id = id?;
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let name = m.membership().get_node(&id).map(|n| n.addr.clone());
+        name
+    }
+
+    /// Commits `txn` (through the leader) and returns its result.
+    pub async fn write(&self, txn: Txn) -> Result<TxnResult, ClientError> {
+        txn.validate().map_err(|e| {
+            if e.contains("exceeds") {
+                ClientError::TooLarge(e)
+            } else {
+                ClientError::Invalid(e)
+            }
+        })?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let res = match tokio::time::timeout_at(deadline, self.write_local(txn.clone())).await {
+                Ok(r) => r,
+                Err(_) => return Err(self.timeout_error()),
+            };
+            match res {
+                Err(ClientError::NotLeader { leader: Some(name) }) if name != self.node => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match self
+                        .actors
+                        .ask(
+                            &ActorPath::new(ACTOR, &name),
+                            ClientWrite(txn.clone()),
+                            left,
+                        )
+                        .await
+                    {
+                        Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
+                        }
+                        Ok(r) => return r,
+                        Err(AskError::Timeout) => return Err(ClientError::Timeout),
+                        Err(e) => return Err(ClientError::Unavailable(e.to_string())),
+                    }
+                }
+                Err(ClientError::NotLeader { .. }) => {}
+                other => return other,
+            }
+            // No leader known yet (election in progress): wait and retry.
+            if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(ClientError::NotLeader {
+                    leader: self.leader_name(self.raft.metrics().borrow().current_leader),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn timeout_error(&self) -> ClientError {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state == ServerState::Leader {
+            ClientError::NoQuorum
+        } else {
+            ClientError::Timeout
+        }
+    }
+
+    /// Proposes on this node; `NotLeader` if it is not the leader.
+    pub async fn write_local(&self, txn: Txn) -> Result<TxnResult, ClientError> {
+        match self.raft.client_write(Request::Txn(txn)).await {
+            Ok(resp) => match resp.data {
+                Response::Txn(r) => Ok(r),
+                other => Err(ClientError::Unavailable(format!(
+                    "unexpected response {other:?}"
+                ))),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ClientError::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(ClientError::Invalid(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ClientError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// A linearizable read, served by the leader.
+    pub async fn read(&self, req: ReadRequest) -> Result<ReadResult, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let res = match tokio::time::timeout_at(deadline, self.read_local(req.clone())).await {
+                Ok(r) => r,
+                Err(_) => return Err(self.timeout_error()),
+            };
+            match res {
+                Err(ClientError::NotLeader { leader: Some(name) }) if name != self.node => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match self
+                        .actors
+                        .ask(&ActorPath::new(ACTOR, &name), ClientRead(req.clone()), left)
+                        .await
+                    {
+                        Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
+                        }
+                        Ok(r) => return r,
+                        Err(AskError::Timeout) => return Err(ClientError::Timeout),
+                        Err(e) => return Err(ClientError::Unavailable(e.to_string())),
+                    }
+                }
+                Err(ClientError::NotLeader { .. }) => {}
+                other => return other,
+            }
+            if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(ClientError::NotLeader { leader: None });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Confirms leadership with a quorum, waits for the state machine to
+    /// reach the read index, then reads locally.
+    pub async fn read_local(&self, req: ReadRequest) -> Result<ReadResult, ClientError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => {}
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                return Err(ClientError::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
+                return Err(ClientError::NoQuorum)
+            }
+            Err(RaftError::Fatal(e)) => return Err(ClientError::Unavailable(e.to_string())),
+        }
+        self.read_state(req).await
+    }
+
+    /// Reads this node's state machine as it is (no freshness guarantee).
+    pub async fn read_state(&self, req: ReadRequest) -> Result<ReadResult, ClientError> {
+        let db = self.db.clone();
+        let join = tokio::task::spawn_blocking(move || -> Result<ReadResult, ClientError> {
+            let unavailable = |e: &dyn std::fmt::Display| ClientError::Unavailable(e.to_string());
+            let r = db.begin_read().map_err(|e| unavailable(&e))?;
+            let latest = r.open_table(LATEST).map_err(|e| unavailable(&e))?;
+            let kv = r.open_table(KV).map_err(|e| unavailable(&e))?;
+            let meta = r.open_table(META).map_err(|e| unavailable(&e))?;
+            let get_u64 = |k: &str| -> u64 {
+                meta.get(k)
+                    .ok()
+                    .flatten()
+                    .and_then(|g| postcard::from_bytes::<u64>(g.value()).ok())
+                    .unwrap_or(0)
+            };
+            let compacted = get_u64("compacted");
+            let applied = meta
+                .get("applied")
+                .ok()
+                .flatten()
+                .and_then(|g| postcard::from_bytes::<Option<openraft::LogId<u64>>>(g.value()).ok())
+                .flatten()
+                .map_or(0, |l| l.index);
+            let map = |e: mvcc::MvccError| match e {
+                mvcc::MvccError::Compacted {
+                    requested,
+                    compacted,
+                } => ClientError::Compacted {
+                    requested,
+                    compacted,
+                },
+                other => ClientError::Unavailable(other.to_string()),
+            };
+            let kvs = if req.prefix {
+                mvcc::list(
+                    &latest,
+                    &kv,
+                    &req.key,
+                    req.at,
+                    compacted,
+                    req.limit as usize,
+                )
+                .map_err(map)?
+            } else {
+                mvcc::get(&latest, &kv, &req.key, req.at, compacted)
+                    .map_err(map)?
+                    .into_iter()
+                    .collect()
+            };
+            Ok(ReadResult {
+                kvs,
+                revision: applied,
+            })
+        });
+        join.await
+            .map_err(|e| ClientError::Unavailable(e.to_string()))?
+    }
+
+    pub fn status(&self) -> StoreStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let name = |id: &u64| {
+            membership
+                .get_node(id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_else(|| format!("raft-{id}"))
+        };
+        let voters: Vec<String> = membership.voter_ids().map(|id| name(&id)).collect();
+        let learners: Vec<String> = membership.learner_ids().map(|id| name(&id)).collect();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        // The leader knows what a majority has; others report what they applied.
+        let commit_index = match (&m.replication, m.state) {
+            (Some(repl), ServerState::Leader) => {
+                let mut matched: Vec<u64> = membership
+                    .voter_ids()
+                    .map(|id| {
+                        if id == m.id {
+                            m.last_log_index.unwrap_or(0)
+                        } else {
+                            repl.get(&id).copied().flatten().map_or(0, |l| l.index)
+                        }
+                    })
+                    .collect();
+                matched.sort_unstable_by(|a, b| b.cmp(a));
+                matched
+                    .get(matched.len() / 2)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(applied)
+            }
+            _ => applied,
+        };
+        StoreStatus {
+            node: self.node.clone(),
+            raft_id: self.raft_id,
+            leader: m.current_leader.map(|id| name(&id)),
+            term: m.current_term,
+            commit_index,
+            applied_index: applied,
+            voters,
+            learners,
+            state: format!("{:?}", m.state).to_lowercase(),
+        }
+    }
+
+    /// Initializes the cluster with `voters` once all of them answer and
+    /// none is initialized yet. Run by the first initial voter only.
+    pub async fn bootstrap(&self, voters: Vec<String>) {
+        loop {
+            match self.raft.is_initialized().await {
+                Ok(true) | Err(_) => return,
+                Ok(false) => {}
+            }
+            let mut members = BTreeMap::new();
+            let mut ready = true;
+            for v in &voters {
+                match self
+                    .actors
+                    .ask(&ActorPath::new(ACTOR, v), GetRaftId, Duration::from_secs(1))
+                    .await
+                {
+                    Ok((_, true)) => return, // someone else already initialized
+                    Ok((id, false)) => {
+                        members.insert(id, BasicNode { addr: v.clone() });
+                    }
+                    Err(_) => {
+                        ready = false;
+                        break;
+                    }
+                }
+            }
+            if ready {
+                match self.raft.initialize(members).await {
+                    Ok(()) => {
+                        tracing::info!(node = %self.node, ?voters, "store initialized");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::info!(node = %self.node, "store initialize: {e}");
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// The `store` actor of one node.
+pub struct StoreActor {
+    store: Store,
+}
+
+impl StoreActor {
+    pub fn new(store: Store) -> Self {
+        StoreActor { store }
+    }
+}
+
+impl Actor for StoreActor {}
+
+impl Handler<RaftAppend> for StoreActor {
+    fn handle(
+        &mut self,
+        msg: RaftAppend,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<<RaftAppend as Message>::Reply> {
+        let raft = self.store.raft.clone();
+        Reply::later(async move { raft.append_entries(msg.0).await })
+    }
+}
+
+impl Handler<RaftVote> for StoreActor {
+    fn handle(
+        &mut self,
+        msg: RaftVote,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<<RaftVote as Message>::Reply> {
+        let raft = self.store.raft.clone();
+        Reply::later(async move { raft.vote(msg.0).await })
+    }
+}
+
+impl Handler<RaftSnapshot> for StoreActor {
+    fn handle(
+        &mut self,
+        msg: RaftSnapshot,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<<RaftSnapshot as Message>::Reply> {
+        let raft = self.store.raft.clone();
+        Reply::later(async move { raft.install_snapshot(msg.0).await })
+    }
+}
+
+impl Handler<GetRaftId> for StoreActor {
+    fn handle(&mut self, _msg: GetRaftId, _ctx: &mut Ctx<Self>) -> Reply<(u64, bool)> {
+        let store = self.store.clone();
+        Reply::later(async move {
+            (
+                store.raft_id,
+                store.raft.is_initialized().await.unwrap_or(true),
+            )
+        })
+    }
+}
+
+impl Handler<ClientWrite> for StoreActor {
+    fn handle(
+        &mut self,
+        msg: ClientWrite,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<TxnResult, ClientError>> {
+        let store = self.store.clone();
+        Reply::later(async move {
+            msg.0.validate().map_err(ClientError::TooLarge)?;
+            store.write_local(msg.0).await
+        })
+    }
+}
+
+impl Handler<ClientRead> for StoreActor {
+    fn handle(
+        &mut self,
+        msg: ClientRead,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<ReadResult, ClientError>> {
+        let store = self.store.clone();
+        Reply::later(async move { store.read_local(msg.0).await })
+    }
+}
+
+/// Registers the store actor's messages.
+pub fn serve(registry: &crate::actor::Registry, addr: crate::actor::Addr<StoreActor>) {
+    registry.serve::<StoreActor, RaftAppend>(ACTOR, addr.clone());
+    registry.serve::<StoreActor, RaftVote>(ACTOR, addr.clone());
+    registry.serve::<StoreActor, RaftSnapshot>(ACTOR, addr.clone());
+    registry.serve::<StoreActor, GetRaftId>(ACTOR, addr.clone());
+    registry.serve::<StoreActor, ClientWrite>(ACTOR, addr.clone());
+    registry.serve::<StoreActor, ClientRead>(ACTOR, addr);
+}
