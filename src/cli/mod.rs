@@ -8,6 +8,7 @@ mod chaos;
 mod dev;
 pub mod http;
 mod init;
+mod kv;
 mod members;
 
 use std::path::PathBuf;
@@ -64,6 +65,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The replicated key-value store, user namespace (like etcdctl).
+    Kv {
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: kv::KvAction,
+    },
+    /// Store operations.
+    Store {
+        #[command(subcommand)]
+        action: kv::StoreAction,
+    },
     /// Inject faults into the cluster's transport and gossip.
     Chaos {
         #[arg(long)]
@@ -91,6 +104,10 @@ pub fn main() -> ExitCode {
             ttl,
             action,
         } => chaos::run(&config, ttl, action),
+        Command::Kv { config, action } => kv::run(&config, action),
+        Command::Store {
+            action: kv::StoreAction::Status { config, json },
+        } => kv::status(&config, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,11 +119,13 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn,openraft=warn")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

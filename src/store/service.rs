@@ -369,8 +369,10 @@ impl Store {
                 .map(|n| n.addr.clone())
                 .unwrap_or_else(|| format!("raft-{id}"))
         };
-        let voters: Vec<String> = membership.voter_ids().map(|id| name(&id)).collect();
-        let learners: Vec<String> = membership.learner_ids().map(|id| name(&id)).collect();
+        let mut voters: Vec<String> = membership.voter_ids().map(|id| name(&id)).collect();
+        let mut learners: Vec<String> = membership.learner_ids().map(|id| name(&id)).collect();
+        voters.sort();
+        learners.sort();
         let applied = m.last_applied.map_or(0, |l| l.index);
         // The leader knows what a majority has; others report what they applied.
         let commit_index = match (&m.replication, m.state) {

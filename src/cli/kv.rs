@@ -1,0 +1,160 @@
+//! `shoal kv` (like etcdctl, in the user namespace) and `shoal store status`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use clap::Subcommand;
+use hyper::{Method, StatusCode};
+
+use crate::api::store::UserKv;
+use crate::config::NodeConfig;
+use crate::store::StoreStatus;
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum KvAction {
+    /// Write KEY = VALUE; exits 0 once committed.
+    Put { key: String, value: String },
+    /// Print the value of KEY alone (exit 1 if absent).
+    Get {
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete KEY; prints how many keys were deleted (0 or 1).
+    Del { key: String },
+    /// List the keys under PREFIX.
+    List {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum StoreAction {
+    /// Leader, term, indexes and members of the store.
+    Status {
+        #[arg(long)]
+        config: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Percent-encodes a key for the URL path (keys may hold `/`).
+fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+pub fn run(config: &Path, action: KvAction) -> anyhow::Result<()> {
+    let cfg = NodeConfig::load(config)?;
+    let client = super::http::client_for(&cfg)?;
+    let t = Duration::from_millis(cfg.store.request_timeout_ms + 5_000);
+    super::client_runtime()?.block_on(async {
+        match action {
+            KvAction::Put { key, value } => {
+                let path = format!("/shoal/v1/kv/{}", encode_key(&key));
+                let (status, body) = client
+                    .request(Method::PUT, &path, Some(value.into_bytes()), t)
+                    .await?;
+                if !status.is_success() {
+                    bail!("put {key}: {}", message(&body));
+                }
+                println!("OK");
+            }
+            KvAction::Get { key, json } => {
+                let path = format!("/shoal/v1/kv/{}", encode_key(&key));
+                let (status, body) = client.request(Method::GET, &path, None, t).await?;
+                if status == StatusCode::NOT_FOUND {
+                    bail!("{key}: not found");
+                }
+                if !status.is_success() {
+                    bail!("get {key}: {}", message(&body));
+                }
+                let kv: UserKv = serde_json::from_slice(&body)?;
+                if json {
+                    println!("{}", serde_json::to_string(&kv)?);
+                } else {
+                    println!("{}", kv.value);
+                }
+            }
+            KvAction::Del { key } => {
+                let path = format!("/shoal/v1/kv/{}", encode_key(&key));
+                let (status, body) = client.request(Method::DELETE, &path, None, t).await?;
+                if !status.is_success() {
+                    bail!("del {key}: {}", message(&body));
+                }
+                let v: serde_json::Value = serde_json::from_slice(&body)?;
+                println!("{}", if v["deleted"] == true { 1 } else { 0 });
+            }
+            KvAction::List { prefix, json } => {
+                let path = format!(
+                    "/shoal/v1/kv?prefix={}",
+                    encode_key(&prefix).replace('/', "%2F")
+                );
+                let (status, body) = client.request(Method::GET, &path, None, t).await?;
+                if !status.is_success() {
+                    bail!("list {prefix}: {}", message(&body));
+                }
+                let kvs: Vec<UserKv> = serde_json::from_slice(&body)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&kvs)?);
+                } else {
+                    for kv in kvs {
+                        println!("{}\t{}", kv.key, kv.value);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn status(config: &Path, json: bool) -> anyhow::Result<()> {
+    let cfg = NodeConfig::load(config)?;
+    let client = super::http::client_for(&cfg)?;
+    let s: StoreStatus = super::client_runtime()?
+        .block_on(client.get_json("/shoal/v1/store/status"))
+        .map_err(|e| anyhow!("store status: {e:#}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("node:          {} ({})", s.node, s.state);
+        println!("leader:        {}", s.leader.as_deref().unwrap_or("(none)"));
+        println!("term:          {}", s.term);
+        println!("commit_index:  {}", s.commit_index);
+        println!("applied_index: {}", s.applied_index);
+        println!("voters:        {}", s.voters.join(","));
+        println!("learners:      {}", s.learners.join(","));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_path_safe() {
+        assert_eq!(encode_key("a/b c?d"), "a/b%20c%3Fd");
+        assert_eq!(encode_key("x%y"), "x%25y");
+    }
+}
