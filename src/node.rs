@@ -157,9 +157,24 @@ impl Node {
         let mut events = membership.subscribe(1024).await?;
         let peer_table = transport.clone();
         tokio::spawn(async move {
+            let mut generations = std::collections::HashMap::new();
             while let Some(ev) = events.recv().await {
-                if let Some(meta) = ev.meta {
+                if let Some(meta) = &ev.meta {
                     peer_table.set_peer(&ev.name, meta.quic);
+                }
+                // A node that is down, gone, or back as a new generation (a
+                // restart): drop its connection now rather than wait for the
+                // QUIC idle timeout on a dead endpoint.
+                let restarted = generations
+                    .insert(ev.name.clone(), ev.generation)
+                    .is_some_and(|g| g != ev.generation);
+                if restarted
+                    || matches!(
+                        ev.state,
+                        crate::membership::MemberState::Down | crate::membership::MemberState::Left
+                    )
+                {
+                    peer_table.disconnect(&ev.name);
                 }
             }
         });

@@ -58,7 +58,9 @@ pub fn client_error(e: ClientError) -> Response {
         ClientError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
         ClientError::Invalid(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
         ClientError::Compacted { .. } => (StatusCode::GONE, "Expired"),
-        ClientError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
+        ClientError::Timeout | ClientError::LeaderChanged => {
+            (StatusCode::GATEWAY_TIMEOUT, "Timeout")
+        }
         ClientError::NotLeader { .. } | ClientError::NoQuorum | ClientError::Unavailable(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
         }

@@ -166,7 +166,9 @@ mod tests {
         };
         let bytes = postcard::to_allocvec(&RaftAppend(req.clone())).unwrap();
         let back: RaftAppend = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(back.0, req);
+        assert_eq!(back.0.vote, req.vote);
+        assert_eq!(back.0.prev_log_id, req.prev_log_id);
+        assert_eq!(back.0.entries, req.entries);
         let err: <RaftAppend as Message>::Reply =
             Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
         let bytes = postcard::to_allocvec(&err).unwrap();

@@ -25,6 +25,9 @@ use crate::actor::{
     Actor, ActorPath, ActorSystem, AskError, Ctx, Handler, Message, RemoteMessage, Reply,
 };
 
+/// The budget of one forwarding attempt to the leader.
+const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);
+
 /// Typed client errors of the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ClientError {
@@ -34,6 +37,10 @@ pub enum ClientError {
     NoQuorum,
     #[error("timed out")]
     Timeout,
+    #[error(
+        "the leader changed while the write was in flight; it may or may not have been applied"
+    )]
+    LeaderChanged,
     #[error("too large: {0}")]
     TooLarge(String),
     #[error("invalid request: {0}")]
@@ -51,6 +58,7 @@ impl ClientError {
             ClientError::NotLeader { .. }
                 | ClientError::NoQuorum
                 | ClientError::Timeout
+                | ClientError::LeaderChanged
                 | ClientError::Unavailable(_)
         )
     }
@@ -192,16 +200,20 @@ impl Store {
             };
             match res {
                 Err(ClientError::NotLeader { leader: Some(name) }) if name != self.node => {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    match self
-                        .actors
-                        .ask(
-                            &ActorPath::new(ACTOR, &name),
-                            ClientWrite(txn.clone()),
-                            left,
-                        )
-                        .await
-                    {
+                    // One attempt at a time: a leader that just died must not eat
+                    // the whole budget. If this node sees the leader change while
+                    // the write is in flight, the outcome is unknown: say so at
+                    // once rather than wait (the caller may retry).
+                    let left = deadline
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .min(FORWARD_ATTEMPT);
+                    let to = ActorPath::new(ACTOR, &name);
+                    let ask = self.actors.ask(&to, ClientWrite(txn.clone()), left);
+                    let outcome = tokio::select! {
+                        r = ask => r,
+                        _ = self.leader_changed() => return Err(ClientError::LeaderChanged),
+                    };
+                    match outcome {
                         Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
                         }
                         Ok(r) => return r,
@@ -219,6 +231,20 @@ impl Store {
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Resolves when this node's view of the leader changes.
+    async fn leader_changed(&self) {
+        let mut m = self.raft.metrics();
+        let start = m.borrow().current_leader;
+        loop {
+            if m.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            if m.borrow().current_leader != start {
+                return;
+            }
         }
     }
 
@@ -260,7 +286,12 @@ impl Store {
             };
             match res {
                 Err(ClientError::NotLeader { leader: Some(name) }) if name != self.node => {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    // One attempt at a time: a leader that just died must not eat
+                    // the whole budget (a timed-out forward is reported, since
+                    // the write may still commit).
+                    let left = deadline
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .min(FORWARD_ATTEMPT);
                     match self
                         .actors
                         .ask(&ActorPath::new(ACTOR, &name), ClientRead(req.clone()), left)

@@ -85,8 +85,13 @@ pub fn spawn_node(cfg: NodeConfig) -> anyhow::Result<TestNode> {
 pub fn cluster_configs(dir: &Path, n: usize) -> anyhow::Result<Vec<NodeConfig>> {
     let cluster_id = format!("test-{}", crate::pki::random_hex(4));
     crate::pki::write_cluster_files(dir, &cluster_id, n)?;
+    let voters: Vec<String> = (1..=n.min(3)).map(crate::config::node_name).collect();
     Ok((1..=n)
-        .map(|i| NodeConfig::for_test(dir, &cluster_id, i))
+        .map(|i| {
+            let mut c = NodeConfig::for_test(dir, &cluster_id, i);
+            c.store.initial_voters = voters.clone();
+            c
+        })
         .collect())
 }
 

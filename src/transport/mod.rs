@@ -176,6 +176,17 @@ impl Transport {
         }
     }
 
+    /// Closes the connection to `node`, if any; the next call reconnects.
+    pub fn disconnect(&self, node: &str) {
+        if let Some((_, slot)) = self.inner.conns.remove(node) {
+            if let Ok(g) = slot.try_lock() {
+                if let Some(c) = g.as_ref() {
+                    c.conn.close(0u32.into(), b"peer is down");
+                }
+            }
+        }
+    }
+
     pub fn peer_addr(&self, node: &str) -> Option<SocketAddr> {
         self.inner.peers.get(node).map(|a| *a)
     }

@@ -6,6 +6,7 @@
 mod bad_input;
 mod membership;
 mod security;
+mod store;
 mod transport;
 
 use std::time::Duration;

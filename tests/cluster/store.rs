@@ -1,0 +1,245 @@
+//! The replicated store in an in-process 3-node cluster: writes through any
+//! node, linearizable reads, leader loss, minority partitions, size limits.
+
+use std::time::{Duration, Instant};
+
+use shoal::store::command::{Txn, MAX_VALUE_BYTES};
+use shoal::store::{ClientError, ReadRequest};
+use shoal::testing::{wait_until, TestCluster};
+use shoal::transport::faults::{ChaosCommand, FaultSpec};
+
+/// Waits until the store has a leader that all running nodes agree on.
+async fn leader(c: &TestCluster, nodes: &[usize]) -> String {
+    let found = wait_until(Duration::from_secs(20), || async {
+        let mut seen = None;
+        for &i in nodes {
+            let s = c.on(i, |h| async move { h.store.status() }).await;
+            match (&seen, s.leader) {
+                (_, None) => return Err(format!("node-{i} knows no leader")),
+                (None, Some(l)) => seen = Some(l),
+                (Some(a), Some(b)) if *a != b => {
+                    return Err(format!("leaders disagree: {a} vs {b}"))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    })
+    .await;
+    found.unwrap();
+    c.on(
+        nodes[0],
+        |h| async move { h.store.status().leader.unwrap() },
+    )
+    .await
+}
+
+fn index_of(name: &str) -> usize {
+    name.trim_start_matches("node-").parse().unwrap()
+}
+
+async fn put(c: &TestCluster, i: usize, key: &str, value: &str) -> Result<u64, ClientError> {
+    let (k, v) = (key.to_string(), value.to_string());
+    c.on(i, move |h| async move {
+        h.store.write(Txn::put(k, v)).await.map(|r| r.revision)
+    })
+    .await
+}
+
+async fn get(c: &TestCluster, i: usize, key: &str) -> Result<Option<String>, ClientError> {
+    let k = key.as_bytes().to_vec();
+    c.on(i, move |h| async move {
+        let r = h
+            .store
+            .read(ReadRequest {
+                key: k,
+                prefix: false,
+                at: None,
+                limit: 0,
+            })
+            .await?;
+        Ok(r.kvs
+            .first()
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_any_node_and_linearizable_reads() {
+    let c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    leader(&c, &[1, 2, 3]).await;
+    let mut last = 0;
+    for round in 0..30 {
+        let writer = 1 + round % 3;
+        let reader = 1 + (round + 1) % 3;
+        let key = format!("/k/{round}");
+        let rev = put(&c, writer, &key, &format!("v{round}")).await.unwrap();
+        assert!(rev > last, "revisions grow: {rev} after {last}");
+        last = rev;
+        // Read-your-writes from another node.
+        assert_eq!(
+            get(&c, reader, &key).await.unwrap().as_deref(),
+            Some(format!("v{round}").as_str())
+        );
+    }
+    // Compare-and-swap semantics through the API.
+    let r = c
+        .on(2, |h| async move {
+            h.store.write(Txn::create("/k/0", "again")).await
+        })
+        .await
+        .unwrap();
+    assert!(!r.succeeded, "create of an existing key must fail");
+    // Oversize values are refused before proposing, with a clear error.
+    let e = c
+        .on(3, |h| async move {
+            h.store
+                .write(Txn::put("/big", vec![0u8; MAX_VALUE_BYTES + 1]))
+                .await
+        })
+        .await;
+    assert!(
+        matches!(e, Err(ClientError::TooLarge(ref m)) if m.contains("exceeds")),
+        "{e:?}"
+    );
+    assert_eq!(get(&c, 1, "/big").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_loss_writes_resume_quickly() {
+    let mut c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    let old = leader(&c, &[1, 2, 3]).await;
+    let survivor = (1..=3).find(|&i| i != index_of(&old)).unwrap();
+    put(&c, survivor, "/before", "1").await.unwrap();
+
+    let killed = Instant::now();
+    c.kill(index_of(&old));
+    let mut attempt = 0;
+    let resumed = loop {
+        attempt += 1;
+        match put(&c, survivor, "/after", &attempt.to_string()).await {
+            Ok(_) => break killed.elapsed(),
+            Err(e) if e.is_retryable() && killed.elapsed() < Duration::from_secs(15) => continue,
+            Err(e) => panic!("write failed for good: {e}"),
+        }
+    };
+    eprintln!("writes resumed {resumed:?} after killing the leader {old}");
+    assert!(
+        resumed < Duration::from_secs(2),
+        "writes resumed only after {resumed:?}"
+    );
+    assert_eq!(
+        get(&c, survivor, "/before").await.unwrap().as_deref(),
+        Some("1")
+    );
+
+    // The old leader comes back and catches up.
+    c.restart(index_of(&old)).unwrap();
+    let back = index_of(&old);
+    let caught_up = wait_until(Duration::from_secs(15), || async {
+        let v = c
+            .on(back, |h| async move {
+                h.store
+                    .read_state(ReadRequest {
+                        key: b"/after".to_vec(),
+                        prefix: false,
+                        at: None,
+                        limit: 0,
+                    })
+                    .await
+            })
+            .await;
+        match v {
+            Ok(r) if !r.kvs.is_empty() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    caught_up.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_cannot_commit_and_catches_up_after_heal() {
+    let c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    let l = leader(&c, &[1, 2, 3]).await;
+    // Cut the leader off: it becomes the minority.
+    let minority = index_of(&l);
+    let majority: Vec<usize> = (1..=3).filter(|&i| i != minority).collect();
+    let others: Vec<String> = majority.iter().map(|i| format!("node-{i}")).collect();
+    for i in 1..=3 {
+        let rule = FaultSpec::Partition {
+            a: vec![l.clone()],
+            b: others.clone(),
+        };
+        c.node(i)
+            .faults
+            .apply(ChaosCommand::Add {
+                rule,
+                ttl_ms: Some(120_000),
+            })
+            .unwrap();
+    }
+    // The minority says so within its timeout instead of acknowledging.
+    let t = Instant::now();
+    let e = put(&c, minority, "/minority", "x").await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "minority answered only after {:?}",
+        t.elapsed()
+    );
+    // The majority elects a leader and goes on.
+    let rev = loop {
+        match put(&c, majority[0], "/majority", "y").await {
+            Ok(r) => break r,
+            Err(e) if e.is_retryable() && t.elapsed() < Duration::from_secs(20) => continue,
+            Err(e) => panic!("majority cannot write: {e}"),
+        }
+    };
+    assert!(rev > 0);
+    assert_eq!(
+        get(&c, majority[1], "/majority").await.unwrap().as_deref(),
+        Some("y")
+    );
+
+    for i in 1..=3 {
+        c.node(i).faults.apply(ChaosCommand::Heal).unwrap();
+    }
+    // The old leader catches up, and its unacknowledged write never appears.
+    let caught = wait_until(Duration::from_secs(20), || async {
+        let r = c
+            .on(minority, |h| async move {
+                h.store
+                    .read_state(ReadRequest {
+                        key: b"/".to_vec(),
+                        prefix: true,
+                        at: None,
+                        limit: 0,
+                    })
+                    .await
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let keys: Vec<String> = r
+            .kvs
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+            .collect();
+        if keys.contains(&"/majority".to_string()) {
+            Ok(())
+        } else {
+            Err(format!("{keys:?}"))
+        }
+    })
+    .await;
+    caught.unwrap();
+    assert_eq!(
+        get(&c, minority, "/minority").await.unwrap(),
+        None,
+        "an unacknowledged write must not appear"
+    );
+}
