@@ -11,6 +11,15 @@ use super::{Transport, CODE_FAULT, CODE_FRAME_TOO_LARGE};
 use crate::actor::envelope::{Envelope, Kind, RemoteError};
 use crate::actor::remote::{Inbound, StreamItem, DEFAULT_BUDGET};
 
+/// Why an inbound frame was not an envelope.
+enum BadFrame {
+    /// The frame was whole but its bytes are not an envelope: the stream's
+    /// framing is intact.
+    Undecodable(RemoteError),
+    /// Oversize frame or broken stream: the stream cannot go on.
+    Broken(RemoteError),
+}
+
 /// The longest deadline budget honoured from the wire (5 minutes).
 const MAX_BUDGET_MS: u64 = 300_000;
 
@@ -51,7 +60,7 @@ impl Transport {
     async fn read_envelope(
         &self,
         recv: &mut quinn::RecvStream,
-    ) -> Result<Option<Envelope>, RemoteError> {
+    ) -> Result<Option<Envelope>, BadFrame> {
         match read_frame(recv, self.inner.max_frame).await {
             Ok(None) => Ok(None),
             Ok(Some(bytes)) => Envelope::decode(&bytes).map(Some).map_err(|e| {
@@ -61,19 +70,19 @@ impl Transport {
                     "malformed",
                 );
                 tracing::warn!(node = %self.inner.node, "malformed envelope: {e}");
-                RemoteError::Malformed(e.to_string())
+                BadFrame::Undecodable(RemoteError::Malformed(e.to_string()))
             }),
             Err(FrameError::TooLarge { len, max }) => {
                 self.count(&self.inner.metrics.envelopes_rejected, "reason", "oversize");
                 tracing::warn!(node = %self.inner.node, "refused a frame of {len} bytes (max {max})");
                 let _ = recv.stop(CODE_FRAME_TOO_LARGE.into());
-                Err(RemoteError::Malformed(format!(
+                Err(BadFrame::Broken(RemoteError::Malformed(format!(
                     "frame of {len} bytes exceeds {max}"
-                )))
+                ))))
             }
             Err(e) => {
                 tracing::debug!(node = %self.inner.node, "stream read failed: {e}");
-                Err(RemoteError::Malformed(e.to_string()))
+                Err(BadFrame::Broken(RemoteError::Malformed(e.to_string())))
             }
         }
     }
@@ -85,12 +94,8 @@ impl Transport {
                 Ok(None) => return,
                 // A malformed body keeps the framing intact: go on. Anything
                 // else (oversize, broken stream) ends this stream.
-                Err(RemoteError::Malformed(m))
-                    if m.starts_with("malformed envelope") || m.starts_with("unsupported") =>
-                {
-                    continue
-                }
-                Err(_) => return,
+                Err(BadFrame::Undecodable(_)) => continue,
+                Err(BadFrame::Broken(_)) => return,
             };
             self.count(
                 &self.inner.metrics.envelopes_received,
@@ -130,7 +135,7 @@ impl Transport {
         let env = match self.read_envelope(&mut recv).await {
             Ok(Some(env)) => env,
             Ok(None) => return,
-            Err(err) => {
+            Err(BadFrame::Undecodable(err) | BadFrame::Broken(err)) => {
                 let reply = Envelope {
                     kind: Kind::Error,
                     to: String::new(),
