@@ -444,3 +444,102 @@ fn no_aws_lc_in_the_dependency_tree() {
     }
     assert!(lock.contains("name = \"ring\""));
 }
+
+/// The store survives `kill -9` of every process: each write that `shoal kv
+/// put` acknowledged is there after a restart.
+#[test]
+fn acknowledged_writes_survive_kill_9_of_all_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    init(&dir, 3);
+    let mut agents = Agents::start(&dir, 3);
+    let cfg = |i: usize| dir.join(format!("node-{i}.toml"));
+    let kv = |i: usize, args: &[&str]| {
+        shoal()
+            .args(["kv", "--config"])
+            .arg(cfg(i))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Wait for a leader (the first put succeeds).
+    wait_for(Duration::from_secs(30), "store ready", || {
+        let out = kv(1, &["put", "warmup", "1"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    let mut acked = Vec::new();
+    for n in 0..40 {
+        let node = 1 + n % 3;
+        let (k, v) = (format!("key-{n}"), format!("value-{n}"));
+        let out = kv(node, &["put", &k, &v]);
+        if out.status.success() {
+            acked.push((k, v));
+        }
+    }
+    assert!(
+        acked.len() >= 35,
+        "most writes should be acknowledged, got {}",
+        acked.len()
+    );
+    for i in 1..=3 {
+        agents.signal(i, libc::SIGKILL);
+    }
+    for i in 1..=3 {
+        agents.spawn(i);
+    }
+    for (k, v) in &acked {
+        let got = wait_for(Duration::from_secs(30), "read after restart", || {
+            let out = kv(2, &["get", k]);
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        });
+        assert_eq!(&got, v, "acknowledged write {k} lost or changed");
+    }
+    // The contract of `get --json` and of a missing key.
+    let out = kv(3, &["get", "key-0", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["key"], "key-0");
+    assert_eq!(v["value"], "value-0");
+    assert!(v["create_rev"].as_u64().unwrap() > 0 && v["mod_rev"].as_u64().unwrap() > 0);
+    let out = kv(3, &["get", "no-such-key"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    // store status names a leader and the three voters.
+    let out = shoal()
+        .args(["store", "status", "--json", "--config"])
+        .arg(cfg(1))
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["leader"].as_str().unwrap().starts_with("node-"));
+    assert_eq!(
+        s["voters"],
+        serde_json::json!(["node-1", "node-2", "node-3"])
+    );
+    for f in ["term", "commit_index", "applied_index", "learners"] {
+        assert!(s.get(f).is_some(), "store status lacks {f}");
+    }
+    // members --json gains raft_role: one leader, the others voters.
+    let rows = members(&dir, 2).unwrap();
+    let roles: Vec<&str> = rows
+        .iter()
+        .map(|r| r["raft_role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "leader").count(),
+        1,
+        "{roles:?}"
+    );
+    assert_eq!(
+        roles.iter().filter(|r| **r == "voter").count(),
+        2,
+        "{roles:?}"
+    );
+}
