@@ -179,6 +179,34 @@ impl Node {
             }
         });
 
+        // Consumer 2: nodes with the store role join the store as learners.
+        let mut events = membership.subscribe(1024).await?;
+        let admit = store.clone();
+        let me = cfg.name.clone();
+        tokio::spawn(async move {
+            let mut candidates = std::collections::BTreeSet::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        None => return,
+                        Some(ev) => {
+                            let store_role = ev.meta.as_ref().is_some_and(|m| m.roles.iter().any(|r| r == "store"));
+                            if ev.state == crate::membership::MemberState::Alive && store_role && ev.name != me {
+                                candidates.insert(ev.name);
+                            } else {
+                                candidates.remove(&ev.name);
+                            }
+                        }
+                    },
+                    _ = tick.tick() => {
+                        let list: Vec<String> = candidates.iter().cloned().collect();
+                        admit.admit_learners(&list).await;
+                    }
+                }
+            }
+        });
+
         let (exit_tx, exit_rx) = watch::channel(false);
         let (api_stop, api_stop_rx) = watch::channel(false);
         let api_state = crate::api::ApiState {

@@ -440,6 +440,31 @@ impl Store {
         }
     }
 
+    /// On the leader: adds every node of `candidates` that is not yet in
+    /// the Raft membership as a learner (it catches up without voting).
+    /// Promotion to voter is autopilot's job (store part 2).
+    pub async fn admit_learners(&self, candidates: &[String]) {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return;
+        }
+        let membership = m.membership_config.membership().clone();
+        let known: Vec<String> = membership.nodes().map(|(_, n)| n.addr.clone()).collect();
+        for name in candidates.iter().filter(|c| !known.contains(c)) {
+            let (id, _) = match self.actors.ask(&ActorPath::new(ACTOR, name), GetRaftId, Duration::from_secs(1)).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(node = %self.node, learner = %name, "cannot reach it yet: {e}");
+                    continue;
+                }
+            };
+            match self.raft.add_learner(id, BasicNode { addr: name.clone() }, false).await {
+                Ok(_) => tracing::info!(node = %self.node, learner = %name, "added as a store learner"),
+                Err(e) => tracing::warn!(node = %self.node, learner = %name, "add_learner: {e}"),
+            }
+        }
+    }
+
     /// Initializes the cluster with `voters` once all of them answer and
     /// none is initialized yet. Run by the first initial voter only.
     pub async fn bootstrap(&self, voters: Vec<String>) {

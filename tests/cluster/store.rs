@@ -243,3 +243,33 @@ async fn a_minority_cannot_commit_and_catches_up_after_heal() {
         "an unacknowledged write must not appear"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_beyond_the_initial_voters_join_as_learners() {
+    let c = TestCluster::start(4).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    leader(&c, &[1, 2, 3]).await;
+    let joined = wait_until(Duration::from_secs(20), || async {
+        let s = c.on(1, |h| async move { h.store.status() }).await;
+        if s.learners == vec!["node-4".to_string()] && s.voters.len() == 3 { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    joined.unwrap();
+    // The learner receives the data.
+    put(&c, 2, "/for-learner", "yes").await.unwrap();
+    let got = wait_until(Duration::from_secs(10), || async {
+        let r = c
+            .on(4, |h| async move {
+                h.store.read_state(ReadRequest { key: b"/for-learner".to_vec(), prefix: false, at: None, limit: 0 }).await
+            })
+            .await;
+        match r {
+            Ok(r) if !r.kvs.is_empty() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    got.unwrap();
+    // And it can serve writes by forwarding to the leader.
+    put(&c, 4, "/from-learner", "ok").await.unwrap();
+}
