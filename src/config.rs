@@ -217,6 +217,8 @@ pub struct StoreConfig {
     pub history_revisions: u64,
     /// Budget of one client write or read, forwarding included.
     pub request_timeout_ms: u64,
+    /// 32-byte key (hex) sealing values under `/registry/secrets/`.
+    pub secrets_key_file: PathBuf,
 }
 
 impl Default for StoreConfig {
@@ -230,6 +232,7 @@ impl Default for StoreConfig {
             snapshot_every: 10_000,
             history_revisions: 10_000,
             request_timeout_ms: 5_000,
+            secrets_key_file: PathBuf::from("secrets.key"),
         }
     }
 }
@@ -326,6 +329,7 @@ impl NodeConfig {
         fix(&mut self.tls.key);
         fix(&mut self.auth.admin_token_file);
         fix(&mut self.gossip.key_file);
+        fix(&mut self.store.secrets_key_file);
     }
 
     /// Checks the whole config; the error names the field.
@@ -459,7 +463,10 @@ impl NodeConfig {
             },
             transport: Transport::default(),
             capacity: Capacity::default(),
-            store: StoreConfig::default(),
+            store: StoreConfig {
+                secrets_key_file: cluster_dir.join("secrets.key"),
+                ..StoreConfig::default()
+            },
         }
     }
 }
@@ -557,6 +564,7 @@ mod tests {
             cfg.store,
             StoreConfig {
                 initial_voters: vec!["node-1".into(), "node-2".into(), "node-3".into()],
+                secrets_key_file: PathBuf::from("/x/secrets.key"),
                 ..StoreConfig::default()
             }
         );

@@ -297,7 +297,12 @@ async fn start_store(
     };
     let raft =
         openraft::Raft::<TypeConfig>::new(raft_id, Arc::new(raft_cfg), network, log, sm).await?;
-    let mut store = Store::new(raft, actors.clone(), db, &cfg.name, raft_id);
+    let key = crate::pki::read_hex_secret(&st.secrets_key_file, Some(32))?;
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("secrets key must be 32 bytes"))?;
+    let mut store = Store::new(raft, actors.clone(), db, &cfg.name, raft_id)
+        .with_secrets(crate::store::secrets::SecretBox::new(&key));
     store.timeout = Duration::from_millis(st.request_timeout_ms);
     let addr = actor::spawn(
         crate::store::service::StoreActor::new(store.clone()),

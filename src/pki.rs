@@ -132,6 +132,7 @@ pub fn write_cluster_files(dir: &Path, cluster_id: &str, nodes: usize) -> Result
     let token = random_hex(32);
     write(dir, "admin.token", &format!("{token}\n"), true)?;
     write(dir, "gossip.key", &format!("{}\n", random_hex(32)), true)?;
+    write(dir, "secrets.key", &format!("{}\n", random_hex(32)), true)?;
     Ok(token)
 }
 

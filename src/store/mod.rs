@@ -16,6 +16,7 @@ pub mod command;
 pub mod log_store;
 pub mod mvcc;
 pub mod network;
+pub mod secrets;
 pub mod service;
 pub mod state_machine;
 

@@ -148,6 +148,7 @@ pub struct Store {
     raft_id: u64,
     /// Budget for one write or read, including forwarding.
     pub timeout: Duration,
+    secrets: Option<Arc<super::secrets::SecretBox>>,
 }
 
 impl Store {
@@ -165,7 +166,38 @@ impl Store {
             node: node.to_string(),
             raft_id,
             timeout: Duration::from_secs(5),
+            secrets: None,
         }
+    }
+
+    /// Seals values under `/registry/secrets/` with `secrets` from now on.
+    pub fn with_secrets(mut self, secrets: super::secrets::SecretBox) -> Store {
+        self.secrets = Some(Arc::new(secrets));
+        self
+    }
+
+    fn seal(&self, mut txn: Txn) -> Txn {
+        if let Some(b) = &self.secrets {
+            for op in txn.success.iter_mut().chain(txn.failure.iter_mut()) {
+                if let super::command::Op::Put { key, value } = op {
+                    if super::secrets::is_secret(key) {
+                        *value = b.seal(key, value);
+                    }
+                }
+            }
+        }
+        txn
+    }
+
+    fn unseal(&self, kv: &mut KeyValue) -> Result<(), ClientError> {
+        if let Some(b) = &self.secrets {
+            if super::secrets::is_secret(&kv.key) {
+                kv.value = b
+                    .open(&kv.key, &kv.value)
+                    .map_err(|e| ClientError::Unavailable(e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn raft(&self) -> &Raft<TypeConfig> {
@@ -192,6 +224,16 @@ impl Store {
                 ClientError::Invalid(e)
             }
         })?;
+        // Seal before proposing: the log never sees a secret's plaintext.
+        let txn = self.seal(txn);
+        let mut result = self.write_sealed(txn).await?;
+        for kv in result.prev.iter_mut().flatten() {
+            self.unseal(kv)?;
+        }
+        Ok(result)
+    }
+
+    async fn write_sealed(&self, txn: Txn) -> Result<TxnResult, ClientError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let res = match tokio::time::timeout_at(deadline, self.write_local(txn.clone())).await {
@@ -387,8 +429,13 @@ impl Store {
                 revision: applied,
             })
         });
-        join.await
-            .map_err(|e| ClientError::Unavailable(e.to_string()))?
+        let mut result = join
+            .await
+            .map_err(|e| ClientError::Unavailable(e.to_string()))??;
+        for kv in result.kvs.iter_mut() {
+            self.unseal(kv)?;
+        }
+        Ok(result)
     }
 
     pub fn status(&self) -> StoreStatus {
@@ -451,15 +498,29 @@ impl Store {
         let membership = m.membership_config.membership().clone();
         let known: Vec<String> = membership.nodes().map(|(_, n)| n.addr.clone()).collect();
         for name in candidates.iter().filter(|c| !known.contains(c)) {
-            let (id, _) = match self.actors.ask(&ActorPath::new(ACTOR, name), GetRaftId, Duration::from_secs(1)).await {
+            let (id, _) = match self
+                .actors
+                .ask(
+                    &ActorPath::new(ACTOR, name),
+                    GetRaftId,
+                    Duration::from_secs(1),
+                )
+                .await
+            {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::debug!(node = %self.node, learner = %name, "cannot reach it yet: {e}");
                     continue;
                 }
             };
-            match self.raft.add_learner(id, BasicNode { addr: name.clone() }, false).await {
-                Ok(_) => tracing::info!(node = %self.node, learner = %name, "added as a store learner"),
+            match self
+                .raft
+                .add_learner(id, BasicNode { addr: name.clone() }, false)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(node = %self.node, learner = %name, "added as a store learner")
+                }
                 Err(e) => tracing::warn!(node = %self.node, learner = %name, "add_learner: {e}"),
             }
         }

@@ -251,7 +251,11 @@ async fn nodes_beyond_the_initial_voters_join_as_learners() {
     leader(&c, &[1, 2, 3]).await;
     let joined = wait_until(Duration::from_secs(20), || async {
         let s = c.on(1, |h| async move { h.store.status() }).await;
-        if s.learners == vec!["node-4".to_string()] && s.voters.len() == 3 { Ok(()) } else { Err(format!("{s:?}")) }
+        if s.learners == vec!["node-4".to_string()] && s.voters.len() == 3 {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
     })
     .await;
     joined.unwrap();
@@ -260,7 +264,14 @@ async fn nodes_beyond_the_initial_voters_join_as_learners() {
     let got = wait_until(Duration::from_secs(10), || async {
         let r = c
             .on(4, |h| async move {
-                h.store.read_state(ReadRequest { key: b"/for-learner".to_vec(), prefix: false, at: None, limit: 0 }).await
+                h.store
+                    .read_state(ReadRequest {
+                        key: b"/for-learner".to_vec(),
+                        prefix: false,
+                        at: None,
+                        limit: 0,
+                    })
+                    .await
             })
             .await;
         match r {
@@ -272,4 +283,81 @@ async fn nodes_beyond_the_initial_voters_join_as_learners() {
     got.unwrap();
     // And it can serve writes by forwarding to the leader.
     put(&c, 4, "/from-learner", "ok").await.unwrap();
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_never_written_in_plaintext() {
+    let c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    leader(&c, &[1, 2, 3]).await;
+    let secret = format!("TOP-SECRET-{}", shoal::pki::random_hex(8));
+    let visible = format!("VISIBLE-MARKER-{}", shoal::pki::random_hex(8));
+    put(&c, 2, "/registry/secrets/default/db", &secret)
+        .await
+        .unwrap();
+    put(&c, 3, "/registry/configmaps/default/cm", &visible)
+        .await
+        .unwrap();
+    // Reads give the plaintext back, from any node.
+    for i in 1..=3 {
+        assert_eq!(
+            get(&c, i, "/registry/secrets/default/db")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(secret.as_str())
+        );
+    }
+    // Force snapshots so they are on disk too.
+    for i in 1..=3 {
+        c.on(i, |h| async move {
+            h.store.raft().trigger().snapshot().await.unwrap()
+        })
+        .await;
+    }
+    let snapshots = wait_until(Duration::from_secs(10), || async {
+        let n = files(&c.path())
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(".bin"))
+            .count();
+        if n >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} snapshot files"))
+        }
+    })
+    .await;
+    snapshots.unwrap();
+    let (mut saw_visible, mut leaked) = (false, Vec::new());
+    for f in files(&c.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        if bytes
+            .windows(visible.len())
+            .any(|w| w == visible.as_bytes())
+        {
+            saw_visible = true;
+        }
+        if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+            leaked.push(f);
+        }
+    }
+    assert!(
+        saw_visible,
+        "the scan must find an ordinary value (control)"
+    );
+    assert!(leaked.is_empty(), "secret plaintext found in {leaked:?}");
 }
