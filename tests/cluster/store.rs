@@ -361,3 +361,42 @@ async fn secrets_are_never_written_in_plaintext() {
     );
     assert!(leaked.is_empty(), "secret plaintext found in {leaked:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_is_a_clear_start_up_error() {
+    let mut c = TestCluster::start(1).expect("node starts");
+    leader(&c, &[1]).await;
+    put(&c, 1, "/k", "v").await.unwrap();
+    c.stop(1);
+    let data = c.config(1).data_dir.clone();
+    for file in ["state.redb", "raft-log.redb"] {
+        let path = data.join(file);
+        let good = std::fs::read(&path).unwrap();
+        // Garbage over the header: never a silent fresh start.
+        let mut bad = good.clone();
+        for b in bad.iter_mut().take(4096) {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bad).unwrap();
+        let err = shoal::testing::spawn_node(c.config(1).clone())
+            .err()
+            .expect("must refuse a corrupt database");
+        let msg = format!("{err:#}");
+        assert!(msg.contains(file), "error must name {file}: {msg}");
+        std::fs::write(&path, &good).unwrap();
+    }
+    // A data dir that is not a directory.
+    let mut cfg = c.config(1).clone();
+    let not_dir = c.path().join("not-a-dir");
+    std::fs::write(&not_dir, b"x").unwrap();
+    cfg.data_dir = not_dir;
+    let msg = format!(
+        "{:#}",
+        shoal::testing::spawn_node(cfg).err().expect("must refuse")
+    );
+    assert!(msg.contains("not-a-dir"), "{msg}");
+    // Restored files: the node starts and still has its data.
+    c.restart(1).unwrap();
+    leader(&c, &[1]).await;
+    assert_eq!(get(&c, 1, "/k").await.unwrap().as_deref(), Some("v"));
+}
