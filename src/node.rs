@@ -50,6 +50,14 @@ pub struct NodeHandle {
     pub store: Store,
 }
 
+/// Start options that are not configuration (tests, tools).
+#[derive(Clone, Default)]
+pub struct NodeOptions {
+    /// Storage backends for the store's databases (power-loss and full-disk
+    /// tests); `None` uses the real files.
+    pub disks: Option<crate::store::DiskFactory>,
+}
+
 /// A running node; dropping it without `shutdown` is a crash.
 pub struct Node {
     pub handle: NodeHandle,
@@ -59,6 +67,11 @@ pub struct Node {
 
 impl Node {
     pub async fn start(cfg: NodeConfig) -> anyhow::Result<Node> {
+        Self::start_with(cfg, NodeOptions::default()).await
+    }
+
+    /// `start` with options that only tests and tools set.
+    pub async fn start_with(cfg: NodeConfig, opts: NodeOptions) -> anyhow::Result<Node> {
         crate::install_crypto_provider();
         cfg.validate()?;
         let datadir = DataDir::open(&cfg.data_dir, &cfg.cluster_id, &cfg.name)?;
@@ -102,7 +115,7 @@ impl Node {
         let chaos = actor::spawn(crate::chaos::ChaosActor::new(faults.clone()), mailbox);
         registry.serve::<crate::chaos::ChaosActor, crate::chaos::Apply>(crate::chaos::ACTOR, chaos);
 
-        let store = start_store(&cfg, &data_path, raft_id, &actors, &registry).await?;
+        let store = start_store(&cfg, &data_path, raft_id, &actors, &registry, &opts).await?;
 
         let listener = tokio::net::TcpListener::bind(cfg.listen.api)
             .await
@@ -266,17 +279,20 @@ async fn start_store(
     raft_id: u64,
     actors: &ActorSystem,
     registry: &Registry,
+    opts: &NodeOptions,
 ) -> anyhow::Result<Store> {
     let st = &cfg.store;
     let cache = st.cache_mb << 20;
-    let log = LogStore::open(&data.join("raft-log.redb"), cache)?;
-    let sm = StateMachine::open(
+    let disks = opts.disks.as_ref();
+    let log = LogStore::open_with(&data.join("raft-log.redb"), cache, disks)?;
+    let sm = StateMachine::open_with(
         &data.join("state.redb"),
         &data.join("snapshots"),
         cache,
         SmSettings {
             history_revisions: st.history_revisions,
         },
+        disks,
     )?;
     let db = sm.db();
     let raft_cfg = openraft::Config {

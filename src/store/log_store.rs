@@ -51,8 +51,15 @@ fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
 impl LogStore {
     /// Opens (or creates) the log database at `path`.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<LogStore, super::StoreError> {
-        let db = super::open_db(path, cache_bytes)?;
-        Self::from_db(db)
+        Self::open_with(path, cache_bytes, None)
+    }
+
+    pub fn open_with(
+        path: &Path,
+        cache_bytes: usize,
+        disks: Option<&super::DiskFactory>,
+    ) -> Result<LogStore, super::StoreError> {
+        Self::from_db(super::open_db_with(path, cache_bytes, disks)?)
     }
 
     pub fn from_db(db: Database) -> Result<LogStore, super::StoreError> {
@@ -82,8 +89,19 @@ impl LogStore {
         }
     }
 
-    fn write_meta(db: &Database, key: &str, bytes: &[u8]) -> Result<(), redb::Error> {
-        let w = db.begin_write()?;
+    /// `durable = false` skips the fsync: the value becomes durable with
+    /// the next durable commit (used for the committed index, which openraft
+    /// may lose safely).
+    fn write_meta(
+        db: &Database,
+        key: &str,
+        bytes: &[u8],
+        durable: bool,
+    ) -> Result<(), redb::Error> {
+        let mut w = db.begin_write()?;
+        if !durable {
+            w.set_durability(redb::Durability::None)?;
+        }
         {
             let mut t = w.open_table(META)?;
             t.insert(key, bytes)?;
@@ -154,7 +172,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         let bytes = enc(vote);
         blocking(move || {
-            Self::write_meta(&db, "vote", &bytes).map_err(|e| StorageIOError::write_vote(&e).into())
+            Self::write_meta(&db, "vote", &bytes, true)
+                .map_err(|e| StorageIOError::write_vote(&e).into())
         })
         .await
     }
@@ -168,7 +187,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         let bytes = enc(&committed);
         blocking(move || {
-            Self::write_meta(&db, "committed", &bytes).map_err(|e| StorageIOError::write(&e).into())
+            Self::write_meta(&db, "committed", &bytes, false)
+                .map_err(|e| StorageIOError::write(&e).into())
         })
         .await
     }

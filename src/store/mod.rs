@@ -71,13 +71,56 @@ impl StoreError {
 /// that is not a valid database is an error naming the file, never a
 /// silent fresh start.
 pub fn open_db(path: &Path, cache_bytes: usize) -> Result<redb::Database, StoreError> {
-    redb::Database::builder()
-        .set_cache_size(cache_bytes)
-        .create(path)
-        .map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })
+    open_db_with(path, cache_bytes, None)
+}
+
+/// Gives the storage backend for a database path (tests use it to simulate
+/// power loss or a full disk); `None` means the real file.
+pub type DiskFactory =
+    std::sync::Arc<dyn Fn(&Path) -> Option<Box<dyn redb::StorageBackend>> + Send + Sync>;
+
+/// A boxed backend, so a factory can hand out any backend type.
+#[derive(Debug)]
+struct DynBackend(Box<dyn redb::StorageBackend>);
+
+impl redb::StorageBackend for DynBackend {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> Result<(), std::io::Error> {
+        self.0.close()
+    }
+}
+
+/// `open_db` with an optional backend factory.
+pub fn open_db_with(
+    path: &Path,
+    cache_bytes: usize,
+    disks: Option<&DiskFactory>,
+) -> Result<redb::Database, StoreError> {
+    let mut b = redb::Database::builder();
+    b.set_cache_size(cache_bytes);
+    let backend = disks.and_then(|f| f(path));
+    match backend {
+        Some(backend) => b.create_with_backend(DynBackend(backend)),
+        None => b.create(path),
+    }
+    .map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -194,7 +194,17 @@ impl StateMachine {
         cache_bytes: usize,
         settings: SmSettings,
     ) -> Result<StateMachine, super::StoreError> {
-        let db = super::open_db(path, cache_bytes)?;
+        Self::open_with(path, snapshot_dir, cache_bytes, settings, None)
+    }
+
+    pub fn open_with(
+        path: &Path,
+        snapshot_dir: &Path,
+        cache_bytes: usize,
+        settings: SmSettings,
+        disks: Option<&super::DiskFactory>,
+    ) -> Result<StateMachine, super::StoreError> {
+        let db = super::open_db_with(path, cache_bytes, disks)?;
         Self::from_db(db, snapshot_dir, settings)
     }
 

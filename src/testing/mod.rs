@@ -18,7 +18,9 @@ use tokio::sync::oneshot;
 
 use crate::config::{NodeConfig, Peer};
 use crate::membership::{MemberInfo, MemberState};
-use crate::node::{Node, NodeHandle};
+use crate::node::{Node, NodeHandle, NodeOptions};
+
+pub mod disk;
 
 /// A running in-process node.
 pub struct TestNode {
@@ -47,12 +49,17 @@ impl Drop for TestNode {
 
 /// Starts one node on its own thread and waits until it is up.
 pub fn spawn_node(cfg: NodeConfig) -> anyhow::Result<TestNode> {
+    spawn_node_with(cfg, NodeOptions::default())
+}
+
+/// `spawn_node` with start options (simulated disks, …).
+pub fn spawn_node_with(cfg: NodeConfig, opts: NodeOptions) -> anyhow::Result<TestNode> {
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<bool>();
     let name = cfg.name.clone();
     let threads = cfg.worker_threads;
     let thread = crate::actor::local::run_system(&name, threads, move || async move {
-        match Node::start(cfg).await {
+        match Node::start_with(cfg, opts).await {
             Ok(node) => {
                 let _ = tx.send(Ok((node.handle.clone(), tokio::runtime::Handle::current())));
                 let graceful = stop_rx.await.unwrap_or(false);
@@ -99,6 +106,7 @@ pub fn cluster_configs(dir: &Path, n: usize) -> anyhow::Result<Vec<NodeConfig>> 
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     configs: Vec<NodeConfig>,
+    options: Vec<NodeOptions>,
     nodes: Vec<Option<TestNode>>,
 }
 
@@ -109,15 +117,26 @@ impl TestCluster {
     }
 
     pub fn start_with(n: usize, tweak: impl Fn(&mut NodeConfig)) -> anyhow::Result<TestCluster> {
+        Self::start_with_options(n, tweak, |_| NodeOptions::default())
+    }
+
+    /// Starts `n` nodes with per-node start options (kept for restarts).
+    pub fn start_with_options(
+        n: usize,
+        tweak: impl Fn(&mut NodeConfig),
+        options: impl Fn(usize) -> NodeOptions,
+    ) -> anyhow::Result<TestCluster> {
         crate::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let mut configs = cluster_configs(dir.path(), n)?;
         for c in configs.iter_mut() {
             tweak(c);
         }
+        let options = (1..=n).map(options).collect();
         let mut cluster = TestCluster {
             dir,
             configs,
+            options,
             nodes: Vec::new(),
         };
         for i in 1..=n {
@@ -140,7 +159,7 @@ impl TestCluster {
                 api: Some(c.listen.api),
             })
             .collect();
-        let node = spawn_node(cfg)?;
+        let node = spawn_node_with(cfg, self.options[i - 1].clone())?;
         // Remember the real ports so a restart comes back on them.
         let c = &mut self.configs[i - 1];
         c.listen.api = node.handle.api_addr;

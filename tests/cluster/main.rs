@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod membership;
+mod power_loss;
 mod security;
 mod store;
 mod transport;
