@@ -79,6 +79,8 @@ pub struct ReadResult {
     pub kvs: Vec<KeyValue>,
     /// The applied revision the read was served at.
     pub revision: u64,
+    /// True when served without a quorum check (this node's Raft stopped).
+    pub stale: bool,
 }
 
 /// Store status, as `shoal store status` shows it.
@@ -276,6 +278,17 @@ impl Store {
         }
     }
 
+    /// Why this node's Raft stopped, if it did (storage errors are fatal).
+    pub fn fatal(&self) -> Option<String> {
+        self.raft
+            .metrics()
+            .borrow()
+            .running_state
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+    }
+
     /// Resolves when this node's view of the leader changes.
     async fn leader_changed(&self) {
         let mut m = self.raft.metrics();
@@ -320,6 +333,14 @@ impl Store {
 
     /// A linearizable read, served by the leader.
     pub async fn read(&self, req: ReadRequest) -> Result<ReadResult, ClientError> {
+        // A node whose Raft stopped on a storage error (a full disk, say)
+        // still answers reads from what it has applied, marked stale.
+        if let Some(fatal) = self.fatal() {
+            tracing::debug!(node = %self.node, "serving a stale read: {fatal}");
+            let mut r = self.read_state(req).await?;
+            r.stale = true;
+            return Ok(r);
+        }
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let res = match tokio::time::timeout_at(deadline, self.read_local(req.clone())).await {
@@ -427,6 +448,7 @@ impl Store {
             Ok(ReadResult {
                 kvs,
                 revision: applied,
+                stale: false,
             })
         });
         let mut result = join

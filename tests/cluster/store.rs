@@ -400,3 +400,68 @@ async fn a_corrupt_database_is_a_clear_start_up_error() {
     leader(&c, &[1]).await;
     assert_eq!(get(&c, 1, "/k").await.unwrap().as_deref(), Some("v"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_clear_error_reads_go_on_and_nothing_acknowledged_is_lost() {
+    let disks = shoal::testing::disk::Disks::default();
+    let factory = disks.factory();
+    let mut c = TestCluster::start_with_options(
+        3,
+        |_| {},
+        |_| shoal::node::NodeOptions {
+            disks: Some(factory.clone()),
+        },
+    )
+    .expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    leader(&c, &[1, 2, 3]).await;
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        put(&c, 1 + n % 3, &format!("/full/{n}"), "before")
+            .await
+            .unwrap();
+        acked.push(n);
+    }
+    // Every disk is now full: no room to grow.
+    for d in disks.all() {
+        d.set_capacity(Some(d.len()));
+    }
+    let mut refused = None;
+    for n in 20..2_000 {
+        match put(&c, 1 + n % 3, &format!("/full/{n}"), &"x".repeat(4096)).await {
+            Ok(_) => acked.push(n),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("a full disk must refuse writes");
+    eprintln!("full disk error: {e}");
+    assert!(
+        e.to_string().contains("no storage space"),
+        "the error must say the disk is full: {e}"
+    );
+    // Reads go on, and every acknowledged write is readable.
+    for i in 1..=3 {
+        for n in &acked {
+            let k = format!("/full/{n}");
+            let v = get(&c, i, &k)
+                .await
+                .unwrap_or_else(|e| panic!("node-{i} cannot read {k} on a full disk: {e}"));
+            assert!(v.is_some(), "node-{i} lost acknowledged {k}");
+        }
+    }
+    // Room again: after a restart the cluster writes, and nothing was lost.
+    for d in disks.all() {
+        d.set_capacity(None);
+    }
+    for i in 1..=3 {
+        c.restart(i).unwrap();
+    }
+    leader(&c, &[1, 2, 3]).await;
+    put(&c, 2, "/full/after", "ok").await.unwrap();
+    for n in &acked {
+        assert!(get(&c, 3, &format!("/full/{n}")).await.unwrap().is_some());
+    }
+}
