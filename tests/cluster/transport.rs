@@ -57,10 +57,15 @@ async fn ask_round_trip_errors_and_deadlines() {
             )
             .await
             .unwrap_err();
-        assert_eq!(e, AskError::Timeout);
+        // Either side may notice first: the caller's own timer, or the far
+        // side's budget (which arrived as "remaining 300 ms").
+        assert!(
+            matches!(e, AskError::Timeout | AskError::Remote(RemoteError::DeadlineExceeded)),
+            "{e:?}"
+        );
         let took = t.elapsed();
         assert!(
-            took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+            took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
             "{took:?}"
         );
         // Within the deadline it answers.
