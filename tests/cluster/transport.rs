@@ -60,7 +60,10 @@ async fn ask_round_trip_errors_and_deadlines() {
         // Either side may notice first: the caller's own timer, or the far
         // side's budget (which arrived as "remaining 300 ms").
         assert!(
-            matches!(e, AskError::Timeout | AskError::Remote(RemoteError::DeadlineExceeded)),
+            matches!(
+                e,
+                AskError::Timeout | AskError::Remote(RemoteError::DeadlineExceeded)
+            ),
             "{e:?}"
         );
         let took = t.elapsed();
