@@ -131,6 +131,16 @@ impl RemoteMessage for ClientWrite {
     const TAG: &'static str = "shoal.store.write/1";
 }
 
+/// Compaction to a revision, proposed on the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientCompact(pub u64);
+impl Message for ClientCompact {
+    type Reply = Result<u64, ClientError>;
+}
+impl RemoteMessage for ClientCompact {
+    const TAG: &'static str = "shoal.store.compact/1";
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientRead(pub ReadRequest);
 impl Message for ClientRead {
@@ -314,13 +324,18 @@ impl Store {
 
     /// Proposes on this node; `NotLeader` if it is not the leader.
     pub async fn write_local(&self, txn: Txn) -> Result<TxnResult, ClientError> {
-        match self.raft.client_write(Request::Txn(txn)).await {
-            Ok(resp) => match resp.data {
-                Response::Txn(r) => Ok(r),
-                other => Err(ClientError::Unavailable(format!(
-                    "unexpected response {other:?}"
-                ))),
-            },
+        match self.propose_local(Request::Txn(txn)).await? {
+            Response::Txn(r) => Ok(r),
+            other => Err(ClientError::Unavailable(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    }
+
+    /// Proposes `req` on this node; `NotLeader` if it is not the leader.
+    async fn propose_local(&self, req: Request) -> Result<Response, ClientError> {
+        match self.raft.client_write(req).await {
+            Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ClientError::NotLeader {
                     leader: f.leader_node.map(|n| n.addr),
@@ -328,6 +343,45 @@ impl Store {
             }
             Err(RaftError::APIError(e)) => Err(ClientError::Invalid(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(ClientError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Drops history older than `revision` on every replica (through the
+    /// leader). Current values stay; reads below `revision` become
+    /// `Compacted`. Returns the revision actually compacted to.
+    pub async fn compact(&self, revision: u64) -> Result<u64, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match self.propose_local(Request::Compact { revision }).await {
+                Ok(Response::Compacted { revision }) => return Ok(revision),
+                Ok(other) => {
+                    return Err(ClientError::Unavailable(format!(
+                        "unexpected response {other:?}"
+                    )))
+                }
+                Err(ClientError::NotLeader { leader: Some(name) }) if name != self.node => {
+                    let left = deadline
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .min(FORWARD_ATTEMPT);
+                    match self
+                        .actors
+                        .ask(&ActorPath::new(ACTOR, &name), ClientCompact(revision), left)
+                        .await
+                    {
+                        Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
+                        }
+                        Ok(r) => return r,
+                        Err(AskError::Timeout) => return Err(ClientError::Timeout),
+                        Err(e) => return Err(ClientError::Unavailable(e.to_string())),
+                    }
+                }
+                Err(ClientError::NotLeader { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(ClientError::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -663,6 +717,27 @@ impl Handler<ClientWrite> for StoreActor {
     }
 }
 
+impl Handler<ClientCompact> for StoreActor {
+    fn handle(
+        &mut self,
+        msg: ClientCompact,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<u64, ClientError>> {
+        let store = self.store.clone();
+        Reply::later(async move {
+            match store
+                .propose_local(Request::Compact { revision: msg.0 })
+                .await?
+            {
+                Response::Compacted { revision } => Ok(revision),
+                other => Err(ClientError::Unavailable(format!(
+                    "unexpected response {other:?}"
+                ))),
+            }
+        })
+    }
+}
+
 impl Handler<ClientRead> for StoreActor {
     fn handle(
         &mut self,
@@ -681,5 +756,6 @@ pub fn serve(registry: &crate::actor::Registry, addr: crate::actor::Addr<StoreAc
     registry.serve::<StoreActor, RaftSnapshot>(ACTOR, addr.clone());
     registry.serve::<StoreActor, GetRaftId>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ClientWrite>(ACTOR, addr.clone());
+    registry.serve::<StoreActor, ClientCompact>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ClientRead>(ACTOR, addr);
 }

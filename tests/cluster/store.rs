@@ -547,3 +547,40 @@ async fn a_node_behind_the_purged_log_catches_up_from_a_snapshot() {
         .unwrap();
     assert_eq!(v.kvs[0].value, b"v42");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_on_request_drops_old_revisions_everywhere() {
+    let c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    leader(&c, &[1, 2, 3]).await;
+    let r1 = put(&c, 1, "/c/k", "one").await.unwrap();
+    let r2 = put(&c, 2, "/c/k", "two").await.unwrap();
+    let _r3 = put(&c, 3, "/c/k", "three").await.unwrap();
+    let at = |i: usize, rev: u64| {
+        c.on(i, move |h| async move {
+            h.store
+                .read(ReadRequest {
+                    key: b"/c/k".to_vec(),
+                    prefix: false,
+                    at: Some(rev),
+                    limit: 0,
+                })
+                .await
+        })
+    };
+    assert_eq!(at(1, r1).await.unwrap().kvs[0].value, b"one");
+    let done = c
+        .on(3, move |h| async move { h.store.compact(r2).await })
+        .await
+        .unwrap();
+    assert_eq!(done, r2);
+    for i in 1..=3 {
+        let e = at(i, r1).await.unwrap_err();
+        assert!(
+            matches!(e, ClientError::Compacted { requested, compacted } if requested == r1 && compacted == r2),
+            "{e:?}"
+        );
+        assert_eq!(at(i, r2).await.unwrap().kvs[0].value, b"two");
+        assert_eq!(get(&c, i, "/c/k").await.unwrap().as_deref(), Some("three"));
+    }
+}
