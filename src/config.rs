@@ -213,6 +213,8 @@ pub struct StoreConfig {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot after this many log entries.
     pub snapshot_every: u64,
+    /// Log entries kept behind the newest snapshot (the rest are purged).
+    pub logs_to_keep: u64,
     /// Revisions of history kept before automatic compaction.
     pub history_revisions: u64,
     /// Budget of one client write or read, forwarding included.
@@ -230,6 +232,7 @@ impl Default for StoreConfig {
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
             snapshot_every: 10_000,
+            logs_to_keep: 1_000,
             history_revisions: 10_000,
             request_timeout_ms: 5_000,
             secrets_key_file: PathBuf::from("secrets.key"),

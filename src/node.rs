@@ -291,6 +291,7 @@ async fn start_store(
         cache,
         SmSettings {
             history_revisions: st.history_revisions,
+            ..SmSettings::default()
         },
         disks,
     )?;
@@ -302,7 +303,7 @@ async fn start_store(
         election_timeout_max: st.election_timeout_max_ms,
         install_snapshot_timeout: 2_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(st.snapshot_every),
-        max_in_snapshot_log_to_keep: 1_000,
+        max_in_snapshot_log_to_keep: st.logs_to_keep,
         purge_batch_size: 256,
         ..Default::default()
     }

@@ -130,12 +130,18 @@ struct SnapshotRecord {
 pub struct SmSettings {
     /// Keep at least this many revisions of history; compact beyond it.
     pub history_revisions: u64,
+    /// Make applied state durable at least every this many entries. 1 (the
+    /// default) makes every apply batch durable. Larger values were tried:
+    /// the power-loss test with frequent snapshots then lost acknowledged
+    /// writes (cause not found yet), so they are not used.
+    pub durable_every: u64,
 }
 
 impl Default for SmSettings {
     fn default() -> Self {
         SmSettings {
             history_revisions: 10_000,
+            durable_every: 1,
         }
     }
 }
@@ -146,6 +152,8 @@ pub struct StateMachine {
     dir: PathBuf,
     settings: SmSettings,
     seq: Arc<AtomicU64>,
+    /// Entries applied since the last durable commit.
+    undurable: Arc<AtomicU64>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -236,12 +244,39 @@ impl StateMachine {
                 }
             }
         }
-        Ok(StateMachine {
+        let sm = StateMachine {
             db: Arc::new(db),
             dir: snapshot_dir.to_owned(),
             settings,
             seq: Arc::new(AtomicU64::new(0)),
-        })
+            undurable: Arc::new(AtomicU64::new(0)),
+        };
+        sm.recover_from_snapshot()
+            .map_err(|e| super::StoreError::Io {
+                path: snapshot_dir.to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        Ok(sm)
+    }
+
+    /// After a crash the state machine may be older than its newest
+    /// snapshot (applies are not fsynced, snapshots are), and the log may
+    /// already be purged up to that snapshot: reload the snapshot then.
+    fn recover_from_snapshot(&self) -> Result<(), SErr> {
+        let r = self
+            .db
+            .begin_read()
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let applied: Option<LogId<u64>> = read_meta::<Option<LogId<u64>>>(&r, "applied")?.flatten();
+        let rec: Option<SnapshotRecord> = read_meta(&r, "snapshot")?;
+        drop(r);
+        if let Some(rec) = rec {
+            if rec.meta.last_log_id > applied {
+                tracing::info!(snapshot = %rec.meta.snapshot_id, "state machine is older than its snapshot; reloading it");
+                self.load_snapshot(&rec.meta, &self.snapshot_path(&rec.file))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn db(&self) -> Arc<Database> {
@@ -252,10 +287,22 @@ impl StateMachine {
         let Some(last) = entries.last().map(|e| e.log_id) else {
             return Ok(Vec::new());
         };
-        let w = self
+        let mut w = self
             .db
             .begin_write()
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        // With `durable_every > 1`, applies skip the fsync and rely on the
+        // Raft log to replay them after a crash (see SmSettings).
+        let since = self
+            .undurable
+            .fetch_add(entries.len() as u64, Ordering::Relaxed)
+            + entries.len() as u64;
+        if since < self.settings.durable_every {
+            w.set_durability(redb::Durability::None)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        } else {
+            self.undurable.store(0, Ordering::Relaxed);
+        }
         let mut out = Vec::with_capacity(entries.len());
         for entry in &entries {
             let res = match &entry.payload {
