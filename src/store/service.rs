@@ -444,7 +444,14 @@ impl Store {
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
                 return Err(ClientError::NoQuorum)
             }
-            Err(RaftError::Fatal(e)) => return Err(ClientError::Unavailable(e.to_string())),
+            // Raft stopped here (a storage error): answer from what this
+            // node has applied, marked stale, rather than not at all.
+            Err(RaftError::Fatal(e)) => {
+                tracing::debug!(node = %self.node, "serving a stale read: {e}");
+                let mut r = self.read_state(req).await?;
+                r.stale = true;
+                return Ok(r);
+            }
         }
         self.read_state(req).await
     }
