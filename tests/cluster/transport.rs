@@ -307,7 +307,16 @@ async fn one_way_cut_is_one_way_per_envelope() {
                 .await
         })
         .await;
-    assert_eq!(e.unwrap_err(), AskError::Timeout);
+    // No reply comes back: a timeout, or a lost stream if membership (whose
+    // gossip is cut the same way) meanwhile declared node-1 down.
+    let e = e.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AskError::Timeout | AskError::Stream(_) | AskError::Unreachable(..)
+        ),
+        "{e:?}"
+    );
     // An ask from node-1 never reaches node-2.
     let e = c
         .on(1, |h| async move {
