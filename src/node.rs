@@ -322,10 +322,10 @@ async fn start_store(
         .with_secrets(crate::store::secrets::SecretBox::new(&key));
     store.timeout = Duration::from_millis(st.request_timeout_ms);
     let addr = actor::spawn(
-        crate::store::service::StoreActor::new(store.clone()),
+        crate::store::actor::StoreActor::new(store.clone()),
         cfg.transport.mailbox_capacity,
     );
-    crate::store::service::serve(registry, addr);
+    crate::store::actor::serve(registry, addr);
     if st.initial_voters.first() == Some(&cfg.name) {
         let s = store.clone();
         let voters = st.initial_voters.clone();

@@ -17,13 +17,12 @@ use openraft::{BasicNode, Raft, ServerState};
 use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 
+use super::actor::{ClientCompact, ClientRead, ClientWrite, GetRaftId};
 use super::command::{KeyValue, Request, Response, Txn, TxnResult};
 use super::mvcc::{self, KV, LATEST, META};
-use super::network::{RaftAppend, RaftSnapshot, RaftVote, ACTOR};
+use super::network::ACTOR;
 use super::TypeConfig;
-use crate::actor::{
-    Actor, ActorPath, ActorSystem, AskError, Ctx, Handler, Message, RemoteMessage, Reply,
-};
+use crate::actor::{ActorPath, ActorSystem, AskError};
 
 /// The budget of one forwarding attempt to the leader.
 const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);
@@ -110,44 +109,6 @@ impl StoreStatus {
             "none"
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GetRaftId;
-impl Message for GetRaftId {
-    /// (raft id, already initialized)
-    type Reply = (u64, bool);
-}
-impl RemoteMessage for GetRaftId {
-    const TAG: &'static str = "shoal.store.raft-id/1";
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClientWrite(pub Txn);
-impl Message for ClientWrite {
-    type Reply = Result<TxnResult, ClientError>;
-}
-impl RemoteMessage for ClientWrite {
-    const TAG: &'static str = "shoal.store.write/1";
-}
-
-/// Compaction to a revision, proposed on the leader.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClientCompact(pub u64);
-impl Message for ClientCompact {
-    type Reply = Result<u64, ClientError>;
-}
-impl RemoteMessage for ClientCompact {
-    const TAG: &'static str = "shoal.store.compact/1";
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClientRead(pub ReadRequest);
-impl Message for ClientRead {
-    type Reply = Result<ReadResult, ClientError>;
-}
-impl RemoteMessage for ClientRead {
-    const TAG: &'static str = "shoal.store.read/1";
 }
 
 /// Cheap-clone handle to this node's store.
@@ -333,7 +294,7 @@ impl Store {
     }
 
     /// Proposes `req` on this node; `NotLeader` if it is not the leader.
-    async fn propose_local(&self, req: Request) -> Result<Response, ClientError> {
+    pub(super) async fn propose_local(&self, req: Request) -> Result<Response, ClientError> {
         match self.raft.client_write(req).await {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -650,119 +611,4 @@ impl Store {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
-}
-
-/// The `store` actor of one node.
-pub struct StoreActor {
-    store: Store,
-}
-
-impl StoreActor {
-    pub fn new(store: Store) -> Self {
-        StoreActor { store }
-    }
-}
-
-impl Actor for StoreActor {}
-
-impl Handler<RaftAppend> for StoreActor {
-    fn handle(
-        &mut self,
-        msg: RaftAppend,
-        _ctx: &mut Ctx<Self>,
-    ) -> Reply<<RaftAppend as Message>::Reply> {
-        let raft = self.store.raft.clone();
-        Reply::later(async move { raft.append_entries(msg.0).await })
-    }
-}
-
-impl Handler<RaftVote> for StoreActor {
-    fn handle(
-        &mut self,
-        msg: RaftVote,
-        _ctx: &mut Ctx<Self>,
-    ) -> Reply<<RaftVote as Message>::Reply> {
-        let raft = self.store.raft.clone();
-        Reply::later(async move { raft.vote(msg.0).await })
-    }
-}
-
-impl Handler<RaftSnapshot> for StoreActor {
-    fn handle(
-        &mut self,
-        msg: RaftSnapshot,
-        _ctx: &mut Ctx<Self>,
-    ) -> Reply<<RaftSnapshot as Message>::Reply> {
-        let raft = self.store.raft.clone();
-        Reply::later(async move { raft.install_snapshot(msg.0).await })
-    }
-}
-
-impl Handler<GetRaftId> for StoreActor {
-    fn handle(&mut self, _msg: GetRaftId, _ctx: &mut Ctx<Self>) -> Reply<(u64, bool)> {
-        let store = self.store.clone();
-        Reply::later(async move {
-            (
-                store.raft_id,
-                store.raft.is_initialized().await.unwrap_or(true),
-            )
-        })
-    }
-}
-
-impl Handler<ClientWrite> for StoreActor {
-    fn handle(
-        &mut self,
-        msg: ClientWrite,
-        _ctx: &mut Ctx<Self>,
-    ) -> Reply<Result<TxnResult, ClientError>> {
-        let store = self.store.clone();
-        Reply::later(async move {
-            msg.0.validate().map_err(ClientError::TooLarge)?;
-            store.write_local(msg.0).await
-        })
-    }
-}
-
-impl Handler<ClientCompact> for StoreActor {
-    fn handle(
-        &mut self,
-        msg: ClientCompact,
-        _ctx: &mut Ctx<Self>,
-    ) -> Reply<Result<u64, ClientError>> {
-        let store = self.store.clone();
-        Reply::later(async move {
-            match store
-                .propose_local(Request::Compact { revision: msg.0 })
-                .await?
-            {
-                Response::Compacted { revision } => Ok(revision),
-                other => Err(ClientError::Unavailable(format!(
-                    "unexpected response {other:?}"
-                ))),
-            }
-        })
-    }
-}
-
-impl Handler<ClientRead> for StoreActor {
-    fn handle(
-        &mut self,
-        msg: ClientRead,
-        _ctx: &mut Ctx<Self>,
-    ) -> Reply<Result<ReadResult, ClientError>> {
-        let store = self.store.clone();
-        Reply::later(async move { store.read_local(msg.0).await })
-    }
-}
-
-/// Registers the store actor's messages.
-pub fn serve(registry: &crate::actor::Registry, addr: crate::actor::Addr<StoreActor>) {
-    registry.serve::<StoreActor, RaftAppend>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, RaftVote>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, RaftSnapshot>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, GetRaftId>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, ClientWrite>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, ClientCompact>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, ClientRead>(ACTOR, addr);
 }
