@@ -32,45 +32,6 @@ type SErr = StorageError<u64>;
 #[derive(Clone, Debug)]
 pub struct LogStore {
     db: Arc<Database>,
-    flusher: tokio::sync::mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
-}
-
-/// Makes appended entries durable, many appends per fsync, in order: each
-/// callback fires only after a durable commit that started after its
-/// entries were written.
-async fn flusher(
-    db: Arc<Database>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>,
-) {
-    let mut n: u64 = 0;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        n += 1;
-        let d = db.clone();
-        let res = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
-            // A real (non-empty) durable commit: it persists every earlier
-            // non-durable one.
-            let w = d.begin_write()?;
-            {
-                let mut t = w.open_table(META)?;
-                t.insert("flush", n.to_be_bytes().as_slice())?;
-            }
-            w.commit()?;
-            Ok(())
-        })
-        .await;
-        let res: Result<(), String> = match res {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        for cb in batch {
-            cb.log_io_completed(res.clone().map_err(std::io::Error::other));
-        }
-    }
 }
 
 /// Runs blocking redb work off the async threads.
@@ -111,10 +72,7 @@ impl LogStore {
             .map_err(|e| super::StoreError::db("raft log", e))?;
         w.commit()
             .map_err(|e| super::StoreError::db("raft log", e))?;
-        let db = Arc::new(db);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(flusher(db.clone(), rx));
-        Ok(LogStore { db, flusher: tx })
+        Ok(LogStore { db: Arc::new(db) })
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -241,10 +199,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
-    /// Writes the entries (readable at once, so replication to followers
-    /// starts now) and hands the callback to the flusher, which fires it once
-    /// they are durable. The fsync is thus off the replication path and
-    /// shared by every append that queued meanwhile.
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SErr>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
@@ -257,8 +211,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         let res = blocking(move || {
             let write = || -> Result<(), redb::Error> {
-                let mut w = db.begin_write()?;
-                w.set_durability(redb::Durability::None)?;
+                let w = db.begin_write()?;
                 {
                     let mut t = w.open_table(LOGS)?;
                     for (i, bytes) in &encoded {
@@ -272,11 +225,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await;
         match &res {
-            Ok(()) => {
-                if let Err(e) = self.flusher.send(callback) {
-                    e.0.log_io_completed(Err(std::io::Error::other("log flusher stopped")));
-                }
-            }
+            Ok(()) => callback.log_io_completed(Ok(())),
             Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
         }
         res
