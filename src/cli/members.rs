@@ -25,18 +25,19 @@ pub fn run(config: &Path, json: bool) -> anyhow::Result<()> {
 /// The human table of `shoal members`.
 pub fn table(members: &[MemberInfo]) -> String {
     let mut out = format!(
-        "{:<10} {:<22} {:<8} {:>10} {:<8} {:<18} {:>10}\n",
-        "NAME", "ADDR", "STATE", "GENERATION", "ZONE", "ROLES", "SINCE"
+        "{:<10} {:<22} {:<8} {:>10} {:<8} {:<18} {:<8} {:>10}\n",
+        "NAME", "ADDR", "STATE", "GENERATION", "ZONE", "ROLES", "RAFT", "SINCE"
     );
     for m in members {
         out.push_str(&format!(
-            "{:<10} {:<22} {:<8} {:>10} {:<8} {:<18} {:>9.1}s\n",
+            "{:<10} {:<22} {:<8} {:>10} {:<8} {:<18} {:<8} {:>9.1}s\n",
             m.name,
             m.addr,
             m.state.as_str(),
             m.generation,
             m.zone,
             m.roles.join(","),
+            m.raft_role.as_deref().unwrap_or("-"),
             m.since_ms as f64 / 1000.0
         ));
     }
