@@ -106,9 +106,19 @@ async fn power_loss_rounds(tweak: impl Fn(&mut shoal::config::NodeConfig)) {
                 .await;
             }
         }
-        // Let load build, then cut every node's power at a random moment.
-        let ms = rng.random_range(300..1500);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        // Cut every node's power at a random point of the load: once a
+        // seeded, random number of writes has been acknowledged.
+        let target = rng.random_range(20..400usize);
+        let loaded = wait_until(Duration::from_secs(30), || async {
+            let n = acked.lock().unwrap().len();
+            if n >= target {
+                Ok(())
+            } else {
+                Err(format!("{n} of {target} writes acknowledged"))
+            }
+        })
+        .await;
+        loaded.unwrap();
         for d in disks.all() {
             d.cut_power();
         }
@@ -117,7 +127,7 @@ async fn power_loss_rounds(tweak: impl Fn(&mut shoal::config::NodeConfig)) {
         }
         let acked: Vec<_> = acked.lock().unwrap().clone();
         eprintln!(
-            "round {round}: power cut after {ms} ms with {} acknowledged writes",
+            "round {round}: power cut after {} acknowledged writes (target {target})",
             acked.len()
         );
         acked_all.extend(acked);
