@@ -22,7 +22,7 @@ use super::command::{KeyValue, Request, Response, Txn, TxnResult};
 use super::mvcc::{self, KV, LATEST, META};
 use super::network::ACTOR;
 use super::TypeConfig;
-use crate::actor::{ActorPath, ActorSystem, AskError};
+use crate::actor::{ActorPath, ActorSystem, AskError, RemoteMessage};
 
 /// The budget of one forwarding attempt to the leader.
 const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);
@@ -207,26 +207,51 @@ impl Store {
     }
 
     async fn write_sealed(&self, txn: Txn) -> Result<TxnResult, ClientError> {
+        let local = || self.write_local(txn.clone());
+        self.via_leader(local, || ClientWrite(txn.clone()), true)
+            .await
+    }
+
+    /// Runs `local` here, or, when this node is not the leader, sends
+    /// `remote()` to the leader's store actor, retrying while an election
+    /// runs, within `self.timeout`. One forwarding attempt at a time, so a
+    /// leader that just died cannot eat the whole budget. With
+    /// `ambiguous_on_change` (writes), a leader change seen while the request
+    /// is in flight answers `LeaderChanged` at once: its outcome is unknown.
+    async fn via_leader<R, Fut, M>(
+        &self,
+        local: impl Fn() -> Fut,
+        remote: impl Fn() -> M,
+        ambiguous_on_change: bool,
+    ) -> Result<R, ClientError>
+    where
+        Fut: std::future::Future<Output = Result<R, ClientError>>,
+        M: RemoteMessage<Reply = Result<R, ClientError>>,
+        R: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let res = match tokio::time::timeout_at(deadline, self.write_local(txn.clone())).await {
+            let res = match tokio::time::timeout_at(deadline, local()).await {
                 Ok(r) => r,
                 Err(_) => return Err(self.timeout_error()),
             };
             match res {
                 Err(ClientError::NotLeader { leader: Some(name) }) if name != self.node => {
-                    // One attempt at a time: a leader that just died must not eat
-                    // the whole budget. If this node sees the leader change while
-                    // the write is in flight, the outcome is unknown: say so at
-                    // once rather than wait (the caller may retry).
                     let left = deadline
                         .saturating_duration_since(tokio::time::Instant::now())
                         .min(FORWARD_ATTEMPT);
                     let to = ActorPath::new(ACTOR, &name);
-                    let ask = self.actors.ask(&to, ClientWrite(txn.clone()), left);
+                    let ask = self.actors.ask(&to, remote(), left);
+                    let changed = async {
+                        if ambiguous_on_change {
+                            self.leader_changed().await
+                        } else {
+                            std::future::pending().await
+                        }
+                    };
                     let outcome = tokio::select! {
                         r = ask => r,
-                        _ = self.leader_changed() => return Err(ClientError::LeaderChanged),
+                        _ = changed => return Err(ClientError::LeaderChanged),
                     };
                     match outcome {
                         Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
@@ -311,39 +336,16 @@ impl Store {
     /// leader). Current values stay; reads below `revision` become
     /// `Compacted`. Returns the revision actually compacted to.
     pub async fn compact(&self, revision: u64) -> Result<u64, ClientError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            match self.propose_local(Request::Compact { revision }).await {
-                Ok(Response::Compacted { revision }) => return Ok(revision),
-                Ok(other) => {
-                    return Err(ClientError::Unavailable(format!(
-                        "unexpected response {other:?}"
-                    )))
-                }
-                Err(ClientError::NotLeader { leader: Some(name) }) if name != self.node => {
-                    let left = deadline
-                        .saturating_duration_since(tokio::time::Instant::now())
-                        .min(FORWARD_ATTEMPT);
-                    match self
-                        .actors
-                        .ask(&ActorPath::new(ACTOR, &name), ClientCompact(revision), left)
-                        .await
-                    {
-                        Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
-                        }
-                        Ok(r) => return r,
-                        Err(AskError::Timeout) => return Err(ClientError::Timeout),
-                        Err(e) => return Err(ClientError::Unavailable(e.to_string())),
-                    }
-                }
-                Err(ClientError::NotLeader { .. }) => {}
-                Err(e) => return Err(e),
+        let local = || async move {
+            match self.propose_local(Request::Compact { revision }).await? {
+                Response::Compacted { revision } => Ok(revision),
+                other => Err(ClientError::Unavailable(format!(
+                    "unexpected response {other:?}"
+                ))),
             }
-            if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
-                return Err(ClientError::Timeout);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
+        self.via_leader(local, || ClientCompact(revision), true)
+            .await
     }
 
     /// A linearizable read, served by the leader.
@@ -356,40 +358,11 @@ impl Store {
             r.stale = true;
             return Ok(r);
         }
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let res = match tokio::time::timeout_at(deadline, self.read_local(req.clone())).await {
-                Ok(r) => r,
-                Err(_) => return Err(self.timeout_error()),
-            };
-            match res {
-                Err(ClientError::NotLeader { leader: Some(name) }) if name != self.node => {
-                    // One attempt at a time: a leader that just died must not eat
-                    // the whole budget (a timed-out forward is reported, since
-                    // the write may still commit).
-                    let left = deadline
-                        .saturating_duration_since(tokio::time::Instant::now())
-                        .min(FORWARD_ATTEMPT);
-                    match self
-                        .actors
-                        .ask(&ActorPath::new(ACTOR, &name), ClientRead(req.clone()), left)
-                        .await
-                    {
-                        Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
-                        }
-                        Ok(r) => return r,
-                        Err(AskError::Timeout) => return Err(ClientError::Timeout),
-                        Err(e) => return Err(ClientError::Unavailable(e.to_string())),
-                    }
-                }
-                Err(ClientError::NotLeader { .. }) => {}
-                other => return other,
-            }
-            if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
-                return Err(ClientError::NotLeader { leader: None });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // Reads change nothing, so a leader change mid-flight is not
+        // ambiguous: they simply retry.
+        let local = || self.read_local(req.clone());
+        self.via_leader(local, || ClientRead(req.clone()), false)
+            .await
     }
 
     /// Confirms leadership with a quorum, waits for the state machine to
