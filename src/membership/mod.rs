@@ -233,8 +233,11 @@ fn foca_config(g: &crate::config::Gossip, n: usize) -> foca::Config {
         max_packet_size: NonZeroUsize::new(g.max_packet_size).expect("validated above 512"),
         notify_down_members: true,
         periodic_announce: Some(PeriodicParams {
-            frequency: Duration::from_millis(g.announce_period_ms * 5),
-            num_members: NonZeroUsize::new(1).expect("1 > 0"),
+            // Also what repairs views after a partition heals (a member left
+            // `suspect` or half-joined): keep it as frequent as announcing
+            // to down members.
+            frequency: Duration::from_millis(g.announce_period_ms),
+            num_members: NonZeroUsize::new(2).expect("2 > 0"),
         }),
         periodic_announce_to_down_members: Some(PeriodicParams {
             frequency: Duration::from_millis(g.announce_period_ms),

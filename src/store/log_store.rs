@@ -6,11 +6,13 @@
 //!   meta: "vote" | "committed" | "last_purged" → postcard(..)
 //! ```
 //!
-//! Every write is one redb transaction with `Durability::Immediate`, so the
-//! callback of `append` fires only after fsync. Group commit comes from
-//! openraft: entries that queue up while one append is flushing arrive
-//! together in the next `append`, one fsync for all of them. Blocking redb
-//! work runs on the blocking pool, serialized by `&mut self`.
+//! `append` makes its entries readable at once (an in-memory `pending`
+//! map) and queues them for the single log writer, so openraft can replicate
+//! them while they are being made durable. The writer commits every append
+//! queued meanwhile in one redb transaction with `Durability::Immediate`
+//! (group commit, one fsync) and only then fires their callbacks. Truncate
+//! and purge first wait for earlier appends to reach the disk. Other
+//! blocking redb work runs on the blocking pool, serialized by `&mut self`.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -28,10 +30,109 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 type SErr = StorageError<u64>;
 
+/// Entries appended but not yet durable, readable at once.
+type Pending = Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Entry<TypeConfig>>>>;
+
+/// Work for the log writer, in order.
+enum WriteOp {
+    Append(Vec<(LogId<u64>, Vec<u8>)>, LogFlushed<TypeConfig>),
+    /// Answers once every earlier append is on disk.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Cheap-clone handle to the log database; it is also the log reader.
-#[derive(Clone, Debug)]
+///
+/// `append` returns as soon as its entries are readable (from `pending`),
+/// so openraft replicates them while the writer makes them durable; the
+/// writer commits every append queued meanwhile in one fsync, then fires
+/// their callbacks. `truncate` and `purge` wait for earlier appends first.
+#[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    pending: Pending,
+    writer: tokio::sync::mpsc::UnboundedSender<WriteOp>,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogStore")
+    }
+}
+
+fn lock_pending(
+    p: &Pending,
+) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Entry<TypeConfig>>> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The single writer of log entries: one durable commit per batch of queued
+/// appends, callbacks in order.
+async fn log_writer(
+    db: Arc<Database>,
+    pending: Pending,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<WriteOp>,
+) {
+    let mut carry: Option<WriteOp> = None;
+    loop {
+        let op = match carry.take() {
+            Some(op) => op,
+            None => match rx.recv().await {
+                Some(op) => op,
+                None => return,
+            },
+        };
+        let (first, cb) = match op {
+            WriteOp::Barrier(done) => {
+                let _ = done.send(());
+                continue;
+            }
+            WriteOp::Append(entries, cb) => (entries, cb),
+        };
+        let mut batch = first;
+        let mut callbacks = vec![cb];
+        while let Ok(next) = rx.try_recv() {
+            match next {
+                WriteOp::Append(more, cb) => {
+                    batch.extend(more);
+                    callbacks.push(cb);
+                }
+                barrier => {
+                    carry = Some(barrier);
+                    break;
+                }
+            }
+        }
+        let d = db.clone();
+        let ids: Vec<LogId<u64>> = batch.iter().map(|(id, _)| *id).collect();
+        let res = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
+            let w = d.begin_write()?;
+            {
+                let mut t = w.open_table(LOGS)?;
+                for (id, bytes) in &batch {
+                    t.insert(id.index, bytes.as_slice())?;
+                }
+            }
+            w.commit()?;
+            Ok(())
+        })
+        .await;
+        let res: Result<(), String> = match res {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if res.is_ok() {
+            let mut p = lock_pending(&pending);
+            for id in ids {
+                if p.get(&id.index).is_some_and(|e| e.log_id == id) {
+                    p.remove(&id.index);
+                }
+            }
+        }
+        for cb in callbacks {
+            cb.log_io_completed(res.clone().map_err(std::io::Error::other));
+        }
+    }
 }
 
 /// Runs blocking redb work off the async threads.
@@ -72,7 +173,26 @@ impl LogStore {
             .map_err(|e| super::StoreError::db("raft log", e))?;
         w.commit()
             .map_err(|e| super::StoreError::db("raft log", e))?;
-        Ok(LogStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let pending: Pending = Arc::default();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(log_writer(db.clone(), pending.clone(), rx));
+        Ok(LogStore {
+            db,
+            pending,
+            writer: tx,
+        })
+    }
+
+    /// Waits until every earlier append is on disk.
+    async fn barrier(&self) -> Result<(), SErr> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer.send(WriteOp::Barrier(tx)).map_err(|_| {
+            StorageIOError::write_logs(&std::io::Error::other("log writer stopped"))
+        })?;
+        rx.await.map_err(|_| {
+            StorageIOError::write_logs(&std::io::Error::other("log writer stopped")).into()
+        })
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -119,21 +239,27 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let db = self.db.clone();
         let range: (Bound<u64>, Bound<u64>) =
             (range.start_bound().cloned(), range.end_bound().cloned());
-        blocking(move || {
+        let on_disk = blocking(move || {
             let r = db.begin_read().map_err(|e| StorageIOError::read_logs(&e))?;
             let t = r
                 .open_table(LOGS)
                 .map_err(|e| StorageIOError::read_logs(&e))?;
-            let mut out = Vec::new();
+            let mut out = std::collections::BTreeMap::new();
             for item in t.range(range).map_err(|e| StorageIOError::read_logs(&e))? {
                 let (k, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
                 let entry: Entry<TypeConfig> = postcard::from_bytes(v.value())
                     .map_err(|e| StorageIOError::read_log_at_index(k.value(), &e))?;
-                out.push(entry);
+                out.insert(k.value(), entry);
             }
             Ok(out)
         })
-        .await
+        .await?;
+        // Entries not yet on disk are newer than what the disk has.
+        let mut all = on_disk;
+        for (i, e) in lock_pending(&self.pending).range(range) {
+            all.insert(*i, e.clone());
+        }
+        Ok(all.into_values().collect())
     }
 }
 
@@ -142,6 +268,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
         let db = self.db.clone();
+        let pending = self.pending.clone();
         blocking(move || {
             let last_purged: Option<LogId<u64>> = Self::read_meta(&db, "last_purged")?;
             let r = db.begin_read().map_err(|e| StorageIOError::read_logs(&e))?;
@@ -162,6 +289,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
         })
         .await
+        .map(|mut st| {
+            if let Some((_, e)) = lock_pending(&pending).last_key_value() {
+                if st.last_log_id < Some(e.log_id) {
+                    st.last_log_id = Some(e.log_id);
+                }
+            }
+            st
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -204,34 +339,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| (e.log_id.index, enc(&e)))
-            .collect();
-        let db = self.db.clone();
-        let res = blocking(move || {
-            let write = || -> Result<(), redb::Error> {
-                let w = db.begin_write()?;
-                {
-                    let mut t = w.open_table(LOGS)?;
-                    for (i, bytes) in &encoded {
-                        t.insert(*i, bytes.as_slice())?;
-                    }
-                }
-                w.commit()?;
-                Ok(())
-            };
-            write().map_err(|e| StorageIOError::write_logs(&e).into())
-        })
-        .await;
-        match &res {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let encoded: Vec<(LogId<u64>, Vec<u8>)> =
+            entries.iter().map(|e| (e.log_id, enc(e))).collect();
+        {
+            let mut p = lock_pending(&self.pending);
+            for e in entries {
+                p.insert(e.log_id.index, e);
+            }
         }
-        res
+        if let Err(e) = self.writer.send(WriteOp::Append(encoded, callback)) {
+            if let WriteOp::Append(_, cb) = e.0 {
+                cb.log_io_completed(Err(std::io::Error::other("log writer stopped")));
+            }
+            return Err(
+                StorageIOError::write_logs(&std::io::Error::other("log writer stopped")).into(),
+            );
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
+        lock_pending(&self.pending).retain(|i, _| *i < log_id.index);
+        self.barrier().await?;
         let db = self.db.clone();
         blocking(move || {
             let run = || -> Result<(), redb::Error> {
@@ -249,6 +379,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
+        lock_pending(&self.pending).retain(|i, _| *i > log_id.index);
+        self.barrier().await?;
         let db = self.db.clone();
         let bytes = enc(&log_id);
         blocking(move || {

@@ -18,7 +18,10 @@ fn wait_for<T>(deadline: Duration, what: &str, mut f: impl FnMut() -> Result<T, 
     let start = Instant::now();
     loop {
         match f() {
-            Ok(v) => return v,
+            Ok(v) => {
+                eprintln!("{what}: after {:?}", start.elapsed());
+                return v;
+            }
             Err(last) if start.elapsed() > deadline => {
                 panic!("{what}: not true after {deadline:?}: {last}")
             }
