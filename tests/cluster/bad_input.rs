@@ -14,14 +14,7 @@ use shoal::transport::tls::{quic_client_config, TlsMaterial};
 
 use crate::converge;
 
-fn seed() -> u64 {
-    let s = std::env::var("SHOAL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("SHOAL_SEED={s}");
-    s
-}
+use shoal::testing::seed;
 
 fn garbage(rng: &mut rand::rngs::StdRng, max: usize) -> Vec<u8> {
     let n = rng.random_range(0..max);

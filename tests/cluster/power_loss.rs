@@ -13,14 +13,7 @@ use shoal::store::ReadRequest;
 use shoal::testing::disk::Disks;
 use shoal::testing::{wait_until, TestCluster};
 
-fn seed() -> u64 {
-    let s = std::env::var("SHOAL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("SHOAL_SEED={s}");
-    s
-}
+use shoal::testing::seed;
 
 /// Two keys in one transaction: both or neither may exist.
 fn pair(round: u32, writer: usize, n: u64) -> Txn {

@@ -14,20 +14,8 @@ fn shoal() -> Command {
 }
 
 /// Polls `f` every 100 ms until it returns Some or the deadline passes.
-fn wait_for<T>(deadline: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => {
-                eprintln!("{what}: after {:?}", start.elapsed());
-                return v;
-            }
-            Err(last) if start.elapsed() > deadline => {
-                panic!("{what}: not true after {deadline:?}: {last}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+fn wait_for<T>(deadline: Duration, what: &str, f: impl FnMut() -> Result<T, String>) -> T {
+    shoal::testing::wait_for_blocking(deadline, what, f)
 }
 
 struct Agents {
