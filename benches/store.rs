@@ -75,7 +75,9 @@ fn start_shoal(dir: &Path) -> (Procs, Endpoints) {
     let mut addrs = Vec::new();
     for i in 1..=3 {
         let cfg = dir.join(format!("node-{i}.toml"));
-        let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
+        // STORE_BENCH_LOGS=DIR keeps the agents' logs after the run.
+        let log_dir = std::env::var("STORE_BENCH_LOGS").map_or(dir.to_path_buf(), PathBuf::from);
+        let log = std::fs::File::create(log_dir.join(format!("node-{i}.log"))).unwrap();
         procs.push(
             Command::new(exe)
                 .args(["agent", "--config"])
@@ -374,6 +376,34 @@ async fn wait_writable(target: Target, ep: &Endpoints) {
     }
 }
 
+/// Knobs for profiling runs; the defaults are the published benchmark.
+/// `STORE_BENCH_CLIENTS=256` (comma list), `STORE_BENCH_SECS=20`,
+/// `STORE_BENCH_FSYNCS=0` skips the strace run.
+struct Knobs {
+    clients: Vec<usize>,
+    run: Duration,
+    fsyncs: bool,
+}
+
+impl Knobs {
+    fn from_env() -> Knobs {
+        let clients = std::env::var("STORE_BENCH_CLIENTS")
+            .ok()
+            .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![1, 16, 256]);
+        let run = std::env::var("STORE_BENCH_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(RUN, Duration::from_secs);
+        let fsyncs = std::env::var("STORE_BENCH_FSYNCS").map_or(true, |v| v != "0");
+        Knobs {
+            clients,
+            run,
+            fsyncs,
+        }
+    }
+}
+
 fn main() {
     shoal::install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
@@ -387,11 +417,12 @@ fn main() {
         let (_ep, etcd_ep) = start_etcd(&tmp.path().join("etcd"));
         wait_writable(Target::Shoal, &shoal_ep).await;
         wait_writable(Target::Etcd, &etcd_ep).await;
+        let knobs = Knobs::from_env();
         println!("| clients | system | writes/s | p50 | p99 | errors | shoal/etcd writes/s |");
         println!("|---|---|---|---|---|---|---|");
-        for clients in [1usize, 16, 256] {
-            let e = run_load(Target::Etcd, &etcd_ep, clients, RUN, None).await;
-            let s = run_load(Target::Shoal, &shoal_ep, clients, RUN, None).await;
+        for &clients in &knobs.clients {
+            let e = run_load(Target::Etcd, &etcd_ep, clients, knobs.run, None).await;
+            let s = run_load(Target::Shoal, &shoal_ep, clients, knobs.run, None).await;
             println!(
                 "| {clients} | etcd 3.4 | {:.0} | {:?} | {:?} | {} | |",
                 e.writes_per_s, e.p50, e.p99, e.errors
@@ -404,6 +435,9 @@ fn main() {
                 s.errors,
                 s.writes_per_s / e.writes_per_s
             );
+        }
+        if !knobs.fsyncs {
+            return;
         }
         let fe = fsyncs_per_1000(Target::Etcd, &etcd_ep, 2_000).await;
         let fs = fsyncs_per_1000(Target::Shoal, &shoal_ep, 2_000).await;

@@ -217,6 +217,10 @@ pub struct StoreConfig {
     pub logs_to_keep: u64,
     /// Revisions of history kept before automatic compaction.
     pub history_revisions: u64,
+    /// The state machine is made durable at most this often (like etcd's
+    /// backend batch interval); the fsynced Raft log replays what a crash
+    /// lost. 0 makes every apply durable.
+    pub apply_sync_ms: u64,
     /// Budget of one client write or read, forwarding included.
     pub request_timeout_ms: u64,
     /// 32-byte key (hex) sealing values under `/registry/secrets/`.
@@ -234,6 +238,7 @@ impl Default for StoreConfig {
             snapshot_every: 10_000,
             logs_to_keep: 1_000,
             history_revisions: 10_000,
+            apply_sync_ms: 100,
             request_timeout_ms: 5_000,
             secrets_key_file: PathBuf::from("secrets.key"),
         }

@@ -285,12 +285,14 @@ async fn start_store(
     let cache = st.cache_mb << 20;
     let disks = opts.disks.as_ref();
     let log = LogStore::open_with(&data.join("raft-log.redb"), cache, disks)?;
+    log.step_down_after_restart(raft_id)?;
     let sm = StateMachine::open_with(
         &data.join("state.redb"),
         &data.join("snapshots"),
         cache,
         SmSettings {
             history_revisions: st.history_revisions,
+            durable_interval: std::time::Duration::from_millis(st.apply_sync_ms),
             ..SmSettings::default()
         },
         disks,

@@ -6,6 +6,12 @@
 //! ops if every compare holds, else the `failure` ops. create-if-absent,
 //! update-if-mod_rev and delete-if-mod_rev are transactions with one compare.
 //!
+//! One entry may carry a [`Request::Batch`] of client transactions (group
+//! commit on the leader). They apply in order and share the entry's
+//! revision, like the ops of one etcd transaction; the leader never puts two
+//! transactions that write the same key into one batch, so every version of
+//! a key still has its own mod_rev.
+//!
 //! These types are postcard-encoded into Raft log entries and snapshots;
 //! golden-bytes tests pin them. A changed layout needs a new variant.
 
@@ -13,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 /// Largest stored value (etcd's default request limit is 1.5 MiB as well).
 pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
+
+/// Largest transaction (keys plus values of all its ops), so that one log
+/// entry always fits a transport frame.
+pub const MAX_TXN_BYTES: usize = 2 * 1024 * 1024;
 
 /// One key's current state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,8 +133,28 @@ impl Txn {
         }
     }
 
+    /// The keys this transaction may write (either branch).
+    pub fn written_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.success.iter().chain(&self.failure).map(Op::key)
+    }
+
+    /// Bytes of keys and values this transaction carries.
+    pub fn size(&self) -> usize {
+        let ops = self.success.iter().chain(&self.failure).map(|op| match op {
+            Op::Put { key, value } => key.len() + value.len(),
+            Op::Delete { key } => key.len(),
+        });
+        ops.sum::<usize>() + self.compare.iter().map(|c| c.key.len()).sum::<usize>()
+    }
+
     /// Checks sizes before proposing (nothing oversize reaches the log).
     pub fn validate(&self) -> Result<(), String> {
+        if self.size() > MAX_TXN_BYTES {
+            return Err(format!(
+                "transaction of {} bytes exceeds the limit of {MAX_TXN_BYTES}",
+                self.size()
+            ));
+        }
         for op in self.success.iter().chain(&self.failure) {
             if op.key().is_empty() {
                 return Err("empty key".into());
@@ -153,6 +183,21 @@ pub enum Request {
     Compact {
         revision: u64,
     },
+    /// Client transactions proposed together; each is applied in order and
+    /// none writes a key another one writes.
+    Batch(Vec<Txn>),
+}
+
+impl Request {
+    /// Approximate encoded size, to keep replication messages under the
+    /// transport's frame limit.
+    pub fn size(&self) -> usize {
+        match self {
+            Request::Txn(t) => t.size() + 64,
+            Request::Compact { .. } => 16,
+            Request::Batch(ts) => ts.iter().map(|t| t.size() + 64).sum::<usize>() + 16,
+        }
+    }
 }
 
 /// The outcome of one applied entry.
@@ -164,6 +209,8 @@ pub enum Response {
     Compacted {
         revision: u64,
     },
+    /// One result per transaction of a [`Request::Batch`], in order.
+    Batch(Vec<TxnResult>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +238,13 @@ mod tests {
             "0001016b000100016b017600"
         );
         assert_eq!(hex_of(&Request::Compact { revision: 300 }), "01ac02");
+        assert_eq!(
+            hex_of(&Request::Batch(vec![
+                Txn::put("a", "1"),
+                Txn::put("b", "2")
+            ])),
+            "020200010001610131000001000162013200"
+        );
         let r = Response::Txn(TxnResult {
             succeeded: true,
             revision: 5,
@@ -216,5 +270,18 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("exceeds the limit"), "{e}");
         assert!(Txn::put("", "v").validate().is_err());
+        // Several values under the per-value limit can still make a
+        // transaction too large for one log entry.
+        let big = Txn {
+            success: (0..2)
+                .map(|i| Op::Put {
+                    key: format!("k{i}").into_bytes(),
+                    value: vec![0u8; MAX_VALUE_BYTES],
+                })
+                .collect(),
+            ..Txn::default()
+        };
+        let e = big.validate().unwrap_err();
+        assert!(e.contains("transaction of"), "{e}");
     }
 }

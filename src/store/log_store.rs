@@ -6,13 +6,18 @@
 //!   meta: "vote" | "committed" | "last_purged" → postcard(..)
 //! ```
 //!
-//! `append` makes its entries readable at once (an in-memory `pending`
-//! map) and queues them for the single log writer, so openraft can replicate
-//! them while they are being made durable. The writer commits every append
-//! queued meanwhile in one redb transaction with `Durability::Immediate`
-//! (group commit, one fsync) and only then fires their callbacks. Truncate
-//! and purge first wait for earlier appends to reach the disk. Other
-//! blocking redb work runs on the blocking pool, serialized by `&mut self`.
+//! `append` makes its entries readable at once (an in-memory cache of the
+//! newest entries) and queues them for the single log writer, so openraft
+//! can replicate them while they are being made durable. The writer commits
+//! every append queued meanwhile in one redb transaction with
+//! `Durability::Immediate` (group commit, one fsync) and only then fires
+//! their callbacks. Entries stay in the cache after they are durable, up to
+//! [`CACHE_ENTRIES`], so replication and apply read recent entries from
+//! memory, not from redb on the blocking pool. The committed index is queued
+//! to the same writer and never waited for: openraft calls `save_committed`
+//! inside its core loop, which must not stall behind an fsync. Truncate and
+//! purge first wait for earlier appends to reach the disk. Other blocking
+//! redb work runs on the blocking pool, serialized by `&mut self`.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -30,12 +35,39 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 type SErr = StorageError<u64>;
 
-/// Entries appended but not yet durable, readable at once.
-type Pending = Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Entry<TypeConfig>>>>;
+/// How many durable entries the cache keeps beyond those not yet durable.
+pub const CACHE_ENTRIES: usize = 4096;
+
+/// A contiguous suffix of the log in memory: every entry not yet durable,
+/// plus up to [`CACHE_ENTRIES`] of the newest durable ones.
+#[derive(Default)]
+struct Cache {
+    /// index → (entry, durable yet)
+    entries: std::collections::BTreeMap<u64, (Entry<TypeConfig>, bool)>,
+}
+
+impl Cache {
+    /// Drops the oldest durable entries beyond the cap (only from the front,
+    /// so the cache stays a contiguous suffix of the log).
+    fn trim(&mut self) {
+        while self.entries.len() > CACHE_ENTRIES {
+            match self.entries.first_key_value() {
+                Some((_, (_, true))) => {
+                    self.entries.pop_first();
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+type Pending = Arc<std::sync::Mutex<Cache>>;
 
 /// Work for the log writer, in order.
 enum WriteOp {
     Append(Vec<(LogId<u64>, Vec<u8>)>, LogFlushed<TypeConfig>),
+    /// The committed log id, written with the next append.
+    Committed(Vec<u8>),
     /// Answers once every earlier append is on disk.
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
@@ -59,9 +91,7 @@ impl std::fmt::Debug for LogStore {
     }
 }
 
-fn lock_pending(
-    p: &Pending,
-) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Entry<TypeConfig>>> {
+fn lock_pending(p: &Pending) -> std::sync::MutexGuard<'_, Cache> {
     p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -73,6 +103,10 @@ async fn log_writer(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<WriteOp>,
 ) {
     let mut carry: Option<WriteOp> = None;
+    // The newest committed log id not yet written: it rides along with the
+    // next append (openraft may lose it; writing it alone would cost a
+    // transaction per commit).
+    let mut committed: Option<Vec<u8>> = None;
     loop {
         let op = match carry.take() {
             Some(op) => op,
@@ -81,27 +115,36 @@ async fn log_writer(
                 None => return,
             },
         };
-        let (first, cb) = match op {
+        let mut batch = Vec::new();
+        let mut callbacks = Vec::new();
+        match op {
             WriteOp::Barrier(done) => {
                 let _ = done.send(());
                 continue;
             }
-            WriteOp::Append(entries, cb) => (entries, cb),
-        };
-        let mut batch = first;
-        let mut callbacks = vec![cb];
+            WriteOp::Append(entries, cb) => {
+                batch = entries;
+                callbacks.push(cb);
+            }
+            WriteOp::Committed(c) => committed = Some(c),
+        }
         while let Ok(next) = rx.try_recv() {
             match next {
                 WriteOp::Append(more, cb) => {
                     batch.extend(more);
                     callbacks.push(cb);
                 }
+                WriteOp::Committed(c) => committed = Some(c),
                 barrier => {
                     carry = Some(barrier);
                     break;
                 }
             }
         }
+        if batch.is_empty() {
+            continue;
+        }
+        let committed = committed.take();
         let d = db.clone();
         let ids: Vec<LogId<u64>> = batch.iter().map(|(id, _)| *id).collect();
         let res = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
@@ -110,6 +153,9 @@ async fn log_writer(
                 let mut t = w.open_table(LOGS)?;
                 for (id, bytes) in &batch {
                     t.insert(id.index, bytes.as_slice())?;
+                }
+                if let Some(c) = &committed {
+                    w.open_table(META)?.insert("committed", c.as_slice())?;
                 }
             }
             w.commit()?;
@@ -124,10 +170,13 @@ async fn log_writer(
         if res.is_ok() {
             let mut p = lock_pending(&pending);
             for id in ids {
-                if p.get(&id.index).is_some_and(|e| e.log_id == id) {
-                    p.remove(&id.index);
+                if let Some((e, durable)) = p.entries.get_mut(&id.index) {
+                    if e.log_id == id {
+                        *durable = true;
+                    }
                 }
             }
+            p.trim();
         }
         for cb in callbacks {
             cb.log_io_completed(res.clone().map_err(std::io::Error::other));
@@ -209,19 +258,33 @@ impl LogStore {
         }
     }
 
-    /// `durable = false` skips the fsync: the value becomes durable with
-    /// the next durable commit (used for the committed index, which openraft
-    /// may lose safely).
-    fn write_meta(
-        db: &Database,
-        key: &str,
-        bytes: &[u8],
-        durable: bool,
-    ) -> Result<(), redb::Error> {
-        let mut w = db.begin_write()?;
-        if !durable {
-            w.set_durability(redb::Durability::None)?;
+    /// Turns a stored vote that made this node leader into a plain vote for
+    /// itself in the same term, so that after a restart this node does not
+    /// resume leadership at once (openraft 0.9 would, with a read index of
+    /// the first entry of its term and a possibly stale committed index,
+    /// and so could serve a read that misses an acknowledged write whose
+    /// apply was not yet durable). It stands for election instead, and the
+    /// winner commits a fresh entry of a new term before it serves reads.
+    /// Term and voted-for are kept, which is all Raft needs of a vote.
+    pub fn step_down_after_restart(&self, me: u64) -> Result<(), super::StoreError> {
+        let err = |e: SErr| super::StoreError::Io {
+            path: std::path::PathBuf::from("raft-log.redb"),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let vote: Option<Vote<u64>> = Self::read_meta(&self.db, "vote").map_err(err)?;
+        if let Some(v) = vote {
+            if v.is_committed() && v.leader_id().voted_for() == Some(me) {
+                let plain = Vote::new(v.leader_id().get_term(), me);
+                Self::write_meta(&self.db, "vote", &enc(&plain))
+                    .map_err(|e| super::StoreError::db("raft log", e))?;
+            }
         }
+        Ok(())
+    }
+
+    /// Writes one meta value durably (the vote).
+    fn write_meta(db: &Database, key: &str, bytes: &[u8]) -> Result<(), redb::Error> {
+        let w = db.begin_write()?;
         {
             let mut t = w.open_table(META)?;
             t.insert(key, bytes)?;
@@ -236,9 +299,29 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
-        let db = self.db.clone();
         let range: (Bound<u64>, Bound<u64>) =
             (range.start_bound().cloned(), range.end_bound().cloned());
+        let start = match range.0 {
+            Bound::Included(i) => i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        {
+            // The cache is a contiguous suffix of the log: a range that
+            // starts inside it needs no disk read.
+            let p = lock_pending(&self.pending);
+            if p.entries
+                .first_key_value()
+                .is_some_and(|(i, _)| *i <= start)
+            {
+                return Ok(p
+                    .entries
+                    .range(range)
+                    .map(|(_, (e, _))| e.clone())
+                    .collect());
+            }
+        }
+        let db = self.db.clone();
         let on_disk = blocking(move || {
             let r = db.begin_read().map_err(|e| StorageIOError::read_logs(&e))?;
             let t = r
@@ -254,9 +337,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Ok(out)
         })
         .await?;
-        // Entries not yet on disk are newer than what the disk has.
+        // Cached entries are at least as new as what the disk has.
         let mut all = on_disk;
-        for (i, e) in lock_pending(&self.pending).range(range) {
+        for (i, (e, _)) in lock_pending(&self.pending).entries.range(range) {
             all.insert(*i, e.clone());
         }
         Ok(all.into_values().collect())
@@ -290,7 +373,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map(|mut st| {
-            if let Some((_, e)) = lock_pending(&pending).last_key_value() {
+            if let Some((_, (e, _))) = lock_pending(&pending).entries.last_key_value() {
                 if st.last_log_id < Some(e.log_id) {
                     st.last_log_id = Some(e.log_id);
                 }
@@ -307,8 +390,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         let bytes = enc(vote);
         blocking(move || {
-            Self::write_meta(&db, "vote", &bytes, true)
-                .map_err(|e| StorageIOError::write_vote(&e).into())
+            Self::write_meta(&db, "vote", &bytes).map_err(|e| StorageIOError::write_vote(&e).into())
         })
         .await
     }
@@ -319,13 +401,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), SErr> {
-        let db = self.db.clone();
-        let bytes = enc(&committed);
-        blocking(move || {
-            Self::write_meta(&db, "committed", &bytes, false)
-                .map_err(|e| StorageIOError::write(&e).into())
-        })
-        .await
+        // Queued behind the appends it covers, never waited for (see the
+        // module docs).
+        self.writer
+            .send(WriteOp::Committed(enc(&committed)))
+            .map_err(|_| StorageIOError::write(&std::io::Error::other("log writer stopped")).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, SErr> {
@@ -345,7 +425,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut p = lock_pending(&self.pending);
             for e in entries {
-                p.insert(e.log_id.index, e);
+                p.entries.insert(e.log_id.index, (e, false));
             }
         }
         if let Err(e) = self.writer.send(WriteOp::Append(encoded, callback)) {
@@ -360,7 +440,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
-        lock_pending(&self.pending).retain(|i, _| *i < log_id.index);
+        lock_pending(&self.pending)
+            .entries
+            .retain(|i, _| *i < log_id.index);
         self.barrier().await?;
         let db = self.db.clone();
         blocking(move || {
@@ -379,7 +461,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
-        lock_pending(&self.pending).retain(|i, _| *i > log_id.index);
+        lock_pending(&self.pending)
+            .entries
+            .retain(|i, _| *i > log_id.index);
         self.barrier().await?;
         let db = self.db.clone();
         let bytes = enc(&log_id);

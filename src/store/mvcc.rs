@@ -100,8 +100,28 @@ where
 
 /// Applies one transaction at revision `rev`.
 pub fn apply_txn(w: &WriteTransaction, txn: &Txn, rev: u64) -> Result<TxnResult, MvccError> {
+    apply_txns(w, std::slice::from_ref(txn), rev).map(|mut r| r.remove(0))
+}
+
+/// Applies transactions in order, all at revision `rev` (one batch entry).
+pub fn apply_txns(
+    w: &WriteTransaction,
+    txns: &[Txn],
+    rev: u64,
+) -> Result<Vec<TxnResult>, MvccError> {
     let mut kv = w.open_table(KV)?;
     let mut latest = w.open_table(LATEST)?;
+    txns.iter()
+        .map(|txn| apply_one(&mut kv, &mut latest, txn, rev))
+        .collect()
+}
+
+fn apply_one(
+    kv: &mut redb::Table<'_, (&'static [u8], u64), &'static [u8]>,
+    latest: &mut redb::Table<'_, &'static [u8], u64>,
+    txn: &Txn,
+    rev: u64,
+) -> Result<TxnResult, MvccError> {
     let mut succeeded = true;
     for c in &txn.compare {
         let have = latest
@@ -120,7 +140,7 @@ pub fn apply_txn(w: &WriteTransaction, txn: &Txn, rev: u64) -> Result<TxnResult,
     };
     let mut prev = Vec::with_capacity(ops.len());
     for op in ops {
-        let before = current(&latest, &kv, op.key())?;
+        let before = current(&*latest, &*kv, op.key())?;
         match op {
             Op::Put { key, value } => {
                 let rec = Rec {

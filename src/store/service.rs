@@ -3,16 +3,15 @@
 //!
 //! Writes go to the leader: a node that is not leader forwards the write to
 //! `store@<leader>` (learned from openraft's `ForwardToLeader`), and the
-//! leader proposes it. Concurrent proposals share fsyncs: openraft hands the
-//! log store every entry that queued while the previous append was flushing
-//! (group commit). Reads are linearizable on the leader (`ensure_linearizable`)
+//! leader proposes it. Concurrent writes share one Raft entry and so one
+//! fsync per replica (group commit, see [`super::batch`]). Reads are linearizable on the leader (`ensure_linearizable`)
 //! and forwarded there from other nodes in this part.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{BasicNode, Raft, ServerState};
 use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
@@ -122,6 +121,7 @@ pub struct Store {
     /// Budget for one write or read, including forwarding.
     pub timeout: Duration,
     secrets: Option<Arc<super::secrets::SecretBox>>,
+    batcher: super::batch::Batcher,
 }
 
 impl Store {
@@ -133,6 +133,7 @@ impl Store {
         raft_id: u64,
     ) -> Store {
         Store {
+            batcher: super::batch::Batcher::start(raft.clone()),
             raft,
             actors,
             db,
@@ -310,26 +311,12 @@ impl Store {
 
     /// Proposes on this node; `NotLeader` if it is not the leader.
     pub async fn write_local(&self, txn: Txn) -> Result<TxnResult, ClientError> {
-        match self.propose_local(Request::Txn(txn)).await? {
-            Response::Txn(r) => Ok(r),
-            other => Err(ClientError::Unavailable(format!(
-                "unexpected response {other:?}"
-            ))),
-        }
+        self.batcher.write(txn).await
     }
 
-    /// Proposes `req` on this node; `NotLeader` if it is not the leader.
+    /// Proposes `req` on this node alone; `NotLeader` if it is not the leader.
     pub(super) async fn propose_local(&self, req: Request) -> Result<Response, ClientError> {
-        match self.raft.client_write(req).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ClientError::NotLeader {
-                    leader: f.leader_node.map(|n| n.addr),
-                })
-            }
-            Err(RaftError::APIError(e)) => Err(ClientError::Invalid(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(ClientError::Unavailable(e.to_string())),
-        }
+        super::batch::proposal(&self.raft, req).await
     }
 
     /// Drops history older than `revision` on every replica (through the

@@ -7,8 +7,14 @@
 //!                 ‖ u64 compacted ‖ { u32 len ‖ postcard(Row) }*
 //! ```
 //!
-//! `apply` writes a whole batch in one durable redb transaction and answers
-//! one `Response` per entry. The snapshot builder holds a redb read
+//! `apply` writes a whole batch in one redb transaction and answers one
+//! `Response` per entry. That transaction is fsynced only when
+//! [`SmSettings::durable_interval`] has passed since the last durable one
+//! (etcd commits its backend every 100 ms the same way): the Raft log is
+//! always fsynced, so after a crash openraft re-applies the log from the
+//! last durable `applied` on. Anything that lets the log be purged — a
+//! snapshot record — is written durably, and a state machine found older
+//! than its snapshot reloads the snapshot on open. The snapshot builder holds a redb read
 //! transaction taken when it was created, so it sees one consistent revision
 //! while `apply` goes on. Installing a snapshot replaces the tables with the
 //! file's rows in one transaction.
@@ -130,18 +136,17 @@ struct SnapshotRecord {
 pub struct SmSettings {
     /// Keep at least this many revisions of history; compact beyond it.
     pub history_revisions: u64,
-    /// Make applied state durable at least every this many entries. 1 (the
-    /// default) makes every apply batch durable. Larger values were tried:
-    /// the power-loss test with frequent snapshots then lost acknowledged
-    /// writes (cause not found yet), so they are not used.
-    pub durable_every: u64,
+    /// Make the applied state durable at most this often; zero makes
+    /// every apply durable. Whatever is not yet durable is replayed from
+    /// the (always durable) Raft log after a crash.
+    pub durable_interval: std::time::Duration,
 }
 
 impl Default for SmSettings {
     fn default() -> Self {
         SmSettings {
             history_revisions: 10_000,
-            durable_every: 1,
+            durable_interval: std::time::Duration::ZERO,
         }
     }
 }
@@ -152,8 +157,8 @@ pub struct StateMachine {
     dir: PathBuf,
     settings: SmSettings,
     seq: Arc<AtomicU64>,
-    /// Entries applied since the last durable commit.
-    undurable: Arc<AtomicU64>,
+    /// When the applied state was last made durable.
+    last_durable: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -249,7 +254,7 @@ impl StateMachine {
             dir: snapshot_dir.to_owned(),
             settings,
             seq: Arc::new(AtomicU64::new(0)),
-            undurable: Arc::new(AtomicU64::new(0)),
+            last_durable: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         };
         sm.recover_from_snapshot()
             .map_err(|e| super::StoreError::Io {
@@ -291,18 +296,16 @@ impl StateMachine {
             .db
             .begin_write()
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        // With `durable_every > 1`, applies skip the fsync and rely on the
-        // Raft log to replay them after a crash (see SmSettings).
-        let since = self
-            .undurable
-            .fetch_add(entries.len() as u64, Ordering::Relaxed)
-            + entries.len() as u64;
-        if since < self.settings.durable_every {
+        // Between durable commits, applies skip the fsync and rely on the
+        // Raft log to replay them after a crash (see the module docs).
+        let mut last_durable = self.last_durable.lock().unwrap_or_else(|p| p.into_inner());
+        if last_durable.elapsed() < self.settings.durable_interval {
             w.set_durability(redb::Durability::None)
                 .map_err(|e| StorageIOError::write_state_machine(&e))?;
         } else {
-            self.undurable.store(0, Ordering::Relaxed);
+            *last_durable = std::time::Instant::now();
         }
+        drop(last_durable);
         let mut out = Vec::with_capacity(entries.len());
         for entry in &entries {
             let res = match &entry.payload {
@@ -318,6 +321,10 @@ impl StateMachine {
                 }
                 EntryPayload::Normal(Request::Txn(txn)) => Response::Txn(
                     mvcc::apply_txn(&w, txn, entry.log_id.index)
+                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
+                ),
+                EntryPayload::Normal(Request::Batch(txns)) => Response::Batch(
+                    mvcc::apply_txns(&w, txns, entry.log_id.index)
                         .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
                 ),
                 EntryPayload::Normal(Request::Compact { revision }) => {

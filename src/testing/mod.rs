@@ -127,6 +127,13 @@ impl TestCluster {
         options: impl Fn(usize) -> NodeOptions,
     ) -> anyhow::Result<TestCluster> {
         crate::install_crypto_provider();
+        // SHOAL_LOG=<filter> shows the nodes' logs (with --nocapture).
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let dir = tempfile::tempdir()?;
         let mut configs = cluster_configs(dir.path(), n)?;
         for c in configs.iter_mut() {

@@ -89,9 +89,15 @@ async fn power_loss_rounds(tweak: impl Fn(&mut shoal::config::NodeConfig)) {
                 c.on(node, move |h| async move {
                     tokio::spawn(async move {
                         for n in 0.. {
-                            if let Ok(r) = h.store.write(pair(round, writer, n)).await {
-                                assert!(r.succeeded);
-                                acked.lock().unwrap().push((round, writer, n));
+                            match h.store.write(pair(round, writer, n)).await {
+                                Ok(r) => {
+                                    assert!(r.succeeded);
+                                    acked.lock().unwrap().push((round, writer, n));
+                                }
+                                // Once the power is cut, writes fail at
+                                // once; back off like a real client, so the
+                                // node's runtime can be torn down.
+                                Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
                             }
                         }
                     });
