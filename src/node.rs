@@ -313,6 +313,8 @@ async fn start_store(
     let network = crate::store::network::Network {
         actors: actors.clone(),
         me: raft_id,
+        // Half a frame: room for postcard and envelope overhead.
+        max_append_bytes: cfg.transport.max_frame_bytes / 2,
     };
     let raft =
         openraft::Raft::<TypeConfig>::new(raft_id, Arc::new(raft_cfg), network, log, sm).await?;

@@ -484,3 +484,75 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use openraft::storage::RaftLogStorageExt;
+
+    /// Reopens once the dropped store's writer task has let go of the file.
+    async fn reopen(path: &Path) -> LogStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match LogStore::open(path, 1 << 20) {
+                Ok(l) => return l,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("already open"), "{e}");
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_leader_keeps_its_term_but_not_its_leadership() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft-log.redb");
+        {
+            let mut log = LogStore::open(&path, 1 << 20).unwrap();
+            log.save_vote(&Vote::new_committed(7, 1)).await.unwrap();
+        }
+        let mut log = reopen(&path).await;
+        log.step_down_after_restart(1).unwrap();
+        let v = log.read_vote().await.unwrap().unwrap();
+        assert_eq!(v, Vote::new(7, 1), "same term and voted-for, not committed");
+        // A committed vote for another leader is left alone.
+        log.save_vote(&Vote::new_committed(8, 2)).await.unwrap();
+        log.step_down_after_restart(1).unwrap();
+        assert_eq!(
+            log.read_vote().await.unwrap(),
+            Some(Vote::new_committed(8, 2))
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_come_from_the_cache_and_the_disk_alike() {
+        use openraft::{CommittedLeaderId, EntryPayload};
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(&dir.path().join("l.redb"), 1 << 20).unwrap();
+        let n = CACHE_ENTRIES as u64 + 100;
+        let entry = |i: u64| Entry::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::Normal(super::super::command::Request::Compact { revision: i }),
+        };
+        for i in 1..=n {
+            log.blocking_append([entry(i)]).await.unwrap();
+        }
+        // The oldest entries have left the cache: this range spans disk
+        // and memory.
+        let got = log.try_get_log_entries(1..=n).await.unwrap();
+        assert_eq!(got.len() as u64, n);
+        assert!(got.iter().zip(1..).all(|(e, i)| e.log_id.index == i));
+        // After a restart everything comes from disk.
+        drop(log);
+        let mut log = reopen(&dir.path().join("l.redb")).await;
+        let got = log.try_get_log_entries(n - 5..).await.unwrap();
+        assert_eq!(got.len(), 6);
+        assert_eq!(
+            log.get_log_state().await.unwrap().last_log_id,
+            Some(entry(n).log_id)
+        );
+    }
+}

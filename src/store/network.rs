@@ -4,11 +4,17 @@
 //! (postcard), so Raft traffic goes through QUIC, mutual TLS and the fault
 //! rules like every other envelope. Transport failures map to openraft's
 //! error kinds: unreachable (back off), timeout, network (retry).
+//!
+//! An AppendEntries whose entries would not fit one transport frame is not
+//! sent: openraft is told `PayloadTooLarge` with how many entries fit, and
+//! retries with fewer (one entry always fits: transactions are limited to
+//! [`super::command::MAX_TXN_BYTES`]).
 
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -56,6 +62,8 @@ impl RemoteMessage for RaftSnapshot {
 pub struct Network {
     pub actors: ActorSystem,
     pub me: u64,
+    /// Most entry bytes one AppendEntries may carry.
+    pub max_append_bytes: usize,
 }
 
 pub struct PeerClient {
@@ -63,6 +71,29 @@ pub struct PeerClient {
     to: ActorPath,
     me: u64,
     target: u64,
+    max_append_bytes: usize,
+}
+
+/// Approximate encoded size of one log entry.
+fn entry_size(e: &openraft::Entry<TypeConfig>) -> usize {
+    match &e.payload {
+        openraft::EntryPayload::Blank => 32,
+        openraft::EntryPayload::Normal(r) => 32 + r.size(),
+        openraft::EntryPayload::Membership(m) => 64 + 64 * m.nodes().count(),
+    }
+}
+
+/// How many of `entries`, from the first, fit in `budget` bytes (at least
+/// one).
+pub fn entries_that_fit(entries: &[openraft::Entry<TypeConfig>], budget: usize) -> usize {
+    let mut total = 0;
+    for (i, e) in entries.iter().enumerate() {
+        total += entry_size(e);
+        if total > budget {
+            return i.max(1);
+        }
+    }
+    entries.len()
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -74,6 +105,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             to: ActorPath::new(ACTOR, &node.addr),
             me: self.me,
             target,
+            max_append_bytes: self.max_append_bytes,
         }
     }
 }
@@ -107,6 +139,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         let ttl = option.hard_ttl();
+        let fit = entries_that_fit(&rpc.entries, self.max_append_bytes);
+        if fit < rpc.entries.len() {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit as u64),
+            ));
+        }
         match self.actors.ask(&self.to, RaftAppend(rpc), ttl).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
@@ -177,5 +215,33 @@ mod tests {
             back,
             Err(RaftError::Fatal(openraft::error::Fatal::Stopped))
         ));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::store::command::{Request, Txn};
+
+    fn entry(i: u64, bytes: usize) -> openraft::Entry<TypeConfig> {
+        openraft::Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
+            payload: openraft::EntryPayload::Normal(Request::Txn(Txn::put(
+                format!("k{i}"),
+                vec![0u8; bytes],
+            ))),
+        }
+    }
+
+    #[test]
+    fn append_entries_are_cut_to_the_frame_budget() {
+        let mib = 1 << 20;
+        let entries: Vec<_> = (1..=6).map(|i| entry(i, mib)).collect();
+        assert_eq!(entries_that_fit(&entries, 4 * mib), 3);
+        // One oversize entry still goes alone (transactions are capped
+        // below a frame, so it fits the transport).
+        assert_eq!(entries_that_fit(&entries, mib / 2), 1);
+        assert_eq!(entries_that_fit(&entries[..2], 100 * mib), 2);
+        assert_eq!(entries_that_fit(&[], mib), 0);
     }
 }

@@ -596,3 +596,131 @@ async fn compaction_on_request_drops_old_revisions_everywhere() {
         assert_eq!(get(&c, i, "/c/k").await.unwrap().as_deref(), Some("three"));
     }
 }
+
+/// Group commit: many concurrent writes share few Raft entries (and so few
+/// fsyncs), and concurrent writes of one key still get distinct mod_revs,
+/// with the key's versions counting every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_entries_and_one_key_never_shares_a_revision() {
+    let c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    let l = index_of(&leader(&c, &[1, 2, 3]).await);
+    let (writes, revs, hot_revs, hot_version) = c
+        .on(l, |h| async move {
+            let before = h.store.status().applied_index;
+            let mut tasks = Vec::new();
+            for i in 0..200u32 {
+                let s = h.store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let distinct = s.write(Txn::put(format!("/gc/{i}"), "v")).await;
+                    let hot = s.write(Txn::put("/gc-hot", format!("{i}"))).await;
+                    (distinct.unwrap().revision, hot.unwrap().revision)
+                }));
+            }
+            let mut revs = std::collections::BTreeSet::new();
+            let mut hot_revs = Vec::new();
+            for t in tasks {
+                let (d, hot) = t.await.unwrap();
+                revs.insert(d);
+                hot_revs.push(hot);
+            }
+            let after = h.store.status().applied_index;
+            let hot = h
+                .store
+                .read(ReadRequest {
+                    key: b"/gc-hot".to_vec(),
+                    prefix: false,
+                    at: None,
+                    limit: 0,
+                })
+                .await
+                .unwrap();
+            (after - before, revs, hot_revs, hot.kvs[0].version)
+        })
+        .await;
+    eprintln!(
+        "400 writes used {writes} log entries; the 200 distinct keys landed at {} revisions",
+        revs.len()
+    );
+    assert!(
+        writes < 400,
+        "concurrent writes must share log entries ({writes} entries for 400 writes)"
+    );
+    let distinct: std::collections::HashSet<u64> = hot_revs.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        hot_revs.len(),
+        "every write of one key has its own revision: {hot_revs:?}"
+    );
+    assert_eq!(hot_version, 200, "the hot key counts every write");
+}
+
+/// A follower that missed more large entries than one transport frame holds
+/// still catches up: AppendEntries are cut to the frame size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_catches_up_on_more_than_a_frame_of_entries() {
+    let c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    let l = leader(&c, &[1, 2, 3]).await;
+    let lagging = (1..=3).find(|&i| format!("node-{i}") != l).unwrap();
+    let others: Vec<String> = (1..=3)
+        .filter(|&i| i != lagging)
+        .map(|i| format!("node-{i}"))
+        .collect();
+    for i in 1..=3 {
+        let rule = FaultSpec::Partition {
+            a: vec![format!("node-{lagging}")],
+            b: others.clone(),
+        };
+        c.node(i)
+            .faults
+            .apply(ChaosCommand::Add {
+                rule,
+                ttl_ms: Some(120_000),
+            })
+            .unwrap();
+    }
+    // 12 values of 1.4 MiB: about 17 MiB, twice the 8 MiB frame.
+    let value = "x".repeat(MAX_VALUE_BYTES - 100 * 1024);
+    for n in 0..12 {
+        let (k, v) = (format!("/big/{n}"), value.clone());
+        c.on(index_of(&l), move |h| async move {
+            h.store.write(Txn::put(k, v)).await.unwrap();
+        })
+        .await;
+    }
+    let target = c
+        .on(
+            index_of(&l),
+            |h| async move { h.store.status().applied_index },
+        )
+        .await;
+    for i in 1..=3 {
+        c.node(i).faults.apply(ChaosCommand::Heal).unwrap();
+    }
+    let caught = wait_until(Duration::from_secs(30), || async {
+        let s = c.on(lagging, |h| async move { h.store.status() }).await;
+        if s.applied_index >= target {
+            Ok(())
+        } else {
+            Err(format!("applied {} of {target}", s.applied_index))
+        }
+    })
+    .await;
+    caught.unwrap();
+    let r = c
+        .on(lagging, |h| async move {
+            h.store
+                .read_state(ReadRequest {
+                    key: b"/big/".to_vec(),
+                    prefix: true,
+                    at: None,
+                    limit: 0,
+                })
+                .await
+                .unwrap()
+        })
+        .await;
+    assert_eq!(r.kvs.len(), 12);
+    assert!(r.kvs.iter().all(|kv| kv.value.len() == value.len()));
+}
