@@ -534,3 +534,157 @@ fn acknowledged_writes_survive_kill_9_of_all_nodes() {
         "{roles:?}"
     );
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// None when this machine cannot mount (not root, no CAP_SYS_ADMIN).
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_owned()))
+    }
+
+    fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount of {} failed", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Every node's data dir on a real, small tmpfs: when it fills up, writes
+/// are refused with a clear error, every node stays up and answers reads,
+/// and after room is made and the nodes restart nothing acknowledged is
+/// lost.
+#[test]
+fn a_full_tmpfs_refuses_writes_keeps_reads_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    init(&dir, 3);
+    let mut mounts = Vec::new();
+    for i in 1..=3 {
+        match Tmpfs::mount(&dir.join(format!("node-{i}/data")), "6m") {
+            Some(m) => mounts.push(m),
+            None => {
+                // Not silently green: say why it did not run.
+                eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+                assert_ne!(
+                    unsafe { libc::geteuid() },
+                    0,
+                    "root could not mount a tmpfs"
+                );
+                return;
+            }
+        }
+    }
+    let mut agents = Agents::start(&dir, 3);
+    let cfg = |i: usize| dir.join(format!("node-{i}.toml"));
+    let kv = |i: usize, args: &[&str]| {
+        shoal()
+            .args(["kv", "--config"])
+            .arg(cfg(i))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    wait_for(Duration::from_secs(30), "store ready", || {
+        let out = kv(1, &["put", "warmup", "1"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    // 100 KiB values (a command-line argument holds 128 KiB at most) until
+    // the disks are full.
+    let value = "v".repeat(100 * 1024);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for n in 0..400 {
+        let k = format!("fill-{n:03}");
+        let out = kv(1 + n % 3, &["put", &k, &value]);
+        if out.status.success() {
+            acked.push(k);
+        } else {
+            refused = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+    }
+    let refused = refused.expect("a full disk must refuse writes");
+    eprintln!(
+        "refused after {} acknowledged writes: {}",
+        acked.len(),
+        refused.trim()
+    );
+    assert!(acked.len() >= 5, "some writes fit before the disk is full");
+    let logs: String = (1..=3)
+        .map(|i| std::fs::read_to_string(dir.join(format!("node-{i}.log"))).unwrap_or_default())
+        .collect();
+    assert!(
+        refused.contains("No space left on device") || logs.contains("No space left on device"),
+        "the error must say the disk is full: {refused}"
+    );
+    // Every node stays up and answers reads of what was acknowledged.
+    for i in 1..=3 {
+        assert!(
+            agents.children[i - 1]
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .unwrap()
+                .is_none(),
+            "node-{i} exited on a full disk"
+        );
+        let out = kv(i, &["get", &acked[0]]);
+        assert!(
+            out.status.success(),
+            "node-{i} cannot read on a full disk: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Room again; restart; every acknowledged write is there.
+    for m in &mounts {
+        m.resize("64m");
+    }
+    for i in 1..=3 {
+        agents.signal(i, libc::SIGTERM);
+    }
+    for i in 1..=3 {
+        agents.spawn(i);
+    }
+    wait_for(Duration::from_secs(30), "writes after room is made", || {
+        let out = kv(2, &["put", "after", "ok"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    for k in &acked {
+        let out = kv(3, &["get", k]);
+        assert!(
+            out.status.success(),
+            "acknowledged {k} lost: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim().len(),
+            value.len()
+        );
+    }
+    drop(agents);
+}
