@@ -688,3 +688,88 @@ fn a_full_tmpfs_refuses_writes_keeps_reads_and_loses_nothing() {
     }
     drop(agents);
 }
+
+/// A data dir the agent cannot read is a clear start-up error naming it,
+/// never a fresh start. Root reads everything, so the agent runs as
+/// `nobody` (setpriv) against a data dir with mode 000.
+#[test]
+fn an_unreadable_data_dir_is_a_clear_start_up_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    init(&dir, 1);
+    let mut agents = Agents::start(&dir, 1);
+    wait_for(Duration::from_secs(30), "store ready", || {
+        let out = shoal()
+            .args(["kv", "--config"])
+            .arg(dir.join("node-1.toml"))
+            .args(["put", "k", "v"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    assert!(agents.signal(1, libc::SIGTERM).success());
+    let can_drop = unsafe { libc::geteuid() } == 0
+        && Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !can_drop {
+        eprintln!("SKIPPED: needs root and setpriv to run the agent as another user");
+        return;
+    }
+    // Everything else readable by `nobody`; the data dir not at all.
+    let chmod = |p: &Path, mode: &str| {
+        assert!(Command::new("chmod")
+            .args(["-R", mode])
+            .arg(p)
+            .status()
+            .unwrap()
+            .success());
+    };
+    chmod(tmp.path(), "a+rX");
+    let data = dir.join("node-1/data");
+    let before: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_shoal"))
+        .args(["agent", "--config"])
+        .arg(dir.join("node-1.toml"))
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("refused: {}", stderr.trim());
+    assert!(!out.status.success(), "must refuse an unreadable data dir");
+    assert!(
+        stderr.contains("node-1/data") && stderr.contains("ermission denied"),
+        "the error must name the data dir and say why: {stderr}"
+    );
+    // Nothing was replaced by a fresh start, and root still starts it.
+    let after: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after);
+    agents.spawn(1);
+    wait_for(Duration::from_secs(30), "the old data after all", || {
+        let out = shoal()
+            .args(["kv", "--config"])
+            .arg(dir.join("node-1.toml"))
+            .args(["get", "k"])
+            .output()
+            .unwrap();
+        match String::from_utf8_lossy(&out.stdout).trim() {
+            "v" => Ok(()),
+            _ => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    });
+}
