@@ -56,6 +56,7 @@ fn user_key(key: &str) -> Result<Vec<u8>, Response> {
 pub fn client_error(e: ClientError) -> Response {
     let (code, reason) = match &e {
         ClientError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+        ClientError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
         ClientError::Invalid(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
         ClientError::Compacted { .. } => (StatusCode::GONE, "Expired"),
         ClientError::Timeout | ClientError::LeaderChanged => {
@@ -133,27 +134,50 @@ pub async fn kv_get(State(st): State<ApiState>, Path(key): Path<String>) -> Resp
     }
 }
 
+/// `?mod_rev=N`: write only if the key is at that revision (0: only if
+/// absent); otherwise 409 Conflict.
+#[derive(Debug, serde::Deserialize)]
+pub struct Precondition {
+    pub mod_rev: Option<u64>,
+}
+
 pub async fn kv_put(
     State(st): State<ApiState>,
     Path(key): Path<String>,
+    Query(pre): Query<Precondition>,
     body: axum::body::Bytes,
 ) -> Response {
     let (store, key) = match (store_of(&st), user_key(&key)) {
         (Ok(s), Ok(k)) => (s, k),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    match store.write(Txn::put(key, body.to_vec())).await {
-        Ok(r) => Json(serde_json::json!({"revision": r.revision})).into_response(),
+    let res = match pre.mod_rev {
+        Some(m) => store.put_if(key, body.to_vec(), m).await,
+        None => store
+            .write(Txn::put(key, body.to_vec()))
+            .await
+            .map(|r| r.revision),
+    };
+    match res {
+        Ok(revision) => Json(serde_json::json!({ "revision": revision })).into_response(),
         Err(e) => client_error(e),
     }
 }
 
-pub async fn kv_delete(State(st): State<ApiState>, Path(key): Path<String>) -> Response {
+pub async fn kv_delete(
+    State(st): State<ApiState>,
+    Path(key): Path<String>,
+    Query(pre): Query<Precondition>,
+) -> Response {
     let (store, key) = match (store_of(&st), user_key(&key)) {
         (Ok(s), Ok(k)) => (s, k),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    match store.write(Txn::delete(key, None)).await {
+    let res = match pre.mod_rev {
+        Some(m) => store.delete_if(key, m).await,
+        None => store.write(Txn::delete(key, None)).await,
+    };
+    match res {
         Ok(r) => Json(serde_json::json!({"revision": r.revision, "deleted": r.prev.first().is_some_and(|p| p.is_some())}))
             .into_response(),
         Err(e) => client_error(e),

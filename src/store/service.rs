@@ -47,6 +47,11 @@ pub enum ClientError {
     Compacted { requested: u64, compacted: u64 },
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A guarded write whose precondition failed: the key's mod_rev is
+    /// not `expected` (0 = the key had to be absent). Last, so the other
+    /// variants keep their wire tags.
+    #[error("conflict: {key} is not at mod_rev {expected}")]
+    Conflict { key: String, expected: u64 },
 }
 
 impl ClientError {
@@ -187,6 +192,45 @@ impl Store {
         let m = self.raft.metrics().borrow().membership_config.clone();
         let name = m.membership().get_node(&id).map(|n| n.addr.clone());
         name
+    }
+
+    /// Puts `value` only if `key` is absent (`mod_rev == 0`) or at
+    /// `mod_rev`; `Conflict` otherwise. Returns the new revision.
+    pub async fn put_if(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        mod_rev: u64,
+    ) -> Result<u64, ClientError> {
+        let txn = if mod_rev == 0 {
+            Txn::create(key.clone(), value)
+        } else {
+            Txn::update(key.clone(), value, mod_rev)
+        };
+        self.guarded(txn, key, mod_rev).await.map(|r| r.revision)
+    }
+
+    /// Deletes `key` only if it is at `mod_rev`; `Conflict` otherwise.
+    pub async fn delete_if(&self, key: Vec<u8>, mod_rev: u64) -> Result<TxnResult, ClientError> {
+        self.guarded(Txn::delete(key.clone(), Some(mod_rev)), key, mod_rev)
+            .await
+    }
+
+    async fn guarded(
+        &self,
+        txn: Txn,
+        key: Vec<u8>,
+        expected: u64,
+    ) -> Result<TxnResult, ClientError> {
+        let r = self.write(txn).await?;
+        if r.succeeded {
+            Ok(r)
+        } else {
+            Err(ClientError::Conflict {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                expected,
+            })
+        }
     }
 
     /// Commits `txn` (through the leader) and returns its result.

@@ -724,3 +724,84 @@ async fn a_lagging_follower_catches_up_on_more_than_a_frame_of_entries() {
     assert_eq!(r.kvs.len(), 12);
     assert!(r.kvs.iter().all(|kv| kv.value.len() == value.len()));
 }
+
+/// Guarded writes answer a typed `Conflict` when their precondition fails,
+/// through any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_precondition_is_a_typed_conflict() {
+    let c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    leader(&c, &[1, 2, 3]).await;
+    let put_if = |i: usize, v: &'static str, m: u64| {
+        c.on(i, move |h| async move {
+            h.store
+                .put_if(b"/cas".to_vec(), v.as_bytes().to_vec(), m)
+                .await
+        })
+    };
+    let rev = put_if(1, "a", 0).await.unwrap();
+    // Create-if-absent again: conflict.
+    let e = put_if(2, "b", 0).await.unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Conflict { key, expected: 0 } if key == "/cas"),
+        "{e:?}"
+    );
+    assert!(!e.is_retryable());
+    // Update at a stale revision: conflict; at the right one: done.
+    let e = put_if(3, "b", rev + 1000).await.unwrap_err();
+    assert!(matches!(e, ClientError::Conflict { .. }), "{e:?}");
+    let rev2 = put_if(3, "b", rev).await.unwrap();
+    assert!(rev2 > rev);
+    let e = c
+        .on(2, move |h| async move {
+            h.store.delete_if(b"/cas".to_vec(), rev).await
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Conflict { .. }), "{e:?}");
+    assert_eq!(get(&c, 1, "/cas").await.unwrap().as_deref(), Some("b"));
+    c.on(2, move |h| async move {
+        h.store.delete_if(b"/cas".to_vec(), rev2).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(get(&c, 1, "/cas").await.unwrap(), None);
+
+    // Over HTTP: `?mod_rev=` preconditions, 409 with a Status body.
+    let cfg = c.config(2).clone();
+    let api = shoal::cli::http::client_for(&cfg).unwrap();
+    let t = Duration::from_secs(5);
+    let put = |q: String| {
+        let api = &api;
+        async move {
+            api.request(
+                hyper::Method::PUT,
+                &format!("/shoal/v1/kv/cas-http{q}"),
+                Some(b"x".to_vec()),
+                t,
+            )
+            .await
+        }
+    };
+    let (st, body) = put("?mod_rev=0".into()).await.unwrap();
+    assert_eq!(st, hyper::StatusCode::OK);
+    let rev: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let rev = rev["revision"].as_u64().unwrap();
+    let (st, body) = put("?mod_rev=0".into()).await.unwrap();
+    assert_eq!(st, hyper::StatusCode::CONFLICT);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["reason"], "Conflict");
+    assert_eq!(v["code"], 409);
+    let (st, _) = put(format!("?mod_rev={rev}")).await.unwrap();
+    assert_eq!(st, hyper::StatusCode::OK);
+    let (st, _) = api
+        .request(
+            hyper::Method::DELETE,
+            &format!("/shoal/v1/kv/cas-http?mod_rev={rev}"),
+            None,
+            t,
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, hyper::StatusCode::CONFLICT, "stale delete");
+}
