@@ -196,6 +196,38 @@ impl TestCluster {
         &self.nodes[i - 1].as_ref().expect("node is running").handle
     }
 
+    /// Cuts traffic between the nodes named in `a` and those in `b`, on
+    /// every running node, for two minutes at most.
+    pub fn partition(&self, a: &[String], b: &[String]) {
+        for i in 1..=self.nodes.len() {
+            if self.is_running(i) {
+                let rule = crate::transport::faults::FaultSpec::Partition {
+                    a: a.to_vec(),
+                    b: b.to_vec(),
+                };
+                self.node(i)
+                    .faults
+                    .apply(crate::transport::faults::ChaosCommand::Add {
+                        rule,
+                        ttl_ms: Some(120_000),
+                    })
+                    .expect("a partition rule is valid");
+            }
+        }
+    }
+
+    /// Removes every fault rule on every running node.
+    pub fn heal(&self) {
+        for i in 1..=self.nodes.len() {
+            if self.is_running(i) {
+                self.node(i)
+                    .faults
+                    .apply(crate::transport::faults::ChaosCommand::Heal)
+                    .expect("heal is valid");
+            }
+        }
+    }
+
     pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i - 1].is_some()
     }

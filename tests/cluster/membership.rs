@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use shoal::membership::MemberState;
 use shoal::testing::TestCluster;
-use shoal::transport::faults::{ChaosCommand, FaultSpec};
 
 use crate::{all_see, converge};
 
@@ -100,19 +99,7 @@ async fn partition_both_sides_see_down_then_heal() {
         "node-4".to_string(),
         "node-5".to_string(),
     ];
-    for i in 1..=5 {
-        let rule = FaultSpec::Partition {
-            a: a.clone(),
-            b: b.clone(),
-        };
-        c.node(i)
-            .faults
-            .apply(ChaosCommand::Add {
-                rule,
-                ttl_ms: Some(120_000),
-            })
-            .unwrap();
-    }
+    c.partition(&a, &b);
     let bound = c.config(1).gossip.down_detection_bound(5) + Duration::from_secs(3);
     for name in &b {
         all_see(&c, &[1, 2], name, MemberState::Down, bound)
@@ -133,9 +120,7 @@ async fn partition_both_sides_see_down_then_heal() {
         .unwrap();
 
     let healed = Instant::now();
-    for i in 1..=5 {
-        c.node(i).faults.apply(ChaosCommand::Heal).unwrap();
-    }
+    c.heal();
     let took = converge(&c, &[1, 2, 3, 4, 5], 5, Duration::from_secs(20))
         .await
         .unwrap();

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use shoal::store::command::{Txn, MAX_VALUE_BYTES};
 use shoal::store::{ClientError, ReadRequest};
 use shoal::testing::{wait_until, TestCluster};
-use shoal::transport::faults::{ChaosCommand, FaultSpec};
 
 /// Waits until the store has a leader that all running nodes agree on.
 async fn leader(c: &TestCluster, nodes: &[usize]) -> String {
@@ -170,19 +169,7 @@ async fn a_minority_cannot_commit_and_catches_up_after_heal() {
     let minority = index_of(&l);
     let majority: Vec<usize> = (1..=3).filter(|&i| i != minority).collect();
     let others: Vec<String> = majority.iter().map(|i| format!("node-{i}")).collect();
-    for i in 1..=3 {
-        let rule = FaultSpec::Partition {
-            a: vec![l.clone()],
-            b: others.clone(),
-        };
-        c.node(i)
-            .faults
-            .apply(ChaosCommand::Add {
-                rule,
-                ttl_ms: Some(120_000),
-            })
-            .unwrap();
-    }
+    c.partition(&[l.clone()], &others);
     // The minority says so within its timeout instead of acknowledging.
     let t = Instant::now();
     let e = put(&c, minority, "/minority", "x").await.unwrap_err();
@@ -206,9 +193,7 @@ async fn a_minority_cannot_commit_and_catches_up_after_heal() {
         Some("y")
     );
 
-    for i in 1..=3 {
-        c.node(i).faults.apply(ChaosCommand::Heal).unwrap();
-    }
+    c.heal();
     // The old leader catches up, and its unacknowledged write never appears.
     let caught = wait_until(Duration::from_secs(20), || async {
         let r = c
@@ -667,19 +652,7 @@ async fn a_lagging_follower_catches_up_on_more_than_a_frame_of_entries() {
         .filter(|&i| i != lagging)
         .map(|i| format!("node-{i}"))
         .collect();
-    for i in 1..=3 {
-        let rule = FaultSpec::Partition {
-            a: vec![format!("node-{lagging}")],
-            b: others.clone(),
-        };
-        c.node(i)
-            .faults
-            .apply(ChaosCommand::Add {
-                rule,
-                ttl_ms: Some(120_000),
-            })
-            .unwrap();
-    }
+    c.partition(&[format!("node-{lagging}")], &others);
     // 12 values of 1.4 MiB: about 17 MiB, twice the 8 MiB frame.
     let value = "x".repeat(MAX_VALUE_BYTES - 100 * 1024);
     for n in 0..12 {
@@ -695,9 +668,7 @@ async fn a_lagging_follower_catches_up_on_more_than_a_frame_of_entries() {
             |h| async move { h.store.status().applied_index },
         )
         .await;
-    for i in 1..=3 {
-        c.node(i).faults.apply(ChaosCommand::Heal).unwrap();
-    }
+    c.heal();
     let caught = wait_until(Duration::from_secs(30), || async {
         let s = c.on(lagging, |h| async move { h.store.status() }).await;
         if s.applied_index >= target {

@@ -103,6 +103,28 @@ fn init(dir: &Path, n: usize) {
     );
 }
 
+/// `shoal kv --config node-I.toml ARGS…`.
+fn kv(dir: &Path, i: usize, args: &[&str]) -> std::process::Output {
+    shoal()
+        .args(["kv", "--config"])
+        .arg(dir.join(format!("node-{i}.toml")))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Waits until a write through node `i` is acknowledged (a leader exists).
+fn wait_writable(dir: &Path, i: usize) {
+    wait_for(Duration::from_secs(30), "store ready", || {
+        let out = kv(dir, i, &["put", "warmup", "1"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+}
+
 #[test]
 fn three_agents_see_a_sigkill_and_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -445,23 +467,9 @@ fn acknowledged_writes_survive_kill_9_of_all_nodes() {
     init(&dir, 3);
     let mut agents = Agents::start(&dir, 3);
     let cfg = |i: usize| dir.join(format!("node-{i}.toml"));
-    let kv = |i: usize, args: &[&str]| {
-        shoal()
-            .args(["kv", "--config"])
-            .arg(cfg(i))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let kv = |i: usize, args: &[&str]| kv(&dir, i, args);
     // Wait for a leader (the first put succeeds).
-    wait_for(Duration::from_secs(30), "store ready", || {
-        let out = kv(1, &["put", "warmup", "1"]);
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
+    wait_writable(&dir, 1);
     let mut acked = Vec::new();
     for n in 0..40 {
         let node = 1 + n % 3;
@@ -592,23 +600,8 @@ fn a_full_tmpfs_refuses_writes_keeps_reads_and_loses_nothing() {
         }
     }
     let mut agents = Agents::start(&dir, 3);
-    let cfg = |i: usize| dir.join(format!("node-{i}.toml"));
-    let kv = |i: usize, args: &[&str]| {
-        shoal()
-            .args(["kv", "--config"])
-            .arg(cfg(i))
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    wait_for(Duration::from_secs(30), "store ready", || {
-        let out = kv(1, &["put", "warmup", "1"]);
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
+    let kv = |i: usize, args: &[&str]| kv(&dir, i, args);
+    wait_writable(&dir, 1);
     // 100 KiB values (a command-line argument holds 128 KiB at most) until
     // the disks are full.
     let value = "v".repeat(100 * 1024);
@@ -699,19 +692,8 @@ fn an_unreadable_data_dir_is_a_clear_start_up_error() {
     let dir = tmp.path().join("c");
     init(&dir, 1);
     let mut agents = Agents::start(&dir, 1);
-    wait_for(Duration::from_secs(30), "store ready", || {
-        let out = shoal()
-            .args(["kv", "--config"])
-            .arg(dir.join("node-1.toml"))
-            .args(["put", "k", "v"])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
+    wait_writable(&dir, 1);
+    assert!(kv(&dir, 1, &["put", "k", "v"]).status.success());
     assert!(agents.signal(1, libc::SIGTERM).success());
     let can_drop = unsafe { libc::geteuid() } == 0
         && Command::new("setpriv")
@@ -761,12 +743,7 @@ fn an_unreadable_data_dir_is_a_clear_start_up_error() {
     assert_eq!(before, after);
     agents.spawn(1);
     wait_for(Duration::from_secs(30), "the old data after all", || {
-        let out = shoal()
-            .args(["kv", "--config"])
-            .arg(dir.join("node-1.toml"))
-            .args(["get", "k"])
-            .output()
-            .unwrap();
+        let out = kv(&dir, 1, &["get", "k"]);
         match String::from_utf8_lossy(&out.stdout).trim() {
             "v" => Ok(()),
             _ => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
