@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Request, Response, Txn, TxnResult};
 use super::network::{RaftAppend, RaftSnapshot, RaftVote, ACTOR};
-use super::service::{ClientError, ReadRequest, ReadResult, Store};
+use super::service::{ClientError, Store};
 use crate::actor::{Actor, Ctx, Handler, Message, RemoteMessage, Reply};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,13 +37,15 @@ impl RemoteMessage for ClientCompact {
     const TAG: &'static str = "shoal.store.compact/1";
 }
 
+/// Asks the leader for a read index: the log index a linearizable read
+/// must wait for (leadership confirmed by a quorum first).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClientRead(pub ReadRequest);
-impl Message for ClientRead {
-    type Reply = Result<ReadResult, ClientError>;
+pub struct ReadIndex;
+impl Message for ReadIndex {
+    type Reply = Result<u64, ClientError>;
 }
-impl RemoteMessage for ClientRead {
-    const TAG: &'static str = "shoal.store.read/1";
+impl RemoteMessage for ReadIndex {
+    const TAG: &'static str = "shoal.store.read-index/1";
 }
 
 /// The `store` actor of one node.
@@ -65,8 +67,18 @@ impl Handler<RaftAppend> for StoreActor {
         msg: RaftAppend,
         _ctx: &mut Ctx<Self>,
     ) -> Reply<<RaftAppend as Message>::Reply> {
-        let raft = self.store.raft().clone();
-        Reply::later(async move { raft.append_entries(msg.0).await })
+        let store = self.store.clone();
+        Reply::later(async move {
+            let r = store.raft().append_entries(msg.0).await;
+            if matches!(
+                r,
+                Ok(openraft::raft::AppendEntriesResponse::Success
+                    | openraft::raft::AppendEntriesResponse::PartialSuccess(_))
+            ) {
+                store.note_leader_contact();
+            }
+            r
+        })
     }
 }
 
@@ -139,14 +151,10 @@ impl Handler<ClientCompact> for StoreActor {
     }
 }
 
-impl Handler<ClientRead> for StoreActor {
-    fn handle(
-        &mut self,
-        msg: ClientRead,
-        _ctx: &mut Ctx<Self>,
-    ) -> Reply<Result<ReadResult, ClientError>> {
+impl Handler<ReadIndex> for StoreActor {
+    fn handle(&mut self, _msg: ReadIndex, _ctx: &mut Ctx<Self>) -> Reply<Result<u64, ClientError>> {
         let store = self.store.clone();
-        Reply::later(async move { store.read_local(msg.0).await })
+        Reply::later(async move { store.read_index_local().await })
     }
 }
 
@@ -158,5 +166,5 @@ pub fn serve(registry: &crate::actor::Registry, addr: crate::actor::Addr<StoreAc
     registry.serve::<StoreActor, GetRaftId>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ClientWrite>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ClientCompact>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, ClientRead>(ACTOR, addr);
+    registry.serve::<StoreActor, ReadIndex>(ACTOR, addr);
 }

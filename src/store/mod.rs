@@ -25,7 +25,7 @@ pub mod state_machine;
 use std::path::{Path, PathBuf};
 
 pub use command::{Request, Response};
-pub use service::{ClientError, ReadRequest, ReadResult, Store, StoreStatus};
+pub use service::{ClientError, ReadRequest, ReadResult, RecentRead, Store, StoreStatus};
 pub use state_machine::SnapshotFile;
 
 openraft::declare_raft_types!(

@@ -4,8 +4,13 @@
 //! Writes go to the leader: a node that is not leader forwards the write to
 //! `store@<leader>` (learned from openraft's `ForwardToLeader`), and the
 //! leader proposes it. Concurrent writes share one Raft entry and so one
-//! fsync per replica (group commit, see [`super::batch`]). Reads are linearizable on the leader (`ensure_linearizable`)
-//! and forwarded there from other nodes in this part.
+//! fsync per replica (group commit, see [`super::batch`]).
+//!
+//! Reads are linearizable on every node: the leader confirms it still
+//! leads with a quorum and names a read index (followers ask it with a
+//! `ReadIndex` message), and the node waits until it has applied that
+//! index before reading its own state machine. `read_recent` skips the
+//! leader and says how stale its answer may be.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use openraft::{BasicNode, Raft, ServerState};
 use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 
-use super::actor::{ClientCompact, ClientRead, ClientWrite, GetRaftId};
+use super::actor::{ClientCompact, ClientWrite, GetRaftId, ReadIndex};
 use super::command::{KeyValue, Request, Response, Txn, TxnResult};
 use super::mvcc::{self, KV, LATEST, META};
 use super::network::ACTOR;
@@ -86,6 +91,18 @@ pub struct ReadResult {
     pub stale: bool,
 }
 
+/// A read served from this node's state without a quorum check, and how
+/// stale it may be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentRead {
+    pub result: ReadResult,
+    /// Milliseconds since this node last heard from the leader (on the
+    /// leader: since a quorum last acknowledged it); None if never.
+    pub leader_contact_ms: Option<u64>,
+    /// Log entries this node holds but has not applied yet.
+    pub behind_log: u64,
+}
+
 /// Store status, as `shoal store status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStatus {
@@ -127,6 +144,8 @@ pub struct Store {
     pub timeout: Duration,
     secrets: Option<Arc<super::secrets::SecretBox>>,
     batcher: super::batch::Batcher,
+    /// When the leader's AppendEntries was last accepted here.
+    leader_contact: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Store {
@@ -146,6 +165,7 @@ impl Store {
             raft_id,
             timeout: Duration::from_secs(5),
             secrets: None,
+            leader_contact: Arc::default(),
         }
     }
 
@@ -379,7 +399,10 @@ impl Store {
             .await
     }
 
-    /// A linearizable read, served by the leader.
+    /// A linearizable read on this node: the leader confirms its
+    /// leadership with a quorum and names a read index (asked over the
+    /// transport when this node is a follower), this node waits until it
+    /// has applied that index, then reads its own state machine.
     pub async fn read(&self, req: ReadRequest) -> Result<ReadResult, ClientError> {
         // A node whose Raft stopped on a storage error (a full disk, say)
         // still answers reads from what it has applied, marked stale.
@@ -389,36 +412,81 @@ impl Store {
             r.stale = true;
             return Ok(r);
         }
+        let started = tokio::time::Instant::now();
         // Reads change nothing, so a leader change mid-flight is not
         // ambiguous: they simply retry.
-        let local = || self.read_local(req.clone());
-        self.via_leader(local, || ClientRead(req.clone()), false)
+        let index = match self
+            .via_leader(|| self.read_index_local(), || ReadIndex, false)
             .await
-    }
-
-    /// Confirms leadership with a quorum, waits for the state machine to
-    /// reach the read index, then reads locally.
-    pub async fn read_local(&self, req: ReadRequest) -> Result<ReadResult, ClientError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => {}
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                return Err(ClientError::NotLeader {
-                    leader: f.leader_node.map(|n| n.addr),
-                })
-            }
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
-                return Err(ClientError::NoQuorum)
-            }
-            // Raft stopped here (a storage error): answer from what this
-            // node has applied, marked stale, rather than not at all.
-            Err(RaftError::Fatal(e)) => {
-                tracing::debug!(node = %self.node, "serving a stale read: {e}");
+        {
+            Ok(i) => i,
+            // The leader's Raft stopped (its disk is full, say) and no
+            // other can be elected yet: answer from what this node has
+            // applied, marked stale, as on a node whose own Raft stopped.
+            Err(ClientError::Unavailable(why)) => {
+                tracing::debug!(node = %self.node, "serving a stale read: leader: {why}");
                 let mut r = self.read_state(req).await?;
                 r.stale = true;
                 return Ok(r);
             }
-        }
+            Err(e) => return Err(e),
+        };
+        let left = self.timeout.saturating_sub(started.elapsed());
+        self.raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map_err(|e| match e {
+                openraft::metrics::WaitError::Timeout(..) => self.timeout_error(),
+                other => ClientError::Unavailable(other.to_string()),
+            })?;
         self.read_state(req).await
+    }
+
+    /// A read of this node's state as it is, without asking the leader,
+    /// with how stale it may be.
+    pub async fn read_recent(&self, req: ReadRequest) -> Result<RecentRead, ClientError> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader_contact_ms = if m.current_leader == Some(self.raft_id) {
+            m.millis_since_quorum_ack
+        } else {
+            self.leader_contact
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .map(|t| t.elapsed().as_millis() as u64)
+        };
+        let commit = m.last_log_index.unwrap_or(0);
+        let result = self.read_state(req).await?;
+        Ok(RecentRead {
+            behind_log: commit.saturating_sub(result.revision),
+            leader_contact_ms,
+            result,
+        })
+    }
+
+    /// Records that the leader's AppendEntries (or heartbeat) was accepted.
+    pub fn note_leader_contact(&self) {
+        *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the
+    /// read index. `NotLeader` elsewhere.
+    pub async fn read_index_local(&self) -> Result<u64, ClientError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ClientError::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(ClientError::NoQuorum)
+            }
+            Err(RaftError::Fatal(e)) => Err(ClientError::Unavailable(e.to_string())),
+        }
     }
 
     /// Reads this node's state machine as it is (no freshness guarantee).

@@ -6,6 +6,7 @@
 mod bad_input;
 mod membership;
 mod power_loss;
+mod reads;
 mod security;
 mod store;
 mod transport;
