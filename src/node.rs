@@ -298,6 +298,7 @@ async fn start_store(
         disks,
     )?;
     let db = sm.db();
+    let hub = sm.hub();
     let raft_cfg = openraft::Config {
         cluster_name: cfg.cluster_id.clone(),
         heartbeat_interval: st.heartbeat_ms,
@@ -323,7 +324,8 @@ async fn start_store(
         .try_into()
         .map_err(|_| anyhow::anyhow!("secrets key must be 32 bytes"))?;
     let mut store = Store::new(raft, actors.clone(), db, &cfg.name, raft_id)
-        .with_secrets(crate::store::secrets::SecretBox::new(&key));
+        .with_secrets(crate::store::secrets::SecretBox::new(&key))
+        .with_watch(hub, Duration::from_millis(st.election_timeout_max_ms));
     store.timeout = Duration::from_millis(st.request_timeout_ms);
     let addr = actor::spawn(
         crate::store::actor::StoreActor::new(store.clone()),

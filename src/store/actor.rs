@@ -158,6 +158,18 @@ impl Handler<ReadIndex> for StoreActor {
     }
 }
 
+impl Handler<crate::actor::Subscribe<super::watch::Watch>> for StoreActor {
+    fn handle(
+        &mut self,
+        msg: crate::actor::Subscribe<super::watch::Watch>,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<(), String>> {
+        let store = self.store.clone();
+        tokio::spawn(async move { store.serve_watch(msg.request, msg.sink).await });
+        Ok(()).into()
+    }
+}
+
 /// Registers the store actor's messages.
 pub fn serve(registry: &crate::actor::Registry, addr: crate::actor::Addr<StoreActor>) {
     registry.serve::<StoreActor, RaftAppend>(ACTOR, addr.clone());
@@ -166,5 +178,6 @@ pub fn serve(registry: &crate::actor::Registry, addr: crate::actor::Addr<StoreAc
     registry.serve::<StoreActor, GetRaftId>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ClientWrite>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ClientCompact>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, ReadIndex>(ACTOR, addr);
+    registry.serve::<StoreActor, ReadIndex>(ACTOR, addr.clone());
+    registry.serve_subscription::<StoreActor, super::watch::Watch>(ACTOR, addr);
 }

@@ -21,6 +21,7 @@ pub mod network;
 pub mod secrets;
 pub mod service;
 pub mod state_machine;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

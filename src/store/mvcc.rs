@@ -203,6 +203,47 @@ where
     }
 }
 
+/// Every change under `prefix` with `from <= rev <= to`, in revision
+/// order (keys in order within a revision): puts and tombstones as they are
+/// stored. The caller checks `from` against the compaction point.
+pub fn history<K>(
+    kv: &K,
+    prefix: &[u8],
+    from: u64,
+    to: u64,
+) -> Result<Vec<crate::store::watch::Event>, MvccError>
+where
+    K: ReadableTable<(&'static [u8], u64), &'static [u8]>,
+{
+    use crate::store::watch::{Event, EventKind};
+    let end = prefix_end(prefix);
+    let iter = match &end {
+        Some(e) => kv.range((prefix, 0u64)..(e.as_slice(), 0u64))?,
+        None => kv.range((prefix, 0u64)..)?,
+    };
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item?;
+        let (key, rev) = k.value();
+        if rev < from || rev > to {
+            continue;
+        }
+        let rec = decode_rec(v.value())?;
+        out.push(Event {
+            rev,
+            kind: if rec.value.is_some() {
+                EventKind::Put
+            } else {
+                EventKind::Delete
+            },
+            key: key.to_vec(),
+            value: rec.value.unwrap_or_default(),
+        });
+    }
+    out.sort_by(|a, b| (a.rev, &a.key).cmp(&(b.rev, &b.key)));
+    Ok(out)
+}
+
 /// Every live key under `prefix` at revision `at` (latest when None), in key
 /// order, at most `limit` of them (0 = no limit).
 pub fn list<L, K>(

@@ -146,6 +146,10 @@ pub struct Store {
     batcher: super::batch::Batcher,
     /// When the leader's AppendEntries was last accepted here.
     leader_contact: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Applied changes, for watchers, and how long without a leader ends
+    /// their streams.
+    watch: Option<(super::watch::Hub, Duration)>,
+    started: std::time::Instant,
 }
 
 impl Store {
@@ -166,7 +170,45 @@ impl Store {
             timeout: Duration::from_secs(5),
             secrets: None,
             leader_contact: Arc::default(),
+            watch: None,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Serves watches from `hub` (the state machine's); a replica that has
+    /// heard from no leader for `leader_lost_after` ends them.
+    pub fn with_watch(mut self, hub: super::watch::Hub, leader_lost_after: Duration) -> Store {
+        self.watch = Some((hub, leader_lost_after));
+        self
+    }
+
+    /// Serves one watch on this replica until it ends.
+    pub async fn serve_watch(
+        &self,
+        req: super::watch::Watch,
+        sink: crate::actor::Sink<super::watch::WatchEvent>,
+    ) {
+        let Some((hub, after)) = self.watch.clone() else {
+            return sink.end("this node does not serve watches").await;
+        };
+        super::watch::serve(self.clone(), hub, req, sink, after).await
+    }
+
+    /// Watches `prefix` from `from_rev` on the replica `node`.
+    pub async fn watch(
+        &self,
+        node: &str,
+        prefix: &[u8],
+        from_rev: u64,
+    ) -> Result<crate::actor::Subscription<super::watch::WatchEvent>, ClientError> {
+        let req = super::watch::Watch {
+            prefix: prefix.to_vec(),
+            from_rev,
+        };
+        self.actors
+            .subscribe(&ActorPath::new(ACTOR, node), req, self.timeout)
+            .await
+            .map_err(|e| ClientError::Unavailable(e.to_string()))
     }
 
     /// Seals values under `/registry/secrets/` with `secrets` from now on.
@@ -681,6 +723,68 @@ impl Store {
                 }
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+impl super::watch::WatchSource for Store {
+    async fn history(
+        &self,
+        prefix: &[u8],
+        from: u64,
+    ) -> Result<(Vec<super::watch::Event>, u64, u64), String> {
+        let db = self.db.clone();
+        let prefix = prefix.to_vec();
+        let join = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let r = db.begin_read().map_err(|e| e.to_string())?;
+            let kv = r.open_table(KV).map_err(|e| e.to_string())?;
+            let meta = r.open_table(META).map_err(|e| e.to_string())?;
+            let compacted = meta
+                .get("compacted")
+                .map_err(|e| e.to_string())?
+                .and_then(|g| postcard::from_bytes::<u64>(g.value()).ok())
+                .unwrap_or(0);
+            let applied = meta
+                .get("applied")
+                .map_err(|e| e.to_string())?
+                .and_then(|g| postcard::from_bytes::<Option<openraft::LogId<u64>>>(g.value()).ok())
+                .flatten()
+                .map_or(0, |l| l.index);
+            let events = if from == 0 || from <= compacted {
+                Vec::new()
+            } else {
+                mvcc::history(&kv, &prefix, from, applied).map_err(|e| e.to_string())?
+            };
+            Ok((events, applied, compacted))
+        });
+        join.await.map_err(|e| e.to_string())?
+    }
+
+    fn leaderless_for(&self) -> Duration {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader == Some(self.raft_id) {
+            // A leader cut off from its quorum does not step down in
+            // openraft 0.9; it only stops hearing acknowledgements.
+            return Duration::from_millis(m.millis_since_quorum_ack.unwrap_or(0));
+        }
+        let last = *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        last.unwrap_or(self.started).elapsed()
+    }
+
+    fn open(&self, e: &mut super::watch::Event) {
+        if let Some(b) = &self.secrets {
+            if super::secrets::is_secret(&e.key) && !e.value.is_empty() {
+                match b.open(&e.key, &e.value) {
+                    Ok(v) => e.value = v,
+                    Err(err) => {
+                        tracing::error!(key = %String::from_utf8_lossy(&e.key), "cannot unseal a watched secret: {err}");
+                        e.value.clear();
+                    }
+                }
+            }
         }
     }
 }

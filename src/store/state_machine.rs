@@ -159,6 +159,7 @@ pub struct StateMachine {
     seq: Arc<AtomicU64>,
     /// When the applied state was last made durable.
     last_durable: Arc<std::sync::Mutex<std::time::Instant>>,
+    hub: super::watch::Hub,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -255,6 +256,7 @@ impl StateMachine {
             settings,
             seq: Arc::new(AtomicU64::new(0)),
             last_durable: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            hub: super::watch::hub(),
         };
         sm.recover_from_snapshot()
             .map_err(|e| super::StoreError::Io {
@@ -347,7 +349,33 @@ impl StateMachine {
         }
         write_meta(&w, "applied", &Some(last)).map_err(|e| StorageIOError::apply(last, &e))?;
         w.commit().map_err(|e| StorageIOError::apply(last, &e))?;
+        // Watchers hear of what was applied (no receivers is fine).
+        let mut events = Vec::new();
+        for (entry, res) in entries.iter().zip(&out) {
+            let txns: &[super::command::Txn] = match &entry.payload {
+                EntryPayload::Normal(Request::Txn(t)) => std::slice::from_ref(t),
+                EntryPayload::Normal(Request::Batch(ts)) => ts,
+                _ => &[],
+            };
+            let results: &[super::command::TxnResult] = match res {
+                Response::Txn(r) => std::slice::from_ref(r),
+                Response::Batch(rs) => rs,
+                _ => &[],
+            };
+            for (txn, r) in txns.iter().zip(results) {
+                events.extend(super::watch::events_of(txn, r));
+            }
+        }
+        let _ = self.hub.send(Arc::new(super::watch::Applied::Events {
+            events,
+            applied: last.index,
+        }));
         Ok(out)
+    }
+
+    /// Where applied changes are published for watchers.
+    pub fn hub(&self) -> super::watch::Hub {
+        self.hub.clone()
     }
 
     fn compacted_in(&self, w: &WriteTransaction) -> Result<u64, mvcc::MvccError> {
@@ -659,7 +687,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         blocking(move || {
             sm.load_snapshot(&meta, &sm.snapshot_path(&file))?;
-            sm.record_snapshot(&meta, &file)
+            sm.record_snapshot(&meta, &file)?;
+            // No events bridge a snapshot: watchers of this replica expire.
+            let applied = meta.last_log_id.map_or(0, |l| l.index);
+            let _ = sm
+                .hub
+                .send(Arc::new(super::watch::Applied::Reset { applied }));
+            Ok(())
         })
         .await
     }

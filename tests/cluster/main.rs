@@ -10,6 +10,7 @@ mod reads;
 mod security;
 mod store;
 mod transport;
+mod watch;
 
 use std::time::Duration;
 

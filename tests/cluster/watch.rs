@@ -1,0 +1,299 @@
+//! Watch by push (store part 2): every event exactly once and in order
+//! across a leader change and the loss of the watched replica; `Expired`
+//! for a compacted revision; progress notifications; `LeaderLost` on a
+//! replica cut off from the leader.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal::store::command::Txn;
+use shoal::store::watch::{EventKind, WatchEnd, WatchEvent};
+use shoal::store::{ClientError, ReadRequest};
+use shoal::testing::{wait_until, TestCluster};
+
+async fn leader_index(c: &TestCluster, ask: usize) -> usize {
+    let found = wait_until(Duration::from_secs(20), || async {
+        let s = c.on(ask, |h| async move { h.store.status() }).await;
+        s.leader
+            .as_ref()
+            .map(|_| ())
+            .ok_or_else(|| format!("{s:?}"))
+    })
+    .await;
+    found.unwrap();
+    let s = c.on(ask, |h| async move { h.store.status() }).await;
+    s.leader
+        .unwrap()
+        .trim_start_matches("node-")
+        .parse()
+        .unwrap()
+}
+
+/// What the watcher saw: (rev, key, kind), in arrival order.
+type Seen = Arc<Mutex<Vec<(u64, String, EventKind)>>>;
+
+/// Creates `key` through node `via`, retrying until it is known to be
+/// applied exactly once (a retried create that finds the key answers
+/// Conflict; its revision is read back). Returns the revision.
+async fn create(c: &TestCluster, via: usize, key: String) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let k = key.clone();
+        let r = c
+            .on(via, move |h| async move {
+                h.store.put_if(k.into_bytes(), b"v".to_vec(), 0).await
+            })
+            .await;
+        match r {
+            Ok(rev) => return rev,
+            Err(ClientError::Conflict { .. }) => {
+                let k = key.clone();
+                let got = c
+                    .on(via, move |h| async move {
+                        h.store
+                            .read(ReadRequest {
+                                key: k.into_bytes(),
+                                prefix: false,
+                                at: None,
+                                limit: 0,
+                            })
+                            .await
+                    })
+                    .await
+                    .unwrap();
+                return got.kvs[0].mod_rev;
+            }
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("create {key}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_sees_every_event_once_in_order_across_a_leader_change_and_its_replica_loss() {
+    let mut c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    let l = leader_index(&c, 1).await;
+    let r = (1..=3).find(|&i| i != l).unwrap(); // the watched replica
+    let s = (1..=3).find(|&i| i != l && i != r).unwrap(); // the client
+    let first = create(&c, s, "/w/0000".into()).await;
+
+    // The watcher runs on node s; it resumes on another replica from the
+    // revision after the last it saw whenever its stream is lost.
+    let seen: Seen = Arc::default();
+    let ends: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (seen2, ends2) = (seen.clone(), ends.clone());
+    let replicas = vec![
+        format!("node-{r}"),
+        format!("node-{s}"),
+        format!("node-{l}"),
+    ];
+    c.on(s, move |h| async move {
+        tokio::spawn(async move {
+            let mut next_rev = first;
+            let mut at = 0;
+            loop {
+                let node = &replicas[at % replicas.len()];
+                let mut sub = match h.store.watch(node, b"/w/", next_rev).await {
+                    Ok(sub) => sub,
+                    Err(_) => {
+                        at += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    match sub.next().await {
+                        Ok(WatchEvent::Events(evs)) => {
+                            for e in evs {
+                                next_rev = e.rev + 1;
+                                let key = String::from_utf8_lossy(&e.key).into_owned();
+                                seen2.lock().unwrap().push((e.rev, key, e.kind));
+                            }
+                        }
+                        Ok(WatchEvent::Progress { .. }) => {}
+                        Err(end) => {
+                            let end = WatchEnd::from(end);
+                            ends2.lock().unwrap().push(format!("{node}: {end:?}"));
+                            assert!(
+                                !matches!(end, WatchEnd::Expired(_)),
+                                "a live watch must not expire here: {end:?}"
+                            );
+                            at += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    })
+    .await;
+
+    let mut written = vec![(first, "/w/0000".to_string(), EventKind::Put)];
+    let mut write = |rev: u64, key: String| written.push((rev, key, EventKind::Put));
+    for n in 1..40 {
+        let key = format!("/w/{n:04}");
+        write(create(&c, s, key.clone()).await, key);
+    }
+    // Leader change.
+    c.kill(l);
+    for n in 40..80 {
+        let key = format!("/w/{n:04}");
+        write(create(&c, s, key.clone()).await, key);
+    }
+    c.restart(l).unwrap();
+    // Loss of the watched replica.
+    c.kill(r);
+    for n in 80..120 {
+        let key = format!("/w/{n:04}");
+        write(create(&c, s, key.clone()).await, key);
+    }
+    // A delete shows up as a delete.
+    let del = c
+        .on(s, |h| async move {
+            h.store.write(Txn::delete("/w/0001", None)).await
+        })
+        .await
+        .unwrap();
+    written.push((del.revision, "/w/0001".into(), EventKind::Delete));
+    written.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+
+    let last = written.last().unwrap().0;
+    let done = wait_until(Duration::from_secs(30), || async {
+        let got = seen.lock().unwrap().last().map_or(0, |e| e.0);
+        if got >= last {
+            Ok(())
+        } else {
+            Err(format!("watcher at revision {got} of {last}"))
+        }
+    })
+    .await;
+    done.unwrap();
+    let got = seen.lock().unwrap().clone();
+    eprintln!(
+        "{} events seen; streams ended: {:?}",
+        got.len(),
+        ends.lock().unwrap()
+    );
+    assert_eq!(got, written, "exactly once, in order, nothing else");
+    assert!(
+        !ends.lock().unwrap().is_empty(),
+        "the watched replica was killed, so its stream must have ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_revision_is_expired_and_quiet_watches_get_progress() {
+    let c = TestCluster::start(1).expect("node starts");
+    leader_index(&c, 1).await;
+    let mut revs = Vec::new();
+    for n in 0..10 {
+        let r = c
+            .on(1, move |h| async move {
+                h.store.write(Txn::put(format!("/c/{n}"), "v")).await
+            })
+            .await
+            .unwrap();
+        revs.push(r.revision);
+    }
+    let cut = revs[5];
+    c.on(1, move |h| async move { h.store.compact(cut).await })
+        .await
+        .unwrap();
+    let early = revs[2];
+    let end = c
+        .on(1, move |h| async move {
+            let mut sub = h.store.watch("node-1", b"/c/", early).await.unwrap();
+            sub.next().await.map(|_| ()).unwrap_err()
+        })
+        .await;
+    assert!(
+        matches!(WatchEnd::from(end.clone()), WatchEnd::Expired(_)),
+        "{end:?}"
+    );
+    // Above the compaction point: the history, then progress while quiet.
+    let (events, progress, waited) = c
+        .on(1, move |h| async move {
+            let mut sub = h.store.watch("node-1", b"/c/", cut + 1).await.unwrap();
+            let mut events = Vec::new();
+            let t = Instant::now();
+            loop {
+                match sub.next().await.unwrap() {
+                    WatchEvent::Events(evs) => events.extend(evs.into_iter().map(|e| e.rev)),
+                    WatchEvent::Progress { rev } => return (events, rev, t.elapsed()),
+                }
+            }
+        })
+        .await;
+    assert_eq!(events, revs[6..].to_vec());
+    // The compaction request is an entry too: progress reaches past it.
+    assert!(progress > *revs.last().unwrap(), "progress at {progress}");
+    assert!(waited < Duration::from_secs(3), "progress after {waited:?}");
+}
+
+/// Watches replica `i` from node `i` itself (so a cut does not break the
+/// stream's own transport) and returns when and how it ends.
+async fn local_watch(c: &TestCluster, i: usize) -> tokio::task::JoinHandle<(Instant, WatchEnd)> {
+    c.on(i, move |h| async move {
+        let mut sub = h.store.watch(&format!("node-{i}"), b"/", 0).await.unwrap();
+        tokio::spawn(async move {
+            loop {
+                if let Err(end) = sub.next().await {
+                    return (Instant::now(), WatchEnd::from(end));
+                }
+            }
+        })
+    })
+    .await
+}
+
+async fn isolate_and_expect_leader_lost(c: &TestCluster, i: usize, who: &str) {
+    let watch = local_watch(c, i).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a negative check
+    assert!(
+        !watch.is_finished(),
+        "a healthy {who}'s watch must stay open"
+    );
+    let others: Vec<String> = (1..=3)
+        .filter(|&j| j != i)
+        .map(|j| format!("node-{j}"))
+        .collect();
+    let cut = Instant::now();
+    c.partition(&[format!("node-{i}")], &others);
+    let bound = Duration::from_secs(5);
+    let (at, end) = tokio::time::timeout(bound, watch)
+        .await
+        .unwrap_or_else(|_| panic!("the {who}'s watch did not end within {bound:?}"))
+        .unwrap();
+    eprintln!("{who}: {end:?} {:?} after the cut", at - cut);
+    assert!(matches!(end, WatchEnd::LeaderLost(_)), "{who}: {end:?}");
+    c.heal();
+}
+
+/// A replica on the minority side of a partition — a follower, or the
+/// leader itself — ends its watches with `LeaderLost` within a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_replica_ends_its_watches_with_leader_lost() {
+    let c = TestCluster::start(3).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    let l = leader_index(&c, 1).await;
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    isolate_and_expect_leader_lost(&c, f, "follower").await;
+    // After the heal, cut off whoever leads now.
+    let ok = wait_until(Duration::from_secs(20), || async {
+        let a = c.on(1, |h| async move { h.store.status().leader }).await;
+        let b = c.on(2, |h| async move { h.store.status().leader }).await;
+        let d = c.on(3, |h| async move { h.store.status().leader }).await;
+        if a.is_some() && a == b && b == d {
+            Ok(())
+        } else {
+            Err(format!("{a:?} {b:?} {d:?}"))
+        }
+    })
+    .await;
+    ok.unwrap();
+    let l = leader_index(&c, 1).await;
+    isolate_and_expect_leader_lost(&c, l, "leader").await;
+}
