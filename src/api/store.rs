@@ -3,6 +3,10 @@
 //! ```text
 //! GET    /shoal/v1/store/status
 //! GET    /shoal/v1/kv?prefix=P      list (user keys under P)
+//! GET    /shoal/v1/kv?prefix=P&watch=true[&from=REV]
+//!                                   stream, one JSON object per line:
+//!                                   {"type":"PUT"|"DELETE","rev","key","value"},
+//!                                   {"type":"PROGRESS","rev"}, last {"type":"END","reason"}
 //! GET    /shoal/v1/kv/{key}         one key
 //! PUT    /shoal/v1/kv/{key}         body = value
 //! DELETE /shoal/v1/kv/{key}
@@ -90,6 +94,92 @@ pub async fn store_status(State(st): State<ApiState>) -> Response {
 pub struct ListQuery {
     #[serde(default)]
     prefix: String,
+    #[serde(default)]
+    watch: bool,
+    #[serde(default)]
+    from: u64,
+}
+
+/// One line of a watch stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchLine {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn line(l: &WatchLine) -> axum::body::Bytes {
+    let mut v = serde_json::to_vec(l).unwrap_or_default();
+    v.push(b'\n');
+    v.into()
+}
+
+/// Streams this node's watch of the user prefix as JSON lines.
+async fn kv_watch(store: Store, prefix: String, from: u64) -> Response {
+    use crate::store::watch::{EventKind, WatchEnd, WatchEvent};
+    let key = format!("{USER_PREFIX}{prefix}").into_bytes();
+    let node = store.node().to_string();
+    let sub = match store.watch(&node, &key, from).await {
+        Ok(s) => s,
+        Err(e) => return client_error(e),
+    };
+    let stream = futures::stream::unfold(Some(sub), |sub| async move {
+        let mut sub = sub?;
+        let (chunk, next) = match sub.next().await {
+            Ok(WatchEvent::Events(evs)) => {
+                let mut out = Vec::new();
+                for e in evs {
+                    let key = String::from_utf8_lossy(&e.key);
+                    out.extend_from_slice(&line(&WatchLine {
+                        kind: match e.kind {
+                            EventKind::Put => "PUT".into(),
+                            EventKind::Delete => "DELETE".into(),
+                        },
+                        rev: Some(e.rev),
+                        key: Some(key.strip_prefix(USER_PREFIX).unwrap_or(&key).to_string()),
+                        value: Some(String::from_utf8_lossy(&e.value).into_owned()),
+                        reason: None,
+                    }));
+                }
+                (axum::body::Bytes::from(out), Some(sub))
+            }
+            Ok(WatchEvent::Progress { rev }) => (
+                line(&WatchLine {
+                    kind: "PROGRESS".into(),
+                    rev: Some(rev),
+                    key: None,
+                    value: None,
+                    reason: None,
+                }),
+                Some(sub),
+            ),
+            Err(end) => {
+                let reason = match WatchEnd::from(end) {
+                    WatchEnd::Expired(r) | WatchEnd::LeaderLost(r) | WatchEnd::Lost(r) => r,
+                };
+                let end = line(&WatchLine {
+                    kind: "END".into(),
+                    rev: None,
+                    key: None,
+                    value: None,
+                    reason: Some(reason),
+                });
+                (end, None)
+            }
+        };
+        Some((Ok::<_, std::convert::Infallible>(chunk), next))
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 pub async fn kv_list(State(st): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
@@ -97,6 +187,9 @@ pub async fn kv_list(State(st): State<ApiState>, Query(q): Query<ListQuery>) -> 
         Ok(s) => s,
         Err(r) => return r,
     };
+    if q.watch {
+        return kv_watch(store.clone(), q.prefix, q.from).await;
+    }
     let key = format!("{USER_PREFIX}{}", q.prefix).into_bytes();
     match store
         .read(ReadRequest {

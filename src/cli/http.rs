@@ -48,12 +48,57 @@ impl ApiClient {
             .map_err(|_| anyhow!("{} did not answer within {:?}", self.addr, timeout))?
     }
 
+    /// GET `path` and hand each line of the (streamed) body to `on_line`
+    /// as it arrives, until the body ends or `on_line` returns false.
+    /// A non-success status is an error carrying the body's message.
+    pub async fn stream_lines(
+        &self,
+        path: &str,
+        connect_timeout: Duration,
+        mut on_line: impl FnMut(&str) -> bool,
+    ) -> anyhow::Result<()> {
+        let resp = tokio::time::timeout(connect_timeout, self.send(Method::GET, path, None))
+            .await
+            .map_err(|_| anyhow!("{} did not answer within {:?}", self.addr, connect_timeout))??;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            return Err(anyhow!("{status}: {}", String::from_utf8_lossy(&bytes)));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                buf.extend_from_slice(&data);
+                while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=nl).collect();
+                    if !on_line(String::from_utf8_lossy(&line[..nl]).as_ref()) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn request_inner(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let tcp = tokio::net::TcpStream::connect(self.addr)
             .await
             .with_context(|| format!("connect {}", self.addr))?;
@@ -75,10 +120,7 @@ impl ApiClient {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
+        Ok(sender.send_request(req).await?)
     }
 
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {

@@ -30,6 +30,15 @@ pub enum KvAction {
         #[arg(long)]
         json: bool,
     },
+    /// Print every change under PREFIX as it happens, one line each:
+    /// `REV PUT|DELETE KEY VALUE`. `--from REV` starts at REV (inclusive)
+    /// with the history since then.
+    Watch {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[arg(long)]
+        from: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -104,6 +113,46 @@ pub fn run(config: &Path, action: KvAction) -> anyhow::Result<()> {
                 }
                 let v: serde_json::Value = serde_json::from_slice(&body)?;
                 println!("{}", if v["deleted"] == true { 1 } else { 0 });
+            }
+            KvAction::Watch { prefix, from } => {
+                let path = format!(
+                    "/shoal/v1/kv?watch=true&from={}&prefix={}",
+                    from.unwrap_or(0),
+                    encode_key(&prefix).replace('/', "%2F")
+                );
+                let mut ended: Option<String> = None;
+                client
+                    .stream_lines(&path, t, |l| {
+                        let Ok(w) = serde_json::from_str::<crate::api::store::WatchLine>(l) else {
+                            return true;
+                        };
+                        match w.kind.as_str() {
+                            "PUT" | "DELETE" => {
+                                use std::io::Write;
+                                let mut out = std::io::stdout().lock();
+                                let (rev, key) = (w.rev.unwrap_or(0), w.key.unwrap_or_default());
+                                let _ = if w.kind == "PUT" {
+                                    let value = w.value.unwrap_or_default();
+                                    writeln!(out, "{rev} PUT {key} {value}")
+                                } else {
+                                    writeln!(out, "{rev} DELETE {key}")
+                                };
+                                let _ = out.flush();
+                                true
+                            }
+                            "END" => {
+                                ended = Some(w.reason.unwrap_or_default());
+                                false
+                            }
+                            _ => true,
+                        }
+                    })
+                    .await
+                    .map_err(|e| anyhow!("watch {prefix}: {e}"))?;
+                bail!(
+                    "watch {prefix} ended: {}",
+                    ended.unwrap_or_else(|| "the stream closed".into())
+                );
             }
             KvAction::List { prefix, json } => {
                 let path = format!(

@@ -245,6 +245,11 @@ impl Store {
         &self.raft
     }
 
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     pub fn raft_id(&self) -> u64 {
         self.raft_id
     }

@@ -750,3 +750,55 @@ fn an_unreadable_data_dir_is_a_clear_start_up_error() {
         }
     });
 }
+
+/// `shoal kv watch PREFIX --from REV` prints the history from REV, then
+/// live changes, one line each: `REV PUT KEY VALUE` / `REV DELETE KEY`.
+#[test]
+fn kv_watch_prints_history_then_live_changes() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    init(&dir, 3);
+    let _agents = Agents::start(&dir, 3);
+    wait_writable(&dir, 1);
+    assert!(kv(&dir, 1, &["put", "w/a", "1"]).status.success());
+    let out = kv(&dir, 1, &["get", "w/a", "--json"]);
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let from = first["mod_rev"].as_u64().unwrap();
+    let mut watch = shoal()
+        .args(["kv", "--config"])
+        .arg(dir.join("node-2.toml"))
+        .args(["watch", "w/", "--from", &from.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = l else { return };
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("a watch line")
+    };
+    assert_eq!(next(), format!("{from} PUT w/a 1"));
+    assert!(kv(&dir, 3, &["put", "w/b", "two words"]).status.success());
+    assert!(kv(&dir, 1, &["put", "other", "x"]).status.success());
+    assert!(kv(&dir, 1, &["del", "w/a"]).status.success());
+    let b = next();
+    let (rev_b, rest) = b.split_once(' ').unwrap();
+    assert_eq!(rest, "PUT w/b two words");
+    let d = next();
+    let (rev_d, rest) = d.split_once(' ').unwrap();
+    assert_eq!(rest, "DELETE w/a");
+    let (rev_b, rev_d): (u64, u64) = (rev_b.parse().unwrap(), rev_d.parse().unwrap());
+    assert!(from < rev_b && rev_b < rev_d, "{from} {rev_b} {rev_d}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
