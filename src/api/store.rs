@@ -60,7 +60,7 @@ fn user_key(key: &str) -> Result<Vec<u8>, Response> {
 pub fn client_error(e: ClientError) -> Response {
     let (code, reason) = match &e {
         ClientError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
-        ClientError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
+        ClientError::Conflict { .. } | ClientError::Fenced => (StatusCode::CONFLICT, "Conflict"),
         ClientError::Invalid(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
         ClientError::Compacted { .. } => (StatusCode::GONE, "Expired"),
         ClientError::Timeout | ClientError::LeaderChanged => {

@@ -186,6 +186,20 @@ pub enum Request {
     /// Client transactions proposed together; each is applied in order and
     /// none writes a key another one writes.
     Batch(Vec<Txn>),
+    /// A transaction from a leader-follow singleton: applied only if
+    /// `token` is the leader id of the entry that carries it (the singleton
+    /// still runs under the leader that proposed it), else `Fenced`.
+    Fenced {
+        token: FenceToken,
+        txn: Txn,
+    },
+}
+
+/// The leader a singleton runs under: openraft's `LeaderId` (term, node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FenceToken {
+    pub term: u64,
+    pub node: u64,
 }
 
 impl Request {
@@ -196,6 +210,7 @@ impl Request {
             Request::Txn(t) => t.size() + 64,
             Request::Compact { .. } => 16,
             Request::Batch(ts) => ts.iter().map(|t| t.size() + 64).sum::<usize>() + 16,
+            Request::Fenced { txn, .. } => txn.size() + 96,
         }
     }
 }
@@ -211,6 +226,9 @@ pub enum Response {
     },
     /// One result per transaction of a [`Request::Batch`], in order.
     Batch(Vec<TxnResult>),
+    /// A [`Request::Fenced`] whose token is not the entry's leader: nothing
+    /// was applied.
+    Fenced,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +262,13 @@ mod tests {
                 Txn::put("b", "2")
             ])),
             "020200010001610131000001000162013200"
+        );
+        assert_eq!(
+            hex_of(&Request::Fenced {
+                token: FenceToken { term: 2, node: 3 },
+                txn: Txn::put("a", "1"),
+            }),
+            "0302030001000161013100"
         );
         let r = Response::Txn(TxnResult {
             succeeded: true,

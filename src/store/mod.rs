@@ -20,6 +20,7 @@ pub mod mvcc;
 pub mod network;
 pub mod secrets;
 pub mod service;
+pub mod singleton;
 pub mod state_machine;
 pub mod watch;
 

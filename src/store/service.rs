@@ -57,6 +57,9 @@ pub enum ClientError {
     /// variants keep their wire tags.
     #[error("conflict: {key} is not at mod_rev {expected}")]
     Conflict { key: String, expected: u64 },
+    /// A singleton's write under a leader that is no longer the leader.
+    #[error("fenced: proposed under a leader that no longer leads")]
+    Fenced,
 }
 
 impl ClientError {
@@ -428,6 +431,29 @@ impl Store {
     /// Proposes `req` on this node alone; `NotLeader` if it is not the leader.
     pub(super) async fn propose_local(&self, req: Request) -> Result<Response, ClientError> {
         super::batch::proposal(&self.raft, req).await
+    }
+
+    /// Proposes `txn` on this node for a singleton running under `token`,
+    /// never forwarding: `NotLeader` here, or `Fenced` if the entry ends up
+    /// under another leader than `token`.
+    pub async fn propose_fenced(
+        &self,
+        token: super::command::FenceToken,
+        txn: Txn,
+    ) -> Result<TxnResult, ClientError> {
+        txn.validate().map_err(ClientError::TooLarge)?;
+        let txn = self.seal(txn);
+        let proposal = self.propose_local(Request::Fenced { token, txn });
+        let res = tokio::time::timeout(self.timeout, proposal)
+            .await
+            .map_err(|_| self.timeout_error())?;
+        match res? {
+            Response::Txn(r) => Ok(r),
+            Response::Fenced => Err(ClientError::Fenced),
+            other => Err(ClientError::Unavailable(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
     }
 
     /// Drops history older than `revision` on every replica (through the

@@ -329,6 +329,17 @@ impl StateMachine {
                     mvcc::apply_txns(&w, txns, entry.log_id.index)
                         .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
                 ),
+                EntryPayload::Normal(Request::Fenced { token, txn }) => {
+                    let lid = entry.log_id.leader_id;
+                    if token.term == lid.term && token.node == lid.node_id {
+                        Response::Txn(
+                            mvcc::apply_txn(&w, txn, entry.log_id.index)
+                                .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
+                        )
+                    } else {
+                        Response::Fenced
+                    }
+                }
                 EntryPayload::Normal(Request::Compact { revision }) => {
                     let rev = (*revision).min(entry.log_id.index);
                     self.compact_in(&w, rev)
@@ -353,7 +364,9 @@ impl StateMachine {
         let mut events = Vec::new();
         for (entry, res) in entries.iter().zip(&out) {
             let txns: &[super::command::Txn] = match &entry.payload {
-                EntryPayload::Normal(Request::Txn(t)) => std::slice::from_ref(t),
+                EntryPayload::Normal(Request::Txn(t) | Request::Fenced { txn: t, .. }) => {
+                    std::slice::from_ref(t)
+                }
                 EntryPayload::Normal(Request::Batch(ts)) => ts,
                 _ => &[],
             };

@@ -8,6 +8,7 @@ mod membership;
 mod power_loss;
 mod reads;
 mod security;
+mod singleton;
 mod store;
 mod transport;
 mod watch;
