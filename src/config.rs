@@ -223,6 +223,11 @@ pub struct StoreConfig {
     pub apply_sync_ms: u64,
     /// Budget of one client write or read, forwarding included.
     pub request_timeout_ms: u64,
+    /// Voters autopilot keeps when there are enough healthy nodes.
+    pub voters: usize,
+    /// A voter SWIM shows `down` this long is replaced (never shorter than
+    /// a snapshot transfer or the gossip suspicion timeout).
+    pub autopilot_down_after_ms: u64,
     /// 32-byte key (hex) sealing values under `/registry/secrets/`.
     pub secrets_key_file: PathBuf,
 }
@@ -240,6 +245,8 @@ impl Default for StoreConfig {
             history_revisions: 10_000,
             apply_sync_ms: 100,
             request_timeout_ms: 5_000,
+            voters: 3,
+            autopilot_down_after_ms: 30_000,
             secrets_key_file: PathBuf::from("secrets.key"),
         }
     }
@@ -407,6 +414,17 @@ impl NodeConfig {
                 "store.cache_mb",
                 "store sizes and periods must be above 0",
             ));
+        }
+        // A snapshot transfer may take install_snapshot_timeout (2 s).
+        let floor = self.gossip.suspect_to_down_ms.max(2_000);
+        if st.autopilot_down_after_ms < floor {
+            return Err(invalid(
+                "store.autopilot_down_after_ms",
+                format!("must be at least {floor} (suspicion timeout, snapshot transfer)"),
+            ));
+        }
+        if st.voters == 0 || st.voters % 2 == 0 {
+            return Err(invalid("store.voters", "must be odd: 1, 3, 5, …"));
         }
         if let Some(v) = st.initial_voters.iter().find(|v| !is_node_name(v)) {
             return Err(invalid(

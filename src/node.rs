@@ -62,6 +62,8 @@ pub struct NodeOptions {
 pub struct Node {
     pub handle: NodeHandle,
     api_stop: watch::Sender<bool>,
+    /// Runs the leader-follow singletons (autopilot) while this node leads.
+    _singletons: crate::store::singleton::SingletonHost,
     _datadir: Arc<Mutex<DataDir>>,
 }
 
@@ -192,6 +194,16 @@ impl Node {
             }
         });
 
+        // Consumer 3: autopilot, a leader-follow singleton.
+        let singletons = crate::store::singleton::SingletonHost::start(
+            store.clone(),
+            crate::store::autopilot::singletons(
+                membership.clone(),
+                Duration::from_millis(cfg.store.autopilot_down_after_ms),
+                cfg.store.voters,
+            ),
+        );
+
         // Consumer 2: nodes with the store role join the store as learners.
         let mut events = membership.subscribe(1024).await?;
         let admit = store.clone();
@@ -256,6 +268,7 @@ impl Node {
         Ok(Node {
             handle,
             api_stop,
+            _singletons: singletons,
             _datadir: datadir,
         })
     }

@@ -13,6 +13,7 @@
 //! `log_store` and `state_machine` the openraft storage traits.
 
 pub mod actor;
+pub mod autopilot;
 pub mod batch;
 pub mod command;
 pub mod log_store;

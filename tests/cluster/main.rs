@@ -3,6 +3,7 @@
 //! Every node is a real node (QUIC, mutual TLS, foca over AEAD UDP, HTTPS),
 //! each on its own thread and runtime; see `shoal::testing`.
 
+mod autopilot;
 mod bad_input;
 mod membership;
 mod power_loss;
