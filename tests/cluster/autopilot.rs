@@ -121,3 +121,28 @@ async fn two_dead_voters_of_three_change_nothing() {
         "no configuration change without a healthy quorum: {s:?}"
     );
 }
+
+/// `store.voters = 5` is honoured once there are 5 nodes: the two learners
+/// are promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_voters_when_asked_and_there_are_five_nodes() {
+    let c = TestCluster::start_with(5, |cfg| cfg.store.voters = 5).expect("cluster starts");
+    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    let five = wait_until(Duration::from_secs(30), || async {
+        let s = status(&c, 1).await;
+        if s.voters.len() == 5 && s.learners.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+    eprintln!("5 voters after {:?}", five.unwrap());
+    c.on(2, |h| async move {
+        h.store
+            .write(shoal::store::command::Txn::put("/five", "ok"))
+            .await
+    })
+    .await
+    .unwrap();
+}

@@ -297,3 +297,38 @@ async fn a_minority_replica_ends_its_watches_with_leader_lost() {
     let l = leader_index(&c, 1).await;
     isolate_and_expect_leader_lost(&c, l, "leader").await;
 }
+
+/// A subscriber that does not keep up is told `Expired` (after what its
+/// buffer held), not silently skipped over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_behind_is_expired() {
+    let c = TestCluster::start_with(1, |cfg| cfg.transport.subscription_buffer = 8)
+        .expect("node starts");
+    leader_index(&c, 1).await;
+    let (delivered, end) = c
+        .on(1, |h| async move {
+            let mut sub = h.store.watch("node-1", b"/lag/", 0).await.unwrap();
+            // Many separate revisions while the subscriber reads nothing.
+            for n in 0..100 {
+                h.store
+                    .write(Txn::put(format!("/lag/{n}"), "v"))
+                    .await
+                    .unwrap();
+            }
+            let mut delivered = 0;
+            loop {
+                match sub.next().await {
+                    Ok(WatchEvent::Events(evs)) => delivered += evs.len(),
+                    Ok(WatchEvent::Progress { .. }) => {}
+                    Err(end) => return (delivered, WatchEnd::from(end)),
+                }
+            }
+        })
+        .await;
+    eprintln!("{delivered} events delivered, then {end:?}");
+    assert!(matches!(end, WatchEnd::Expired(_)), "{end:?}");
+    assert!(
+        delivered < 100,
+        "it cannot have had everything: {delivered}"
+    );
+}
