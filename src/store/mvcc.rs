@@ -205,42 +205,56 @@ where
 
 /// Every change under `prefix` with `from <= rev <= to`, in revision
 /// order (keys in order within a revision): puts and tombstones as they are
-/// stored. The caller checks `from` against the compaction point.
+/// stored, each with the key's previous value. The caller checks `from`
+/// against the compaction point.
 pub fn history<K>(
     kv: &K,
     prefix: &[u8],
     from: u64,
     to: u64,
-) -> Result<Vec<crate::store::watch::Event>, MvccError>
+) -> Result<Vec<crate::store::watch::Change>, MvccError>
 where
     K: ReadableTable<(&'static [u8], u64), &'static [u8]>,
 {
-    use crate::store::watch::{Event, EventKind};
+    use crate::store::watch::{Change, Event, EventKind};
     let end = prefix_end(prefix);
     let iter = match &end {
         Some(e) => kv.range((prefix, 0u64)..(e.as_slice(), 0u64))?,
         None => kv.range((prefix, 0u64)..)?,
     };
     let mut out = Vec::new();
+    // Versions of one key come in revision order: remember the last value.
+    let mut prev: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
     for item in iter {
         let (k, v) = item?;
         let (key, rev) = k.value();
-        if rev < from || rev > to {
+        if rev > to {
             continue;
         }
         let rec = decode_rec(v.value())?;
-        out.push(Event {
-            rev,
-            kind: if rec.value.is_some() {
-                EventKind::Put
-            } else {
-                EventKind::Delete
+        let before = match &prev {
+            Some((k, val)) if k.as_slice() == key => val.clone(),
+            _ => None,
+        };
+        prev = Some((key.to_vec(), rec.value.clone()));
+        if rev < from {
+            continue;
+        }
+        out.push(Change {
+            event: Event {
+                rev,
+                kind: if rec.value.is_some() {
+                    EventKind::Put
+                } else {
+                    EventKind::Delete
+                },
+                key: key.to_vec(),
+                value: rec.value.unwrap_or_default(),
             },
-            key: key.to_vec(),
-            value: rec.value.unwrap_or_default(),
+            prev: before,
         });
     }
-    out.sort_by(|a, b| (a.rev, &a.key).cmp(&(b.rev, &b.key)));
+    out.sort_by(|a, b| (a.event.rev, &a.event.key).cmp(&(b.event.rev, &b.event.key)));
     Ok(out)
 }
 

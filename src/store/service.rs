@@ -204,9 +204,21 @@ impl Store {
         prefix: &[u8],
         from_rev: u64,
     ) -> Result<crate::actor::Subscription<super::watch::WatchEvent>, ClientError> {
+        self.watch_filtered(node, prefix, from_rev, None).await
+    }
+
+    /// `watch` with a server-side filter on the JSON values.
+    pub async fn watch_filtered(
+        &self,
+        node: &str,
+        prefix: &[u8],
+        from_rev: u64,
+        filter: Option<super::watch::FieldFilter>,
+    ) -> Result<crate::actor::Subscription<super::watch::WatchEvent>, ClientError> {
         let req = super::watch::Watch {
             prefix: prefix.to_vec(),
             from_rev,
+            filter,
         };
         self.actors
             .subscribe(&ActorPath::new(ACTOR, node), req, self.timeout)
@@ -763,7 +775,7 @@ impl super::watch::WatchSource for Store {
         &self,
         prefix: &[u8],
         from: u64,
-    ) -> Result<(Vec<super::watch::Event>, u64, u64), String> {
+    ) -> Result<(Vec<super::watch::Change>, u64, u64), String> {
         let db = self.db.clone();
         let prefix = prefix.to_vec();
         let join = tokio::task::spawn_blocking(move || -> Result<_, String> {
@@ -805,14 +817,14 @@ impl super::watch::WatchSource for Store {
         last.unwrap_or(self.started).elapsed()
     }
 
-    fn open(&self, e: &mut super::watch::Event) {
+    fn open(&self, key: &[u8], value: &mut Vec<u8>) {
         if let Some(b) = &self.secrets {
-            if super::secrets::is_secret(&e.key) && !e.value.is_empty() {
-                match b.open(&e.key, &e.value) {
-                    Ok(v) => e.value = v,
+            if super::secrets::is_secret(key) && !value.is_empty() {
+                match b.open(key, value) {
+                    Ok(v) => *value = v,
                     Err(err) => {
-                        tracing::error!(key = %String::from_utf8_lossy(&e.key), "cannot unseal a watched secret: {err}");
-                        e.value.clear();
+                        tracing::error!(key = %String::from_utf8_lossy(key), "cannot unseal a watched secret: {err}");
+                        value.clear();
                     }
                 }
             }

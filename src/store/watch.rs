@@ -26,11 +26,19 @@ use tokio::sync::broadcast;
 
 use crate::actor::{RemoteSubscription, Sink, SinkError, SubscriptionEnd};
 
+/// An event with the key's value before it (None if the key was absent),
+/// so that filters can tell an object leaving their selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub event: Event,
+    pub prev: Option<Vec<u8>>,
+}
+
 /// What one applied batch changed, as the state machine publishes it.
 #[derive(Debug, Clone)]
 pub enum Applied {
-    /// Events of the entries up to `applied`, in revision order.
-    Events { events: Vec<Event>, applied: u64 },
+    /// Changes of the entries up to `applied`, in revision order.
+    Events { events: Vec<Change>, applied: u64 },
     /// A snapshot replaced the state: no events can bridge it.
     Reset { applied: u64 },
 }
@@ -70,6 +78,47 @@ pub struct Watch {
     pub prefix: Vec<u8>,
     /// First revision wanted (inclusive); 0 = only what comes next.
     pub from_rev: u64,
+    /// Server-side selection on the JSON values (e.g. pods of one node).
+    pub filter: Option<FieldFilter>,
+}
+
+/// Selects objects whose JSON value has `field` (a dotted path such as
+/// `spec.nodeName`; absent counts as "") equal to `equals`, as a
+/// Kubernetes field selector does. An object that stops matching is sent
+/// as a `Delete` (it left the selection); one that starts matching as a
+/// `Put`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldFilter {
+    pub field: String,
+    pub equals: String,
+}
+
+impl FieldFilter {
+    pub fn matches(&self, value: &[u8]) -> bool {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(value) else {
+            return false;
+        };
+        let pointer = format!("/{}", self.field.replace('.', "/"));
+        match v.pointer(&pointer) {
+            None | Some(serde_json::Value::Null) => self.equals.is_empty(),
+            Some(serde_json::Value::String(s)) => *s == self.equals,
+            Some(other) => other.to_string() == self.equals,
+        }
+    }
+
+    /// What a watcher with this filter sees of `c` (None: nothing).
+    pub fn select(&self, c: Change) -> Option<Event> {
+        let was = c.prev.as_deref().is_some_and(|p| self.matches(p));
+        match c.event.kind {
+            EventKind::Put if self.matches(&c.event.value) => Some(c.event),
+            EventKind::Put | EventKind::Delete if was => Some(Event {
+                kind: EventKind::Delete,
+                value: Vec::new(),
+                ..c.event
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// What a watcher receives.
@@ -110,9 +159,9 @@ impl From<SubscriptionEnd> for WatchEnd {
     }
 }
 
-/// The events an applied transaction made (deletes of absent keys make
+/// The changes an applied transaction made (deletes of absent keys make
 /// none).
-pub fn events_of(txn: &super::command::Txn, r: &super::command::TxnResult) -> Vec<Event> {
+pub fn events_of(txn: &super::command::Txn, r: &super::command::TxnResult) -> Vec<Change> {
     let ops = if r.succeeded {
         &txn.success
     } else {
@@ -120,19 +169,28 @@ pub fn events_of(txn: &super::command::Txn, r: &super::command::TxnResult) -> Ve
     };
     ops.iter()
         .zip(&r.prev)
-        .filter_map(|(op, prev)| match op {
-            super::command::Op::Put { key, value } => Some(Event {
-                rev: r.revision,
-                kind: EventKind::Put,
-                key: key.clone(),
-                value: value.clone(),
-            }),
-            super::command::Op::Delete { key } => prev.as_ref().map(|_| Event {
-                rev: r.revision,
-                kind: EventKind::Delete,
-                key: key.clone(),
-                value: Vec::new(),
-            }),
+        .filter_map(|(op, prev)| {
+            let event = match op {
+                super::command::Op::Put { key, value } => Event {
+                    rev: r.revision,
+                    kind: EventKind::Put,
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+                super::command::Op::Delete { key } => {
+                    prev.as_ref()?;
+                    Event {
+                        rev: r.revision,
+                        kind: EventKind::Delete,
+                        key: key.clone(),
+                        value: Vec::new(),
+                    }
+                }
+            };
+            Some(Change {
+                event,
+                prev: prev.as_ref().map(|p| p.value.clone()),
+            })
         })
         .collect()
 }
@@ -174,11 +232,11 @@ pub trait WatchSource: Send + Sync + 'static {
         &self,
         prefix: &[u8],
         from: u64,
-    ) -> impl std::future::Future<Output = Result<(Vec<Event>, u64, u64), String>> + Send;
+    ) -> impl std::future::Future<Output = Result<(Vec<Change>, u64, u64), String>> + Send;
     /// How long this replica has been without a leader it hears from.
     fn leaderless_for(&self) -> Duration;
-    /// Makes values readable (secrets are sealed in the store).
-    fn open(&self, e: &mut Event);
+    /// Makes a value readable (secrets are sealed in the store).
+    fn open(&self, key: &[u8], value: &mut Vec<u8>);
 }
 
 /// Serves one watch until the subscriber leaves or the stream must end.
@@ -203,8 +261,18 @@ pub async fn serve<S: WatchSource>(
         );
         return sink.end(&why).await;
     }
-    for mut chunk in chunk_by_revision(history) {
-        chunk.iter_mut().for_each(|e| src.open(e));
+    let visible = |mut c: Change| -> Option<Event> {
+        src.open(&c.event.key, &mut c.event.value);
+        if let Some(p) = c.prev.as_mut() {
+            src.open(&c.event.key, p);
+        }
+        match &req.filter {
+            None => Some(c.event),
+            Some(f) => f.select(c),
+        }
+    };
+    let history: Vec<Event> = history.into_iter().filter_map(visible).collect();
+    for chunk in chunk_by_revision(history) {
         if sink.send(&WatchEvent::Events(chunk)).await.is_err() {
             return;
         }
@@ -223,15 +291,15 @@ pub async fn serve<S: WatchSource>(
                     Applied::Events { events, applied } => {
                         let mut mine: Vec<Event> = events
                             .iter()
-                            .filter(|e| e.rev > last && e.key.starts_with(&req.prefix))
+                            .filter(|c| c.event.rev > last && c.event.key.starts_with(&req.prefix))
                             .cloned()
+                            .filter_map(visible)
                             .collect();
                         last = last.max(*applied);
                         if mine.is_empty() {
                             continue;
                         }
                         normalize(&mut mine);
-                        mine.iter_mut().for_each(|e| src.open(e));
                         match sink.try_send(&WatchEvent::Events(mine)) {
                             Ok(()) => quiet_since = tokio::time::Instant::now(),
                             Err(SinkError::Full) => {
@@ -302,6 +370,60 @@ mod tests {
         }
         assert_eq!(seen, 1000);
         assert!(chunks.len() > 1);
+    }
+
+    #[test]
+    fn a_field_filter_sees_objects_enter_and_leave() {
+        let f = FieldFilter {
+            field: "spec.nodeName".into(),
+            equals: "node-2".into(),
+        };
+        let pod = |n: Option<&str>| match n {
+            Some(n) => format!(r#"{{"spec":{{"nodeName":"{n}"}}}}"#).into_bytes(),
+            None => br#"{"spec":{}}"#.to_vec(),
+        };
+        let put = |v: Vec<u8>, prev: Option<Vec<u8>>| Change {
+            event: Event {
+                rev: 7,
+                kind: EventKind::Put,
+                key: b"/p".to_vec(),
+                value: v,
+            },
+            prev,
+        };
+        // Enters: a put.
+        let e = f.select(put(pod(Some("node-2")), Some(pod(None)))).unwrap();
+        assert_eq!(e.kind, EventKind::Put);
+        // Leaves: a delete, without the new value.
+        let e = f
+            .select(put(pod(Some("node-3")), Some(pod(Some("node-2")))))
+            .unwrap();
+        assert_eq!((e.kind, e.value.len()), (EventKind::Delete, 0));
+        // Never matched: nothing.
+        assert!(f.select(put(pod(Some("node-3")), None)).is_none());
+        assert!(f.select(put(b"not json".to_vec(), None)).is_none());
+        // Deleted while matching: a delete; deleted elsewhere: nothing.
+        let del = |prev: Vec<u8>| Change {
+            event: Event {
+                rev: 8,
+                kind: EventKind::Delete,
+                key: b"/p".to_vec(),
+                value: vec![],
+            },
+            prev: Some(prev),
+        };
+        assert_eq!(
+            f.select(del(pod(Some("node-2")))).unwrap().kind,
+            EventKind::Delete
+        );
+        assert!(f.select(del(pod(Some("node-1")))).is_none());
+        // An absent field equals "" (unscheduled pods).
+        let unscheduled = FieldFilter {
+            field: "spec.nodeName".into(),
+            equals: String::new(),
+        };
+        assert!(unscheduled.matches(&pod(None)));
+        assert!(!unscheduled.matches(&pod(Some("node-1"))));
     }
 
     #[test]
