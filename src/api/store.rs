@@ -191,15 +191,7 @@ pub async fn kv_list(State(st): State<ApiState>, Query(q): Query<ListQuery>) -> 
         return kv_watch(store.clone(), q.prefix, q.from).await;
     }
     let key = format!("{USER_PREFIX}{}", q.prefix).into_bytes();
-    match store
-        .read(ReadRequest {
-            key,
-            prefix: true,
-            at: None,
-            limit: 0,
-        })
-        .await
-    {
+    match store.read(ReadRequest::prefix(key)).await {
         Ok(r) => Json(r.kvs.into_iter().map(UserKv::from).collect::<Vec<_>>()).into_response(),
         Err(e) => client_error(e),
     }
@@ -210,15 +202,7 @@ pub async fn kv_get(State(st): State<ApiState>, Path(key): Path<String>) -> Resp
         (Ok(s), Ok(k)) => (s, k),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    match store
-        .read(ReadRequest {
-            key,
-            prefix: false,
-            at: None,
-            limit: 0,
-        })
-        .await
-    {
+    match store.read(ReadRequest::key(key)).await {
         Ok(r) => match r.kvs.into_iter().next() {
             Some(kv) => Json(UserKv::from(kv)).into_response(),
             None => status(StatusCode::NOT_FOUND, "NotFound", "key not found"),

@@ -85,6 +85,26 @@ pub struct ReadRequest {
     pub limit: u32,
 }
 
+impl ReadRequest {
+    /// The latest value of one key.
+    pub fn key(key: impl Into<Vec<u8>>) -> ReadRequest {
+        ReadRequest {
+            key: key.into(),
+            prefix: false,
+            at: None,
+            limit: 0,
+        }
+    }
+
+    /// Every latest key under `prefix`.
+    pub fn prefix(prefix: impl Into<Vec<u8>>) -> ReadRequest {
+        ReadRequest {
+            prefix: true,
+            ..ReadRequest::key(prefix)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadResult {
     pub kvs: Vec<KeyValue>,

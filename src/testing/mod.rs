@@ -196,6 +196,22 @@ impl TestCluster {
         &self.nodes[i - 1].as_ref().expect("node is running").handle
     }
 
+    /// Waits until node `ask` knows a store leader; returns its index.
+    pub async fn wait_leader(&self, ask: usize) -> usize {
+        let found = wait_until(Duration::from_secs(20), || async {
+            let s = self.on(ask, |h| async move { h.store.status() }).await;
+            s.leader
+                .map(|_| ())
+                .ok_or_else(|| format!("node-{ask} knows no leader"))
+        })
+        .await;
+        found.unwrap_or_else(|e| panic!("{e}"));
+        let s = self.on(ask, |h| async move { h.store.status() }).await;
+        s.leader
+            .and_then(|l| l.trim_start_matches("node-").parse().ok())
+            .expect("a leader named node-N")
+    }
+
     /// Cuts traffic between the nodes named in `a` and those in `b`, on
     /// every running node, for two minutes at most.
     pub fn partition(&self, a: &[String], b: &[String]) {

@@ -149,12 +149,7 @@ async fn a_register_under_partitions_is_linearizable() {
                                 Err(_) => Op::MaybeWrite { value },
                             }
                         } else {
-                            let req = ReadRequest {
-                                key: b"/lin/x".to_vec(),
-                                prefix: false,
-                                at: None,
-                                limit: 0,
-                            };
+                            let req = ReadRequest::key(b"/lin/x".to_vec());
                             match h.store.read(req).await {
                                 Ok(r) if !r.stale => {
                                     let kv = r.kvs.first();

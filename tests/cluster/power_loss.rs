@@ -147,12 +147,7 @@ async fn power_loss_rounds(tweak: impl Fn(&mut shoal::config::NodeConfig)) {
     let all = c
         .on(2, |h| async move {
             h.store
-                .read(ReadRequest {
-                    key: b"/pl/".to_vec(),
-                    prefix: true,
-                    at: None,
-                    limit: 0,
-                })
+                .read(ReadRequest::prefix(b"/pl/".to_vec()))
                 .await
                 .unwrap()
         })

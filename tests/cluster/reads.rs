@@ -9,30 +9,7 @@ use shoal::store::{ClientError, ReadRequest};
 use shoal::testing::{seed, wait_until, TestCluster};
 
 fn one(key: &str) -> ReadRequest {
-    ReadRequest {
-        key: key.as_bytes().to_vec(),
-        prefix: false,
-        at: None,
-        limit: 0,
-    }
-}
-
-async fn wait_leader(c: &TestCluster) -> usize {
-    let found = wait_until(Duration::from_secs(20), || async {
-        let s = c.on(1, |h| async move { h.store.status() }).await;
-        s.leader
-            .as_ref()
-            .map(|_| ())
-            .ok_or_else(|| format!("{s:?}"))
-    })
-    .await;
-    found.unwrap();
-    let s = c.on(1, |h| async move { h.store.status() }).await;
-    s.leader
-        .unwrap()
-        .trim_start_matches("node-")
-        .parse()
-        .unwrap()
+    ReadRequest::key(key.as_bytes().to_vec())
 }
 
 /// A write through node A, then a linearizable read through node B, sees
@@ -41,7 +18,7 @@ async fn wait_leader(c: &TestCluster) -> usize {
 async fn a_read_through_any_node_sees_a_write_through_any_other() {
     let c = TestCluster::start(3).expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
-    wait_leader(&c).await;
+    c.wait_leader(1).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     for round in 0..400u32 {
         let a = rng.random_range(1..=3usize);
@@ -81,7 +58,7 @@ async fn a_read_through_any_node_sees_a_write_through_any_other() {
 async fn a_partitioned_follower_serves_recent_reads_that_say_how_stale() {
     let c = TestCluster::start(3).expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
-    let l = wait_leader(&c).await;
+    let l = c.wait_leader(1).await;
     let f = (1..=3).find(|&i| i != l).unwrap();
     c.on(l, |h| async move {
         h.store.write(Txn::put("/recent", "1")).await

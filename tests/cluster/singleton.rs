@@ -177,12 +177,7 @@ async fn a_cut_off_leaders_singleton_gets_nothing_applied_and_the_new_leader_run
     let stored = c
         .on(n, move |h| async move {
             h.store
-                .read(shoal::store::ReadRequest {
-                    key: prefix,
-                    prefix: true,
-                    at: None,
-                    limit: 0,
-                })
+                .read(shoal::store::ReadRequest::prefix(prefix))
                 .await
                 .unwrap()
         })

@@ -48,15 +48,7 @@ async fn put(c: &TestCluster, i: usize, key: &str, value: &str) -> Result<u64, C
 async fn get(c: &TestCluster, i: usize, key: &str) -> Result<Option<String>, ClientError> {
     let k = key.as_bytes().to_vec();
     c.on(i, move |h| async move {
-        let r = h
-            .store
-            .read(ReadRequest {
-                key: k,
-                prefix: false,
-                at: None,
-                limit: 0,
-            })
-            .await?;
+        let r = h.store.read(ReadRequest::key(k)).await?;
         Ok(r.kvs
             .first()
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
@@ -142,12 +134,7 @@ async fn leader_loss_writes_resume_quickly() {
         let v = c
             .on(back, |h| async move {
                 h.store
-                    .read_state(ReadRequest {
-                        key: b"/after".to_vec(),
-                        prefix: false,
-                        at: None,
-                        limit: 0,
-                    })
+                    .read_state(ReadRequest::key(b"/after".to_vec()))
                     .await
             })
             .await;
@@ -198,14 +185,7 @@ async fn a_minority_cannot_commit_and_catches_up_after_heal() {
     let caught = wait_until(Duration::from_secs(20), || async {
         let r = c
             .on(minority, |h| async move {
-                h.store
-                    .read_state(ReadRequest {
-                        key: b"/".to_vec(),
-                        prefix: true,
-                        at: None,
-                        limit: 0,
-                    })
-                    .await
+                h.store.read_state(ReadRequest::prefix(b"/".to_vec())).await
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -250,12 +230,7 @@ async fn nodes_beyond_the_initial_voters_join_as_learners() {
         let r = c
             .on(4, |h| async move {
                 h.store
-                    .read_state(ReadRequest {
-                        key: b"/for-learner".to_vec(),
-                        prefix: false,
-                        at: None,
-                        limit: 0,
-                    })
+                    .read_state(ReadRequest::key(b"/for-learner".to_vec()))
                     .await
             })
             .await;
@@ -502,12 +477,7 @@ async fn a_node_behind_the_purged_log_catches_up_from_a_snapshot() {
         let r = c
             .on(behind, |h| async move {
                 h.store
-                    .read_state(ReadRequest {
-                        key: b"/snap/".to_vec(),
-                        prefix: true,
-                        at: None,
-                        limit: 0,
-                    })
+                    .read_state(ReadRequest::prefix(b"/snap/".to_vec()))
                     .await
             })
             .await
@@ -532,12 +502,7 @@ async fn a_node_behind_the_purged_log_catches_up_from_a_snapshot() {
     let v = c
         .on(behind, |h| async move {
             h.store
-                .read_state(ReadRequest {
-                    key: b"/snap/00042".to_vec(),
-                    prefix: false,
-                    at: None,
-                    limit: 0,
-                })
+                .read_state(ReadRequest::key(b"/snap/00042".to_vec()))
                 .await
         })
         .await
@@ -612,12 +577,7 @@ async fn concurrent_writes_share_entries_and_one_key_never_shares_a_revision() {
             let after = h.store.status().applied_index;
             let hot = h
                 .store
-                .read(ReadRequest {
-                    key: b"/gc-hot".to_vec(),
-                    prefix: false,
-                    at: None,
-                    limit: 0,
-                })
+                .read(ReadRequest::key(b"/gc-hot".to_vec()))
                 .await
                 .unwrap();
             (after - before, revs, hot_revs, hot.kvs[0].version)
@@ -682,12 +642,7 @@ async fn a_lagging_follower_catches_up_on_more_than_a_frame_of_entries() {
     let r = c
         .on(lagging, |h| async move {
             h.store
-                .read_state(ReadRequest {
-                    key: b"/big/".to_vec(),
-                    prefix: true,
-                    at: None,
-                    limit: 0,
-                })
+                .read_state(ReadRequest::prefix(b"/big/".to_vec()))
                 .await
                 .unwrap()
         })

@@ -11,24 +11,6 @@ use shoal::store::watch::{EventKind, WatchEnd, WatchEvent};
 use shoal::store::{ClientError, ReadRequest};
 use shoal::testing::{wait_until, TestCluster};
 
-async fn leader_index(c: &TestCluster, ask: usize) -> usize {
-    let found = wait_until(Duration::from_secs(20), || async {
-        let s = c.on(ask, |h| async move { h.store.status() }).await;
-        s.leader
-            .as_ref()
-            .map(|_| ())
-            .ok_or_else(|| format!("{s:?}"))
-    })
-    .await;
-    found.unwrap();
-    let s = c.on(ask, |h| async move { h.store.status() }).await;
-    s.leader
-        .unwrap()
-        .trim_start_matches("node-")
-        .parse()
-        .unwrap()
-}
-
 /// What the watcher saw: (rev, key, kind), in arrival order.
 type Seen = Arc<Mutex<Vec<(u64, String, EventKind)>>>;
 
@@ -50,14 +32,7 @@ async fn create(c: &TestCluster, via: usize, key: String) -> u64 {
                 let k = key.clone();
                 let got = c
                     .on(via, move |h| async move {
-                        h.store
-                            .read(ReadRequest {
-                                key: k.into_bytes(),
-                                prefix: false,
-                                at: None,
-                                limit: 0,
-                            })
-                            .await
+                        h.store.read(ReadRequest::key(k.into_bytes())).await
                     })
                     .await
                     .unwrap();
@@ -75,7 +50,7 @@ async fn create(c: &TestCluster, via: usize, key: String) -> u64 {
 async fn a_watcher_sees_every_event_once_in_order_across_a_leader_change_and_its_replica_loss() {
     let mut c = TestCluster::start(3).expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
-    let l = leader_index(&c, 1).await;
+    let l = c.wait_leader(1).await;
     let r = (1..=3).find(|&i| i != l).unwrap(); // the watched replica
     let s = (1..=3).find(|&i| i != l && i != r).unwrap(); // the client
     let first = create(&c, s, "/w/0000".into()).await;
@@ -187,7 +162,7 @@ async fn a_watcher_sees_every_event_once_in_order_across_a_leader_change_and_its
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compacted_revision_is_expired_and_quiet_watches_get_progress() {
     let c = TestCluster::start(1).expect("node starts");
-    leader_index(&c, 1).await;
+    c.wait_leader(1).await;
     let mut revs = Vec::new();
     for n in 0..10 {
         let r = c
@@ -278,7 +253,7 @@ async fn isolate_and_expect_leader_lost(c: &TestCluster, i: usize, who: &str) {
 async fn a_minority_replica_ends_its_watches_with_leader_lost() {
     let c = TestCluster::start(3).expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
-    let l = leader_index(&c, 1).await;
+    let l = c.wait_leader(1).await;
     let f = (1..=3).find(|&i| i != l).unwrap();
     isolate_and_expect_leader_lost(&c, f, "follower").await;
     // After the heal, cut off whoever leads now.
@@ -294,7 +269,7 @@ async fn a_minority_replica_ends_its_watches_with_leader_lost() {
     })
     .await;
     ok.unwrap();
-    let l = leader_index(&c, 1).await;
+    let l = c.wait_leader(1).await;
     isolate_and_expect_leader_lost(&c, l, "leader").await;
 }
 
@@ -304,7 +279,7 @@ async fn a_minority_replica_ends_its_watches_with_leader_lost() {
 async fn a_subscriber_that_falls_behind_is_expired() {
     let c = TestCluster::start_with(1, |cfg| cfg.transport.subscription_buffer = 8)
         .expect("node starts");
-    leader_index(&c, 1).await;
+    c.wait_leader(1).await;
     let (delivered, end) = c
         .on(1, |h| async move {
             let mut sub = h.store.watch("node-1", b"/lag/", 0).await.unwrap();
@@ -341,7 +316,7 @@ async fn a_field_filter_streams_only_the_selected_objects() {
     use shoal::store::watch::FieldFilter;
     let c = TestCluster::start(3).expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
-    leader_index(&c, 1).await;
+    c.wait_leader(1).await;
     let filter = FieldFilter {
         field: "spec.nodeName".into(),
         equals: "node-2".into(),
