@@ -18,6 +18,9 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (rustup.rs)"; exit 1; }
+# The real kubectl, into .tools/ (the kubectl tests require it when run here).
+SHOAL_KUBECTL="$(./scripts/kubectl.sh)"
+export SHOAL_KUBECTL
 
 # --- checks -----------------------------------------------------------------
 cargo fmt --check

@@ -29,6 +29,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod kube;
 pub mod store;
 
 use crate::membership::Membership;
@@ -181,6 +182,9 @@ pub fn router(st: ApiState) -> Router {
                 .delete(store::kv_delete),
         )
         .route("/metrics", get(metrics))
+        .route("/version", get(kube::version))
+        .route("/api", get(kube::api_versions))
+        .route("/apis", get(kube::api_groups))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(st.clone(), auth));
     Router::new()

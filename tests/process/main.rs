@@ -802,3 +802,71 @@ fn kv_watch_prints_history_then_live_changes() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+/// The real kubectl (v1.33, installed by scripts/kubectl.sh into .tools/)
+/// connects with the kubeconfig of `shoal dev`: `kubectl version` shows the
+/// server's version and `kubectl api-versions` the core group. Without
+/// SHOAL_KUBECTL (set by scripts/test.sh) it says it did not run.
+#[test]
+fn a_real_kubectl_connects() {
+    let Ok(kubectl) = std::env::var("SHOAL_KUBECTL") else {
+        eprintln!("SKIPPED: SHOAL_KUBECTL is not set (scripts/test.sh installs kubectl)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    let mut dev = shoal()
+        .args(["dev", "--nodes", "1", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = dev.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l == "READY" => break,
+            Ok(_) => {}
+            Err(e) => panic!("shoal dev did not print READY: {e}"),
+        }
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .args(args)
+            .env("KUBECONFIG", dir.join("kubeconfig"))
+            .env("HOME", tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v: Value = serde_json::from_str(&run(&["version", "-o", "json"])).unwrap();
+    assert_eq!(v["serverVersion"]["major"], "1");
+    assert!(
+        v["serverVersion"]["gitVersion"]
+            .as_str()
+            .unwrap()
+            .contains("shoal"),
+        "{v}"
+    );
+    let versions = run(&["api-versions"]);
+    assert!(versions.lines().any(|l| l == "v1"), "{versions}");
+    unsafe { libc::kill(dev.id() as i32, libc::SIGINT) };
+    let _ = dev.wait();
+}
