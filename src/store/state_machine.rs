@@ -360,7 +360,12 @@ impl StateMachine {
         }
         write_meta(&w, "applied", &Some(last)).map_err(|e| StorageIOError::apply(last, &e))?;
         w.commit().map_err(|e| StorageIOError::apply(last, &e))?;
-        // Watchers hear of what was applied (no receivers is fine).
+        // Watchers hear of what was applied. A watcher subscribes to the
+        // hub before it reads history, so with no receivers now nobody can
+        // miss these events: skip building them (they copy every value).
+        if self.hub.receiver_count() == 0 {
+            return Ok(out);
+        }
         let mut events = Vec::new();
         for (entry, res) in entries.iter().zip(&out) {
             let txns: &[super::command::Txn] = match &entry.payload {

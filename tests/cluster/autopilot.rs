@@ -109,11 +109,33 @@ async fn two_dead_voters_of_three_change_nothing() {
     for d in &dead {
         c.kill(index(d));
     }
-    // Long enough for autopilot to have acted if it were going to: down
-    // detection, the threshold and several ticks (a negative check).
-    tokio::time::sleep(Duration::from_secs(9)).await;
-    // The leader's view includes any configuration it has proposed.
-    let s = status(&c, index(&leader)).await;
+    // Until autopilot has had three ticks with both dead voters past the
+    // 2 s threshold in the leader's view, the configuration must not move
+    // (the leader's view includes any configuration it has proposed).
+    let l = index(&leader);
+    let expected_voters = before.voters.clone();
+    let waited = wait_until(Duration::from_secs(30), || async {
+        let s = status(&c, l).await;
+        if s.voters != expected_voters {
+            return Ok(()); // checked below, with the details
+        }
+        let members = c.members(l).await;
+        let past = dead.iter().all(|d| {
+            members.iter().any(|m| {
+                m.name == *d
+                    && m.state == shoal::membership::MemberState::Down
+                    && m.since_ms >= 2_000 + 3_000
+            })
+        });
+        if past {
+            Ok(())
+        } else {
+            Err("the dead voters are not yet down long enough".to_string())
+        }
+    })
+    .await;
+    waited.unwrap();
+    let s = status(&c, l).await;
     let voters: BTreeSet<&String> = s.voters.iter().collect();
     let expected: BTreeSet<&String> = before.voters.iter().collect();
     assert_eq!(

@@ -65,41 +65,32 @@ async fn a_partitioned_follower_serves_recent_reads_that_say_how_stale() {
     })
     .await
     .unwrap();
+    // Waits until a recent read on the follower finds the key and reports
+    // a leader contact age that satisfies `ok`.
+    let recent_until = |ok: fn(u64) -> bool| {
+        let c = &c;
+        wait_until(Duration::from_secs(10), move || async move {
+            let r = c
+                .on(
+                    f,
+                    |h| async move { h.store.read_recent(one("/recent")).await },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            match (r.result.kvs.len(), r.leader_contact_ms) {
+                (1, Some(ms)) if ok(ms) => Ok(()),
+                _ => Err(format!("{r:?}")),
+            }
+        })
+    };
     // The follower has the value and heard from the leader just now.
-    let fresh = wait_until(Duration::from_secs(10), || async {
-        let r = c
-            .on(
-                f,
-                |h| async move { h.store.read_recent(one("/recent")).await },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        match (r.result.kvs.len(), r.leader_contact_ms) {
-            (1, Some(ms)) if ms < 1_000 => Ok(()),
-            _ => Err(format!("{r:?}")),
-        }
-    })
-    .await;
-    fresh.unwrap();
+    recent_until(|ms| ms < 1_000).await.unwrap();
     let others: Vec<String> = (1..=3)
         .filter(|&i| i != f)
         .map(|i| format!("node-{i}"))
         .collect();
     c.partition(&[format!("node-{f}")], &others);
-    let stale = wait_until(Duration::from_secs(10), || async {
-        let r = c
-            .on(
-                f,
-                |h| async move { h.store.read_recent(one("/recent")).await },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        match (r.result.kvs.len(), r.leader_contact_ms) {
-            (1, Some(ms)) if ms >= 1_500 => Ok(()),
-            _ => Err(format!("{r:?}")),
-        }
-    })
-    .await;
+    let stale = recent_until(|ms| ms >= 1_500).await;
     eprintln!(
         "the cut-off follower's recent reads said it was stale after {:?}",
         stale.unwrap()

@@ -210,13 +210,22 @@ async fn a_compacted_revision_is_expired_and_quiet_watches_get_progress() {
 
 /// Watches replica `i` from node `i` itself (so a cut does not break the
 /// stream's own transport) and returns when and how it ends.
-async fn local_watch(c: &TestCluster, i: usize) -> tokio::task::JoinHandle<(Instant, WatchEnd)> {
+/// Also counts the progress notifications it receives.
+async fn local_watch(
+    c: &TestCluster,
+    i: usize,
+    progress: Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<(Instant, WatchEnd)> {
     c.on(i, move |h| async move {
         let mut sub = h.store.watch(&format!("node-{i}"), b"/", 0).await.unwrap();
         tokio::spawn(async move {
             loop {
-                if let Err(end) = sub.next().await {
-                    return (Instant::now(), WatchEnd::from(end));
+                match sub.next().await {
+                    Ok(WatchEvent::Progress { .. }) => {
+                        progress.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(end) => return (Instant::now(), WatchEnd::from(end)),
                 }
             }
         })
@@ -225,11 +234,23 @@ async fn local_watch(c: &TestCluster, i: usize) -> tokio::task::JoinHandle<(Inst
 }
 
 async fn isolate_and_expect_leader_lost(c: &TestCluster, i: usize, who: &str) {
-    let watch = local_watch(c, i).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // a negative check
+    let progress: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+    let watch = local_watch(c, i, progress.clone()).await;
+    // Healthy: the watch stays open and keeps saying so (two progress
+    // notifications, each after a quiet second).
+    let alive = wait_until(Duration::from_secs(10), || async {
+        if watch.is_finished() {
+            return Err("the watch ended".to_string());
+        }
+        match progress.load(std::sync::atomic::Ordering::SeqCst) {
+            n if n >= 2 => Ok(()),
+            n => Err(format!("{n} progress notifications")),
+        }
+    })
+    .await;
     assert!(
-        !watch.is_finished(),
-        "a healthy {who}'s watch must stay open"
+        alive.is_ok() && !watch.is_finished(),
+        "a healthy {who}'s watch must stay open: {alive:?}"
     );
     let others: Vec<String> = (1..=3)
         .filter(|&j| j != i)
