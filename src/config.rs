@@ -252,6 +252,26 @@ impl Default for StoreConfig {
     }
 }
 
+/// The Kubernetes API of a node with the api role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeApiConfig {
+    /// Cluster IPs of Services come from this range (.1 is kept for the
+    /// API's own Service).
+    pub service_cidr: String,
+    /// NodePort Services take ports from this range.
+    pub node_port_range: String,
+}
+
+impl Default for KubeApiConfig {
+    fn default() -> Self {
+        KubeApiConfig {
+            service_cidr: "10.96.0.0/12".into(),
+            node_port_range: "30000-32767".into(),
+        }
+    }
+}
+
 fn default_worker_threads() -> usize {
     2
 }
@@ -297,6 +317,8 @@ pub struct NodeConfig {
     pub capacity: Capacity,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub api: KubeApiConfig,
 }
 
 impl NodeConfig {
@@ -438,6 +460,11 @@ impl NodeConfig {
                 "buffers must be above 0",
             ));
         }
+        if let Err(e) =
+            crate::api::alloc::Ranges::new(&self.api.service_cidr, &self.api.node_port_range)
+        {
+            return Err(invalid("api.service_cidr", e));
+        }
         for p in &self.peers {
             if !is_node_name(&p.name) {
                 return Err(invalid(
@@ -493,6 +520,7 @@ impl NodeConfig {
                 secrets_key_file: cluster_dir.join("secrets.key"),
                 ..StoreConfig::default()
             },
+            api: KubeApiConfig::default(),
         }
     }
 }

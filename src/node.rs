@@ -232,6 +232,23 @@ impl Node {
             }
         });
 
+        let kube = if cfg.has_role(crate::config::Role::Api) {
+            let ranges =
+                crate::api::alloc::Ranges::new(&cfg.api.service_cidr, &cfg.api.node_port_range)
+                    .map_err(|e| anyhow::anyhow!("api: {e}"))?;
+            let kube = Arc::new(crate::api::rest::KubeApi {
+                cache: crate::api::cache::Cache::start(store.clone()),
+                store: store.clone(),
+                ranges,
+                actors: actors.clone(),
+                timeout: Duration::from_millis(cfg.store.request_timeout_ms)
+                    .max(Duration::from_secs(5)),
+            });
+            tokio::spawn(crate::api::rest::bootstrap(kube.clone()));
+            Some(kube)
+        } else {
+            None
+        };
         let (exit_tx, exit_rx) = watch::channel(false);
         let (api_stop, api_stop_rx) = watch::channel(false);
         let api_state = crate::api::ApiState {
@@ -242,6 +259,7 @@ impl Node {
             metrics: metrics.clone(),
             exit: Arc::new(exit_tx),
             store: Some(store.clone()),
+            kube: kube.clone(),
         };
         let https = tls::https_server_config(&material)?;
         tokio::spawn(crate::api::serve_tls(

@@ -1,13 +1,23 @@
-//! The start of the Kubernetes-compatible surface (issue 5): version and
-//! discovery, so that a real kubectl connects (`kubectl version`,
-//! `kubectl api-versions`). Resources come with the rest of the issue.
+//! Version and discovery of the Kubernetes-compatible surface, read from
+//! the resource table (`resources`), so that kubectl and kube-rs find
+//! every resource, its short names, categories and subresources.
 //!
 //! ```text
-//! GET /version   version.Info (the Kubernetes release shoal speaks: 1.33)
-//! GET /api       APIVersions: the core group's versions
-//! GET /apis      APIGroupList: the named groups (none served yet)
+//! GET /version                  version.Info (the Kubernetes release shoal speaks: 1.33)
+//! GET /api                      APIVersions: the core group's versions
+//! GET /api/v1                   APIResourceList of the core group
+//! GET /apis                     APIGroupList: the named groups
+//! GET /apis/{group}             APIGroup
+//! GET /apis/{group}/{version}   APIResourceList
+//! GET /openapi/v2               200 with an empty body (kubectl then validates nothing
+//!                               client-side; the server validates)
 //! ```
+//!
+//! Aggregated discovery (apidiscovery.k8s.io/v2) is not offered: kubectl
+//! 1.33 falls back to these documents when the answer is not one.
 
+use axum::extract::Path;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -49,10 +59,45 @@ pub async fn api_versions() -> Response {
 }
 
 pub async fn api_groups() -> Response {
-    Json(json!({
-        "kind": "APIGroupList",
-        "apiVersion": "v1",
-        "groups": [],
-    }))
+    Json(super::resources::group_list()).into_response()
+}
+
+fn not_found() -> Response {
+    super::errors::ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
     .into_response()
+}
+
+pub async fn core_resources() -> Response {
+    match super::resources::resource_list("", "v1") {
+        Some(list) => Json(list).into_response(),
+        None => not_found(),
+    }
+}
+
+pub async fn group(Path(group): Path<String>) -> Response {
+    match super::resources::group(&group) {
+        Some(g) => Json(g).into_response(),
+        None => not_found(),
+    }
+}
+
+pub async fn group_resources(Path((group, version)): Path<(String, String)>) -> Response {
+    match super::resources::resource_list(&group, &version) {
+        Some(list) => Json(list).into_response(),
+        None => not_found(),
+    }
+}
+
+/// An empty OpenAPI v2 document: valid for kubectl, which then leaves
+/// validation to the server (`fieldValidation`).
+pub async fn openapi_v2() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Vec::<u8>::new(),
+    )
+        .into_response()
 }

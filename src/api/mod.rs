@@ -12,7 +12,8 @@
 //!
 //! Every path but `/healthz` needs `Authorization: Bearer <admin token>`;
 //! without it the answer is 401 with a Kubernetes `Status` body. The
-//! Kubernetes REST surface joins this router in a later issue.
+//! Kubernetes surface (`/version`, discovery, `/api/v1/...`,
+//! `/apis/{group}/{version}/...`) is served by `kube` and `rest`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +30,18 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod alloc;
+pub mod cache;
+pub mod defaults;
+pub mod errors;
 pub mod kube;
+pub mod logs;
+pub mod objects;
+pub mod printers;
+pub mod resources;
+pub mod rest;
+pub mod selectors;
+pub mod smp;
 pub mod store;
 
 use crate::membership::Membership;
@@ -47,6 +59,8 @@ pub struct ApiState {
     /// Set to true to ask the agent to exit (after `leave`).
     pub exit: Arc<watch::Sender<bool>>,
     pub store: Option<crate::store::Store>,
+    /// The Kubernetes API (nodes with the api role).
+    pub kube: Option<Arc<rest::KubeApi>>,
 }
 
 /// A Kubernetes `Status` failure body.
@@ -185,12 +199,32 @@ pub fn router(st: ApiState) -> Router {
         .route("/version", get(kube::version))
         .route("/api", get(kube::api_versions))
         .route("/apis", get(kube::api_groups))
+        .route("/api/v1", get(kube::core_resources))
+        .route("/apis/{group}", get(kube::group))
+        .route("/apis/{group}/{version}", get(kube::group_resources))
+        .route("/openapi/v2", get(kube::openapi_v2))
+        .route(
+            "/api/v1/{*rest}",
+            get(rest::core)
+                .post(rest::core)
+                .put(rest::core)
+                .patch(rest::core)
+                .delete(rest::core),
+        )
+        .route(
+            "/apis/{group}/{version}/{*rest}",
+            get(rest::grouped)
+                .post(rest::grouped)
+                .put(rest::grouped)
+                .patch(rest::grouped)
+                .delete(rest::grouped),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(st.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
         .merge(private)
-        .layer(axum::extract::DefaultBodyLimit::max(3 * 1024 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(rest::MAX_BODY))
         .with_state(st)
 }
 

@@ -138,6 +138,7 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
                 initial_voters: (1..=opts.nodes.min(3)).map(config::node_name).collect(),
                 ..StoreConfig::default()
             },
+            api: config::KubeApiConfig::default(),
         };
         let text = format!(
             "# shoal node config, written by `shoal init`. Paths are relative to this file.\n{}",

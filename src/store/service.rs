@@ -217,6 +217,25 @@ impl Store {
         super::watch::serve(self.clone(), hub, req, sink, after).await
     }
 
+    /// This replica's hub of applied changes (in-process watchers such as
+    /// the API's watch cache subscribe to it directly).
+    pub fn hub(&self) -> Option<super::watch::Hub> {
+        self.watch.as_ref().map(|(hub, _)| hub.clone())
+    }
+
+    /// Makes a stored value readable (secrets are sealed in the store);
+    /// values that cannot be opened are emptied and logged.
+    pub fn open_value(&self, key: &[u8], value: &mut Vec<u8>) {
+        super::watch::WatchSource::open(self, key, value)
+    }
+
+    /// A linearizable read index: the leader confirms its leadership with
+    /// a quorum and names the index every read must reflect.
+    pub async fn read_index(&self) -> Result<u64, ClientError> {
+        self.via_leader(|| self.read_index_local(), || ReadIndex, false)
+            .await
+    }
+
     /// Watches `prefix` from `from_rev` on the replica `node`.
     pub async fn watch(
         &self,

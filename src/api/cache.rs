@@ -1,0 +1,395 @@
+//! The watch cache of an API node: every Kubernetes object of the store
+//! (keys under `/registry/`), decoded once, kept current by the local
+//! replica's pushed changes, with a window of recent events for watches.
+//!
+//! ```text
+//! state machine apply ─► hub (in process) ─► feeder ─► objects + history
+//!                                                  └─► broadcast of batches ─► HTTP watches
+//! ```
+//!
+//! The feeder subscribes to the hub before it lists, so nothing applied
+//! between the two is lost, exactly as the store's own watches do. Every
+//! applied batch moves the cache's revision, including batches that touch
+//! no object, so a consistent read is: take a read index from the leader,
+//! wait until the cache's revision reaches it, serve from memory. A watch
+//! from resourceVersion R replays the window's events after R (410 Gone if
+//! R is older than the window) and then follows the broadcast, under one
+//! lock, so it sees each change exactly once. A snapshot installed under
+//! the replica, or a feeder that fell behind the hub, resets the cache:
+//! it lists again and ends the watches, which resume from their last
+//! resourceVersion.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use super::errors::{ApiError, ApiResult};
+use super::resources::REGISTRY;
+use crate::store::watch::{Applied, EventKind};
+use crate::store::{ReadRequest, Store};
+
+/// Events kept for watches that resume from an older resourceVersion.
+pub const HISTORY_EVENTS: usize = 100_000;
+
+/// Batches a slow watch may fall behind before it is ended.
+const BROADCAST_CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Added => "ADDED",
+            Kind::Modified => "MODIFIED",
+            Kind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change of one object. `object` carries its resourceVersion (for a
+/// delete: the last state, at the delete's revision); `prev` is the state
+/// before, so selectors can tell an object entering or leaving them.
+#[derive(Debug, Clone)]
+pub struct CacheEvent {
+    pub rev: u64,
+    pub key: Vec<u8>,
+    pub kind: Kind,
+    pub object: Arc<Value>,
+    pub prev: Option<Arc<Value>>,
+}
+
+/// What one applied batch did: its events (maybe none) and the revision
+/// the cache reached with it.
+#[derive(Debug)]
+pub struct Batch {
+    pub events: Vec<Arc<CacheEvent>>,
+    pub rev: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    object: Arc<Value>,
+}
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<Vec<u8>, Stored>,
+    history: VecDeque<Arc<CacheEvent>>,
+    /// Watches may resume from any revision ≥ this one.
+    window_start: u64,
+    rev: u64,
+    ready: bool,
+}
+
+struct Inner {
+    state: RwLock<State>,
+    rev: watch::Sender<u64>,
+    batches: RwLock<broadcast::Sender<Arc<Batch>>>,
+}
+
+/// A handle on the cache (cheap to clone).
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+/// How a watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// With the current state as ADDED events.
+    Snapshot,
+    /// With the events after this revision.
+    After(u64),
+}
+
+/// A watch's beginning: the events to send first, the revision they bring
+/// the watcher to, and the live batches after it.
+pub struct Opened {
+    pub initial: Vec<Arc<CacheEvent>>,
+    pub rev: u64,
+    pub live: broadcast::Receiver<Arc<Batch>>,
+}
+
+fn decode(key: &[u8], value: &[u8], rev: u64) -> Option<Arc<Value>> {
+    match serde_json::from_slice::<Value>(value) {
+        Ok(v) => Some(Arc::new(super::objects::with_rv(v, rev))),
+        Err(e) => {
+            tracing::error!(key = %String::from_utf8_lossy(key), "undecodable object in the store: {e}");
+            None
+        }
+    }
+}
+
+impl Cache {
+    /// Starts a cache fed by `store`'s local replica.
+    pub fn start(store: Store) -> Cache {
+        let cache = Cache {
+            inner: Arc::new(Inner {
+                state: RwLock::new(State::default()),
+                rev: watch::channel(0).0,
+                batches: RwLock::new(broadcast::channel(BROADCAST_CAPACITY).0),
+            }),
+        };
+        let feeder = cache.clone();
+        tokio::spawn(async move { feeder.feed(store).await });
+        cache
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn feed(&self, store: Store) {
+        let Some(hub) = store.hub() else {
+            tracing::error!("the watch cache needs a local store replica with a hub");
+            return;
+        };
+        loop {
+            let mut rx = hub.subscribe();
+            let listed = match store.read_state(ReadRequest::prefix(REGISTRY)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("watch cache: cannot list the store: {e}");
+                    if hub.receiver_count() == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            self.reset(&listed.kvs, listed.revision);
+            loop {
+                match rx.recv().await {
+                    Ok(applied) => match &*applied {
+                        Applied::Events { events, applied } => {
+                            self.apply(&store, events, *applied);
+                        }
+                        Applied::Reset { .. } => {
+                            tracing::info!(
+                                "watch cache: the replica installed a snapshot; listing again"
+                            );
+                            break;
+                        }
+                    },
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("watch cache fell {n} batches behind; listing again");
+                        break;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+
+    /// Replaces the state with a fresh list at `rev`; running watches end
+    /// (their broadcast closes) and resume from their last revision.
+    fn reset(&self, kvs: &[crate::store::command::KeyValue], rev: u64) {
+        let mut objects = BTreeMap::new();
+        for kv in kvs {
+            if let Some(object) = decode(&kv.key, &kv.value, kv.mod_rev) {
+                objects.insert(kv.key.clone(), Stored { object });
+            }
+        }
+        let mut st = self.write();
+        // A fresh broadcast: receivers of the old one see it closed.
+        *self
+            .inner
+            .batches
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = broadcast::channel(BROADCAST_CAPACITY).0;
+        st.objects = objects;
+        st.history.clear();
+        st.window_start = rev.max(st.rev);
+        st.rev = rev.max(st.rev);
+        st.ready = true;
+        let r = st.rev;
+        drop(st);
+        self.inner.rev.send_replace(r);
+    }
+
+    fn apply(&self, store: &Store, changes: &[crate::store::watch::Change], applied: u64) {
+        let mut st = self.write();
+        let mut out = Vec::new();
+        for c in changes {
+            let e = &c.event;
+            if e.rev <= st.rev || !e.key.starts_with(REGISTRY.as_bytes()) {
+                continue;
+            }
+            let prev = st.objects.get(&e.key).map(|s| s.object.clone());
+            let event = match e.kind {
+                EventKind::Put => {
+                    let mut value = e.value.clone();
+                    store.open_value(&e.key, &mut value);
+                    let Some(object) = decode(&e.key, &value, e.rev) else {
+                        continue;
+                    };
+                    st.objects.insert(
+                        e.key.clone(),
+                        Stored {
+                            object: object.clone(),
+                        },
+                    );
+                    let kind = if prev.is_some() {
+                        Kind::Modified
+                    } else {
+                        Kind::Added
+                    };
+                    CacheEvent {
+                        rev: e.rev,
+                        key: e.key.clone(),
+                        kind,
+                        object,
+                        prev,
+                    }
+                }
+                EventKind::Delete => {
+                    st.objects.remove(&e.key);
+                    let Some(last) = prev else { continue };
+                    let object = Arc::new(super::objects::with_rv((*last).clone(), e.rev));
+                    CacheEvent {
+                        rev: e.rev,
+                        key: e.key.clone(),
+                        kind: Kind::Deleted,
+                        object,
+                        prev: Some(last),
+                    }
+                }
+            };
+            out.push(Arc::new(event));
+        }
+        for e in &out {
+            st.history.push_back(e.clone());
+        }
+        while st.history.len() > HISTORY_EVENTS {
+            if let Some(old) = st.history.pop_front() {
+                st.window_start = st.window_start.max(old.rev);
+            }
+        }
+        st.rev = st.rev.max(applied);
+        let rev = st.rev;
+        let sender = self
+            .inner
+            .batches
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        // Sent under the state lock, so a watch that opens under the read
+        // lock sees each batch either in its history or live, never both.
+        let _ = sender.send(Arc::new(Batch { events: out, rev }));
+        drop(st);
+        self.inner.rev.send_replace(rev);
+    }
+
+    /// The revision the cache reflects.
+    pub fn rev(&self) -> u64 {
+        *self.inner.rev.borrow()
+    }
+
+    /// Waits until the cache reflects at least `rev`.
+    pub async fn wait_for(&self, rev: u64, timeout: Duration) -> ApiResult<()> {
+        let mut rx = self.inner.rev.subscribe();
+        let ready = || self.read().ready;
+        let reached = tokio::time::timeout(timeout, async {
+            rx.wait_for(|r| *r >= rev && ready()).await.map(|_| ())
+        })
+        .await;
+        match reached {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::unavailable("the watch cache stopped")),
+            Err(_) => Err(ApiError::new(
+                504,
+                "Timeout",
+                format!(
+                    "the watch cache did not reach revision {rev} within {timeout:?} (at {})",
+                    self.rev()
+                ),
+            )),
+        }
+    }
+
+    /// Read-your-writes from any API node: a read index from the leader,
+    /// then the cache catching up to it. Returns the revision reached.
+    pub async fn sync(&self, store: &Store, timeout: Duration) -> ApiResult<u64> {
+        let index = tokio::time::timeout(timeout, store.read_index())
+            .await
+            .map_err(|_| ApiError::new(504, "Timeout", "no read index from the store leader"))??;
+        self.wait_for(index, timeout).await?;
+        Ok(self.rev())
+    }
+
+    /// One object.
+    pub fn get(&self, key: &[u8]) -> Option<Arc<Value>> {
+        self.read().objects.get(key).map(|s| s.object.clone())
+    }
+
+    /// The objects under `prefix` that `keep` selects, and the revision of
+    /// this view.
+    pub fn list(&self, prefix: &[u8], keep: impl Fn(&Value) -> bool) -> (Vec<Arc<Value>>, u64) {
+        let st = self.read();
+        let items = st
+            .objects
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, s)| keep(&s.object))
+            .map(|(_, s)| s.object.clone())
+            .collect();
+        (items, st.rev)
+    }
+
+    /// Opens a watch of the keys under `prefix`.
+    pub fn watch(&self, prefix: &[u8], start: Start) -> ApiResult<Opened> {
+        let st = self.read();
+        let live = self
+            .inner
+            .batches
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .subscribe();
+        let initial = match start {
+            Start::Snapshot => st
+                .objects
+                .range(prefix.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, s)| {
+                    Arc::new(CacheEvent {
+                        rev: st.rev,
+                        key: k.clone(),
+                        kind: Kind::Added,
+                        object: s.object.clone(),
+                        prev: None,
+                    })
+                })
+                .collect(),
+            Start::After(rev) => {
+                if rev < st.window_start {
+                    return Err(ApiError::gone(format!(
+                        "too old resource version: {rev} ({})",
+                        st.window_start
+                    )));
+                }
+                st.history
+                    .iter()
+                    .filter(|e| e.rev > rev && e.key.starts_with(prefix))
+                    .cloned()
+                    .collect()
+            }
+        };
+        let rev = match start {
+            Start::After(rev) => rev.max(st.rev),
+            Start::Snapshot => st.rev,
+        };
+        Ok(Opened { initial, rev, live })
+    }
+}

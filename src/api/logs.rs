@@ -1,0 +1,31 @@
+//! The `pods/log` protocol between the API and the kubelet actor of the
+//! pod's node: the API asks `kubelet@<node>` over the actor transport
+//! (no extra HTTP hop) and answers kubectl with the text.
+
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Message, RemoteMessage};
+
+/// The kubelet actor's name on every worker node.
+pub const KUBELET: &str = "kubelet";
+
+/// The logs of one container of one pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodLogs {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// Only the last lines (kubectl's `--tail`).
+    pub tail_lines: Option<u64>,
+    /// The previous instance of the container.
+    pub previous: bool,
+}
+
+impl Message for PodLogs {
+    /// The text, or why there is none (a 400 for kubectl).
+    type Reply = Result<String, String>;
+}
+
+impl RemoteMessage for PodLogs {
+    const TAG: &'static str = "shoal.kubelet.logs/1";
+}
