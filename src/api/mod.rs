@@ -38,6 +38,7 @@ pub mod kube;
 pub mod logs;
 pub mod objects;
 pub mod printers;
+pub mod protobuf;
 pub mod resources;
 pub mod rest;
 pub mod selectors;

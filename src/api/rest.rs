@@ -175,14 +175,22 @@ async fn serve(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if ctype.starts_with("application/vnd.kubernetes.protobuf")
-        || ctype.starts_with("application/cbor")
-    {
+    let protobuf = ctype.starts_with("application/vnd.kubernetes.protobuf");
+    if ctype.starts_with("application/cbor") {
         return ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ctype})"
+            "the body of the request was in an unknown format - accepted media types include: \
+             application/json, application/vnd.kubernetes.protobuf (got {ctype})"
         ))
         .into_response();
     }
+    let body = if protobuf && !body.is_empty() {
+        match from_protobuf(&body) {
+            Ok(json) => json,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        body
+    };
     let ctx = Ctx {
         kube,
         q,
@@ -210,6 +218,55 @@ async fn serve(
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
+}
+
+/// Fields whose values are user data (maps): Go's zero values inside
+/// them are real values and stay.
+const MAP_FIELDS: &[&str] = &[
+    "labels",
+    "annotations",
+    "data",
+    "stringData",
+    "binaryData",
+    "matchLabels",
+    "nodeSelector",
+    "selector",
+];
+
+/// Drops the empty strings, `false`s and nulls a Go client writes for
+/// every plain (non-pointer) field of a protobuf body, so that defaulting
+/// sees them as unset, as it would in the JSON the same client sends
+/// (where they are `omitempty`). Numbers stay: a zero replica count is
+/// meaningful.
+pub fn prune_go_zero_values(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, child| {
+                MAP_FIELDS.contains(&k.as_str())
+                    || !matches!(child, Value::Null | Value::Bool(false))
+                        && child.as_str() != Some("")
+            });
+            for (k, child) in m.iter_mut() {
+                if !MAP_FIELDS.contains(&k.as_str()) {
+                    prune_go_zero_values(child);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune_go_zero_values),
+        _ => {}
+    }
+}
+
+/// A Kubernetes protobuf body (kubectl 1.33 sends its imperative creates
+/// so) as the JSON the rest of the server works on.
+fn from_protobuf(body: &[u8]) -> ApiResult<Bytes> {
+    let mut v = super::protobuf::decode(body).map_err(|e| {
+        ApiError::bad_request(format!("the protobuf body could not be decoded: {e}"))
+    })?;
+    prune_go_zero_values(&mut v);
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))
 }
 
 /// One request's inputs.
@@ -1231,6 +1288,43 @@ mod tests {
                 .code,
             404
         );
+    }
+
+    #[test]
+    fn go_zero_values_of_protobuf_bodies_are_dropped_but_user_data_stays() {
+        let mut v = json!({
+            "metadata": {"name": "x", "namespace": "", "generateName": "", "creationTimestamp": null,
+                         "labels": {"empty": ""}},
+            "data": {"blank": ""},
+            "spec": {"replicas": 0, "strategy": {"type": ""}, "paused": false,
+                     "template": {"spec": {"containers": [{"name": "c", "imagePullPolicy": ""}],
+                                           "volumes": [{"name": "v", "emptyDir": {}}]}}},
+        });
+        prune_go_zero_values(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "metadata": {"name": "x", "labels": {"empty": ""}},
+                "data": {"blank": ""},
+                "spec": {"replicas": 0, "strategy": {},
+                         "template": {"spec": {"containers": [{"name": "c"}],
+                                               "volumes": [{"name": "v", "emptyDir": {}}]}}},
+            })
+        );
+    }
+
+    #[test]
+    fn kubectl_protobuf_creates_decode_to_what_defaulting_expects() {
+        let body = include_bytes!("testdata/kubectl_create_deployment.pb");
+        let json = from_protobuf(body).unwrap();
+        let res = resources::find("apps", "v1", "deployments").unwrap();
+        let obj = objects::decode(res, &json).unwrap();
+        let d = objects::prepare_create(res, "default", obj).unwrap();
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["imagePullPolicy"], "Always");
+        assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        assert!(from_protobuf(b"k8s\0garbage").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 mod agent;
 mod chaos;
-mod dev;
+pub mod dev;
 pub mod http;
 mod init;
 mod kv;

@@ -1,0 +1,503 @@
+//! kube-rs, unmodified, against the Kubernetes API of an in-process
+//! cluster: CRUD with read-your-writes across nodes, conflicts on a stale
+//! resourceVersion, JSON patches with a `test` op, watches resumed from a
+//! resourceVersion on another node after the first is killed, `watcher()`
+//! with and without streaming lists, and bad input answered with the
+//! right `Status` and no partial write.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use serde_json::json;
+use shoal::testing::{wait_until, TestCluster};
+
+/// A kube-rs client on node `i`, from the kubeconfig `shoal dev` writes
+/// (one context per node), with `token` as the bearer token.
+async fn client_with_token(c: &TestCluster, i: usize, token: Option<&str>) -> Client {
+    let cfgs: Vec<_> = (1..=c.len()).map(|k| c.config(k).clone()).collect();
+    let mut kc = shoal::cli::dev::kubeconfig(&c.path(), &cfgs, token.unwrap_or(""));
+    if token.is_none() {
+        kc["users"][0]["user"] = json!({});
+    }
+    let kc: Kubeconfig = serde_json::from_value(kc).unwrap();
+    let opts = KubeConfigOptions {
+        context: Some(format!("node-{i}")),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+async fn client(c: &TestCluster, i: usize) -> Client {
+    let token = std::fs::read_to_string(&c.config(1).auth.admin_token_file).unwrap();
+    client_with_token(c, i, Some(token.trim())).await
+}
+
+/// Waits until the API on node `i` serves the system namespaces.
+async fn api_ready(c: &TestCluster, i: usize) -> Client {
+    let k = client(c, i).await;
+    let ns: Api<Namespace> = Api::all(k.clone());
+    wait_until(Duration::from_secs(30), || {
+        let ns = ns.clone();
+        async move {
+            match ns.get_opt("default").await {
+                Ok(Some(_)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .expect("the default namespace appears");
+    k
+}
+
+fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(name.into());
+    cm.metadata.labels = Some(BTreeMap::from([(
+        "app".to_string(),
+        "kube-test".to_string(),
+    )]));
+    cm.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    cm
+}
+
+fn code_of<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String, String) {
+    match r {
+        Err(kube::Error::Api(s)) => (s.code, s.reason.clone(), s.message.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_crud_conflicts_and_patches() {
+    let c = TestCluster::start(3).unwrap();
+    let a = api_ready(&c, 1).await;
+    let b = api_ready(&c, 2).await;
+    let on_a: Api<ConfigMap> = Api::default_namespaced(a.clone());
+    let on_b: Api<ConfigMap> = Api::default_namespaced(b.clone());
+
+    let created = on_a
+        .create(&PostParams::default(), &config_map("cfg", &[("k", "v")]))
+        .await
+        .unwrap();
+    let rv1 = created.metadata.resource_version.clone().unwrap();
+    assert_eq!(created.metadata.uid.as_ref().map(String::len), Some(36));
+    assert!(created.metadata.creation_timestamp.is_some());
+    // Read-your-writes through another node, at once.
+    let got = on_b.get("cfg").await.unwrap();
+    assert_eq!(got.metadata.resource_version.as_deref(), Some(rv1.as_str()));
+    assert_eq!(got.data, created.data);
+    // A second create of the name: AlreadyExists.
+    let (code, reason, _) = code_of(
+        on_b.create(&PostParams::default(), &config_map("cfg", &[]))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
+
+    // Update with the current resourceVersion, then a stale one: Conflict.
+    let mut next = got.clone();
+    next.data = Some(BTreeMap::from([("k".into(), "v2".into())]));
+    let updated = on_b
+        .replace("cfg", &PostParams::default(), &next)
+        .await
+        .unwrap();
+    assert_ne!(
+        updated.metadata.resource_version.as_deref(),
+        Some(rv1.as_str())
+    );
+    let mut stale = got.clone();
+    stale.data = Some(BTreeMap::from([("k".into(), "lost".into())]));
+    let (code, reason, _) = code_of(on_a.replace("cfg", &PostParams::default(), &stale).await);
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert_eq!(on_a.get("cfg").await.unwrap().data.unwrap()["k"], "v2");
+
+    // JSON patch with a passing `test`, then a failing one (nothing applied).
+    let pp = PatchParams::default();
+    let ok: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/k", "value": "v2"},
+        {"op": "replace", "path": "/data/k", "value": "v3"},
+    ]))
+    .unwrap();
+    let patched = on_a
+        .patch("cfg", &pp, &Patch::Json::<()>(ok))
+        .await
+        .unwrap();
+    assert_eq!(patched.data.as_ref().unwrap()["k"], "v3");
+    let failing: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/k", "value": "v2"},
+        {"op": "replace", "path": "/data/k", "value": "never"},
+    ]))
+    .unwrap();
+    let (code, _, msg) = code_of(on_b.patch("cfg", &pp, &Patch::Json::<()>(failing)).await);
+    assert_eq!(code, 422, "{msg}");
+    assert_eq!(on_b.get("cfg").await.unwrap().data.unwrap()["k"], "v3");
+    // Merge and strategic merge patches.
+    let merged = on_b
+        .patch(
+            "cfg",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "x"}}, "data": {"n": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.metadata.labels.as_ref().unwrap()["tier"], "x");
+    assert_eq!(merged.data.as_ref().unwrap().len(), 2);
+
+    // A Deployment: generation moves with the spec, not with labels; a
+    // strategic merge patch of the image keeps the container's ports.
+    let deploys: Api<Deployment> = Api::default_namespaced(a.clone());
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "nginx:1.14.2",
+                                                       "ports": [{"containerPort": 80}]}]}}}
+    }))
+    .unwrap();
+    let d = deploys.create(&PostParams::default(), &d).await.unwrap();
+    assert_eq!(d.metadata.generation, Some(1));
+    let spec = d.spec.as_ref().unwrap();
+    assert_eq!(spec.revision_history_limit, Some(10));
+    let smp = json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "web"}],
+                                                    "containers": [{"name": "web", "image": "nginx:1.16.1"}]}}}});
+    let d = deploys
+        .patch("web", &pp, &Patch::Strategic(smp))
+        .await
+        .unwrap();
+    let container = &d
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(container.image.as_deref(), Some("nginx:1.16.1"));
+    assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 80);
+    assert_eq!(d.metadata.generation, Some(2));
+    let d = deploys
+        .patch(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.metadata.generation, Some(2));
+
+    // List with a label selector; delete; gone everywhere.
+    on_a.create(&PostParams::default(), &{
+        let mut other = config_map("other", &[]);
+        other.metadata.labels = None;
+        other
+    })
+    .await
+    .unwrap();
+    let listed = on_b
+        .list(&ListParams::default().labels("app=kube-test"))
+        .await
+        .unwrap();
+    let names: Vec<_> = listed
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    assert_eq!(names, vec!["cfg".to_string()]);
+    on_a.delete("cfg", &DeleteParams::default()).await.unwrap();
+    let (code, reason, msg) = code_of(on_b.get("cfg").await);
+    assert_eq!((code, reason.as_str()), (404, "NotFound"));
+    assert_eq!(msg, "configmaps \"cfg\" not found");
+}
+
+/// Waits for the next ADDED/MODIFIED/DELETED event of a raw watch.
+async fn next_object<S>(stream: &mut S) -> Option<(String, ConfigMap)>
+where
+    S: futures::Stream<Item = kube::Result<WatchEvent<ConfigMap>>> + Unpin,
+{
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("a watch event within 20 s")?;
+        match ev {
+            Ok(WatchEvent::Added(o)) => return Some(("ADDED".into(), o)),
+            Ok(WatchEvent::Modified(o)) => return Some(("MODIFIED".into(), o)),
+            Ok(WatchEvent::Deleted(o)) => return Some(("DELETED".into(), o)),
+            Ok(WatchEvent::Bookmark(_)) => continue,
+            Ok(WatchEvent::Error(e)) => panic!("watch error {e:?}"),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// With three API nodes, a watcher on node 3 loses its node (killed)
+/// while another client writes; resumed on node 2 from its last
+/// resourceVersion, it misses no event and sees none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumes_on_another_api_node_without_a_gap() {
+    let mut c = TestCluster::start(3).unwrap();
+    let writer = api_ready(&c, 1).await;
+    let second = api_ready(&c, 2).await;
+    let watcher = api_ready(&c, 3).await;
+    let w: Api<ConfigMap> = Api::default_namespaced(writer.clone());
+    let first = w
+        .create(&PostParams::default(), &config_map("w-000", &[]))
+        .await
+        .unwrap();
+    let from = first.metadata.resource_version.unwrap();
+
+    let total = 40usize;
+    // Half the writes before the kill, half after (maybe under a new
+    // store leader, when node 3 led).
+    let write = |range: std::ops::RangeInclusive<usize>| {
+        let w = w.clone();
+        async move {
+            for k in range {
+                let cm = config_map(&format!("w-{k:03}"), &[]);
+                // Writes retry while the store elects a new leader.
+                wait_until(Duration::from_secs(30), || {
+                    let (w, cm) = (w.clone(), cm.clone());
+                    async move {
+                        match w.create(&PostParams::default(), &cm).await {
+                            Ok(_) => Ok(()),
+                            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                })
+                .await
+                .expect("the write goes through");
+            }
+        }
+    };
+    write(1..=total / 2).await;
+    let on3: Api<ConfigMap> = Api::default_namespaced(watcher);
+    let mut stream = on3
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+    let mut seen: Vec<String> = Vec::new();
+    let mut last_rv = from.clone();
+    while seen.len() < 10 {
+        let (kind, o) = next_object(&mut stream).await.expect("node 3 streams");
+        assert_eq!(kind, "ADDED");
+        seen.push(o.metadata.name.unwrap());
+        last_rv = o.metadata.resource_version.unwrap();
+    }
+    c.kill(3);
+    write(total / 2 + 1..=total).await;
+    // The stream on the killed node ends (or errors) ...
+    while let Some((_, o)) = next_object(&mut stream).await {
+        seen.push(o.metadata.name.unwrap());
+        last_rv = o.metadata.resource_version.unwrap();
+    }
+    // ... and the same watch resumes on node 2 from the last revision.
+    let on2: Api<ConfigMap> = Api::default_namespaced(second);
+    let mut resumed = on2
+        .watch(&WatchParams::default(), &last_rv)
+        .await
+        .unwrap()
+        .boxed();
+    while seen.len() < total {
+        let (kind, o) = next_object(&mut resumed).await.expect("node 2 streams");
+        assert_eq!(kind, "ADDED");
+        seen.push(o.metadata.name.unwrap());
+    }
+    let expected: Vec<String> = (1..=total).map(|k| format!("w-{k:03}")).collect();
+    assert_eq!(seen, expected, "every event once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_with_and_without_streaming_lists() {
+    use kube::runtime::{watcher, WatchStreamExt};
+    let c = TestCluster::start(1).unwrap();
+    let k = api_ready(&c, 1).await;
+    let api: Api<ConfigMap> = Api::default_namespaced(k);
+    let mut existing = BTreeSet::new();
+    for name in ["a", "b"] {
+        api.create(&PostParams::default(), &config_map(name, &[]))
+            .await
+            .unwrap();
+        existing.insert(name.to_string());
+    }
+    for (label, cfg) in [
+        ("paged lists", watcher::Config::default()),
+        (
+            "streaming lists",
+            watcher::Config::default().streaming_lists(),
+        ),
+    ] {
+        let mut objects = watcher(api.clone(), cfg).applied_objects().boxed();
+        let mut names = BTreeSet::new();
+        while names.len() < existing.len() {
+            let o = tokio::time::timeout(Duration::from_secs(20), objects.try_next())
+                .await
+                .unwrap_or_else(|_| panic!("{label}: the initial objects arrive"))
+                .unwrap()
+                .unwrap();
+            names.insert(o.metadata.name.unwrap());
+        }
+        assert_eq!(
+            names, existing,
+            "{label}: the initial list is the current state"
+        );
+        let fresh = format!("after-{}", label.replace(' ', "-"));
+        api.create(&PostParams::default(), &config_map(&fresh, &[]))
+            .await
+            .unwrap();
+        existing.insert(fresh.clone());
+        loop {
+            let o = tokio::time::timeout(Duration::from_secs(20), objects.try_next())
+                .await
+                .unwrap_or_else(|_| panic!("{label}: the new object arrives"))
+                .unwrap()
+                .unwrap();
+            if o.metadata.name.as_deref() == Some(fresh.as_str()) {
+                break;
+            }
+        }
+    }
+}
+
+/// Sends a raw request through kube-rs (TLS and token from the
+/// kubeconfig) and returns the error Status it gets.
+async fn raw_status(
+    k: &Client,
+    method: &str,
+    uri: &str,
+    ctype: &str,
+    body: Vec<u8>,
+) -> (u16, String, String) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", ctype)
+        .body(body)
+        .unwrap();
+    code_of(k.request_text(req).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_status_and_writes_nothing() {
+    let c = TestCluster::start(1).unwrap();
+    let k = api_ready(&c, 1).await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let json = "application/json";
+
+    let (code, reason, msg) = raw_status(
+        &k,
+        "POST",
+        cms,
+        json,
+        b"{\"kind\": \"ConfigMap\", ".to_vec(),
+    )
+    .await;
+    assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+    assert!(
+        msg.contains("EOF while parsing"),
+        "the parse error is carried: {msg}"
+    );
+
+    let (code, _, _) = raw_status(
+        &k,
+        "GET",
+        "/api/v1/namespaces/default/widgets",
+        json,
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 404);
+    let (code, _, _) =
+        raw_status(&k, "GET", "/apis/nope.example.com/v1/things", json, vec![]).await;
+    assert_eq!(code, 404);
+
+    let bad_name =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_Valid"}});
+    let (code, reason, msg) = raw_status(
+        &k,
+        "POST",
+        cms,
+        json,
+        serde_json::to_vec(&bad_name).unwrap(),
+    )
+    .await;
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(msg.contains("metadata.name"), "{msg}");
+
+    let unknown = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "dataa": {"x": "y"}});
+    let strict = format!("{cms}?fieldValidation=Strict");
+    let (code, _, msg) = raw_status(
+        &k,
+        "POST",
+        &strict,
+        json,
+        serde_json::to_vec(&unknown).unwrap(),
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert!(msg.contains("unknown field \"dataa\""), "{msg}");
+
+    let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
+                     "data": {"x": "y".repeat(3 * 1024 * 1024 + 10)}});
+    let (code, _, _) = raw_status(&k, "POST", cms, json, serde_json::to_vec(&big).unwrap()).await;
+    assert_eq!(code, 413);
+
+    let api: Api<ConfigMap> = Api::default_namespaced(k.clone());
+    let good = api
+        .create(&PostParams::default(), &config_map("good", &[("a", "1")]))
+        .await
+        .unwrap();
+    let mut stale = good.clone();
+    stale.metadata.resource_version = Some("1".into());
+    let (code, reason, _) = code_of(api.replace("good", &PostParams::default(), &stale).await);
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+
+    let (code, _, _) = raw_status(
+        &k,
+        "PATCH",
+        &format!("{cms}/good"),
+        "text/plain",
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(code, 415);
+    let (code, _, _) = raw_status(&k, "PUT", cms, json, b"{}".to_vec()).await;
+    assert_eq!(code, 405);
+
+    for token in [None, Some("wrong-token")] {
+        let anon = client_with_token(&c, 1, token).await;
+        let (code, reason, _) = raw_status(&anon, "GET", cms, json, vec![]).await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (401, "Unauthorized"),
+            "token {token:?}"
+        );
+    }
+
+    // Nothing but the good object was written, and the node still serves.
+    let names: Vec<_> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(names, vec!["good".to_string()]);
+}
