@@ -34,6 +34,7 @@ pub mod alloc;
 pub mod cache;
 pub mod defaults;
 pub mod errors;
+pub mod events;
 pub mod kube;
 pub mod logs;
 pub mod objects;

@@ -144,11 +144,18 @@ pub fn run(nodes: usize, data_dir: &Path) -> anyhow::Result<()> {
         println!("READY");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        let exited = async {
-            loop {
-                for a in agents.iter_mut() {
+        // A node that dies (killed on purpose, say) is reported once; the
+        // others keep running, as a cluster losing a node should.
+        let all_exited = async {
+            let mut gone = vec![false; agents.len()];
+            while gone.iter().any(|g| !g) {
+                for (a, g) in agents.iter_mut().zip(gone.iter_mut()) {
+                    if *g {
+                        continue;
+                    }
                     if let Ok(Some(status)) = a.child.try_wait() {
-                        return (a.name.clone(), status);
+                        eprintln!("{} exited ({status}); the other nodes keep running", a.name);
+                        *g = true;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -157,7 +164,7 @@ pub fn run(nodes: usize, data_dir: &Path) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
-            (name, status) = exited => eprintln!("{name} exited ({status}); stopping the cluster"),
+            _ = all_exited => eprintln!("every node exited; stopping"),
         }
         stop_all(&mut agents).await;
         Ok(())

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod kubectl;
+
 fn shoal() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_shoal"));
     c.env("SHOAL_LOG", "info");
