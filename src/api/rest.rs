@@ -971,10 +971,16 @@ async fn logs(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
             Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response())
         }
         Ok(Err(e)) => Err(ApiError::bad_request(e)),
-        Err(e) => Err(ApiError::unavailable(format!(
-            "no kubelet answers on node {node:?} for the logs of pod {:?}: {e}",
-            name_of(t)
-        ))),
+        // 500, as upstream answers when the kubelet cannot be reached
+        // (clients do not retry it as they retry a 503).
+        Err(e) => Err(ApiError::new(
+            500,
+            "InternalError",
+            format!(
+                "no kubelet answers on node {node:?} for the logs of pod {:?}: {e}",
+                name_of(t)
+            ),
+        )),
     }
 }
 

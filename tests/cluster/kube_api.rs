@@ -201,6 +201,35 @@ async fn kube_rs_crud_conflicts_and_patches() {
         .unwrap();
     assert_eq!(d.metadata.generation, Some(2));
 
+    // dryRun runs everything but the commit.
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let shown = on_a
+        .create(&dry, &config_map("dry", &[("a", "1")]))
+        .await
+        .unwrap();
+    assert_eq!(shown.metadata.name.as_deref(), Some("dry"));
+    assert!(on_b.get_opt("dry").await.unwrap().is_none());
+
+    // A finalizer holds a delete: the object gets a deletionTimestamp and
+    // goes when the last finalizer is removed.
+    let mut held = config_map("held", &[]);
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    on_a.create(&PostParams::default(), &held).await.unwrap();
+    on_a.delete("held", &DeleteParams::default()).await.unwrap();
+    let pending = on_b.get("held").await.unwrap();
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    on_b.patch(
+        "held",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(on_a.get_opt("held").await.unwrap().is_none());
+
     // List with a label selector; delete; gone everywhere.
     on_a.create(&PostParams::default(), &{
         let mut other = config_map("other", &[]);
@@ -343,6 +372,20 @@ async fn watcher_with_and_without_streaming_lists() {
             watcher::Config::default().streaming_lists(),
         ),
     ] {
+        // The initial list ends with InitDone: for streaming lists that
+        // is the bookmark annotated k8s.io/initial-events-end.
+        let mut raw = watcher(api.clone(), cfg.clone()).boxed();
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(20), raw.try_next())
+                .await
+                .unwrap_or_else(|_| panic!("{label}: the initial list ends"))
+                .unwrap()
+                .unwrap();
+            if matches!(ev, watcher::Event::InitDone) {
+                break;
+            }
+        }
+        drop(raw);
         let mut objects = watcher(api.clone(), cfg).applied_objects().boxed();
         let mut names = BTreeSet::new();
         while names.len() < existing.len() {
@@ -564,4 +607,48 @@ async fn events_are_folded_with_counts_and_found_by_involved_object() {
         .await
         .unwrap();
     assert!(other.items.is_empty());
+}
+
+/// `pods/log` is asked of the kubelet of the pod's node; with none
+/// answering, the client gets a clear Status, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_logs_without_a_kubelet_are_a_clear_error() {
+    use k8s_openapi::api::core::v1::Pod;
+    let c = TestCluster::start(1).unwrap();
+    let k = api_ready(&c, 1).await;
+    let pods: Api<Pod> = Api::default_namespaced(k);
+    let pod = |name: &str, node: Option<&str>| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}
+        }))
+        .unwrap()
+    };
+    pods.create(&PostParams::default(), &pod("pending", None))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("bound", Some("node-1")))
+        .await
+        .unwrap();
+    let created = pods.get("pending").await.unwrap();
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Pending"));
+    let (code, _, msg) = code_of(pods.logs("pending", &Default::default()).await);
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains("not scheduled"), "{msg}");
+    let (code, _, msg) = code_of(pods.logs("bound", &Default::default()).await);
+    assert_eq!(code, 500, "{msg}");
+    assert!(
+        msg.contains("no kubelet answers on node \"node-1\""),
+        "{msg}"
+    );
+    // A bound pod is deleted gracefully: it stays, marked, for its kubelet.
+    pods.delete("bound", &DeleteParams::default())
+        .await
+        .unwrap();
+    let marked = pods.get("bound").await.unwrap();
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(30));
+    pods.delete("pending", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(pods.get_opt("pending").await.unwrap().is_none());
 }

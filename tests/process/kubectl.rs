@@ -441,6 +441,15 @@ fn kubectl_reports_invalid_objects_by_field() {
     );
     let err = k.fails(&["apply", "-f", &unknown]);
     assert!(err.contains("unknown field \"bogus\""), "{err}");
+    // --validate=warn: created, with the server's warning printed.
+    let warned = k.run(&["apply", "--validate=warn", "-f", &unknown]);
+    assert!(warned.status.success());
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        stderr.contains("Warning: unknown field \"bogus\""),
+        "{stderr}"
+    );
+    k.ok(&["delete", "cm", "fine"]);
     let err = k.fails(&["get", "widgets"]);
     assert!(
         err.contains("the server doesn't have a resource type \"widgets\""),
