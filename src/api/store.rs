@@ -35,6 +35,10 @@ pub struct UserKv {
     pub create_rev: u64,
     pub mod_rev: u64,
     pub version: u64,
+    /// Served without a quorum check (the leader could not confirm it
+    /// leads: a full disk, a partition); absent when fresh.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 impl UserKv {
@@ -46,6 +50,7 @@ impl UserKv {
             create_rev: kv.create_rev,
             mod_rev: kv.mod_rev,
             version: kv.version,
+            stale: false,
         }
     }
 }
@@ -204,7 +209,11 @@ pub async fn kv_get(State(st): State<ApiState>, Path(key): Path<String>) -> Resp
     };
     match store.read(ReadRequest::key(key)).await {
         Ok(r) => match r.kvs.into_iter().next() {
-            Some(kv) => Json(UserKv::from(kv)).into_response(),
+            Some(kv) => Json(UserKv {
+                stale: r.stale,
+                ..UserKv::from(kv)
+            })
+            .into_response(),
             None => status(StatusCode::NOT_FOUND, "NotFound", "key not found"),
         },
         Err(e) => client_error(e),

@@ -99,6 +99,9 @@ pub fn run(config: &Path, action: KvAction) -> anyhow::Result<()> {
                     bail!("get {key}: {}", message(&body));
                 }
                 let kv: UserKv = serde_json::from_slice(&body)?;
+                if kv.stale {
+                    eprintln!("warning: stale read: the store has no quorum; this may not be the latest value");
+                }
                 if json {
                     println!("{}", serde_json::to_string(&kv)?);
                 } else {

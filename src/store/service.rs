@@ -547,7 +547,11 @@ impl Store {
             // The leader's Raft stopped (its disk is full, say) and no
             // other can be elected yet: answer from what this node has
             // applied, marked stale, as on a node whose own Raft stopped.
-            Err(ClientError::Unavailable(why)) => {
+            // Likewise when the leader cannot reach a majority (the
+            // followers' disks are full, or this side is cut off): the
+            // read is served, marked stale, rather than refused.
+            Err(e @ (ClientError::Unavailable(_) | ClientError::NoQuorum)) => {
+                let why = e.to_string();
                 tracing::debug!(node = %self.node, "serving a stale read: leader: {why}");
                 let mut r = self.read_state(req).await?;
                 r.stale = true;

@@ -642,7 +642,14 @@ fn a_full_tmpfs_refuses_writes_keeps_reads_and_loses_nothing() {
                 .try_wait()
                 .unwrap()
                 .is_none(),
-            "node-{i} exited on a full disk"
+            "node-{i} exited on a full disk: {}",
+            std::fs::read_to_string(dir.join(format!("node-{i}.log")))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         let out = kv(i, &["get", &acked[0]]);
         assert!(
