@@ -183,13 +183,16 @@ async fn serve(
         ))
         .into_response();
     }
-    let body = if protobuf && !body.is_empty() {
-        match from_protobuf(&body) {
-            Ok(json) => json,
-            Err(e) => return e.into_response(),
-        }
-    } else {
-        body
+    let yaml = ctype.starts_with("application/yaml");
+    let converted = match () {
+        _ if body.is_empty() => Ok(body),
+        _ if protobuf => from_protobuf(&body),
+        _ if yaml => from_yaml(&body),
+        _ => Ok(body),
+    };
+    let body = match converted {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
     };
     let ctx = Ctx {
         kube,
@@ -264,6 +267,19 @@ fn from_protobuf(body: &[u8]) -> ApiResult<Bytes> {
         ApiError::bad_request(format!("the protobuf body could not be decoded: {e}"))
     })?;
     prune_go_zero_values(&mut v);
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))
+}
+
+/// A YAML body (Kubernetes accepts `application/yaml` for creates and
+/// updates) as JSON.
+fn from_yaml(body: &[u8]) -> ApiResult<Bytes> {
+    let v: Value = serde_saphyr::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request was in an unknown format: {e}"
+        ))
+    })?;
     serde_json::to_vec(&v)
         .map(Bytes::from)
         .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))
@@ -1294,6 +1310,20 @@ mod tests {
                 .code,
             404
         );
+    }
+
+    #[test]
+    fn yaml_bodies_become_json_and_bad_yaml_is_a_400_with_the_parse_error() {
+        let json = from_yaml(
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: '1', b: 2}\n",
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["data"], json!({"a": "1", "b": 2}));
+        let e = from_yaml(b"metadata: {name: x\n  bad: [").unwrap_err();
+        assert_eq!(e.code, 400);
+        assert!(e.message.contains("unknown format: "), "{}", e.message);
+        assert!(e.message.len() > "the body of the request was in an unknown format: ".len() + 5);
     }
 
     #[test]

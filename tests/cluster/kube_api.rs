@@ -16,7 +16,7 @@ use kube::api::{
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
-use serde_json::json;
+use serde_json::{json, Value};
 use shoal::testing::{wait_until, TestCluster};
 
 /// A kube-rs client on node `i`, from the kubeconfig `shoal dev` writes
@@ -457,6 +457,32 @@ async fn bad_input_gets_a_status_and_writes_nothing() {
         "the parse error is carried: {msg}"
     );
 
+    let yaml = "application/yaml";
+    let (code, reason, msg) = raw_status(
+        &k,
+        "POST",
+        cms,
+        yaml,
+        b"metadata: {name: x\n  bad: [".to_vec(),
+    )
+    .await;
+    assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+    assert!(
+        msg.contains("unknown format: "),
+        "the YAML error is carried: {msg}"
+    );
+    let ok = http::Request::builder()
+        .method("POST")
+        .uri(cms)
+        .header("content-type", yaml)
+        .body(
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-yaml}\ndata: {a: '1'}\n"
+                .to_vec(),
+        )
+        .unwrap();
+    let made: Value = serde_json::from_str(&k.request_text(ok).await.unwrap()).unwrap();
+    assert_eq!(made["data"]["a"], "1");
+
     let (code, _, _) = raw_status(
         &k,
         "GET",
@@ -542,7 +568,45 @@ async fn bad_input_gets_a_status_and_writes_nothing() {
         .into_iter()
         .filter_map(|c| c.metadata.name)
         .collect();
-    assert_eq!(names, vec!["good".to_string()]);
+    assert_eq!(names, vec!["from-yaml".to_string(), "good".to_string()]);
+}
+
+/// A watch from a revision older than the node's cache window is 410
+/// Expired (kube-rs then lists again): a restarted node's cache starts at
+/// the revision it loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_older_than_the_cache_window_is_gone() {
+    let mut c = TestCluster::start(3).unwrap();
+    let k = api_ready(&c, 1).await;
+    let api: Api<ConfigMap> = Api::default_namespaced(k);
+    let first = api
+        .create(&PostParams::default(), &config_map("old", &[]))
+        .await
+        .unwrap();
+    let old_rv = first.metadata.resource_version.unwrap();
+    api.create(&PostParams::default(), &config_map("newer", &[]))
+        .await
+        .unwrap();
+    c.stop(2);
+    c.restart(2).unwrap();
+    let on2: Api<ConfigMap> = Api::default_namespaced(api_ready(&c, 2).await);
+    match on2.watch(&WatchParams::default(), &old_rv).await {
+        Ok(s) => match s.boxed().next().await {
+            Some(Err(kube::Error::Api(st))) => assert_eq!(st.code, 410),
+            other => panic!("expected 410 Gone, got {other:?}"),
+        },
+        Err(kube::Error::Api(st)) => assert_eq!((st.code, st.reason.as_str()), (410, "Expired")),
+        Err(e) => panic!("expected 410 Gone, got {e}"),
+    }
+    // A list gives a current resourceVersion to watch from again.
+    let rv = on2
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    assert!(on2.watch(&WatchParams::default(), &rv).await.is_ok());
 }
 
 /// The Event helper folds repeats into one Event with a count, also when
