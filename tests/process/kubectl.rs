@@ -169,6 +169,38 @@ spec:
     targetPort: 80
 ";
 
+/// `kubectl version` shows the server's version and `kubectl
+/// api-versions` every group.
+#[test]
+fn a_real_kubectl_connects() {
+    let Some(k) = Dev::start(1) else { return };
+    let v: Value = serde_json::from_str(&k.ok(&["version", "-o", "json"])).unwrap();
+    assert_eq!(v["serverVersion"]["major"], "1");
+    assert_eq!(v["serverVersion"]["minor"], "33");
+    let git = v["serverVersion"]["gitVersion"].as_str().unwrap_or("");
+    assert!(git.starts_with("v1.33.0+shoal-"), "{v}");
+    let versions = k.ok(&["api-versions"]);
+    for gv in [
+        "v1",
+        "apps/v1",
+        "batch/v1",
+        "networking.k8s.io/v1",
+        "coordination.k8s.io/v1",
+    ] {
+        assert!(
+            versions.lines().any(|l| l == gv),
+            "{gv} missing: {versions}"
+        );
+    }
+    let resources = k.ok(&["api-resources", "--api-group=apps"]);
+    let deploy = row(&resources, "deployments");
+    assert_eq!(
+        deploy[1..],
+        ["deploy", "apps/v1", "true", "Deployment"],
+        "{resources}"
+    );
+}
+
 #[test]
 fn kubectl_apply_get_describe_scale_edit_delete() {
     let Some(k) = Dev::start(3) else { return };
