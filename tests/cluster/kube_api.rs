@@ -716,3 +716,107 @@ async fn pod_logs_without_a_kubelet_are_a_clear_error() {
         .unwrap();
     assert!(pods.get_opt("pending").await.unwrap().is_none());
 }
+
+/// Watch parameters: `timeoutSeconds` ends the stream, idle watches that
+/// allow bookmarks get them, and the `status` subresource changes only
+/// the status (and the main resource never does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_timeouts_bookmarks_status_and_deletecollection() {
+    let c = TestCluster::start(1).unwrap();
+    let k = api_ready(&c, 1).await;
+    let deploys: Api<Deployment> = Api::default_namespaced(k.clone());
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "st"},
+        "spec": {"selector": {"matchLabels": {"app": "st"}},
+                 "template": {"metadata": {"labels": {"app": "st"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    let d = deploys.create(&PostParams::default(), &d).await.unwrap();
+    let rv = d.metadata.resource_version.clone().unwrap();
+
+    // timeoutSeconds=1: the server ends the stream.
+    let started = std::time::Instant::now();
+    let s = deploys
+        .watch(&WatchParams::default().timeout(1), &rv)
+        .await
+        .unwrap();
+    let rest: Vec<_> = tokio::time::timeout(Duration::from_secs(10), s.collect::<Vec<_>>())
+        .await
+        .expect("the watch ends by itself");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // An idle watch with bookmarks gets one, at the current revision.
+    let mut s = deploys
+        .watch(&WatchParams::default().timeout(30), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(15), s.next())
+        .await
+        .expect("a bookmark within 15 s")
+        .unwrap()
+        .unwrap();
+    match ev {
+        WatchEvent::Bookmark(b) => {
+            let at: u64 = b.metadata.resource_version.parse().unwrap();
+            assert!(at >= rv.parse::<u64>().unwrap());
+        }
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+
+    // status through /status; the spec stays.
+    let pp = PatchParams::default();
+    let patched = deploys
+        .patch_status(
+            "st",
+            &pp,
+            &Patch::Merge(json!({"status": {"replicas": 3, "observedGeneration": 1}, "spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.status.as_ref().and_then(|s| s.replicas), Some(3));
+    assert_eq!(patched.spec.as_ref().and_then(|s| s.replicas), Some(1));
+    // ... and the main resource ignores status.
+    let spec_patch = json!({"spec": {"replicas": 2}, "status": {"replicas": 99}});
+    let patched = deploys
+        .patch("st", &pp, &Patch::Merge(spec_patch))
+        .await
+        .unwrap();
+    assert_eq!(patched.status.as_ref().and_then(|s| s.replicas), Some(3));
+    assert_eq!(patched.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    assert_eq!(patched.metadata.generation, Some(2));
+    let scale = deploys.get_scale("st").await.unwrap();
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(2));
+    assert_eq!(
+        scale.status.map(|s| s.selector),
+        Some(Some("app=st".to_string()))
+    );
+
+    // deletecollection by label.
+    let cms: Api<ConfigMap> = Api::default_namespaced(k);
+    for name in ["dc-1", "dc-2"] {
+        cms.create(&PostParams::default(), &config_map(name, &[]))
+            .await
+            .unwrap();
+    }
+    let mut keep = config_map("dc-keep", &[]);
+    keep.metadata.labels = None;
+    cms.create(&PostParams::default(), &keep).await.unwrap();
+    cms.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=kube-test"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<_> = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, vec!["dc-keep".to_string()]);
+}
