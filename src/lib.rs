@@ -18,6 +18,7 @@ pub mod api;
 pub mod chaos;
 pub mod cli;
 pub mod config;
+pub mod controllers;
 pub mod datadir;
 pub mod membership;
 pub mod metrics;

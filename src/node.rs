@@ -194,15 +194,22 @@ impl Node {
             }
         });
 
-        // Consumer 3: autopilot, a leader-follow singleton.
-        let singletons = crate::store::singleton::SingletonHost::start(
-            store.clone(),
-            crate::store::autopilot::singletons(
-                membership.clone(),
-                Duration::from_millis(cfg.store.autopilot_down_after_ms),
-                cfg.store.voters,
-            ),
+        // The watch cache of this node's replica: the Kubernetes API serves
+        // from it, and the control plane reads it while this node leads.
+        let cache = crate::api::cache::Cache::start(store.clone());
+
+        // Consumer 3: autopilot and the control plane, leader-follow
+        // singletons.
+        let mut leader_only = crate::store::autopilot::singletons(
+            membership.clone(),
+            Duration::from_millis(cfg.store.autopilot_down_after_ms),
+            cfg.store.voters,
         );
+        leader_only.push(Arc::new(crate::controllers::ControlPlane {
+            cache: cache.clone(),
+            workers: 4,
+        }));
+        let singletons = crate::store::singleton::SingletonHost::start(store.clone(), leader_only);
 
         // Consumer 2: nodes with the store role join the store as learners.
         let mut events = membership.subscribe(1024).await?;
@@ -237,7 +244,7 @@ impl Node {
                 crate::api::alloc::Ranges::new(&cfg.api.service_cidr, &cfg.api.node_port_range)
                     .map_err(|e| anyhow::anyhow!("api: {e}"))?;
             let kube = Arc::new(crate::api::rest::KubeApi {
-                cache: crate::api::cache::Cache::start(store.clone()),
+                cache: cache.clone(),
                 store: store.clone(),
                 ranges,
                 actors: actors.clone(),

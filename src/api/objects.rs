@@ -241,6 +241,17 @@ pub fn with_rv(mut obj: Value, rev: u64) -> Value {
     obj
 }
 
+/// The bytes an object is stored as: its JSON without `resourceVersion`
+/// (that is the key's mod_rev).
+pub fn stored_bytes(obj: &Value) -> Vec<u8> {
+    let mut stored = obj.clone();
+    if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    // A Value always serializes.
+    serde_json::to_vec(&stored).unwrap_or_default()
+}
+
 /// The resourceVersion an object carries (None if absent or empty).
 pub fn rv_of(obj: &Value) -> ApiResult<Option<u64>> {
     match obj

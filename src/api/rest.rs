@@ -468,11 +468,7 @@ async fn current(kube: &KubeApi, t: &Target) -> ApiResult<(Value, u64)> {
 }
 
 fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
-    let mut stored = obj.clone();
-    if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
-    serde_json::to_vec(&stored).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))
+    Ok(objects::stored_bytes(obj))
 }
 
 /// Refuses objects in namespaces that do not exist (as the
