@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod controllers;
 pub mod datadir;
+pub mod kubelet;
 pub mod membership;
 pub mod metrics;
 pub mod node;

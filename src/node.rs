@@ -256,6 +256,42 @@ impl Node {
         } else {
             None
         };
+        // Worker nodes run a kubelet (the sim runtime until the process
+        // runtime lands) and serve `pods/log` as the `kubelet` actor.
+        if cfg.has_role(crate::config::Role::Worker) {
+            let n: u8 = cfg
+                .name
+                .strip_prefix("node-")
+                .and_then(|n| n.parse::<u32>().ok())
+                .map_or(0, |n| (n % 250) as u8);
+            let runtime: Arc<dyn crate::kubelet::Runtime> =
+                Arc::new(crate::kubelet::sim::SimRuntime::new(n));
+            let kubelet_actor = actor::spawn(
+                crate::kubelet::KubeletActor {
+                    runtime: runtime.clone(),
+                    store: store.clone(),
+                },
+                mailbox,
+            );
+            registry.serve::<crate::kubelet::KubeletActor, crate::api::logs::PodLogs>(
+                crate::api::logs::KUBELET,
+                kubelet_actor,
+            );
+            let kubelet = crate::kubelet::Kubelet {
+                store: store.clone(),
+                spec: crate::kubelet::NodeSpec {
+                    name: cfg.name.clone(),
+                    address: cfg.listen.api.ip().to_string(),
+                    region: cfg.region.clone(),
+                    zone: cfg.zone.clone(),
+                    milli_cpu: cfg.capacity.cpu_millis,
+                    memory_bytes: cfg.capacity.memory_bytes,
+                    pods: cfg.capacity.pods as u64,
+                },
+                runtime,
+            };
+            tokio::spawn(kubelet.run());
+        }
         let (exit_tx, exit_rx) = watch::channel(false);
         let (api_stop, api_stop_rx) = watch::channel(false);
         let api_state = crate::api::ApiState {

@@ -115,7 +115,9 @@ pub async fn delete_pod(fenced: &Fenced, pod: &Value) -> Result<Option<u64>, Str
         m.insert("deletionGracePeriodSeconds".into(), json!(grace));
         return update_object(fenced, pods, &marked).await.map(Some);
     }
-    let rv = objects::rv_of(pod).map_err(|e| e.message)?.ok_or("no resourceVersion")?;
+    let rv = objects::rv_of(pod)
+        .map_err(|e| e.message)?
+        .ok_or("no resourceVersion")?;
     let key = pods.key(objects::namespace_of(pod), objects::name_of(pod));
     let r = fenced
         .write(Txn::delete(key, Some(rv)))
@@ -126,7 +128,10 @@ pub async fn delete_pod(fenced: &Fenced, pod: &Value) -> Result<Option<u64>, Str
 
 /// A pod that counts toward its owner: not terminating, not finished.
 pub fn is_active(p: &Value) -> bool {
-    let phase = p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let phase = p
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     p.pointer("/metadata/deletionTimestamp").is_none() && phase != "Succeeded" && phase != "Failed"
 }
 
@@ -164,8 +169,14 @@ impl Singleton for ControlPlane {
             };
             // The cache must have caught up with this leader's log first,
             // or controllers would act on an old view.
-            if let Err(e) = cache.sync(&ctx.store, std::time::Duration::from_secs(30)).await {
-                tracing::warn!("control plane: the watch cache did not catch up: {}", e.message);
+            if let Err(e) = cache
+                .sync(&ctx.store, std::time::Duration::from_secs(30))
+                .await
+            {
+                tracing::warn!(
+                    "control plane: the watch cache did not catch up: {}",
+                    e.message
+                );
             }
             tracing::info!(node = %ctx.store.node(), "control plane running");
             let rs = Arc::new(replicaset::ReplicaSetController {

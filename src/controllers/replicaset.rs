@@ -42,7 +42,10 @@ fn deletion_rank(p: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .is_some_and(|n| !n.is_empty());
-    let phase = p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let phase = p
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let created = p
         .pointer("/metadata/creationTimestamp")
         .and_then(Value::as_str)
@@ -62,7 +65,11 @@ impl ReplicaSetController {
         let Some(rs) = self.cache.get(&replicasets().key(ns, name)) else {
             return Ok(Action::Done);
         };
-        let uid = rs.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        let uid = rs
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let owned = |p: &Value| {
             p.pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)
@@ -75,7 +82,11 @@ impl ReplicaSetController {
         };
         let (mine, _) = self.cache.list(&pods().prefix(Some(ns)), owned);
         let active: Vec<&Arc<Value>> = mine.iter().filter(|p| is_active(p)).collect();
-        let want = rs.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1).max(0) as usize;
+        let want = rs
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0) as usize;
         let deleting = rs.pointer("/metadata/deletionTimestamp").is_some();
         let mut last_rev = 0;
         if !deleting && active.len() < want {
@@ -105,7 +116,8 @@ impl ReplicaSetController {
         }
         // Status from what the pods show now.
         let ready = active.iter().filter(|p| is_ready(p)).count();
-        let labels = crate::api::selectors::labels_of(rs.pointer("/spec/template").unwrap_or(&Value::Null));
+        let labels =
+            crate::api::selectors::labels_of(rs.pointer("/spec/template").unwrap_or(&Value::Null));
         let fully = active
             .iter()
             .filter(|p| {
@@ -161,10 +173,16 @@ impl Reconciler for ReplicaSetController {
         let own: KeyFn = Arc::new(|e| vec![key_of(&e.object)]);
         let owner: KeyFn = Arc::new(|e| {
             let now = controller_key(&e.object, "ReplicaSet");
-            let before = e.prev.as_deref().and_then(|p| controller_key(p, "ReplicaSet"));
+            let before = e
+                .prev
+                .as_deref()
+                .and_then(|p| controller_key(p, "ReplicaSet"));
             now.into_iter().chain(before).collect()
         });
-        vec![(replicasets().prefix(None), own), (pods().prefix(None), owner)]
+        vec![
+            (replicasets().prefix(None), own),
+            (pods().prefix(None), owner),
+        ]
     }
 
     fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {
@@ -196,7 +214,10 @@ mod tests {
             .map(|p| {
                 (
                     p["spec"]["nodeName"].as_str().unwrap().to_string(),
-                    p["metadata"]["creationTimestamp"].as_str().unwrap().to_string(),
+                    p["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
                 )
             })
             .collect();

@@ -1,0 +1,545 @@
+//! The kubelet of a worker node (DESIGN §7): registers the node's `Node`
+//! object, is pushed the pods bound to it (a store watch with a
+//! server-side filter on `spec.nodeName`), runs them through a
+//! [`Runtime`], and writes their status back; it also answers `pods/log`
+//! as the `kubelet` actor.
+//!
+//! ```text
+//! store watch (spec.nodeName = me) ─► kubelet ─► Runtime (sim, later process/docker)
+//!                                         └──► pod status, Node object (store writes)
+//! ```
+//!
+//! Liveness is not written here: membership (SWIM) says whether a node is
+//! up, so the Node object changes only when something about it changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::actor::{Actor, Ctx, Handler, Reply};
+use crate::api::logs::PodLogs;
+use crate::api::objects;
+use crate::api::resources::{find, Resource};
+use crate::store::command::Txn;
+use crate::store::watch::{EventKind, FieldFilter, WatchEnd, WatchEvent};
+use crate::store::{ReadRequest, Store};
+
+pub mod sim;
+
+/// What a runtime reports of one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Running {
+        started_at: String,
+    },
+    Waiting {
+        reason: String,
+        message: String,
+    },
+    Terminated {
+        exit_code: i32,
+        reason: String,
+        finished_at: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub image: String,
+    pub state: ContainerState,
+    pub ready: bool,
+    pub restart_count: u32,
+}
+
+/// A pod as its runtime sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodState {
+    pub pod_ip: String,
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// Runs pods on one node. The conformance suite (`sim::tests`) pins what
+/// every runtime must do.
+pub trait Runtime: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Starts (or finds running) the pod; reports its state.
+    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState>;
+    /// Stops the pod (within `grace`); idempotent.
+    fn stop(&self, uid: &str, grace: Duration) -> BoxFuture<'static, ()>;
+    /// The pods it runs, by uid.
+    fn running(&self) -> Vec<String>;
+    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>>;
+}
+
+fn pods() -> &'static Resource {
+    find("", "v1", "pods").expect("pods are served")
+}
+
+fn nodes() -> &'static Resource {
+    find("", "v1", "nodes").expect("nodes are served")
+}
+
+/// What the kubelet knows of its node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub address: String,
+    pub region: String,
+    pub zone: String,
+    pub milli_cpu: u64,
+    pub memory_bytes: u64,
+    pub pods: u64,
+}
+
+/// The Node object of `spec` (labels, capacity, addresses, conditions).
+pub fn node_object(spec: &NodeSpec, runtime: &str) -> Value {
+    let now = objects::now();
+    let capacity = json!({
+        "cpu": format!("{}m", spec.milli_cpu),
+        "memory": spec.memory_bytes.to_string(),
+        "pods": spec.pods.to_string(),
+        "ephemeral-storage": "100Gi",
+    });
+    let condition = |ty: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": ty, "status": status, "reason": reason, "message": message,
+               "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": spec.name,
+            "labels": {
+                "kubernetes.io/hostname": spec.name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": arch(),
+                "topology.kubernetes.io/region": spec.region,
+                "topology.kubernetes.io/zone": spec.zone,
+            },
+        },
+        "spec": {},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "addresses": [
+                {"type": "InternalIP", "address": spec.address},
+                {"type": "Hostname", "address": spec.name},
+            ],
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "nodeInfo": {
+                "kubeletVersion": format!("v1.33.0-shoal-{}", crate::VERSION),
+                "kubeProxyVersion": "",
+                "containerRuntimeVersion": format!("{runtime}://{}", crate::VERSION),
+                "operatingSystem": "linux",
+                "architecture": arch(),
+                "osImage": "shoal",
+                "kernelVersion": "",
+                "machineID": "", "systemUUID": "", "bootID": "",
+            },
+        },
+    })
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Creates the Node, or refreshes its status and labels (keeping what
+/// users and controllers set: spec, taints, other labels).
+async fn register(store: &Store, spec: &NodeSpec, runtime: &str) -> Result<(), String> {
+    let key = nodes().key("", &spec.name);
+    let fresh = node_object(spec, runtime);
+    loop {
+        let current = store
+            .read(ReadRequest::key(key.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let txn = match current.kvs.first() {
+            None => {
+                let obj =
+                    objects::prepare_create(nodes(), "", fresh.clone()).map_err(|e| e.message)?;
+                Txn::create(key.clone(), objects::stored_bytes(&obj))
+            }
+            Some(kv) => {
+                let mut obj: Value =
+                    serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+                obj["status"] = fresh["status"].clone();
+                if let (Some(have), Some(want)) = (
+                    obj.pointer_mut("/metadata/labels")
+                        .and_then(Value::as_object_mut),
+                    fresh.pointer("/metadata/labels").and_then(Value::as_object),
+                ) {
+                    for (k, v) in want {
+                        have.insert(k.clone(), v.clone());
+                    }
+                }
+                Txn::update(key.clone(), objects::stored_bytes(&obj), kv.mod_rev)
+            }
+        };
+        if store.write(txn).await.map_err(|e| e.to_string())?.succeeded {
+            return Ok(());
+        }
+    }
+}
+
+/// The status a pod gets from its runtime state.
+pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
+    let now = objects::now();
+    let restart_policy = pod
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Always");
+    let all_ready = !state.containers.is_empty() && state.containers.iter().all(|c| c.ready);
+    let terminated: Vec<i32> = state
+        .containers
+        .iter()
+        .filter_map(|c| match c.state {
+            ContainerState::Terminated { exit_code, .. } => Some(exit_code),
+            _ => None,
+        })
+        .collect();
+    let finished = !state.containers.is_empty() && terminated.len() == state.containers.len();
+    let phase = match () {
+        _ if finished && terminated.iter().all(|c| *c == 0) && restart_policy != "Always" => {
+            "Succeeded"
+        }
+        _ if finished && restart_policy == "Never" => "Failed",
+        _ => "Running",
+    };
+    let cond = |ty: &str, ok: bool| {
+        json!({"type": ty, "status": if ok { "True" } else { "False" }, "lastTransitionTime": now,
+               "lastProbeTime": null})
+    };
+    let containers: Vec<Value> = state
+        .containers
+        .iter()
+        .map(|c| {
+            let st = match &c.state {
+                ContainerState::Running { started_at } => json!({"running": {"startedAt": started_at}}),
+                ContainerState::Waiting { reason, message } => {
+                    json!({"waiting": {"reason": reason, "message": message}})
+                }
+                ContainerState::Terminated { exit_code, reason, finished_at } => {
+                    json!({"terminated": {"exitCode": exit_code, "reason": reason, "finishedAt": finished_at}})
+                }
+            };
+            json!({
+                "name": c.name, "image": c.image, "imageID": "", "ready": c.ready,
+                "started": matches!(c.state, ContainerState::Running { .. }),
+                "restartCount": c.restart_count, "state": st,
+                "containerID": format!("sim://{}", c.name),
+            })
+        })
+        .collect();
+    let start = pod
+        .pointer("/status/startTime")
+        .cloned()
+        .unwrap_or_else(|| json!(now));
+    json!({
+        "phase": phase,
+        "conditions": [
+            cond("PodReadyToStartContainers", true),
+            cond("Initialized", true),
+            cond("Ready", all_ready),
+            cond("ContainersReady", all_ready),
+            cond("PodScheduled", true),
+        ],
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "podIP": state.pod_ip,
+        "podIPs": [{"ip": state.pod_ip}],
+        "startTime": start,
+        "containerStatuses": containers,
+        "qosClass": pod.pointer("/status/qosClass").cloned().unwrap_or(json!("BestEffort")),
+    })
+}
+
+/// Statuses equal but for timestamps (so an unchanged pod is not
+/// rewritten).
+fn same_status(a: &Value, b: &Value) -> bool {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| !k.ends_with("Time") && !k.ends_with("At"))
+                    .map(|(k, v)| (k.clone(), strip(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    strip(a) == strip(b)
+}
+
+/// The kubelet of one node.
+pub struct Kubelet {
+    pub store: Store,
+    pub spec: NodeSpec,
+    pub runtime: Arc<dyn Runtime>,
+}
+
+impl Kubelet {
+    /// Registers the node, then runs the pods bound to it, forever.
+    pub async fn run(self) {
+        let mut pause = Duration::from_millis(100);
+        while let Err(e) = register(&self.store, &self.spec, self.runtime.name()).await {
+            tracing::debug!(node = %self.spec.name, "registering the node: {e}");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+        tracing::info!(node = %self.spec.name, runtime = self.runtime.name(), "kubelet registered its node");
+        loop {
+            if let Err(e) = self.follow().await {
+                tracing::debug!(node = %self.spec.name, "kubelet pod watch: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Lists the pods bound here, then follows them until the watch ends.
+    async fn follow(&self) -> Result<(), String> {
+        let filter = FieldFilter {
+            field: "spec.nodeName".into(),
+            equals: self.spec.name.clone(),
+        };
+        let listed = self
+            .store
+            .read(ReadRequest::prefix(pods().prefix(None)))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut known: HashMap<Vec<u8>, String> = HashMap::new();
+        for kv in listed.kvs.iter().filter(|kv| filter.matches(&kv.value)) {
+            if let Ok(pod) = serde_json::from_slice::<Value>(&kv.value) {
+                self.sync_pod(&kv.key, pod, kv.mod_rev, &mut known).await;
+            }
+        }
+        // Pods the runtime runs that are no longer bound here stop.
+        let bound: std::collections::HashSet<&String> = known.values().collect();
+        for uid in self.runtime.running() {
+            if !bound.contains(&uid) {
+                self.runtime.stop(&uid, Duration::ZERO).await;
+            }
+        }
+        let mut sub = self
+            .store
+            .watch_filtered(
+                &self.spec.name,
+                &pods().prefix(None),
+                listed.revision + 1,
+                Some(filter),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match sub.next().await {
+                Ok(WatchEvent::Events(events)) => {
+                    for e in events {
+                        match e.kind {
+                            EventKind::Put => {
+                                if let Ok(pod) = serde_json::from_slice::<Value>(&e.value) {
+                                    self.sync_pod(&e.key, pod, e.rev, &mut known).await;
+                                }
+                            }
+                            EventKind::Delete => {
+                                if let Some(uid) = known.remove(&e.key) {
+                                    self.runtime.stop(&uid, Duration::ZERO).await;
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(WatchEvent::Progress { .. }) => {}
+                Err(end) => {
+                    let end: WatchEnd = end.into();
+                    return Err(format!("the pod watch ended: {end:?}"));
+                }
+            }
+        }
+    }
+
+    /// Brings one bound pod to its wanted state and reports it.
+    async fn sync_pod(
+        &self,
+        key: &[u8],
+        pod: Value,
+        rev: u64,
+        known: &mut HashMap<Vec<u8>, String>,
+    ) {
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            let grace = pod
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            self.runtime.stop(&uid, Duration::from_secs(grace)).await;
+            known.remove(key);
+            // Stopped: the pod object goes (upstream's final delete).
+            let _ = self.store.write(Txn::delete(key.to_vec(), Some(rev))).await;
+            return;
+        }
+        known.insert(key.to_vec(), uid);
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if phase == "Succeeded" || phase == "Failed" {
+            return;
+        }
+        let state = self.runtime.start(&pod).await;
+        let status = pod_status(&pod, &state, &self.spec.address);
+        if pod.get("status").is_some_and(|s| same_status(s, &status)) {
+            return;
+        }
+        let mut updated = pod;
+        updated["status"] = status;
+        // A conflict means a newer version is on its way to this watch.
+        let _ = self
+            .store
+            .write(Txn::update(
+                key.to_vec(),
+                objects::stored_bytes(&updated),
+                rev,
+            ))
+            .await;
+    }
+}
+
+/// The `kubelet` actor: answers `pods/log` from the runtime.
+pub struct KubeletActor {
+    pub runtime: Arc<dyn Runtime>,
+    pub store: Store,
+}
+
+impl Actor for KubeletActor {}
+
+impl Handler<PodLogs> for KubeletActor {
+    fn handle(&mut self, msg: PodLogs, _ctx: &mut Ctx<Self>) -> Reply<Result<String, String>> {
+        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        Reply::Later(Box::pin(async move {
+            let key = pods().key(&msg.namespace, &msg.pod);
+            let read = store
+                .read_state(ReadRequest::key(key))
+                .await
+                .map_err(|e| e.to_string())?;
+            let pod: Value = read
+                .kvs
+                .first()
+                .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+                .ok_or_else(|| format!("pod {:?} not found on this node", msg.pod))?;
+            let uid = pod
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            runtime.logs(&msg, &uid).await
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_object_carries_capacity_labels_and_ready() {
+        let spec = NodeSpec {
+            name: "node-2".into(),
+            address: "127.0.0.1".into(),
+            region: "eu".into(),
+            zone: "b".into(),
+            milli_cpu: 2000,
+            memory_bytes: 8 << 30,
+            pods: 110,
+        };
+        let n = node_object(&spec, "sim");
+        assert_eq!(n["metadata"]["labels"]["topology.kubernetes.io/zone"], "b");
+        assert_eq!(n["status"]["allocatable"]["cpu"], "2000m");
+        assert_eq!(n["status"]["allocatable"]["pods"], "110");
+        let ready = n["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(ready["status"], "True");
+        // The typed Node reads it.
+        let _: k8s_openapi::api::core::v1::Node = serde_json::from_value(n).unwrap();
+    }
+
+    #[test]
+    fn phase_follows_containers_and_restart_policy() {
+        let pod = |policy: &str| json!({"spec": {"restartPolicy": policy}});
+        let st = |state: ContainerState, ready: bool| PodState {
+            pod_ip: "10.0.0.1".into(),
+            containers: vec![ContainerStatus {
+                name: "c".into(),
+                image: "i".into(),
+                state,
+                ready,
+                restart_count: 0,
+            }],
+        };
+        let running = st(
+            ContainerState::Running {
+                started_at: "t".into(),
+            },
+            true,
+        );
+        let s = pod_status(&pod("Always"), &running, "127.0.0.1");
+        assert_eq!(s["phase"], "Running");
+        assert!(s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        let done = |code| {
+            st(
+                ContainerState::Terminated {
+                    exit_code: code,
+                    reason: "Completed".into(),
+                    finished_at: "t".into(),
+                },
+                false,
+            )
+        };
+        assert_eq!(
+            pod_status(&pod("Never"), &done(0), "h")["phase"],
+            "Succeeded"
+        );
+        assert_eq!(
+            pod_status(&pod("OnFailure"), &done(0), "h")["phase"],
+            "Succeeded"
+        );
+        assert_eq!(pod_status(&pod("Never"), &done(1), "h")["phase"], "Failed");
+        assert_eq!(
+            pod_status(&pod("Always"), &done(0), "h")["phase"],
+            "Running"
+        );
+        // Timestamps alone do not make a status different.
+        let a = pod_status(&pod("Always"), &running, "h");
+        let mut b = a.clone();
+        b["startTime"] = json!("other");
+        assert!(same_status(&a, &b));
+        b["podIP"] = json!("10.0.0.2");
+        assert!(!same_status(&a, &b));
+    }
+}
