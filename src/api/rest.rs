@@ -826,7 +826,21 @@ async fn delete(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
             }
         }
         let grace = graceful_seconds(t.res, &old, &opts);
-        let pending = !objects::finalizers(&old).is_empty() || grace > 0;
+        // Orphan and Foreground hand the dependents to the garbage
+        // collector through a finalizer on the owner.
+        let orphan = opts.get("orphanDependents").and_then(Value::as_bool) == Some(true);
+        let policy = opts.get("propagationPolicy").and_then(Value::as_str);
+        let extra = match (policy, orphan) {
+            (Some("Orphan"), _) | (None, true) => Some(crate::controllers::gc::ORPHAN),
+            (Some("Foreground"), _) => Some(crate::controllers::gc::FOREGROUND),
+            (Some("Background") | None, _) => None,
+            (Some(other), _) => {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy must be Orphan, Background or Foreground, not {other:?}"
+                )))
+            }
+        };
+        let pending = !objects::finalizers(&old).is_empty() || grace > 0 || extra.is_some();
         if pending {
             // Marked for deletion: whoever owns the finalizers (or the
             // kubelet, for a bound pod) finishes it.
@@ -844,6 +858,13 @@ async fn delete(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
                 );
             }
             m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if let Some(f) = extra {
+                let mut fins = objects::finalizers(&old);
+                if !fins.iter().any(|x| x == f) {
+                    fins.push(f.to_string());
+                }
+                m.insert("finalizers".into(), json!(fins));
+            }
             if dry {
                 return Ok(respond(StatusCode::OK, objects::with_rv(new, mod_rev), &[]));
             }

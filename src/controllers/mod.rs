@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! SingletonHost (leader only) ─► ControlPlane::run
-//!                                  ├─ replicaset   (pods of each ReplicaSet)
-//!                                  └─ …            (each: runtime::run with its work queue)
+//!                                  ├─ replicaset         (pods of each ReplicaSet)
+//!                                  ├─ garbage-collector  (dependents follow their owners)
+//!                                  └─ …                  (each: runtime::run with its work queue)
 //! ```
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::api::resources::Resource;
 use crate::store::command::Txn;
 use crate::store::singleton::{Singleton, SingletonCtx};
 
+pub mod gc;
 pub mod replicaset;
 pub mod runtime;
 
@@ -183,8 +185,13 @@ impl Singleton for ControlPlane {
                 cache: cache.clone(),
                 fenced: fenced.clone(),
             });
+            let gc = Arc::new(gc::GarbageCollector {
+                cache: cache.clone(),
+                fenced: fenced.clone(),
+            });
             let mut tasks = tokio::task::JoinSet::new();
             tasks.spawn(runtime::run(rs, cache.clone(), workers));
+            tasks.spawn(runtime::run(gc, cache.clone(), workers));
             while tasks.join_next().await.is_some() {}
         })
     }
