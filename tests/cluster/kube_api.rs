@@ -21,7 +21,7 @@ use shoal::testing::{wait_until, TestCluster};
 
 /// A kube-rs client on node `i`, from the kubeconfig `shoal dev` writes
 /// (one context per node), with `token` as the bearer token.
-async fn client_with_token(c: &TestCluster, i: usize, token: Option<&str>) -> Client {
+pub async fn client_with_token(c: &TestCluster, i: usize, token: Option<&str>) -> Client {
     let cfgs: Vec<_> = (1..=c.len()).map(|k| c.config(k).clone()).collect();
     let mut kc = shoal::cli::dev::kubeconfig(&c.path(), &cfgs, token.unwrap_or(""));
     if token.is_none() {
@@ -38,13 +38,13 @@ async fn client_with_token(c: &TestCluster, i: usize, token: Option<&str>) -> Cl
     Client::try_from(config).unwrap()
 }
 
-async fn client(c: &TestCluster, i: usize) -> Client {
+pub async fn client(c: &TestCluster, i: usize) -> Client {
     let token = std::fs::read_to_string(&c.config(1).auth.admin_token_file).unwrap();
     client_with_token(c, i, Some(token.trim())).await
 }
 
 /// Waits until the API on node `i` serves the system namespaces.
-async fn api_ready(c: &TestCluster, i: usize) -> Client {
+pub async fn api_ready(c: &TestCluster, i: usize) -> Client {
     let k = client(c, i).await;
     let ns: Api<Namespace> = Api::all(k.clone());
     wait_until(Duration::from_secs(30), || {

@@ -5,6 +5,7 @@
 
 mod autopilot;
 mod bad_input;
+mod control_plane;
 mod kube_api;
 mod linearizable;
 mod membership;
