@@ -272,6 +272,37 @@ impl Default for KubeApiConfig {
     }
 }
 
+/// The scheduler and controllers (run on the store leader).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlPlaneConfig {
+    /// How long pods stay on a node found unreachable (membership `down`
+    /// and its kubelet silent) before they are evicted, unless they
+    /// tolerate it for another time. Never below the suspicion timeout.
+    pub eviction_toleration_ms: u64,
+    /// Evictions per second, cluster-wide.
+    pub evictions_per_second: f64,
+    /// "LeastAllocated" (spread, the default) or "MostAllocated" (bin packing).
+    pub scoring: String,
+    /// Share of feasible nodes to find before scoring (0: adaptive, as
+    /// kube-scheduler's percentageOfNodesToScore).
+    pub percentage_of_nodes_to_score: u32,
+    /// Concurrent reconciles per controller.
+    pub workers: usize,
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        ControlPlaneConfig {
+            eviction_toleration_ms: 3_000,
+            evictions_per_second: 200.0,
+            scoring: "LeastAllocated".into(),
+            percentage_of_nodes_to_score: 0,
+            workers: 4,
+        }
+    }
+}
+
 fn default_worker_threads() -> usize {
     2
 }
@@ -319,6 +350,8 @@ pub struct NodeConfig {
     pub store: StoreConfig,
     #[serde(default)]
     pub api: KubeApiConfig,
+    #[serde(default)]
+    pub control_plane: ControlPlaneConfig,
 }
 
 impl NodeConfig {
@@ -460,6 +493,34 @@ impl NodeConfig {
                 "buffers must be above 0",
             ));
         }
+        let cp = &self.control_plane;
+        if cp.eviction_toleration_ms < self.gossip.suspect_to_down_ms {
+            return Err(invalid(
+                "control_plane.eviction_toleration_ms",
+                format!(
+                    "must be at least the suspicion timeout ({} ms)",
+                    self.gossip.suspect_to_down_ms
+                ),
+            ));
+        }
+        if !(cp.evictions_per_second > 0.0) || cp.workers == 0 {
+            return Err(invalid(
+                "control_plane.evictions_per_second",
+                "rates and workers must be above 0",
+            ));
+        }
+        if cp.scoring != "LeastAllocated" && cp.scoring != "MostAllocated" {
+            return Err(invalid(
+                "control_plane.scoring",
+                "LeastAllocated or MostAllocated",
+            ));
+        }
+        if cp.percentage_of_nodes_to_score > 100 {
+            return Err(invalid(
+                "control_plane.percentage_of_nodes_to_score",
+                "0 to 100",
+            ));
+        }
         if let Err(e) =
             crate::api::alloc::Ranges::new(&self.api.service_cidr, &self.api.node_port_range)
         {
@@ -521,6 +582,7 @@ impl NodeConfig {
                 ..StoreConfig::default()
             },
             api: KubeApiConfig::default(),
+            control_plane: ControlPlaneConfig::default(),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod pki;
+pub mod scheduler;
 pub mod store;
 pub mod testing;
 pub mod transport;

@@ -207,7 +207,9 @@ impl Node {
         );
         leader_only.push(Arc::new(crate::controllers::ControlPlane {
             cache: cache.clone(),
-            workers: 4,
+            membership: membership.clone(),
+            actors: actors.clone(),
+            config: cfg.control_plane.clone(),
         }));
         let singletons = crate::store::singleton::SingletonHost::start(store.clone(), leader_only);
 
@@ -274,6 +276,10 @@ impl Node {
                 mailbox,
             );
             registry.serve::<crate::kubelet::KubeletActor, crate::api::logs::PodLogs>(
+                crate::api::logs::KUBELET,
+                kubelet_actor.clone(),
+            );
+            registry.serve::<crate::kubelet::KubeletActor, crate::kubelet::Ping>(
                 crate::api::logs::KUBELET,
                 kubelet_actor,
             );

@@ -6,7 +6,9 @@
 //! ```text
 //! SingletonHost (leader only) ─► ControlPlane::run
 //!                                  ├─ replicaset         (pods of each ReplicaSet)
+//!                                  ├─ scheduler          (binds pending pods)
 //!                                  ├─ garbage-collector  (dependents follow their owners)
+//!                                  ├─ node-lifecycle     (unreachable nodes: taint, evict)
 //!                                  └─ …                  (each: runtime::run with its work queue)
 //! ```
 
@@ -22,6 +24,7 @@ use crate::store::command::Txn;
 use crate::store::singleton::{Singleton, SingletonCtx};
 
 pub mod gc;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
 
@@ -152,8 +155,9 @@ pub fn is_ready(p: &Value) -> bool {
 /// The scheduler and controllers, as one singleton.
 pub struct ControlPlane {
     pub cache: Cache,
-    /// Concurrent reconciles per controller.
-    pub workers: usize,
+    pub membership: crate::membership::Membership,
+    pub actors: crate::actor::ActorSystem,
+    pub config: crate::config::ControlPlaneConfig,
 }
 
 impl Singleton for ControlPlane {
@@ -163,7 +167,12 @@ impl Singleton for ControlPlane {
 
     fn run(&self, ctx: SingletonCtx) -> BoxFuture<'static, ()> {
         let cache = self.cache.clone();
-        let workers = self.workers;
+        let workers = self.config.workers;
+        let (membership, actors, config) = (
+            self.membership.clone(),
+            self.actors.clone(),
+            self.config.clone(),
+        );
         Box::pin(async move {
             let fenced = Fenced {
                 store: ctx.store.clone(),
@@ -192,6 +201,33 @@ impl Singleton for ControlPlane {
             let mut tasks = tokio::task::JoinSet::new();
             tasks.spawn(runtime::run(rs, cache.clone(), workers));
             tasks.spawn(runtime::run(gc, cache.clone(), workers));
+            let lifecycle = nodelifecycle::NodeLifecycle {
+                cache: cache.clone(),
+                fenced: fenced.clone(),
+                membership,
+                actors,
+                default_toleration: std::time::Duration::from_millis(config.eviction_toleration_ms),
+                evictions_per_second: config.evictions_per_second,
+            };
+            tasks.spawn(lifecycle.run());
+            let scheduler = crate::scheduler::Scheduler {
+                cache: cache.clone(),
+                fenced: fenced.clone(),
+                config: crate::scheduler::framework::Config {
+                    strategy: if config.scoring == "MostAllocated" {
+                        crate::scheduler::framework::ScoringStrategy::MostAllocated
+                    } else {
+                        crate::scheduler::framework::ScoringStrategy::LeastAllocated
+                    },
+                    percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,
+                },
+                events: crate::api::events::EventRecorder::new(
+                    ctx.store.clone(),
+                    crate::scheduler::NAME,
+                    ctx.store.node(),
+                ),
+            };
+            tasks.spawn(scheduler.run());
             while tasks.join_next().await.is_some() {}
         })
     }

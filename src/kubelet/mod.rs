@@ -423,6 +423,25 @@ impl Kubelet {
     }
 }
 
+/// "Are you there?": the node-lifecycle controller asks the kubelet
+/// directly before it believes membership that a node is down.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ping;
+
+impl crate::actor::Message for Ping {
+    type Reply = String;
+}
+
+impl crate::actor::RemoteMessage for Ping {
+    const TAG: &'static str = "shoal.kubelet.ping/1";
+}
+
+impl Handler<Ping> for KubeletActor {
+    fn handle(&mut self, _msg: Ping, _ctx: &mut Ctx<Self>) -> Reply<String> {
+        Reply::Now(self.store.node().to_string())
+    }
+}
+
 /// The `kubelet` actor: answers `pods/log` from the runtime.
 pub struct KubeletActor {
     pub runtime: Arc<dyn Runtime>,
