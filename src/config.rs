@@ -294,7 +294,7 @@ pub struct ControlPlaneConfig {
 impl Default for ControlPlaneConfig {
     fn default() -> Self {
         ControlPlaneConfig {
-            eviction_toleration_ms: 3_000,
+            eviction_toleration_ms: 2_000,
             evictions_per_second: 200.0,
             scoring: "LeastAllocated".into(),
             percentage_of_nodes_to_score: 0,

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! SingletonHost (leader only) ─► ControlPlane::run
+//!                                  ├─ deployment         (ReplicaSets of each Deployment: rollouts)
 //!                                  ├─ replicaset         (pods of each ReplicaSet)
 //!                                  ├─ scheduler          (binds pending pods)
 //!                                  ├─ garbage-collector  (dependents follow their owners)
@@ -23,6 +24,8 @@ use crate::api::resources::Resource;
 use crate::store::command::Txn;
 use crate::store::singleton::{Singleton, SingletonCtx};
 
+pub mod deployment;
+pub mod deployment_plan;
 pub mod gc;
 pub mod nodelifecycle;
 pub mod replicaset;
@@ -198,8 +201,13 @@ impl Singleton for ControlPlane {
                 cache: cache.clone(),
                 fenced: fenced.clone(),
             });
+            let deploy = Arc::new(deployment::DeploymentController {
+                cache: cache.clone(),
+                fenced: fenced.clone(),
+            });
             let mut tasks = tokio::task::JoinSet::new();
             tasks.spawn(runtime::run(rs, cache.clone(), workers));
+            tasks.spawn(runtime::run(deploy, cache.clone(), workers));
             tasks.spawn(runtime::run(gc, cache.clone(), workers));
             let lifecycle = nodelifecycle::NodeLifecycle {
                 cache: cache.clone(),
