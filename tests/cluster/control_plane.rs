@@ -366,3 +366,212 @@ async fn no_pod_is_evicted_under_five_percent_packet_loss() {
         assert_eq!(ready.status, "True", "{:?}", n.metadata.name);
     }
 }
+
+fn deployment(
+    name: &str,
+    replicas: i32,
+    surge: i32,
+    unavailable: i32,
+    image: &str,
+) -> k8s_openapi::api::apps::v1::Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "strategy": {"type": "RollingUpdate",
+                              "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": image}]}}}
+    }))
+    .unwrap()
+}
+
+/// Every state the pods of `app` pass through, as (active, ready) counts
+/// after each change, until `stop` fires.
+fn record_states(
+    pods: Api<Pod>,
+    app: &str,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<Vec<(usize, usize)>> {
+    let app = app.to_string();
+    tokio::spawn(async move {
+        let lp = ListParams::default().labels(&format!("app={app}"));
+        let listed = pods.list(&lp).await.unwrap();
+        let mut seen: std::collections::BTreeMap<String, (bool, bool)> = Default::default();
+        let state = |p: &Pod| {
+            let active = p.metadata.deletion_timestamp.is_none();
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            (active, active && ready)
+        };
+        for p in &listed.items {
+            seen.insert(p.metadata.name.clone().unwrap(), state(p));
+        }
+        let count = |seen: &std::collections::BTreeMap<String, (bool, bool)>| {
+            (
+                seen.values().filter(|s| s.0).count(),
+                seen.values().filter(|s| s.1).count(),
+            )
+        };
+        let mut states = vec![count(&seen)];
+        let rv = listed.metadata.resource_version.unwrap();
+        let wp = kube::api::WatchParams::default().labels(&format!("app={app}"));
+        let mut stream = pods.watch(&wp, &rv).await.unwrap().boxed();
+        let mut stop = stop;
+        loop {
+            tokio::select! {
+                _ = &mut stop => return states,
+                ev = stream.next() => match ev {
+                    Some(Ok(kube::api::WatchEvent::Added(p) | kube::api::WatchEvent::Modified(p))) => {
+                        seen.insert(p.metadata.name.clone().unwrap(), state(&p));
+                        states.push(count(&seen));
+                    }
+                    Some(Ok(kube::api::WatchEvent::Deleted(p))) => {
+                        seen.remove(p.metadata.name.as_deref().unwrap());
+                        states.push(count(&seen));
+                    }
+                    Some(_) => {}
+                    None => return states,
+                },
+            }
+        }
+    })
+}
+
+/// Waits until the Deployment reports a finished rollout of its current
+/// generation (what `kubectl rollout status` checks).
+async fn rolled_out(
+    api: &Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+    within: Duration,
+) {
+    wait_until(within, || {
+        let api = api.clone();
+        let name = name.to_string();
+        async move {
+            let d = api.get(&name).await.map_err(|e| e.to_string())?;
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let s = d.status.clone().unwrap_or_default();
+            let done = s.observed_generation >= d.metadata.generation
+                && s.updated_replicas.unwrap_or(0) == want
+                && s.replicas.unwrap_or(0) == want
+                && s.available_replicas.unwrap_or(0) == want;
+            if done {
+                Ok(())
+            } else {
+                Err(format!("{s:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("rollout of {name}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_never_exceeds_max_surge_or_max_unavailable() {
+    let c = TestCluster::start(3).unwrap();
+    let k = api_ready(&c, 1).await;
+    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::default_namespaced(k.clone());
+    let pods: Api<Pod> = Api::default_namespaced(k.clone());
+    for (name, replicas, surge, unavailable) in [
+        ("roll-a", 6, 2, 1),
+        ("roll-b", 4, 1, 0),
+        ("roll-c", 4, 0, 1),
+    ] {
+        deploys
+            .create(
+                &PostParams::default(),
+                &deployment(name, replicas, surge, unavailable, "v1"),
+            )
+            .await
+            .unwrap();
+        rolled_out(&deploys, name, Duration::from_secs(30)).await;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let recorder = record_states(pods.clone(), name, stop_rx);
+        let patch =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}});
+        deploys
+            .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .unwrap();
+        rolled_out(&deploys, name, Duration::from_secs(30)).await;
+        let _ = stop_tx.send(());
+        let states = recorder.await.unwrap();
+        assert!(
+            states.len() > replicas as usize,
+            "{name}: the rollout was recorded: {states:?}"
+        );
+        let max = (replicas + surge) as usize;
+        let min = (replicas - unavailable) as usize;
+        for (i, (active, ready)) in states.iter().enumerate() {
+            assert!(
+                *active <= max,
+                "{name}: state {i}: {active} pods > replicas + maxSurge = {max}: {states:?}"
+            );
+            assert!(
+                *ready >= min,
+                "{name}: state {i}: {ready} ready < replicas - maxUnavailable = {min}: {states:?}"
+            );
+        }
+        let images: Vec<String> = pods
+            .list(&ListParams::default().labels(&format!("app={name}")))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.spec.unwrap().containers[0].image.clone().unwrap())
+            .collect();
+        assert_eq!(images, vec!["v2".to_string(); replicas as usize], "{name}");
+    }
+}
+
+/// The store leader (and so the control plane) is killed mid-rollout: the
+/// rollout completes under the new leader, and the fenced writes never
+/// let the pods exceed replicas + maxSurge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_survives_the_death_of_the_leader() {
+    let mut c = TestCluster::start(5).unwrap();
+    let leader = c.wait_leader(1).await;
+    let client_node = if leader == 1 { 2 } else { 1 };
+    let k = api_ready(&c, client_node).await;
+    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::default_namespaced(k.clone());
+    let pods: Api<Pod> = Api::default_namespaced(k.clone());
+    let (replicas, surge) = (8, 2);
+    deploys
+        .create(
+            &PostParams::default(),
+            &deployment("ha", replicas, surge, 1, "v1"),
+        )
+        .await
+        .unwrap();
+    rolled_out(&deploys, "ha", Duration::from_secs(30)).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let recorder = record_states(pods.clone(), "ha", stop_rx);
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}});
+    deploys
+        .patch("ha", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    // As soon as the rollout has started, the leader dies.
+    pods_until(&pods, "ha", "the first new pod", |p| {
+        p.iter().any(|x| {
+            x.spec
+                .as_ref()
+                .is_some_and(|s| s.containers[0].image.as_deref() == Some("v2"))
+        })
+    })
+    .await;
+    c.kill(leader);
+    rolled_out(&deploys, "ha", Duration::from_secs(60)).await;
+    let _ = stop_tx.send(());
+    let states = recorder.await.unwrap();
+    let max = (replicas + surge) as usize;
+    assert!(
+        states.iter().all(|(active, _)| *active <= max),
+        "more than {max} pods at once: {states:?}"
+    );
+}

@@ -544,3 +544,57 @@ fn kubectl_other_contexts_serve_when_a_node_dies() {
         "2"
     );
 }
+
+/// `kubectl rollout status` returns when a rollout is done, `rollout
+/// history` lists the revisions, `rollout undo` restores the previous
+/// template and reuses its ReplicaSet (the pods run on sim kubelets).
+#[test]
+fn kubectl_rollout_status_history_undo() {
+    let Some(k) = Dev::start(3) else { return };
+    let app = k.file("app.yaml", APP);
+    k.ok(&["apply", "-f", &app]);
+    let status = |k: &Dev| k.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    assert!(status(&k).contains("deployment \"web\" successfully rolled out"));
+    let first_rs = k.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o=jsonpath={.items[0].metadata.name}",
+    ]);
+    let v2 = k.file("app2.yaml", &APP.replace("nginx:1.14.2", "nginx:1.16.1"));
+    k.ok(&["apply", "-f", &v2]);
+    assert!(status(&k).contains("successfully rolled out"));
+    let history = k.ok(&["rollout", "history", "deploy/web"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let pods = k.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o=jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert!(
+        pods.split_whitespace().all(|i| i == "nginx:1.16.1"),
+        "{pods}"
+    );
+    assert_eq!(
+        k.ok(&["rollout", "undo", "deploy/web"]).trim(),
+        "deployment.apps/web rolled back"
+    );
+    assert!(status(&k).contains("successfully rolled out"));
+    let jp = "-o=jsonpath={.spec.template.spec.containers[0].image} {.metadata.annotations.deployment\\.kubernetes\\.io/revision}";
+    assert_eq!(k.ok(&["get", "deploy", "web", jp]), "nginx:1.14.2 3");
+    // The old ReplicaSet came back (no third one), holding every replica.
+    let rs = k.ok(&["get", "rs", "-l", "app=web"]);
+    assert_eq!(rs.lines().count(), 3, "two ReplicaSets: {rs}");
+    let back = row(&rs, &first_rs);
+    assert_eq!(back[1..4], ["2", "2", "2"], "{rs}");
+    let ready = k.ok(&["get", "deploy", "web"]);
+    assert_eq!(row(&ready, "web")[1], "2/2");
+}
