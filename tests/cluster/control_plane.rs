@@ -299,7 +299,7 @@ async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
 /// 5 % packet loss between all nodes for a minute, no node dead: no pod
 /// is evicted and every node stays Ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a minute of packet loss; run: cargo test --test cluster no_flapping -- --ignored"]
+#[ignore = "a minute of packet loss; run: cargo test --test cluster no_pod_is_evicted -- --ignored"]
 async fn no_pod_is_evicted_under_five_percent_packet_loss() {
     use shoal::transport::faults::{ChaosCommand, FaultSpec};
     let c = TestCluster::start(5).unwrap();
@@ -574,4 +574,168 @@ async fn a_rollout_survives_the_death_of_the_leader() {
         states.iter().all(|(active, _)| *active <= max),
         "more than {max} pods at once: {states:?}"
     );
+}
+
+/// An unschedulable pod gets PodScheduled=False with upstream's message
+/// and an Event; a node that fits appearing (a Node event, no polling)
+/// gets it scheduled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unschedulable_pod_is_scheduled_when_a_fitting_node_joins() {
+    let c = TestCluster::start(2).unwrap();
+    let k = api_ready(&c, 1).await;
+    let pods: Api<Pod> = Api::default_namespaced(k.clone());
+    let nodes: Api<Node> = Api::all(k.clone());
+    wait_until(Duration::from_secs(20), || {
+        let nodes = nodes.clone();
+        async move {
+            let n = nodes
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            if n == 2 {
+                Ok(())
+            } else {
+                Err(format!("{n} nodes"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let big: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "big", "labels": {"app": "big"}},
+        "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "64"}}}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &big).await.unwrap();
+    let waiting = pods_until(&pods, "big", "unschedulable", |p| {
+        p.iter().any(|x| {
+            x.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.type_ == "PodScheduled"
+                            && c.status == "False"
+                            && c.reason.as_deref() == Some("Unschedulable")
+                    })
+                })
+        })
+    })
+    .await;
+    let cond = waiting[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        cond.message.as_deref(),
+        Some("0/2 nodes are available: 2 Insufficient cpu.")
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(k.clone());
+    let evs = events
+        .list(&ListParams::default().fields("involvedObject.name=big"))
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        evs.iter()
+            .any(|e| e.reason.as_deref() == Some("FailedScheduling")),
+        "{evs:?}"
+    );
+    // A big node joins (registered as a kubelet would).
+    let spec = shoal::kubelet::NodeSpec {
+        name: "node-9".into(),
+        address: "127.0.0.9".into(),
+        region: "local".into(),
+        zone: "a".into(),
+        milli_cpu: 128_000,
+        memory_bytes: 1 << 40,
+        pods: 110,
+    };
+    let node: Node = serde_json::from_value(shoal::kubelet::node_object(&spec, "sim")).unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let bound = pods_until(&pods, "big", "bound to the big node", |p| {
+        p.iter()
+            .any(|x| x.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("node-9"))
+    })
+    .await;
+    assert_eq!(bound.len(), 1);
+}
+
+/// Deleting a Deployment removes its ReplicaSets and pods; with
+/// `--cascade=orphan` (propagationPolicy Orphan) they stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_deployment_cascades_unless_orphaned() {
+    let c = TestCluster::start(1).unwrap();
+    let k = api_ready(&c, 1).await;
+    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::default_namespaced(k.clone());
+    let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
+    let pods: Api<Pod> = Api::default_namespaced(k.clone());
+    for name in ["gone", "kept"] {
+        deploys
+            .create(&PostParams::default(), &deployment(name, 2, 1, 0, "v1"))
+            .await
+            .unwrap();
+        rolled_out(&deploys, name, Duration::from_secs(30)).await;
+    }
+    deploys
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    pods_until(&pods, "gone", "pods gone", |p| p.is_empty()).await;
+    wait_until(Duration::from_secs(20), || {
+        let rss = rss.clone();
+        async move {
+            let n = rss
+                .list(&ListParams::default().labels("app=gone"))
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            if n == 0 {
+                Ok(())
+            } else {
+                Err(format!("{n} replica sets"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let orphan = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..Default::default()
+    };
+    deploys.delete("kept", &orphan).await.unwrap();
+    wait_until(Duration::from_secs(20), || {
+        let deploys = deploys.clone();
+        async move {
+            match deploys.get_opt("kept").await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let left = rss
+        .list(&ListParams::default().labels("app=kept"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(left.len(), 1);
+    assert!(left[0]
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_none_or(|r| r.is_empty()));
+    let kept = pods_until(&pods, "kept", "pods kept", |p| live(p) == 2).await;
+    assert_eq!(kept.len(), 2);
 }
