@@ -48,6 +48,8 @@ pub struct NodeHandle {
     pub spawner: actor::Spawner,
     /// The replicated store, as seen from this node.
     pub store: Store,
+    /// This node's watch cache of the Kubernetes objects.
+    pub cache: crate::api::cache::Cache,
 }
 
 /// Start options that are not configuration (tests, tools).
@@ -330,6 +332,7 @@ impl Node {
             exit: exit_rx,
             spawner: actor::Spawner::current(),
             store,
+            cache,
         };
         tracing::info!(node = %cfg.name, generation, api = %api_addr, quic = %handle.quic_addr, gossip = %handle.gossip_addr, "node started");
         Ok(Node {

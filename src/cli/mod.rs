@@ -10,6 +10,7 @@ pub mod http;
 mod init;
 mod kv;
 mod members;
+pub mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,21 @@ pub enum Command {
         #[command(subcommand)]
         action: kv::StoreAction,
     },
+    /// The real control plane against N hollow (sim) nodes, in one process.
+    Sim {
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1000)]
+        pods: usize,
+        #[arg(long, default_value_t = 10)]
+        deployments: usize,
+        /// One JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
     /// Inject faults into the cluster's transport and gossip.
     Chaos {
         #[arg(long)]
@@ -105,6 +121,19 @@ pub fn main() -> ExitCode {
             action,
         } => chaos::run(&config, ttl, action),
         Command::Kv { config, action } => kv::run(&config, action),
+        Command::Sim {
+            nodes,
+            pods,
+            deployments,
+            json,
+            timeout_secs,
+        } => sim::run(sim::SimOptions {
+            nodes,
+            pods,
+            deployments,
+            json,
+            timeout: std::time::Duration::from_secs(timeout_secs),
+        }),
         Command::Store {
             action: kv::StoreAction::Status { config, json },
         } => kv::status(&config, json),

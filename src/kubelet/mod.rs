@@ -28,6 +28,7 @@ use crate::store::command::Txn;
 use crate::store::watch::{EventKind, FieldFilter, WatchEnd, WatchEvent};
 use crate::store::{ReadRequest, Store};
 
+pub mod fleet;
 pub mod sim;
 
 /// What a runtime reports of one container.

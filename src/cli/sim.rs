@@ -1,0 +1,284 @@
+//! `shoal sim --nodes N --pods P [--deployments D] [--json]`: the real
+//! control plane against hollow nodes, in one process. Three nodes hold
+//! the real store (Raft on disk in a temporary directory), the API, the
+//! scheduler and the controllers; a fleet of N sim kubelets registers N
+//! Nodes and runs the pods bound to them. The workload is created through
+//! the HTTPS API as D Deployments; a watch measures every pod from its
+//! creation to Running.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::api::cache::{Kind, Start};
+use crate::api::resources::find;
+use crate::config::Role;
+use crate::kubelet::fleet::Fleet;
+use crate::kubelet::NodeSpec;
+use crate::testing::TestCluster;
+
+pub struct SimOptions {
+    pub nodes: usize,
+    pub pods: usize,
+    pub deployments: usize,
+    pub json: bool,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimReport {
+    pub nodes: usize,
+    pub pods: usize,
+    pub deployments: usize,
+    pub pods_running: usize,
+    pub seconds_to_all_running: f64,
+    pub schedule_pods_per_s: f64,
+    pub startup_p50_ms: f64,
+    pub startup_p99_ms: f64,
+    pub api_mutation_p99_ms: f64,
+    pub peak_rss_bytes: u64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// The process's peak resident set (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub fn run(opts: SimOptions) -> anyhow::Result<()> {
+    if opts.nodes == 0 || opts.pods == 0 || opts.deployments == 0 {
+        bail!("--nodes, --pods and --deployments must be above 0");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(simulate(&opts))?;
+    if opts.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} nodes, {} pods ({} Deployments): {} Running after {:.1} s\n\
+             scheduling {:.0} pods/s, startup p50 {:.0} ms p99 {:.0} ms, API mutation p99 {:.1} ms, peak RSS {} MiB",
+            report.nodes,
+            report.pods,
+            report.deployments,
+            report.pods_running,
+            report.seconds_to_all_running,
+            report.schedule_pods_per_s,
+            report.startup_p50_ms,
+            report.startup_p99_ms,
+            report.api_mutation_p99_ms,
+            report.peak_rss_bytes >> 20
+        );
+    }
+    if report.pods_running < report.pods {
+        bail!(
+            "only {} of {} pods Running within {:?}",
+            report.pods_running,
+            report.pods,
+            opts.timeout
+        );
+    }
+    Ok(())
+}
+
+async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
+    let cluster = TestCluster::start_with(3, |c| c.roles = vec![Role::Api, Role::Store])?;
+    let handle = cluster.node(1).clone();
+    let token = std::fs::read_to_string(&cluster.config(1).auth.admin_token_file)?;
+    let client = super::http::ApiClient::new(
+        handle.api_addr,
+        &cluster.config(1).tls.ca,
+        Some(token.trim().to_string()),
+    )?;
+    // The API is up once the system namespaces exist.
+    let started = Instant::now();
+    loop {
+        let r = client
+            .request(
+                Method::GET,
+                "/api/v1/namespaces/default",
+                None,
+                Duration::from_secs(5),
+            )
+            .await;
+        if matches!(r, Ok((StatusCode::OK, _))) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the API did not come up: {r:?}");
+        }
+        // Back-off while the store elects its first leader.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fleet = Fleet {
+        store: handle.store.clone(),
+        cache: handle.cache.clone(),
+        nodes: (1..=opts.nodes)
+            .map(|i| NodeSpec {
+                name: format!("sim-{i}"),
+                address: format!(
+                    "10.{}.{}.{}",
+                    200 + (i >> 16) % 50,
+                    (i >> 8) & 0xff,
+                    i & 0xff
+                ),
+                region: "sim".into(),
+                zone: format!("z{}", i % 3),
+                milli_cpu: 32_000,
+                memory_bytes: 256 << 30,
+                pods: 110,
+            })
+            .collect(),
+    };
+    fleet
+        .register()
+        .await
+        .map_err(|e| anyhow::anyhow!("registering sim nodes: {e}"))?;
+    tokio::spawn(fleet.run());
+
+    // Watch every pod: first seen, bound, Running.
+    let pods = find("", "v1", "pods").context("pods")?;
+    let mut w = handle
+        .cache
+        .watch(&pods.prefix(None), Start::Snapshot)
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let bar = if opts.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(opts.pods as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} pods Running ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+
+    // The workload, through the API.
+    let t0 = Instant::now();
+    let mut mutation_ms = Vec::new();
+    let per = opts.pods / opts.deployments;
+    for d in 0..opts.deployments {
+        let replicas = per + usize::from(d < opts.pods % opts.deployments);
+        let body = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": format!("sim-{d}")},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": format!("sim-{d}")}},
+                     "template": {"metadata": {"labels": {"app": format!("sim-{d}")}},
+                                  "spec": {"containers": [{"name": "c", "image": "sim",
+                                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
+        });
+        let sent = Instant::now();
+        let (code, text) = client
+            .request(
+                Method::POST,
+                "/apis/apps/v1/namespaces/default/deployments",
+                Some(serde_json::to_vec(&body)?),
+                Duration::from_secs(30),
+            )
+            .await?;
+        mutation_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+        if code != StatusCode::CREATED {
+            bail!(
+                "creating a Deployment: {code}: {}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+    }
+
+    let mut first_seen: HashMap<Vec<u8>, Instant> = HashMap::new();
+    let mut bound_at: Vec<Instant> = Vec::new();
+    let mut startup_ms: Vec<f64> = Vec::new();
+    let mut running: HashMap<Vec<u8>, bool> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let mut last = w.rev;
+    while running.values().filter(|r| **r).count() < opts.pods {
+        let batch = tokio::select! {
+            b = w.live.recv() => match b {
+                Ok(b) => b,
+                Err(_) => {
+                    w = handle.cache.watch(&pods.prefix(None), Start::After(last)).map_err(|e| anyhow::anyhow!(e.message))?;
+                    continue;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+        };
+        last = last.max(batch.rev);
+        let now = Instant::now();
+        for e in &batch.events {
+            if e.kind == Kind::Deleted {
+                running.remove(&e.key);
+                continue;
+            }
+            first_seen.entry(e.key.clone()).or_insert(now);
+            let bound_now = e
+                .object
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            let bound_before = e
+                .prev
+                .as_deref()
+                .and_then(|p| p.pointer("/spec/nodeName"))
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            if bound_now && !bound_before {
+                bound_at.push(now);
+            }
+            let is_running =
+                e.object.pointer("/status/phase").and_then(Value::as_str) == Some("Running");
+            let was = running.insert(e.key.clone(), is_running).unwrap_or(false);
+            if is_running && !was {
+                let since = first_seen.get(&e.key).copied().unwrap_or(now);
+                startup_ms.push(now.duration_since(since).as_secs_f64() * 1000.0);
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let all_running = t0.elapsed().as_secs_f64();
+    startup_ms.sort_by(|a, b| a.total_cmp(b));
+    mutation_ms.sort_by(|a, b| a.total_cmp(b));
+    let schedule_rate = match (bound_at.first(), bound_at.last()) {
+        (Some(a), Some(b)) if bound_at.len() > 1 && b > a => {
+            bound_at.len() as f64 / b.duration_since(*a).as_secs_f64()
+        }
+        _ => bound_at.len() as f64 / all_running.max(1e-3),
+    };
+    let report = SimReport {
+        nodes: opts.nodes,
+        pods: opts.pods,
+        deployments: opts.deployments,
+        pods_running: running.values().filter(|r| **r).count(),
+        seconds_to_all_running: all_running,
+        schedule_pods_per_s: schedule_rate,
+        startup_p50_ms: percentile(&startup_ms, 0.50),
+        startup_p99_ms: percentile(&startup_ms, 0.99),
+        api_mutation_p99_ms: percentile(&mutation_ms, 0.99),
+        peak_rss_bytes: peak_rss_bytes(),
+    };
+    drop(cluster);
+    Ok(report)
+}
