@@ -811,3 +811,52 @@ fn kv_watch_prints_history_then_live_changes() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+/// `shoal sim --json` prints one object with the contract's fields, and
+/// every pod Running (docs/CLI.md).
+#[test]
+fn sim_json_reports_all_pods_running() {
+    let out = shoal()
+        .args([
+            "sim",
+            "--nodes",
+            "20",
+            "--pods",
+            "200",
+            "--deployments",
+            "4",
+            "--json",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "nodes",
+        "pods",
+        "pods_running",
+        "seconds_to_all_running",
+        "schedule_pods_per_s",
+        "startup_p50_ms",
+        "startup_p99_ms",
+        "peak_rss_bytes",
+    ] {
+        assert!(v.get(field).is_some_and(Value::is_number), "{field} in {v}");
+    }
+    assert_eq!(
+        (
+            v["nodes"].as_u64(),
+            v["pods"].as_u64(),
+            v["pods_running"].as_u64()
+        ),
+        (Some(20), Some(200), Some(200))
+    );
+    assert!(v["schedule_pods_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["startup_p99_ms"].as_f64().unwrap() >= v["startup_p50_ms"].as_f64().unwrap());
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+}
