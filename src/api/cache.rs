@@ -115,7 +115,19 @@ pub enum Start {
 pub struct Opened {
     pub initial: Vec<Arc<CacheEvent>>,
     pub rev: u64,
+    /// Batches of every change; [`Opened::mine`] picks this watch's.
     pub live: broadcast::Receiver<Arc<Batch>>,
+    pub prefix: Vec<u8>,
+}
+
+impl Opened {
+    /// The events of `batch` under this watch's prefix.
+    pub fn mine<'a>(&'a self, batch: &'a Batch) -> impl Iterator<Item = &'a Arc<CacheEvent>> + 'a {
+        batch
+            .events
+            .iter()
+            .filter(|e| e.key.starts_with(&self.prefix))
+    }
 }
 
 fn decode(key: &[u8], value: &[u8], rev: u64) -> Option<Arc<Value>> {
@@ -390,6 +402,11 @@ impl Cache {
             Start::After(rev) => rev.max(st.rev),
             Start::Snapshot => st.rev,
         };
-        Ok(Opened { initial, rev, live })
+        Ok(Opened {
+            initial,
+            rev,
+            live,
+            prefix: prefix.to_vec(),
+        })
     }
 }

@@ -1231,7 +1231,7 @@ async fn run_watch(
             _ = tx.closed() => return,
             got = opened.live.recv() => match got {
                 Ok(batch) => {
-                    for e in batch.events.iter().filter(|e| e.rev > last) {
+                    for e in opened.mine(&batch).filter(|e| e.rev > last) {
                         if let Some(kind) = visible(e, &spec.labels, &spec.fields) {
                             if tx.send(Ok(spec.event(kind, &e.object))).await.is_err() {
                                 return;

@@ -227,7 +227,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         };
         last = last.max(batch.rev);
         let now = Instant::now();
-        for e in &batch.events {
+        for e in w.mine(&batch) {
             if e.kind == Kind::Deleted {
                 running.remove(&e.key);
                 continue;

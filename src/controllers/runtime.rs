@@ -226,7 +226,7 @@ async fn feed(cache: Cache, prefix: Vec<u8>, keys: KeyFn, queue: Queue) {
         }
         let mut last = opened.rev;
         while let Ok(batch) = opened.live.recv().await {
-            for e in batch.events.iter().filter(|e| e.rev > last) {
+            for e in opened.mine(&batch).filter(|e| e.rev > last) {
                 keys(e).into_iter().for_each(|k| queue.add(k));
             }
             last = last.max(batch.rev);

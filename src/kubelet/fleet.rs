@@ -119,7 +119,7 @@ impl Fleet {
                 }
                 match w.live.recv().await {
                     Ok(b) => {
-                        backlog.extend(b.events.iter().filter(|e| e.rev > last).cloned());
+                        backlog.extend(w.mine(&b).filter(|e| e.rev > last).cloned());
                         last = last.max(b.rev);
                     }
                     Err(_) => break,

@@ -212,15 +212,15 @@ impl Scheduler {
             loop {
                 // Take in every change already pushed, then schedule.
                 while let Ok(b) = node_watch.live.try_recv() {
-                    b.events
-                        .iter()
+                    node_watch
+                        .mine(&b)
                         .filter(|e| e.rev > node_rev)
                         .for_each(|e| st.on_node(e));
                     node_rev = node_rev.max(b.rev);
                 }
                 while let Ok(b) = pod_watch.live.try_recv() {
-                    b.events
-                        .iter()
+                    pod_watch
+                        .mine(&b)
                         .filter(|e| e.rev > pod_rev)
                         .for_each(|e| st.on_pod(e));
                     pod_rev = pod_rev.max(b.rev);
@@ -232,14 +232,14 @@ impl Scheduler {
                 tokio::select! {
                     b = node_watch.live.recv() => match b {
                         Ok(b) => {
-                            b.events.iter().filter(|e| e.rev > node_rev).for_each(|e| st.on_node(e));
+                            node_watch.mine(&b).filter(|e| e.rev > node_rev).for_each(|e| st.on_node(e));
                             node_rev = node_rev.max(b.rev);
                         }
                         Err(_) => break,
                     },
                     b = pod_watch.live.recv() => match b {
                         Ok(b) => {
-                            b.events.iter().filter(|e| e.rev > pod_rev).for_each(|e| st.on_pod(e));
+                            pod_watch.mine(&b).filter(|e| e.rev > pod_rev).for_each(|e| st.on_pod(e));
                             pod_rev = pod_rev.max(b.rev);
                         }
                         Err(_) => break,

@@ -23,7 +23,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::command::{Request, Response, Txn, TxnResult};
+use super::command::{FenceToken, Request, Response, Txn, TxnResult};
 use super::service::ClientError;
 use super::TypeConfig;
 
@@ -40,6 +40,9 @@ type Waiter = oneshot::Sender<Result<TxnResult, ClientError>>;
 /// A queued transaction and whoever waits for its result.
 pub struct Queued {
     txn: Txn,
+    /// A singleton's fence token: fenced transactions share entries only
+    /// with others of the same token.
+    fence: Option<FenceToken>,
     reply: Waiter,
 }
 
@@ -61,9 +64,18 @@ impl Batcher {
     /// Proposes `txn` with whatever else is queued; `NotLeader` if this
     /// node is not the leader.
     pub async fn write(&self, txn: Txn) -> Result<TxnResult, ClientError> {
+        self.write_fenced(txn, None).await
+    }
+
+    /// `write` for a singleton under `fence` (None: a plain write).
+    pub async fn write_fenced(
+        &self,
+        txn: Txn,
+        fence: Option<FenceToken>,
+    ) -> Result<TxnResult, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Queued { txn, reply })
+            .send(Queued { txn, fence, reply })
             .map_err(|_| ClientError::Unavailable("store stopped".into()))?;
         rx.await
             .map_err(|_| ClientError::Unavailable("store stopped".into()))?
@@ -107,7 +119,9 @@ pub fn take_batch(
     while batch.len() < MAX_TXNS && bytes < MAX_BYTES {
         let Some(q) = next() else { break };
         let size = q.txn.size();
-        if bytes + size > MAX_BYTES || q.txn.written_keys().any(|k| keys.contains(k)) {
+        let other_fence = q.fence != batch[0].fence;
+        if other_fence || bytes + size > MAX_BYTES || q.txn.written_keys().any(|k| keys.contains(k))
+        {
             return (batch, Some(q));
         }
         keys.extend(q.txn.written_keys().map(<[u8]>::to_vec));
@@ -119,17 +133,33 @@ pub fn take_batch(
 
 /// Proposes one batch and answers each of its waiters.
 async fn propose(raft: &Raft<TypeConfig>, mut batch: Vec<Queued>) {
-    let req = if batch.len() == 1 {
-        Request::Txn(std::mem::take(&mut batch[0].txn))
-    } else {
-        Request::Batch(
+    let fence = batch[0].fence;
+    let req = match (batch.len(), fence) {
+        (1, None) => Request::Txn(std::mem::take(&mut batch[0].txn)),
+        (1, Some(token)) => Request::Fenced {
+            token,
+            txn: std::mem::take(&mut batch[0].txn),
+        },
+        (_, None) => Request::Batch(
             batch
                 .iter_mut()
                 .map(|q| std::mem::take(&mut q.txn))
                 .collect(),
-        )
+        ),
+        (_, Some(token)) => Request::FencedBatch {
+            token,
+            txns: batch
+                .iter_mut()
+                .map(|q| std::mem::take(&mut q.txn))
+                .collect(),
+        },
     };
     match proposal(raft, req).await {
+        Ok(Response::Fenced) => {
+            for q in batch {
+                let _ = q.reply.send(Err(ClientError::Fenced));
+            }
+        }
         Ok(Response::Txn(r)) if batch.len() == 1 => {
             let _ = batch.remove(0).reply.send(Ok(r));
         }
@@ -172,7 +202,14 @@ mod tests {
 
     fn queued(txn: Txn) -> (Queued, oneshot::Receiver<Result<TxnResult, ClientError>>) {
         let (reply, rx) = oneshot::channel();
-        (Queued { txn, reply }, rx)
+        (
+            Queued {
+                txn,
+                fence: None,
+                reply,
+            },
+            rx,
+        )
     }
 
     fn keys(batch: &[Queued]) -> Vec<String> {
@@ -225,6 +262,26 @@ mod tests {
         let (batch, carry) = take_batch(queued(Txn::put("a", "v")).0, || queue.pop_front());
         assert_eq!(batch.len(), 1);
         assert!(carry.is_some());
+    }
+
+    #[test]
+    fn fenced_writes_share_entries_only_with_the_same_token() {
+        let token = FenceToken { term: 3, node: 7 };
+        let fenced = |k: &str, fence| {
+            let (mut q, _) = queued(Txn::put(k, "v"));
+            q.fence = fence;
+            q
+        };
+        let mut queue: std::collections::VecDeque<Queued> =
+            [fenced("b", Some(token)), fenced("c", None)]
+                .into_iter()
+                .collect();
+        let (batch, carry) = take_batch(fenced("a", Some(token)), || queue.pop_front());
+        assert_eq!(keys(&batch), ["a", "b"]);
+        assert_eq!(
+            carry.expect("a plain write starts the next batch").fence,
+            None
+        );
     }
 
     #[test]

@@ -193,6 +193,13 @@ pub enum Request {
         token: FenceToken,
         txn: Txn,
     },
+    /// Fenced transactions proposed together (group commit for the
+    /// control plane): all applied under `token`, or none (`Fenced`).
+    /// Last, so the other variants keep their wire tags.
+    FencedBatch {
+        token: FenceToken,
+        txns: Vec<Txn>,
+    },
 }
 
 /// The leader a singleton runs under: openraft's `LeaderId` (term, node).
@@ -211,6 +218,9 @@ impl Request {
             Request::Compact { .. } => 16,
             Request::Batch(ts) => ts.iter().map(|t| t.size() + 64).sum::<usize>() + 16,
             Request::Fenced { txn, .. } => txn.size() + 96,
+            Request::FencedBatch { txns, .. } => {
+                txns.iter().map(|t| t.size() + 64).sum::<usize>() + 32
+            }
         }
     }
 }

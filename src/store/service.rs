@@ -494,17 +494,11 @@ impl Store {
     ) -> Result<TxnResult, ClientError> {
         txn.validate().map_err(ClientError::TooLarge)?;
         let txn = self.seal(txn);
-        let proposal = self.propose_local(Request::Fenced { token, txn });
-        let res = tokio::time::timeout(self.timeout, proposal)
+        // Group commit like any write, with others under the same token.
+        let proposal = self.batcher.write_fenced(txn, Some(token));
+        tokio::time::timeout(self.timeout, proposal)
             .await
-            .map_err(|_| self.timeout_error())?;
-        match res? {
-            Response::Txn(r) => Ok(r),
-            Response::Fenced => Err(ClientError::Fenced),
-            other => Err(ClientError::Unavailable(format!(
-                "unexpected response {other:?}"
-            ))),
-        }
+            .map_err(|_| self.timeout_error())?
     }
 
     /// Drops history older than `revision` on every replica (through the

@@ -340,6 +340,17 @@ impl StateMachine {
                         Response::Fenced
                     }
                 }
+                EntryPayload::Normal(Request::FencedBatch { token, txns }) => {
+                    let lid = entry.log_id.leader_id;
+                    if token.term == lid.term && token.node == lid.node_id {
+                        Response::Batch(
+                            mvcc::apply_txns(&w, txns, entry.log_id.index)
+                                .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
+                        )
+                    } else {
+                        Response::Fenced
+                    }
+                }
                 EntryPayload::Normal(Request::Compact { revision }) => {
                     let rev = (*revision).min(entry.log_id.index);
                     self.compact_in(&w, rev)
@@ -372,7 +383,9 @@ impl StateMachine {
                 EntryPayload::Normal(Request::Txn(t) | Request::Fenced { txn: t, .. }) => {
                     std::slice::from_ref(t)
                 }
-                EntryPayload::Normal(Request::Batch(ts)) => ts,
+                EntryPayload::Normal(
+                    Request::Batch(ts) | Request::FencedBatch { txns: ts, .. },
+                ) => ts,
                 _ => &[],
             };
             let results: &[super::command::TxnResult] = match res {
