@@ -248,6 +248,23 @@ impl Reconciler for GarbageCollector {
             if e.kind != Kind::Deleted && !owner_refs(&e.object).is_empty() {
                 out.push(format!("dep:{}", path_of(res, &e.object)));
             }
+            // A dependent that went may be what a foreground deletion of
+            // its owners waits for.
+            if e.kind == Kind::Deleted {
+                let ns = objects::namespace_of(&e.object);
+                for r in owner_refs(&e.object) {
+                    let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+                    if let Some(owner) = resources::by_kind(s("apiVersion"), s("kind")) {
+                        let ns = if owner.namespaced { ns } else { "" };
+                        out.push(format!(
+                            "owner:{}/{ns}/{}/{}",
+                            owner.plural,
+                            s("name"),
+                            s("uid")
+                        ));
+                    }
+                }
+            }
             out
         });
         vec![(REGISTRY.as_bytes().to_vec(), keys)]

@@ -98,7 +98,11 @@ async fn replica_sets_keep_their_pods_and_dependents_follow_owners() {
     .await
     .unwrap();
     let left = pods_until(&pods, "web", "two pods", |p| live(p) == 2).await;
-    let victim = left[0].metadata.name.clone().unwrap();
+    let victim = left
+        .iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())
+        .and_then(|p| p.metadata.name.clone())
+        .unwrap();
     pods.delete(&victim, &DeleteParams::default())
         .await
         .unwrap();
