@@ -298,6 +298,31 @@ async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
     assert!(taints
         .iter()
         .any(|t| t.key == "node.kubernetes.io/unreachable" && t.effect == "NoExecute"));
+    // It comes back: Ready again, the taints gone.
+    c.restart(idx).unwrap();
+    wait_until(Duration::from_secs(30), || {
+        let (nodes, victim) = (nodes.clone(), victim.clone());
+        async move {
+            let n = nodes.get(&victim).await.map_err(|e| e.to_string())?;
+            let ready = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let tainted = n
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.as_ref())
+                .is_some_and(|ts| ts.iter().any(|t| t.key == "node.kubernetes.io/unreachable"));
+            if ready && !tainted {
+                Ok(())
+            } else {
+                Err(format!("ready {ready}, tainted {tainted}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
 }
 
 /// 5 % packet loss between all nodes for a minute, no node dead: no pod

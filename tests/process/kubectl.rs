@@ -231,7 +231,8 @@ fn kubectl_apply_get_describe_scale_edit_delete() {
         "configmap/flow created"
     );
 
-    // get, in every form.
+    // get, in every form (once the controllers have rolled it out).
+    k.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
     let wide = k.ok(&["get", "deploy", "-o", "wide"]);
     assert_eq!(
         header(&wide),
@@ -249,7 +250,7 @@ fn kubectl_apply_get_describe_scale_edit_delete() {
     let r = row(&wide, "web");
     assert_eq!(
         (r[1], r[5], r[6], r[7]),
-        ("0/2", "nginx", "nginx:1.16.1", "app=web"),
+        ("2/2", "nginx", "nginx:1.16.1", "app=web"),
         "{wide}"
     );
     let svc = k.ok(&["get", "svc", "web"]);
@@ -341,7 +342,7 @@ fn kubectl_apply_get_describe_scale_edit_delete() {
         let l = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("the watch prints the scaled deployment");
-        if l.starts_with("web") && l.contains("0/3") {
+        if l.starts_with("web") && l.contains("/3 ") {
             break;
         }
     }
