@@ -2027,9 +2027,9 @@ mod tests {
         assert_eq!(filter_reasons(&pod, &ni), vec![REASON_NODE_AFFINITY]);
     }
 
-    /// Timing check: `cargo test --release -- --ignored --nocapture throughput`.
+    /// Timing check (docs/BENCHMARKS.md).
     #[test]
-    #[ignore]
+    #[ignore = "a timing run: cargo test --release --lib throughput_5000_nodes -- --ignored --nocapture"]
     fn throughput_5000_nodes() {
         let mut nodes: Vec<NodeInfo> = (0..5000)
             .map(|i| {

@@ -668,17 +668,28 @@ async fn an_unschedulable_pod_is_scheduled_when_a_fitting_node_joins() {
         cond.message.as_deref(),
         Some("0/2 nodes are available: 2 Insufficient cpu.")
     );
+    // The Event follows the condition (a separate write).
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(k.clone());
-    let evs = events
-        .list(&ListParams::default().fields("involvedObject.name=big"))
-        .await
-        .unwrap()
-        .items;
-    assert!(
-        evs.iter()
-            .any(|e| e.reason.as_deref() == Some("FailedScheduling")),
-        "{evs:?}"
-    );
+    wait_until(Duration::from_secs(20), || {
+        let events = events.clone();
+        async move {
+            let evs = events
+                .list(&ListParams::default().fields("involvedObject.name=big"))
+                .await
+                .map_err(|e| e.to_string())?
+                .items;
+            if evs
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("FailedScheduling"))
+            {
+                Ok(())
+            } else {
+                Err(format!("{} events", evs.len()))
+            }
+        }
+    })
+    .await
+    .unwrap();
     // A big node joins (registered as a kubelet would).
     let spec = shoal::kubelet::NodeSpec {
         name: "node-9".into(),
