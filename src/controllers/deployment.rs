@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use serde_json::{json, Value};
 
 use super::deployment_plan;
-use super::runtime::{controller_key, key_of, Action, Fenced, KeyFn, Reconciler};
+use super::runtime::{Action, Fenced, KeyFn, Reconciler};
 use super::{create_object, update_object};
 use crate::api::cache::Cache;
 use crate::api::objects;
@@ -118,19 +118,11 @@ impl Reconciler for DeploymentController {
     }
 
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
-        let own: KeyFn = Arc::new(|e| vec![key_of(&e.object)]);
-        let owner: KeyFn = Arc::new(|e| {
-            let now = controller_key(&e.object, "Deployment");
-            let before = e
-                .prev
-                .as_deref()
-                .and_then(|p| controller_key(p, "Deployment"));
-            now.into_iter().chain(before).collect()
-        });
-        vec![
-            (deployments().prefix(None), own),
-            (replicasets().prefix(None), owner),
-        ]
+        super::runtime::owner_watches(
+            deployments().prefix(None),
+            replicasets().prefix(None),
+            "Deployment",
+        )
     }
 
     fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {

@@ -244,6 +244,10 @@ impl NodeLifecycle {
                 p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node.as_str())
                     && p.pointer("/metadata/deletionTimestamp").is_none()
             });
+            // The due pods the rate allows, evicted together (their
+            // writes share log entries).
+            let mut evictions = tokio::task::JoinSet::new();
+            let mut limited = false;
             for pod in on_node {
                 let due =
                     toleration(&pod, self.default_toleration).is_some_and(|t| since.elapsed() >= t);
@@ -251,14 +255,27 @@ impl NodeLifecycle {
                     continue;
                 }
                 if !bucket.take() {
-                    return;
+                    limited = true;
+                    break;
                 }
-                match delete_pod(&self.fenced, &pod).await {
-                    Ok(_) => {
-                        tracing::info!(%node, pod = objects::name_of(&pod), "evicted from an unreachable node")
+                let fenced = self.fenced.clone();
+                evictions.spawn(async move { (delete_pod(&fenced, &pod).await, pod) });
+            }
+            let mut evicted = 0;
+            while let Some(r) = evictions.join_next().await {
+                match r {
+                    Ok((Ok(_), _)) => evicted += 1,
+                    Ok((Err(e), pod)) => {
+                        tracing::debug!(pod = objects::name_of(&pod), "evicting: {e}")
                     }
                     Err(e) => tracing::debug!("evicting: {e}"),
                 }
+            }
+            if evicted > 0 {
+                tracing::info!(%node, evicted, "evicted pods from an unreachable node");
+            }
+            if limited {
+                return;
             }
         }
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::runtime::{controller_key, key_of, Action, Fenced, KeyFn, Reconciler};
+use super::runtime::{Action, Fenced, KeyFn, Reconciler};
 use super::{create_object, delete_pod, is_active, is_ready, update_status};
 use crate::api::cache::Cache;
 use crate::api::resources::{find, Resource};
@@ -170,19 +170,11 @@ impl Reconciler for ReplicaSetController {
     }
 
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
-        let own: KeyFn = Arc::new(|e| vec![key_of(&e.object)]);
-        let owner: KeyFn = Arc::new(|e| {
-            let now = controller_key(&e.object, "ReplicaSet");
-            let before = e
-                .prev
-                .as_deref()
-                .and_then(|p| controller_key(p, "ReplicaSet"));
-            now.into_iter().chain(before).collect()
-        });
-        vec![
-            (replicasets().prefix(None), own),
-            (pods().prefix(None), owner),
-        ]
+        super::runtime::owner_watches(
+            replicasets().prefix(None),
+            pods().prefix(None),
+            "ReplicaSet",
+        )
     }
 
     fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {

@@ -85,6 +85,19 @@ pub fn controller_key(obj: &Value, kind: &str) -> Option<String> {
     ))
 }
 
+/// The watches of a controller of `kind` that owns objects under
+/// `children`: its own objects enqueue their keys, a child enqueues its
+/// controller's key (before and after the change).
+pub fn owner_watches(own: Vec<u8>, children: Vec<u8>, kind: &'static str) -> Vec<(Vec<u8>, KeyFn)> {
+    let by_key: KeyFn = Arc::new(|e| vec![key_of(&e.object)]);
+    let by_owner: KeyFn = Arc::new(move |e| {
+        let now = controller_key(&e.object, kind);
+        let before = e.prev.as_deref().and_then(|p| controller_key(p, kind));
+        now.into_iter().chain(before).collect()
+    });
+    vec![(own, by_key), (children, by_owner)]
+}
+
 /// Keys waiting, running, and those that changed while running.
 #[derive(Default)]
 struct QueueState {

@@ -54,6 +54,24 @@ async fn pods_until(
     pods
 }
 
+/// Waits until `name` is gone from `api`.
+async fn gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_until(Duration::from_secs(20), || {
+        let (api, name) = (api.clone(), name.to_string());
+        async move {
+            match api.get_opt(&name).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} is not gone: {e}"));
+}
+
 fn live(pods: &[Pod]) -> usize {
     pods.iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -120,17 +138,7 @@ async fn replica_sets_keep_their_pods_and_dependents_follow_owners() {
         ..Default::default()
     };
     rss.delete("web", &orphan).await.unwrap();
-    wait_until(Duration::from_secs(20), || {
-        let rss = rss.clone();
-        async move {
-            match rss.get_opt("web").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    gone(&rss, "web").await;
     let kept = pods_until(&pods, "web", "orphans", |p| {
         live(p) == 2
             && p.iter().all(|x| {
@@ -154,17 +162,7 @@ async fn replica_sets_keep_their_pods_and_dependents_follow_owners() {
     pods_until(&pods, "fg", "two pods", |p| live(p) == 2).await;
     rss.delete("fg", &DeleteParams::foreground()).await.unwrap();
     pods_until(&pods, "fg", "pods gone", |p| p.is_empty()).await;
-    wait_until(Duration::from_secs(20), || {
-        let rss = rss.clone();
-        async move {
-            match rss.get_opt("fg").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    gone(&rss, "fg").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -754,17 +752,7 @@ async fn deleting_a_deployment_cascades_unless_orphaned() {
         ..Default::default()
     };
     deploys.delete("kept", &orphan).await.unwrap();
-    wait_until(Duration::from_secs(20), || {
-        let deploys = deploys.clone();
-        async move {
-            match deploys.get_opt("kept").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    gone(&deploys, "kept").await;
     let left = rss
         .list(&ListParams::default().labels("app=kept"))
         .await
@@ -778,4 +766,60 @@ async fn deleting_a_deployment_cascades_unless_orphaned() {
         .is_none_or(|r| r.is_empty()));
     let kept = pods_until(&pods, "kept", "pods kept", |p| live(p) == 2).await;
     assert_eq!(kept.len(), 2);
+}
+
+/// Benchmark (docs/BENCHMARKS.md): a node holding about 1,000 pods dies;
+/// the time until every pod runs elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: cargo test --release --test cluster node_death_with_1000_pods -- --ignored --nocapture"]
+async fn node_death_with_1000_pods() {
+    let mut c = TestCluster::start_with(5, |cfg| cfg.capacity.pods = 2000).unwrap();
+    let k = api_ready(&c, 1).await;
+    let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
+    let pods: Api<Pod> = Api::default_namespaced(k.clone());
+    let total = 4000;
+    rss.create(&PostParams::default(), &replica_set("many", total))
+        .await
+        .unwrap();
+    let lp = ListParams::default().labels("app=many");
+    wait_until(Duration::from_secs(300), || {
+        let (pods, lp) = (pods.clone(), lp.clone());
+        async move {
+            let n = running_by_node(&pods.list(&lp).await.map_err(|e| e.to_string())?.items).len();
+            if n == total as usize {
+                Ok(())
+            } else {
+                Err(format!("{n} running"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let placed = running_by_node(&pods.list(&lp).await.unwrap().items);
+    // The node (other than the client's) holding the most pods dies.
+    let count = |name: &str| placed.iter().filter(|(_, n)| n == name).count();
+    let idx = (2..=5).max_by_key(|i| count(&format!("node-{i}"))).unwrap();
+    let victim = format!("node-{idx}");
+    let on_victim = count(&victim);
+    assert!(on_victim > 0, "{placed:?}");
+    let killed = tokio::time::Instant::now();
+    c.kill(idx);
+    wait_until(Duration::from_secs(300), || {
+        let (pods, lp, victim) = (pods.clone(), lp.clone(), victim.clone());
+        async move {
+            let r = running_by_node(&pods.list(&lp).await.map_err(|e| e.to_string())?.items);
+            let ok = r.len() == total as usize && r.iter().all(|(_, n)| *n != victim);
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{} running", r.len()))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "{on_victim} pods of the dead node ran elsewhere {:?} after the kill",
+        killed.elapsed()
+    );
 }
