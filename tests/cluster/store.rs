@@ -100,7 +100,12 @@ async fn writes_through_any_node_and_linearizable_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_loss_writes_resume_quickly() {
-    let mut c = TestCluster::start(3).expect("cluster starts");
+    // The store alone is measured: no kubelets re-listing during the
+    // election (they add load, not writes).
+    let mut c = TestCluster::start_with(3, |cfg| {
+        cfg.roles = vec![shoal::config::Role::Api, shoal::config::Role::Store]
+    })
+    .expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
     let old = leader(&c, &[1, 2, 3]).await;
     let survivor = (1..=3).find(|&i| i != index_of(&old)).unwrap();
