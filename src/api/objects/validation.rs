@@ -1,0 +1,286 @@
+//! Validation as Kubernetes applies it to the fields kubectl shows: DNS-1123 and DNS-1035 names, label keys and values, pod specs, workloads and Services, with field-named causes.
+
+use super::*;
+
+/// Is `s` a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, ≤ 63)?
+pub fn is_dns1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Is `s` a DNS-1123 subdomain (dot-separated labels, ≤ 253)?
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// Is `s` a DNS-1035 label (a DNS-1123 label starting with a letter)?
+pub fn is_dns1035_label(s: &str) -> bool {
+    is_dns1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
+}
+
+pub(super) const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+pub(super) const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+pub(super) const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+
+/// Is `s` a valid label value (≤ 63, alphanumerics with `-_.` inside)?
+pub(super) fn is_label_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.is_empty()
+        || (b.len() <= 63
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric())
+}
+
+/// Is `s` a qualified name (`[prefix/]name`, as label and annotation
+/// keys are)?
+pub(super) fn is_qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+/// Validation common to every kind, then the kind's own.
+pub fn validate(res: &Resource, obj: &Value) -> ApiResult<()> {
+    let name = name_of(obj);
+    let mut causes = Vec::new();
+    if name.is_empty() {
+        causes.push(Cause {
+            reason: "FieldValueRequired",
+            field: "metadata.name".into(),
+            message: "Required value: name or generateName is required".into(),
+        });
+    } else {
+        let (ok, msg) = match res.kind {
+            "Namespace" => (is_dns1123_label(name), LABEL_MSG),
+            "Service" => (is_dns1035_label(name), DNS1035_MSG),
+            _ => (is_dns1123_subdomain(name), SUBDOMAIN_MSG),
+        };
+        if !ok {
+            causes.push(Cause::invalid("metadata.name", name, msg));
+        }
+    }
+    for (k, v) in labels_of(obj) {
+        if !is_qualified_name(&k) {
+            causes.push(Cause::invalid(
+                "metadata.labels",
+                &k,
+                "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+            ));
+        }
+        if !is_label_value(&v) {
+            causes.push(Cause::invalid(
+                "metadata.labels",
+                &v,
+                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+            ));
+        }
+    }
+    if let Some(a) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        for k in a.keys() {
+            if !is_qualified_name(k) {
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    k,
+                    "must be a qualified name",
+                ));
+            }
+        }
+    }
+    validate_kind(res.kind, obj, &mut causes);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(res, name, causes))
+    }
+}
+
+pub(super) fn validate_kind(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
+    match kind {
+        "Pod" => validate_pod_spec(obj.get("spec"), "spec", causes),
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job" => {
+            validate_workload(kind, obj, causes)
+        }
+        "Service" => validate_service(obj, causes),
+        _ => {}
+    }
+}
+
+pub(super) fn validate_workload(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
+    let spec = obj.get("spec");
+    if let Some(r) = spec.and_then(|s| s.get("replicas")).and_then(Value::as_i64) {
+        if r < 0 {
+            causes.push(Cause::invalid(
+                "spec.replicas",
+                &r.to_string(),
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    let template = spec.and_then(|s| s.get("template"));
+    let selector = spec.and_then(|s| s.get("selector"));
+    match selector {
+        None | Some(Value::Null) if kind != "Job" => causes.push(Cause::required("spec.selector")),
+        Some(sel) => {
+            let empty = sel.as_object().is_none_or(|m| {
+                m.get("matchLabels")
+                    .and_then(Value::as_object)
+                    .is_none_or(Map::is_empty)
+                    && m.get("matchExpressions")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty)
+            });
+            if empty && kind != "Job" {
+                causes.push(Cause::invalid(
+                    "spec.selector",
+                    "{}",
+                    "empty selector is invalid for deployment",
+                ));
+            } else if let Some(t) = template {
+                if !label_selector_matches(sel, &labels_of(t)) {
+                    causes.push(Cause::invalid(
+                        "spec.template.metadata.labels",
+                        &serde_json::to_string(&labels_of(t)).unwrap_or_default(),
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    match template {
+        None | Some(Value::Null) => causes.push(Cause::required("spec.template")),
+        Some(t) => {
+            validate_pod_spec(t.get("spec"), "spec.template.spec", causes);
+            let policy = t.pointer("/spec/restartPolicy").and_then(Value::as_str);
+            let allowed: &[&str] = if kind == "Job" {
+                &["OnFailure", "Never"]
+            } else {
+                &["Always"]
+            };
+            if let Some(p) = policy {
+                if !allowed.contains(&p) {
+                    causes.push(Cause::not_supported(
+                        "spec.template.spec.restartPolicy",
+                        p,
+                        allowed,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec<Cause>) {
+    let Some(spec) = spec.filter(|s| s.is_object()) else {
+        causes.push(Cause::required(at));
+        return;
+    };
+    let containers = spec.get("containers").and_then(Value::as_array);
+    if containers.is_none_or(Vec::is_empty) {
+        causes.push(Cause::required(format!("{at}.containers")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for list in ["initContainers", "containers"] {
+        let Some(cs) = spec.get(list).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, c) in cs.iter().enumerate() {
+            let p = format!("{at}.{list}[{i}]");
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() {
+                causes.push(Cause::required(format!("{p}.name")));
+            } else if !is_dns1123_label(name) {
+                causes.push(Cause::invalid(format!("{p}.name"), name, LABEL_MSG));
+            } else if !seen.insert(name.to_string()) {
+                causes.push(Cause::duplicate(format!("{p}.name"), name));
+            }
+            if c.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s.trim().is_empty())
+            {
+                causes.push(Cause::required(format!("{p}.image")));
+            }
+            if let Some(ports) = c.get("ports").and_then(Value::as_array) {
+                for (j, port) in ports.iter().enumerate() {
+                    let n = port
+                        .get("containerPort")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    if !(1..=65535).contains(&n) {
+                        causes.push(Cause::invalid(
+                            format!("{p}.ports[{j}].containerPort"),
+                            &n.to_string(),
+                            "must be between 1 and 65535, inclusive",
+                        ));
+                    }
+                    check_protocol(port, &format!("{p}.ports[{j}].protocol"), causes);
+                }
+            }
+        }
+    }
+    if let Some(p) = spec.get("restartPolicy").and_then(Value::as_str) {
+        const POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+        if !POLICIES.contains(&p) {
+            causes.push(Cause::not_supported(
+                format!("{at}.restartPolicy"),
+                p,
+                POLICIES,
+            ));
+        }
+    }
+}
+
+pub(super) fn check_protocol(port: &Value, field: &str, causes: &mut Vec<Cause>) {
+    const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
+    if let Some(p) = port.get("protocol").and_then(Value::as_str) {
+        if !PROTOCOLS.contains(&p) {
+            causes.push(Cause::not_supported(field, p, PROTOCOLS));
+        }
+    }
+}
+
+pub(super) fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
+    const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
+    let ty = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if !TYPES.contains(&ty) {
+        causes.push(Cause::not_supported("spec.type", ty, TYPES));
+    }
+    let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
+    if ty != "ExternalName" && ports.is_none_or(Vec::is_empty) {
+        causes.push(Cause::required("spec.ports"));
+    }
+    let ports = ports.cloned().unwrap_or_default();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let n = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=65535).contains(&n) {
+            causes.push(Cause::invalid(
+                format!("spec.ports[{i}].port"),
+                &n.to_string(),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        check_protocol(p, &format!("spec.ports[{i}].protocol"), causes);
+        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+        if ports.len() > 1 && name.is_empty() {
+            causes.push(Cause::required(format!("spec.ports[{i}].name")));
+        } else if !name.is_empty() && !names.insert(name.to_string()) {
+            causes.push(Cause::duplicate(format!("spec.ports[{i}].name"), name));
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Printers of workloads: Deployment, ReplicaSet, DaemonSet, StatefulSet, Job, CronJob.
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+// Workloads
+// ---------------------------------------------------------------------------
+
+/// `spec.replicas`, defaulted to 1 as the API server does.
+pub(super) fn desired_replicas(obj: &Value) -> i64 {
+    int_at(obj, "/spec/replicas").unwrap_or(1)
+}
+
+pub(super) fn deployment_row(ctx: &Ctx) -> Vec<Value> {
+    let d = ctx.obj;
+    let selector = selector_string(at(d, "/spec/selector")).unwrap_or_else(|()| "<invalid>".into());
+    let [names, images] = container_cells(d, "/spec/template/spec/containers");
+    vec![
+        ctx.name(),
+        json!(format!(
+            "{}/{}",
+            int0(d, "/status/readyReplicas"),
+            desired_replicas(d)
+        )),
+        json!(int0(d, "/status/updatedReplicas")),
+        json!(int0(d, "/status/availableReplicas")),
+        ctx.age(),
+        names,
+        images,
+        json!(selector),
+    ]
+}
+
+pub(super) fn replica_set_row(ctx: &Ctx) -> Vec<Value> {
+    let rs = ctx.obj;
+    let [names, images] = container_cells(rs, "/spec/template/spec/containers");
+    vec![
+        ctx.name(),
+        json!(desired_replicas(rs)),
+        json!(int0(rs, "/status/replicas")),
+        json!(int0(rs, "/status/readyReplicas")),
+        ctx.age(),
+        names,
+        images,
+        json!(format_label_selector(rs, "/spec/selector")),
+    ]
+}
+
+pub(super) fn daemon_set_row(ctx: &Ctx) -> Vec<Value> {
+    let ds = ctx.obj;
+    let [names, images] = container_cells(ds, "/spec/template/spec/containers");
+    vec![
+        ctx.name(),
+        json!(int0(ds, "/status/desiredNumberScheduled")),
+        json!(int0(ds, "/status/currentNumberScheduled")),
+        json!(int0(ds, "/status/numberReady")),
+        json!(int0(ds, "/status/updatedNumberScheduled")),
+        json!(int0(ds, "/status/numberAvailable")),
+        json!(format_labels(ds, "/spec/template/spec/nodeSelector")),
+        ctx.age(),
+        names,
+        images,
+        json!(format_label_selector(ds, "/spec/selector")),
+    ]
+}
+
+pub(super) fn stateful_set_row(ctx: &Ctx) -> Vec<Value> {
+    let sts = ctx.obj;
+    let [names, images] = container_cells(sts, "/spec/template/spec/containers");
+    vec![
+        ctx.name(),
+        json!(format!(
+            "{}/{}",
+            int0(sts, "/status/readyReplicas"),
+            desired_replicas(sts)
+        )),
+        ctx.age(),
+        names,
+        images,
+    ]
+}
+
+pub(super) fn job_row(ctx: &Ctx) -> Vec<Value> {
+    let job = ctx.obj;
+    let [names, images] = container_cells(job, "/spec/template/spec/containers");
+    vec![
+        ctx.name(),
+        json!(job_status(job)),
+        json!(job_completions(job)),
+        json!(job_duration(job, ctx.now)),
+        ctx.age(),
+        names,
+        images,
+        json!(format_label_selector(job, "/spec/selector")),
+    ]
+}
+
+/// "Complete", "Failed", "Terminating", "Suspended", "FailureTarget" or "Running".
+pub(super) fn job_status(job: &Value) -> &'static str {
+    let has = |kind: &str| first_condition_true(job, "/status/conditions", kind);
+    if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if is_deleting(job) {
+        "Terminating"
+    } else if has("Suspended") {
+        "Suspended"
+    } else if has("FailureTarget") {
+        "FailureTarget"
+    } else {
+        "Running"
+    }
+}
+
+/// "succeeded/completions", or "succeeded/1 of parallelism" for a work queue.
+pub(super) fn job_completions(job: &Value) -> String {
+    let succeeded = int0(job, "/status/succeeded");
+    if let Some(completions) = int_at(job, "/spec/completions") {
+        return format!("{succeeded}/{completions}");
+    }
+    match int0(job, "/spec/parallelism") {
+        p if p > 1 => format!("{succeeded}/1 of {p}"),
+        _ => format!("{succeeded}/1"),
+    }
+}
+
+/// Time from start to completion (or to now while running), "" before it starts.
+pub(super) fn job_duration(job: &Value, now: Timestamp) -> String {
+    let Some(start) = time_at(job, "/status/startTime") else {
+        return String::new();
+    };
+    let end = time_at(job, "/status/completionTime").unwrap_or(now);
+    human_between(start, end)
+}
+
+pub(super) fn cron_job_row(ctx: &Ctx) -> Vec<Value> {
+    let cj = ctx.obj;
+    let last_schedule = match at(cj, "/status/lastScheduleTime") {
+        None => "<none>".to_string(),
+        Some(_) => ctx.since(time_at(cj, "/status/lastScheduleTime")),
+    };
+    let suspend = if bool_at(cj, "/spec/suspend").unwrap_or(false) {
+        "True"
+    } else {
+        "False"
+    };
+    let template = "/spec/jobTemplate/spec";
+    let [names, images] = container_cells(cj, &format!("{template}/template/spec/containers"));
+    vec![
+        ctx.name(),
+        json!(ctx.str("/spec/schedule")),
+        json!(or_placeholder(ctx.str("/spec/timeZone"), "<none>")),
+        json!(suspend),
+        json!(list_at(cj, "/status/active").len()),
+        json!(last_schedule),
+        ctx.age(),
+        names,
+        images,
+        json!(format_label_selector(cj, &format!("{template}/selector"))),
+    ]
+}

@@ -1,0 +1,68 @@
+//! pods/log: asked of the kubelet actor on the pod's node.
+
+use super::*;
+
+/// `pods/log`: asked of the kubelet actor on the pod's node.
+pub(super) async fn logs(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
+    let (pod, _) = get(ctx, t).await?;
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name")?.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let container = match ctx.param("container") {
+        Some(c) => c.to_string(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {}, choose one of: {containers:?}",
+                name_of(t)
+            )))
+        }
+    };
+    if !containers.contains(&container) {
+        return Err(ApiError::bad_request(format!(
+            "container {container} is not valid for pod {}",
+            name_of(t)
+        )));
+    }
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "container {container:?} in pod {:?} is waiting to start: the pod is not scheduled",
+            name_of(t)
+        )));
+    }
+    let req = crate::api::logs::PodLogs {
+        namespace: t.ns.clone().unwrap_or_default(),
+        pod: name_of(t).to_string(),
+        container,
+        tail_lines: ctx.param("tailLines").and_then(|s| s.parse().ok()),
+        previous: ctx.flag("previous"),
+    };
+    let to = crate::actor::ActorPath::new(crate::api::logs::KUBELET, &node);
+    match ctx.kube.actors.ask(&to, req, ctx.kube.timeout).await {
+        Ok(Ok(text)) => {
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response())
+        }
+        Ok(Err(e)) => Err(ApiError::bad_request(e)),
+        // 500, as upstream answers when the kubelet cannot be reached
+        // (clients do not retry it as they retry a 503).
+        Err(e) => Err(ApiError::new(
+            500,
+            "InternalError",
+            format!(
+                "no kubelet answers on node {node:?} for the logs of pod {:?}: {e}",
+                name_of(t)
+            ),
+        )),
+    }
+}
