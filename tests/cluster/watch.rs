@@ -335,7 +335,12 @@ async fn a_subscriber_that_falls_behind_is_expired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_filter_streams_only_the_selected_objects() {
     use shoal::store::watch::FieldFilter;
-    let c = TestCluster::start(3).expect("cluster starts");
+    // The store alone: no kubelet that would report status for the raw
+    // pod values this test writes.
+    let c = TestCluster::start_with(3, |cfg| {
+        cfg.roles = vec![shoal::config::Role::Api, shoal::config::Role::Store]
+    })
+    .expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
     c.wait_leader(1).await;
     let filter = FieldFilter {
