@@ -197,8 +197,14 @@ impl Node {
         });
 
         // The watch cache of this node's replica: the Kubernetes API serves
-        // from it, and the control plane reads it while this node leads.
-        let cache = crate::api::cache::Cache::start(store.clone());
+        // from it, and the control plane reads it while this node leads. A
+        // node without the API role starts it only when it first leads: a
+        // copy of every object is the largest memory cost of a node.
+        let cache = if cfg.has_role(crate::config::Role::Api) {
+            crate::api::cache::Cache::start(store.clone())
+        } else {
+            crate::api::cache::Cache::lazy(store.clone())
+        };
 
         // Consumer 3: autopilot and the control plane, leader-follow
         // singletons.

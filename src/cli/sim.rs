@@ -42,6 +42,9 @@ pub struct SimReport {
     pub startup_p99_ms: f64,
     pub api_mutation_p99_ms: f64,
     pub peak_rss_bytes: u64,
+    /// Watch caches the three nodes ran (the API node's, and the leader's
+    /// if another node led at some point).
+    pub watch_caches: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -79,7 +82,7 @@ pub fn run(opts: SimOptions) -> anyhow::Result<()> {
     } else {
         println!(
             "{} nodes, {} pods ({} Deployments): {} Running after {:.1} s\n\
-             scheduling {:.0} pods/s, startup p50 {:.0} ms p99 {:.0} ms, API mutation p99 {:.1} ms, peak RSS {} MiB",
+             scheduling {:.0} pods/s, startup p50 {:.0} ms p99 {:.0} ms, API mutation p99 {:.1} ms, peak RSS {} MiB ({} watch caches)",
             report.nodes,
             report.pods,
             report.deployments,
@@ -89,7 +92,8 @@ pub fn run(opts: SimOptions) -> anyhow::Result<()> {
             report.startup_p50_ms,
             report.startup_p99_ms,
             report.api_mutation_p99_ms,
-            report.peak_rss_bytes >> 20
+            report.peak_rss_bytes >> 20,
+            report.watch_caches
         );
     }
     if report.pods_running < report.pods {
@@ -104,7 +108,15 @@ pub fn run(opts: SimOptions) -> anyhow::Result<()> {
 }
 
 async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
-    let cluster = TestCluster::start_with(3, |c| c.roles = vec![Role::Api, Role::Store])?;
+    // Node 1 serves the API; the other two hold store replicas and start
+    // a watch cache only if they come to lead (the control plane reads it).
+    let cluster = TestCluster::start_with(3, |c| {
+        c.roles = if c.name == "node-1" {
+            vec![Role::Api, Role::Store]
+        } else {
+            vec![Role::Store]
+        }
+    })?;
     let handle = cluster.node(1).clone();
     let token = std::fs::read_to_string(&cluster.config(1).auth.admin_token_file)?;
     let client = super::http::ApiClient::new(
@@ -278,6 +290,9 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         startup_p99_ms: percentile(&startup_ms, 0.99),
         api_mutation_p99_ms: percentile(&mutation_ms, 0.99),
         peak_rss_bytes: peak_rss_bytes(),
+        watch_caches: (1..=3)
+            .filter(|&i| cluster.node(i).cache.is_started())
+            .count(),
     };
     drop(cluster);
     Ok(report)

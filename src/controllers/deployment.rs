@@ -44,7 +44,8 @@ impl DeploymentController {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let (owned_v, _) = self.cache.list(&replicasets().prefix(Some(ns)), |rs| {
+        let (mut owned_v, _) = self.cache.dependents(&uid, &replicasets().prefix(Some(ns)));
+        owned_v.retain(|rs| {
             rs.pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)
                 .is_some_and(|refs| {

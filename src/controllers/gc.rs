@@ -85,12 +85,7 @@ impl GarbageCollector {
 
     /// The objects that name `uid` as an owner.
     fn dependents(&self, uid: &str) -> Vec<Arc<Value>> {
-        let (items, _) = self.cache.list(REGISTRY.as_bytes(), |o| {
-            owner_refs(o)
-                .iter()
-                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
-        });
-        items
+        self.cache.dependents(uid, REGISTRY.as_bytes()).0
     }
 
     async fn delete(&self, o: &Value) -> Result<(), String> {

@@ -80,7 +80,8 @@ impl ReplicaSetController {
                     })
                 })
         };
-        let (mine, _) = self.cache.list(&pods().prefix(Some(ns)), owned);
+        let (mine, _) = self.cache.dependents(&uid, &pods().prefix(Some(ns)));
+        let mine: Vec<Arc<Value>> = mine.into_iter().filter(|p| owned(p)).collect();
         let active: Vec<&Arc<Value>> = mine.iter().filter(|p| is_active(p)).collect();
         let want = rs
             .pointer("/spec/replicas")

@@ -264,16 +264,17 @@ impl Req {
     }
 }
 
-/// A pod's requests, computed once per scheduling call or NodeInfo update.
+/// A pod's requests, computed once per scheduling call or NodeInfo update;
+/// what a placed pod costs its node (the scheduler keeps this, not the pod).
 #[derive(Debug, Clone, Copy, Default)]
-struct PodRequest {
+pub struct PodRequest {
     res: Resources,
     nz_cpu: i64,
     nz_mem: i64,
 }
 
 impl PodRequest {
-    fn of(pod: &Pod) -> PodRequest {
+    pub fn of(pod: &Pod) -> PodRequest {
         let mut out = PodRequest {
             res: Resources {
                 pods: 1,
@@ -388,15 +389,23 @@ impl NodeInfo {
 
     /// Accounts for a pod bound (or assumed) to this node.
     pub fn add_pod(&mut self, pod: &Pod) {
-        let r = PodRequest::of(pod);
+        self.add_request(&PodRequest::of(pod));
+    }
+
+    /// Forgets a pod previously passed to [`NodeInfo::add_pod`] (amounts never go below 0).
+    pub fn remove_pod(&mut self, pod: &Pod) {
+        self.remove_request(&PodRequest::of(pod));
+    }
+
+    /// [`NodeInfo::add_pod`] with the pod's requests already computed.
+    pub fn add_request(&mut self, r: &PodRequest) {
         self.requested.add(&r.res);
         self.nz_cpu = self.nz_cpu.saturating_add(r.nz_cpu);
         self.nz_mem = self.nz_mem.saturating_add(r.nz_mem);
     }
 
-    /// Forgets a pod previously passed to [`NodeInfo::add_pod`] (amounts never go below 0).
-    pub fn remove_pod(&mut self, pod: &Pod) {
-        let r = PodRequest::of(pod);
+    /// [`NodeInfo::remove_pod`] with the pod's requests already computed.
+    pub fn remove_request(&mut self, r: &PodRequest) {
         self.requested.sub(&r.res);
         self.nz_cpu = self.nz_cpu.saturating_sub(r.nz_cpu).max(0);
         self.nz_mem = self.nz_mem.saturating_sub(r.nz_mem).max(0);

@@ -24,7 +24,7 @@ use crate::controllers::update_object;
 
 pub mod framework;
 
-use framework::{Decision, NodeInfo};
+use framework::{Decision, NodeInfo, PodRequest};
 
 /// The scheduler's name in pods' `spec.schedulerName`.
 pub const NAME: &str = "default-scheduler";
@@ -52,8 +52,9 @@ struct State {
     /// Every node, with `index` by name (the framework takes a slice).
     nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
-    /// Assigned pods by key, with the node they count on.
-    assigned: HashMap<Vec<u8>, (String, Pod)>,
+    /// Assigned pods by key: the node they count on and what they cost it
+    /// (not the pod: 150,000 typed pods would cost gigabytes).
+    assigned: HashMap<Vec<u8>, (String, PodRequest)>,
     queue: VecDeque<Pending>,
     /// Keys queued (no duplicates).
     queued: std::collections::HashSet<Vec<u8>>,
@@ -105,9 +106,9 @@ impl State {
 
     fn unassign(&mut self, key: &[u8]) -> bool {
         match self.assigned.remove(key) {
-            Some((node, pod)) => {
+            Some((node, req)) => {
                 if let Some(info) = self.node_mut(&node) {
-                    info.remove_pod(&pod);
+                    info.remove_request(&req);
                 }
                 true
             }
@@ -115,12 +116,13 @@ impl State {
         }
     }
 
-    fn assign(&mut self, key: Vec<u8>, node: &str, pod: Pod) {
+    fn assign(&mut self, key: Vec<u8>, node: &str, pod: &Pod) {
         self.unassign(&key);
+        let req = PodRequest::of(pod);
         if let Some(info) = self.node_mut(node) {
-            info.add_pod(&pod);
+            info.add_request(&req);
         }
-        self.assigned.insert(key, (node.to_string(), pod));
+        self.assigned.insert(key, (node.to_string(), req));
     }
 
     fn on_pod(&mut self, e: &CacheEvent) {
@@ -146,8 +148,16 @@ impl State {
         }
         let node = node_name_of(p);
         if !node.is_empty() {
+            // A status update of a placed pod changes nothing here.
+            let same_spec = e
+                .prev
+                .as_deref()
+                .is_some_and(|prev| prev.get("spec") == p.get("spec"));
+            if same_spec && self.assigned.get(&e.key).is_some_and(|(n, _)| n == node) {
+                return;
+            }
             if let Ok(pod) = serde_json::from_value::<Pod>((**p).clone()) {
-                self.assign(e.key.clone(), node, pod);
+                self.assign(e.key.clone(), node, &pod);
             }
         } else if wants_us(p) {
             self.enqueue(Pending {
@@ -175,9 +185,9 @@ impl State {
             Some(info) => info.set_node(node),
             None => {
                 let mut info = NodeInfo::new(node);
-                for (n, pod) in self.assigned.values() {
+                for (n, req) in self.assigned.values() {
                     if *n == name {
-                        info.add_pod(pod);
+                        info.add_request(req);
                     }
                 }
                 self.index.insert(name, self.nodes.len());
@@ -265,7 +275,7 @@ impl Scheduler {
                     node, evaluated, ..
                 } => {
                     st.start = (st.start + evaluated) % st.nodes.len().max(1);
-                    st.assign(p.key.clone(), &node, pod);
+                    st.assign(p.key.clone(), &node, &pod);
                     let (fenced, pod) = (self.fenced.clone(), p.pod.clone());
                     binds.spawn(
                         async move { bind(&fenced, &pod, &node).await.map_err(|e| (pod, e)) },
