@@ -13,7 +13,9 @@ use anyhow::{bail, Context};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::api::cache::{Kind, Start};
+use std::sync::Arc;
+
+use crate::api::cache::{CacheEvent, Kind, Start};
 use crate::api::resources::find;
 use crate::config::Role;
 use crate::kubelet::fleet::Fleet;
@@ -188,60 +190,60 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
 
-    // The workload, through the API.
+    // The workload, through the API, while the watch below is read (a
+    // watch left unread while 150,000 pods are created would lag).
     let t0 = Instant::now();
-    let mut mutation_ms = Vec::new();
     let per = opts.pods / opts.deployments;
-    for d in 0..opts.deployments {
-        let replicas = per + usize::from(d < opts.pods % opts.deployments);
-        let body = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": format!("sim-{d}")},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": format!("sim-{d}")}},
-                     "template": {"metadata": {"labels": {"app": format!("sim-{d}")}},
-                                  "spec": {"containers": [{"name": "c", "image": "sim",
-                                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
-        });
-        let sent = Instant::now();
-        let (code, text) = client
-            .request(
-                Method::POST,
-                "/apis/apps/v1/namespaces/default/deployments",
-                Some(serde_json::to_vec(&body)?),
-                Duration::from_secs(30),
-            )
-            .await?;
-        mutation_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
-        if code != StatusCode::CREATED {
-            bail!(
-                "creating a Deployment: {code}: {}",
-                String::from_utf8_lossy(&text)
-            );
+    let deployments = opts.deployments;
+    let extra = opts.pods % opts.deployments;
+    let mut creator = tokio::spawn(async move {
+        let mut mutation_ms = Vec::new();
+        for d in 0..deployments {
+            let replicas = per + usize::from(d < extra);
+            let body = json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": format!("sim-{d}")},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": format!("sim-{d}")}},
+                         "template": {"metadata": {"labels": {"app": format!("sim-{d}")}},
+                                      "spec": {"containers": [{"name": "c", "image": "sim",
+                                                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
+            });
+            let sent = Instant::now();
+            let (code, text) = client
+                .request(
+                    Method::POST,
+                    "/apis/apps/v1/namespaces/default/deployments",
+                    Some(serde_json::to_vec(&body)?),
+                    Duration::from_secs(30),
+                )
+                .await?;
+            mutation_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+            if code != StatusCode::CREATED {
+                bail!(
+                    "creating a Deployment: {code}: {}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
         }
-    }
+        Ok(mutation_ms)
+    });
+    let mut mutation_ms: Option<Vec<f64>> = None;
 
     let mut first_seen: HashMap<Vec<u8>, Instant> = HashMap::new();
     let mut bound_at: Vec<Instant> = Vec::new();
     let mut startup_ms: Vec<f64> = Vec::new();
     let mut running: HashMap<Vec<u8>, bool> = HashMap::new();
+    let mut n_running = 0usize;
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut last = w.rev;
-    while running.values().filter(|r| **r).count() < opts.pods {
-        let batch = tokio::select! {
-            b = w.live.recv() => match b {
-                Ok(b) => b,
-                Err(_) => {
-                    w = handle.cache.watch(&pods.prefix(None), Start::After(last)).map_err(|e| anyhow::anyhow!(e.message))?;
-                    continue;
-                }
-            },
-            _ = tokio::time::sleep_until(deadline) => break,
-        };
-        last = last.max(batch.rev);
+    let mut events: Vec<Arc<CacheEvent>> = std::mem::take(&mut w.initial);
+    loop {
         let now = Instant::now();
-        for e in w.mine(&batch) {
+        for e in events.drain(..) {
             if e.kind == Kind::Deleted {
-                running.remove(&e.key);
+                if running.remove(&e.key) == Some(true) {
+                    n_running -= 1;
+                }
                 continue;
             }
             first_seen.entry(e.key.clone()).or_insert(now);
@@ -263,15 +265,47 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
                 e.object.pointer("/status/phase").and_then(Value::as_str) == Some("Running");
             let was = running.insert(e.key.clone(), is_running).unwrap_or(false);
             if is_running && !was {
+                n_running += 1;
                 let since = first_seen.get(&e.key).copied().unwrap_or(now);
                 startup_ms.push(now.duration_since(since).as_secs_f64() * 1000.0);
                 bar.inc(1);
+            } else if was && !is_running {
+                n_running -= 1;
             }
+        }
+        if n_running >= opts.pods && mutation_ms.is_some() {
+            break;
+        }
+        tokio::select! {
+            b = w.live.recv() => match b {
+                Ok(b) => {
+                    events.extend(w.mine(&b).filter(|e| e.rev > last).cloned());
+                    last = last.max(b.rev);
+                }
+                Err(_) => {
+                    // Fell behind: resume from the last revision seen, or,
+                    // past the cache's window, from a fresh snapshot.
+                    w = match handle.cache.watch(&pods.prefix(None), Start::After(last)) {
+                        Ok(w) => w,
+                        Err(_) => handle
+                            .cache
+                            .watch(&pods.prefix(None), Start::Snapshot)
+                            .map_err(|e| anyhow::anyhow!(e.message))?,
+                    };
+                    events = std::mem::take(&mut w.initial);
+                    last = last.max(w.rev);
+                }
+            },
+            r = &mut creator, if mutation_ms.is_none() => {
+                mutation_ms = Some(r.context("the workload task")??);
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
         }
     }
     bar.finish_and_clear();
     let all_running = t0.elapsed().as_secs_f64();
     startup_ms.sort_by(|a, b| a.total_cmp(b));
+    let mut mutation_ms = mutation_ms.unwrap_or_default();
     mutation_ms.sort_by(|a, b| a.total_cmp(b));
     let schedule_rate = match (bound_at.first(), bound_at.last()) {
         (Some(a), Some(b)) if bound_at.len() > 1 && b > a => {
@@ -283,7 +317,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         nodes: opts.nodes,
         pods: opts.pods,
         deployments: opts.deployments,
-        pods_running: running.values().filter(|r| **r).count(),
+        pods_running: n_running,
         seconds_to_all_running: all_running,
         schedule_pods_per_s: schedule_rate,
         startup_p50_ms: percentile(&startup_ms, 0.50),
