@@ -589,3 +589,70 @@ impl Cache {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(owners: &[&str]) -> Value {
+        json!({"metadata": {"name": "p", "ownerReferences":
+            owners.iter().map(|u| json!({"kind": "ReplicaSet", "name": "rs", "uid": u})).collect::<Vec<_>>()}})
+    }
+
+    #[test]
+    fn the_owner_index_follows_owner_references() {
+        let mut st = State::default();
+        let (a, b) = (
+            b"/registry/pods/d/a".to_vec(),
+            b"/registry/pods/d/b".to_vec(),
+        );
+        st.index_owners(&a, None, Some(&pod(&["u1"])));
+        st.index_owners(&b, None, Some(&pod(&["u1", "u2"])));
+        assert_eq!(st.owners["u1"].len(), 2);
+        assert_eq!(st.owners["u2"].len(), 1);
+        // b is orphaned from u1 and adopted by u3.
+        st.index_owners(&b, Some(&pod(&["u1", "u2"])), Some(&pod(&["u2", "u3"])));
+        assert_eq!(st.owners["u1"], BTreeSet::from([a.clone()]));
+        assert_eq!(st.owners["u3"], BTreeSet::from([b.clone()]));
+        // Deleted: nothing names a uid without dependents.
+        st.index_owners(&a, Some(&pod(&["u1"])), None);
+        assert!(!st.owners.contains_key("u1"));
+        st.index_owners(&b, Some(&pod(&["u2", "u3"])), None);
+        assert!(st.owners.is_empty());
+    }
+
+    #[test]
+    fn a_history_event_decodes_with_its_previous_version() {
+        let raw = |v: Value, rev| Raw {
+            bytes: serde_json::to_vec(&v).unwrap().into(),
+            rev,
+        };
+        let h = Hist {
+            rev: 9,
+            key: b"/registry/pods/d/p".to_vec(),
+            kind: Kind::Modified,
+            object: raw(
+                json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}}),
+                9,
+            ),
+            prev: Some(raw(json!({"metadata": {"name": "p"}, "spec": {}}), 4)),
+        };
+        let e = h.decode().expect("decodes");
+        assert_eq!(e.rev, 9);
+        assert_eq!(e.object["metadata"]["resourceVersion"], "9");
+        assert_eq!(e.object["spec"]["nodeName"], "n1");
+        let prev = e.prev.as_deref().expect("prev");
+        assert_eq!(prev["metadata"]["resourceVersion"], "4");
+        assert!(prev["spec"].get("nodeName").is_none());
+        // Bytes that are not JSON are skipped, not a panic.
+        let bad = Hist {
+            object: Raw {
+                bytes: b"{not json".to_vec().into(),
+                rev: 10,
+            },
+            ..h
+        };
+        assert!(bad.decode().is_none());
+    }
+}

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::sim::SimRuntime;
+use super::status::StatusReporter;
 use super::{node_object, pod_status, NodeSpec, Runtime};
 use crate::api::cache::{Cache, Kind, Start};
 use crate::api::objects;
@@ -18,8 +19,11 @@ use crate::api::resources::find;
 use crate::store::command::Txn;
 use crate::store::Store;
 
-/// Status writes in flight at once (the store groups them).
+/// Node registrations in flight at once (the store groups them).
 const IN_FLIGHT: usize = 512;
+
+/// Status reports (batches of up to 1,024 writes) in flight at once.
+const REPORTS_IN_FLIGHT: usize = 4;
 
 pub struct Fleet {
     pub store: Store,
@@ -65,7 +69,7 @@ impl Fleet {
                 )
             })
             .collect();
-        let gate = Arc::new(Semaphore::new(IN_FLIGHT));
+        let (reporter, _) = StatusReporter::start(self.store.clone(), REPORTS_IN_FLIGHT);
         loop {
             let Ok(mut w) = self.cache.watch(&pods.prefix(None), Start::Snapshot) else {
                 return;
@@ -95,11 +99,7 @@ impl Fleet {
                             .to_string();
                         let _ = rt.stop(&uid, Duration::ZERO).await;
                         let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
-                        let (store, gate) = (self.store.clone(), gate.clone());
-                        tokio::spawn(async move {
-                            let _permit = gate.acquire_owned().await;
-                            let _ = store.write(Txn::delete(key, Some(rev))).await;
-                        });
+                        reporter.report(key.clone(), Txn::delete(key, Some(rev)));
                         continue;
                     }
                     if pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running") {
@@ -109,13 +109,10 @@ impl Fleet {
                     let mut updated = (*pod).clone();
                     updated["status"] = pod_status(&pod, &state, host);
                     let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
-                    let (store, gate) = (self.store.clone(), gate.clone());
-                    tokio::spawn(async move {
-                        let _permit = gate.acquire_owned().await;
-                        let _ = store
-                            .write(Txn::update(key, objects::stored_bytes(&updated), rev))
-                            .await;
-                    });
+                    reporter.report(
+                        key.clone(),
+                        Txn::update(key, objects::stored_bytes(&updated), rev),
+                    );
                 }
                 match w.live.recv().await {
                     Ok(b) => {

@@ -30,6 +30,9 @@ use crate::store::{ReadRequest, Store};
 
 pub mod fleet;
 pub mod sim;
+pub mod status;
+
+use status::StatusReporter;
 
 /// What a runtime reports of one container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,8 +307,9 @@ impl Kubelet {
             pause = (pause * 2).min(Duration::from_secs(2));
         }
         tracing::info!(node = %self.spec.name, runtime = self.runtime.name(), "kubelet registered its node");
+        let (reporter, _) = StatusReporter::start(self.store.clone(), 1);
         loop {
-            if let Err(e) = self.follow().await {
+            if let Err(e) = self.follow(&reporter).await {
                 tracing::debug!(node = %self.spec.name, "kubelet pod watch: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -313,7 +317,7 @@ impl Kubelet {
     }
 
     /// Lists the pods bound here, then follows them until the watch ends.
-    async fn follow(&self) -> Result<(), String> {
+    async fn follow(&self, reporter: &StatusReporter) -> Result<(), String> {
         let filter = FieldFilter {
             field: "spec.nodeName".into(),
             equals: self.spec.name.clone(),
@@ -326,7 +330,8 @@ impl Kubelet {
         let mut known: HashMap<Vec<u8>, String> = HashMap::new();
         for kv in listed.kvs.iter().filter(|kv| filter.matches(&kv.value)) {
             if let Ok(pod) = serde_json::from_slice::<Value>(&kv.value) {
-                self.sync_pod(&kv.key, pod, kv.mod_rev, &mut known).await;
+                self.sync_pod(&kv.key, pod, kv.mod_rev, &mut known, reporter)
+                    .await;
             }
         }
         // Pods the runtime runs that are no longer bound here stop.
@@ -353,7 +358,8 @@ impl Kubelet {
                         match e.kind {
                             EventKind::Put => {
                                 if let Ok(pod) = serde_json::from_slice::<Value>(&e.value) {
-                                    self.sync_pod(&e.key, pod, e.rev, &mut known).await;
+                                    self.sync_pod(&e.key, pod, e.rev, &mut known, reporter)
+                                        .await;
                                 }
                             }
                             EventKind::Delete => {
@@ -380,6 +386,7 @@ impl Kubelet {
         pod: Value,
         rev: u64,
         known: &mut HashMap<Vec<u8>, String>,
+        reporter: &StatusReporter,
     ) {
         let uid = pod
             .pointer("/metadata/uid")
@@ -394,7 +401,7 @@ impl Kubelet {
             self.runtime.stop(&uid, Duration::from_secs(grace)).await;
             known.remove(key);
             // Stopped: the pod object goes (upstream's final delete).
-            let _ = self.store.write(Txn::delete(key.to_vec(), Some(rev))).await;
+            reporter.report(key.to_vec(), Txn::delete(key.to_vec(), Some(rev)));
             return;
         }
         known.insert(key.to_vec(), uid);
@@ -412,15 +419,11 @@ impl Kubelet {
         }
         let mut updated = pod;
         updated["status"] = status;
-        // A conflict means a newer version is on its way to this watch.
-        let _ = self
-            .store
-            .write(Txn::update(
-                key.to_vec(),
-                objects::stored_bytes(&updated),
-                rev,
-            ))
-            .await;
+        // Batched with the other pods' reports (see `status`).
+        reporter.report(
+            key.to_vec(),
+            Txn::update(key.to_vec(), objects::stored_bytes(&updated), rev),
+        );
     }
 }
 

@@ -130,6 +130,22 @@ impl Handler<ClientWrite> for StoreActor {
     }
 }
 
+impl Handler<super::service::ClientWriteMany> for StoreActor {
+    fn handle(
+        &mut self,
+        msg: super::service::ClientWriteMany,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<super::service::ManyResults, ClientError>> {
+        let store = self.store.clone();
+        Reply::later(async move {
+            for t in &msg.0 {
+                t.validate().map_err(ClientError::TooLarge)?;
+            }
+            store.write_many_local(msg.0).await
+        })
+    }
+}
+
 impl Handler<ClientCompact> for StoreActor {
     fn handle(
         &mut self,
@@ -177,6 +193,7 @@ pub fn serve(registry: &crate::actor::Registry, addr: crate::actor::Addr<StoreAc
     registry.serve::<StoreActor, RaftSnapshot>(ACTOR, addr.clone());
     registry.serve::<StoreActor, GetRaftId>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ClientWrite>(ACTOR, addr.clone());
+    registry.serve::<StoreActor, super::service::ClientWriteMany>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ClientCompact>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ReadIndex>(ACTOR, addr.clone());
     registry.serve_subscription::<StoreActor, super::watch::Watch>(ACTOR, addr);

@@ -26,7 +26,10 @@ use super::command::{KeyValue, Request, Response, Txn, TxnResult};
 use super::mvcc::{self, KV, LATEST, META};
 use super::network::ACTOR;
 use super::TypeConfig;
+
+mod many;
 use crate::actor::{ActorPath, ActorSystem, AskError, RemoteMessage};
+pub use many::{ClientWriteMany, ManyResults, MAX_TXNS as MAX_WRITE_MANY};
 
 /// The budget of one forwarding attempt to the leader.
 const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);

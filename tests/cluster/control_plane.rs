@@ -775,9 +775,27 @@ async fn deleting_a_deployment_cascades_unless_orphaned() {
 async fn node_death_with_1000_pods() {
     let mut c = TestCluster::start_with(5, |cfg| cfg.capacity.pods = 2000).unwrap();
     let k = api_ready(&c, 1).await;
+    // All five kubelets first, so the pods spread (about 1,000 a node).
+    let nodes: Api<Node> = Api::all(k.clone());
+    wait_until(Duration::from_secs(60), || {
+        let nodes = nodes.clone();
+        async move {
+            let n = nodes
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            if n.items.len() == 5 {
+                Ok(())
+            } else {
+                Err(format!("{} nodes registered", n.items.len()))
+            }
+        }
+    })
+    .await
+    .unwrap();
     let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
     let pods: Api<Pod> = Api::default_namespaced(k.clone());
-    let total = 4000;
+    let total = 5000;
     rss.create(&PostParams::default(), &replica_set("many", total))
         .await
         .unwrap();
