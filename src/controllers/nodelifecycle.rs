@@ -7,7 +7,11 @@
 //!    `node.kubernetes.io/unreachable` taints (NoSchedule, NoExecute);
 //! 2. after each pod's toleration of that taint (`tolerationSeconds`, or
 //!    the configured default, never below the suspicion timeout) the pod
-//!    is evicted (marked for deletion; its ReplicaSet replaces it at once);
+//!    is evicted (marked for deletion; its ReplicaSet replaces it at once).
+//!    The toleration counts from the node's first sign of trouble, when
+//!    membership began to suspect it: a node that refutes its suspicion is
+//!    never `down`, so no toleration at least as long as the suspicion
+//!    evicts a pod of a node that is merely slow or behind lossy links;
 //! 3. evictions are rate-limited, and pause in a zone where more than
 //!    55 % of the nodes are down (a partition, not dead nodes);
 //! 4. when membership says the node is `alive` again, the taints go and
@@ -185,7 +189,9 @@ impl NodeLifecycle {
             Err(e) => return tracing::warn!("node lifecycle: no membership events: {e}"),
         };
         let mut states: HashMap<String, (MemberState, String)> = HashMap::new();
-        // When each unreachable node was found so.
+        // When each node came under suspicion (its first sign of trouble).
+        let mut suspected: HashMap<String, Instant> = HashMap::new();
+        // Unreachable nodes, and when their trouble began.
         let mut unreachable: HashMap<String, Instant> = HashMap::new();
         let mut bucket = Bucket {
             tokens: 1.0,
@@ -200,11 +206,16 @@ impl NodeLifecycle {
                     let zone = ev.meta.as_ref().map(|m| m.zone.clone()).unwrap_or_default();
                     states.insert(ev.name.clone(), (ev.state, zone));
                     match ev.state {
+                        MemberState::Suspect => {
+                            suspected.entry(ev.name.clone()).or_insert_with(Instant::now);
+                        }
                         MemberState::Down if !self.kubelet_answers(&ev.name).await => {
                             self.set_reachable(&ev.name, false).await;
-                            unreachable.entry(ev.name.clone()).or_insert_with(Instant::now);
+                            let since = suspected.get(&ev.name).copied().unwrap_or_else(Instant::now);
+                            unreachable.entry(ev.name.clone()).or_insert(since);
                         }
                         MemberState::Alive => {
+                            suspected.remove(&ev.name);
                             unreachable.remove(&ev.name);
                             self.set_reachable(&ev.name, true).await;
                         }

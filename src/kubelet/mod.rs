@@ -29,6 +29,7 @@ use crate::store::watch::{EventKind, FieldFilter, WatchEnd, WatchEvent};
 use crate::store::{ReadRequest, Store};
 
 pub mod fleet;
+pub mod process;
 pub mod sim;
 pub mod status;
 
@@ -58,6 +59,12 @@ pub struct ContainerStatus {
     pub state: ContainerState,
     pub ready: bool,
     pub restart_count: u32,
+    /// The previous instance's end (`lastState.terminated`), if any.
+    #[serde(default)]
+    pub last_state: Option<ContainerState>,
+    /// `<runtime>://<id>`.
+    #[serde(default)]
+    pub container_id: String,
 }
 
 /// A pod as its runtime sees it.
@@ -78,6 +85,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// The pods it runs, by uid.
     fn running(&self) -> Vec<String>;
     fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>>;
+    /// Uids of pods whose state changed on its own (a container exited or
+    /// restarted), pushed; None for a runtime whose pods change only when
+    /// told (sim).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+    /// The pod's current state, if the runtime runs it.
+    fn state(&self, _uid: &str) -> Option<PodState> {
+        None
+    }
 }
 
 fn pods() -> &'static Resource {
@@ -232,7 +249,7 @@ pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
         .containers
         .iter()
         .map(|c| {
-            let st = match &c.state {
+            let st = |s: &ContainerState| match s {
                 ContainerState::Running { started_at } => json!({"running": {"startedAt": started_at}}),
                 ContainerState::Waiting { reason, message } => {
                     json!({"waiting": {"reason": reason, "message": message}})
@@ -241,12 +258,16 @@ pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
                     json!({"terminated": {"exitCode": exit_code, "reason": reason, "finishedAt": finished_at}})
                 }
             };
-            json!({
+            let mut v = json!({
                 "name": c.name, "image": c.image, "imageID": "", "ready": c.ready,
                 "started": matches!(c.state, ContainerState::Running { .. }),
-                "restartCount": c.restart_count, "state": st,
-                "containerID": format!("sim://{}", c.name),
-            })
+                "restartCount": c.restart_count, "state": st(&c.state),
+                "lastState": c.last_state.as_ref().map(st).unwrap_or_else(|| json!({})),
+            });
+            if !c.container_id.is_empty() {
+                v["containerID"] = json!(c.container_id);
+            }
+            v
         })
         .collect();
     let start = pod
@@ -519,6 +540,8 @@ mod tests {
                 state,
                 ready,
                 restart_count: 0,
+                last_state: None,
+                container_id: String::new(),
             }],
         };
         let running = st(

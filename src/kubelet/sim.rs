@@ -81,7 +81,7 @@ impl Runtime for SimRuntime {
         let mut pods = self.lock();
         let n = pods.len() as u32 + 1;
         let now = crate::api::objects::now();
-        let entry = pods.entry(uid).or_insert_with(|| {
+        let entry = pods.entry(uid.clone()).or_insert_with(|| {
             let cs = containers(pod);
             let statuses = cs
                 .iter()
@@ -118,6 +118,8 @@ impl Runtime for SimRuntime {
                         state,
                         ready,
                         restart_count: restarts,
+                        last_state: None,
+                        container_id: format!("sim://{uid}/{name}"),
                     }
                 })
                 .collect();
@@ -175,28 +177,49 @@ impl Runtime for SimRuntime {
 }
 
 /// The conformance suite every runtime passes: start is idempotent and
-/// reports each container, stop is idempotent and forgets the pod, logs
-/// exist for a running container and not for a stopped pod.
+/// reports each container, which becomes ready; pods get distinct IPs;
+/// stop is idempotent and forgets the pod; logs exist for a running
+/// container and not for a stopped pod.
 #[cfg(test)]
 pub mod conformance {
     use super::*;
+    use crate::testing::wait_until;
     use serde_json::json;
 
+    /// A pod whose two containers print a line and keep running (the sim
+    /// runtime ignores the command).
     pub fn pod(uid: &str) -> Value {
+        let c = |name: &str| {
+            json!({"name": name, "image": format!("img-{name}"),
+            "command": ["sh", "-c", "echo started; exec sleep 3600"]})
+        };
         json!({"metadata": {"uid": uid, "name": format!("p-{uid}"), "namespace": "default"},
-               "spec": {"restartPolicy": "Always",
-                        "containers": [{"name": "a", "image": "img-a"}, {"name": "b", "image": "img-b"}]}})
+               "spec": {"restartPolicy": "Always", "containers": [c("a"), c("b")]}})
+    }
+
+    /// Starts `p` until every container is ready; returns that state.
+    pub async fn ready(rt: &dyn Runtime, p: &Value) -> PodState {
+        wait_until(Duration::from_secs(10), || async {
+            let s = rt.start(p).await;
+            if !s.containers.is_empty() && s.containers.iter().all(|c| c.ready) {
+                Ok(())
+            } else {
+                Err(format!("not ready: {s:?}"))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        rt.start(p).await
     }
 
     pub async fn run(rt: &dyn Runtime) {
         let p = pod("u1");
-        let first = rt.start(&p).await;
+        let first = ready(rt, &p).await;
         assert_eq!(first.containers.len(), 2);
-        assert!(first.containers.iter().all(|c| c.ready));
         assert!(!first.pod_ip.is_empty());
         // Idempotent: the same pod, the same state.
         assert_eq!(rt.start(&p).await, first);
-        let second = rt.start(&pod("u2")).await;
+        let second = ready(rt, &pod("u2")).await;
         assert_ne!(second.pod_ip, first.pod_ip, "pods get distinct IPs");
         let mut running = rt.running();
         running.sort();
@@ -208,12 +231,22 @@ pub mod conformance {
             tail_lines: Some(1),
             previous: false,
         };
-        let logs = rt.logs(&req, "u1").await.unwrap();
-        assert_eq!(logs.lines().count(), 1);
+        wait_until(Duration::from_secs(10), || async {
+            let logs = rt.logs(&req, "u1").await?;
+            if logs.lines().count() == 1 {
+                Ok(())
+            } else {
+                Err(format!("logs: {logs:?}"))
+            }
+        })
+        .await
+        .unwrap();
         rt.stop("u1", Duration::ZERO).await;
         rt.stop("u1", Duration::ZERO).await;
         assert_eq!(rt.running(), vec!["u2".to_string()]);
         assert!(rt.logs(&req, "u1").await.is_err());
+        rt.stop("u2", Duration::ZERO).await;
+        assert!(rt.running().is_empty());
     }
 }
 

@@ -773,7 +773,14 @@ async fn deleting_a_deployment_cascades_unless_orphaned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: cargo test --release --test cluster node_death_with_1000_pods -- --ignored --nocapture"]
 async fn node_death_with_1000_pods() {
-    let mut c = TestCluster::start_with(5, |cfg| cfg.capacity.pods = 2000).unwrap();
+    // Room enough that LeastAllocated keeps spreading (with 2 cores a
+    // node, default requests would score every node full and pile pods up).
+    let mut c = TestCluster::start_with(5, |cfg| {
+        cfg.capacity.pods = 2000;
+        cfg.capacity.cpu_millis = 1_000_000;
+        cfg.capacity.memory_bytes = 4 << 40;
+    })
+    .unwrap();
     let k = api_ready(&c, 1).await;
     // All five kubelets first, so the pods spread (about 1,000 a node).
     let nodes: Api<Node> = Api::all(k.clone());

@@ -1,0 +1,234 @@
+use super::*;
+use crate::kubelet::sim::conformance;
+use crate::testing::wait_until;
+use serde_json::json;
+
+fn quick() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        reset_after: Duration::from_secs(600),
+    }
+}
+
+fn runtime(dir: &tempfile::TempDir) -> ProcessRuntime {
+    ProcessRuntime::new(&dir.path().join("pods"), 7, quick()).unwrap()
+}
+
+fn pod(uid: &str, policy: &str, command: Value) -> Value {
+    json!({"metadata": {"uid": uid, "name": format!("p-{uid}"), "namespace": "default"},
+           "spec": {"restartPolicy": policy,
+                    "containers": [{"name": "c", "image": "none", "command": command,
+                                    "env": [{"name": "GREETING", "value": "hello"}]}]}})
+}
+
+/// Waits until the pod's only container matches `cond`; returns its status.
+async fn until(
+    rt: &ProcessRuntime,
+    uid: &str,
+    what: &str,
+    cond: impl Fn(&ContainerStatus) -> bool,
+) -> ContainerStatus {
+    wait_until(Duration::from_secs(10), || async {
+        match rt.state(uid).and_then(|s| s.containers.into_iter().next()) {
+            Some(c) if cond(&c) => Ok(()),
+            other => Err(format!("waiting for {what}: {other:?}")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    rt.state(uid).unwrap().containers.remove(0)
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+#[tokio::test]
+async fn process_passes_the_runtime_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    conformance::run(&rt).await;
+    // Loopback pod IPs in the node's range.
+    let s = conformance::ready(&rt, &conformance::pod("u3")).await;
+    assert!(s.pod_ip.starts_with("127.7."), "{}", s.pod_ip);
+    rt.stop("u3", Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_container_without_a_command_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    let mut p = pod("n", "Always", json!(null));
+    p["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("command");
+    rt.start(&p).await;
+    let c = until(&rt, "n", "a refusal", |c| matches!(c.state, ContainerState::Waiting { ref reason, .. } if reason == "CreateContainerConfigError")).await;
+    let ContainerState::Waiting { message, .. } = c.state else {
+        unreachable!()
+    };
+    assert!(message.contains("command"), "{message}");
+    assert!(!c.ready);
+    rt.stop("n", Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_crashing_container_restarts_with_back_off_and_keeps_its_last_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    let mut changes = rt.changes().unwrap();
+    rt.start(&pod(
+        "x",
+        "Always",
+        json!(["sh", "-c", "echo run $GREETING; exit 3"]),
+    ))
+    .await;
+    let c = until(&rt, "x", "two restarts", |c| c.restart_count >= 2).await;
+    match c.last_state {
+        Some(ContainerState::Terminated {
+            exit_code,
+            ref reason,
+            ..
+        }) => {
+            assert_eq!(exit_code, 3);
+            assert!(reason.starts_with("Error"), "{reason}");
+        }
+        ref other => panic!("lastState {other:?}"),
+    }
+    // The changes were pushed.
+    assert_eq!(changes.recv().await.unwrap(), "x");
+    // The previous instance's log, with the environment applied.
+    let req = PodLogs {
+        namespace: "default".into(),
+        pod: "p-x".into(),
+        container: "c".into(),
+        tail_lines: None,
+        previous: true,
+    };
+    assert_eq!(rt.logs(&req, "x").await.unwrap(), "run hello\n");
+    rt.stop("x", Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn restart_policy_never_and_on_failure_leave_finished_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    rt.start(&pod("ok", "OnFailure", json!(["true"]))).await;
+    rt.start(&pod("bad", "Never", json!(["false"]))).await;
+    let ok = until(&rt, "ok", "completion", |c| {
+        matches!(c.state, ContainerState::Terminated { .. })
+    })
+    .await;
+    assert!(
+        matches!(ok.state, ContainerState::Terminated { exit_code: 0, ref reason, .. } if reason == "Completed")
+    );
+    let bad = until(&rt, "bad", "failure", |c| {
+        matches!(c.state, ContainerState::Terminated { .. })
+    })
+    .await;
+    assert!(matches!(
+        bad.state,
+        ContainerState::Terminated { exit_code: 1, .. }
+    ));
+    assert_eq!((ok.restart_count, bad.restart_count), (0, 0));
+    rt.stop("ok", Duration::ZERO).await;
+    rt.stop("bad", Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_command_that_does_not_exist_is_a_start_error_not_a_crash_of_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    rt.start(&pod(
+        "nf",
+        "Never",
+        json!(["/nonexistent/shoal-test-binary"]),
+    ))
+    .await;
+    let c = until(&rt, "nf", "a start error", |c| {
+        matches!(c.state, ContainerState::Terminated { .. })
+    })
+    .await;
+    let ContainerState::Terminated {
+        exit_code, reason, ..
+    } = c.state
+    else {
+        unreachable!()
+    };
+    assert_eq!(exit_code, 128);
+    assert!(
+        reason.contains("StartError") && reason.contains("nonexistent"),
+        "{reason}"
+    );
+    // The runtime goes on running other pods.
+    conformance::ready(&rt, &conformance::pod("other")).await;
+    rt.stop("nf", Duration::ZERO).await;
+    rt.stop("other", Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_killed_process_is_restarted_with_a_new_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    let p = pod("k", "Always", json!(["sleep", "3600"]));
+    conformance::ready(&rt, &p).await;
+    let pid = rt.pids("k")["c"];
+    // SAFETY: SIGKILL to the child we started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let c = until(&rt, "k", "a restart", |c| c.restart_count == 1 && c.ready).await;
+    assert!(
+        matches!(
+            c.last_state,
+            Some(ContainerState::Terminated { exit_code: 137, .. })
+        ),
+        "{:?}",
+        c.last_state
+    );
+    let new = rt.pids("k")["c"];
+    assert_ne!(new, pid);
+    rt.stop("k", Duration::ZERO).await;
+    assert!(!alive(new), "the process is gone after stop");
+}
+
+#[tokio::test]
+async fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    // Ignores SIGTERM: only SIGKILL ends it.
+    let p = pod(
+        "t",
+        "Always",
+        json!([
+            "sh",
+            "-c",
+            "trap '' TERM; echo up; while true; do sleep 0.05; done"
+        ]),
+    );
+    conformance::ready(&rt, &p).await;
+    let pid = rt.pids("t")["c"];
+    let t = std::time::Instant::now();
+    rt.stop("t", Duration::from_millis(300)).await;
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(!alive(pid));
+    // A process that honours SIGTERM ends at once.
+    let p = pod("t2", "Always", json!(["sleep", "3600"]));
+    conformance::ready(&rt, &p).await;
+    let t = std::time::Instant::now();
+    rt.stop("t2", Duration::from_secs(30)).await;
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn back_off_doubles_up_to_the_cap() {
+    let b = Backoff::default();
+    assert_eq!(b.delay(0), Duration::from_secs(10));
+    assert_eq!(b.delay(1), Duration::from_secs(20));
+    assert_eq!(b.delay(4), Duration::from_secs(160));
+    assert_eq!(b.delay(5), Duration::from_secs(300));
+    assert_eq!(b.delay(40), Duration::from_secs(300));
+}
