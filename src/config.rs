@@ -303,6 +303,31 @@ impl Default for ControlPlaneConfig {
     }
 }
 
+/// The node agent of a worker node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeletConfig {
+    /// "sim" (hollow pods) or "process" (each container's command runs as
+    /// a supervised process; pod dirs and logs under `<data_dir>/pods`).
+    /// "sim" stays the default until the process runtime re-adopts its
+    /// pods after an agent restart (issue 7).
+    pub runtime: String,
+    /// First restart back-off of a failing container, doubled per restart.
+    pub restart_backoff_ms: u64,
+    /// The back-off's cap.
+    pub restart_backoff_max_ms: u64,
+}
+
+impl Default for KubeletConfig {
+    fn default() -> Self {
+        KubeletConfig {
+            runtime: "sim".into(),
+            restart_backoff_ms: 10_000,
+            restart_backoff_max_ms: 300_000,
+        }
+    }
+}
+
 fn default_worker_threads() -> usize {
     2
 }
@@ -352,6 +377,8 @@ pub struct NodeConfig {
     pub api: KubeApiConfig,
     #[serde(default)]
     pub control_plane: ControlPlaneConfig,
+    #[serde(default)]
+    pub kubelet: KubeletConfig,
 }
 
 impl NodeConfig {
@@ -521,6 +548,17 @@ impl NodeConfig {
                 "0 to 100",
             ));
         }
+        if self.kubelet.runtime != "sim" && self.kubelet.runtime != "process" {
+            return Err(invalid("kubelet.runtime", "sim or process"));
+        }
+        if self.kubelet.restart_backoff_ms == 0
+            || self.kubelet.restart_backoff_max_ms < self.kubelet.restart_backoff_ms
+        {
+            return Err(invalid(
+                "kubelet.restart_backoff_ms",
+                "above 0 and at most restart_backoff_max_ms",
+            ));
+        }
         if let Err(e) =
             crate::api::alloc::Ranges::new(&self.api.service_cidr, &self.api.node_port_range)
         {
@@ -583,6 +621,7 @@ impl NodeConfig {
             },
             api: KubeApiConfig::default(),
             control_plane: ControlPlaneConfig::default(),
+            kubelet: KubeletConfig::default(),
         }
     }
 }

@@ -266,16 +266,31 @@ impl Node {
         } else {
             None
         };
-        // Worker nodes run a kubelet (the sim runtime until the process
-        // runtime lands) and serve `pods/log` as the `kubelet` actor.
+        // Worker nodes run a kubelet (`kubelet.runtime`: sim or process)
+        // and serve `pods/log` as the `kubelet` actor.
         if cfg.has_role(crate::config::Role::Worker) {
             let n: u8 = cfg
                 .name
                 .strip_prefix("node-")
                 .and_then(|n| n.parse::<u32>().ok())
                 .map_or(0, |n| (n % 250) as u8);
-            let runtime: Arc<dyn crate::kubelet::Runtime> =
-                Arc::new(crate::kubelet::sim::SimRuntime::new(n));
+            let runtime: Arc<dyn crate::kubelet::Runtime> = if cfg.kubelet.runtime == "process" {
+                let backoff = crate::kubelet::process::Backoff {
+                    initial: Duration::from_millis(cfg.kubelet.restart_backoff_ms),
+                    max: Duration::from_millis(cfg.kubelet.restart_backoff_max_ms),
+                    ..Default::default()
+                };
+                Arc::new(
+                    crate::kubelet::process::ProcessRuntime::new(
+                        &cfg.data_dir.join("pods"),
+                        n,
+                        backoff,
+                    )
+                    .map_err(|e| anyhow::anyhow!("kubelet: the pods directory: {e}"))?,
+                )
+            } else {
+                Arc::new(crate::kubelet::sim::SimRuntime::new(n))
+            };
             let kubelet_actor = actor::spawn(
                 crate::kubelet::KubeletActor {
                     runtime: runtime.clone(),

@@ -140,6 +140,7 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
             },
             api: config::KubeApiConfig::default(),
             control_plane: config::ControlPlaneConfig::default(),
+            kubelet: config::KubeletConfig::default(),
         };
         let text = format!(
             "# shoal node config, written by `shoal init`. Paths are relative to this file.\n{}",

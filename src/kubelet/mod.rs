@@ -234,7 +234,13 @@ pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
         })
         .collect();
     let finished = !state.containers.is_empty() && terminated.len() == state.containers.len();
+    // No container has run yet (being created, or refused): Pending.
+    let never_started = state
+        .containers
+        .iter()
+        .all(|c| c.restart_count == 0 && matches!(c.state, ContainerState::Waiting { .. }));
     let phase = match () {
+        _ if never_started => "Pending",
         _ if finished && terminated.iter().all(|c| *c == 0) && restart_policy != "Always" => {
             "Succeeded"
         }
@@ -348,7 +354,7 @@ impl Kubelet {
             .read(ReadRequest::prefix(pods().prefix(None)))
             .await
             .map_err(|e| e.to_string())?;
-        let mut known: HashMap<Vec<u8>, String> = HashMap::new();
+        let mut known: HashMap<Vec<u8>, Known> = HashMap::new();
         for kv in listed.kvs.iter().filter(|kv| filter.matches(&kv.value)) {
             if let Ok(pod) = serde_json::from_slice::<Value>(&kv.value) {
                 self.sync_pod(&kv.key, pod, kv.mod_rev, &mut known, reporter)
@@ -356,7 +362,7 @@ impl Kubelet {
             }
         }
         // Pods the runtime runs that are no longer bound here stop.
-        let bound: std::collections::HashSet<&String> = known.values().collect();
+        let bound: std::collections::HashSet<&String> = known.values().map(|k| &k.uid).collect();
         for uid in self.runtime.running() {
             if !bound.contains(&uid) {
                 self.runtime.stop(&uid, Duration::ZERO).await;
@@ -372,8 +378,33 @@ impl Kubelet {
             )
             .await
             .map_err(|e| e.to_string())?;
+        // State changes the runtime makes on its own (a container exited,
+        // restarted): reported like any other.
+        let mut changes = self.runtime.changes();
         loop {
-            match sub.next().await {
+            let next = tokio::select! {
+                n = sub.next() => n,
+                uid = async {
+                    match changes.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match uid {
+                        Ok(uid) => self.report_change(&uid, &known, reporter),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            // Missed some: report every pod's state.
+                            let uids: Vec<String> = known.values().map(|k| k.uid.clone()).collect();
+                            for uid in uids {
+                                self.report_change(&uid, &known, reporter);
+                            }
+                        }
+                        Err(_) => changes = None,
+                    }
+                    continue;
+                }
+            };
+            match next {
                 Ok(WatchEvent::Events(events)) => {
                     for e in events {
                         match e.kind {
@@ -384,8 +415,8 @@ impl Kubelet {
                                 }
                             }
                             EventKind::Delete => {
-                                if let Some(uid) = known.remove(&e.key) {
-                                    self.runtime.stop(&uid, Duration::ZERO).await;
+                                if let Some(k) = known.remove(&e.key) {
+                                    tokio::spawn(self.runtime.stop(&k.uid, Duration::ZERO));
                                 }
                             }
                         }
@@ -406,7 +437,7 @@ impl Kubelet {
         key: &[u8],
         pod: Value,
         rev: u64,
-        known: &mut HashMap<Vec<u8>, String>,
+        known: &mut HashMap<Vec<u8>, Known>,
         reporter: &StatusReporter,
     ) {
         let uid = pod
@@ -419,13 +450,25 @@ impl Kubelet {
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
-            self.runtime.stop(&uid, Duration::from_secs(grace)).await;
             known.remove(key);
-            // Stopped: the pod object goes (upstream's final delete).
-            reporter.report(key.to_vec(), Txn::delete(key.to_vec(), Some(rev)));
+            // Stopped (within its grace, beside the other pods): the pod
+            // object goes (upstream's final delete).
+            let stop = self.runtime.stop(&uid, Duration::from_secs(grace));
+            let (reporter, key) = (reporter.clone(), key.to_vec());
+            tokio::spawn(async move {
+                stop.await;
+                reporter.report(key.clone(), Txn::delete(key, Some(rev)));
+            });
             return;
         }
-        known.insert(key.to_vec(), uid);
+        known.insert(
+            key.to_vec(),
+            Known {
+                uid,
+                pod: pod.clone(),
+                rev,
+            },
+        );
         let phase = pod
             .pointer("/status/phase")
             .and_then(Value::as_str)
@@ -444,6 +487,35 @@ impl Kubelet {
         reporter.report(
             key.to_vec(),
             Txn::update(key.to_vec(), objects::stored_bytes(&updated), rev),
+        );
+    }
+}
+
+/// A pod bound here as the kubelet last saw it.
+struct Known {
+    uid: String,
+    pod: Value,
+    rev: u64,
+}
+
+impl Kubelet {
+    /// Reports the runtime's current state of pod `uid`, if it changed.
+    fn report_change(&self, uid: &str, known: &HashMap<Vec<u8>, Known>, reporter: &StatusReporter) {
+        let Some((key, k)) = known.iter().find(|(_, k)| k.uid == uid) else {
+            return;
+        };
+        let Some(state) = self.runtime.state(uid) else {
+            return;
+        };
+        let status = pod_status(&k.pod, &state, &self.spec.address);
+        if k.pod.get("status").is_some_and(|s| same_status(s, &status)) {
+            return;
+        }
+        let mut updated = k.pod.clone();
+        updated["status"] = status;
+        reporter.report(
+            key.clone(),
+            Txn::update(key.clone(), objects::stored_bytes(&updated), k.rev),
         );
     }
 }

@@ -10,6 +10,7 @@ mod kube_api;
 mod linearizable;
 mod membership;
 mod power_loss;
+mod process_runtime;
 mod reads;
 mod security;
 mod singleton;

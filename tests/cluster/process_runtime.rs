@@ -1,0 +1,136 @@
+//! The kubelet with the process runtime in an in-process cluster: pod
+//! status follows the real processes (restarts pushed by the runtime, not
+//! polled), logs come through the API, and a refused container says why.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
+use serde_json::json;
+use shoal::testing::{wait_until, TestCluster};
+
+use crate::kube_api::api_ready;
+
+fn pod(name: &str, container: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"restartPolicy": "Always", "containers": [container]}
+    }))
+    .unwrap()
+}
+
+/// Waits until pod `name`'s first container status satisfies `cond`.
+async fn status_until(
+    pods: &Api<Pod>,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let r = wait_until(Duration::from_secs(30), || {
+        let pods = pods.clone();
+        let cond = &cond;
+        async move {
+            let p = pods.get(name).await.map_err(|e| e.to_string())?;
+            let v = serde_json::to_value(&p).map_err(|e| e.to_string())?;
+            match v.pointer("/status/containerStatuses/0") {
+                Some(cs) if cond(cs) => Ok(()),
+                other => Err(format!("waiting for {what}: {other:?}")),
+            }
+        }
+    })
+    .await;
+    r.unwrap_or_else(|e| panic!("{e}"));
+    serde_json::to_value(pods.get(name).await.unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_pods_restart_report_and_log_through_the_api() {
+    let c = TestCluster::start_with(3, |cfg| {
+        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.restart_backoff_ms = 100;
+        cfg.kubelet.restart_backoff_max_ms = 400;
+    })
+    .unwrap();
+    let k = api_ready(&c, 1).await;
+    let pods: Api<Pod> = Api::default_namespaced(k);
+
+    // A crashing container: restarts pushed by the runtime reach the API.
+    let crash = json!({"name": "c", "image": "none",
+        "command": ["sh", "-c", "echo hello from $POD; exit 3"],
+        "env": [{"name": "POD", "value": "crasher"}]});
+    pods.create(&PostParams::default(), &pod("crasher", crash))
+        .await
+        .unwrap();
+    let v = status_until(&pods, "crasher", "two restarts", |cs| {
+        cs["restartCount"].as_u64().unwrap_or(0) >= 2
+    })
+    .await;
+    let cs = &v["status"]["containerStatuses"][0];
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
+    let ip = v["status"]["podIP"].as_str().unwrap();
+    assert!(
+        ip.starts_with("127."),
+        "loopback pod IPs without a sandbox: {ip}"
+    );
+    // Logs of the previous instance through the API and the kubelet actor.
+    let lp = LogParams {
+        previous: true,
+        ..LogParams::default()
+    };
+    let logs = pods.logs("crasher", &lp).await.unwrap();
+    assert_eq!(logs, "hello from crasher\n");
+
+    // A container without a command: refused, with the reason, Pending.
+    let bare = json!({"name": "c", "image": "nginx:1.14.2"});
+    pods.create(&PostParams::default(), &pod("bare", bare))
+        .await
+        .unwrap();
+    let v = status_until(&pods, "bare", "a refusal", |cs| {
+        cs.pointer("/state/waiting/reason").and_then(|r| r.as_str())
+            == Some("CreateContainerConfigError")
+    })
+    .await;
+    assert_eq!(v["status"]["phase"], "Pending");
+    let msg = v
+        .pointer("/status/containerStatuses/0/state/waiting/message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("");
+    assert!(msg.contains("command"), "{msg}");
+
+    // A long-running container is Running and Ready; deleting the pod
+    // stops its process and the pod object goes.
+    let server = json!({"name": "c", "image": "none", "command": ["sleep", "3600"]});
+    pods.create(&PostParams::default(), &pod("sleeper", server))
+        .await
+        .unwrap();
+    let v = status_until(&pods, "sleeper", "running", |cs| cs["ready"] == true).await;
+    assert_eq!(v["status"]["phase"], "Running");
+    let pid: i32 = v["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .and_then(|id| id.strip_prefix("process://"))
+        .and_then(|p| p.parse().ok())
+        .expect("a process:// container id");
+    pods.delete("sleeper", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(30), || {
+        let pods = pods.clone();
+        async move {
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(pid, 0) == 0 };
+            match pods.get_opt("sleeper").await {
+                Ok(None) if !alive => Ok(()),
+                other => Err(format!(
+                    "process alive: {alive}, pod: {:?}",
+                    other.map(|p| p.is_some())
+                )),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    for name in ["crasher", "bare"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+}
