@@ -250,7 +250,9 @@ fn running_by_node(pods: &[Pod]) -> Vec<(String, String)> {
 }
 
 /// SIGKILL-equivalent of one node of five: its pods run elsewhere within
-/// the bound (goal: under 5 s; asserted: 20 s on this shared machine).
+/// the bound (goal: under 5 s, measured 2.8–3.3 s in a debug build; asserted:
+/// 6 s, leaving room for a loaded CI machine, and below the 6 s this took
+/// when tolerations counted from `down` instead of from the suspicion).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
     let mut c = TestCluster::start(5).unwrap();
@@ -280,7 +282,7 @@ async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
     .await;
     let took = killed.elapsed();
     eprintln!("pods of {victim} ran elsewhere {took:?} after it was killed");
-    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
     let nodes: Api<Node> = Api::all(k);
     let dead = nodes.get(&victim).await.unwrap();
     let ready = dead
