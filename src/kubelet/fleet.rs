@@ -92,11 +92,7 @@ impl Fleet {
                     let pod = e.object.clone();
                     let key = e.key.clone();
                     if pod.pointer("/metadata/deletionTimestamp").is_some() {
-                        let uid = pod
-                            .pointer("/metadata/uid")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string();
+                        let uid = super::pod_uid(&pod);
                         let _ = rt.stop(&uid, Duration::ZERO).await;
                         let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
                         reporter.report(key.clone(), Txn::delete(key, Some(rev)));

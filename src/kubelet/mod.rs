@@ -105,6 +105,14 @@ fn nodes() -> &'static Resource {
     find("", "v1", "nodes").expect("nodes are served")
 }
 
+/// A pod's `metadata.uid` ("" if it has none).
+pub fn pod_uid(pod: &Value) -> String {
+    pod.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
 /// What the kubelet knows of its node.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
@@ -440,11 +448,7 @@ impl Kubelet {
         known: &mut HashMap<Vec<u8>, Known>,
         reporter: &StatusReporter,
     ) {
-        let uid = pod
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let uid = pod_uid(&pod);
         if pod.pointer("/metadata/deletionTimestamp").is_some() {
             let grace = pod
                 .pointer("/metadata/deletionGracePeriodSeconds")
@@ -561,11 +565,7 @@ impl Handler<PodLogs> for KubeletActor {
                 .first()
                 .and_then(|kv| serde_json::from_slice(&kv.value).ok())
                 .ok_or_else(|| format!("pod {:?} not found on this node", msg.pod))?;
-            let uid = pod
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let uid = pod_uid(&pod);
             runtime.logs(&msg, &uid).await
         }))
     }

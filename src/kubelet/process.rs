@@ -205,11 +205,7 @@ impl Runtime for ProcessRuntime {
     }
 
     fn start(&self, pod: &Value) -> BoxFuture<'static, PodState> {
-        let uid = pod
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let uid = super::pod_uid(pod);
         let mut pods = lock(&self.inner.pods);
         if let Some(run) = pods.get(&uid) {
             let state = Self::state_of(run);

@@ -64,11 +64,7 @@ impl Runtime for SimRuntime {
     }
 
     fn start(&self, pod: &Value) -> BoxFuture<'static, PodState> {
-        let uid = pod
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let uid = super::pod_uid(pod);
         let exit: Option<i32> = pod
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(EXIT_CODE))

@@ -34,6 +34,15 @@ pub use many::{ClientWriteMany, ManyResults, MAX_TXNS as MAX_WRITE_MANY};
 /// The budget of one forwarding attempt to the leader.
 const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);
 
+/// A transaction's validation error as the client sees it.
+fn invalid_txn(e: String) -> ClientError {
+    if e.contains("exceeds") {
+        ClientError::TooLarge(e)
+    } else {
+        ClientError::Invalid(e)
+    }
+}
+
 /// Typed client errors of the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ClientError {
@@ -359,13 +368,7 @@ impl Store {
 
     /// Commits `txn` (through the leader) and returns its result.
     pub async fn write(&self, txn: Txn) -> Result<TxnResult, ClientError> {
-        txn.validate().map_err(|e| {
-            if e.contains("exceeds") {
-                ClientError::TooLarge(e)
-            } else {
-                ClientError::Invalid(e)
-            }
-        })?;
+        txn.validate().map_err(invalid_txn)?;
         // Seal before proposing: the log never sees a secret's plaintext.
         let txn = self.seal(txn);
         let mut result = self.write_sealed(txn).await?;

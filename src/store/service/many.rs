@@ -39,13 +39,7 @@ impl Store {
         }
         let mut sealed = Vec::with_capacity(txns.len());
         for txn in txns {
-            txn.validate().map_err(|e| {
-                if e.contains("exceeds") {
-                    ClientError::TooLarge(e)
-                } else {
-                    ClientError::Invalid(e)
-                }
-            })?;
+            txn.validate().map_err(super::invalid_txn)?;
             sealed.push(self.seal(txn));
         }
         let local = || self.write_many_local(sealed.clone());
