@@ -684,6 +684,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("max_frame_bytes"));
+        let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
+        cfg.kubelet.runtime = "docker".into();
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("kubelet.runtime"));
+        let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
+        cfg.kubelet.restart_backoff_max_ms = 1;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("kubelet.restart_backoff_ms"));
     }
 
     #[test]
@@ -715,6 +729,7 @@ mod tests {
             }
         );
         assert_eq!(cfg.transport, Transport::default());
+        assert_eq!(cfg.kubelet, KubeletConfig::default());
         assert_eq!(
             cfg.store,
             StoreConfig {
