@@ -112,13 +112,26 @@ struct Hist {
     prev: Option<Raw>,
 }
 
-/// The uids an object names in `metadata.ownerReferences`.
+/// The owner index's key for objects without a controller (orphans a
+/// controller may adopt).
+const ORPHANS: &str = "";
+
+/// The owner index's keys of an object: the uids it names in
+/// `metadata.ownerReferences`, and [`ORPHANS`] if none of them is its
+/// controller.
 fn owner_uids(o: &Value) -> impl Iterator<Item = &str> {
-    o.pointer("/metadata/ownerReferences")
+    let refs = o
+        .pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let orphan = !refs
+        .iter()
+        .any(|r| r.get("controller").and_then(Value::as_bool) == Some(true));
+    refs.iter()
         .filter_map(|r| r.get("uid").and_then(Value::as_str))
+        .filter(|uid| !uid.is_empty())
+        .chain(orphan.then_some(ORPHANS))
 }
 
 impl State {
@@ -532,6 +545,12 @@ impl Cache {
         (items, st.rev)
     }
 
+    /// The objects under `prefix` that have no controller (no
+    /// ownerReference with `controller: true`), from the owner index.
+    pub fn orphans(&self, prefix: &[u8]) -> (Vec<Arc<Value>>, u64) {
+        self.dependents(ORPHANS, prefix)
+    }
+
     /// Opens a watch of the keys under `prefix`.
     pub fn watch(&self, prefix: &[u8], start: Start) -> ApiResult<Opened> {
         self.ensure_started();
@@ -597,7 +616,7 @@ mod tests {
 
     fn pod(owners: &[&str]) -> Value {
         json!({"metadata": {"name": "p", "ownerReferences":
-            owners.iter().map(|u| json!({"kind": "ReplicaSet", "name": "rs", "uid": u})).collect::<Vec<_>>()}})
+            owners.iter().map(|u| json!({"kind": "ReplicaSet", "name": "rs", "uid": u, "controller": true})).collect::<Vec<_>>()}})
     }
 
     #[test]
@@ -620,6 +639,13 @@ mod tests {
         assert!(!st.owners.contains_key("u1"));
         st.index_owners(&b, Some(&pod(&["u2", "u3"])), None);
         assert!(st.owners.is_empty());
+        // Without a controller reference an object is an orphan.
+        let free = json!({"metadata": {"name": "f", "ownerReferences": [{"uid": "u4"}]}});
+        st.index_owners(&a, None, Some(&free));
+        assert_eq!(st.owners[ORPHANS], BTreeSet::from([a.clone()]));
+        assert_eq!(st.owners["u4"], BTreeSet::from([a.clone()]));
+        st.index_owners(&a, Some(&free), Some(&pod(&["u5"])));
+        assert!(!st.owners.contains_key(ORPHANS));
     }
 
     #[test]

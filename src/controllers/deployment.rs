@@ -45,23 +45,21 @@ impl DeploymentController {
             .unwrap_or("")
             .to_string();
         let (mut owned_v, _) = self.cache.dependents(&uid, &replicasets().prefix(Some(ns)));
-        owned_v.retain(|rs| {
-            rs.pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| {
-                    refs.iter().any(|r| {
-                        r.get("uid").and_then(Value::as_str) == Some(uid.as_str())
-                            && r.get("controller").and_then(Value::as_bool) == Some(true)
-                    })
-                })
-        });
+        owned_v.retain(|rs| super::claim::controlled_by(rs, &uid));
+        let claimer = super::claim::Claimer {
+            owner: &dv,
+            kind: "Deployment",
+            api_version: "apps/v1",
+            dependents: replicasets(),
+        };
+        let (owned_v, claimed_rev) = claimer.claim(&self.cache, &self.fenced, owned_v).await?;
         let d: Deployment = serde_json::from_value((*dv).clone()).map_err(|e| e.to_string())?;
         let owned: Vec<ReplicaSet> = owned_v
             .iter()
             .filter_map(|v| serde_json::from_value((**v).clone()).ok())
             .collect();
         let plan = deployment_plan::plan(&d, &owned, jiff::Timestamp::now())?;
-        let mut last_rev = 0;
+        let mut last_rev = claimed_rev;
         if let Some(rs) = &plan.create {
             let v = serde_json::to_value(rs).map_err(|e| e.to_string())?;
             last_rev = last_rev.max(create_object(&self.fenced, replicasets(), ns, v).await?);
@@ -119,11 +117,14 @@ impl Reconciler for DeploymentController {
     }
 
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
-        super::runtime::owner_watches(
+        let mut w = super::runtime::owner_watches(
             deployments().prefix(None),
             replicasets().prefix(None),
             "Deployment",
-        )
+        );
+        let orphans = super::claim::orphan_keys(self.cache.clone(), deployments());
+        w.push((replicasets().prefix(None), orphans));
+        w
     }
 
     fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {

@@ -24,6 +24,7 @@ use crate::api::resources::Resource;
 use crate::store::command::Txn;
 use crate::store::singleton::{Singleton, SingletonCtx};
 
+pub mod claim;
 pub mod deployment;
 pub mod deployment_plan;
 pub mod gc;

@@ -70,18 +70,20 @@ impl ReplicaSetController {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let owned = |p: &Value| {
-            p.pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| {
-                    refs.iter().any(|r| {
-                        r.get("uid").and_then(Value::as_str) == Some(uid.as_str())
-                            && r.get("controller").and_then(Value::as_bool) == Some(true)
-                    })
-                })
-        };
         let (mine, _) = self.cache.dependents(&uid, &pods().prefix(Some(ns)));
-        let mine: Vec<Arc<Value>> = mine.into_iter().filter(|p| owned(p)).collect();
+        let mine: Vec<Arc<Value>> = mine
+            .into_iter()
+            .filter(|p| super::claim::controlled_by(p, &uid))
+            .collect();
+        // Orphans the selector matches are adopted, pods it no longer
+        // matches released.
+        let claimer = super::claim::Claimer {
+            owner: &rs,
+            kind: "ReplicaSet",
+            api_version: "apps/v1",
+            dependents: pods(),
+        };
+        let (mine, claimed_rev) = claimer.claim(&self.cache, &self.fenced, mine).await?;
         let active: Vec<&Arc<Value>> = mine.iter().filter(|p| is_active(p)).collect();
         let want = rs
             .pointer("/spec/replicas")
@@ -89,7 +91,7 @@ impl ReplicaSetController {
             .unwrap_or(1)
             .max(0) as usize;
         let deleting = rs.pointer("/metadata/deletionTimestamp").is_some();
-        let mut last_rev = 0;
+        let mut last_rev = claimed_rev;
         if !deleting && active.len() < want {
             let n = (want - active.len()).min(BURST);
             let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -171,11 +173,14 @@ impl Reconciler for ReplicaSetController {
     }
 
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
-        super::runtime::owner_watches(
+        let mut w = super::runtime::owner_watches(
             replicasets().prefix(None),
             pods().prefix(None),
             "ReplicaSet",
-        )
+        );
+        let orphans = super::claim::orphan_keys(self.cache.clone(), replicasets());
+        w.push((pods().prefix(None), orphans));
+        w
     }
 
     fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {

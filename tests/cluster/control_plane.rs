@@ -14,7 +14,7 @@ use shoal::testing::{wait_until, TestCluster};
 
 use crate::kube_api::api_ready;
 
-fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
+pub(crate) fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
     serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
@@ -25,7 +25,7 @@ fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
 }
 
 /// Waits until the pods labelled `app=<app>` satisfy `ok`; returns them.
-async fn pods_until(
+pub(crate) async fn pods_until(
     api: &Api<Pod>,
     app: &str,
     what: &str,
@@ -230,170 +230,6 @@ async fn sim_kubelets_register_nodes_and_run_bound_pods() {
         .await
         .unwrap();
     pods_until(&pods, "bound", "gone", |p| p.is_empty()).await;
-}
-
-/// Live pods of `app` that are Running, by node.
-fn running_by_node(pods: &[Pod]) -> Vec<(String, String)> {
-    pods.iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .map(|p| {
-            (
-                p.metadata.name.clone().unwrap_or_default(),
-                p.spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.clone())
-                    .unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
-/// SIGKILL-equivalent of one node of five: its pods run elsewhere within
-/// the bound (goal: under 5 s, measured 2.8–3.3 s in a debug build; asserted:
-/// 6 s, leaving room for a loaded CI machine, and below the 6 s this took
-/// when tolerations counted from `down` instead of from the suspicion).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
-    let mut c = TestCluster::start(5).unwrap();
-    let k = api_ready(&c, 1).await;
-    let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
-    let pods: Api<Pod> = Api::default_namespaced(k.clone());
-    rss.create(&PostParams::default(), &replica_set("heal", 10))
-        .await
-        .unwrap();
-    let placed = pods_until(&pods, "heal", "ten running", |p| {
-        running_by_node(p).len() == 10
-    })
-    .await;
-    let placed = running_by_node(&placed);
-    // Kill a node that runs pods and is not the one the client uses.
-    let victim = (2..=5)
-        .map(|i| format!("node-{i}"))
-        .find(|n| placed.iter().any(|(_, node)| node == n))
-        .expect("pods spread over the nodes");
-    let idx: usize = victim.trim_start_matches("node-").parse().unwrap();
-    let killed = tokio::time::Instant::now();
-    c.kill(idx);
-    pods_until(&pods, "heal", "ten running off the dead node", |p| {
-        let r = running_by_node(p);
-        r.len() == 10 && r.iter().all(|(_, n)| *n != victim)
-    })
-    .await;
-    let took = killed.elapsed();
-    eprintln!("pods of {victim} ran elsewhere {took:?} after it was killed");
-    assert!(took < Duration::from_secs(6), "{took:?}");
-    let nodes: Api<Node> = Api::all(k);
-    let dead = nodes.get(&victim).await.unwrap();
-    let ready = dead
-        .status
-        .unwrap()
-        .conditions
-        .unwrap()
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert_eq!(ready.status, "Unknown");
-    let taints = dead.spec.unwrap().taints.unwrap_or_default();
-    assert!(taints
-        .iter()
-        .any(|t| t.key == "node.kubernetes.io/unreachable" && t.effect == "NoExecute"));
-    // It comes back: Ready again, the taints gone.
-    c.restart(idx).unwrap();
-    wait_until(Duration::from_secs(30), || {
-        let (nodes, victim) = (nodes.clone(), victim.clone());
-        async move {
-            let n = nodes.get(&victim).await.map_err(|e| e.to_string())?;
-            let ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let tainted = n
-                .spec
-                .as_ref()
-                .and_then(|s| s.taints.as_ref())
-                .is_some_and(|ts| ts.iter().any(|t| t.key == "node.kubernetes.io/unreachable"));
-            if ready && !tainted {
-                Ok(())
-            } else {
-                Err(format!("ready {ready}, tainted {tainted}"))
-            }
-        }
-    })
-    .await
-    .unwrap();
-}
-
-/// 5 % packet loss between all nodes for a minute, no node dead: no pod
-/// is evicted and every node stays Ready.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a minute of packet loss; run: cargo test --test cluster no_pod_is_evicted -- --ignored"]
-async fn no_pod_is_evicted_under_five_percent_packet_loss() {
-    use shoal::transport::faults::{ChaosCommand, FaultSpec};
-    let c = TestCluster::start(5).unwrap();
-    let k = api_ready(&c, 1).await;
-    let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
-    let pods: Api<Pod> = Api::default_namespaced(k.clone());
-    rss.create(&PostParams::default(), &replica_set("steady", 10))
-        .await
-        .unwrap();
-    let before = pods_until(&pods, "steady", "ten running", |p| {
-        running_by_node(p).len() == 10
-    })
-    .await;
-    let mut before = running_by_node(&before);
-    before.sort();
-    let all: Vec<String> = (1..=5).map(|i| format!("node-{i}")).collect();
-    for i in 1..=5 {
-        let rule = FaultSpec::Drop {
-            p: 0.05,
-            between: all.clone(),
-        };
-        c.node(i)
-            .faults
-            .apply(ChaosCommand::Add {
-                rule,
-                ttl_ms: Some(60_000),
-            })
-            .unwrap();
-    }
-    // The negative check: a minute under loss, watched through a watch of
-    // every pod change (any eviction would show as a deletionTimestamp).
-    let lp = ListParams::default().labels("app=steady");
-    let mut changes = pods
-        .watch(&kube::api::WatchParams::default().labels("app=steady"), "0")
-        .await
-        .unwrap()
-        .boxed();
-    let until = tokio::time::Instant::now() + Duration::from_secs(60);
-    while let Ok(Some(ev)) = tokio::time::timeout_at(until, changes.next()).await {
-        if let Ok(kube::api::WatchEvent::Modified(p) | kube::api::WatchEvent::Deleted(p)) = ev {
-            assert!(
-                p.metadata.deletion_timestamp.is_none(),
-                "evicted under packet loss: {:?}",
-                p.metadata.name
-            );
-        }
-    }
-    for i in 1..=5 {
-        c.node(i).faults.apply(ChaosCommand::Heal).unwrap();
-    }
-    let mut after = running_by_node(&pods.list(&lp).await.unwrap().items);
-    after.sort();
-    assert_eq!(after, before, "the same pods on the same nodes");
-    let nodes: Api<Node> = Api::all(k);
-    for n in nodes.list(&ListParams::default()).await.unwrap().items {
-        let ready = n
-            .status
-            .unwrap()
-            .conditions
-            .unwrap()
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
-        assert_eq!(ready.status, "True", "{:?}", n.metadata.name);
-    }
 }
 
 fn deployment(
@@ -768,85 +604,4 @@ async fn deleting_a_deployment_cascades_unless_orphaned() {
         .is_none_or(|r| r.is_empty()));
     let kept = pods_until(&pods, "kept", "pods kept", |p| live(p) == 2).await;
     assert_eq!(kept.len(), 2);
-}
-
-/// Benchmark (docs/BENCHMARKS.md): a node holding about 1,000 pods dies;
-/// the time until every pod runs elsewhere.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a benchmark: cargo test --release --test cluster node_death_with_1000_pods -- --ignored --nocapture"]
-async fn node_death_with_1000_pods() {
-    // Room enough that LeastAllocated keeps spreading (with 2 cores a
-    // node, default requests would score every node full and pile pods up).
-    let mut c = TestCluster::start_with(5, |cfg| {
-        cfg.capacity.pods = 2000;
-        cfg.capacity.cpu_millis = 1_000_000;
-        cfg.capacity.memory_bytes = 4 << 40;
-    })
-    .unwrap();
-    let k = api_ready(&c, 1).await;
-    // All five kubelets first, so the pods spread (about 1,000 a node).
-    let nodes: Api<Node> = Api::all(k.clone());
-    wait_until(Duration::from_secs(60), || {
-        let nodes = nodes.clone();
-        async move {
-            let n = nodes
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            if n.items.len() == 5 {
-                Ok(())
-            } else {
-                Err(format!("{} nodes registered", n.items.len()))
-            }
-        }
-    })
-    .await
-    .unwrap();
-    let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
-    let pods: Api<Pod> = Api::default_namespaced(k.clone());
-    let total = 5000;
-    rss.create(&PostParams::default(), &replica_set("many", total))
-        .await
-        .unwrap();
-    let lp = ListParams::default().labels("app=many");
-    wait_until(Duration::from_secs(300), || {
-        let (pods, lp) = (pods.clone(), lp.clone());
-        async move {
-            let n = running_by_node(&pods.list(&lp).await.map_err(|e| e.to_string())?.items).len();
-            if n == total as usize {
-                Ok(())
-            } else {
-                Err(format!("{n} running"))
-            }
-        }
-    })
-    .await
-    .unwrap();
-    let placed = running_by_node(&pods.list(&lp).await.unwrap().items);
-    // The node (other than the client's) holding the most pods dies.
-    let count = |name: &str| placed.iter().filter(|(_, n)| n == name).count();
-    let idx = (2..=5).max_by_key(|i| count(&format!("node-{i}"))).unwrap();
-    let victim = format!("node-{idx}");
-    let on_victim = count(&victim);
-    assert!(on_victim > 0, "{placed:?}");
-    let killed = tokio::time::Instant::now();
-    c.kill(idx);
-    wait_until(Duration::from_secs(300), || {
-        let (pods, lp, victim) = (pods.clone(), lp.clone(), victim.clone());
-        async move {
-            let r = running_by_node(&pods.list(&lp).await.map_err(|e| e.to_string())?.items);
-            let ok = r.len() == total as usize && r.iter().all(|(_, n)| *n != victim);
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("{} running", r.len()))
-            }
-        }
-    })
-    .await
-    .unwrap();
-    eprintln!(
-        "{on_victim} pods of the dead node ran elsewhere {:?} after the kill",
-        killed.elapsed()
-    );
 }

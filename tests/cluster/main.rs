@@ -3,12 +3,14 @@
 //! Every node is a real node (QUIC, mutual TLS, foca over AEAD UDP, HTTPS),
 //! each on its own thread and runtime; see `shoal::testing`.
 
+mod adoption;
 mod autopilot;
 mod bad_input;
 mod control_plane;
 mod kube_api;
 mod linearizable;
 mod membership;
+mod node_lifecycle;
 mod power_loss;
 mod process_runtime;
 mod reads;
