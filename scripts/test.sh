@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+# python3: an HTTP server for the process runtime's probe tests.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -534,12 +534,13 @@ impl Cache {
     pub fn dependents(&self, uid: &str, prefix: &[u8]) -> (Vec<Arc<Value>>, u64) {
         self.ensure_started();
         let st = self.read();
+        // The keys are ordered: only those under `prefix` are visited.
         let items = st
             .owners
             .get(uid)
             .into_iter()
-            .flatten()
-            .filter(|k| k.starts_with(prefix))
+            .flat_map(|keys| keys.range(prefix.to_vec()..))
+            .take_while(|k| k.starts_with(prefix))
             .filter_map(|k| st.objects.get(k).map(|s| s.object.clone()))
             .collect();
         (items, st.rev)

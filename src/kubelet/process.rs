@@ -33,6 +33,7 @@ use crate::api::logs::PodLogs;
 use crate::api::objects;
 
 mod logs;
+pub mod probe;
 
 /// Restart back-off: the first delay, doubled per restart up to `max`,
 /// reset once a container ran `reset_after` without exiting (upstream:
@@ -71,6 +72,9 @@ struct Ctr {
     last: Option<ContainerState>,
     restarts: u32,
     pid: Option<u32>,
+    /// Running, started (startup probe passed) and ready (readiness probe
+    /// passing, or none).
+    ready: bool,
 }
 
 struct PodRun {
@@ -171,7 +175,7 @@ impl ProcessRuntime {
                     ContainerStatus {
                         name: c.name.clone(),
                         image: c.image.clone(),
-                        ready: matches!(c.state, ContainerState::Running { .. }),
+                        ready: c.ready,
                         state: c.state.clone(),
                         last_state: c.last.clone(),
                         restart_count: c.restarts,
@@ -249,10 +253,17 @@ impl Runtime for ProcessRuntime {
                 last: None,
                 restarts: 0,
                 pid: None,
+                ready: false,
             }));
             run.containers.push(ctr.clone());
             let sup = Supervisor {
                 uid: uid.clone(),
+                ip: run.ip.clone(),
+                grace: Duration::from_secs(
+                    pod.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(30),
+                ),
                 dir: dir.join(&name),
                 spec: c,
                 policy: policy.clone(),
@@ -326,6 +337,10 @@ impl Runtime for ProcessRuntime {
 /// Runs one container until its pod stops or its restartPolicy ends it.
 struct Supervisor {
     uid: String,
+    /// The pod IP (probes go there).
+    ip: String,
+    /// The pod's terminationGracePeriodSeconds (a liveness kill's grace).
+    grace: Duration,
     dir: PathBuf,
     spec: Value,
     policy: String,
@@ -343,6 +358,7 @@ impl Supervisor {
         {
             c.last = Some(c.state.clone());
         }
+        c.ready = false;
         c.state = state;
         c.pid = pid;
         drop(c);
@@ -480,26 +496,52 @@ impl Supervisor {
         ];
         drop(tx);
         let writer = tokio::spawn(logs::write(log, rx));
-        let outcome = tokio::select! {
-            status = child.wait() => {
-                let status = status.ok();
-                let code = status.and_then(|s| s.code()).unwrap_or_else(|| {
-                    use std::os::unix::process::ExitStatusExt;
-                    status.and_then(|s| s.signal()).map_or(128, |sig| 128 + sig)
-                });
-                let reason = if code == 0 { "Completed" } else { "Error" };
-                Ok(Some((code, reason.to_string(), String::new())))
-            }
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<String>();
+        let prober = tokio::spawn(probe::run(
+            self.spec.clone(),
+            self.ip.clone(),
+            env_of(&self.spec),
+            self.ctr.clone(),
+            self.uid.clone(),
+            self.changes.clone(),
+            kill_tx,
+        ));
+        let mut kill_rx = std::pin::pin!(kill_rx);
+        enum End {
+            Exited(Option<std::process::ExitStatus>),
+            Stopped(Duration),
+            Killed(String),
+        }
+        let end = tokio::select! {
+            status = child.wait() => End::Exited(status.ok()),
             grace = self.stop.wait_for(Option::is_some) => {
-                let grace = grace.ok().and_then(|g| *g).unwrap_or(Duration::ZERO);
-                Err(grace)
+                End::Stopped(grace.ok().and_then(|g| *g).unwrap_or(Duration::ZERO))
             }
+            Ok(why) = &mut kill_rx => End::Killed(why),
         };
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(grace) => {
+        prober.abort();
+        let code_of = |status: Option<std::process::ExitStatus>| {
+            use std::os::unix::process::ExitStatusExt;
+            status
+                .and_then(|s| s.code().or(s.signal().map(|sig| 128 + sig)))
+                .unwrap_or(128)
+        };
+        let outcome = match end {
+            End::Exited(status) => {
+                let code = code_of(status);
+                let reason = if code == 0 { "Completed" } else { "Error" };
+                Some((code, reason.to_string(), String::new()))
+            }
+            End::Stopped(grace) => {
                 terminate(&mut child, pid, grace).await;
                 None
+            }
+            End::Killed(why) => {
+                // A failed liveness or startup probe: killed, then the
+                // restartPolicy decides.
+                terminate(&mut child, pid, self.grace).await;
+                let code = code_of(child.try_wait().ok().flatten());
+                Some((code, "Error".to_string(), why))
             }
         };
         for p in pumps.into_iter().flatten() {

@@ -232,3 +232,93 @@ fn back_off_doubles_up_to_the_cap() {
     assert_eq!(b.delay(5), Duration::from_secs(300));
     assert_eq!(b.delay(40), Duration::from_secs(300));
 }
+
+fn with_probes(uid: &str, command: Value, probes: Value) -> Value {
+    let mut p = pod(uid, "Always", command);
+    for (k, v) in probes.as_object().unwrap() {
+        p["spec"]["containers"][0][k] = v.clone();
+    }
+    p["spec"]["terminationGracePeriodSeconds"] = json!(5);
+    p
+}
+
+#[tokio::test]
+async fn readiness_follows_its_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    let flag = dir.path().join("ready");
+    let probes = json!({"readinessProbe": {"exec": {"command": ["test", "-f", flag.to_str().unwrap()]},
+                                             "periodSeconds": 1, "failureThreshold": 1}});
+    let p = with_probes("r", json!(["sleep", "3600"]), probes);
+    rt.start(&p).await;
+    let c = until(&rt, "r", "running", |c| {
+        matches!(c.state, ContainerState::Running { .. })
+    })
+    .await;
+    assert!(!c.ready, "not ready before the probe passes");
+    std::fs::write(&flag, "").unwrap();
+    until(&rt, "r", "ready", |c| c.ready).await;
+    std::fs::remove_file(&flag).unwrap();
+    let c = until(&rt, "r", "unready again", |c| !c.ready).await;
+    assert_eq!(c.restart_count, 0, "readiness never restarts");
+    rt.stop("r", Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_failing_liveness_probe_restarts_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    let probes = json!({"livenessProbe": {"exec": {"command": ["false"]},
+                                            "periodSeconds": 1, "failureThreshold": 1}});
+    rt.start(&with_probes("l", json!(["sleep", "3600"]), probes))
+        .await;
+    let c = until(&rt, "l", "a restart", |c| c.restart_count >= 1).await;
+    match c.last_state {
+        Some(ContainerState::Terminated { ref reason, .. }) => {
+            assert!(reason.contains("Liveness probe failed"), "{reason}")
+        }
+        ref other => panic!("lastState {other:?}"),
+    }
+    rt.stop("l", Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn http_and_startup_probes_gate_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let probes = json!({
+        "ports": [{"name": "web", "containerPort": port}],
+        "startupProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 1, "failureThreshold": 30},
+        "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1}});
+    let server = json!([
+        "python3",
+        "-m",
+        "http.server",
+        port.to_string(),
+        "--bind",
+        "0.0.0.0"
+    ]);
+    rt.start(&with_probes("h", server, probes)).await;
+    let c = until(&rt, "h", "ready through HTTP", |c| c.ready).await;
+    assert_eq!(c.restart_count, 0);
+    // A startup probe that never passes kills the container.
+    let never = json!({"startupProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2}});
+    rt.start(&with_probes("s", json!(["sleep", "3600"]), never))
+        .await;
+    let c = until(&rt, "s", "killed by its startup probe", |c| {
+        c.restart_count >= 1
+    })
+    .await;
+    match c.last_state {
+        Some(ContainerState::Terminated { ref reason, .. }) => {
+            assert!(reason.contains("Startup probe failed"), "{reason}")
+        }
+        ref other => panic!("lastState {other:?}"),
+    }
+    rt.stop("h", Duration::ZERO).await;
+    rt.stop("s", Duration::ZERO).await;
+}
