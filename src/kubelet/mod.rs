@@ -28,6 +28,7 @@ use crate::store::command::Txn;
 use crate::store::watch::{EventKind, FieldFilter, WatchEnd, WatchEvent};
 use crate::store::{ReadRequest, Store};
 
+pub mod envs;
 pub mod fleet;
 pub mod process;
 pub mod sim;
@@ -94,6 +95,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// The pod's current state, if the runtime runs it.
     fn state(&self, _uid: &str) -> Option<PodState> {
         None
+    }
+    /// Whether `start` wants the pod with its containers' environments
+    /// resolved (`envs`): ConfigMaps and Secrets read, fields filled in.
+    fn needs_config(&self) -> bool {
+        false
     }
 }
 
@@ -468,7 +474,7 @@ impl Kubelet {
         known.insert(
             key.to_vec(),
             Known {
-                uid,
+                uid: uid.clone(),
                 pod: pod.clone(),
                 rev,
             },
@@ -480,7 +486,12 @@ impl Kubelet {
         if phase == "Succeeded" || phase == "Failed" {
             return;
         }
-        let state = self.runtime.start(&pod).await;
+        let state = if self.runtime.needs_config() && self.runtime.state(&uid).is_none() {
+            let resolved = self.resolved(&pod).await;
+            self.runtime.start(&resolved).await
+        } else {
+            self.runtime.start(&pod).await
+        };
         let status = pod_status(&pod, &state, &self.spec.address);
         if pod.get("status").is_some_and(|s| same_status(s, &status)) {
             return;
@@ -492,6 +503,58 @@ impl Kubelet {
             key.to_vec(),
             Txn::update(key.to_vec(), objects::stored_bytes(&updated), rev),
         );
+    }
+}
+
+impl Kubelet {
+    /// The pod with its environments resolved (see `envs`): the
+    /// ConfigMaps and Secrets it names, read through the store.
+    async fn resolved(&self, pod: &Value) -> Value {
+        let ns = objects::namespace_of(pod);
+        let mut sources = envs::Sources::new();
+        let mut failed: Option<String> = None;
+        for (kind, name) in envs::referenced(pod) {
+            let plural = if kind == "Secret" {
+                "secrets"
+            } else {
+                "configmaps"
+            };
+            let Some(res) = find("", "v1", plural) else {
+                continue;
+            };
+            match self.store.read(ReadRequest::key(res.key(ns, &name))).await {
+                Ok(r) => {
+                    if let Some(v) = r
+                        .kvs
+                        .first()
+                        .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+                    {
+                        sources.insert((kind, name), envs::data_of(kind, &v));
+                    }
+                }
+                Err(e) => failed = Some(format!("reading {kind} {name:?}: {e}")),
+            }
+        }
+        let node = envs::Node {
+            name: &self.spec.name,
+            host_ip: &self.spec.address,
+        };
+        let mut out = envs::resolve(pod, &sources, &node);
+        if let Some(why) = failed {
+            // The store could not say: refuse rather than start with a
+            // partial environment.
+            for list in ["initContainers", "containers"] {
+                for c in out
+                    .pointer_mut(&format!("/spec/{list}"))
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    c[envs::CONFIG_ERROR] = json!(why);
+                }
+            }
+        }
+        out
     }
 }
 

@@ -127,14 +127,22 @@ fn argv_of(c: &Value) -> Result<Vec<String>, String> {
     Ok(argv)
 }
 
-fn env_of(c: &Value) -> Vec<(String, String)> {
+/// A container's environment: the literal values the kubelet resolved
+/// (`kubelet::envs`), and the pod IP for `status.podIP` references.
+fn env_of(c: &Value, pod_ip: &str) -> Vec<(String, String)> {
     c.get("env")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|e| {
             let name = e.get("name")?.as_str()?.to_string();
-            let value = e.get("value").and_then(Value::as_str).unwrap_or("");
+            let path = e
+                .pointer("/valueFrom/fieldRef/fieldPath")
+                .and_then(Value::as_str);
+            let value = match path {
+                Some("status.podIP" | "status.podIPs") => pod_ip,
+                _ => e.get("value").and_then(Value::as_str).unwrap_or(""),
+            };
             Some((name, value.to_string()))
         })
         .collect()
@@ -332,6 +340,10 @@ impl Runtime for ProcessRuntime {
     fn state(&self, uid: &str) -> Option<PodState> {
         lock(&self.inner.pods).get(uid).map(Self::state_of)
     }
+
+    fn needs_config(&self) -> bool {
+        true
+    }
 }
 
 /// Runs one container until its pod stops or its restartPolicy ends it.
@@ -370,7 +382,12 @@ impl Supervisor {
     }
 
     async fn run(mut self) {
-        let argv = match argv_of(&self.spec) {
+        let config_error = self
+            .spec
+            .get(crate::kubelet::envs::CONFIG_ERROR)
+            .and_then(Value::as_str)
+            .map(String::from);
+        let argv = match config_error.map_or_else(|| argv_of(&self.spec), Err) {
             Ok(a) => a,
             Err(message) => {
                 let reason = "CreateContainerConfigError".to_string();
@@ -461,7 +478,7 @@ impl Supervisor {
         };
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
-            .envs(env_of(&self.spec))
+            .envs(env_of(&self.spec, &self.ip))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -500,7 +517,7 @@ impl Supervisor {
         let prober = tokio::spawn(probe::run(
             self.spec.clone(),
             self.ip.clone(),
-            env_of(&self.spec),
+            env_of(&self.spec, &self.ip),
             self.ctr.clone(),
             self.uid.clone(),
             self.changes.clone(),

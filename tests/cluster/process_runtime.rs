@@ -134,3 +134,68 @@ async fn process_pods_restart_report_and_log_through_the_api() {
         pods.delete(name, &DeleteParams::default()).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environments_come_from_config_maps_secrets_and_fields() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let c = TestCluster::start_with(3, |cfg| cfg.kubelet.runtime = "process".into()).unwrap();
+    let k = api_ready(&c, 1).await;
+    let pods: Api<Pod> = Api::default_namespaced(k.clone());
+    let cms: Api<ConfigMap> = Api::default_namespaced(k.clone());
+    let secrets: Api<Secret> = Api::default_namespaced(k);
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"MODE": "fast"}}))
+            .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let s: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "creds"}, "stringData": {"password": "s3cr3t"}}),
+    )
+    .unwrap();
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    let shell = json!({"name": "c", "image": "none",
+        "command": ["sh", "-c", "echo \"$MODE $PASS $POD_NAME $NODE $IP\"; exec sleep 3600"],
+        "envFrom": [{"configMapRef": {"name": "cfg"}}],
+        "env": [
+            {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]});
+    pods.create(&PostParams::default(), &pod("envpod", shell))
+        .await
+        .unwrap();
+    let v = status_until(&pods, "envpod", "ready", |cs| cs["ready"] == true).await;
+    let node = v["spec"]["nodeName"].as_str().unwrap().to_string();
+    let ip = v["status"]["podIP"].as_str().unwrap().to_string();
+    let want = format!("fast s3cr3t envpod {node} {ip}\n");
+    wait_until(Duration::from_secs(10), || {
+        let (pods, want) = (pods.clone(), want.clone());
+        async move {
+            let logs = pods
+                .logs("envpod", &LogParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            if logs == want {
+                Ok(())
+            } else {
+                Err(format!("logs {logs:?}, want {want:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // A ConfigMap that does not exist: the container is refused with why.
+    let missing = json!({"name": "c", "image": "none", "command": ["true"],
+        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]});
+    pods.create(&PostParams::default(), &pod("nocfg", missing))
+        .await
+        .unwrap();
+    let v = status_until(&pods, "nocfg", "a config error", |cs| {
+        cs.pointer("/state/waiting/reason").and_then(|r| r.as_str())
+            == Some("CreateContainerConfigError")
+    })
+    .await;
+    let msg = v["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or("");
+    assert_eq!(msg, "configmap \"nope\" not found");
+}

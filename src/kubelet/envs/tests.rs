@@ -1,0 +1,121 @@
+use super::*;
+
+fn node() -> Node<'static> {
+    Node {
+        name: "node-2",
+        host_ip: "10.0.0.2",
+    }
+}
+
+fn sources() -> Sources {
+    let mut s = Sources::new();
+    s.insert(
+        ("ConfigMap", "cfg".into()),
+        BTreeMap::from([("MODE".into(), "fast".into()), ("LEVEL".into(), "3".into())]),
+    );
+    let secret = json!({"data": {"password": "czNjcjN0"}});
+    s.insert(("Secret", "creds".into()), data_of("Secret", &secret));
+    s
+}
+
+fn pod(container: Value) -> Value {
+    json!({"metadata": {"name": "web-1", "namespace": "prod", "uid": "u-1",
+                        "labels": {"app": "web"}},
+           "spec": {"containers": [container]}})
+}
+
+fn env_map(c: &Value) -> BTreeMap<String, String> {
+    c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn env_from_sources_fields_and_literals_with_overrides_and_expansion() {
+    let c = json!({"name": "c", "command": ["echo", "$(GREETING) $(CFG_MODE) $$(HOME)"],
+    "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+    "env": [
+        {"name": "CFG_LEVEL", "value": "9"},
+        {"name": "GREETING", "value": "hi $(POD_NAME)"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+        {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    ]});
+    let out = resolve(&pod(c), &sources(), &node());
+    let c = &out["spec"]["containers"][0];
+    assert!(c.get(CONFIG_ERROR).is_none(), "{c}");
+    let env = env_map(c);
+    assert_eq!(env["CFG_MODE"], "fast");
+    assert_eq!(env["CFG_LEVEL"], "9", "env overrides envFrom");
+    assert_eq!(env["NODE"], "node-2");
+    assert_eq!(env["APP"], "web");
+    assert_eq!(env["PASS"], "s3cr3t");
+    // Expansion uses what is defined before (POD_NAME comes later).
+    assert_eq!(env["GREETING"], "hi $(POD_NAME)");
+    assert_eq!(c["command"][1], "hi $(POD_NAME) fast $(HOME)");
+    // The pod IP is left to the runtime, as a fieldRef.
+    let ip = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "IP")
+        .unwrap();
+    assert_eq!(ip["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
+    assert!(c.get("envFrom").is_none());
+}
+
+#[test]
+fn missing_sources_are_config_errors_unless_optional() {
+    let missing = json!({"name": "c", "env": [
+        {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]});
+    let out = resolve(&pod(missing), &sources(), &node());
+    assert_eq!(
+        out["spec"]["containers"][0][CONFIG_ERROR],
+        "configmap \"nope\" not found"
+    );
+    let no_key = json!({"name": "c", "env": [
+        {"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "user"}}}]});
+    let out = resolve(&pod(no_key), &sources(), &node());
+    assert_eq!(
+        out["spec"]["containers"][0][CONFIG_ERROR],
+        "couldn't find key user in secret creds"
+    );
+    let optional = json!({"name": "c",
+        "envFrom": [{"secretRef": {"name": "nope", "optional": true}}],
+        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": true}}}]});
+    let out = resolve(&pod(optional), &sources(), &node());
+    assert!(out["spec"]["containers"][0].get(CONFIG_ERROR).is_none());
+    assert!(env_map(&out["spec"]["containers"][0]).is_empty());
+}
+
+#[test]
+fn references_are_collected_for_the_kubelet_to_fetch() {
+    let c = json!({"name": "c",
+        "envFrom": [{"configMapRef": {"name": "a"}}, {"secretRef": {"name": "b"}}],
+        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]});
+    let refs = referenced(&pod(c));
+    assert_eq!(
+        refs.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("ConfigMap", "a".to_string()),
+            ("ConfigMap", "c".to_string()),
+            ("Secret", "b".to_string())
+        ]
+    );
+}
+
+#[test]
+fn expansion_keeps_unknown_references_and_escapes() {
+    let vars = BTreeMap::from([("A".to_string(), "1".to_string())]);
+    assert_eq!(expand("$(A)-$(B)-$$(A)-$-$(", &vars), "1-$(B)-$(A)-$-$(");
+}
