@@ -316,6 +316,9 @@ pub struct KubeletConfig {
     pub restart_backoff_ms: u64,
     /// The back-off's cap.
     pub restart_backoff_max_ms: u64,
+    /// The `shoal` binary whose `shim` subcommand runs each container
+    /// instance (empty: this binary).
+    pub shim: PathBuf,
 }
 
 impl Default for KubeletConfig {
@@ -324,6 +327,7 @@ impl Default for KubeletConfig {
             runtime: "sim".into(),
             restart_backoff_ms: 10_000,
             restart_backoff_max_ms: 300_000,
+            shim: PathBuf::new(),
         }
     }
 }

@@ -275,6 +275,13 @@ impl Node {
                 .and_then(|n| n.parse::<u32>().ok())
                 .map_or(0, |n| (n % 250) as u8);
             let runtime: Arc<dyn crate::kubelet::Runtime> = if cfg.kubelet.runtime == "process" {
+                // The `shoal` binary runs each container's shim.
+                let shim = if cfg.kubelet.shim.as_os_str().is_empty() {
+                    std::env::current_exe()
+                        .map_err(|e| anyhow::anyhow!("kubelet: the shoal binary: {e}"))?
+                } else {
+                    cfg.kubelet.shim.clone()
+                };
                 let backoff = crate::kubelet::process::Backoff {
                     initial: Duration::from_millis(cfg.kubelet.restart_backoff_ms),
                     max: Duration::from_millis(cfg.kubelet.restart_backoff_max_ms),
@@ -285,6 +292,7 @@ impl Node {
                         &cfg.data_dir.join("pods"),
                         n,
                         backoff,
+                        &shim,
                     )
                     .map_err(|e| anyhow::anyhow!("kubelet: the pods directory: {e}"))?,
                 )

@@ -78,6 +78,19 @@ pub enum Command {
         #[command(subcommand)]
         action: kv::StoreAction,
     },
+    /// Internal: runs one container instance for the process runtime and
+    /// outlives its agent (see `kubelet::process::shim`).
+    #[command(hide = true)]
+    Shim {
+        /// `<base>.log` and `<base>.exit` are the instance's files.
+        #[arg(long)]
+        base: PathBuf,
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// The container's command and arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
     /// The real control plane against N hollow (sim) nodes, in one process.
     Sim {
         #[arg(long, default_value_t = 100)]
@@ -107,6 +120,15 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Shim {
+        base,
+        workdir,
+        argv,
+    } = &cli.command
+    {
+        let code = crate::kubelet::process::shim::run(base, workdir.as_deref(), argv);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     init_logging();
     crate::install_crypto_provider();
     let result = match cli.command {
@@ -137,6 +159,7 @@ pub fn main() -> ExitCode {
         Command::Store {
             action: kv::StoreAction::Status { config, json },
         } => kv::status(&config, json),
+        Command::Shim { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

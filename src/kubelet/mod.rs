@@ -369,18 +369,27 @@ impl Kubelet {
             .await
             .map_err(|e| e.to_string())?;
         let mut known: HashMap<Vec<u8>, Known> = HashMap::new();
-        for kv in listed.kvs.iter().filter(|kv| filter.matches(&kv.value)) {
-            if let Ok(pod) = serde_json::from_slice::<Value>(&kv.value) {
-                self.sync_pod(&kv.key, pod, kv.mod_rev, &mut known, reporter)
-                    .await;
-            }
-        }
-        // Pods the runtime runs that are no longer bound here stop.
-        let bound: std::collections::HashSet<&String> = known.values().map(|k| &k.uid).collect();
+        let bound: Vec<(&Vec<u8>, Value, u64)> = listed
+            .kvs
+            .iter()
+            .filter(|kv| filter.matches(&kv.value))
+            .filter_map(|kv| {
+                let pod = serde_json::from_slice::<Value>(&kv.value).ok()?;
+                Some((&kv.key, pod, kv.mod_rev))
+            })
+            .collect();
+        // Pods the runtime runs (adopted after a restart) that are no
+        // longer bound here stop first, before anything starts.
+        let uids: std::collections::HashSet<String> =
+            bound.iter().map(|(_, pod, _)| pod_uid(pod)).collect();
         for uid in self.runtime.running() {
-            if !bound.contains(&uid) {
+            if !uids.contains(&uid) {
+                tracing::info!(node = %self.spec.name, pod = %uid, "stopping a pod no longer bound here");
                 self.runtime.stop(&uid, Duration::ZERO).await;
             }
+        }
+        for (key, pod, rev) in bound {
+            self.sync_pod(key, pod, rev, &mut known, reporter).await;
         }
         let mut sub = self
             .store

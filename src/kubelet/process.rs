@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, watch};
 
 use super::{ContainerState, ContainerStatus, PodState, Runtime};
@@ -34,6 +34,7 @@ use crate::api::objects;
 
 mod logs;
 pub mod probe;
+pub mod shim;
 
 /// Restart back-off: the first delay, doubled per restart up to `max`,
 /// reset once a container ran `reset_after` without exiting (upstream:
@@ -92,6 +93,7 @@ struct Inner {
     pods: Mutex<HashMap<String, PodRun>>,
     changes: broadcast::Sender<String>,
     backoff: Backoff,
+    shim: PathBuf,
 }
 
 /// The process runtime of one node (cheap to clone).
@@ -151,9 +153,18 @@ fn env_of(c: &Value, pod_ip: &str) -> Vec<(String, String)> {
 impl ProcessRuntime {
     /// A runtime keeping its pods under `root` (created if missing);
     /// `node` picks the pod IPs' second octet.
-    pub fn new(root: &Path, node: u8, backoff: Backoff) -> std::io::Result<ProcessRuntime> {
+    /// `shim` is the `shoal` binary that runs each container instance
+    /// (`shoal shim`). Pods a previous agent left under `root` are adopted:
+    /// their running containers keep their processes. Call within a Tokio
+    /// runtime.
+    pub fn new(
+        root: &Path,
+        node: u8,
+        backoff: Backoff,
+        shim: &Path,
+    ) -> std::io::Result<ProcessRuntime> {
         std::fs::create_dir_all(root)?;
-        Ok(ProcessRuntime {
+        let rt = ProcessRuntime {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
                 node,
@@ -161,15 +172,159 @@ impl ProcessRuntime {
                 pods: Mutex::new(HashMap::new()),
                 changes: broadcast::channel(1024).0,
                 backoff,
+                shim: shim.to_owned(),
             }),
-        })
+        };
+        rt.restore();
+        Ok(rt)
     }
 
-    fn next_ip(&self) -> String {
+    /// A loopback pod IP no pod of this runtime holds.
+    fn next_ip(&self, pods: &HashMap<String, PodRun>) -> String {
         let mut n = lock(&self.inner.next_ip);
-        *n = n.wrapping_add(1) % (254 * 256);
-        let v = *n;
-        format!("127.{}.{}.{}", self.inner.node, v / 254, v % 254 + 1)
+        loop {
+            *n = n.wrapping_add(1) % (254 * 256);
+            let v = *n;
+            let ip = format!("127.{}.{}.{}", self.inner.node, v / 254, v % 254 + 1);
+            if !pods.values().any(|r| r.ip == ip) {
+                return ip;
+            }
+        }
+    }
+
+    /// Adopts the pods a previous agent left (`<root>/<uid>/pod.json`).
+    fn restore(&self) {
+        let Ok(dirs) = std::fs::read_dir(&self.inner.root) else {
+            return;
+        };
+        for d in dirs.flatten() {
+            let dir = d.path();
+            let Some(saved) = std::fs::read(dir.join("pod.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            else {
+                // Not a pod this runtime can resume: whatever it holds goes.
+                let _ = std::fs::remove_dir_all(&dir);
+                continue;
+            };
+            let (Some(pod), Some(ip)) = (saved.get("pod"), saved.get("ip").and_then(Value::as_str))
+            else {
+                continue;
+            };
+            let uid = super::pod_uid(pod);
+            let mut pods = lock(&self.inner.pods);
+            let run = self.launch(&uid, pod, ip.to_string(), true);
+            tracing::info!(pod = %uid, ip, "process runtime: adopted a pod from a previous agent");
+            pods.insert(uid, run);
+        }
+    }
+
+    /// Starts the supervisors of a pod (`resume`: adopting what a previous
+    /// agent left in its directory).
+    fn launch(&self, uid: &str, pod: &Value, ip: String, resume: bool) -> PodRun {
+        let policy = pod
+            .pointer("/spec/restartPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("Always")
+            .to_string();
+        let dir = self.inner.root.join(uid);
+        if !resume {
+            let saved = json!({"pod": pod, "ip": ip});
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("pod.json"), saved.to_string());
+        }
+        let (stop, _) = watch::channel(None);
+        let mut run = PodRun {
+            ip,
+            containers: Vec::new(),
+            stop,
+            supervisors: Vec::new(),
+        };
+        let specs = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for c in specs {
+            let name = c
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let cdir = dir.join(&name);
+            let mut ctr = Ctr {
+                name: name.clone(),
+                image: c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                state: ContainerState::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: String::new(),
+                },
+                last: None,
+                restarts: 0,
+                pid: None,
+                ready: false,
+            };
+            let (mut adopted, mut ended) = (None, None);
+            let saved = resume
+                .then(|| std::fs::read(cdir.join("state.json")).ok())
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok());
+            if let Some(p) = saved {
+                ctr.restarts = p.restarts;
+                ctr.last = p.last;
+                let base = cdir.join(p.instance.to_string());
+                let finished = shim::read_exit(&base);
+                match (p.shim_pid.and_then(Waiter::adopt), p.pid, finished) {
+                    (Some(waiter), Some(pid), None) => {
+                        ctr.state = ContainerState::Running {
+                            started_at: p.started_at,
+                        };
+                        ctr.pid = Some(pid);
+                        // Ready at once unless a probe has to say so again.
+                        ctr.ready = probe::Probe::of(&c, "readinessProbe").is_none()
+                            && probe::Probe::of(&c, "startupProbe").is_none();
+                        adopted = Some(Adopted { waiter, pid });
+                    }
+                    (_, _, Some((code, why))) => {
+                        let reason = if code == 0 { "Completed" } else { "Error" };
+                        ended = Some((code, reason.to_string(), why));
+                    }
+                    _ => ended = Some((128, "Error".into(), "lost while no agent ran".into())),
+                }
+            }
+            let ctr = Arc::new(Mutex::new(ctr));
+            run.containers.push(ctr.clone());
+            let sup = Supervisor {
+                uid: uid.to_string(),
+                pod_name: pod
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                shim: self.inner.shim.clone(),
+                adopted,
+                ended,
+                ip: run.ip.clone(),
+                grace: Duration::from_secs(
+                    pod.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(30),
+                ),
+                dir: cdir,
+                spec: c,
+                policy: policy.clone(),
+                ctr,
+                stop: run.stop.subscribe(),
+                changes: self.inner.changes.clone(),
+                backoff: self.inner.backoff,
+            };
+            run.supervisors.push(tokio::spawn(sup.run()));
+        }
+        run
     }
 
     fn state_of(run: &PodRun) -> PodState {
@@ -191,6 +346,17 @@ impl ProcessRuntime {
                     }
                 })
                 .collect(),
+        }
+    }
+
+    /// Drops every supervisor without stopping anything, as a killed
+    /// agent would (tests of adoption).
+    #[cfg(test)]
+    pub fn abandon(&self) {
+        for (_, run) in lock(&self.inner.pods).drain() {
+            for s in run.supervisors {
+                s.abort();
+            }
         }
     }
 
@@ -223,65 +389,8 @@ impl Runtime for ProcessRuntime {
             let state = Self::state_of(run);
             return Box::pin(async move { state });
         }
-        let policy = pod
-            .pointer("/spec/restartPolicy")
-            .and_then(Value::as_str)
-            .unwrap_or("Always")
-            .to_string();
-        let dir = self.inner.root.join(&uid);
-        let (stop, _) = watch::channel(None);
-        let mut run = PodRun {
-            ip: self.next_ip(),
-            containers: Vec::new(),
-            stop,
-            supervisors: Vec::new(),
-        };
-        let specs = pod
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for c in specs {
-            let name = c
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let ctr = Arc::new(Mutex::new(Ctr {
-                name: name.clone(),
-                image: c
-                    .get("image")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                state: ContainerState::Waiting {
-                    reason: "ContainerCreating".into(),
-                    message: String::new(),
-                },
-                last: None,
-                restarts: 0,
-                pid: None,
-                ready: false,
-            }));
-            run.containers.push(ctr.clone());
-            let sup = Supervisor {
-                uid: uid.clone(),
-                ip: run.ip.clone(),
-                grace: Duration::from_secs(
-                    pod.pointer("/spec/terminationGracePeriodSeconds")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(30),
-                ),
-                dir: dir.join(&name),
-                spec: c,
-                policy: policy.clone(),
-                ctr,
-                stop: run.stop.subscribe(),
-                changes: self.inner.changes.clone(),
-                backoff: self.inner.backoff,
-            };
-            run.supervisors.push(tokio::spawn(sup.run()));
-        }
+        let ip = self.next_ip(&pods);
+        let run = self.launch(&uid, pod, ip, false);
         let state = Self::state_of(&run);
         pods.insert(uid, run);
         Box::pin(async move { state })
@@ -349,6 +458,13 @@ impl Runtime for ProcessRuntime {
 /// Runs one container until its pod stops or its restartPolicy ends it.
 struct Supervisor {
     uid: String,
+    pod_name: String,
+    /// The `shoal` binary (its `shim` subcommand runs each instance).
+    shim: PathBuf,
+    /// A running instance a previous agent started.
+    adopted: Option<Adopted>,
+    /// An instance that ended while no agent watched it.
+    ended: Option<(i32, String, String)>,
     /// The pod IP (probes go there).
     ip: String,
     /// The pod's terminationGracePeriodSeconds (a liveness kill's grace).
@@ -403,7 +519,13 @@ impl Supervisor {
             }
             let instance = lock(&self.ctr).restarts;
             let started = Instant::now();
-            let exit = self.run_once(&argv, instance).await;
+            let exit = match self.ended.take() {
+                Some(ended) => Some(ended),
+                None => {
+                    let adopted = self.adopted.take();
+                    self.run_once(&argv, instance, adopted).await
+                }
+            };
             let Some((code, reason, message)) = exit else {
                 return; // stopped
             };
@@ -456,63 +578,32 @@ impl Supervisor {
         }
     }
 
-    /// One instance of the container: Some(exit code, reason, message)
-    /// when it ended by itself, None when the pod was stopped.
-    async fn run_once(&mut self, argv: &[String], instance: u32) -> Option<(i32, String, String)> {
-        if let Err(e) = tokio::fs::create_dir_all(&self.dir).await {
-            return Some((
-                128,
-                "StartError".into(),
-                format!("creating {}: {e}", self.dir.display()),
-            ));
-        }
-        let log_path = self.dir.join(format!("{instance}.log"));
-        let log = match tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .await
-        {
-            Ok(f) => f,
-            Err(e) => return Some((128, "StartError".into(), format!("log file: {e}"))),
-        };
-        let mut cmd = tokio::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .envs(env_of(&self.spec, &self.ip))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(false);
-        if let Some(wd) = self.spec.get("workingDir").and_then(Value::as_str) {
-            cmd.current_dir(wd);
-        }
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                return Some((128, "StartError".into(), format!("{}: {e}", argv[0])));
-            }
-        };
-        let pid = child.id();
-        self.set(
-            ContainerState::Running {
-                started_at: objects::now(),
+    /// One instance of the container, through a shim (`shim`): Some(exit
+    /// code, reason, message) when it ended by itself, None when the pod
+    /// was stopped. `adopted` is an instance a previous agent started.
+    async fn run_once(
+        &mut self,
+        argv: &[String],
+        instance: u32,
+        adopted: Option<Adopted>,
+    ) -> Option<(i32, String, String)> {
+        let base = self.dir.join(instance.to_string());
+        let (mut waiter, pid) = match adopted {
+            Some(a) => (a.waiter, a.pid),
+            None => match self.spawn(argv, &base).await {
+                Ok(w) => w,
+                Err(why) => return Some((128, "StartError".into(), why)),
             },
-            pid,
-        );
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let pumps = [
-            child
-                .stdout
-                .take()
-                .map(|o| tokio::spawn(pump(o, "stdout", tx.clone()))),
-            child
-                .stderr
-                .take()
-                .map(|e| tokio::spawn(pump(e, "stderr", tx.clone()))),
-        ];
-        drop(tx);
-        let writer = tokio::spawn(logs::write(log, rx));
+        };
+        if !matches!(lock(&self.ctr).state, ContainerState::Running { .. }) {
+            self.set(
+                ContainerState::Running {
+                    started_at: objects::now(),
+                },
+                Some(pid),
+            );
+        }
+        self.persist(instance, waiter.pid());
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<String>();
         let prober = tokio::spawn(probe::run(
             self.spec.clone(),
@@ -525,82 +616,187 @@ impl Supervisor {
         ));
         let mut kill_rx = std::pin::pin!(kill_rx);
         enum End {
-            Exited(Option<std::process::ExitStatus>),
+            Exited,
             Stopped(Duration),
             Killed(String),
         }
         let end = tokio::select! {
-            status = child.wait() => End::Exited(status.ok()),
+            _ = waiter.wait() => End::Exited,
             grace = self.stop.wait_for(Option::is_some) => {
                 End::Stopped(grace.ok().and_then(|g| *g).unwrap_or(Duration::ZERO))
             }
             Ok(why) = &mut kill_rx => End::Killed(why),
         };
         prober.abort();
-        let code_of = |status: Option<std::process::ExitStatus>| {
-            use std::os::unix::process::ExitStatusExt;
-            status
-                .and_then(|s| s.code().or(s.signal().map(|sig| 128 + sig)))
-                .unwrap_or(128)
-        };
-        let outcome = match end {
-            End::Exited(status) => {
-                let code = code_of(status);
-                let reason = if code == 0 { "Completed" } else { "Error" };
-                Some((code, reason.to_string(), String::new()))
+        let code = |base: &Path| shim::read_exit(base).map_or(128, |(c, _)| c);
+        match end {
+            End::Exited => {
+                let (c, why) = shim::read_exit(&base).unwrap_or((128, "the shim died".into()));
+                let reason = if c == 0 { "Completed" } else { "Error" };
+                Some((c, reason.to_string(), why))
             }
             End::Stopped(grace) => {
-                terminate(&mut child, pid, grace).await;
+                terminate(&mut waiter, pid, grace).await;
                 None
             }
             End::Killed(why) => {
                 // A failed liveness or startup probe: killed, then the
                 // restartPolicy decides.
-                terminate(&mut child, pid, self.grace).await;
-                let code = code_of(child.try_wait().ok().flatten());
-                Some((code, "Error".to_string(), why))
+                terminate(&mut waiter, pid, self.grace).await;
+                Some((code(&base), "Error".to_string(), why))
             }
-        };
-        for p in pumps.into_iter().flatten() {
-            let _ = p.await;
         }
-        let _ = writer.await;
-        outcome
+    }
+
+    /// Starts a shim for `argv`; returns it and the container's pid.
+    async fn spawn(&self, argv: &[String], base: &Path) -> Result<(Waiter, u32), String> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+        let _ = tokio::fs::remove_file(shim::exit_path(base)).await;
+        let mut cmd = tokio::process::Command::new(&self.shim);
+        cmd.arg("shim").arg("--base").arg(base);
+        if let Some(wd) = self.spec.get("workingDir").and_then(Value::as_str) {
+            cmd.arg("--workdir").arg(wd);
+        }
+        // The container's environment only, not the agent's.
+        cmd.arg("--")
+            .args(argv)
+            .env_clear()
+            .env("PATH", DEFAULT_PATH)
+            .env("HOSTNAME", &self.pod_name)
+            .envs(env_of(&self.spec, &self.ip))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(false);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("starting the shim {}: {e}", self.shim.display()))?;
+        let first = match child.stdout.take() {
+            Some(out) => {
+                let mut line = String::new();
+                let _ = BufReader::new(out).read_line(&mut line).await;
+                line
+            }
+            None => String::new(),
+        };
+        let first = first.trim();
+        match first.parse::<u32>() {
+            Ok(pid) => Ok((Waiter::Child(child), pid)),
+            Err(_) => {
+                let _ = child.wait().await;
+                let why = shim::read_exit(base)
+                    .map(|(_, why)| why)
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or_else(|| first.trim_start_matches("error ").to_string());
+                Err(why)
+            }
+        }
+    }
+
+    /// Records the instance (for a later agent to adopt it).
+    fn persist(&self, instance: u32, shim_pid: Option<u32>) {
+        let c = lock(&self.ctr);
+        let state = Persisted {
+            instance,
+            restarts: c.restarts,
+            shim_pid,
+            pid: c.pid,
+            started_at: match &c.state {
+                ContainerState::Running { started_at } => started_at.clone(),
+                _ => String::new(),
+            },
+            last: c.last.clone(),
+        };
+        drop(c);
+        if let Ok(text) = serde_json::to_string(&state) {
+            let path = self.dir.join("state.json");
+            let tmp = self.dir.join("state.json.tmp");
+            if std::fs::write(&tmp, text).is_ok() {
+                let _ = std::fs::rename(tmp, path);
+            }
+        }
     }
 }
 
-/// SIGTERM to the container's process group, SIGKILL after `grace`.
-async fn terminate(child: &mut tokio::process::Child, pid: Option<u32>, grace: Duration) {
-    let Some(pid) = pid else { return };
+/// The PATH a container starts with (upstream's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What survives an agent restart of one container (`<container>/state.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Persisted {
+    instance: u32,
+    restarts: u32,
+    shim_pid: Option<u32>,
+    pid: Option<u32>,
+    started_at: String,
+    last: Option<ContainerState>,
+}
+
+/// An instance a previous agent started, still running.
+struct Adopted {
+    waiter: Waiter,
+    pid: u32,
+}
+
+/// Waits for a shim to exit: as this agent's child, or through a pidfd
+/// (a shim a previous agent started is not our child).
+enum Waiter {
+    Child(tokio::process::Child),
+    Pidfd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, u32),
+}
+
+impl Waiter {
+    /// A waiter on `pid`, if that process is alive.
+    fn adopt(pid: u32) -> Option<Waiter> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open(2) takes a pid and flags; it returns a new fd.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: the fd was just returned to us and is owned by nothing else.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: the AsyncFd owns the fd and nothing replaces or closes it.
+        let afd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
+        }
+        .ok()?;
+        Some(Waiter::Pidfd(afd, pid))
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Waiter::Child(c) => c.id(),
+            Waiter::Pidfd(_, pid) => Some(*pid),
+        }
+    }
+
+    async fn wait(&mut self) {
+        match self {
+            Waiter::Child(c) => {
+                let _ = c.wait().await;
+            }
+            Waiter::Pidfd(fd, _) => {
+                // A pidfd turns readable when its process exits.
+                let _ = fd.readable().await;
+            }
+        }
+    }
+}
+
+/// SIGTERM to the container's process group, SIGKILL after `grace`; then
+/// waits for its shim to record the end.
+async fn terminate(waiter: &mut Waiter, pid: u32, grace: Duration) {
     let group = -(pid as i32);
     // SAFETY: kill(2) with a process group id; no memory is touched.
     unsafe { libc::kill(group, libc::SIGTERM) };
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+    if tokio::time::timeout(grace, waiter.wait()).await.is_err() {
         // SAFETY: as above.
         unsafe { libc::kill(group, libc::SIGKILL) };
-        let _ = child.wait().await;
+        waiter.wait().await;
     }
-}
-
-/// Forwards a pipe's lines to the log writer.
-async fn pump(
-    out: impl AsyncRead + Unpin,
-    stream: &'static str,
-    tx: tokio::sync::mpsc::UnboundedSender<(&'static str, String)>,
-) {
-    let mut lines = BufReader::new(out).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if tx.send((stream, line)).is_err() {
-            return;
-        }
-    }
-}
-
-/// Writes one line in the CRI log format.
-async fn write_line(f: &mut tokio::fs::File, stream: &str, line: &str) -> std::io::Result<()> {
-    let ts = jiff::Timestamp::now();
-    f.write_all(format!("{ts} {stream} F {line}\n").as_bytes())
-        .await
 }
 
 #[cfg(test)]

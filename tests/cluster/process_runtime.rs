@@ -48,6 +48,7 @@ async fn status_until(
 async fn process_pods_restart_report_and_log_through_the_api() {
     let c = TestCluster::start_with(3, |cfg| {
         cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
         cfg.kubelet.restart_backoff_ms = 100;
         cfg.kubelet.restart_backoff_max_ms = 400;
     })
@@ -138,7 +139,11 @@ async fn process_pods_restart_report_and_log_through_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environments_come_from_config_maps_secrets_and_fields() {
     use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-    let c = TestCluster::start_with(3, |cfg| cfg.kubelet.runtime = "process".into()).unwrap();
+    let c = TestCluster::start_with(3, |cfg| {
+        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
+    })
+    .unwrap();
     let k = api_ready(&c, 1).await;
     let pods: Api<Pod> = Api::default_namespaced(k.clone());
     let cms: Api<ConfigMap> = Api::default_namespaced(k.clone());
@@ -198,4 +203,87 @@ async fn environments_come_from_config_maps_secrets_and_fields() {
         .as_str()
         .unwrap_or("");
     assert_eq!(msg, "configmap \"nope\" not found");
+}
+
+/// The agent of a node is killed and started again: its pods keep their
+/// processes (same pids, no restart) and are Ready again; a pod deleted
+/// while the agent was down is stopped when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_outlive_a_killed_agent_and_deleted_ones_stop_on_its_return() {
+    let mut c = TestCluster::start_with(3, |cfg| {
+        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
+    })
+    .unwrap();
+    let k = api_ready(&c, 1).await;
+    let pods: Api<Pod> = Api::default_namespaced(k);
+    // Pinned to node-3, tolerating its unreachability (no eviction while
+    // its agent is down).
+    let pinned = |name: &str| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": "node-3", "terminationGracePeriodSeconds": 5,
+                     "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}],
+                     "containers": [{"name": "c", "image": "none", "command": ["sleep", "3600"]}]}
+        }))
+        .unwrap()
+    };
+    let pid_of = |v: &serde_json::Value| -> i32 {
+        v["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .and_then(|id| id.strip_prefix("process://"))
+            .and_then(|p| p.parse().ok())
+            .expect("a process:// container id")
+    };
+    for name in ["survivor", "doomed"] {
+        pods.create(&PostParams::default(), &pinned(name))
+            .await
+            .unwrap();
+    }
+    let survivor =
+        pid_of(&status_until(&pods, "survivor", "ready", |cs| cs["ready"] == true).await);
+    let doomed = pid_of(&status_until(&pods, "doomed", "ready", |cs| cs["ready"] == true).await);
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = |pid: i32| unsafe { libc::kill(pid, 0) == 0 };
+
+    c.kill(3);
+    assert!(
+        alive(survivor) && alive(doomed),
+        "the processes outlive their agent"
+    );
+    pods.delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    c.restart(3).unwrap();
+
+    let v = status_until(&pods, "survivor", "ready again", |cs| cs["ready"] == true).await;
+    assert_eq!(pid_of(&v), survivor, "the same process, not restarted");
+    assert_eq!(v["status"]["containerStatuses"][0]["restartCount"], 0);
+    wait_until(Duration::from_secs(30), || {
+        let pods = pods.clone();
+        async move {
+            match pods.get_opt("doomed").await {
+                Ok(None) if !alive(doomed) => Ok(()),
+                other => Err(format!(
+                    "doomed: alive {}, object {:?}",
+                    alive(doomed),
+                    other.map(|p| p.is_some())
+                )),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    pods.delete("survivor", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(30), || async {
+        if alive(survivor) {
+            Err("survivor still running".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
 }

@@ -1,56 +1,15 @@
 //! Container log files: one per container instance
 //! (`<pod>/<container>/<restart>.log`), each line in the CRI format
-//! (`<RFC 3339 time> <stdout|stderr> F <text>`), rotated once a file
-//! passes [`MAX_BYTES`] (the older half kept as `<restart>.log.1`).
+//! (`<RFC 3339 time> <stdout|stderr> F <text>`), written by the instance's
+//! shim and rotated once a file passes [`MAX_BYTES`] (the older part kept
+//! as `<restart>.log.1`); read here for `kubectl logs`.
 
 use std::path::Path;
-
-use tokio::io::AsyncWriteExt;
 
 use crate::api::logs::PodLogs;
 
 /// A log file is rotated past this size.
 pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
-
-/// Writes the lines `rx` brings to `f` until every sender is gone.
-pub async fn write(
-    mut f: tokio::fs::File,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(&'static str, String)>,
-) {
-    let mut written = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-    while let Some((stream, line)) = rx.recv().await {
-        if super::write_line(&mut f, stream, &line).await.is_err() {
-            // A full disk: lines are dropped, the container goes on.
-            continue;
-        }
-        written += line.len() as u64 + 40;
-        if written > MAX_BYTES {
-            if let Some(rotated) = rotate(&mut f).await {
-                f = rotated;
-                written = 0;
-            }
-        }
-    }
-    let _ = f.flush().await;
-}
-
-/// Renames the file to `.1` (replacing an older one) and opens a fresh
-/// one at the same path. The path is found through /proc (the writer
-/// holds only the handle).
-async fn rotate(f: &mut tokio::fs::File) -> Option<tokio::fs::File> {
-    use std::os::fd::AsRawFd;
-    let _ = f.flush().await;
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()?;
-    let mut old = path.clone().into_os_string();
-    old.push(".1");
-    tokio::fs::rename(&path, &old).await.ok()?;
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .await
-        .ok()
-}
 
 /// The text of one log file as `kubectl logs` shows it: the lines without
 /// their CRI prefix, the last `tail_lines` if asked.

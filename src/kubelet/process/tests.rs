@@ -2,6 +2,7 @@ use super::*;
 use crate::kubelet::sim::conformance;
 use crate::testing::wait_until;
 use serde_json::json;
+use std::path::Path;
 
 fn quick() -> Backoff {
     Backoff {
@@ -11,8 +12,25 @@ fn quick() -> Backoff {
     }
 }
 
+/// The `shoal` binary next to this test binary (`cargo test` builds it
+/// for the integration tests; its `shim` subcommand runs containers).
+pub fn shoal_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("shoal"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build` (or the whole `cargo test`) first",
+        bin.display()
+    );
+    bin
+}
+
 fn runtime(dir: &tempfile::TempDir) -> ProcessRuntime {
-    ProcessRuntime::new(&dir.path().join("pods"), 7, quick()).unwrap()
+    ProcessRuntime::new(&dir.path().join("pods"), 7, quick(), &shoal_bin()).unwrap()
 }
 
 fn pod(uid: &str, policy: &str, command: Value) -> Value {
@@ -321,4 +339,61 @@ async fn http_and_startup_probes_gate_readiness() {
     }
     rt.stop("h", Duration::ZERO).await;
     rt.stop("s", Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_new_runtime_adopts_the_pods_a_killed_agent_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = runtime(&dir);
+    let p = pod("keep", "Always", json!(["sleep", "3600"]));
+    let before = conformance::ready(&first, &p).await;
+    let pid = first.pids("keep")["c"];
+    // A container that ends while no agent watches it.
+    let done = pod("done", "Never", json!(["sh", "-c", "sleep 0.3; exit 4"]));
+    first.start(&done).await;
+    until(&first, "done", "started", |c| {
+        matches!(c.state, ContainerState::Running { .. })
+    })
+    .await;
+    // The agent dies: supervisors gone, processes untouched.
+    first.abandon();
+    assert!(alive(pid));
+    wait_until(Duration::from_secs(10), || async {
+        if shim::read_exit(&dir.path().join("pods/done/c/0")).is_some() {
+            Ok(())
+        } else {
+            Err("the unwatched container has not ended yet".to_string())
+        }
+    })
+    .await
+    .unwrap();
+    // A new agent adopts: same process, same IP, no restart.
+    let second = runtime(&dir);
+    let mut running = second.running();
+    running.sort();
+    assert_eq!(running, vec!["done".to_string(), "keep".to_string()]);
+    let now = second.start(&p).await;
+    assert_eq!(now.pod_ip, before.pod_ip);
+    assert_eq!(
+        second.pids("keep")["c"],
+        pid,
+        "the process was not restarted"
+    );
+    assert!(
+        now.containers[0].ready && now.containers[0].restart_count == 0,
+        "{now:?}"
+    );
+    // What ended while no agent watched is reported as ended.
+    let c = until(&second, "done", "its exit", |c| {
+        matches!(c.state, ContainerState::Terminated { .. })
+    })
+    .await;
+    assert!(
+        matches!(c.state, ContainerState::Terminated { exit_code: 4, .. }),
+        "{c:?}"
+    );
+    // The adopted process is still ours to stop (through its pidfd).
+    second.stop("keep", Duration::from_secs(5)).await;
+    assert!(!alive(pid));
+    second.stop("done", Duration::ZERO).await;
 }
