@@ -414,6 +414,9 @@ impl NodeConfig {
         if let Some(d) = get("SHOAL_DATA_DIR") {
             self.data_dir = PathBuf::from(d);
         }
+        if let Some(r) = get("SHOAL_KUBELET_RUNTIME") {
+            self.kubelet.runtime = r;
+        }
         Ok(())
     }
 

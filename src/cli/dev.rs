@@ -61,7 +61,7 @@ pub fn kubeconfig(dir: &Path, cfgs: &[NodeConfig], token: &str) -> serde_json::V
     })
 }
 
-pub fn run(nodes: usize, data_dir: &Path) -> anyhow::Result<()> {
+pub fn run(nodes: usize, data_dir: &Path, runtime: &str) -> anyhow::Result<()> {
     let fresh = !data_dir.exists() || std::fs::read_dir(data_dir)?.next().is_none();
     if fresh {
         super::init_cluster(
@@ -114,6 +114,7 @@ pub fn run(nodes: usize, data_dir: &Path) -> anyhow::Result<()> {
                 .arg("agent")
                 .arg("--config")
                 .arg(path)
+                .env("SHOAL_KUBELET_RUNTIME", runtime)
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -134,12 +135,12 @@ pub fn run(nodes: usize, data_dir: &Path) -> anyhow::Result<()> {
         tokio::select! {
             r = ready => {
                 if let Err(e) = r {
-                    stop_all(&mut agents).await;
+                    stop_all(&mut agents, &cfgs).await;
                     return Err(e);
                 }
             }
-            _ = tokio::signal::ctrl_c() => { stop_all(&mut agents).await; return Ok(()); }
-            _ = term.recv() => { stop_all(&mut agents).await; return Ok(()); }
+            _ = tokio::signal::ctrl_c() => { stop_all(&mut agents, &cfgs).await; return Ok(()); }
+            _ = term.recv() => { stop_all(&mut agents, &cfgs).await; return Ok(()); }
         }
         println!("READY");
         use std::io::Write;
@@ -166,7 +167,7 @@ pub fn run(nodes: usize, data_dir: &Path) -> anyhow::Result<()> {
             _ = term.recv() => {}
             _ = all_exited => eprintln!("every node exited; stopping"),
         }
-        stop_all(&mut agents).await;
+        stop_all(&mut agents, &cfgs).await;
         Ok(())
     })
 }
@@ -212,7 +213,15 @@ async fn wait_ready(cfgs: &[NodeConfig], token: &str, agents: &mut [Agent]) -> a
 }
 
 /// SIGTERM to every child, then SIGKILL for any still alive after 10 s.
-async fn stop_all(agents: &mut [Agent]) {
+/// Pods outlive their agents by design; the dev cluster stops them too.
+async fn stop_all(agents: &mut [Agent], cfgs: &[NodeConfig]) {
+    stop_agents(agents).await;
+    for cfg in cfgs {
+        crate::kubelet::process::stop_leftovers(&cfg.data_dir.join("pods")).await;
+    }
+}
+
+async fn stop_agents(agents: &mut [Agent]) {
     for a in agents.iter() {
         if let Some(pid) = a.child.id() {
             // SAFETY: sending a signal to our own child's pid.

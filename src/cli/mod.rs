@@ -58,6 +58,10 @@ pub enum Command {
         nodes: usize,
         #[arg(long, default_value = ".shoal-dev")]
         data_dir: PathBuf,
+        /// The nodes' pod runtime: `process` (containers' commands as
+        /// processes) or `sim` (hollow pods).
+        #[arg(long, default_value = "process", value_parser = ["process", "sim"])]
+        runtime: String,
     },
     /// Show a node's membership view.
     Members {
@@ -135,7 +139,11 @@ pub fn main() -> ExitCode {
         Command::Init { out, nodes, zones } => init::run(&out, nodes, &zones),
         Command::Agent { config } => agent::run(&config),
         Command::Leave { config } => members::leave(&config),
-        Command::Dev { nodes, data_dir } => dev::run(nodes, &data_dir),
+        Command::Dev {
+            nodes,
+            data_dir,
+            runtime,
+        } => dev::run(nodes, &data_dir, &runtime),
         Command::Members { config, json } => members::run(&config, json),
         Command::Chaos {
             config,

@@ -786,6 +786,37 @@ impl Waiter {
     }
 }
 
+/// Stops every container a runtime left under `root` (SIGTERM, SIGKILL
+/// after 5 s) and removes the pods' directories: what `shoal dev` does on
+/// Ctrl-C, since pods outlive their agents otherwise.
+pub async fn stop_leftovers(root: &Path) {
+    let Ok(pods) = std::fs::read_dir(root) else {
+        return;
+    };
+    for pod in pods.flatten() {
+        let Ok(containers) = std::fs::read_dir(pod.path()) else {
+            continue;
+        };
+        for c in containers.flatten() {
+            let saved = std::fs::read(c.path().join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok());
+            let Some(Persisted {
+                shim_pid: Some(shim_pid),
+                pid: Some(pid),
+                ..
+            }) = saved
+            else {
+                continue;
+            };
+            if let Some(mut waiter) = Waiter::adopt(shim_pid) {
+                terminate(&mut waiter, pid, Duration::from_secs(5)).await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(pod.path());
+    }
+}
+
 /// SIGTERM to the container's process group, SIGKILL after `grace`; then
 /// waits for its shim to record the end.
 async fn terminate(waiter: &mut Waiter, pid: u32, grace: Duration) {

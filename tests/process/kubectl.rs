@@ -28,7 +28,14 @@ impl Dev {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("dev");
         let mut child = super::shoal()
-            .args(["dev", "--nodes", &nodes.to_string(), "--data-dir"])
+            .args([
+                "dev",
+                "--runtime",
+                "sim",
+                "--nodes",
+                &nodes.to_string(),
+                "--data-dir",
+            ])
             .arg(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

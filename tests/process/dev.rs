@@ -1,0 +1,151 @@
+//! `shoal dev`: `READY`, a working kubeconfig, a pod running as a real
+//! process, and Ctrl-C leaving no agent, pid file or pod process behind.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{shoal, wait_for};
+
+#[test]
+fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    // The default runtime: process.
+    let mut dev = shoal()
+        .args(["dev", "--nodes", "3", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = dev.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines.iter().any(|l: &String| l == "READY") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => panic!("no READY within 60 s; got {lines:?}"),
+        }
+    }
+    let canonical = dir.canonicalize().unwrap();
+    assert!(
+        lines.contains(&format!(
+            "export KUBECONFIG={}",
+            canonical.join("kubeconfig").display()
+        )),
+        "{lines:?}"
+    );
+
+    // The kubeconfig works with curl against /shoal/v1/members.
+    let kube: Value =
+        serde_json::from_slice(&std::fs::read(canonical.join("kubeconfig")).unwrap()).unwrap();
+    let server = kube["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ca = kube["clusters"][0]["cluster"]["certificate-authority"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = kube["users"][0]["user"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(kube["current-context"], "node-1");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--cacert",
+            &ca,
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+        ])
+        .arg(format!("{server}/shoal/v1/members"))
+        .output()
+        .expect("curl is installed (the README's test command installs it)");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 3);
+
+    // A pod runs as a real process (the process runtime is the default).
+    let curl = |args: &[&str]| -> Value {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--cacert",
+                &ca,
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
+        "spec": {"containers": [{"name": "c", "image": "none", "command": ["sleep", "3600"]}]}});
+    let created = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &pod.to_string(),
+        &format!("{server}/api/v1/namespaces/default/pods"),
+    ]);
+    assert_eq!(created["metadata"]["name"], "sleeper", "{created}");
+    let pod_pid: i32 = wait_for(Duration::from_secs(30), "the pod runs", || {
+        let p = curl(&[&format!("{server}/api/v1/namespaces/default/pods/sleeper")]);
+        p.pointer("/status/containerStatuses/0/containerID")
+            .and_then(Value::as_str)
+            .and_then(|id| id.strip_prefix("process://"))
+            .and_then(|pid| pid.parse().ok())
+            .ok_or_else(|| format!("not running yet: {}", p["status"]))
+    });
+    assert!(unsafe { libc::kill(pod_pid, 0) } == 0);
+
+    let pids: Vec<i32> = (1..=3)
+        .map(|k| {
+            std::fs::read_to_string(canonical.join(format!("node-{k}.pid")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    unsafe { libc::kill(dev.id() as i32, libc::SIGINT) };
+    let status = wait_for(Duration::from_secs(20), "dev exits", || {
+        dev.try_wait()
+            .map_err(|e| e.to_string())?
+            .ok_or("running".into())
+    });
+    assert!(status.success(), "dev must exit 0 on Ctrl-C, got {status}");
+    for pid in pids {
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "agent {pid} survived Ctrl-C");
+    }
+    // Pods outlive their agents, but not the dev cluster.
+    assert!(
+        unsafe { libc::kill(pod_pid, 0) } != 0,
+        "pod process {pod_pid} survived Ctrl-C"
+    );
+    for k in 1..=3 {
+        assert!(
+            !canonical.join(format!("node-{k}.pid")).exists(),
+            "pid file of node-{k} left behind"
+        );
+    }
+}
