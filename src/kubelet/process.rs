@@ -786,6 +786,36 @@ impl Waiter {
     }
 }
 
+/// Kills (SIGKILL) every container and shim a runtime left under
+/// `root`, at once and without waiting: for clusters torn down whole
+/// (tests, or an abandoned data dir).
+pub fn kill_leftovers_now(root: &Path) {
+    let Ok(pods) = std::fs::read_dir(root) else {
+        return;
+    };
+    for pod in pods.flatten() {
+        let Ok(containers) = std::fs::read_dir(pod.path()) else {
+            continue;
+        };
+        for c in containers.flatten() {
+            let saved = std::fs::read(c.path().join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok());
+            if let Some(p) = saved {
+                // SAFETY: kill(2) with pids this runtime recorded.
+                unsafe {
+                    if let Some(pid) = p.pid {
+                        libc::kill(-(pid as i32), libc::SIGKILL);
+                    }
+                    if let Some(shim) = p.shim_pid {
+                        libc::kill(shim as i32, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Stops every container a runtime left under `root` (SIGTERM, SIGKILL
 /// after 5 s) and removes the pods' directories: what `shoal dev` does on
 /// Ctrl-C, since pods outlive their agents otherwise.

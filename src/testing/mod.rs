@@ -102,12 +102,25 @@ pub fn cluster_configs(dir: &Path, n: usize) -> anyhow::Result<Vec<NodeConfig>> 
         .collect())
 }
 
-/// An in-process cluster.
+/// An in-process cluster. Dropping it stops every node, then kills the
+/// processes of pods that the process runtime left running (they outlive
+/// an agent by design, not a test).
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     configs: Vec<NodeConfig>,
     options: Vec<NodeOptions>,
     nodes: Vec<Option<TestNode>>,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for n in self.nodes.iter_mut() {
+            drop(n.take());
+        }
+        for c in &self.configs {
+            crate::kubelet::process::kill_leftovers_now(&c.data_dir.join("pods"));
+        }
+    }
 }
 
 impl TestCluster {

@@ -29,7 +29,27 @@ pub fn shoal_bin() -> std::path::PathBuf {
     bin
 }
 
-fn runtime(dir: &tempfile::TempDir) -> ProcessRuntime {
+/// A test's directory; whatever its runtimes leave running dies with it
+/// (a failed test must not leak processes).
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        kill_leftovers_now(&self.path().join("pods"));
+    }
+}
+
+fn tmp() -> Dir {
+    Dir(tempfile::tempdir().unwrap())
+}
+
+fn runtime(dir: &Dir) -> ProcessRuntime {
     ProcessRuntime::new(&dir.path().join("pods"), 7, quick(), &shoal_bin()).unwrap()
 }
 
@@ -65,7 +85,7 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test]
 async fn process_passes_the_runtime_conformance_suite() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     conformance::run(&rt).await;
     // Loopback pod IPs in the node's range.
@@ -76,7 +96,7 @@ async fn process_passes_the_runtime_conformance_suite() {
 
 #[tokio::test]
 async fn a_container_without_a_command_is_refused_with_a_reason() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     let mut p = pod("n", "Always", json!(null));
     p["spec"]["containers"][0]
@@ -95,7 +115,7 @@ async fn a_container_without_a_command_is_refused_with_a_reason() {
 
 #[tokio::test]
 async fn a_crashing_container_restarts_with_back_off_and_keeps_its_last_state() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     let mut changes = rt.changes().unwrap();
     rt.start(&pod(
@@ -132,7 +152,7 @@ async fn a_crashing_container_restarts_with_back_off_and_keeps_its_last_state() 
 
 #[tokio::test]
 async fn restart_policy_never_and_on_failure_leave_finished_containers() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     rt.start(&pod("ok", "OnFailure", json!(["true"]))).await;
     rt.start(&pod("bad", "Never", json!(["false"]))).await;
@@ -158,7 +178,7 @@ async fn restart_policy_never_and_on_failure_leave_finished_containers() {
 
 #[tokio::test]
 async fn a_command_that_does_not_exist_is_a_start_error_not_a_crash_of_the_agent() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     rt.start(&pod(
         "nf",
@@ -189,7 +209,7 @@ async fn a_command_that_does_not_exist_is_a_start_error_not_a_crash_of_the_agent
 
 #[tokio::test]
 async fn a_killed_process_is_restarted_with_a_new_pid() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     let p = pod("k", "Always", json!(["sleep", "3600"]));
     conformance::ready(&rt, &p).await;
@@ -213,7 +233,7 @@ async fn a_killed_process_is_restarted_with_a_new_pid() {
 
 #[tokio::test]
 async fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     // Ignores SIGTERM: only SIGKILL ends it.
     let p = pod(
@@ -262,7 +282,7 @@ fn with_probes(uid: &str, command: Value, probes: Value) -> Value {
 
 #[tokio::test]
 async fn readiness_follows_its_probe() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     let flag = dir.path().join("ready");
     let probes = json!({"readinessProbe": {"exec": {"command": ["test", "-f", flag.to_str().unwrap()]},
@@ -284,7 +304,7 @@ async fn readiness_follows_its_probe() {
 
 #[tokio::test]
 async fn a_failing_liveness_probe_restarts_the_container() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     let probes = json!({"livenessProbe": {"exec": {"command": ["false"]},
                                             "periodSeconds": 1, "failureThreshold": 1}});
@@ -302,7 +322,7 @@ async fn a_failing_liveness_probe_restarts_the_container() {
 
 #[tokio::test]
 async fn http_and_startup_probes_gate_readiness() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let rt = runtime(&dir);
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -343,7 +363,7 @@ async fn http_and_startup_probes_gate_readiness() {
 
 #[tokio::test]
 async fn a_new_runtime_adopts_the_pods_a_killed_agent_left() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let first = runtime(&dir);
     let p = pod("keep", "Always", json!(["sleep", "3600"]));
     let before = conformance::ready(&first, &p).await;
