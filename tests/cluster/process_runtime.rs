@@ -287,3 +287,100 @@ async fn pods_outlive_a_killed_agent_and_deleted_ones_stop_on_its_return() {
     .await
     .unwrap();
 }
+
+/// Benchmark (docs/BENCHMARKS.md): pod startup latency with the process
+/// runtime, create → Running and Ready as a watch sees it, for 100 pods
+/// created at 5/s; then the time until 100 pods created at once all run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: cargo test --release --test cluster process_pod_startup_latency -- --ignored --nocapture"]
+async fn process_pod_startup_latency() {
+    use futures::StreamExt;
+    use std::collections::HashMap;
+    use tokio::time::Instant;
+    let c = TestCluster::start_with(3, |cfg| {
+        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
+    })
+    .unwrap();
+    let k = api_ready(&c, 1).await;
+    let pods: Api<Pod> = Api::default_namespaced(k);
+    let sleeper = |name: String, batch: &str| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"batch": batch}},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "c", "image": "none", "command": ["sleep", "3600"]}]}
+        }))
+        .unwrap()
+    };
+    // Times each pod from its create call to Ready, through one watch.
+    async fn measure(
+        pods: &Api<Pod>,
+        batch: &str,
+        n: usize,
+        per_second: Option<f64>,
+        make: &dyn Fn(String, &str) -> Pod,
+    ) -> (Vec<f64>, f64) {
+        let wp = kube::api::WatchParams::default().labels(&format!("batch={batch}"));
+        let mut events = pods.watch(&wp, "0").await.unwrap().boxed();
+        let started = Instant::now();
+        let mut created: HashMap<String, Instant> = HashMap::new();
+        let mut ready: HashMap<String, f64> = HashMap::new();
+        let mut next = 0usize;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(
+            1.0 / per_second.unwrap_or(1e9),
+        ));
+        while ready.len() < n {
+            tokio::select! {
+                _ = tick.tick(), if next < n => {
+                    let burst = if per_second.is_some() { 1 } else { n };
+                    for _ in 0..burst {
+                        let name = format!("{batch}-{next}");
+                        created.insert(name.clone(), Instant::now());
+                        pods.create(&PostParams::default(), &make(name, batch)).await.unwrap();
+                        next += 1;
+                    }
+                }
+                ev = events.next() => {
+                    let Some(Ok(kube::api::WatchEvent::Added(p) | kube::api::WatchEvent::Modified(p))) = ev else { continue };
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    let is_ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+                        cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                    });
+                    if is_ready && !ready.contains_key(&name) {
+                        if let Some(t) = created.get(&name) {
+                            ready.insert(name, t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                    }
+                }
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "{} of {n} ready",
+                ready.len()
+            );
+        }
+        let mut ms: Vec<f64> = ready.into_values().collect();
+        ms.sort_by(|a, b| a.total_cmp(b));
+        (ms, started.elapsed().as_secs_f64())
+    }
+    let pct = |ms: &[f64], p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+    let (paced, _) = measure(&pods, "paced", 100, Some(5.0), &sleeper).await;
+    eprintln!(
+        "100 pods at 5/s: startup p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        pct(&paced, 0.5),
+        pct(&paced, 0.99),
+        paced[paced.len() - 1]
+    );
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &kube::api::ListParams::default().labels("batch=paced"),
+    )
+    .await
+    .unwrap();
+    let (burst, all) = measure(&pods, "burst", 100, None, &sleeper).await;
+    eprintln!(
+        "100 pods at once: all Running and Ready after {all:.2} s (startup p50 {:.0} ms, p99 {:.0} ms)",
+        pct(&burst, 0.5),
+        pct(&burst, 0.99)
+    );
+}
