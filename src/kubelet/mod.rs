@@ -73,6 +73,9 @@ pub struct ContainerStatus {
 pub struct PodState {
     pub pod_ip: String,
     pub containers: Vec<ContainerStatus>,
+    /// Init containers, in order (`initContainerStatuses`).
+    #[serde(default)]
+    pub init_containers: Vec<ContainerStatus>,
 }
 
 /// Runs pods on one node. The conformance suite (`sim::tests`) pins what
@@ -253,8 +256,18 @@ pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
         .containers
         .iter()
         .all(|c| c.restart_count == 0 && matches!(c.state, ContainerState::Waiting { .. }));
+    // Init containers all succeeded (or there are none).
+    let initialized = state
+        .init_containers
+        .iter()
+        .all(|c| matches!(c.state, ContainerState::Terminated { exit_code: 0, .. }));
+    let init_failed = restart_policy == "Never"
+        && state.init_containers.iter().any(
+            |c| matches!(c.state, ContainerState::Terminated { exit_code, .. } if exit_code != 0),
+        );
     let phase = match () {
-        _ if never_started => "Pending",
+        _ if init_failed => "Failed",
+        _ if !initialized || never_started => "Pending",
         _ if finished && terminated.iter().all(|c| *c == 0) && restart_policy != "Always" => {
             "Succeeded"
         }
@@ -265,9 +278,8 @@ pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
         json!({"type": ty, "status": if ok { "True" } else { "False" }, "lastTransitionTime": now,
                "lastProbeTime": null})
     };
-    let containers: Vec<Value> = state
-        .containers
-        .iter()
+    let statuses = |list: &[ContainerStatus]| -> Vec<Value> {
+        list.iter()
         .map(|c| {
             let st = |s: &ContainerState| match s {
                 ContainerState::Running { started_at } => json!({"running": {"startedAt": started_at}}),
@@ -289,16 +301,18 @@ pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
             }
             v
         })
-        .collect();
+        .collect()
+    };
+    let containers = statuses(&state.containers);
     let start = pod
         .pointer("/status/startTime")
         .cloned()
         .unwrap_or_else(|| json!(now));
-    json!({
+    let mut status = json!({
         "phase": phase,
         "conditions": [
             cond("PodReadyToStartContainers", true),
-            cond("Initialized", true),
+            cond("Initialized", initialized),
             cond("Ready", all_ready),
             cond("ContainersReady", all_ready),
             cond("PodScheduled", true),
@@ -309,8 +323,15 @@ pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
         "podIPs": [{"ip": state.pod_ip}],
         "startTime": start,
         "containerStatuses": containers,
+        "initContainerStatuses": statuses(&state.init_containers),
         "qosClass": pod.pointer("/status/qosClass").cloned().unwrap_or(json!("BestEffort")),
-    })
+    });
+    if state.init_containers.is_empty() {
+        if let Some(m) = status.as_object_mut() {
+            m.remove("initContainerStatuses");
+        }
+    }
+    status
 }
 
 /// Statuses equal but for timestamps (so an unchanged pod is not
@@ -687,6 +708,7 @@ mod tests {
                 last_state: None,
                 container_id: String::new(),
             }],
+            init_containers: Vec::new(),
         };
         let running = st(
             ContainerState::Running {

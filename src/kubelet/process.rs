@@ -80,6 +80,8 @@ struct Ctr {
 
 struct PodRun {
     ip: String,
+    /// Init containers, run one after the other to completion first.
+    init: Vec<Arc<Mutex<Ctr>>>,
     containers: Vec<Arc<Mutex<Ctr>>>,
     /// Tells the supervisors to stop, with the grace period.
     stop: watch::Sender<Option<Duration>>,
@@ -236,16 +238,25 @@ impl ProcessRuntime {
         let (stop, _) = watch::channel(None);
         let mut run = PodRun {
             ip,
+            init: Vec::new(),
             containers: Vec::new(),
             stop,
             supervisors: Vec::new(),
         };
-        let specs = pod
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for c in specs {
+        let list = |k: &str| {
+            pod.pointer(&format!("/spec/{k}"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let init_specs = list("initContainers");
+        let has_init = !init_specs.is_empty();
+        let specs = init_specs
+            .into_iter()
+            .map(|c| (true, c))
+            .chain(list("containers").into_iter().map(|c| (false, c)));
+        let (mut init_sups, mut app_sups) = (Vec::new(), Vec::new());
+        for (is_init, c) in specs {
             let name = c
                 .get("name")
                 .and_then(Value::as_str)
@@ -260,7 +271,12 @@ impl ProcessRuntime {
                     .unwrap_or("")
                     .to_string(),
                 state: ContainerState::Waiting {
-                    reason: "ContainerCreating".into(),
+                    reason: if has_init && !is_init {
+                        "PodInitializing"
+                    } else {
+                        "ContainerCreating"
+                    }
+                    .into(),
                     message: String::new(),
                 },
                 last: None,
@@ -297,8 +313,13 @@ impl ProcessRuntime {
                 }
             }
             let ctr = Arc::new(Mutex::new(ctr));
-            run.containers.push(ctr.clone());
+            if is_init {
+                run.init.push(ctr.clone());
+            } else {
+                run.containers.push(ctr.clone());
+            }
             let sup = Supervisor {
+                init: is_init,
                 uid: uid.to_string(),
                 pod_name: pod
                     .pointer("/metadata/name")
@@ -316,23 +337,40 @@ impl ProcessRuntime {
                 ),
                 dir: cdir,
                 spec: c,
-                policy: policy.clone(),
+                // Init containers run until they succeed (or once, Never).
+                policy: match (is_init, policy.as_str()) {
+                    (true, "Never") => "Never".to_string(),
+                    (true, _) => "OnFailure".to_string(),
+                    (false, p) => p.to_string(),
+                },
                 ctr,
                 stop: run.stop.subscribe(),
                 changes: self.inner.changes.clone(),
                 backoff: self.inner.backoff,
             };
-            run.supervisors.push(tokio::spawn(sup.run()));
+            if is_init {
+                init_sups.push(sup);
+            } else {
+                app_sups.push(sup);
+            }
         }
+        // One task a pod: the init containers in order, each to success;
+        // then the app containers together. A failed init container that
+        // will not run again leaves the app containers waiting.
+        run.supervisors.push(tokio::spawn(async move {
+            for sup in init_sups {
+                if !sup.run().await {
+                    return;
+                }
+            }
+            futures::future::join_all(app_sups.into_iter().map(Supervisor::run)).await;
+        }));
         run
     }
 
     fn state_of(run: &PodRun) -> PodState {
-        PodState {
-            pod_ip: run.ip.clone(),
-            containers: run
-                .containers
-                .iter()
+        let statuses = |list: &[Arc<Mutex<Ctr>>]| -> Vec<ContainerStatus> {
+            list.iter()
                 .map(|c| {
                     let c = lock(c);
                     ContainerStatus {
@@ -345,7 +383,12 @@ impl ProcessRuntime {
                         container_id: c.pid.map(|p| format!("process://{p}")).unwrap_or_default(),
                     }
                 })
-                .collect(),
+                .collect()
+        };
+        PodState {
+            pod_ip: run.ip.clone(),
+            containers: statuses(&run.containers),
+            init_containers: statuses(&run.init),
         }
     }
 
@@ -457,6 +500,8 @@ impl Runtime for ProcessRuntime {
 
 /// Runs one container until its pod stops or its restartPolicy ends it.
 struct Supervisor {
+    /// An init container: returns once it succeeded instead of waiting.
+    init: bool,
     uid: String,
     pod_name: String,
     /// The `shoal` binary (its `shim` subcommand runs each instance).
@@ -497,7 +542,10 @@ impl Supervisor {
         *self.stop.borrow()
     }
 
-    async fn run(mut self) {
+    /// Runs the container by its restartPolicy until the pod stops; an
+    /// init container returns true once it succeeded, false if it failed
+    /// for good (or the pod stopped).
+    async fn run(mut self) -> bool {
         let config_error = self
             .spec
             .get(crate::kubelet::envs::CONFIG_ERROR)
@@ -509,13 +557,13 @@ impl Supervisor {
                 let reason = "CreateContainerConfigError".to_string();
                 self.set(ContainerState::Waiting { reason, message }, None);
                 let _ = self.stop.wait_for(Option::is_some).await;
-                return;
+                return false;
             }
         };
         let mut failures: u32 = 0;
         loop {
             if self.stopping().is_some() {
-                return;
+                return false;
             }
             let instance = lock(&self.ctr).restarts;
             let started = Instant::now();
@@ -527,7 +575,7 @@ impl Supervisor {
                 }
             };
             let Some((code, reason, message)) = exit else {
-                return; // stopped
+                return false; // stopped
             };
             let finished_at = objects::now();
             self.set(
@@ -548,8 +596,11 @@ impl Supervisor {
                 _ => true,
             };
             if !restart {
+                if self.init {
+                    return code == 0;
+                }
                 let _ = self.stop.wait_for(Option::is_some).await;
-                return;
+                return false;
             }
             if started.elapsed() >= self.backoff.reset_after {
                 failures = 0;
@@ -573,7 +624,7 @@ impl Supervisor {
             );
             let stopped = tokio::time::timeout(delay, self.stop.wait_for(Option::is_some)).await;
             if stopped.is_ok() {
-                return;
+                return false;
             }
         }
     }

@@ -128,6 +128,7 @@ impl Runtime for SimRuntime {
                         n & 0xff
                     ),
                     containers: statuses,
+                    init_containers: Vec::new(),
                 },
                 log: cs
                     .iter()

@@ -417,3 +417,69 @@ async fn a_new_runtime_adopts_the_pods_a_killed_agent_left() {
     assert!(!alive(pid));
     second.stop("done", Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn init_containers_run_in_order_to_success_before_the_app() {
+    let dir = tmp();
+    let rt = runtime(&dir);
+    let flag = dir.path().join("initialized");
+    let f = flag.to_str().unwrap();
+    let mut p = pod(
+        "i",
+        "Always",
+        json!([
+            "sh",
+            "-c",
+            format!("test -f {f} && exec sleep 3600; exit 9")
+        ]),
+    );
+    p["spec"]["initContainers"] = json!([
+        {"name": "first", "image": "none", "command": ["sh", "-c", "sleep 0.2"]},
+        {"name": "second", "image": "none", "command": ["touch", f]}]);
+    let s = conformance::ready(&rt, &p).await;
+    assert_eq!(
+        s.containers[0].restart_count, 0,
+        "the app found what init made"
+    );
+    assert_eq!(s.init_containers.len(), 2);
+    for c in &s.init_containers {
+        assert!(
+            matches!(c.state, ContainerState::Terminated { exit_code: 0, .. }),
+            "{c:?}"
+        );
+    }
+    let status = crate::kubelet::pod_status(&p, &s, "h");
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(status["initContainerStatuses"][1]["name"], "second");
+    rt.stop("i", Duration::ZERO).await;
+
+    // A failing init container under Never: the app never starts, the pod fails.
+    let mut bad = pod("b", "Never", json!(["sleep", "3600"]));
+    bad["spec"]["initContainers"] =
+        json!([{"name": "setup", "image": "none", "command": ["false"]}]);
+    rt.start(&bad).await;
+    wait_until(Duration::from_secs(10), || async {
+        let s = rt.state("b").unwrap();
+        match &s.init_containers[0].state {
+            ContainerState::Terminated { exit_code: 1, .. } => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    let s = rt.state("b").unwrap();
+    assert!(
+        matches!(s.containers[0].state, ContainerState::Waiting { ref reason, .. } if reason == "PodInitializing")
+    );
+    let status = crate::kubelet::pod_status(&bad, &s, "h");
+    assert_eq!(status["phase"], "Failed");
+    let init = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized")
+        .unwrap()
+        .clone();
+    assert_eq!(init["status"], "False");
+    rt.stop("b", Duration::ZERO).await;
+}
