@@ -687,7 +687,19 @@ impl Supervisor {
                 Some((c, reason.to_string(), why))
             }
             End::Stopped(grace) => {
-                terminate(&mut waiter, pid, grace).await;
+                // The preStop hook first, within the grace period; then
+                // SIGTERM with what is left of it.
+                let t0 = Instant::now();
+                if let Some(hook) = probe::Probe::hook(&self.spec, "preStop") {
+                    let hook = probe::Probe {
+                        timeout: grace.max(Duration::from_millis(1)),
+                        ..hook
+                    };
+                    if let Err(e) = hook.check(&self.ip, &env_of(&self.spec, &self.ip)).await {
+                        tracing::info!(pod = %self.uid, "preStop hook failed: {e}");
+                    }
+                }
+                terminate(&mut waiter, pid, grace.saturating_sub(t0.elapsed())).await;
                 None
             }
             End::Killed(why) => {
@@ -716,6 +728,9 @@ impl Supervisor {
             .env_clear()
             .env("PATH", DEFAULT_PATH)
             .env("HOSTNAME", &self.pod_name)
+            // The shim's allocator commits memory lazily (4.9 → 1.2 MB of
+            // anonymous memory a shim); the shim removes this again.
+            .env(shim::LAZY_MALLOC.0, shim::LAZY_MALLOC.1)
             .envs(env_of(&self.spec, &self.ip))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

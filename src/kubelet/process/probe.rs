@@ -121,6 +121,14 @@ impl Probe {
         })
     }
 
+    /// A lifecycle hook (`lifecycle.<field>`: exec or httpGet) as a probe
+    /// run once.
+    pub fn hook(container: &Value, field: &str) -> Option<Probe> {
+        let h = container.pointer(&format!("/lifecycle/{field}"))?;
+        let wrapped = serde_json::json!({"ports": container.get("ports"), "hook": h});
+        Probe::of(&wrapped, "hook")
+    }
+
     /// Runs the check once against the pod at `ip`; Err says why it failed.
     pub async fn check(&self, ip: &str, env: &[(String, String)]) -> Result<(), String> {
         let run = async {

@@ -20,6 +20,10 @@ use std::sync::{Arc, Mutex};
 
 use super::logs::MAX_BYTES;
 
+/// Set for the shim by the agent (mimalloc commits its arenas lazily),
+/// removed from the container's environment.
+pub const LAZY_MALLOC: (&str, &str) = ("MIMALLOC_ARENA_EAGER_COMMIT", "0");
+
 /// Where an instance's files are: `<base>.log` and `<base>.exit`.
 pub fn log_path(base: &Path) -> PathBuf {
     base.with_extension("log")
@@ -118,6 +122,7 @@ pub fn run(base: &Path, workdir: Option<&Path>, argv: &[String]) -> i32 {
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
+        .env_remove(LAZY_MALLOC.0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

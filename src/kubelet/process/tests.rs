@@ -483,3 +483,44 @@ async fn init_containers_run_in_order_to_success_before_the_app() {
     assert_eq!(init["status"], "False");
     rt.stop("b", Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn a_pre_stop_hook_runs_before_sigterm() {
+    let dir = tmp();
+    let rt = runtime(&dir);
+    let mark = dir.path().join("pre-stopped");
+    let mut p = pod("ps", "Always", json!(["sleep", "3600"]));
+    p["spec"]["containers"][0]["lifecycle"] =
+        json!({"preStop": {"exec": {"command": ["touch", mark.to_str().unwrap()]}}});
+    conformance::ready(&rt, &p).await;
+    let pid = rt.pids("ps")["c"];
+    assert!(!mark.exists());
+    rt.stop("ps", Duration::from_secs(5)).await;
+    assert!(mark.exists(), "the preStop hook ran");
+    assert!(!alive(pid));
+}
+
+#[tokio::test]
+async fn a_container_sees_only_its_own_environment() {
+    let dir = tmp();
+    let rt = runtime(&dir);
+    let out = dir.path().join("env");
+    let p = pod(
+        "e",
+        "Never",
+        json!(["sh", "-c", format!("env > {}", out.display())]),
+    );
+    rt.start(&p).await;
+    until(&rt, "e", "done", |c| {
+        matches!(c.state, ContainerState::Terminated { .. })
+    })
+    .await;
+    let env = std::fs::read_to_string(&out).unwrap();
+    assert!(env.contains("GREETING=hello"), "{env}");
+    assert!(env.contains("HOSTNAME=p-e"), "{env}");
+    assert!(env.contains("PATH=/usr/local/sbin:"), "{env}");
+    // Nothing of the agent's own environment, nor the shim's allocator setting.
+    assert!(!env.contains("CARGO"), "{env}");
+    assert!(!env.contains("MIMALLOC"), "{env}");
+    rt.stop("e", Duration::ZERO).await;
+}
