@@ -19,6 +19,9 @@ pub struct PodLogs {
     pub tail_lines: Option<u64>,
     /// The previous instance of the container.
     pub previous: bool,
+    /// Each line with its RFC 3339 time first (kubectl's `--timestamps`).
+    #[serde(default)]
+    pub timestamps: bool,
 }
 
 impl Message for PodLogs {

@@ -227,6 +227,7 @@ pub mod conformance {
             container: "a".into(),
             tail_lines: Some(1),
             previous: false,
+            timestamps: false,
         };
         wait_until(Duration::from_secs(10), || async {
             let logs = rt.logs(&req, "u1").await?;

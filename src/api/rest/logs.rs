@@ -47,6 +47,7 @@ pub(super) async fn logs(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         container,
         tail_lines: ctx.param("tailLines").and_then(|s| s.parse().ok()),
         previous: ctx.flag("previous"),
+        timestamps: ctx.flag("timestamps"),
     };
     let to = crate::actor::ActorPath::new(crate::api::logs::KUBELET, &node);
     match ctx.kube.actors.ask(&to, req, ctx.kube.timeout).await {

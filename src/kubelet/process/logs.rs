@@ -17,7 +17,16 @@ pub async fn read(path: &Path, req: &PodLogs) -> Result<String, String> {
     let text = tokio::fs::read_to_string(path)
         .await
         .map_err(|e| format!("no logs for container {:?}: {e}", req.container))?;
-    let lines: Vec<&str> = text.lines().map(strip).collect();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if req.timestamps {
+                with_time(l)
+            } else {
+                strip(l).to_string()
+            }
+        })
+        .collect();
     let from = match req.tail_lines {
         Some(n) => lines.len().saturating_sub(n as usize),
         None => 0,
@@ -28,6 +37,17 @@ pub async fn read(path: &Path, req: &PodLogs) -> Result<String, String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+/// `2026-… stdout F text` → `2026-… text` (kubectl's `--timestamps`).
+pub fn with_time(line: &str) -> String {
+    let mut parts = line.splitn(4, ' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(ts), Some("stdout" | "stderr"), Some(_), text) => {
+            format!("{ts} {}", text.unwrap_or(""))
+        }
+        _ => line.to_string(),
+    }
 }
 
 /// `2026-… stdout F text` → `text` (a line not in that form is kept).
@@ -52,5 +72,9 @@ mod tests {
         );
         assert_eq!(strip("2026-11-26T00:00:00Z stderr F "), "");
         assert_eq!(strip("not a cri line"), "not a cri line");
+        assert_eq!(
+            with_time("2026-11-26T00:00:00.5Z stdout F hello world"),
+            "2026-11-26T00:00:00.5Z hello world"
+        );
     }
 }
