@@ -32,9 +32,13 @@ use super::{ContainerState, ContainerStatus, PodState, Runtime};
 use crate::api::logs::PodLogs;
 use crate::api::objects;
 
+mod instance;
 mod logs;
 pub mod probe;
 pub mod shim;
+
+pub use instance::{kill_leftovers_now, stop_leftovers};
+use instance::{terminate, Adopted, Persisted, Waiter};
 
 /// Restart back-off: the first delay, doubled per restart up to `max`,
 /// reset once a container ran `reset_after` without exiting (upstream:
@@ -788,143 +792,6 @@ impl Supervisor {
 
 /// The PATH a container starts with (upstream's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// What survives an agent restart of one container (`<container>/state.json`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Persisted {
-    instance: u32,
-    restarts: u32,
-    shim_pid: Option<u32>,
-    pid: Option<u32>,
-    started_at: String,
-    last: Option<ContainerState>,
-}
-
-/// An instance a previous agent started, still running.
-struct Adopted {
-    waiter: Waiter,
-    pid: u32,
-}
-
-/// Waits for a shim to exit: as this agent's child, or through a pidfd
-/// (a shim a previous agent started is not our child).
-enum Waiter {
-    Child(tokio::process::Child),
-    Pidfd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, u32),
-}
-
-impl Waiter {
-    /// A waiter on `pid`, if that process is alive.
-    fn adopt(pid: u32) -> Option<Waiter> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: pidfd_open(2) takes a pid and flags; it returns a new fd.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: the fd was just returned to us and is owned by nothing else.
-        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-        // SAFETY: the AsyncFd owns the fd and nothing replaces or closes it.
-        let afd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
-        }
-        .ok()?;
-        Some(Waiter::Pidfd(afd, pid))
-    }
-
-    fn pid(&self) -> Option<u32> {
-        match self {
-            Waiter::Child(c) => c.id(),
-            Waiter::Pidfd(_, pid) => Some(*pid),
-        }
-    }
-
-    async fn wait(&mut self) {
-        match self {
-            Waiter::Child(c) => {
-                let _ = c.wait().await;
-            }
-            Waiter::Pidfd(fd, _) => {
-                // A pidfd turns readable when its process exits.
-                let _ = fd.readable().await;
-            }
-        }
-    }
-}
-
-/// Kills (SIGKILL) every container and shim a runtime left under
-/// `root`, at once and without waiting: for clusters torn down whole
-/// (tests, or an abandoned data dir).
-pub fn kill_leftovers_now(root: &Path) {
-    let Ok(pods) = std::fs::read_dir(root) else {
-        return;
-    };
-    for pod in pods.flatten() {
-        let Ok(containers) = std::fs::read_dir(pod.path()) else {
-            continue;
-        };
-        for c in containers.flatten() {
-            let saved = std::fs::read(c.path().join("state.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok());
-            if let Some(p) = saved {
-                // SAFETY: kill(2) with pids this runtime recorded.
-                unsafe {
-                    if let Some(pid) = p.pid {
-                        libc::kill(-(pid as i32), libc::SIGKILL);
-                    }
-                    if let Some(shim) = p.shim_pid {
-                        libc::kill(shim as i32, libc::SIGKILL);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Stops every container a runtime left under `root` (SIGTERM, SIGKILL
-/// after 5 s) and removes the pods' directories: what `shoal dev` does on
-/// Ctrl-C, since pods outlive their agents otherwise.
-pub async fn stop_leftovers(root: &Path) {
-    let Ok(pods) = std::fs::read_dir(root) else {
-        return;
-    };
-    for pod in pods.flatten() {
-        let Ok(containers) = std::fs::read_dir(pod.path()) else {
-            continue;
-        };
-        for c in containers.flatten() {
-            let saved = std::fs::read(c.path().join("state.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Persisted>(&b).ok());
-            let Some(Persisted {
-                shim_pid: Some(shim_pid),
-                pid: Some(pid),
-                ..
-            }) = saved
-            else {
-                continue;
-            };
-            if let Some(mut waiter) = Waiter::adopt(shim_pid) {
-                terminate(&mut waiter, pid, Duration::from_secs(5)).await;
-            }
-        }
-        let _ = std::fs::remove_dir_all(pod.path());
-    }
-}
-
-/// SIGTERM to the container's process group, SIGKILL after `grace`; then
-/// waits for its shim to record the end.
-async fn terminate(waiter: &mut Waiter, pid: u32, grace: Duration) {
-    let group = -(pid as i32);
-    // SAFETY: kill(2) with a process group id; no memory is touched.
-    unsafe { libc::kill(group, libc::SIGTERM) };
-    if tokio::time::timeout(grace, waiter.wait()).await.is_err() {
-        // SAFETY: as above.
-        unsafe { libc::kill(group, libc::SIGKILL) };
-        waiter.wait().await;
-    }
-}
 
 #[cfg(test)]
 mod tests;
