@@ -279,7 +279,8 @@ fn container_env(
 }
 
 /// The pod with every container's environment made literal (see the
-/// module docs), and `$(VAR)` expanded in `command` and `args`.
+/// module docs). `$(VAR)` in `command` and `args` is the runtime's to
+/// expand: only it knows every value (the pod IP).
 pub fn resolve(pod: &Value, sources: &Sources, node: &Node) -> Value {
     let mut out = pod.clone();
     for list in ["initContainers", "containers"] {
@@ -292,24 +293,6 @@ pub fn resolve(pod: &Value, sources: &Sources, node: &Node) -> Value {
         for c in cs.iter_mut() {
             match container_env(c, pod, sources, node) {
                 Ok(env) => {
-                    let vars: BTreeMap<String, String> = env
-                        .iter()
-                        .filter_map(|e| {
-                            Some((
-                                e.get("name")?.as_str()?.to_string(),
-                                e.get("value")?.as_str()?.to_string(),
-                            ))
-                        })
-                        .collect();
-                    for k in ["command", "args"] {
-                        if let Some(a) = c.get_mut(k).and_then(Value::as_array_mut) {
-                            for s in a.iter_mut() {
-                                if let Some(t) = s.as_str() {
-                                    *s = json!(expand(t, &vars));
-                                }
-                            }
-                        }
-                    }
                     c["env"] = json!(env);
                     if let Some(m) = c.as_object_mut() {
                         m.remove("envFrom");

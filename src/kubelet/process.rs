@@ -555,8 +555,15 @@ impl Supervisor {
             .get(crate::kubelet::envs::CONFIG_ERROR)
             .and_then(Value::as_str)
             .map(String::from);
-        let argv = match config_error.map_or_else(|| argv_of(&self.spec), Err) {
-            Ok(a) => a,
+        let argv: Vec<String> = match config_error.map_or_else(|| argv_of(&self.spec), Err) {
+            // `$(VAR)` in command and args, from the container's env.
+            Ok(a) => {
+                let vars: std::collections::BTreeMap<String, String> =
+                    env_of(&self.spec, &self.ip).into_iter().collect();
+                a.iter()
+                    .map(|s| crate::kubelet::envs::expand(s, &vars))
+                    .collect()
+            }
             Err(message) => {
                 let reason = "CreateContainerConfigError".to_string();
                 self.set(ContainerState::Waiting { reason, message }, None);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// A `shoal dev` cluster and a kubectl pointed at it.
-struct Dev {
+pub(crate) struct Dev {
     kubectl: String,
     dir: PathBuf,
     child: Child,
@@ -21,6 +21,11 @@ struct Dev {
 
 impl Dev {
     fn start(nodes: usize) -> Option<Dev> {
+        Self::start_with(nodes, "sim")
+    }
+
+    /// `start` with the nodes' pod runtime (`sim` or `process`).
+    pub(crate) fn start_with(nodes: usize, runtime: &str) -> Option<Dev> {
         let Ok(kubectl) = std::env::var("SHOAL_KUBECTL") else {
             eprintln!("SKIPPED: SHOAL_KUBECTL is not set (scripts/test.sh installs kubectl)");
             return None;
@@ -31,7 +36,7 @@ impl Dev {
             .args([
                 "dev",
                 "--runtime",
-                "sim",
+                runtime,
                 "--nodes",
                 &nodes.to_string(),
                 "--data-dir",
@@ -86,12 +91,12 @@ impl Dev {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
 
     /// Runs kubectl, which must succeed; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -109,7 +114,7 @@ impl Dev {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    fn file(&self, name: &str, text: &str) -> String {
+    pub(crate) fn file(&self, name: &str, text: &str) -> String {
         let p = self.dir.join(name);
         std::fs::write(&p, text).unwrap();
         p.display().to_string()

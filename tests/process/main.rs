@@ -9,6 +9,7 @@ use serde_json::Value;
 
 mod dev;
 mod kubectl;
+mod kubectl_process;
 
 fn shoal() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_shoal"));

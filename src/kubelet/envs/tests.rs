@@ -62,7 +62,8 @@ fn env_from_sources_fields_and_literals_with_overrides_and_expansion() {
     assert_eq!(env["PASS"], "s3cr3t");
     // Expansion uses what is defined before (POD_NAME comes later).
     assert_eq!(env["GREETING"], "hi $(POD_NAME)");
-    assert_eq!(c["command"][1], "hi $(POD_NAME) fast $(HOME)");
+    // command/args are the runtime's to expand (it knows the pod IP).
+    assert_eq!(c["command"][1], "$(GREETING) $(CFG_MODE) $$(HOME)");
     // The pod IP is left to the runtime, as a fieldRef.
     let ip = c["env"]
         .as_array()

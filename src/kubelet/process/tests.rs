@@ -509,7 +509,11 @@ async fn a_container_sees_only_its_own_environment() {
     let p = pod(
         "e",
         "Never",
-        json!(["sh", "-c", format!("env > {}", out.display())]),
+        json!([
+            "sh",
+            "-c",
+            format!("env > {0}; echo said $(GREETING) >> {0}", out.display())
+        ]),
     );
     rt.start(&p).await;
     until(&rt, "e", "done", |c| {
@@ -518,6 +522,10 @@ async fn a_container_sees_only_its_own_environment() {
     .await;
     let env = std::fs::read_to_string(&out).unwrap();
     assert!(env.contains("GREETING=hello"), "{env}");
+    assert!(
+        env.contains("said hello"),
+        "$(VAR) expanded in the command: {env}"
+    );
     assert!(env.contains("HOSTNAME=p-e"), "{env}");
     assert!(env.contains("PATH=/usr/local/sbin:"), "{env}");
     // Nothing of the agent's own environment, nor the shim's allocator setting.
