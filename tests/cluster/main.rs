@@ -25,6 +25,15 @@ use std::time::Duration;
 use shoal::membership::MemberState;
 use shoal::testing::{wait_until, TestCluster};
 
+/// Held by the tests that assert a time bound (leader loss, pods moving
+/// off a dead node), so two of them never load the machine at once: the
+/// tests run two at a time on 2 cores, and one 5-node cluster beside
+/// another timing run is enough to push a 2 s bound over.
+pub async fn timing_guard() -> tokio::sync::MutexGuard<'static, ()> {
+    static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TIMING.lock().await
+}
+
 /// Waits until every running node in `nodes` sees `name` in `state`.
 pub async fn all_see(
     c: &TestCluster,

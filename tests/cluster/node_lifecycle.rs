@@ -36,6 +36,7 @@ fn running_by_node(pods: &[Pod]) -> Vec<(String, String)> {
 /// when tolerations counted from `down` instead of from the suspicion).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
+    let _timing = crate::timing_guard().await;
     let mut c = TestCluster::start(5).unwrap();
     let k = api_ready(&c, 1).await;
     let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());

@@ -384,3 +384,118 @@ async fn process_pod_startup_latency() {
         pct(&burst, 0.99)
     );
 }
+
+/// An agent is killed and kept down: its pods run again on the other
+/// nodes as real processes within the control plane's bound; its own
+/// processes go on meanwhile (a kubelet that is down stops nothing), and
+/// are stopped when it returns, their pods no longer bound to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_dead_agent_run_elsewhere_as_processes() {
+    let _timing = crate::timing_guard().await;
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let mut c = TestCluster::start_with(5, |cfg| {
+        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
+    })
+    .unwrap();
+    let k = api_ready(&c, 1).await;
+    let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
+    let pods: Api<Pod> = Api::default_namespaced(k);
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "procs"},
+        "spec": {"replicas": 8, "selector": {"matchLabels": {"app": "procs"}},
+                 "template": {"metadata": {"labels": {"app": "procs"}},
+                              "spec": {"terminationGracePeriodSeconds": 1,
+                                       "containers": [{"name": "c", "image": "none", "command": ["sleep", "3600"]}]}}}
+    }))
+    .unwrap();
+    rss.create(&PostParams::default(), &rs).await.unwrap();
+    let lp = kube::api::ListParams::default().labels("app=procs");
+    // (node, pid) of each ready pod.
+    let placed = |list: &[Pod]| -> Vec<(String, i32)> {
+        list.iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| {
+                let v = serde_json::to_value(p).ok()?;
+                let cs = v.pointer("/status/containerStatuses/0")?;
+                if cs["ready"] != true {
+                    return None;
+                }
+                let pid = cs["containerID"]
+                    .as_str()?
+                    .strip_prefix("process://")?
+                    .parse()
+                    .ok()?;
+                Some((v["spec"]["nodeName"].as_str()?.to_string(), pid))
+            })
+            .collect()
+    };
+    wait_until(Duration::from_secs(30), || {
+        let (pods, lp) = (pods.clone(), lp.clone());
+        async move {
+            let n = placed(&pods.list(&lp).await.map_err(|e| e.to_string())?.items).len();
+            if n == 8 {
+                Ok(())
+            } else {
+                Err(format!("{n} ready"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let before = placed(&pods.list(&lp).await.unwrap().items);
+    // The node (not node-1, the client's) that runs the most of them.
+    let count = |n: &str| before.iter().filter(|(node, _)| node == n).count();
+    let victim = (2..=5).max_by_key(|i| count(&format!("node-{i}"))).unwrap();
+    let name = format!("node-{victim}");
+    let orphans: Vec<i32> = before
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
+        .collect();
+    assert!(!orphans.is_empty(), "{before:?}");
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = |pid: i32| unsafe { libc::kill(pid, 0) == 0 };
+
+    let killed = tokio::time::Instant::now();
+    c.kill(victim);
+    wait_until(Duration::from_secs(30), || {
+        let (pods, lp, name) = (pods.clone(), lp.clone(), name.clone());
+        async move {
+            let now = placed(&pods.list(&lp).await.map_err(|e| e.to_string())?.items);
+            if now.len() == 8 && now.iter().all(|(n, _)| *n != name) {
+                Ok(())
+            } else {
+                Err(format!("{now:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let took = killed.elapsed();
+    eprintln!(
+        "{} pods of {name} run elsewhere as processes {took:?} after the kill",
+        orphans.len()
+    );
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    for (_, pid) in placed(&pods.list(&lp).await.unwrap().items) {
+        assert!(alive(pid), "replacement process {pid}");
+    }
+    assert!(
+        orphans.iter().all(|p| alive(*p)),
+        "a dead agent stops nothing"
+    );
+
+    // The agent returns: its old pods are bound elsewhere, so it stops them.
+    c.restart(victim).unwrap();
+    wait_until(Duration::from_secs(30), || async {
+        let left: Vec<&i32> = orphans.iter().filter(|p| alive(**p)).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still running: {left:?}"))
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -100,6 +100,7 @@ async fn writes_through_any_node_and_linearizable_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_loss_writes_resume_quickly() {
+    let _timing = crate::timing_guard().await;
     // The store alone is measured: no kubelets re-listing during the
     // election (they add load, not writes).
     let mut c = TestCluster::start_with(3, |cfg| {
