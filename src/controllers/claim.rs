@@ -123,6 +123,29 @@ impl Claimer<'_> {
     }
 }
 
+/// The watches of a controller of `kind` (objects under `owners`) that
+/// claims dependents under `children`: its own objects, each dependent's
+/// controller, and for an orphan the controllers that may adopt it, in
+/// one watch of the dependents.
+pub fn claiming_watches(
+    cache: &Cache,
+    owners: &'static Resource,
+    children: &'static Resource,
+    kind: &'static str,
+) -> Vec<(Vec<u8>, super::runtime::KeyFn)> {
+    let mut w = super::runtime::owner_watches(owners.prefix(None), children.prefix(None), kind);
+    if let Some((_, by_owner)) = w.pop() {
+        let orphans = orphan_keys(cache.clone(), owners);
+        let both: super::runtime::KeyFn = Arc::new(move |e| {
+            let mut keys = by_owner(e);
+            keys.extend(orphans(e));
+            keys
+        });
+        w.push((children.prefix(None), both));
+    }
+    w
+}
+
 /// A watch's key function for a controller's dependents: an orphan (no
 /// controller, before or after the change) enqueues the controllers of
 /// `owners` in its namespace whose selector matches it, so an orphan that

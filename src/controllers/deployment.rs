@@ -117,14 +117,7 @@ impl Reconciler for DeploymentController {
     }
 
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
-        let mut w = super::runtime::owner_watches(
-            deployments().prefix(None),
-            replicasets().prefix(None),
-            "Deployment",
-        );
-        let orphans = super::claim::orphan_keys(self.cache.clone(), deployments());
-        w.push((replicasets().prefix(None), orphans));
-        w
+        super::claim::claiming_watches(&self.cache, deployments(), replicasets(), "Deployment")
     }
 
     fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {

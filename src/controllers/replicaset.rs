@@ -173,14 +173,7 @@ impl Reconciler for ReplicaSetController {
     }
 
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
-        let mut w = super::runtime::owner_watches(
-            replicasets().prefix(None),
-            pods().prefix(None),
-            "ReplicaSet",
-        );
-        let orphans = super::claim::orphan_keys(self.cache.clone(), replicasets());
-        w.push((pods().prefix(None), orphans));
-        w
+        super::claim::claiming_watches(&self.cache, replicasets(), pods(), "ReplicaSet")
     }
 
     fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {

@@ -13,6 +13,25 @@ use shoal::testing::{wait_until, TestCluster};
 use crate::control_plane::{pods_until, replica_set};
 use crate::kube_api::api_ready;
 
+/// A ReplicaSet `app` of ten pods, all Running: the client, the pods'
+/// API, and (pod, node) of each.
+async fn ten_running(
+    c: &TestCluster,
+    app: &str,
+) -> (kube::Client, Api<Pod>, Vec<(String, String)>) {
+    let k = api_ready(c, 1).await;
+    let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
+    let pods: Api<Pod> = Api::default_namespaced(k.clone());
+    rss.create(&PostParams::default(), &replica_set(app, 10))
+        .await
+        .unwrap();
+    let running = pods_until(&pods, app, "ten running", |p| {
+        running_by_node(p).len() == 10
+    })
+    .await;
+    (k, pods, running_by_node(&running))
+}
+
 /// Live pods of `app` that are Running, by node.
 fn running_by_node(pods: &[Pod]) -> Vec<(String, String)> {
     pods.iter()
@@ -38,17 +57,7 @@ fn running_by_node(pods: &[Pod]) -> Vec<(String, String)> {
 async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
     let _timing = crate::timing_guard().await;
     let mut c = TestCluster::start(5).unwrap();
-    let k = api_ready(&c, 1).await;
-    let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
-    let pods: Api<Pod> = Api::default_namespaced(k.clone());
-    rss.create(&PostParams::default(), &replica_set("heal", 10))
-        .await
-        .unwrap();
-    let placed = pods_until(&pods, "heal", "ten running", |p| {
-        running_by_node(p).len() == 10
-    })
-    .await;
-    let placed = running_by_node(&placed);
+    let (k, pods, placed) = ten_running(&c, "heal").await;
     // Kill a node that runs pods and is not the one the client uses.
     let victim = (2..=5)
         .map(|i| format!("node-{i}"))
@@ -114,17 +123,7 @@ async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
 async fn no_pod_is_evicted_under_five_percent_packet_loss() {
     use shoal::transport::faults::{ChaosCommand, FaultSpec};
     let c = TestCluster::start(5).unwrap();
-    let k = api_ready(&c, 1).await;
-    let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
-    let pods: Api<Pod> = Api::default_namespaced(k.clone());
-    rss.create(&PostParams::default(), &replica_set("steady", 10))
-        .await
-        .unwrap();
-    let before = pods_until(&pods, "steady", "ten running", |p| {
-        running_by_node(p).len() == 10
-    })
-    .await;
-    let mut before = running_by_node(&before);
+    let (k, pods, mut before) = ten_running(&c, "steady").await;
     before.sort();
     let all: Vec<String> = (1..=5).map(|i| format!("node-{i}")).collect();
     for i in 1..=5 {
