@@ -319,6 +319,14 @@ pub struct KubeletConfig {
     /// The `shoal` binary whose `shim` subcommand runs each container
     /// instance (empty: this binary).
     pub shim: PathBuf,
+    /// Pod networking of the process runtime: "cni" (a network namespace
+    /// per pod through the CNI bridge plugin; needs root and the plugins),
+    /// "host" (the host's network, a loopback address per pod) or "auto"
+    /// (cni when it can).
+    pub network: String,
+    /// The pods' addresses: node n takes the nth /24 (it must not overlap
+    /// a host route).
+    pub pod_cidr: String,
 }
 
 impl Default for KubeletConfig {
@@ -328,6 +336,8 @@ impl Default for KubeletConfig {
             restart_backoff_ms: 10_000,
             restart_backoff_max_ms: 300_000,
             shim: PathBuf::new(),
+            network: "auto".into(),
+            pod_cidr: "10.88.0.0/16".into(),
         }
     }
 }
@@ -416,6 +426,12 @@ impl NodeConfig {
         }
         if let Some(r) = get("SHOAL_KUBELET_RUNTIME") {
             self.kubelet.runtime = r;
+        }
+        if let Some(n) = get("SHOAL_KUBELET_NETWORK") {
+            self.kubelet.network = n;
+        }
+        if let Some(c) = get("SHOAL_KUBELET_POD_CIDR") {
+            self.kubelet.pod_cidr = c;
         }
         Ok(())
     }
@@ -557,6 +573,15 @@ impl NodeConfig {
         }
         if self.kubelet.runtime != "sim" && self.kubelet.runtime != "process" {
             return Err(invalid("kubelet.runtime", "sim or process"));
+        }
+        if !["auto", "cni", "host"].contains(&self.kubelet.network.as_str()) {
+            return Err(invalid("kubelet.network", "auto, cni or host"));
+        }
+        if let Err(e) = crate::kubelet::process::sandbox::Net::parse(&self.kubelet.pod_cidr) {
+            return Err(invalid(
+                "kubelet.pod_cidr",
+                &format!("an IPv4 network: {e}"),
+            ));
         }
         if self.kubelet.restart_backoff_ms == 0
             || self.kubelet.restart_backoff_max_ms < self.kubelet.restart_backoff_ms

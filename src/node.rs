@@ -269,11 +269,7 @@ impl Node {
         // Worker nodes run a kubelet (`kubelet.runtime`: sim or process)
         // and serve `pods/log` as the `kubelet` actor.
         if cfg.has_role(crate::config::Role::Worker) {
-            let n: u8 = cfg
-                .name
-                .strip_prefix("node-")
-                .and_then(|n| n.parse::<u32>().ok())
-                .map_or(0, |n| (n % 250) as u8);
+            let n = node_number(&cfg.name);
             let runtime: Arc<dyn crate::kubelet::Runtime> = if cfg.kubelet.runtime == "process" {
                 // The `shoal` binary runs each container's shim.
                 let shim = if cfg.kubelet.shim.as_os_str().is_empty() {
@@ -287,15 +283,32 @@ impl Node {
                     max: Duration::from_millis(cfg.kubelet.restart_backoff_max_ms),
                     ..Default::default()
                 };
-                Arc::new(
-                    crate::kubelet::process::ProcessRuntime::new(
-                        &cfg.data_dir.join("pods"),
-                        n,
-                        backoff,
-                        &shim,
-                    )
-                    .map_err(|e| anyhow::anyhow!("kubelet: the pods directory: {e}"))?,
+                let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
+                    &cfg.kubelet.network,
+                    &cfg.kubelet.pod_cidr,
+                    n,
+                    &cfg.data_dir,
                 )
+                .map_err(|e| anyhow::anyhow!("kubelet: {e}"))?;
+                if sandboxes.is_none() {
+                    tracing::info!(
+                        "kubelet: pods share the host's network (loopback pod IPs): kubelet.network = {}, root: {}",
+                        cfg.kubelet.network,
+                        crate::kubelet::process::sandbox::is_root()
+                    );
+                }
+                let rt = crate::kubelet::process::ProcessRuntime::new(
+                    &cfg.data_dir.join("pods"),
+                    n,
+                    backoff,
+                    &shim,
+                    sandboxes,
+                )
+                .map_err(|e| anyhow::anyhow!("kubelet: the pods directory: {e}"))?;
+                rt.prepare()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("kubelet: pod sandboxes: {e}"))?;
+                Arc::new(rt)
             } else {
                 Arc::new(crate::kubelet::sim::SimRuntime::new(n))
             };
@@ -450,4 +463,12 @@ async fn start_store(
         tokio::spawn(async move { s.bootstrap(voters).await });
     }
     Ok(store)
+}
+
+/// A node's number (`node-<n>`): its pod IPs' second octet in host mode,
+/// its /24 of the pod CIDR and its bridge (`shoal-<n>`) in CNI mode.
+pub fn node_number(name: &str) -> u8 {
+    name.strip_prefix("node-")
+        .and_then(|n| n.parse::<u32>().ok())
+        .map_or(0, |n| (n % 250) as u8)
 }

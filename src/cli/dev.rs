@@ -61,7 +61,17 @@ pub fn kubeconfig(dir: &Path, cfgs: &[NodeConfig], token: &str) -> serde_json::V
     })
 }
 
-pub fn run(nodes: usize, data_dir: &Path, runtime: &str) -> anyhow::Result<()> {
+/// How `shoal dev` runs its nodes' pods.
+pub struct Options {
+    /// `process` or `sim`.
+    pub runtime: String,
+    /// `auto`, `cni` or `host` (kubelet.network).
+    pub network: String,
+    /// kubelet.pod_cidr.
+    pub pod_cidr: String,
+}
+
+pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> {
     let fresh = !data_dir.exists() || std::fs::read_dir(data_dir)?.next().is_none();
     if fresh {
         super::init_cluster(
@@ -91,10 +101,15 @@ pub fn run(nodes: usize, data_dir: &Path, runtime: &str) -> anyhow::Result<()> {
             nodes
         );
     }
-    let cfgs = paths
+    let mut cfgs = paths
         .iter()
         .map(|p| NodeConfig::load(p))
         .collect::<Result<Vec<_>, _>>()?;
+    for c in &mut cfgs {
+        // As the agents will see them (the same variables).
+        c.kubelet.network = opts.network.clone();
+        c.kubelet.pod_cidr = opts.pod_cidr.clone();
+    }
     let token = crate::pki::read_token(&cfgs[0].auth.admin_token_file)?;
     let kube = dir.join("kubeconfig");
     std::fs::write(
@@ -114,7 +129,9 @@ pub fn run(nodes: usize, data_dir: &Path, runtime: &str) -> anyhow::Result<()> {
                 .arg("agent")
                 .arg("--config")
                 .arg(path)
-                .env("SHOAL_KUBELET_RUNTIME", runtime)
+                .env("SHOAL_KUBELET_RUNTIME", &opts.runtime)
+                .env("SHOAL_KUBELET_NETWORK", &opts.network)
+                .env("SHOAL_KUBELET_POD_CIDR", &opts.pod_cidr)
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -217,7 +234,19 @@ async fn wait_ready(cfgs: &[NodeConfig], token: &str, agents: &mut [Agent]) -> a
 async fn stop_all(agents: &mut [Agent], cfgs: &[NodeConfig]) {
     stop_agents(agents).await;
     for cfg in cfgs {
-        crate::kubelet::process::stop_leftovers(&cfg.data_dir.join("pods")).await;
+        let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
+            &cfg.kubelet.network,
+            &cfg.kubelet.pod_cidr,
+            crate::node::node_number(&cfg.name),
+            &cfg.data_dir,
+        )
+        .ok()
+        .flatten();
+        crate::kubelet::process::stop_leftovers(&cfg.data_dir.join("pods"), sandboxes.as_ref())
+            .await;
+        if let Some(sbs) = sandboxes {
+            sbs.remove_bridge().await;
+        }
     }
 }
 

@@ -62,6 +62,13 @@ pub enum Command {
         /// processes) or `sim` (hollow pods).
         #[arg(long, default_value = "process", value_parser = ["process", "sim"])]
         runtime: String,
+        /// Pod networking: `cni` (a network namespace per pod on a bridge
+        /// per node; root), `host` (loopback pod IPs) or `auto`.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "cni", "host"])]
+        network: String,
+        /// The pods' addresses; node n takes the nth /24.
+        #[arg(long, default_value = "10.88.0.0/16")]
+        pod_cidr: String,
     },
     /// Show a node's membership view.
     Members {
@@ -91,6 +98,9 @@ pub enum Command {
         base: PathBuf,
         #[arg(long)]
         workdir: Option<PathBuf>,
+        /// The pod sandbox to enter (JSON of `kubelet::process::sandbox::Enter`).
+        #[arg(long)]
+        sandbox: Option<String>,
         /// The container's command and arguments.
         #[arg(last = true, required = true)]
         argv: Vec<String>,
@@ -127,10 +137,12 @@ pub fn main() -> ExitCode {
     if let Command::Shim {
         base,
         workdir,
+        sandbox,
         argv,
     } = &cli.command
     {
-        let code = crate::kubelet::process::shim::run(base, workdir.as_deref(), argv);
+        let code =
+            crate::kubelet::process::shim::run(base, workdir.as_deref(), sandbox.as_deref(), argv);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     init_logging();
@@ -143,7 +155,17 @@ pub fn main() -> ExitCode {
             nodes,
             data_dir,
             runtime,
-        } => dev::run(nodes, &data_dir, &runtime),
+            network,
+            pod_cidr,
+        } => dev::run(
+            nodes,
+            &data_dir,
+            &dev::Options {
+                runtime,
+                network,
+                pod_cidr,
+            },
+        ),
         Command::Members { config, json } => members::run(&config, json),
         Command::Chaos {
             config,

@@ -13,9 +13,11 @@
 //! waits out its back-off) are pushed on [`Runtime::changes`] as the pod's
 //! uid, so the kubelet reports them; nothing polls. Stopping a pod sends
 //! SIGTERM to each container's process group and SIGKILL after the grace
-//! period. Without root, pods share the host's network and get a distinct
-//! loopback address (`127.<node>.x.y`) as their pod IP: a degraded mode
-//! (the network namespace sandbox comes with root, later).
+//! period. As root (with the CNI plugins), each pod gets a sandbox
+//! (`sandbox`): its own network namespace with an address of the node's
+//! pod subnet, an IPC namespace its containers share, cgroups with their
+//! limits. Without root, pods share the host's network and get a distinct
+//! loopback address (`127.<node>.x.y`) as their pod IP: a degraded mode.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ use crate::api::objects;
 mod instance;
 mod logs;
 pub mod probe;
+pub mod sandbox;
 pub mod shim;
 
 pub use instance::{kill_leftovers_now, stop_leftovers};
@@ -83,7 +86,8 @@ struct Ctr {
 }
 
 struct PodRun {
-    ip: String,
+    /// The pod IP (empty until its sandbox has one).
+    ip: Arc<Mutex<String>>,
     /// Init containers, run one after the other to completion first.
     init: Vec<Arc<Mutex<Ctr>>>,
     containers: Vec<Arc<Mutex<Ctr>>>,
@@ -100,6 +104,8 @@ struct Inner {
     changes: broadcast::Sender<String>,
     backoff: Backoff,
     shim: PathBuf,
+    /// Pod sandboxes (root with the CNI plugins), or host networking.
+    sandboxes: Option<Arc<sandbox::Sandboxes>>,
 }
 
 /// The process runtime of one node (cheap to clone).
@@ -160,14 +166,16 @@ impl ProcessRuntime {
     /// A runtime keeping its pods under `root` (created if missing);
     /// `node` picks the pod IPs' second octet.
     /// `shim` is the `shoal` binary that runs each container instance
-    /// (`shoal shim`). Pods a previous agent left under `root` are adopted:
-    /// their running containers keep their processes. Call within a Tokio
-    /// runtime.
+    /// (`shoal shim`); `sandboxes` gives pods their own namespaces (None:
+    /// host networking). Pods a previous agent left under `root` are
+    /// adopted: their running containers keep their processes. Call within
+    /// a Tokio runtime, then [`ProcessRuntime::prepare`].
     pub fn new(
         root: &Path,
         node: u8,
         backoff: Backoff,
         shim: &Path,
+        sandboxes: Option<sandbox::Sandboxes>,
     ) -> std::io::Result<ProcessRuntime> {
         std::fs::create_dir_all(root)?;
         let rt = ProcessRuntime {
@@ -179,10 +187,22 @@ impl ProcessRuntime {
                 changes: broadcast::channel(1024).0,
                 backoff,
                 shim: shim.to_owned(),
+                sandboxes: sandboxes.map(Arc::new),
             }),
         };
         rt.restore();
         Ok(rt)
+    }
+
+    /// Checks and prepares the host for pod sandboxes (a pod CIDR that
+    /// overlaps a host route is refused) and drops what pods that are gone
+    /// left; before any pod starts.
+    pub async fn prepare(&self) -> Result<(), String> {
+        let Some(sb) = self.inner.sandboxes.clone() else {
+            return Ok(());
+        };
+        let keep = self.running();
+        sb.prepare(&keep).await
     }
 
     /// A loopback pod IP no pod of this runtime holds.
@@ -192,7 +212,7 @@ impl ProcessRuntime {
             *n = n.wrapping_add(1) % (254 * 256);
             let v = *n;
             let ip = format!("127.{}.{}.{}", self.inner.node, v / 254, v % 254 + 1);
-            if !pods.values().any(|r| r.ip == ip) {
+            if !pods.values().any(|r| *lock(&r.ip) == ip) {
                 return ip;
             }
         }
@@ -218,8 +238,17 @@ impl ProcessRuntime {
                 continue;
             };
             let uid = super::pod_uid(pod);
+            let sandbox = saved
+                .get("sandbox")
+                .and_then(|s| serde_json::from_value::<sandbox::Sandbox>(s.clone()).ok());
+            if self.inner.sandboxes.is_some() && sandbox.is_none() {
+                // Its sandbox was never finished, so nothing of it ran:
+                // the pod starts again when the kubelet asks.
+                let _ = std::fs::remove_dir_all(&dir);
+                continue;
+            }
             let mut pods = lock(&self.inner.pods);
-            let run = self.launch(&uid, pod, ip.to_string(), true);
+            let run = self.launch(&uid, pod, Net::Ready(ip.to_string(), sandbox), true);
             tracing::info!(pod = %uid, ip, "process runtime: adopted a pod from a previous agent");
             pods.insert(uid, run);
         }
@@ -227,21 +256,23 @@ impl ProcessRuntime {
 
     /// Starts the supervisors of a pod (`resume`: adopting what a previous
     /// agent left in its directory).
-    fn launch(&self, uid: &str, pod: &Value, ip: String, resume: bool) -> PodRun {
+    fn launch(&self, uid: &str, pod: &Value, net: Net, resume: bool) -> PodRun {
         let policy = pod
             .pointer("/spec/restartPolicy")
             .and_then(Value::as_str)
             .unwrap_or("Always")
             .to_string();
         let dir = self.inner.root.join(uid);
+        let (ip, sandbox) = match &net {
+            Net::Ready(ip, sb) => (ip.clone(), sb.clone()),
+            Net::Pending => (String::new(), None),
+        };
         if !resume {
-            let saved = json!({"pod": pod, "ip": ip});
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join("pod.json"), saved.to_string());
+            save_pod(&dir, pod, &ip, sandbox.as_ref());
         }
         let (stop, _) = watch::channel(None);
         let mut run = PodRun {
-            ip,
+            ip: Arc::new(Mutex::new(ip.clone())),
             init: Vec::new(),
             containers: Vec::new(),
             stop,
@@ -333,7 +364,11 @@ impl ProcessRuntime {
                 shim: self.inner.shim.clone(),
                 adopted,
                 ended,
-                ip: run.ip.clone(),
+                enter: match (&self.inner.sandboxes, &sandbox) {
+                    (Some(sbs), Some(_)) => Some(sbs.enter(uid, &c)),
+                    _ => None,
+                },
+                ip: ip.clone(),
                 grace: Duration::from_secs(
                     pod.pointer("/spec/terminationGracePeriodSeconds")
                         .and_then(Value::as_u64)
@@ -351,6 +386,7 @@ impl ProcessRuntime {
                 stop: run.stop.subscribe(),
                 changes: self.inner.changes.clone(),
                 backoff: self.inner.backoff,
+                sandboxes: self.inner.sandboxes.clone(),
             };
             if is_init {
                 init_sups.push(sup);
@@ -358,10 +394,33 @@ impl ProcessRuntime {
                 app_sups.push(sup);
             }
         }
-        // One task a pod: the init containers in order, each to success;
-        // then the app containers together. A failed init container that
-        // will not run again leaves the app containers waiting.
+        // One task a pod: its sandbox first (when it has none yet); the
+        // init containers in order, each to success; then the app
+        // containers together. A failed init container that will not run
+        // again leaves the app containers waiting.
+        let pending = match (&net, &self.inner.sandboxes) {
+            (Net::Pending, Some(sbs)) => Some(Creation {
+                sandboxes: sbs.clone(),
+                uid: uid.to_string(),
+                pod: pod.clone(),
+                dir: dir.clone(),
+                ip: run.ip.clone(),
+                stop: run.stop.subscribe(),
+                ctrs: run.init.iter().chain(&run.containers).cloned().collect(),
+                changes: self.inner.changes.clone(),
+            }),
+            _ => None,
+        };
         run.supervisors.push(tokio::spawn(async move {
+            if let Some(creation) = pending {
+                let Some(sandbox) = creation.run().await else {
+                    return; // stopped first
+                };
+                for sup in init_sups.iter_mut().chain(app_sups.iter_mut()) {
+                    sup.ip = sandbox.ip.clone();
+                    sup.enter = Some(sup.sandboxes_enter(&sandbox));
+                }
+            }
             for sup in init_sups {
                 if !sup.run().await {
                     return;
@@ -390,7 +449,7 @@ impl ProcessRuntime {
                 .collect()
         };
         PodState {
-            pod_ip: run.ip.clone(),
+            pod_ip: lock(&run.ip).clone(),
             containers: statuses(&run.containers),
             init_containers: statuses(&run.init),
         }
@@ -436,8 +495,12 @@ impl Runtime for ProcessRuntime {
             let state = Self::state_of(run);
             return Box::pin(async move { state });
         }
-        let ip = self.next_ip(&pods);
-        let run = self.launch(&uid, pod, ip, false);
+        let net = if self.inner.sandboxes.is_some() {
+            Net::Pending
+        } else {
+            Net::Ready(self.next_ip(&pods), None)
+        };
+        let run = self.launch(&uid, pod, net, false);
         let state = Self::state_of(&run);
         pods.insert(uid, run);
         Box::pin(async move { state })
@@ -446,12 +509,18 @@ impl Runtime for ProcessRuntime {
     fn stop(&self, uid: &str, grace: Duration) -> BoxFuture<'static, ()> {
         let run = lock(&self.inner.pods).remove(uid);
         let dir = self.inner.root.join(uid);
+        let sandboxes = self.inner.sandboxes.clone();
+        let uid = uid.to_string();
         Box::pin(async move {
             if let Some(run) = run {
                 let _ = run.stop.send(Some(grace));
                 for s in run.supervisors {
                     let _ = s.await;
                 }
+            }
+            // Its processes are gone: then its sandbox.
+            if let Some(sbs) = sandboxes {
+                sbs.destroy(&uid).await;
             }
             let _ = tokio::fs::remove_dir_all(&dir).await;
         })
@@ -516,6 +585,8 @@ struct Supervisor {
     ended: Option<(i32, String, String)>,
     /// The pod IP (probes go there).
     ip: String,
+    /// The pod sandbox the container enters (None: host networking).
+    enter: Option<sandbox::Enter>,
     /// The pod's terminationGracePeriodSeconds (a liveness kill's grace).
     grace: Duration,
     dir: PathBuf,
@@ -525,9 +596,26 @@ struct Supervisor {
     stop: watch::Receiver<Option<Duration>>,
     changes: broadcast::Sender<String>,
     backoff: Backoff,
+    sandboxes: Option<Arc<sandbox::Sandboxes>>,
 }
 
 impl Supervisor {
+    /// Where this container's probes and hooks go.
+    fn target(&self, pid: u32) -> probe::Target {
+        probe::Target {
+            ip: self.ip.clone(),
+            env: env_of(&self.spec, &self.ip),
+            enter: self.enter.as_ref().map(|_| pid),
+        }
+    }
+
+    fn sandboxes_enter(&self, _sandbox: &sandbox::Sandbox) -> sandbox::Enter {
+        self.sandboxes
+            .as_ref()
+            .map(|sbs| sbs.enter(&self.uid, &self.spec))
+            .unwrap_or_default()
+    }
+
     fn set(&self, state: ContainerState, pid: Option<u32>) {
         let mut c = lock(&self.ctr);
         if matches!(c.state, ContainerState::Terminated { .. })
@@ -669,8 +757,7 @@ impl Supervisor {
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<String>();
         let prober = tokio::spawn(probe::run(
             self.spec.clone(),
-            self.ip.clone(),
-            env_of(&self.spec, &self.ip),
+            self.target(pid),
             self.ctr.clone(),
             self.uid.clone(),
             self.changes.clone(),
@@ -706,7 +793,7 @@ impl Supervisor {
                         timeout: grace.max(Duration::from_millis(1)),
                         ..hook
                     };
-                    if let Err(e) = hook.check(&self.ip, &env_of(&self.spec, &self.ip)).await {
+                    if let Err(e) = hook.check(&self.target(pid)).await {
                         tracing::info!(pod = %self.uid, "preStop hook failed: {e}");
                     }
                 }
@@ -730,6 +817,10 @@ impl Supervisor {
         let _ = tokio::fs::remove_file(shim::exit_path(base)).await;
         let mut cmd = tokio::process::Command::new(&self.shim);
         cmd.arg("shim").arg("--base").arg(base);
+        if let Some(enter) = &self.enter {
+            let json = serde_json::to_string(enter).map_err(|e| format!("the sandbox: {e}"))?;
+            cmd.arg("--sandbox").arg(json);
+        }
         if let Some(wd) = self.spec.get("workingDir").and_then(Value::as_str) {
             cmd.arg("--workdir").arg(wd);
         }
@@ -792,6 +883,74 @@ impl Supervisor {
             let tmp = self.dir.join("state.json.tmp");
             if std::fs::write(&tmp, text).is_ok() {
                 let _ = std::fs::rename(tmp, path);
+            }
+        }
+    }
+}
+
+/// A pod's network as it launches: known (an IP, and the sandbox that
+/// holds it if any), or a sandbox still to create.
+enum Net {
+    Ready(String, Option<sandbox::Sandbox>),
+    Pending,
+}
+
+/// Records a pod for a later agent to adopt (`<dir>/pod.json`).
+fn save_pod(dir: &Path, pod: &Value, ip: &str, sandbox: Option<&sandbox::Sandbox>) {
+    let mut saved = json!({"pod": pod, "ip": ip});
+    if let Some(sb) = sandbox {
+        saved["sandbox"] = json!(sb);
+    }
+    let _ = std::fs::create_dir_all(dir);
+    let tmp = dir.join("pod.json.tmp");
+    if std::fs::write(&tmp, saved.to_string()).is_ok() {
+        let _ = std::fs::rename(tmp, dir.join("pod.json"));
+    }
+}
+
+/// The creation of one pod's sandbox, retried with back-off until it
+/// works or the pod stops (upstream's FailedCreatePodSandBox).
+struct Creation {
+    sandboxes: Arc<sandbox::Sandboxes>,
+    uid: String,
+    pod: Value,
+    dir: PathBuf,
+    ip: Arc<Mutex<String>>,
+    stop: watch::Receiver<Option<Duration>>,
+    ctrs: Vec<Arc<Mutex<Ctr>>>,
+    changes: broadcast::Sender<String>,
+}
+
+impl Creation {
+    async fn run(mut self) -> Option<sandbox::Sandbox> {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            if self.stop.borrow().is_some() {
+                return None;
+            }
+            match self.sandboxes.create(&self.uid).await {
+                Ok(sb) => {
+                    save_pod(&self.dir, &self.pod, &sb.ip, Some(&sb));
+                    *lock(&self.ip) = sb.ip.clone();
+                    let _ = self.changes.send(self.uid.clone());
+                    return Some(sb);
+                }
+                Err(why) => {
+                    tracing::warn!(pod = %self.uid, "creating the pod sandbox: {why}");
+                    for c in &self.ctrs {
+                        lock(c).state = ContainerState::Waiting {
+                            reason: "ContainerCreating".into(),
+                            message: format!("FailedCreatePodSandBox: {why}"),
+                        };
+                    }
+                    let _ = self.changes.send(self.uid.clone());
+                    let stopped =
+                        tokio::time::timeout(delay, self.stop.wait_for(Option::is_some)).await;
+                    if stopped.is_ok() {
+                        return None;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
             }
         }
     }

@@ -112,9 +112,10 @@ fn recorded(root: &Path) -> Vec<(std::path::PathBuf, Persisted)> {
 }
 
 /// Stops every container a runtime left under `root` (SIGTERM, SIGKILL
-/// after 5 s) and removes the pods' directories: what `shoal dev` does on
-/// Ctrl-C, since pods outlive their agents otherwise.
-pub async fn stop_leftovers(root: &Path) {
+/// after 5 s), tears down their sandboxes and removes the pods'
+/// directories: what `shoal dev` does on Ctrl-C, since pods outlive their
+/// agents otherwise.
+pub async fn stop_leftovers(root: &Path, sandboxes: Option<&super::sandbox::Sandboxes>) {
     for (_, p) in recorded(root) {
         if let (Some(shim_pid), Some(pid)) = (p.shim_pid, p.pid) {
             if let Some(mut waiter) = Waiter::adopt(shim_pid) {
@@ -124,6 +125,9 @@ pub async fn stop_leftovers(root: &Path) {
     }
     if let Ok(pods) = std::fs::read_dir(root) {
         for pod in pods.flatten() {
+            if let Some(sbs) = sandboxes {
+                sbs.destroy(&pod.file_name().to_string_lossy()).await;
+            }
             let _ = std::fs::remove_dir_all(pod.path());
         }
     }

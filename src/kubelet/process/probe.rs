@@ -129,8 +129,9 @@ impl Probe {
         Probe::of(&wrapped, "hook")
     }
 
-    /// Runs the check once against the pod at `ip`; Err says why it failed.
-    pub async fn check(&self, ip: &str, env: &[(String, String)]) -> Result<(), String> {
+    /// Runs the check once against `target`; Err says why it failed.
+    pub async fn check(&self, target: &Target) -> Result<(), String> {
+        let (ip, env) = (target.ip.as_str(), target.env.as_slice());
         let run = async {
             match &self.action {
                 Action::Http { port, path } => http(ip, *port, path).await,
@@ -142,8 +143,23 @@ impl Probe {
                         .map_err(|e| format!("dial tcp {addr}: {e}"))
                 }
                 Action::Exec { argv } => {
-                    let out = tokio::process::Command::new(&argv[0])
-                        .args(&argv[1..])
+                    // In the container's namespaces when it has a sandbox.
+                    let mut cmd = match target.enter {
+                        Some(pid) => {
+                            let mut c = tokio::process::Command::new("nsenter");
+                            c.arg("-t")
+                                .arg(pid.to_string())
+                                .args(["-n", "-i", "-m", "--"]);
+                            c.args(argv);
+                            c
+                        }
+                        None => {
+                            let mut c = tokio::process::Command::new(&argv[0]);
+                            c.args(&argv[1..]);
+                            c
+                        }
+                    };
+                    let out = cmd
                         .envs(env.iter().cloned())
                         .stdin(std::process::Stdio::null())
                         .stdout(std::process::Stdio::null())
@@ -164,6 +180,26 @@ impl Probe {
         tokio::time::timeout(self.timeout, run)
             .await
             .unwrap_or_else(|_| Err(format!("timeout after {:?}", self.timeout)))
+    }
+}
+
+/// What a probe or hook runs against: the pod's IP, the container's
+/// environment, and the container's pid when exec commands enter its
+/// namespaces (a sandboxed pod).
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub ip: String,
+    pub env: Vec<(String, String)>,
+    pub enter: Option<u32>,
+}
+
+impl Target {
+    pub fn at(ip: &str, env: &[(String, String)]) -> Target {
+        Target {
+            ip: ip.to_string(),
+            env: env.to_vec(),
+            enter: None,
+        }
     }
 }
 
@@ -248,8 +284,7 @@ impl Verdict {
 /// supervisor, through `kill`, to kill the instance.
 pub(super) async fn run(
     spec: Value,
-    ip: String,
-    env: Vec<(String, String)>,
+    target: Target,
     ctr: std::sync::Arc<std::sync::Mutex<super::Ctr>>,
     uid: String,
     changes: tokio::sync::broadcast::Sender<String>,
@@ -268,7 +303,7 @@ pub(super) async fn run(
         tokio::time::sleep_until(started + p.initial_delay).await;
         let mut v = Verdict::new(false);
         loop {
-            let r = p.check(&ip, &env).await;
+            let r = p.check(&target).await;
             v.record(r.is_ok(), &p);
             if v.passing {
                 break;
@@ -300,7 +335,7 @@ pub(super) async fn run(
         let now = tokio::time::Instant::now();
         if let (Some(p), Some(at)) = (&liveness, next_live) {
             if at <= now {
-                let r = p.check(&ip, &env).await;
+                let r = p.check(&target).await;
                 if live.record(r.is_ok(), p) && !live.passing {
                     let why = r.err().unwrap_or_default();
                     let _ = kill.send(format!("Liveness probe failed: {why}"));
@@ -311,7 +346,7 @@ pub(super) async fn run(
         }
         if let (Some(p), Some(at)) = (&readiness, next_ready) {
             if at <= now {
-                let ok = p.check(&ip, &env).await.is_ok();
+                let ok = p.check(&target).await.is_ok();
                 if ready.record(ok, p) {
                     set_ready(ready.passing);
                 }
@@ -374,18 +409,18 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let tcp = Probe::of(&json!({"p": {"tcpSocket": {"port": port}}}), "p").unwrap();
-        tcp.check("127.0.0.1", &[]).await.unwrap();
+        tcp.check(&Target::at("127.0.0.1", &[])).await.unwrap();
         drop(listener);
-        let err = tcp.check("127.0.0.1", &[]).await.unwrap_err();
+        let err = tcp.check(&Target::at("127.0.0.1", &[])).await.unwrap_err();
         assert!(err.contains("dial tcp"), "{err}");
         let exec = Probe::of(
             &json!({"p": {"exec": {"command": ["sh", "-c", "test \"$X\" = 1"]}}}),
             "p",
         )
         .unwrap();
-        exec.check("127.0.0.1", &[("X".into(), "1".into())])
+        exec.check(&Target::at("127.0.0.1", &[("X".into(), "1".into())]))
             .await
             .unwrap();
-        assert!(exec.check("127.0.0.1", &[]).await.is_err());
+        assert!(exec.check(&Target::at("127.0.0.1", &[])).await.is_err());
     }
 }

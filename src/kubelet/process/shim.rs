@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use super::logs::MAX_BYTES;
+use super::sandbox::Enter;
 
 /// Set for the shim by the agent (mimalloc commits its arenas lazily),
 /// removed from the container's environment.
@@ -102,9 +103,122 @@ fn copy(out: impl Read, stream: &'static str, log: Arc<Mutex<Log>>) {
     }
 }
 
-/// Runs the shim: `base` names the instance's files, `argv` the
-/// container's command. Returns the shim's exit code.
-pub fn run(base: &Path, workdir: Option<&Path>, argv: &[String]) -> i32 {
+/// What the container's process does between fork and exec to enter its
+/// pod's sandbox: descriptors opened and paths made before the fork, so
+/// the child only makes system calls.
+struct Entry {
+    netns: Option<std::fs::File>,
+    ipc: Option<std::fs::File>,
+    cgroups: Vec<std::fs::File>,
+    /// (source, target, read-only) as C strings.
+    mounts: Vec<(std::ffi::CString, std::ffi::CString, bool)>,
+}
+
+impl Entry {
+    fn open(enter: &Enter) -> Result<Entry, String> {
+        let open = |p: &Path| std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()));
+        let cstr = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+                .map_err(|_| format!("{}: a NUL in the path", p.display()))
+        };
+        let mut mounts = Vec::new();
+        for m in &enter.mounts {
+            // The mount point, on the host's filesystem (there is no image
+            // root): a directory, or an empty file for a file source.
+            if m.source.is_dir() {
+                std::fs::create_dir_all(&m.target)
+            } else {
+                if let Some(parent) = m.target.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&m.target)
+                    .map(|_| ())
+            }
+            .map_err(|e| format!("mount point {}: {e}", m.target.display()))?;
+            mounts.push((cstr(&m.source)?, cstr(&m.target)?, m.read_only));
+        }
+        Ok(Entry {
+            netns: enter.netns.as_deref().map(open).transpose()?,
+            ipc: enter.ipc.as_deref().map(open).transpose()?,
+            cgroups: enter
+                .cgroups
+                .iter()
+                .map(|p| {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(p)
+                        .map_err(|e| format!("{}: {e}", p.display()))
+                })
+                .collect::<Result<_, _>>()?,
+            mounts,
+        })
+    }
+
+    /// In the forked child: joins the cgroups and namespaces, then makes
+    /// its own mount namespace with the volumes bound in.
+    fn enter(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let check = |r: libc::c_int| {
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        // SAFETY: only system calls on descriptors and C strings prepared
+        // before the fork (async-signal-safe, as pre_exec requires).
+        unsafe {
+            for f in &self.cgroups {
+                let r = libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1);
+                check(r as libc::c_int)?;
+            }
+            if let Some(f) = &self.netns {
+                check(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET))?;
+            }
+            if let Some(f) = &self.ipc {
+                check(libc::setns(f.as_raw_fd(), libc::CLONE_NEWIPC))?;
+            }
+            if !self.mounts.is_empty() {
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                let root = c"/";
+                check(libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                for (source, target, ro) in &self.mounts {
+                    check(libc::mount(
+                        source.as_ptr(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REC,
+                        std::ptr::null(),
+                    ))?;
+                    if *ro {
+                        check(libc::mount(
+                            std::ptr::null(),
+                            target.as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                            std::ptr::null(),
+                        ))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the shim: `base` names the instance's files, `sandbox` (JSON of
+/// [`Enter`]) the pod sandbox to enter, `argv` the container's command.
+/// Returns the shim's exit code.
+pub fn run(base: &Path, workdir: Option<&Path>, sandbox: Option<&str>, argv: &[String]) -> i32 {
     // Its own session: the agent's death, or a Ctrl-C at the agent's
     // terminal, does not reach it.
     // SAFETY: setsid(2) takes no pointers.
@@ -120,7 +234,27 @@ pub fn run(base: &Path, workdir: Option<&Path>, argv: &[String]) -> i32 {
         write_atomic(&exit_path(base), "128 no command");
         return 1;
     };
+    let fail = |why: String| {
+        let mut stdout = std::io::stdout();
+        write_atomic(&exit_path(base), &format!("128 {why}"));
+        let _ = writeln!(stdout, "error {why}");
+        1
+    };
+    let enter: Enter = match sandbox.map(serde_json::from_str).transpose() {
+        Ok(e) => e.unwrap_or_default(),
+        Err(e) => return fail(format!("the sandbox: {e}")),
+    };
+    let entry = match Entry::open(&enter) {
+        Ok(e) => e,
+        Err(why) => return fail(format!("entering the pod sandbox: {why}")),
+    };
     let mut cmd = Command::new(program);
+    if enter != Enter::default() {
+        // SAFETY: `Entry::enter` only makes async-signal-safe system calls.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || entry.enter());
+        }
+    }
     cmd.args(args)
         .env_remove(LAZY_MALLOC.0)
         .stdin(Stdio::null())

@@ -50,7 +50,7 @@ fn tmp() -> Dir {
 }
 
 fn runtime(dir: &Dir) -> ProcessRuntime {
-    ProcessRuntime::new(&dir.path().join("pods"), 7, quick(), &shoal_bin()).unwrap()
+    ProcessRuntime::new(&dir.path().join("pods"), 7, quick(), &shoal_bin(), None).unwrap()
 }
 
 fn pod(uid: &str, policy: &str, command: Value) -> Value {

@@ -1,0 +1,590 @@
+//! Pod sandboxes as root: a network namespace per pod wired by the real
+//! CNI plugins (`bridge` + `host-local` + `loopback`, invoked per the CNI
+//! spec), an IPC namespace shared by the pod's containers, and cgroups
+//! with the containers' cpu and memory limits.
+//!
+//! ```text
+//! node n ── bridge shoal-<n> (gateway .1 of the node's /24 of kubelet.pod_cidr)
+//!             ├─ veth ─► netns shoal-<n>-<uid> (eth0 10.88.n.x, lo) ◄─ setns by the shim
+//!             └─ ...
+//! host: FORWARD accept for the pod CIDR (Docker's policy drops), one MASQUERADE
+//!       rule for what leaves it; IPAM files under <data_dir>/cni
+//! ```
+//!
+//! Everything a sandbox holds is named after the pod's uid (netns, IPC
+//! file, cgroups, CNI container id), so tearing one down is idempotent and
+//! works from names alone, also for what a previous agent left behind.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Where Debian's `containernetworking-plugins` puts the plugins.
+pub const CNI_PLUGINS: &str = "/usr/lib/cni";
+/// Where `ip netns` keeps its namespaces.
+const NETNS_DIR: &str = "/run/netns";
+/// Where the pods' IPC namespaces are pinned.
+const IPC_DIR: &str = "/run/shoal/ipc";
+
+/// How a pod's sandbox is set up, for the shim (`shoal shim --sandbox`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Enter {
+    /// The network namespace to join (a file under /run/netns).
+    pub netns: Option<PathBuf>,
+    /// The IPC namespace to join (a pinned nsfs file).
+    pub ipc: Option<PathBuf>,
+    /// `cgroup.procs` files the container joins.
+    pub cgroups: Vec<PathBuf>,
+    /// Bind mounts into the container's own mount namespace.
+    pub mounts: Vec<Mount>,
+}
+
+/// One bind mount of a volume at a container's mountPath.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// What one pod's sandbox holds (saved in its `pod.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub netns: String,
+    pub ip: String,
+}
+
+/// The sandboxes of one node.
+#[derive(Debug, Clone)]
+pub struct Sandboxes {
+    node: u8,
+    /// The whole pod CIDR (every node's /24 is in it).
+    cidr: Net,
+    /// This node's /24.
+    subnet: Net,
+    plugins: PathBuf,
+    ipam_dir: PathBuf,
+    /// The cgroup directories pods go under, one per hierarchy
+    /// (`memory` and `cpu` on v1; one directory on v2), if writable.
+    cgroups: Vec<(Controller, PathBuf)>,
+}
+
+/// A cgroup hierarchy and which limits it takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Controller {
+    MemoryV1,
+    CpuV1,
+    V2,
+}
+
+/// An IPv4 network: base address and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Net {
+    base: u32,
+    prefix: u8,
+}
+
+impl Net {
+    /// Parses `a.b.c.d/len` (host bits must be zero).
+    pub fn parse(s: &str) -> Result<Net, String> {
+        let (addr, len) = s.split_once('/').unwrap_or((s, "32"));
+        let ip: std::net::Ipv4Addr = addr.parse().map_err(|e| format!("{s:?}: {e}"))?;
+        let prefix: u8 = len
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("{s:?}: bad prefix length"))?;
+        let net = Net {
+            base: u32::from(ip),
+            prefix,
+        };
+        if net.base & !net.mask() != 0 {
+            return Err(format!("{s:?}: host bits are set"));
+        }
+        Ok(net)
+    }
+
+    fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+
+    /// Whether the two networks share an address.
+    pub fn overlaps(&self, other: &Net) -> bool {
+        let m = self.mask() & other.mask();
+        self.base & m == other.base & m
+    }
+
+    /// The `n`th /24 of this network, if it has one.
+    pub fn nth24(&self, n: u8) -> Option<Net> {
+        if self.prefix > 24 || (self.prefix < 24 && u32::from(n) >> (24 - self.prefix) != 0) {
+            return None;
+        }
+        let base = self.base | (u32::from(n) << 8);
+        (self.prefix < 24 || n == 0).then_some(Net { base, prefix: 24 })
+    }
+
+    fn addr(&self, host: u32) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(self.base | host)
+    }
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", std::net::Ipv4Addr::from(self.base), self.prefix)
+    }
+}
+
+/// Runs a command; its stdout, or why it failed.
+async fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Sandboxes {
+    /// The sandboxes of node `node` for `kubelet.network` (`auto`: CNI when
+    /// root and the plugins are installed; `cni`: required; `host`: none).
+    pub fn for_mode(
+        mode: &str,
+        pod_cidr: &str,
+        node: u8,
+        data_dir: &Path,
+    ) -> Result<Option<Sandboxes>, String> {
+        let plugins = PathBuf::from(CNI_PLUGINS);
+        let have = ["bridge", "host-local", "loopback"]
+            .iter()
+            .all(|p| plugins.join(p).exists());
+        match mode {
+            "host" => return Ok(None),
+            "auto" if !(is_root() && have) => return Ok(None),
+            "cni" if !is_root() => return Err("kubelet.network = cni needs root".into()),
+            "cni" if !have => {
+                return Err(format!(
+                    "kubelet.network = cni needs the CNI plugins bridge, host-local and loopback in {CNI_PLUGINS} (Debian: containernetworking-plugins)"
+                ))
+            }
+            _ => {}
+        }
+        let cidr = Net::parse(pod_cidr).map_err(|e| format!("kubelet.pod_cidr {e}"))?;
+        let subnet = cidr.nth24(node).ok_or_else(|| {
+            format!(
+                "kubelet.pod_cidr {cidr} has no /24 for node {node} (the nth /24 goes to node n)"
+            )
+        })?;
+        Ok(Some(Sandboxes {
+            node,
+            cidr,
+            subnet,
+            plugins,
+            ipam_dir: data_dir.join("cni"),
+            cgroups: cgroup_parents(node),
+        }))
+    }
+
+    /// This node's pod subnet.
+    pub fn subnet(&self) -> Net {
+        self.subnet
+    }
+
+    fn bridge(&self) -> String {
+        format!("shoal-{}", self.node)
+    }
+
+    /// The network namespace of pod `uid`.
+    pub fn netns_of(&self, uid: &str) -> String {
+        format!("shoal-{}-{uid}", self.node)
+    }
+
+    fn ipc_of(&self, uid: &str) -> PathBuf {
+        Path::new(IPC_DIR).join(self.netns_of(uid))
+    }
+
+    /// Checks the host and prepares it, once at start: the pod CIDR must
+    /// not overlap a host route; the forward and masquerade rules; IPAM
+    /// records of pods that are gone (not in `keep`) are dropped, and so
+    /// are their network namespaces.
+    pub async fn prepare(&self, keep: &[String]) -> Result<(), String> {
+        let routes = run("ip", &["-j", "-4", "route", "show"]).await?;
+        let routes: Vec<Value> = serde_json::from_str(&routes).unwrap_or_default();
+        for r in &routes {
+            let dst = r.get("dst").and_then(Value::as_str).unwrap_or("");
+            let dev = r.get("dev").and_then(Value::as_str).unwrap_or("");
+            if dst == "default" || dev.starts_with("shoal-") {
+                continue;
+            }
+            if let Ok(net) = Net::parse(dst) {
+                if net.overlaps(&self.cidr) {
+                    return Err(format!(
+                        "kubelet.pod_cidr {} overlaps the host route {dst} dev {dev}; choose another (--pod-cidr)",
+                        self.cidr
+                    ));
+                }
+            }
+        }
+        let cidr = self.cidr.to_string();
+        let rules: [(&str, &str, Vec<&str>); 3] = [
+            ("filter", "FORWARD", vec!["-s", &cidr, "-j", "ACCEPT"]),
+            ("filter", "FORWARD", vec!["-d", &cidr, "-j", "ACCEPT"]),
+            (
+                "nat",
+                "POSTROUTING",
+                vec!["-s", &cidr, "!", "-d", &cidr, "-j", "MASQUERADE"],
+            ),
+        ];
+        for (table, chain, rule) in rules {
+            let mut check = vec!["-w", "-t", table, "-C", chain];
+            check.extend(&rule);
+            if run("iptables", &check).await.is_err() {
+                let mut add = vec!["-w", "-t", table, "-I", chain, "1"];
+                add.extend(&rule);
+                run("iptables", &add).await?;
+            }
+        }
+        // IPAM records of pods that are gone.
+        let dir = self.ipam_dir.join(self.bridge());
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.parse::<std::net::Ipv4Addr>().is_err() {
+                    continue;
+                }
+                let owner = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let id = owner.lines().next().unwrap_or("").trim();
+                if !keep.iter().any(|k| k == id) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        // Namespaces (and with them their veths) of pods that are gone.
+        let prefix = format!("shoal-{}-", self.node);
+        if let Ok(entries) = std::fs::read_dir(NETNS_DIR) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(uid) = name.strip_prefix(&prefix) {
+                    if !keep.iter().any(|k| k == uid) {
+                        self.destroy(uid).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The CNI network configuration of this node.
+    fn netconf(&self) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": self.bridge(),
+            "type": "bridge",
+            "bridge": self.bridge(),
+            "isGateway": true,
+            "ipMasq": false,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": self.subnet.to_string(), "gateway": self.subnet.addr(1).to_string()}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": self.ipam_dir,
+            }
+        })
+    }
+
+    /// Invokes a CNI plugin (`command` ADD or DEL) for pod `uid`.
+    async fn cni(
+        &self,
+        command: &str,
+        uid: &str,
+        ifname: &str,
+        conf: &Value,
+    ) -> Result<Value, String> {
+        use tokio::io::AsyncWriteExt;
+        let plugin = conf.get("type").and_then(Value::as_str).unwrap_or("");
+        let netns = Path::new(NETNS_DIR).join(self.netns_of(uid));
+        let mut child = tokio::process::Command::new(self.plugins.join(plugin))
+            .env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", uid)
+            .env("CNI_NETNS", &netns)
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", &self.plugins)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("CNI plugin {plugin}: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(conf.to_string().as_bytes()).await;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| format!("CNI plugin {plugin}: {e}"))?;
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if out.status.success() {
+            Ok(result)
+        } else {
+            let msg = result
+                .get("msg")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_string());
+            Err(format!("CNI {command} {plugin}: {msg}"))
+        }
+    }
+
+    /// Creates pod `uid`'s sandbox: its network namespace with an address
+    /// of the node's subnet, its IPC namespace and its cgroups.
+    pub async fn create(&self, uid: &str) -> Result<Sandbox, String> {
+        let netns = self.netns_of(uid);
+        if !Path::new(NETNS_DIR).join(&netns).exists() {
+            run("ip", &["netns", "add", &netns]).await?;
+        }
+        let lo = json!({"cniVersion": "1.0.0", "name": "shoal-lo", "type": "loopback"});
+        self.cni("ADD", uid, "lo", &lo).await?;
+        let result = self.cni("ADD", uid, "eth0", &self.netconf()).await?;
+        let ip = result
+            .pointer("/ips/0/address")
+            .and_then(Value::as_str)
+            .and_then(|a| a.split('/').next())
+            .ok_or_else(|| format!("CNI ADD bridge: no address in its result {result}"))?
+            .to_string();
+        let ipc = self.ipc_of(uid);
+        if !is_pinned(&ipc) {
+            std::fs::create_dir_all(IPC_DIR).map_err(|e| format!("{IPC_DIR}: {e}"))?;
+            std::fs::write(&ipc, b"").map_err(|e| format!("{}: {e}", ipc.display()))?;
+            let pin = format!("--ipc={}", ipc.display());
+            run("unshare", &[&pin, "true"]).await?;
+        }
+        Ok(Sandbox { netns, ip })
+    }
+
+    /// What a container of pod `uid` joins: the pod's namespaces and its
+    /// own cgroups (created here, with the container's limits).
+    pub fn enter(&self, uid: &str, container: &Value) -> Enter {
+        let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+        let limits = container.pointer("/resources/limits");
+        let memory = limits
+            .and_then(|l| l.get("memory"))
+            .and_then(quantity)
+            .map(|b| b as u64);
+        let cpu = limits
+            .and_then(|l| l.get("cpu"))
+            .and_then(quantity)
+            .map(|c| (c * 100_000.0).round().max(1000.0) as u64);
+        let mut cgroups = Vec::new();
+        for (ctl, parent) in &self.cgroups {
+            let dir = parent.join(uid).join(name);
+            if std::fs::create_dir_all(&dir).is_err() {
+                continue;
+            }
+            let write = |file: &str, value: String| {
+                if let Err(e) = std::fs::write(dir.join(file), &value) {
+                    tracing::warn!(pod = %uid, "cgroup {}/{file} = {value}: {e}", dir.display());
+                }
+            };
+            match ctl {
+                Controller::MemoryV1 => {
+                    if let Some(m) = memory {
+                        write("memory.limit_in_bytes", m.to_string());
+                    }
+                }
+                Controller::CpuV1 => {
+                    if let Some(q) = cpu {
+                        write("cpu.cfs_period_us", "100000".into());
+                        write("cpu.cfs_quota_us", q.to_string());
+                    }
+                }
+                Controller::V2 => {
+                    if let Some(m) = memory {
+                        write("memory.max", m.to_string());
+                    }
+                    if let Some(q) = cpu {
+                        write("cpu.max", format!("{q} 100000"));
+                    }
+                }
+            }
+            cgroups.push(dir.join("cgroup.procs"));
+        }
+        Enter {
+            netns: Some(Path::new(NETNS_DIR).join(self.netns_of(uid))),
+            ipc: Some(self.ipc_of(uid)),
+            cgroups,
+            mounts: Vec::new(),
+        }
+    }
+
+    /// Removes the node's bridge (once no pod is left on it: a cluster
+    /// torn down whole).
+    pub async fn remove_bridge(&self) {
+        let bridge = self.bridge();
+        if Path::new("/sys/class/net").join(&bridge).exists() {
+            if let Err(e) = run("ip", &["link", "del", &bridge]).await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// Tears pod `uid`'s sandbox down (idempotent; its processes are gone):
+    /// CNI DEL, the network namespace (and its veth), the IPC namespace,
+    /// the cgroups.
+    pub async fn destroy(&self, uid: &str) {
+        let netns = self.netns_of(uid);
+        if Path::new(NETNS_DIR).join(&netns).exists() {
+            if let Err(e) = self.cni("DEL", uid, "eth0", &self.netconf()).await {
+                tracing::warn!(pod = %uid, "{e}");
+            }
+            if let Err(e) = run("ip", &["netns", "del", &netns]).await {
+                tracing::warn!(pod = %uid, "{e}");
+            }
+        } else {
+            // No namespace left: release its address all the same.
+            let _ = self.cni("DEL", uid, "eth0", &self.netconf()).await;
+        }
+        let ipc = self.ipc_of(uid);
+        if is_pinned(&ipc) {
+            let _ = run("umount", &[&ipc.display().to_string()]).await;
+        }
+        let _ = std::fs::remove_file(&ipc);
+        for (_, parent) in &self.cgroups {
+            let dir = parent.join(uid);
+            if let Ok(children) = std::fs::read_dir(&dir) {
+                for c in children.flatten() {
+                    if c.path().is_dir() {
+                        let _ = std::fs::remove_dir(c.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// Whether `path` is a pinned namespace (an nsfs mount).
+fn is_pinned(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let p = path.display().to_string();
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+/// A Kubernetes quantity (`128Mi`, `1G`, `500m`, `0.5`) as a number.
+fn quantity(v: &Value) -> Option<f64> {
+    if let Some(n) = v.as_f64() {
+        return Some(n);
+    }
+    let s = v.as_str()?.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let factor = match unit {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    Some(n * factor)
+}
+
+/// The writable cgroup directories pods of node `node` go under: beside
+/// this agent's own cgroup, in each hierarchy.
+fn cgroup_parents(node: u8) -> Vec<(Controller, PathBuf)> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let path_of = |pred: &dyn Fn(&str) -> bool| {
+        own.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctl, path) = (parts.next()?, parts.next()?, parts.next()?);
+            pred(ctl).then(|| path.trim_start_matches('/').to_string())
+        })
+    };
+    let root = Path::new("/sys/fs/cgroup");
+    let leaf = format!("shoal-{node}");
+    let mut out = Vec::new();
+    if root.join("cgroup.controllers").exists() {
+        // Pure v2: one hierarchy; the controllers are enabled down the way.
+        if let Some(p) = path_of(&|c| c.is_empty()) {
+            let parent = root.join(p).join(&leaf);
+            if std::fs::create_dir_all(&parent).is_ok() {
+                let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+cpu +memory");
+                out.push((Controller::V2, parent));
+            }
+        }
+        return out;
+    }
+    for (ctl, name) in [(Controller::MemoryV1, "memory"), (Controller::CpuV1, "cpu")] {
+        let Some(p) = path_of(&|c| c.split(',').any(|x| x == name)) else {
+            continue;
+        };
+        let parent = root.join(name).join(p).join(&leaf);
+        if std::fs::create_dir_all(&parent).is_ok() {
+            out.push((ctl, parent));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_overlap_and_split_into_node_subnets() {
+        let cidr = Net::parse("10.88.0.0/16").unwrap();
+        assert_eq!(cidr.nth24(3).unwrap().to_string(), "10.88.3.0/24");
+        assert!(Net::parse("10.88.0.1/16").is_err(), "host bits");
+        assert!(Net::parse("10.88.0.0/33").is_err());
+        assert!(Net::parse("nonsense").is_err());
+        assert!(cidr.overlaps(&Net::parse("10.0.0.0/8").unwrap()));
+        assert!(cidr.overlaps(&Net::parse("10.88.7.9").unwrap()));
+        assert!(!cidr.overlaps(&Net::parse("172.17.0.0/16").unwrap()));
+        // A /23 has two /24s only.
+        let small = Net::parse("10.9.0.0/23").unwrap();
+        assert!(small.nth24(1).is_some());
+        assert!(small.nth24(2).is_none());
+    }
+
+    #[test]
+    fn quantities_are_read_as_kubernetes_writes_them() {
+        assert_eq!(quantity(&json!("128Mi")), Some(134_217_728.0));
+        assert_eq!(quantity(&json!("500m")), Some(0.5));
+        assert_eq!(quantity(&json!(2)), Some(2.0));
+        assert_eq!(quantity(&json!("1G")), Some(1e9));
+        assert_eq!(quantity(&json!("12 parsecs")), None);
+    }
+}
