@@ -13,6 +13,12 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 # python3: an HTTP server for the process runtime's probe tests.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The CNI plugins (bridge, host-local, loopback): pod sandboxes as root.
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+# ip, iptables, nsenter/unshare: the sandboxes' tools.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -97,6 +97,10 @@ pub fn cluster_configs(dir: &Path, n: usize) -> anyhow::Result<Vec<NodeConfig>> 
         .map(|i| {
             let mut c = NodeConfig::for_test(dir, &cluster_id, i);
             c.store.initial_voters = voters.clone();
+            // In-process clusters run side by side in one test binary and
+            // their nodes share names: pod sandboxes (bridge shoal-<n>)
+            // would collide, so they keep host networking.
+            c.kubelet.network = "host".into();
             c
         })
         .collect())

@@ -11,6 +11,7 @@ use crate::{shoal, wait_for};
 #[test]
 fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
     use std::io::{BufRead, BufReader};
+    let _cni = crate::cni_lock();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("dev");
     // The default runtime: process.
@@ -147,5 +148,14 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
             !canonical.join(format!("node-{k}.pid")).exists(),
             "pid file of node-{k} left behind"
         );
+        if crate::cni_sandboxes() {
+            let bridge = format!("/sys/class/net/shoal-{k}");
+            assert!(
+                !std::path::Path::new(&bridge).exists(),
+                "{bridge} left behind"
+            );
+        }
     }
+    let left = crate::sandbox_leftovers();
+    assert!(left.is_empty(), "sandboxes left behind: {left:?}");
 }

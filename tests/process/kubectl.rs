@@ -17,6 +17,8 @@ pub(crate) struct Dev {
     dir: PathBuf,
     child: Child,
     _tmp: tempfile::TempDir,
+    /// Held while pods may have CNI sandboxes (after the cluster stops).
+    _cni: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl Dev {
@@ -30,6 +32,7 @@ impl Dev {
             eprintln!("SKIPPED: SHOAL_KUBECTL is not set (scripts/test.sh installs kubectl)");
             return None;
         };
+        let cni = (runtime == "process").then(super::cni_lock);
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("dev");
         let mut child = super::shoal()
@@ -70,6 +73,7 @@ impl Dev {
             dir,
             child,
             _tmp: tmp,
+            _cni: cni,
         };
         // The system namespaces appear once the store has a leader.
         super::wait_for(Duration::from_secs(30), "namespace default", || {
@@ -120,7 +124,12 @@ impl Dev {
         p.display().to_string()
     }
 
-    fn pid(&self, node: usize) -> i32 {
+    /// The cluster's directory (node-K.toml, node-K.pid, kubeconfig).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn pid(&self, node: usize) -> i32 {
         let p = self.dir.join(format!("node-{node}.pid"));
         std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
     }

@@ -1,7 +1,9 @@
-//! kubectl 1.33 against a 3-node `shoal dev` with the process runtime:
-//! what issue 7's end-to-end asks that needs no network sandbox. Pods
-//! share the host's network (the degraded mode), so each server binds its
-//! own loopback pod IP (`status.podIP` through the downward API).
+//! kubectl 1.33 against a 3-node `shoal dev` with the process runtime,
+//! issue 7's end to end. As root (CI) each pod has a CNI sandbox: its own
+//! network namespace with an address of its node's /24, reached from the
+//! host and from pods on other nodes. Without root the pods share the
+//! host's network (the degraded mode), so each server binds its own
+//! loopback pod IP (`status.podIP` through the downward API).
 
 use std::time::Duration;
 
@@ -83,10 +85,71 @@ fn kubectl_runs_real_processes_that_restart_probe_log_and_go() {
         .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ips.len(), 3, "distinct pod IPs: {ips:?}");
-    for ip in &ips {
+    let cni = super::cni_sandboxes();
+    for p in &running {
+        let ip = p["status"]["podIP"].as_str().unwrap();
+        let node = p["spec"]["nodeName"].as_str().unwrap();
+        let n = node.strip_prefix("node-").unwrap();
+        if cni {
+            // Node n's /24 of the default pod CIDR 10.88.0.0/16.
+            assert!(ip.starts_with(&format!("10.88.{n}.")), "{ip} on {node}");
+        } else {
+            assert!(ip.starts_with(&format!("127.{n}.")), "{ip} on {node}");
+        }
         let body = http_get(ip).unwrap_or_else(|e| panic!("{ip}: {e}"));
         assert!(body.contains("Directory listing"), "{ip}: {body}");
     }
+    if cni {
+        // Each pod in its own network namespace, with its veth on its
+        // node's bridge.
+        let netns = super::sandbox_leftovers();
+        assert_eq!(
+            netns.iter().filter(|n| !n.starts_with("veth")).count(),
+            3,
+            "{netns:?}"
+        );
+        assert_eq!(
+            netns.iter().filter(|n| n.starts_with("veth")).count(),
+            3,
+            "{netns:?}"
+        );
+    }
+
+    // From a pod on another node, by pod IP.
+    let target = &running[0];
+    let target_ip = target["status"]["podIP"].as_str().unwrap();
+    let other = if target["spec"]["nodeName"] == "node-1" {
+        "node-2"
+    } else {
+        "node-1"
+    };
+    let client = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeName: {other}
+  containers:
+  - name: c
+    image: none
+    command: ["sh", "-c", "for i in $(seq 30); do curl -sS --max-time 2 http://{target_ip}:8000/ >/dev/null && echo REACHED {target_ip} && break; sleep 1; done; exec sleep 3600"]
+"#
+    );
+    let client = k.file("client.yaml", &client);
+    k.ok(&["apply", "-f", &client]);
+    super::wait_for(
+        Duration::from_secs(40),
+        "the client pod reaching the server",
+        || {
+            let out = k.run(&["logs", "client"]);
+            let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+            if logs.contains(&format!("REACHED {target_ip}")) {
+                Ok(())
+            } else {
+                Err(format!("{logs}{}", String::from_utf8_lossy(&out.stderr)))
+            }
+        },
+    );
 
     // kubectl logs shows the server's output (the requests above).
     let name = running[0]["metadata"]["name"].as_str().unwrap().to_string();
@@ -169,7 +232,7 @@ spec:
     let pids: Vec<i32> = pods(&k, "app=web").iter().filter_map(pid_of).collect();
     assert_eq!(pids.len(), 3);
     k.ok(&["delete", "deployment", "web"]);
-    k.ok(&["delete", "pod", "probed"]);
+    k.ok(&["delete", "pod", "probed", "client", "--wait=false"]);
     super::wait_for(Duration::from_secs(60), "no server process", || {
         let left: Vec<&i32> = pids.iter().filter(|p| alive(**p)).collect();
         if left.is_empty() && pods(&k, "app=web").is_empty() {
@@ -178,4 +241,139 @@ spec:
             Err(format!("alive: {left:?}"))
         }
     });
+    // Nor a network namespace or veth, once every pod is gone.
+    super::wait_for(Duration::from_secs(60), "no sandbox left", || {
+        let left = super::sandbox_leftovers();
+        let pods = k.ok(&["get", "pods", "-o", "name"]);
+        if left.is_empty() && pods.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?} {pods}"))
+        }
+    });
+}
+
+/// Kills on drop: an agent the test started itself.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: SIGTERM to our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_agent_killed_and_restarted_keeps_its_pods_and_stops_the_deleted_one() {
+    let Some(k) = Dev::start_with(3, "process") else {
+        return;
+    };
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: keeper}
+spec:
+  nodeName: node-2
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: http
+    image: none
+    command: ["python3", "-m", "http.server", "8000", "--bind", "$(POD_IP)"]
+    env:
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    readinessProbe:
+      httpGet: {path: /, port: 8000}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: doomed}
+spec:
+  nodeName: node-2
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: none
+    command: ["sleep", "3600"]
+"#;
+    let f = k.file("pods.yaml", manifest);
+    k.ok(&["apply", "-f", &f]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/keeper",
+        "pod/doomed",
+        "--timeout=60s",
+    ]);
+    let get = |name: &str| -> Value {
+        serde_json::from_str(&k.ok(&["get", "pod", name, "-o", "json"])).unwrap()
+    };
+    let (keeper, doomed) = (get("keeper"), get("doomed"));
+    let keeper_pid = pid_of(&keeper).unwrap();
+    let doomed_pid = pid_of(&doomed).unwrap();
+    let keeper_ip = keeper["status"]["podIP"].as_str().unwrap().to_string();
+    let netns = |p: &Value| format!("shoal-2-{}", p["metadata"]["uid"].as_str().unwrap());
+    let cni = super::cni_sandboxes();
+    let has_netns = |name: &str| std::path::Path::new("/run/netns").join(name).exists();
+    if cni {
+        assert!(has_netns(&netns(&keeper)) && has_netns(&netns(&doomed)));
+    }
+
+    // SIGKILL node-2's agent; its pods keep running without it.
+    let agent = k.pid(2);
+    // SAFETY: SIGKILL to the agent process shoal dev started.
+    unsafe { libc::kill(agent, libc::SIGKILL) };
+    super::wait_for(Duration::from_secs(10), "the agent gone", || {
+        if alive(agent) {
+            Err("alive".into())
+        } else {
+            Ok(())
+        }
+    });
+    assert!(alive(keeper_pid) && alive(doomed_pid));
+    // A pod deleted while its agent is down.
+    k.ok(&["delete", "pod", "doomed", "--wait=false"]);
+
+    // The agent again, as shoal dev starts it.
+    let _agent = Agent(
+        super::shoal()
+            .args(["agent", "--config"])
+            .arg(k.dir().join("node-2.toml"))
+            .current_dir(k.dir())
+            .env("SHOAL_KUBELET_RUNTIME", "process")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The deleted pod stops (process, sandbox, object), the other is
+    // adopted: the same process, pod IP and network namespace, Ready.
+    super::wait_for(
+        Duration::from_secs(60),
+        "doomed stopped, keeper adopted",
+        || {
+            let gone = !k.ok(&["get", "pods", "-o", "name"]).contains("pod/doomed");
+            let p = get("keeper");
+            let ready = p["status"]["containerStatuses"][0]["ready"] == true;
+            if gone && !alive(doomed_pid) && ready && !(cni && has_netns(&netns(&doomed))) {
+                Ok(())
+            } else {
+                Err(format!("doomed gone {gone}, keeper {}", p["status"]))
+            }
+        },
+    );
+    let after = get("keeper");
+    assert_eq!(
+        pid_of(&after),
+        Some(keeper_pid),
+        "the keeper was not restarted"
+    );
+    assert_eq!(after["status"]["podIP"], keeper_ip.as_str());
+    assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 0);
+    if cni {
+        assert!(has_netns(&netns(&keeper)));
+    }
+    let body = http_get(&keeper_ip).unwrap_or_else(|e| panic!("{keeper_ip}: {e}"));
+    assert!(body.contains("Directory listing"), "{body}");
 }

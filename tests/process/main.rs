@@ -11,6 +11,51 @@ mod dev;
 mod kubectl;
 mod kubectl_process;
 
+/// Held by each test whose cluster gives pods CNI sandboxes: those use the
+/// bridges `shoal-<n>` and the default pod CIDR, one cluster at a time.
+fn cni_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether clusters here give pods CNI sandboxes (`kubelet.network =
+/// auto` as root with the plugins, which scripts/test.sh installs).
+fn cni_sandboxes() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let plugins = ["bridge", "host-local", "loopback"]
+        .iter()
+        .all(|p| Path::new("/usr/lib/cni").join(p).exists());
+    if root && !plugins {
+        panic!("running as root without the CNI plugins in /usr/lib/cni: run scripts/test.sh (it installs containernetworking-plugins)");
+    }
+    root
+}
+
+/// The network namespaces and veths left on the machine by `shoal-*`.
+fn sandbox_leftovers() -> Vec<String> {
+    let mut left: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("shoal-"))
+        .collect();
+    for dev in std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = dev.file_name().to_string_lossy().into_owned();
+        let master = std::fs::read_link(dev.path().join("master"))
+            .ok()
+            .and_then(|m| m.file_name().map(|f| f.to_string_lossy().into_owned()));
+        if master.is_some_and(|m| m.starts_with("shoal-")) {
+            left.push(format!("veth {name}"));
+        }
+    }
+    left
+}
+
 fn shoal() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_shoal"));
     c.env("SHOAL_LOG", "info");
