@@ -33,6 +33,7 @@ pub mod fleet;
 pub mod process;
 pub mod sim;
 pub mod status;
+pub mod volumes;
 
 use status::StatusReporter;
 
@@ -104,6 +105,9 @@ pub trait Runtime: Send + Sync + 'static {
     fn needs_config(&self) -> bool {
         false
     }
+    /// The pod resolved again after a ConfigMap or Secret it mounts
+    /// changed: its projected volumes get the new files.
+    fn update(&self, _pod: &Value) {}
 }
 
 fn pods() -> &'static Resource {
@@ -422,12 +426,59 @@ impl Kubelet {
             )
             .await
             .map_err(|e| e.to_string())?;
+        // ConfigMaps and Secrets: pods that mount one get its changes, and
+        // pods that could not start without one start once it is there.
+        let mut configs = Vec::new();
+        if self.runtime.needs_config() {
+            for plural in ["configmaps", "secrets"] {
+                let Some(res) = find("", "v1", plural) else {
+                    continue;
+                };
+                let sub = self
+                    .store
+                    .watch(&self.spec.name, &res.prefix(None), listed.revision + 1)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                configs.push((
+                    if plural == "secrets" {
+                        "Secret"
+                    } else {
+                        "ConfigMap"
+                    },
+                    sub,
+                ));
+            }
+        }
         // State changes the runtime makes on its own (a container exited,
         // restarted): reported like any other.
         let mut changes = self.runtime.changes();
         loop {
             let next = tokio::select! {
                 n = sub.next() => n,
+                (kind, n) = async {
+                    if configs.is_empty() {
+                        return std::future::pending().await;
+                    }
+                    let nexts = configs.iter_mut().map(|(kind, s)| {
+                        let kind: &'static str = kind;
+                        Box::pin(async move { (kind, s.next().await) })
+                    });
+                    futures::future::select_all(nexts).await.0
+                } => {
+                    match n {
+                        Ok(WatchEvent::Events(events)) => {
+                            for e in events {
+                                self.config_changed(kind, &e.key, &known, reporter).await;
+                            }
+                        }
+                        Ok(WatchEvent::Progress { .. }) => {}
+                        Err(end) => {
+                            let end: WatchEnd = end.into();
+                            return Err(format!("the {kind} watch ended: {end:?}"));
+                        }
+                    }
+                    continue;
+                }
                 uid = async {
                     match changes.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -542,8 +593,11 @@ impl Kubelet {
     async fn resolved(&self, pod: &Value) -> Value {
         let ns = objects::namespace_of(pod);
         let mut sources = envs::Sources::new();
+        let mut objects = volumes::Objects::new();
         let mut failed: Option<String> = None;
-        for (kind, name) in envs::referenced(pod) {
+        let mut names = envs::referenced(pod);
+        names.extend(volumes::referenced(pod));
+        for (kind, name) in names {
             let plural = if kind == "Secret" {
                 "secrets"
             } else {
@@ -554,13 +608,14 @@ impl Kubelet {
             };
             match self.store.read(ReadRequest::key(res.key(ns, &name))).await {
                 Ok(r) => {
-                    if let Some(v) = r
+                    let found = r
                         .kvs
                         .first()
-                        .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-                    {
-                        sources.insert((kind, name), envs::data_of(kind, &v));
+                        .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok());
+                    if let Some(v) = &found {
+                        sources.insert((kind, name.clone()), envs::data_of(kind, v));
                     }
+                    objects.insert((kind, name), found);
                 }
                 Err(e) => failed = Some(format!("reading {kind} {name:?}: {e}")),
             }
@@ -569,7 +624,7 @@ impl Kubelet {
             name: &self.spec.name,
             host_ip: &self.spec.address,
         };
-        let mut out = envs::resolve(pod, &sources, &node);
+        let mut out = volumes::resolve(&envs::resolve(pod, &sources, &node), &objects);
         if let Some(why) = failed {
             // The store could not say: refuse rather than start with a
             // partial environment.
@@ -585,6 +640,57 @@ impl Kubelet {
             }
         }
         out
+    }
+}
+
+impl Kubelet {
+    /// A ConfigMap or Secret (`kind`, at store key `key`) changed: each
+    /// pod here that names it and could not start for want of it starts
+    /// again; each that mounts it gets the new files.
+    async fn config_changed(
+        &self,
+        kind: &'static str,
+        key: &[u8],
+        known: &HashMap<Vec<u8>, Known>,
+        reporter: &StatusReporter,
+    ) {
+        // <prefix>/<namespace>/<name>
+        let key = String::from_utf8_lossy(key);
+        let mut parts = key.rsplit('/');
+        let (Some(name), Some(ns)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let target = (kind, name.to_string());
+        let mut restart = Vec::new();
+        for (k, p) in known {
+            if objects::namespace_of(&p.pod) != ns {
+                continue;
+            }
+            let mounted = volumes::referenced(&p.pod).contains(&target);
+            if !mounted && !envs::referenced(&p.pod).contains(&target) {
+                continue;
+            }
+            let waiting = self.runtime.state(&p.uid).is_some_and(|s| {
+                s.init_containers.iter().chain(&s.containers).any(|c| {
+                    matches!(&c.state, ContainerState::Waiting { reason, message }
+                        if reason == "CreateContainerConfigError"
+                            || message.starts_with("MountVolume.SetUp failed"))
+                })
+            });
+            if waiting {
+                restart.push((k.clone(), p.pod.clone(), p.rev));
+            } else if mounted {
+                let resolved = self.resolved(&p.pod).await;
+                self.runtime.update(&resolved);
+            }
+        }
+        for (k, pod, rev) in restart {
+            let uid = pod_uid(&pod);
+            tracing::info!(node = %self.spec.name, pod = %uid, "{kind} {ns}/{name} changed: starting the pod again");
+            self.runtime.stop(&uid, Duration::ZERO).await;
+            let mut again = HashMap::new();
+            self.sync_pod(&k, pod, rev, &mut again, reporter).await;
+        }
     }
 }
 

@@ -39,6 +39,7 @@ mod logs;
 pub mod probe;
 pub mod sandbox;
 pub mod shim;
+pub mod volumes;
 
 pub use instance::{kill_leftovers_now, stop_leftovers};
 use instance::{terminate, Adopted, Persisted, Waiter};
@@ -369,6 +370,7 @@ impl ProcessRuntime {
                     _ => None,
                 },
                 ip: ip.clone(),
+                mounts: Vec::new(),
                 grace: Duration::from_secs(
                     pod.pointer("/spec/terminationGracePeriodSeconds")
                         .and_then(Value::as_u64)
@@ -411,6 +413,15 @@ impl ProcessRuntime {
             }),
             _ => None,
         };
+        let mut volumes = Volumes {
+            dir: dir.clone(),
+            pod: pod.clone(),
+            write: !resume,
+            ctrs: run.init.iter().chain(&run.containers).cloned().collect(),
+            changes: self.inner.changes.clone(),
+            uid: uid.to_string(),
+            stop: run.stop.subscribe(),
+        };
         run.supervisors.push(tokio::spawn(async move {
             if let Some(creation) = pending {
                 let Some(sandbox) = creation.run().await else {
@@ -420,6 +431,20 @@ impl ProcessRuntime {
                     sup.ip = sandbox.ip.clone();
                     sup.enter = Some(sup.sandboxes_enter(&sandbox));
                 }
+            }
+            let ip = init_sups
+                .iter()
+                .chain(&app_sups)
+                .next()
+                .map(|s| s.ip.clone());
+            if !volumes
+                .mount(
+                    ip.as_deref().unwrap_or(""),
+                    init_sups.iter_mut().chain(app_sups.iter_mut()),
+                )
+                .await
+            {
+                return;
             }
             for sup in init_sups {
                 if !sup.run().await {
@@ -569,6 +594,29 @@ impl Runtime for ProcessRuntime {
     fn needs_config(&self) -> bool {
         true
     }
+
+    fn update(&self, pod: &Value) {
+        let uid = super::pod_uid(pod);
+        let ip = match lock(&self.inner.pods).get(&uid) {
+            Some(run) => lock(&run.ip).clone(),
+            None => return,
+        };
+        let dir = self.inner.root.join(&uid);
+        // The new data survives an agent restart too.
+        if let Some(mut saved) = std::fs::read(dir.join("pod.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        {
+            saved["pod"] = pod.clone();
+            let tmp = dir.join("pod.json.tmp");
+            if std::fs::write(&tmp, saved.to_string()).is_ok() {
+                let _ = std::fs::rename(tmp, dir.join("pod.json"));
+            }
+        }
+        if let Err(e) = volumes::update(&dir, pod, &ip) {
+            tracing::warn!(pod = %uid, "updating volumes: {e}");
+        }
+    }
 }
 
 /// Runs one container until its pod stops or its restartPolicy ends it.
@@ -587,6 +635,8 @@ struct Supervisor {
     ip: String,
     /// The pod sandbox the container enters (None: host networking).
     enter: Option<sandbox::Enter>,
+    /// Its volumes, bound in its own mount namespace.
+    mounts: Vec<sandbox::Mount>,
     /// The pod's terminationGracePeriodSeconds (a liveness kill's grace).
     grace: Duration,
     dir: PathBuf,
@@ -817,8 +867,12 @@ impl Supervisor {
         let _ = tokio::fs::remove_file(shim::exit_path(base)).await;
         let mut cmd = tokio::process::Command::new(&self.shim);
         cmd.arg("shim").arg("--base").arg(base);
-        if let Some(enter) = &self.enter {
-            let json = serde_json::to_string(enter).map_err(|e| format!("the sandbox: {e}"))?;
+        let enter = sandbox::Enter {
+            mounts: self.mounts.clone(),
+            ..self.enter.clone().unwrap_or_default()
+        };
+        if enter != sandbox::Enter::default() {
+            let json = serde_json::to_string(&enter).map_err(|e| format!("the sandbox: {e}"))?;
             cmd.arg("--sandbox").arg(json);
         }
         if let Some(wd) = self.spec.get("workingDir").and_then(Value::as_str) {
@@ -905,6 +959,57 @@ fn save_pod(dir: &Path, pod: &Value, ip: &str, sandbox: Option<&sandbox::Sandbox
     let tmp = dir.join("pod.json.tmp");
     if std::fs::write(&tmp, saved.to_string()).is_ok() {
         let _ = std::fs::rename(tmp, dir.join("pod.json"));
+    }
+}
+
+/// Sets a pod's volumes up before its containers start.
+struct Volumes {
+    dir: PathBuf,
+    pod: Value,
+    /// False for an adopted pod: its files are there already.
+    write: bool,
+    ctrs: Vec<Arc<Mutex<Ctr>>>,
+    changes: broadcast::Sender<String>,
+    uid: String,
+    stop: watch::Receiver<Option<Duration>>,
+}
+
+impl Volumes {
+    /// Sets the volumes up and gives each container its mounts; false
+    /// when they cannot be (every container waits, saying why, until the
+    /// pod stops).
+    async fn mount<'a>(
+        &mut self,
+        ip: &str,
+        sups: impl Iterator<Item = &'a mut Supervisor>,
+    ) -> bool {
+        let ready = match volumes::set_up(&self.dir, &self.pod, ip, self.write) {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::info!(pod = %self.uid, "{why}");
+                for c in &self.ctrs {
+                    lock(c).state = ContainerState::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: why.clone(),
+                    };
+                }
+                let _ = self.changes.send(self.uid.clone());
+                let _ = self.stop.wait_for(Option::is_some).await;
+                return false;
+            }
+        };
+        for sup in sups {
+            match volumes::mounts(&sup.spec, &ready) {
+                Ok(m) if !m.is_empty() && !sandbox::is_root() => {
+                    sup.spec[crate::kubelet::envs::CONFIG_ERROR] = serde_json::json!(
+                        "volume mounts need root (a mount namespace of the container's own); this agent is not root"
+                    );
+                }
+                Ok(m) => sup.mounts = m,
+                Err(why) => sup.spec[crate::kubelet::envs::CONFIG_ERROR] = serde_json::json!(why),
+            }
+        }
+        true
     }
 }
 

@@ -377,3 +377,173 @@ spec:
     let body = http_get(&keeper_ip).unwrap_or_else(|e| panic!("{keeper_ip}: {e}"));
     assert!(body.contains("Directory listing"), "{body}");
 }
+
+#[test]
+fn config_maps_and_secrets_reach_containers_as_files_and_env() {
+    let Some(k) = Dev::start_with(3, "process") else {
+        return;
+    };
+    // A pod that needs a ConfigMap not there yet waits, saying why.
+    let manifest = r#"apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cr3t}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: conf
+    configMap:
+      name: app
+      items: [{key: greeting, path: greeting.txt, mode: 0600}]
+  - name: creds
+    secret: {secretName: creds, defaultMode: 0440}
+  - name: scratch
+    emptyDir: {}
+  - name: info
+    downwardAPI:
+      items: [{path: name, fieldRef: {fieldPath: metadata.name}}]
+  containers:
+  - name: c
+    image: none
+    env:
+    - name: GREETING
+      valueFrom: {configMapKeyRef: {name: app, key: greeting}}
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: creds, key: password}}
+    volumeMounts:
+    - {name: conf, mountPath: /etc/shoal-test/conf}
+    - {name: creds, mountPath: /etc/shoal-test/creds}
+    - {name: scratch, mountPath: /shoal-test-scratch}
+    - {name: info, mountPath: /etc/shoal-test/info}
+    command:
+    - sh
+    - -c
+    - |
+      echo "env $GREETING $PASSWORD"
+      stat -L -c 'mode %a %n' /etc/shoal-test/conf/greeting.txt /etc/shoal-test/creds/password
+      echo "pod $(cat /etc/shoal-test/info/name)"
+      echo x > /shoal-test-scratch/w && echo "scratch writable"
+      echo y > /etc/shoal-test/conf/new 2>/dev/null || echo "conf read-only"
+      while true; do echo "file $(cat /etc/shoal-test/conf/greeting.txt)"; sleep 0.5; done
+"#;
+    let f = k.file("reader.yaml", manifest);
+    k.ok(&["apply", "-f", &f]);
+    let status = |name: &str| -> Value {
+        let p: Value = serde_json::from_str(&k.ok(&["get", "pod", name, "-o", "json"])).unwrap();
+        p["status"]["containerStatuses"][0].clone()
+    };
+    super::wait_for(
+        Duration::from_secs(30),
+        "reader waiting for its ConfigMap",
+        || {
+            let cs = status("reader");
+            let msg = cs["state"]["waiting"]["message"].as_str().unwrap_or("");
+            if msg.contains("configmap \"app\" not found")
+                || cs["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+            {
+                Ok(())
+            } else {
+                Err(cs.to_string())
+            }
+        },
+    );
+    let cm = |greeting: &str| {
+        k.file(
+            "app.yaml",
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: app}}\ndata: {{greeting: {greeting}}}\n"),
+        )
+    };
+    k.ok(&["apply", "-f", &cm("hello")]);
+    let logs = || String::from_utf8_lossy(&k.run(&["logs", "reader"]).stdout).into_owned();
+    super::wait_for(
+        Duration::from_secs(30),
+        "reader running with its files",
+        || {
+            let l = logs();
+            if l.contains("file hello") {
+                Ok(l)
+            } else {
+                Err(l)
+            }
+        },
+    );
+    let l = logs();
+    assert!(l.contains("env hello s3cr3t"), "{l}");
+    assert!(
+        l.contains("mode 600 /etc/shoal-test/conf/greeting.txt"),
+        "{l}"
+    );
+    assert!(l.contains("mode 440 /etc/shoal-test/creds/password"), "{l}");
+    assert!(l.contains("pod reader"), "{l}");
+    assert!(l.contains("scratch writable"), "{l}");
+    assert!(l.contains("conf read-only"), "{l}");
+    // The mounts are the container's own: the host sees none of them.
+    assert!(!std::path::Path::new("/etc/shoal-test/conf/greeting.txt").exists());
+
+    // An update reaches the mounted file.
+    k.ok(&["apply", "-f", &cm("updated")]);
+    super::wait_for(Duration::from_secs(30), "the update in the file", || {
+        let l = logs();
+        if l.contains("file updated") {
+            Ok(())
+        } else {
+            Err(l)
+        }
+    });
+    assert_eq!(status("reader")["restartCount"], 0, "updated in place");
+
+    // An unwritable hostPath: the pod says why, the others run on.
+    let bad = r#"apiVersion: v1
+kind: Pod
+metadata: {name: badhost}
+spec:
+  volumes:
+  - name: h
+    hostPath: {path: /proc/shoal-no-such-dir, type: DirectoryOrCreate}
+  containers:
+  - name: c
+    image: none
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: h, mountPath: /shoal-test-h}]
+"#;
+    let f = k.file("bad.yaml", bad);
+    k.ok(&["apply", "-f", &f]);
+    super::wait_for(
+        Duration::from_secs(30),
+        "the hostPath failure in the status",
+        || {
+            let msg = status("badhost")["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if msg.starts_with("MountVolume.SetUp failed for volume \"h\"") {
+                Ok(())
+            } else {
+                Err(msg)
+            }
+        },
+    );
+    let before = logs().lines().filter(|l| l.starts_with("file ")).count();
+    super::wait_for(Duration::from_secs(10), "reader still running", || {
+        let n = logs().lines().filter(|l| l.starts_with("file ")).count();
+        if n > before {
+            Ok(())
+        } else {
+            Err(format!("{n} lines"))
+        }
+    });
+    k.ok(&["delete", "pod", "reader", "badhost", "--wait=false"]);
+    super::wait_for(Duration::from_secs(60), "no sandbox left", || {
+        let left = super::sandbox_leftovers();
+        let pods = k.ok(&["get", "pods", "-o", "name"]);
+        if left.is_empty() && pods.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?} {pods}"))
+        }
+    });
+}
