@@ -124,6 +124,11 @@ impl<E: Serialize> Sink<E> {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// Resolves once the subscriber is gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
 }
 
 /// The subscriber side: events in the order the server sent them.

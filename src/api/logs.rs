@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{Message, RemoteMessage};
+use crate::actor::{Message, RemoteMessage, RemoteSubscription};
 
 /// The kubelet actor's name on every worker node.
 pub const KUBELET: &str = "kubelet";
@@ -31,4 +31,16 @@ impl Message for PodLogs {
 
 impl RemoteMessage for PodLogs {
     const TAG: &'static str = "shoal.kubelet.logs/1";
+}
+
+/// `kubectl logs -f`: the text so far (as [`PodLogs`] asks), then each
+/// new piece as the container writes it, until the container ends or the
+/// subscriber goes away. A stream that ends before its first piece says
+/// why there are no logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowLogs(pub PodLogs);
+
+impl RemoteSubscription for FollowLogs {
+    const TAG: &'static str = "shoal.kubelet.logs-follow/1";
+    type Event = String;
 }

@@ -90,6 +90,26 @@ pub trait Runtime: Send + Sync + 'static {
     /// The pods it runs, by uid.
     fn running(&self) -> Vec<String>;
     fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>>;
+    /// `logs -f`: the logs so far, then what the container writes, into
+    /// `sink` until the container ends (the default: what `logs` has,
+    /// then the end).
+    fn follow(
+        &self,
+        req: &PodLogs,
+        uid: &str,
+        sink: crate::actor::Sink<String>,
+    ) -> BoxFuture<'static, ()> {
+        let logs = self.logs(req, uid);
+        Box::pin(async move {
+            match logs.await {
+                Ok(text) => {
+                    let _ = sink.send(&text).await;
+                    sink.end("the logs end here").await;
+                }
+                Err(e) => sink.end(&e).await,
+            }
+        })
+    }
     /// Uids of pods whose state changed on its own (a container exited or
     /// restarted), pushed; None for a runtime whose pods change only when
     /// told (sim).
@@ -750,23 +770,48 @@ pub struct KubeletActor {
 
 impl Actor for KubeletActor {}
 
+/// The uid of the pod a logs request names, as this node's store replica
+/// has it.
+async fn uid_of(store: &Store, req: &PodLogs) -> Result<String, String> {
+    let key = pods().key(&req.namespace, &req.pod);
+    let read = store
+        .read_state(ReadRequest::key(key))
+        .await
+        .map_err(|e| e.to_string())?;
+    let pod: Value = read
+        .kvs
+        .first()
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        .ok_or_else(|| format!("pod {:?} not found on this node", req.pod))?;
+    Ok(pod_uid(&pod))
+}
+
 impl Handler<PodLogs> for KubeletActor {
     fn handle(&mut self, msg: PodLogs, _ctx: &mut Ctx<Self>) -> Reply<Result<String, String>> {
         let (runtime, store) = (self.runtime.clone(), self.store.clone());
         Reply::Later(Box::pin(async move {
-            let key = pods().key(&msg.namespace, &msg.pod);
-            let read = store
-                .read_state(ReadRequest::key(key))
-                .await
-                .map_err(|e| e.to_string())?;
-            let pod: Value = read
-                .kvs
-                .first()
-                .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-                .ok_or_else(|| format!("pod {:?} not found on this node", msg.pod))?;
-            let uid = pod_uid(&pod);
+            let uid = uid_of(&store, &msg).await?;
             runtime.logs(&msg, &uid).await
         }))
+    }
+}
+
+impl Handler<crate::actor::Subscribe<crate::api::logs::FollowLogs>> for KubeletActor {
+    fn handle(
+        &mut self,
+        msg: crate::actor::Subscribe<crate::api::logs::FollowLogs>,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<(), String>> {
+        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        let (req, sink) = (msg.request.0, msg.sink);
+        // Accepted at once; a pod that is not here ends the stream with why.
+        tokio::spawn(async move {
+            match uid_of(&store, &req).await {
+                Ok(uid) => runtime.follow(&req, &uid, sink).await,
+                Err(e) => sink.end(&e).await,
+            }
+        });
+        Reply::Now(Ok(()))
     }
 }
 

@@ -506,6 +506,35 @@ impl ProcessRuntime {
             })
             .unwrap_or_default()
     }
+    /// The files of the container instance a logs request names
+    /// (`<base>.log`, `<base>.exit`).
+    fn instance_of(&self, req: &PodLogs, uid: &str) -> Result<PathBuf, String> {
+        let pods = lock(&self.inner.pods);
+        let found = pods.get(uid).and_then(|run| {
+            let pick = run
+                .containers
+                .iter()
+                .find(|c| req.container.is_empty() || lock(c).name == req.container)?;
+            let c = lock(pick);
+            Some((c.name.clone(), c.restarts))
+        });
+        drop(pods);
+        let (name, restarts) = found
+            .ok_or_else(|| format!("container {:?} is not running on this node", req.container))?;
+        let instance = if req.previous {
+            restarts
+                .checked_sub(1)
+                .ok_or_else(|| format!("previous terminated container {name:?} not found"))?
+        } else {
+            restarts
+        };
+        Ok(self
+            .inner
+            .root
+            .join(uid)
+            .join(&name)
+            .join(instance.to_string()))
+    }
 }
 
 impl Runtime for ProcessRuntime {
@@ -556,30 +585,24 @@ impl Runtime for ProcessRuntime {
     }
 
     fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>> {
-        let pods = lock(&self.inner.pods);
-        let found = pods.get(uid).and_then(|run| {
-            let pick = run
-                .containers
-                .iter()
-                .find(|c| req.container.is_empty() || lock(c).name == req.container)?;
-            let c = lock(pick);
-            Some((c.name.clone(), c.restarts))
-        });
-        drop(pods);
-        let dir = self.inner.root.join(uid);
+        let base = self.instance_of(req, uid);
+        let req = req.clone();
+        Box::pin(async move { logs::read(&shim::log_path(&base?), &req).await })
+    }
+
+    fn follow(
+        &self,
+        req: &PodLogs,
+        uid: &str,
+        sink: crate::actor::Sink<String>,
+    ) -> BoxFuture<'static, ()> {
+        let base = self.instance_of(req, uid);
         let req = req.clone();
         Box::pin(async move {
-            let (name, restarts) = found.ok_or_else(|| {
-                format!("container {:?} is not running on this node", req.container)
-            })?;
-            let instance = if req.previous {
-                restarts
-                    .checked_sub(1)
-                    .ok_or_else(|| format!("previous terminated container {name:?} not found"))?
-            } else {
-                restarts
-            };
-            logs::read(&dir.join(&name).join(format!("{instance}.log")), &req).await
+            match base {
+                Ok(base) => logs::follow(&base, &req, sink).await,
+                Err(e) => sink.end(&e).await,
+            }
         })
     }
 

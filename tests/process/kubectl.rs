@@ -87,7 +87,7 @@ impl Dev {
         Some(dev)
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.kubectl);
         c.args(args)
             .env("KUBECONFIG", self.dir.join("kubeconfig"))

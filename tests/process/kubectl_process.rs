@@ -57,8 +57,12 @@ fn alive(pid: i32) -> bool {
 }
 
 fn http_get(ip: &str) -> Result<String, String> {
+    http_at(ip, "/")
+}
+
+fn http_at(ip: &str, path: &str) -> Result<String, String> {
     let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "2", &format!("http://{ip}:8000/")])
+        .args(["-sS", "--max-time", "2", &format!("http://{ip}:8000{path}")])
         .output()
         .map_err(|e| e.to_string())?;
     if out.status.success() {
@@ -162,6 +166,69 @@ spec:
         }
     });
 
+    // kubectl logs -f follows what the server writes next.
+    let ip0 = running[0]["status"]["podIP"].as_str().unwrap().to_string();
+    let mut follow = k
+        .command(&["logs", "-f", &name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    'follow: for i in 0.. {
+        let _ = http_at(&ip0, &format!("/follow-me-{i}"));
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+            if l.contains("/follow-me-") {
+                break 'follow;
+            }
+            seen.push(l);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs -f showed no new request: {seen:?}"
+        );
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    // ... and ends by itself when the container does.
+    let once = r#"apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: none
+    command: ["sh", "-c", "echo one; sleep 2; echo two"]
+"#;
+    let f = k.file("once.yaml", once);
+    k.ok(&["apply", "-f", &f]);
+    super::wait_for(Duration::from_secs(30), "once running", || {
+        let p: Value = serde_json::from_str(&k.ok(&["get", "pod", "once", "-o", "json"])).unwrap();
+        if p["status"]["containerStatuses"][0]["state"]
+            .get("running")
+            .is_some()
+        {
+            Ok(())
+        } else {
+            Err(p["status"].to_string())
+        }
+    });
+    let t0 = std::time::Instant::now();
+    let followed = k.run(&["logs", "-f", "once"]);
+    assert!(followed.status.success(), "{followed:?}");
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "one\ntwo\n");
+    assert!(t0.elapsed() < Duration::from_secs(15));
+
     // SIGKILL a container's process: restarted, restartCount 1.
     let pid = pid_of(&running[0]).expect("a process container id");
     // SAFETY: SIGKILL to the pod's server process.
@@ -232,7 +299,7 @@ spec:
     let pids: Vec<i32> = pods(&k, "app=web").iter().filter_map(pid_of).collect();
     assert_eq!(pids.len(), 3);
     k.ok(&["delete", "deployment", "web"]);
-    k.ok(&["delete", "pod", "probed", "client", "--wait=false"]);
+    k.ok(&["delete", "pod", "probed", "client", "once", "--wait=false"]);
     super::wait_for(Duration::from_secs(60), "no server process", || {
         let left: Vec<&i32> = pids.iter().filter(|p| alive(**p)).collect();
         if left.is_empty() && pods(&k, "app=web").is_empty() {

@@ -50,20 +50,58 @@ pub(super) async fn logs(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         timestamps: ctx.flag("timestamps"),
     };
     let to = crate::actor::ActorPath::new(crate::api::logs::KUBELET, &node);
-    match ctx.kube.actors.ask(&to, req, ctx.kube.timeout).await {
-        Ok(Ok(text)) => {
-            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response())
-        }
-        Ok(Err(e)) => Err(ApiError::bad_request(e)),
+    let unreachable = |e: String| {
         // 500, as upstream answers when the kubelet cannot be reached
         // (clients do not retry it as they retry a 503).
-        Err(e) => Err(ApiError::new(
+        ApiError::new(
             500,
             "InternalError",
             format!(
                 "no kubelet answers on node {node:?} for the logs of pod {:?}: {e}",
                 name_of(t)
             ),
-        )),
+        )
+    };
+    if ctx.flag("follow") {
+        // Streamed as the kubelet pushes it, until the container ends or
+        // kubectl goes away (the body's drop ends the subscription).
+        let follow = crate::api::logs::FollowLogs(req);
+        let mut sub = ctx
+            .kube
+            .actors
+            .subscribe(&to, follow, ctx.kube.timeout)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let first = match tokio::time::timeout(ctx.kube.timeout, sub.next()).await {
+            Ok(Ok(text)) => text,
+            Ok(Err(crate::actor::SubscriptionEnd::Ended(why))) => {
+                return Err(ApiError::bad_request(why))
+            }
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable("no answer in time".into())),
+        };
+        let stream = futures::stream::unfold((Some(first), sub), |(first, mut sub)| async move {
+            let text = match first {
+                Some(t) => t,
+                None => sub.next().await.ok()?,
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(bytes::Bytes::from(text)),
+                (None, sub),
+            ))
+        });
+        let mut resp = Response::new(axum::body::Body::from_stream(stream));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain"),
+        );
+        return Ok(resp);
+    }
+    match ctx.kube.actors.ask(&to, req, ctx.kube.timeout).await {
+        Ok(Ok(text)) => {
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response())
+        }
+        Ok(Err(e)) => Err(ApiError::bad_request(e)),
+        Err(e) => Err(unreachable(e.to_string())),
     }
 }
