@@ -328,6 +328,10 @@ impl Node {
                     crate::api::logs::KUBELET,
                     kubelet_actor.clone(),
                 );
+            registry.serve_subscription::<crate::kubelet::KubeletActor, crate::api::logs::Exec>(
+                crate::api::logs::KUBELET,
+                kubelet_actor.clone(),
+            );
             registry.serve::<crate::kubelet::KubeletActor, crate::kubelet::Ping>(
                 crate::api::logs::KUBELET,
                 kubelet_actor,

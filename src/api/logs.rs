@@ -44,3 +44,27 @@ impl RemoteSubscription for FollowLogs {
     const TAG: &'static str = "shoal.kubelet.logs-follow/1";
     type Event = String;
 }
+
+/// `kubectl exec` (without stdin or a terminal): runs `command` in the
+/// container's namespaces, streaming its output and then its exit code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exec {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub command: Vec<String>,
+}
+
+/// What an exec streams back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecEvent {
+    Stdout(serde_bytes::ByteBuf),
+    Stderr(serde_bytes::ByteBuf),
+    /// The command's exit code (the last event).
+    Exit(i32),
+}
+
+impl RemoteSubscription for Exec {
+    const TAG: &'static str = "shoal.kubelet.exec/1";
+    type Event = ExecEvent;
+}

@@ -92,7 +92,7 @@ pub const RESOURCES: &[Resource] = &[
         &["po"],
         true,
         &["all"],
-        &["status", "log"],
+        &["status", "log", "exec"],
     ),
     r(
         "",
@@ -298,6 +298,7 @@ impl Resource {
             let (kind, group, version, verbs): (&str, &str, &str, &[&str]) = match *sub {
                 "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
                 "log" => ("Pod", "", "", &["get"]),
+                "exec" => ("PodExecOptions", "", "", &["create", "get"]),
                 _ => (self.kind, "", "", &["get", "patch", "update"]),
             };
             let mut entry = json!({

@@ -41,6 +41,7 @@ use crate::store::{ReadRequest, Store};
 
 mod bodies;
 mod delete;
+mod exec;
 mod logs;
 mod watch;
 
@@ -168,6 +169,9 @@ async fn serve(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
+    if t.sub.as_deref() == Some("exec") && t.name.is_some() {
+        return exec::exec(kube, t, req).await;
+    }
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,

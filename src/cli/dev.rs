@@ -107,6 +107,7 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
         .collect::<Result<Vec<_>, _>>()?;
     for c in &mut cfgs {
         // As the agents will see them (the same variables).
+        c.kubelet.runtime = opts.runtime.clone();
         c.kubelet.network = opts.network.clone();
         c.kubelet.pod_cidr = opts.pod_cidr.clone();
     }
@@ -233,7 +234,9 @@ async fn wait_ready(cfgs: &[NodeConfig], token: &str, agents: &mut [Agent]) -> a
 /// Pods outlive their agents by design; the dev cluster stops them too.
 async fn stop_all(agents: &mut [Agent], cfgs: &[NodeConfig]) {
     stop_agents(agents).await;
-    for cfg in cfgs {
+    // Only the process runtime makes sandboxes: a sim cluster must not
+    // touch the bridges another cluster on this machine uses.
+    for cfg in cfgs.iter().filter(|c| c.kubelet.runtime == "process") {
         let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
             &cfg.kubelet.network,
             &cfg.kubelet.pod_cidr,

@@ -116,6 +116,21 @@ pub trait Runtime: Send + Sync + 'static {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }
+    /// `kubectl exec`: runs the command in a container of the pod,
+    /// streaming its output and exit code into `sink` (the default: no
+    /// processes to run it in).
+    fn exec(
+        &self,
+        _req: &crate::api::logs::Exec,
+        _uid: &str,
+        sink: crate::actor::Sink<crate::api::logs::ExecEvent>,
+    ) -> BoxFuture<'static, ()> {
+        let name = self.name();
+        Box::pin(async move {
+            sink.end(&format!("the {name} runtime has no processes to exec in"))
+                .await
+        })
+    }
     /// The pod's current state, if the runtime runs it.
     fn state(&self, _uid: &str) -> Option<PodState> {
         None
@@ -793,6 +808,32 @@ impl Handler<PodLogs> for KubeletActor {
             let uid = uid_of(&store, &msg).await?;
             runtime.logs(&msg, &uid).await
         }))
+    }
+}
+
+impl Handler<crate::actor::Subscribe<crate::api::logs::Exec>> for KubeletActor {
+    fn handle(
+        &mut self,
+        msg: crate::actor::Subscribe<crate::api::logs::Exec>,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<(), String>> {
+        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        let (req, sink) = (msg.request, msg.sink);
+        tokio::spawn(async move {
+            let named = PodLogs {
+                namespace: req.namespace.clone(),
+                pod: req.pod.clone(),
+                container: req.container.clone(),
+                tail_lines: None,
+                previous: false,
+                timestamps: false,
+            };
+            match uid_of(&store, &named).await {
+                Ok(uid) => runtime.exec(&req, &uid, sink).await,
+                Err(e) => sink.end(&e).await,
+            }
+        });
+        Reply::Now(Ok(()))
     }
 }
 

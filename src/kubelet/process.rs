@@ -34,6 +34,7 @@ use super::{ContainerState, ContainerStatus, PodState, Runtime};
 use crate::api::logs::PodLogs;
 use crate::api::objects;
 
+mod exec;
 mod instance;
 mod logs;
 pub mod probe;
@@ -602,6 +603,34 @@ impl Runtime for ProcessRuntime {
             match base {
                 Ok(base) => logs::follow(&base, &req, sink).await,
                 Err(e) => sink.end(&e).await,
+            }
+        })
+    }
+
+    fn exec(
+        &self,
+        req: &crate::api::logs::Exec,
+        uid: &str,
+        sink: crate::actor::Sink<crate::api::logs::ExecEvent>,
+    ) -> BoxFuture<'static, ()> {
+        let pid = lock(&self.inner.pods).get(uid).and_then(|run| {
+            let c = run
+                .containers
+                .iter()
+                .find(|c| lock(c).name == req.container)?;
+            lock(c).pid
+        });
+        let (req, uid) = (req.clone(), uid.to_string());
+        Box::pin(async move {
+            match pid {
+                Some(pid) => exec::run(pid, &req.command, sink).await,
+                None => {
+                    let why = format!(
+                        "container {:?} of pod {uid} is not running on this node",
+                        req.container
+                    );
+                    sink.end(&why).await
+                }
             }
         })
     }

@@ -124,6 +124,45 @@ impl Drop for TestCluster {
         for c in &self.configs {
             crate::kubelet::process::kill_leftovers_now(&c.data_dir.join("pods"));
         }
+        // Sandboxes of a cluster that gave its pods some (a test that set
+        // kubelet.network): torn down on a thread of their own, as this may
+        // run inside a Tokio runtime.
+        let sandboxed: Vec<(
+            crate::kubelet::process::sandbox::Sandboxes,
+            std::path::PathBuf,
+        )> = self
+            .configs
+            .iter()
+            .filter(|c| c.kubelet.network != "host" && c.kubelet.runtime == "process")
+            .filter_map(|c| {
+                let n = crate::node::node_number(&c.name);
+                let sb = crate::kubelet::process::sandbox::Sandboxes::for_mode(
+                    &c.kubelet.network,
+                    &c.kubelet.pod_cidr,
+                    n,
+                    &c.data_dir,
+                )
+                .ok()??;
+                Some((sb, c.data_dir.join("pods")))
+            })
+            .collect();
+        if !sandboxed.is_empty() {
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    for (sb, pods) in &sandboxed {
+                        crate::kubelet::process::stop_leftovers(pods, Some(sb)).await;
+                        sb.remove_bridge().await;
+                    }
+                });
+            })
+            .join();
+        }
     }
 }
 

@@ -297,9 +297,13 @@ async fn process_pod_startup_latency() {
     use futures::StreamExt;
     use std::collections::HashMap;
     use tokio::time::Instant;
+    // SHOAL_BENCH_NETWORK=host|cni|auto (default auto: CNI sandboxes as root).
+    let network = std::env::var("SHOAL_BENCH_NETWORK").unwrap_or_else(|_| "auto".into());
+    eprintln!("kubelet.network = {network}");
     let c = TestCluster::start_with(3, |cfg| {
         cfg.kubelet.runtime = "process".into();
         cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
+        cfg.kubelet.network = network.clone();
     })
     .unwrap();
     let k = api_ready(&c, 1).await;

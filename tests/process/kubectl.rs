@@ -112,7 +112,7 @@ impl Dev {
     }
 
     /// Runs kubectl, which must fail; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(!out.status.success(), "kubectl {args:?} should fail");
         String::from_utf8_lossy(&out.stderr).into_owned()

@@ -166,6 +166,35 @@ spec:
         }
     });
 
+    // kubectl exec (WebSocket, v5.channel.k8s.io): output, exit code, and
+    // the pod's own network namespace.
+    let ip_of_0 = running[0]["status"]["podIP"].as_str().unwrap().to_string();
+    let out = k.run(&[
+        "exec",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo ip $POD_IP; echo oops >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("ip {ip_of_0}\n")
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oops"),
+        "{out:?}"
+    );
+    if cni {
+        let addr = k.ok(&[
+            "exec", &name, "--", "ip", "-4", "-o", "addr", "show", "eth0",
+        ]);
+        assert!(addr.contains(&format!("inet {ip_of_0}/24")), "{addr}");
+    }
+    let refused = k.fails(&["exec", "-i", &name, "--", "cat"]);
+    assert!(refused.contains("without stdin"), "{refused}");
+
     // kubectl logs -f follows what the server writes next.
     let ip0 = running[0]["status"]["podIP"].as_str().unwrap().to_string();
     let mut follow = k

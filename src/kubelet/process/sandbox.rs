@@ -438,11 +438,13 @@ impl Sandboxes {
         }
     }
 
-    /// Removes the node's bridge (once no pod is left on it: a cluster
-    /// torn down whole).
+    /// Removes the node's bridge when no pod is left on it (a cluster torn
+    /// down whole).
     pub async fn remove_bridge(&self) {
         let bridge = self.bridge();
-        if Path::new("/sys/class/net").join(&bridge).exists() {
+        let dev = Path::new("/sys/class/net").join(&bridge);
+        let ports = std::fs::read_dir(dev.join("brif")).map_or(0, |d| d.count());
+        if dev.exists() && ports == 0 {
             if let Err(e) = run("ip", &["link", "del", &bridge]).await {
                 tracing::warn!("{e}");
             }

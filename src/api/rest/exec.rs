@@ -1,0 +1,166 @@
+//! `pods/exec` over WebSocket (`v5.channel.k8s.io`, and `v4`), as kubectl
+//! 1.30+ speaks it: the command's stdout and stderr arrive as binary
+//! messages on channels 1 and 2, its end as a Status on channel 3. The
+//! command runs on the pod's node, asked of `kubelet@<node>` as a
+//! subscription. Without stdin and a terminal only (`kubectl exec` without
+//! `-i`/`-t`): both are refused with a clear error.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::FromRequestParts;
+
+use super::*;
+use crate::api::logs::{Exec, ExecEvent};
+
+/// The subprotocols spoken, best first.
+const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+pub(super) async fn exec(kube: Arc<KubeApi>, t: Target, req: Request) -> Response {
+    match prepare(&kube, &t, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn prepare(kube: &Arc<KubeApi>, t: &Target, req: Request) -> ApiResult<Response> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap_or_default();
+    let one = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let on = |k: &str| matches!(one(k), Some("true" | "1"));
+    let command: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if command.is_empty() {
+        return Err(ApiError::bad_request("you must specify at least 1 command"));
+    }
+    if on("stdin") || on("tty") {
+        return Err(ApiError::bad_request(
+            "shoal runs exec without stdin or a terminal (kubectl exec without -i and -t); attach is not served either",
+        ));
+    }
+    let key = t.res.key(t.ns.as_deref().unwrap_or(""), name_of(t));
+    let pod = kube
+        .cache
+        .get(&key)
+        .ok_or_else(|| ApiError::not_found(t.res, name_of(t)))?;
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name")?.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let container = match one("container") {
+        Some(c) => c.to_string(),
+        // kubectl names the first container when there are several.
+        None => containers.first().cloned().unwrap_or_default(),
+    };
+    if !containers.contains(&container) {
+        return Err(ApiError::bad_request(format!(
+            "container {container} is not valid for pod {}",
+            name_of(t)
+        )));
+    }
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let running = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|s| s["name"] == container.as_str() && s["state"].get("running").is_some());
+    if node.is_empty() || !running {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: container {container} not found in pod {}",
+            name_of(t)
+        )));
+    }
+    let (mut parts, _) = req.into_parts();
+    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "pods/exec is served over WebSocket ({}): {e}",
+                PROTOCOLS.join(", ")
+            ))
+        })?;
+    let request = Exec {
+        namespace: t.ns.clone().unwrap_or_default(),
+        pod: name_of(t).to_string(),
+        container,
+        command,
+    };
+    let kube = kube.clone();
+    Ok(ws
+        .protocols(PROTOCOLS)
+        .on_upgrade(move |socket| relay(kube, node, request, socket)))
+}
+
+/// A Status on the error channel, as upstream ends an exec.
+fn status(code: Option<i32>, message: &str) -> Value {
+    match code {
+        Some(0) => json!({"metadata": {}, "status": "Success"}),
+        Some(c) => json!({
+            "metadata": {}, "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: exit status {c}"),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": c.to_string()}]},
+        }),
+        None => {
+            json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"})
+        }
+    }
+}
+
+fn framed(channel: u8, data: &[u8]) -> Message {
+    let mut b = Vec::with_capacity(data.len() + 1);
+    b.push(channel);
+    b.extend_from_slice(data);
+    Message::Binary(b.into())
+}
+
+async fn relay(kube: Arc<KubeApi>, node: String, req: Exec, mut socket: WebSocket) {
+    let to = crate::actor::ActorPath::new(crate::api::logs::KUBELET, &node);
+    let end = match kube.actors.subscribe(&to, req, kube.timeout).await {
+        Err(e) => status(None, &format!("no kubelet answers on node {node:?}: {e}")),
+        Ok(mut sub) => loop {
+            let msg = tokio::select! {
+                e = sub.next() => e,
+                // The client closed: dropping the subscription ends the command.
+                m = socket.recv() => match m {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                },
+            };
+            match msg {
+                Ok(ExecEvent::Stdout(b)) => {
+                    if socket.send(framed(1, &b)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(ExecEvent::Stderr(b)) => {
+                    if socket.send(framed(2, &b)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(ExecEvent::Exit(code)) => break status(Some(code), ""),
+                Err(crate::actor::SubscriptionEnd::Ended(why)) => break status(None, &why),
+                Err(e) => break status(None, &e.to_string()),
+            }
+        },
+    };
+    let _ = socket.send(framed(3, end.to_string().as_bytes())).await;
+    // A normal closure (1000): the client reads it as the end of every
+    // stream.
+    let close = axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    };
+    let _ = socket.send(Message::Close(Some(close))).await;
+}
