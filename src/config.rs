@@ -307,10 +307,9 @@ impl Default for ControlPlaneConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubeletConfig {
-    /// "sim" (hollow pods) or "process" (each container's command runs as
-    /// a supervised process; pod dirs and logs under `<data_dir>/pods`).
-    /// "sim" stays the default until the process runtime re-adopts its
-    /// pods after an agent restart (issue 7).
+    /// "process" (the default: each container's command runs as a
+    /// supervised process; pod dirs and logs under `<data_dir>/pods`) or
+    /// "sim" (hollow pods, for scale runs).
     pub runtime: String,
     /// First restart back-off of a failing container, doubled per restart.
     pub restart_backoff_ms: u64,
@@ -332,7 +331,7 @@ pub struct KubeletConfig {
 impl Default for KubeletConfig {
     fn default() -> Self {
         KubeletConfig {
-            runtime: "sim".into(),
+            runtime: "process".into(),
             restart_backoff_ms: 10_000,
             restart_backoff_max_ms: 300_000,
             shim: PathBuf::new(),
@@ -653,7 +652,12 @@ impl NodeConfig {
             },
             api: KubeApiConfig::default(),
             control_plane: ControlPlaneConfig::default(),
-            kubelet: KubeletConfig::default(),
+            // In-process clusters run hollow pods unless a test asks for
+            // processes.
+            kubelet: KubeletConfig {
+                runtime: "sim".into(),
+                ..KubeletConfig::default()
+            },
         }
     }
 }

@@ -316,6 +316,7 @@ impl Node {
                 crate::kubelet::KubeletActor {
                     runtime: runtime.clone(),
                     store: store.clone(),
+                    sessions: Default::default(),
                 },
                 mailbox,
             );
@@ -329,6 +330,10 @@ impl Node {
                     kubelet_actor.clone(),
                 );
             registry.serve_subscription::<crate::kubelet::KubeletActor, crate::api::logs::Exec>(
+                crate::api::logs::KUBELET,
+                kubelet_actor.clone(),
+            );
+            registry.serve::<crate::kubelet::KubeletActor, crate::api::logs::ExecInput>(
                 crate::api::logs::KUBELET,
                 kubelet_actor.clone(),
             );

@@ -45,14 +45,23 @@ impl RemoteSubscription for FollowLogs {
     type Event = String;
 }
 
-/// `kubectl exec` (without stdin or a terminal): runs `command` in the
-/// container's namespaces, streaming its output and then its exit code.
+/// `kubectl exec`: runs `command` in the container's namespaces,
+/// streaming its output and then its exit code. With `stdin` or `tty`,
+/// the API sends the client's input as [`ExecInput`] asks naming
+/// `session`, in order, while the stream runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exec {
     pub namespace: String,
     pub pod: String,
     pub container: String,
     pub command: Vec<String>,
+    /// The command reads the client's stdin (`kubectl exec -i`).
+    pub stdin: bool,
+    /// The command runs on a terminal (`kubectl exec -t`): its output
+    /// comes as stdout alone, and resizes follow the client's.
+    pub tty: bool,
+    /// Names the exec for its [`ExecInput`]s (random, from the API).
+    pub session: String,
 }
 
 /// What an exec streams back.
@@ -65,6 +74,35 @@ pub enum ExecEvent {
 }
 
 impl RemoteSubscription for Exec {
-    const TAG: &'static str = "shoal.kubelet.exec/1";
+    const TAG: &'static str = "shoal.kubelet.exec/2";
     type Event = ExecEvent;
+}
+
+/// The client's side of a running exec, in the order it was typed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    Stdin(serde_bytes::ByteBuf),
+    /// The client's stdin ended.
+    CloseStdin,
+    /// The client's terminal changed size (columns, rows).
+    Resize {
+        width: u16,
+        height: u16,
+    },
+}
+
+/// One [`Input`] for the exec named `session`; answered once the command's
+/// side has room for it (backpressure), or with why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInput {
+    pub session: String,
+    pub input: Input,
+}
+
+impl Message for ExecInput {
+    type Reply = Result<(), String>;
+}
+
+impl RemoteMessage for ExecInput {
+    const TAG: &'static str = "shoal.kubelet.exec-input/1";
 }

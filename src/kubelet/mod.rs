@@ -20,7 +20,6 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::actor::{Actor, Ctx, Handler, Reply};
 use crate::api::logs::PodLogs;
 use crate::api::objects;
 use crate::api::resources::{find, Resource};
@@ -28,6 +27,7 @@ use crate::store::command::Txn;
 use crate::store::watch::{EventKind, FieldFilter, WatchEnd, WatchEvent};
 use crate::store::{ReadRequest, Store};
 
+mod actor;
 pub mod envs;
 pub mod fleet;
 pub mod process;
@@ -35,6 +35,7 @@ pub mod sim;
 pub mod status;
 pub mod volumes;
 
+pub use actor::{ExecSessions, KubeletActor, Ping};
 use status::StatusReporter;
 
 /// What a runtime reports of one container.
@@ -117,12 +118,14 @@ pub trait Runtime: Send + Sync + 'static {
         None
     }
     /// `kubectl exec`: runs the command in a container of the pod,
-    /// streaming its output and exit code into `sink` (the default: no
-    /// processes to run it in).
+    /// streaming its output and exit code into `sink`; `input` carries the
+    /// client's stdin and terminal resizes when it asked for them (the
+    /// default: no processes to run it in).
     fn exec(
         &self,
         _req: &crate::api::logs::Exec,
         _uid: &str,
+        _input: Option<tokio::sync::mpsc::Receiver<crate::api::logs::Input>>,
         sink: crate::actor::Sink<crate::api::logs::ExecEvent>,
     ) -> BoxFuture<'static, ()> {
         let name = self.name();
@@ -145,7 +148,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn update(&self, _pod: &Value) {}
 }
 
-fn pods() -> &'static Resource {
+pub(crate) fn pods() -> &'static Resource {
     find("", "v1", "pods").expect("pods are served")
 }
 
@@ -755,104 +758,6 @@ impl Kubelet {
             key.clone(),
             Txn::update(key.clone(), objects::stored_bytes(&updated), k.rev),
         );
-    }
-}
-
-/// "Are you there?": the node-lifecycle controller asks the kubelet
-/// directly before it believes membership that a node is down.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Ping;
-
-impl crate::actor::Message for Ping {
-    type Reply = String;
-}
-
-impl crate::actor::RemoteMessage for Ping {
-    const TAG: &'static str = "shoal.kubelet.ping/1";
-}
-
-impl Handler<Ping> for KubeletActor {
-    fn handle(&mut self, _msg: Ping, _ctx: &mut Ctx<Self>) -> Reply<String> {
-        Reply::Now(self.store.node().to_string())
-    }
-}
-
-/// The `kubelet` actor: answers `pods/log` from the runtime.
-pub struct KubeletActor {
-    pub runtime: Arc<dyn Runtime>,
-    pub store: Store,
-}
-
-impl Actor for KubeletActor {}
-
-/// The uid of the pod a logs request names, as this node's store replica
-/// has it.
-async fn uid_of(store: &Store, req: &PodLogs) -> Result<String, String> {
-    let key = pods().key(&req.namespace, &req.pod);
-    let read = store
-        .read_state(ReadRequest::key(key))
-        .await
-        .map_err(|e| e.to_string())?;
-    let pod: Value = read
-        .kvs
-        .first()
-        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-        .ok_or_else(|| format!("pod {:?} not found on this node", req.pod))?;
-    Ok(pod_uid(&pod))
-}
-
-impl Handler<PodLogs> for KubeletActor {
-    fn handle(&mut self, msg: PodLogs, _ctx: &mut Ctx<Self>) -> Reply<Result<String, String>> {
-        let (runtime, store) = (self.runtime.clone(), self.store.clone());
-        Reply::Later(Box::pin(async move {
-            let uid = uid_of(&store, &msg).await?;
-            runtime.logs(&msg, &uid).await
-        }))
-    }
-}
-
-impl Handler<crate::actor::Subscribe<crate::api::logs::Exec>> for KubeletActor {
-    fn handle(
-        &mut self,
-        msg: crate::actor::Subscribe<crate::api::logs::Exec>,
-        _ctx: &mut Ctx<Self>,
-    ) -> Reply<Result<(), String>> {
-        let (runtime, store) = (self.runtime.clone(), self.store.clone());
-        let (req, sink) = (msg.request, msg.sink);
-        tokio::spawn(async move {
-            let named = PodLogs {
-                namespace: req.namespace.clone(),
-                pod: req.pod.clone(),
-                container: req.container.clone(),
-                tail_lines: None,
-                previous: false,
-                timestamps: false,
-            };
-            match uid_of(&store, &named).await {
-                Ok(uid) => runtime.exec(&req, &uid, sink).await,
-                Err(e) => sink.end(&e).await,
-            }
-        });
-        Reply::Now(Ok(()))
-    }
-}
-
-impl Handler<crate::actor::Subscribe<crate::api::logs::FollowLogs>> for KubeletActor {
-    fn handle(
-        &mut self,
-        msg: crate::actor::Subscribe<crate::api::logs::FollowLogs>,
-        _ctx: &mut Ctx<Self>,
-    ) -> Reply<Result<(), String>> {
-        let (runtime, store) = (self.runtime.clone(), self.store.clone());
-        let (req, sink) = (msg.request.0, msg.sink);
-        // Accepted at once; a pod that is not here ends the stream with why.
-        tokio::spawn(async move {
-            match uid_of(&store, &req).await {
-                Ok(uid) => runtime.follow(&req, &uid, sink).await,
-                Err(e) => sink.end(&e).await,
-            }
-        });
-        Reply::Now(Ok(()))
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{ContainerState, ContainerStatus, PodState, Runtime};
 use crate::api::logs::PodLogs;
@@ -611,6 +611,7 @@ impl Runtime for ProcessRuntime {
         &self,
         req: &crate::api::logs::Exec,
         uid: &str,
+        input: Option<mpsc::Receiver<crate::api::logs::Input>>,
         sink: crate::actor::Sink<crate::api::logs::ExecEvent>,
     ) -> BoxFuture<'static, ()> {
         let pid = lock(&self.inner.pods).get(uid).and_then(|run| {
@@ -623,7 +624,7 @@ impl Runtime for ProcessRuntime {
         let (req, uid) = (req.clone(), uid.to_string());
         Box::pin(async move {
             match pid {
-                Some(pid) => exec::run(pid, &req.command, sink).await,
+                Some(pid) => exec::run(pid, &req.command, req.tty, input, sink).await,
                 None => {
                     let why = format!(
                         "container {:?} of pod {uid} is not running on this node",

@@ -87,6 +87,11 @@ impl Dev {
         Some(dev)
     }
 
+    /// The kubectl binary.
+    pub(crate) fn kubectl(&self) -> &str {
+        &self.kubectl
+    }
+
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.kubectl);
         c.args(args)

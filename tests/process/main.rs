@@ -9,6 +9,7 @@ use serde_json::Value;
 
 mod dev;
 mod kubectl;
+mod kubectl_exec;
 mod kubectl_process;
 
 /// Held by each test whose cluster gives pods CNI sandboxes: those use the
@@ -150,6 +151,18 @@ fn init(dir: &Path, n: usize) {
         "init failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // These agents run no pods: hollow ones, so they never touch the
+    // machine's bridges (`shoal-<n>`) that the kubectl tests' sandboxes use.
+    for i in 1..=n {
+        let path = dir.join(format!("node-{i}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("runtime = \"process\""), "{text}");
+        std::fs::write(
+            &path,
+            text.replace("runtime = \"process\"", "runtime = \"sim\""),
+        )
+        .unwrap();
+    }
 }
 
 /// `shoal kv --config node-I.toml ARGS…`.

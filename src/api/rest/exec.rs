@@ -1,15 +1,20 @@
 //! `pods/exec` over WebSocket (`v5.channel.k8s.io`, and `v4`), as kubectl
 //! 1.30+ speaks it: the command's stdout and stderr arrive as binary
 //! messages on channels 1 and 2, its end as a Status on channel 3. The
-//! command runs on the pod's node, asked of `kubelet@<node>` as a
-//! subscription. Without stdin and a terminal only (`kubectl exec` without
-//! `-i`/`-t`): both are refused with a clear error.
+//! client's stdin comes on channel 0, terminal resizes on channel 4
+//! (`{"Width":…,"Height":…}`), and in v5 the end of its stdin as channel
+//! 255 naming stream 0. The command runs on the pod's node, asked of
+//! `kubelet@<node>` as a subscription; the input follows it there as
+//! ordered asks, one at a time, each answered when the command's side has
+//! room (backpressure reaches the client through the WebSocket).
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
 
+use futures::{SinkExt, StreamExt};
+
 use super::*;
-use crate::api::logs::{Exec, ExecEvent};
+use crate::api::logs::{Exec, ExecEvent, ExecInput, Input};
 
 /// The subprotocols spoken, best first.
 const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -33,11 +38,6 @@ async fn prepare(kube: &Arc<KubeApi>, t: &Target, req: Request) -> ApiResult<Res
         .collect();
     if command.is_empty() {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
-    }
-    if on("stdin") || on("tty") {
-        return Err(ApiError::bad_request(
-            "shoal runs exec without stdin or a terminal (kubectl exec without -i and -t); attach is not served either",
-        ));
     }
     let key = t.res.key(t.ns.as_deref().unwrap_or(""), name_of(t));
     let pod = kube
@@ -95,6 +95,9 @@ async fn prepare(kube: &Arc<KubeApi>, t: &Target, req: Request) -> ApiResult<Res
         pod: name_of(t).to_string(),
         container,
         command,
+        stdin: on("stdin"),
+        tty: on("tty"),
+        session: crate::pki::random_hex(16),
     };
     let kube = kube.clone();
     Ok(ws
@@ -125,42 +128,119 @@ fn framed(channel: u8, data: &[u8]) -> Message {
     Message::Binary(b.into())
 }
 
-async fn relay(kube: Arc<KubeApi>, node: String, req: Exec, mut socket: WebSocket) {
+/// How long one piece of input may wait for the command to take it.
+const INPUT_WAIT: Duration = Duration::from_secs(300);
+
+/// What a client's binary message asks, if anything.
+fn input_of(message: &[u8]) -> Option<Input> {
+    let (&channel, data) = message.split_first()?;
+    match channel {
+        0 => Some(Input::Stdin(serde_bytes::ByteBuf::from(data.to_vec()))),
+        4 => {
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct Size {
+                width: u16,
+                height: u16,
+            }
+            let s: Size = serde_json::from_slice(data).ok()?;
+            Some(Input::Resize {
+                width: s.width,
+                height: s.height,
+            })
+        }
+        // v5: the client closed one of its streams; only stdin is its own.
+        255 if data.first() == Some(&0) => Some(Input::CloseStdin),
+        _ => None,
+    }
+}
+
+async fn relay(kube: Arc<KubeApi>, node: String, req: Exec, socket: WebSocket) {
     let to = crate::actor::ActorPath::new(crate::api::logs::KUBELET, &node);
+    let (mut tx, mut rx) = socket.split();
+    let session = req.session.clone();
+    let takes_input = req.stdin || req.tty;
     let end = match kube.actors.subscribe(&to, req, kube.timeout).await {
         Err(e) => status(None, &format!("no kubelet answers on node {node:?}: {e}")),
-        Ok(mut sub) => loop {
-            let msg = tokio::select! {
-                e = sub.next() => e,
-                // The client closed: dropping the subscription ends the command.
-                m = socket.recv() => match m {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                    Some(Ok(_)) => continue,
-                },
+        Ok(mut sub) => {
+            // The client's side: its input goes to the kubelet in order; the
+            // pump ends when the client closes (or goes away).
+            let actors = kube.actors.clone();
+            let mut pump = tokio::spawn(async move {
+                let mut forward = takes_input;
+                while let Some(Ok(m)) = rx.next().await {
+                    let input = match m {
+                        Message::Close(_) => return,
+                        Message::Binary(b) if forward => input_of(&b),
+                        _ => None,
+                    };
+                    let Some(input) = input else { continue };
+                    let ask = ExecInput {
+                        session: session.clone(),
+                        input,
+                    };
+                    // A command that no longer takes input: the rest is
+                    // dropped while its output is still to come.
+                    if !matches!(actors.ask(&to, ask, INPUT_WAIT).await, Ok(Ok(()))) {
+                        forward = false;
+                    }
+                }
+            });
+            let end = loop {
+                let msg = tokio::select! {
+                    e = sub.next() => e,
+                    // The client closed: dropping the subscription ends the command.
+                    _ = &mut pump => return,
+                };
+                let sent = match msg {
+                    Ok(ExecEvent::Stdout(b)) => tx.send(framed(1, &b)).await,
+                    Ok(ExecEvent::Stderr(b)) => tx.send(framed(2, &b)).await,
+                    Ok(ExecEvent::Exit(code)) => break status(Some(code), ""),
+                    Err(crate::actor::SubscriptionEnd::Ended(why)) => break status(None, &why),
+                    Err(e) => break status(None, &e.to_string()),
+                };
+                if sent.is_err() {
+                    pump.abort();
+                    return;
+                }
             };
-            match msg {
-                Ok(ExecEvent::Stdout(b)) => {
-                    if socket.send(framed(1, &b)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(ExecEvent::Stderr(b)) => {
-                    if socket.send(framed(2, &b)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(ExecEvent::Exit(code)) => break status(Some(code), ""),
-                Err(crate::actor::SubscriptionEnd::Ended(why)) => break status(None, &why),
-                Err(e) => break status(None, &e.to_string()),
-            }
-        },
+            pump.abort();
+            end
+        }
     };
-    let _ = socket.send(framed(3, end.to_string().as_bytes())).await;
+    let _ = tx.send(framed(3, end.to_string().as_bytes())).await;
     // A normal closure (1000): the client reads it as the end of every
     // stream.
     let close = axum::extract::ws::CloseFrame {
         code: axum::extract::ws::close_code::NORMAL,
         reason: "".into(),
     };
-    let _ = socket.send(Message::Close(Some(close))).await;
+    let _ = tx.send(Message::Close(Some(close))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_become_input() {
+        assert_eq!(
+            input_of(b"\x00ls\n"),
+            Some(Input::Stdin(serde_bytes::ByteBuf::from(b"ls\n".to_vec())))
+        );
+        assert_eq!(
+            input_of(b"\x04{\"Width\":120,\"Height\":40}"),
+            Some(Input::Resize {
+                width: 120,
+                height: 40
+            })
+        );
+        assert_eq!(input_of(&[255, 0]), Some(Input::CloseStdin));
+        // Closing stdout or stderr is not the client's to do; garbage,
+        // an empty message and an unknown channel are nothing.
+        assert_eq!(input_of(&[255, 1]), None);
+        assert_eq!(input_of(b"\x04{not json"), None);
+        assert_eq!(input_of(b""), None);
+        assert_eq!(input_of(b"\x09x"), None);
+    }
 }

@@ -1,0 +1,151 @@
+//! The `kubelet` actor of a worker node: what other nodes ask of the pods
+//! running here. It answers `pods/log` (and follows logs), `Ping` from the
+//! node-lifecycle controller, and `kubectl exec`: the command's output
+//! streams back as a subscription, and the client's input (stdin, terminal
+//! resizes) arrives as [`ExecInput`] asks naming the exec's session, in
+//! order, each answered once the command's side has room for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{pod_uid, pods, Runtime};
+use crate::actor::{Actor, Ctx, Handler, Reply, Subscribe};
+use crate::api::logs::{Exec, ExecInput, FollowLogs, Input, PodLogs};
+use crate::store::{ReadRequest, Store};
+
+/// "Are you there?": the node-lifecycle controller asks the kubelet
+/// directly before it believes membership that a node is down.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ping;
+
+impl crate::actor::Message for Ping {
+    type Reply = String;
+}
+
+impl crate::actor::RemoteMessage for Ping {
+    const TAG: &'static str = "shoal.kubelet.ping/1";
+}
+
+/// Input queued for a running exec, at most this many pieces ahead of the
+/// command (each up to one WebSocket message of the client's).
+const INPUT_QUEUE: usize = 16;
+
+/// The execs that take input, by session.
+#[derive(Clone, Default)]
+pub struct ExecSessions(Arc<Mutex<HashMap<String, mpsc::Sender<Input>>>>);
+
+impl ExecSessions {
+    fn open(&self, session: &str) -> mpsc::Receiver<Input> {
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        self.map().insert(session.to_string(), tx);
+        rx
+    }
+
+    fn close(&self, session: &str) {
+        self.map().remove(session);
+    }
+
+    fn sender(&self, session: &str) -> Option<mpsc::Sender<Input>> {
+        self.map().get(session).cloned()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Input>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The `kubelet` actor.
+pub struct KubeletActor {
+    pub runtime: Arc<dyn Runtime>,
+    pub store: Store,
+    pub sessions: ExecSessions,
+}
+
+impl Actor for KubeletActor {}
+
+impl Handler<Ping> for KubeletActor {
+    fn handle(&mut self, _msg: Ping, _ctx: &mut Ctx<Self>) -> Reply<String> {
+        Reply::Now(self.store.node().to_string())
+    }
+}
+
+/// The uid of the pod a logs request names, as this node's store replica
+/// has it.
+async fn uid_of(store: &Store, namespace: &str, name: &str) -> Result<String, String> {
+    let key = pods().key(namespace, name);
+    let read = store
+        .read_state(ReadRequest::key(key))
+        .await
+        .map_err(|e| e.to_string())?;
+    let pod: Value = read
+        .kvs
+        .first()
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        .ok_or_else(|| format!("pod {name:?} not found on this node"))?;
+    Ok(pod_uid(&pod))
+}
+
+impl Handler<PodLogs> for KubeletActor {
+    fn handle(&mut self, msg: PodLogs, _ctx: &mut Ctx<Self>) -> Reply<Result<String, String>> {
+        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        Reply::Later(Box::pin(async move {
+            let uid = uid_of(&store, &msg.namespace, &msg.pod).await?;
+            runtime.logs(&msg, &uid).await
+        }))
+    }
+}
+
+impl Handler<Subscribe<Exec>> for KubeletActor {
+    fn handle(&mut self, msg: Subscribe<Exec>, _ctx: &mut Ctx<Self>) -> Reply<Result<(), String>> {
+        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        let (req, sink) = (msg.request, msg.sink);
+        // The session is open before the subscription is accepted, so the
+        // first input the API sends after it finds its way.
+        let input = (req.stdin || req.tty).then(|| self.sessions.open(&req.session));
+        let sessions = self.sessions.clone();
+        tokio::spawn(async move {
+            match uid_of(&store, &req.namespace, &req.pod).await {
+                Ok(uid) => runtime.exec(&req, &uid, input, sink).await,
+                Err(e) => sink.end(&e).await,
+            }
+            sessions.close(&req.session);
+        });
+        Reply::Now(Ok(()))
+    }
+}
+
+impl Handler<ExecInput> for KubeletActor {
+    fn handle(&mut self, msg: ExecInput, _ctx: &mut Ctx<Self>) -> Reply<Result<(), String>> {
+        let Some(tx) = self.sessions.sender(&msg.session) else {
+            return Reply::Now(Err(format!("no exec session {:?} here", msg.session)));
+        };
+        Reply::Later(Box::pin(async move {
+            tx.send(msg.input)
+                .await
+                .map_err(|_| "the command has ended".to_string())
+        }))
+    }
+}
+
+impl Handler<Subscribe<FollowLogs>> for KubeletActor {
+    fn handle(
+        &mut self,
+        msg: Subscribe<FollowLogs>,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<(), String>> {
+        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        let (req, sink) = (msg.request.0, msg.sink);
+        // Accepted at once; a pod that is not here ends the stream with why.
+        tokio::spawn(async move {
+            match uid_of(&store, &req.namespace, &req.pod).await {
+                Ok(uid) => runtime.follow(&req, &uid, sink).await,
+                Err(e) => sink.end(&e).await,
+            }
+        });
+        Reply::Now(Ok(()))
+    }
+}
