@@ -333,7 +333,12 @@ impl Node {
                 crate::api::logs::KUBELET,
                 kubelet_actor.clone(),
             );
-            registry.serve::<crate::kubelet::KubeletActor, crate::api::logs::ExecInput>(
+            registry
+                .serve_subscription::<crate::kubelet::KubeletActor, crate::api::logs::PortForward>(
+                    crate::api::logs::KUBELET,
+                    kubelet_actor.clone(),
+                );
+            registry.serve::<crate::kubelet::KubeletActor, crate::api::logs::SessionInput>(
                 crate::api::logs::KUBELET,
                 kubelet_actor.clone(),
             );

@@ -47,7 +47,7 @@ impl RemoteSubscription for FollowLogs {
 
 /// `kubectl exec`: runs `command` in the container's namespaces,
 /// streaming its output and then its exit code. With `stdin` or `tty`,
-/// the API sends the client's input as [`ExecInput`] asks naming
+/// the API sends the client's input as [`SessionInput`] asks naming
 /// `session`, in order, while the stream runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exec {
@@ -60,7 +60,7 @@ pub struct Exec {
     /// The command runs on a terminal (`kubectl exec -t`): its output
     /// comes as stdout alone, and resizes follow the client's.
     pub tty: bool,
-    /// Names the exec for its [`ExecInput`]s (random, from the API).
+    /// Names the exec for its [`SessionInput`]s (random, from the API).
     pub session: String,
 }
 
@@ -78,7 +78,8 @@ impl RemoteSubscription for Exec {
     type Event = ExecEvent;
 }
 
-/// The client's side of a running exec, in the order it was typed.
+/// The client's side of a running exec (or port-forward connection), in
+/// the order it was sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Input {
     Stdin(serde_bytes::ByteBuf),
@@ -91,18 +92,46 @@ pub enum Input {
     },
 }
 
-/// One [`Input`] for the exec named `session`; answered once the command's
-/// side has room for it (backpressure), or with why not.
+/// One [`Input`] for the exec or port-forward connection named `session`;
+/// answered once the other side has room for it (backpressure), or with
+/// why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecInput {
+pub struct SessionInput {
     pub session: String,
     pub input: Input,
 }
 
-impl Message for ExecInput {
+impl Message for SessionInput {
     type Reply = Result<(), String>;
 }
 
-impl RemoteMessage for ExecInput {
-    const TAG: &'static str = "shoal.kubelet.exec-input/1";
+impl RemoteMessage for SessionInput {
+    const TAG: &'static str = "shoal.kubelet.session-input/1";
+}
+
+/// `kubectl port-forward`: one connection to `port` of the pod, opened by
+/// the kubelet inside the pod's network namespace; what the pod sends
+/// streams back, and what the client sends follows as [`SessionInput`]s
+/// naming `session` (`Input::Stdin` its bytes, `Input::CloseStdin` its end).
+/// The stream ends when both sides have ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortForward {
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+    pub session: String,
+}
+
+/// What a port-forward connection streams back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardEvent {
+    /// Bytes the pod sent.
+    Data(serde_bytes::ByteBuf),
+    /// Why there is no connection (the last event).
+    Error(String),
+}
+
+impl RemoteSubscription for PortForward {
+    const TAG: &'static str = "shoal.kubelet.port-forward/1";
+    type Event = ForwardEvent;
 }

@@ -44,6 +44,7 @@ pub mod resources;
 pub mod rest;
 pub mod selectors;
 pub mod smp;
+pub mod spdy;
 pub mod store;
 
 use crate::membership::Membership;

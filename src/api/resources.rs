@@ -92,7 +92,7 @@ pub const RESOURCES: &[Resource] = &[
         &["po"],
         true,
         &["all"],
-        &["status", "log", "exec"],
+        &["status", "log", "exec", "portforward"],
     ),
     r(
         "",
@@ -299,6 +299,7 @@ impl Resource {
                 "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
                 "log" => ("Pod", "", "", &["get"]),
                 "exec" => ("PodExecOptions", "", "", &["create", "get"]),
+                "portforward" => ("PodPortForwardOptions", "", "", &["create", "get"]),
                 _ => (self.kind, "", "", &["get", "patch", "update"]),
             };
             let mut entry = json!({

@@ -43,6 +43,7 @@ mod bodies;
 mod delete;
 mod exec;
 mod logs;
+mod portforward;
 mod watch;
 
 use bodies::*;
@@ -171,6 +172,9 @@ async fn serve(
     };
     if t.sub.as_deref() == Some("exec") && t.name.is_some() {
         return exec::exec(kube, t, req).await;
+    }
+    if t.sub.as_deref() == Some("portforward") && t.name.is_some() {
+        return portforward::portforward(kube, t, req).await;
     }
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {

@@ -1,20 +1,23 @@
 //! The `kubelet` actor of a worker node: what other nodes ask of the pods
 //! running here. It answers `pods/log` (and follows logs), `Ping` from the
-//! node-lifecycle controller, and `kubectl exec`: the command's output
-//! streams back as a subscription, and the client's input (stdin, terminal
-//! resizes) arrives as [`ExecInput`] asks naming the exec's session, in
-//! order, each answered once the command's side has room for it.
+//! node-lifecycle controller, `kubectl exec` and `kubectl port-forward`:
+//! the command's output (or what the pod sends on the forwarded
+//! connection) streams back as a subscription, and the client's side
+//! (stdin, terminal resizes, bytes for the pod) arrives as [`SessionInput`]
+//! asks naming the session, in order, each answered once the other side
+//! has room for it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::{pod_uid, pods, Runtime};
 use crate::actor::{Actor, Ctx, Handler, Reply, Subscribe};
-use crate::api::logs::{Exec, ExecInput, FollowLogs, Input, PodLogs};
+use crate::api::logs::{Exec, FollowLogs, ForwardEvent, Input, PodLogs, PortForward, SessionInput};
 use crate::store::{ReadRequest, Store};
 
 /// "Are you there?": the node-lifecycle controller asks the kubelet
@@ -118,8 +121,8 @@ impl Handler<Subscribe<Exec>> for KubeletActor {
     }
 }
 
-impl Handler<ExecInput> for KubeletActor {
-    fn handle(&mut self, msg: ExecInput, _ctx: &mut Ctx<Self>) -> Reply<Result<(), String>> {
+impl Handler<SessionInput> for KubeletActor {
+    fn handle(&mut self, msg: SessionInput, _ctx: &mut Ctx<Self>) -> Reply<Result<(), String>> {
         let Some(tx) = self.sessions.sender(&msg.session) else {
             return Reply::Now(Err(format!("no exec session {:?} here", msg.session)));
         };
@@ -148,4 +151,84 @@ impl Handler<Subscribe<FollowLogs>> for KubeletActor {
         });
         Reply::Now(Ok(()))
     }
+}
+
+impl Handler<Subscribe<PortForward>> for KubeletActor {
+    fn handle(
+        &mut self,
+        msg: Subscribe<PortForward>,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<(), String>> {
+        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        let (req, sink) = (msg.request, msg.sink);
+        let input = self.sessions.open(&req.session);
+        let sessions = self.sessions.clone();
+        tokio::spawn(async move {
+            let stream = match uid_of(&store, &req.namespace, &req.pod).await {
+                Ok(uid) => runtime.connect(&uid, req.port).await.map_err(|e| {
+                    format!(
+                        "error forwarding port {} to pod {}, uid {uid}: {e}",
+                        req.port, req.pod
+                    )
+                }),
+                Err(e) => Err(e),
+            };
+            match stream {
+                Ok(stream) => forward(stream, input, sink).await,
+                Err(e) => {
+                    let _ = sink.send(&ForwardEvent::Error(e)).await;
+                    sink.end("no connection").await;
+                }
+            }
+            sessions.close(&req.session);
+        });
+        Reply::Now(Ok(()))
+    }
+}
+
+/// Relays one forwarded connection: what the pod sends into `sink` until
+/// it ends its side; the client's bytes from `input` to the pod, its end
+/// as a half-close. The client going away closes the connection.
+async fn forward(
+    stream: tokio::net::TcpStream,
+    mut input: mpsc::Receiver<Input>,
+    sink: crate::actor::Sink<ForwardEvent>,
+) {
+    let (mut from_pod, mut to_pod) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(i) = input.recv().await {
+            match i {
+                Input::Stdin(b) => {
+                    if to_pod.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+                Input::CloseStdin => {
+                    let _ = to_pod.shutdown().await;
+                    // Keep the half open to the end: dropping it would not
+                    // close the socket, the reader's half holds it.
+                    std::future::pending::<()>().await;
+                }
+                Input::Resize { .. } => {}
+            }
+        }
+    });
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = tokio::select! {
+            n = from_pod.read(&mut buf) => n,
+            _ = sink.closed() => break,
+        };
+        match n {
+            Ok(n) if n > 0 => {
+                let data = ForwardEvent::Data(serde_bytes::ByteBuf::from(buf[..n].to_vec()));
+                if sink.send(&data).await.is_err() {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    writer.abort();
+    sink.end("closed").await;
 }

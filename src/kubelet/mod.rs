@@ -134,6 +134,20 @@ pub trait Runtime: Send + Sync + 'static {
                 .await
         })
     }
+    /// `kubectl port-forward`: a TCP connection to `port` of the pod, as
+    /// seen from inside it (the default: no network to reach).
+    fn connect(
+        &self,
+        _uid: &str,
+        _port: u16,
+    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>> {
+        let name = self.name();
+        Box::pin(async move {
+            Err(format!(
+                "the {name} runtime has no pod network to forward to"
+            ))
+        })
+    }
     /// The pod's current state, if the runtime runs it.
     fn state(&self, _uid: &str) -> Option<PodState> {
         None

@@ -35,6 +35,7 @@ use crate::api::logs::PodLogs;
 use crate::api::objects;
 
 mod exec;
+mod forward;
 mod instance;
 mod logs;
 pub mod probe;
@@ -642,6 +643,24 @@ impl Runtime for ProcessRuntime {
 
     fn state(&self, uid: &str) -> Option<PodState> {
         lock(&self.inner.pods).get(uid).map(Self::state_of)
+    }
+
+    fn connect(
+        &self,
+        uid: &str,
+        port: u16,
+    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>> {
+        let ip = lock(&self.inner.pods)
+            .get(uid)
+            .map(|run| lock(&run.ip).clone());
+        let netns = self.inner.sandboxes.as_ref().map(|sb| sb.netns_path(uid));
+        let uid = uid.to_string();
+        Box::pin(async move {
+            match ip {
+                Some(ip) => forward::connect(netns, &ip, port).await,
+                None => Err(format!("pod {uid} is not running on this node")),
+            }
+        })
     }
 
     fn needs_config(&self) -> bool {

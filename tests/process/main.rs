@@ -9,8 +9,8 @@ use serde_json::Value;
 
 mod dev;
 mod kubectl;
-mod kubectl_exec;
 mod kubectl_process;
+mod kubectl_streams;
 
 /// Held by each test whose cluster gives pods CNI sandboxes: those use the
 /// bridges `shoal-<n>` and the default pod CIDR, one cluster at a time.

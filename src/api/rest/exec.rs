@@ -14,7 +14,7 @@ use axum::extract::FromRequestParts;
 use futures::{SinkExt, StreamExt};
 
 use super::*;
-use crate::api::logs::{Exec, ExecEvent, ExecInput, Input};
+use crate::api::logs::{Exec, ExecEvent, Input, SessionInput};
 
 /// The subprotocols spoken, best first.
 const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -175,7 +175,7 @@ async fn relay(kube: Arc<KubeApi>, node: String, req: Exec, socket: WebSocket) {
                         _ => None,
                     };
                     let Some(input) = input else { continue };
-                    let ask = ExecInput {
+                    let ask = SessionInput {
                         session: session.clone(),
                         input,
                     };

@@ -218,6 +218,11 @@ impl Sandboxes {
         format!("shoal-{}-{uid}", self.node)
     }
 
+    /// Where the network namespace of pod `uid` is mounted.
+    pub fn netns_path(&self, uid: &str) -> PathBuf {
+        Path::new(NETNS_DIR).join(self.netns_of(uid))
+    }
+
     fn ipc_of(&self, uid: &str) -> PathBuf {
         Path::new(IPC_DIR).join(self.netns_of(uid))
     }
