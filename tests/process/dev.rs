@@ -22,6 +22,14 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    // A failing assertion still stops the cluster (Ctrl-C), pods and all.
+    struct Interrupt(i32);
+    impl Drop for Interrupt {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0, libc::SIGINT) };
+        }
+    }
+    let interrupt = Interrupt(dev.id() as i32);
     let stdout = dev.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -100,14 +108,19 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
     };
     let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
         "spec": {"containers": [{"name": "c", "image": "none", "command": ["sleep", "3600"]}]}});
-    let created = curl(&[
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &pod.to_string(),
-        &format!("{server}/api/v1/namespaces/default/pods"),
-    ]);
-    assert_eq!(created["metadata"]["name"], "sleeper", "{created}");
+    // The system namespaces appear once the store has elected a leader,
+    // which READY does not wait for.
+    wait_for(Duration::from_secs(30), "the pod is created", || {
+        let created = curl(&[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &pod.to_string(),
+            &format!("{server}/api/v1/namespaces/default/pods"),
+        ]);
+        let made = created["metadata"]["name"] == "sleeper" || created["reason"] == "AlreadyExists";
+        made.then_some(()).ok_or_else(|| created.to_string())
+    });
     let pod_pid: i32 = wait_for(Duration::from_secs(30), "the pod runs", || {
         let p = curl(&[&format!("{server}/api/v1/namespaces/default/pods/sleeper")]);
         p.pointer("/status/containerStatuses/0/containerID")
@@ -133,6 +146,8 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
             .map_err(|e| e.to_string())?
             .ok_or("running".into())
     });
+    // Exited and reaped: its pid is no longer its own to signal.
+    std::mem::forget(interrupt);
     assert!(status.success(), "dev must exit 0 on Ctrl-C, got {status}");
     for pid in pids {
         let alive = unsafe { libc::kill(pid, 0) } == 0;
