@@ -587,6 +587,20 @@ async fn a_watch_older_than_the_cache_window_is_gone() {
     api.create(&PostParams::default(), &config_map("newer", &[]))
         .await
         .unwrap();
+    // Node 2 applied both before it stops, so the cache it loads on
+    // restart starts after `old` (a lagging follower's would not).
+    let before: Api<ConfigMap> = Api::default_namespaced(api_ready(&c, 2).await);
+    wait_until(Duration::from_secs(30), || {
+        let before = before.clone();
+        async move {
+            match before.get_opt("newer").await {
+                Ok(Some(_)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .expect("node 2 applies both writes");
     c.stop(2);
     c.restart(2).unwrap();
     let on2: Api<ConfigMap> = Api::default_namespaced(api_ready(&c, 2).await);
