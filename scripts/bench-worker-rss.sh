@@ -44,8 +44,20 @@ for _ in $(seq 1 120); do "$K" get node node-4 >/dev/null 2>&1 && break; sleep 0
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 sleep 10 # settle after start-up
 echo "idle RSS (kB): full nodes $(for p in "${pids[@]:0:3}"; do rss "$p"; done | tr '\n' ' ')| worker node-4 $(rss "${pids[3]}")"
-"$K" create deployment rss --image=none --replicas=100 -- sleep 3600 >/dev/null
-"$K" patch deployment rss --type=merge -p '{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/hostname":"node-4"}}}}}' >/dev/null
+"$K" apply -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rss}
+spec:
+  replicas: 100
+  selector: {matchLabels: {app: rss}}
+  template:
+    metadata: {labels: {app: rss}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: node-4}
+      containers:
+      - {name: sleep, image: none, command: [sleep, "3600"]}
+EOF
 "$K" rollout status deployment/rss --timeout=180s >/dev/null
 sleep 10
 echo "with 100 pods on node-4, RSS (kB): full nodes $(for p in "${pids[@]:0:3}"; do rss "$p"; done | tr '\n' ' ')| worker node-4 $(rss "${pids[3]}")"

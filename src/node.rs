@@ -222,6 +222,9 @@ impl Node {
         let singletons = crate::store::singleton::SingletonHost::start(store.clone(), leader_only);
 
         // Consumer 2: nodes with the store role join the store as learners.
+        // Until gossip tells who has that role, the configured peers are
+        // the replicas a node without one asks.
+        store.set_replicas(cfg.peers.iter().map(|p| p.name.clone()).collect());
         let mut events = membership.subscribe(1024).await?;
         let admit = store.clone();
         let me = cfg.name.clone();
@@ -239,6 +242,9 @@ impl Node {
                             } else {
                                 candidates.remove(&ev.name);
                             }
+                            // Where this node's requests go while it holds
+                            // no replica (a worker-only node).
+                            admit.set_replicas(candidates.iter().cloned().collect());
                         }
                     },
                     _ = tick.tick() => {

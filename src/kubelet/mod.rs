@@ -468,10 +468,12 @@ impl Kubelet {
         for (key, pod, rev) in bound {
             self.sync_pod(key, pod, rev, &mut known, reporter).await;
         }
+        // This node's replica, or, on a worker-only node, another's.
+        let replica = self.store.watch_replica();
         let mut sub = self
             .store
             .watch_filtered(
-                &self.spec.name,
+                &replica,
                 &pods().prefix(None),
                 listed.revision + 1,
                 Some(filter),
@@ -488,7 +490,7 @@ impl Kubelet {
                 };
                 let sub = self
                     .store
-                    .watch(&self.spec.name, &res.prefix(None), listed.revision + 1)
+                    .watch(&replica, &res.prefix(None), listed.revision + 1)
                     .await
                     .map_err(|e| e.to_string())?;
                 configs.push((

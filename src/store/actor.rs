@@ -174,6 +174,17 @@ impl Handler<ReadIndex> for StoreActor {
     }
 }
 
+impl Handler<super::service::ClientRead> for StoreActor {
+    fn handle(
+        &mut self,
+        msg: super::service::ClientRead,
+        _ctx: &mut Ctx<Self>,
+    ) -> Reply<Result<super::service::ReadResult, ClientError>> {
+        let store = self.store.clone();
+        Reply::later(async move { store.read_for_peer(msg.0).await })
+    }
+}
+
 impl Handler<crate::actor::Subscribe<super::watch::Watch>> for StoreActor {
     fn handle(
         &mut self,
@@ -196,5 +207,6 @@ pub fn serve(registry: &crate::actor::Registry, addr: crate::actor::Addr<StoreAc
     registry.serve::<StoreActor, super::service::ClientWriteMany>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ClientCompact>(ACTOR, addr.clone());
     registry.serve::<StoreActor, ReadIndex>(ACTOR, addr.clone());
+    registry.serve::<StoreActor, super::service::ClientRead>(ACTOR, addr.clone());
     registry.serve_subscription::<StoreActor, super::watch::Watch>(ACTOR, addr);
 }

@@ -28,8 +28,10 @@ use super::network::ACTOR;
 use super::TypeConfig;
 
 mod many;
+mod remote;
 use crate::actor::{ActorPath, ActorSystem, AskError, RemoteMessage};
 pub use many::{ClientWriteMany, ManyResults, MAX_TXNS as MAX_WRITE_MANY};
+pub use remote::ClientRead;
 
 /// The budget of one forwarding attempt to the leader.
 const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);
@@ -185,6 +187,8 @@ pub struct Store {
     /// their streams.
     watch: Option<(super::watch::Hub, Duration)>,
     started: std::time::Instant,
+    /// Where a node without a replica sends its requests.
+    replicas: Arc<std::sync::Mutex<remote::Replicas>>,
 }
 
 impl Store {
@@ -207,6 +211,7 @@ impl Store {
             leader_contact: Arc::default(),
             watch: None,
             started: std::time::Instant::now(),
+            replicas: Arc::default(),
         }
     }
 
@@ -403,9 +408,17 @@ impl Store {
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let res = match tokio::time::timeout_at(deadline, local()).await {
-                Ok(r) => r,
-                Err(_) => return Err(self.timeout_error()),
+            // A node without a replica asks the leader, or a replica that
+            // names it (see `remote`).
+            let res = if self.is_replica() {
+                match tokio::time::timeout_at(deadline, local()).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(self.timeout_error()),
+                }
+            } else {
+                Err(ClientError::NotLeader {
+                    leader: self.remote_target(),
+                })
             };
             match res {
                 Err(ClientError::NotLeader { leader: Some(name) }) if name != self.node => {
@@ -426,6 +439,16 @@ impl Store {
                         _ = changed => return Err(ClientError::LeaderChanged),
                     };
                     match outcome {
+                        Ok(Err(ClientError::NotLeader { leader })) if !self.is_replica() => {
+                            let learned = leader.is_some();
+                            self.remote_answer(&name, leader);
+                            if learned {
+                                continue;
+                            }
+                        }
+                        Err(AskError::Unreachable(..)) if !self.is_replica() => {
+                            self.remote_answer(&name, None)
+                        }
                         Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
                         }
                         Ok(r) => return r,
@@ -535,6 +558,9 @@ impl Store {
             let mut r = self.read_state(req).await?;
             r.stale = true;
             return Ok(r);
+        }
+        if !self.is_replica() {
+            return self.read_remote(req).await;
         }
         let started = tokio::time::Instant::now();
         // Reads change nothing, so a leader change mid-flight is not

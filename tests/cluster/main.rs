@@ -19,6 +19,7 @@ mod singleton;
 mod store;
 mod transport;
 mod watch;
+mod workers;
 
 use std::time::Duration;
 

@@ -1,0 +1,93 @@
+//! A worker-only node (roles = ["worker"]): it holds no store replica, yet
+//! its kubelet registers, runs the pods bound to it and reports them
+//! through the replicas, and keeps doing so when the leader dies.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use shoal::config::Role;
+use shoal::testing::{wait_until, TestCluster};
+
+use crate::kube_api::api_ready;
+
+fn pod_on(name: &str, node: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "worker-only"}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap()
+}
+
+/// Waits until pod `name` is Running.
+async fn running(pods: &Api<Pod>, name: &str) {
+    wait_until(Duration::from_secs(30), || {
+        let pods = pods.clone();
+        let name = name.to_string();
+        async move {
+            let p = pods.get(&name).await.map_err(|e| e.to_string())?;
+            match p.status.and_then(|s| s.phase) {
+                Some(phase) if phase == "Running" => Ok(()),
+                other => Err(format!("{name}: {other:?}")),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} runs on the worker: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_only_node_runs_pods_without_a_replica_and_outlives_the_leader() {
+    let mut c = TestCluster::start_with(4, |cfg| {
+        if cfg.name == "node-4" {
+            cfg.roles = vec![Role::Worker];
+        }
+    })
+    .unwrap();
+    let leader = c.wait_leader(1).await;
+    // The client talks to an API node that is not the leader, which dies.
+    let via = (1..=3).find(|&i| i != leader).unwrap();
+    let k = api_ready(&c, via).await;
+    let nodes: Api<Node> = Api::all(k.clone());
+    wait_until(Duration::from_secs(30), || {
+        let nodes = nodes.clone();
+        async move {
+            nodes
+                .get_opt("node-4")
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|_| ())
+                .ok_or_else(|| "node-4 not registered".to_string())
+        }
+    })
+    .await
+    .expect("the worker registers its Node");
+    let pods: Api<Pod> = Api::default_namespaced(k);
+    pods.create(&PostParams::default(), &pod_on("w1", "node-4"))
+        .await
+        .unwrap();
+    running(&pods, "w1").await;
+    // It holds no replica: the leader admits store nodes only.
+    let status = c.node(leader).store.status();
+    assert_eq!(status.role_of("node-4"), "none", "{status:?}");
+    assert!(!c.node(4).store.is_replica());
+
+    // The leader (perhaps the replica the worker watches) dies: the worker
+    // finds the new one and another replica to watch.
+    c.kill(leader);
+    let old = format!("node-{leader}");
+    wait_until(Duration::from_secs(20), || async {
+        let s = c.on(via, |h| async move { h.store.status() }).await;
+        match s.leader {
+            Some(l) if l != old => Ok(()),
+            other => Err(format!("leader {other:?}")),
+        }
+    })
+    .await
+    .expect("a new leader");
+    pods.create(&PostParams::default(), &pod_on("w2", "node-4"))
+        .await
+        .unwrap();
+    running(&pods, "w2").await;
+}
