@@ -45,6 +45,19 @@ pub mod shim;
 mod supervisor;
 pub mod volumes;
 
+/// Undoes, in a forked child before it execs a container's command, the
+/// `PR_SET_THP_DISABLE` that `shoal` sets for itself (see `main.rs`): the
+/// flag is inherited across fork and exec, and containers get the
+/// machine's transparent huge page policy as under any other runtime.
+/// Only a system call, so it is async-signal-safe as `pre_exec` requires.
+pub(crate) fn machine_thp_policy() -> std::io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub use instance::{kill_leftovers_now, stop_leftovers};
 use instance::{terminate, Adopted, Persisted, Waiter};
 use setup::{save_pod, Creation, Net, Volumes};

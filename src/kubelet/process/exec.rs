@@ -63,6 +63,10 @@ pub async fn run(
         c
     };
     cmd.env_clear().envs(env).kill_on_drop(true);
+    // SAFETY: only a system call between fork and exec.
+    unsafe {
+        cmd.pre_exec(super::machine_thp_policy);
+    }
     let code = if tty {
         on_terminal(cmd, program, input, &sink).await
     } else {

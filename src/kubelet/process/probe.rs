@@ -159,6 +159,10 @@ impl Probe {
                             c
                         }
                     };
+                    // SAFETY: only a system call between fork and exec.
+                    unsafe {
+                        cmd.pre_exec(super::machine_thp_policy);
+                    }
                     let out = cmd
                         .envs(env.iter().cloned())
                         .stdin(std::process::Stdio::null())

@@ -249,9 +249,11 @@ pub fn run(base: &Path, workdir: Option<&Path>, sandbox: Option<&str>, argv: &[S
         Err(why) => return fail(format!("entering the pod sandbox: {why}")),
     };
     let mut cmd = Command::new(program);
-    if enter != Enter::default() {
-        // SAFETY: `Entry::enter` only makes async-signal-safe system calls.
-        unsafe {
+    // SAFETY: `Entry::enter` and `machine_thp_policy` only make
+    // async-signal-safe system calls.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, super::machine_thp_policy);
+        if enter != Enter::default() {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || entry.enter());
         }
     }

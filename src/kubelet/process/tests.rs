@@ -533,3 +533,39 @@ async fn a_container_sees_only_its_own_environment() {
     assert!(!env.contains("MIMALLOC"), "{env}");
     rt.stop("e", Duration::ZERO).await;
 }
+
+/// `shoal` turns transparent huge pages off for itself (main.rs), which
+/// children inherit: a container gets the machine's policy back.
+#[tokio::test]
+async fn a_container_gets_the_machines_huge_page_policy_not_the_agents() {
+    // As in the `shoal` binary (this test process stands for the agent;
+    // the shim sets the same for itself).
+    // SAFETY: prctl with integer arguments only.
+    assert_eq!(
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) },
+        0
+    );
+    let dir = tmp();
+    let rt = runtime(&dir);
+    let out = dir.path().join("thp");
+    let p = pod(
+        "thp",
+        "Never",
+        json!([
+            "sh",
+            "-c",
+            format!("grep THP_enabled /proc/self/status > {}", out.display())
+        ]),
+    );
+    rt.start(&p).await;
+    until(&rt, "thp", "done", |c| {
+        matches!(c.state, ContainerState::Terminated { .. })
+    })
+    .await;
+    let status = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        status.split_whitespace().collect::<Vec<_>>(),
+        ["THP_enabled:", "1"]
+    );
+    rt.stop("thp", Duration::ZERO).await;
+}
