@@ -410,7 +410,8 @@ impl Store {
         loop {
             // A node without a replica asks the leader, or a replica that
             // names it (see `remote`).
-            let res = if self.is_replica() {
+            let replica = self.is_replica();
+            let res = if replica {
                 match tokio::time::timeout_at(deadline, local()).await {
                     Ok(r) => r,
                     Err(_) => return Err(self.timeout_error()),
@@ -427,8 +428,11 @@ impl Store {
                         .min(FORWARD_ATTEMPT);
                     let to = ActorPath::new(ACTOR, &name);
                     let ask = self.actors.ask(&to, remote(), left);
+                    // This node's view of the leader says something only
+                    // on a replica (one still joining learns the leader
+                    // while its first forwarded write is in flight).
                     let changed = async {
-                        if ambiguous_on_change {
+                        if ambiguous_on_change && replica {
                             self.leader_changed().await
                         } else {
                             std::future::pending().await
@@ -439,14 +443,14 @@ impl Store {
                         _ = changed => return Err(ClientError::LeaderChanged),
                     };
                     match outcome {
-                        Ok(Err(ClientError::NotLeader { leader })) if !self.is_replica() => {
+                        Ok(Err(ClientError::NotLeader { leader })) if !replica => {
                             let learned = leader.is_some();
                             self.remote_answer(&name, leader);
                             if learned {
                                 continue;
                             }
                         }
-                        Err(AskError::Unreachable(..)) if !self.is_replica() => {
+                        Err(AskError::Unreachable(..)) if !replica => {
                             self.remote_answer(&name, None)
                         }
                         Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
