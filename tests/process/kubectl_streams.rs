@@ -2,6 +2,7 @@
 //! `exec -i` and `-t`: stdin reaches the command in order and its end ends
 //! the command (v5's close signal); on a terminal the command sees a tty
 //! of the client's size, its input echoed and its exit code returned.
+//! `cp`: a file into the pod's emptyDir and back (tar over exec -i).
 //! `port-forward`: over the WebSocket tunnel (kubectl's default) and plain
 //! SPDY (its fallback), to a server bound to the pod's localhost, several
 //! connections at once, a megabyte each way with half-closes, and a port
@@ -23,6 +24,8 @@ spec:
     image: busybox
     command: ["sleep", "3600"]
     env: [{name: GREETING, value: hello-from-the-pod}]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, emptyDir: {}}]
 "#;
 
 /// Drives kubectl on a pseudo-terminal of 33 rows and 101 columns, as a
@@ -128,6 +131,18 @@ fn kubectl_exec_with_stdin_and_a_terminal() {
     assert!(shown.contains("hi-42 xterm"), "{shown}");
     // The terminal echoed what was typed (the unexpanded line).
     assert!(shown.contains("hi-$((6*7))"), "{shown}");
+
+    // cp: `tar` through exec -i, both ways, into the pod's own volume.
+    let local = k.file("notes.txt", "first line\nsecond line\n");
+    k.ok(&["cp", &local, "box:/data/notes.txt"]);
+    let inside = k.ok(&["exec", "box", "--", "cat", "/data/notes.txt"]);
+    assert_eq!(inside, "first line\nsecond line\n");
+    let back = k.dir().join("back.txt");
+    k.ok(&["cp", "box:/data/notes.txt", back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "first line\nsecond line\n"
+    );
 }
 
 const ECHO: &str = r#"apiVersion: v1
