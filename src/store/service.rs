@@ -456,7 +456,14 @@ impl Store {
                         Ok(Err(ClientError::NotLeader { .. })) | Err(AskError::Unreachable(..)) => {
                         }
                         Ok(r) => return r,
-                        Err(AskError::Timeout) => return Err(ClientError::Timeout),
+                        Err(AskError::Timeout) => {
+                            // Without a replica, a silent leader (dead, not
+                            // yet declared down) is not asked first again.
+                            if !replica {
+                                self.remote_answer(&name, None);
+                            }
+                            return Err(ClientError::Timeout);
+                        }
                         Err(e) => return Err(ClientError::Unavailable(e.to_string())),
                     }
                 }
