@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use shoal::actor::diag::{Echo, Record, RecordedCount, ACTOR};
 use shoal::actor::ActorPath;
-use shoal::testing::TestCluster;
+use shoal_harness::TestCluster;
 use shoal::transport::frame::{read_frame, write_frame};
 use shoal::transport::tls::{quic_client_config, quic_server_config, TlsMaterial};
 

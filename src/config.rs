@@ -7,11 +7,17 @@
 //! Tests build configs with [`NodeConfig::for_test`], which binds
 //! `127.0.0.1:0` everywhere.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use shoal_api::config::KubeApiConfig;
+pub use shoal_control::config::ControlPlaneConfig;
+pub use shoal_fabric::config::{
+    is_node_name, node_name, Auth, Capacity, Gossip, Listen, Peer, Role, Tls, Transport,
+};
+pub use shoal_kubelet::config::KubeletConfig;
+pub use shoal_store::config::StoreConfig;
 
 /// What is wrong with a config, naming the field.
 #[derive(Debug, thiserror::Error)]
@@ -31,313 +37,6 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field,
         reason: reason.into(),
-    }
-}
-
-/// A role a node can take. The API role is static (DESIGN §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Serves the HTTPS API (kubectl and the shoal CLI talk to it).
-    Api,
-    /// May hold a store replica.
-    Store,
-    /// Runs pods (kubelet and proxy).
-    Worker,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Api => "api",
-            Role::Store => "store",
-            Role::Worker => "worker",
-        }
-    }
-}
-
-/// Another node this node knows from the start (from `shoal init`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Peer {
-    pub name: String,
-    pub gossip: SocketAddr,
-    pub quic: SocketAddr,
-    #[serde(default)]
-    pub api: Option<SocketAddr>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Listen {
-    /// QUIC actor transport (UDP).
-    pub quic: SocketAddr,
-    /// SWIM gossip (UDP, AEAD).
-    pub gossip: SocketAddr,
-    /// HTTPS API.
-    pub api: SocketAddr,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tls {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Auth {
-    pub admin_token_file: PathBuf,
-}
-
-/// SWIM timing. See docs/ARCHITECTURE.md "Failure detection time" for the
-/// formula these produce.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Gossip {
-    pub key_file: PathBuf,
-    pub probe_period_ms: u64,
-    pub probe_rtt_ms: u64,
-    /// Suspicion timeout for a cluster of up to 10 nodes; it grows with
-    /// `log10(N)` beyond that.
-    pub suspect_to_down_ms: u64,
-    pub gossip_period_ms: u64,
-    pub gossip_fanout: usize,
-    /// How often a node with no live peers re-announces to its seeds, and
-    /// how often every node re-announces to members it believes down.
-    pub announce_period_ms: u64,
-    pub max_packet_size: usize,
-}
-
-impl Default for Gossip {
-    fn default() -> Self {
-        Gossip {
-            key_file: PathBuf::from("gossip.key"),
-            probe_period_ms: 500,
-            probe_rtt_ms: 200,
-            suspect_to_down_ms: 2_000,
-            gossip_period_ms: 200,
-            gossip_fanout: 3,
-            announce_period_ms: 1_000,
-            max_packet_size: 1_200,
-        }
-    }
-}
-
-impl Gossip {
-    pub fn probe_period(&self) -> Duration {
-        Duration::from_millis(self.probe_period_ms)
-    }
-    pub fn probe_rtt(&self) -> Duration {
-        Duration::from_millis(self.probe_rtt_ms)
-    }
-    /// Suspicion timeout for a cluster of `n` members: the configured value
-    /// up to 10 nodes, then scaled by `log10(n)` as memberlist does.
-    pub fn suspect_to_down(&self, n: usize) -> Duration {
-        let scale = (n.max(1) as f64).log10().max(1.0);
-        Duration::from_millis((self.suspect_to_down_ms as f64 * scale) as u64)
-    }
-    /// Upper bound on the time for every member to see a crash as `down`:
-    /// one probe period to notice, a probe round trip plus indirect probes,
-    /// the suspicion timeout, and a few gossip rounds to spread the verdict.
-    pub fn down_detection_bound(&self, n: usize) -> Duration {
-        self.probe_period() * 2
-            + self.probe_rtt() * 2
-            + self.suspect_to_down(n)
-            + Duration::from_millis(self.gossip_period_ms) * 3
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Transport {
-    /// Largest envelope frame accepted or sent (at least 4 MiB).
-    pub max_frame_bytes: usize,
-    pub connect_timeout_ms: u64,
-    pub idle_timeout_ms: u64,
-    pub keep_alive_ms: u64,
-    /// Buffered events per subscription before the subscriber is cut off.
-    pub subscription_buffer: usize,
-    /// Mailbox capacity of local actors.
-    pub mailbox_capacity: usize,
-}
-
-impl Default for Transport {
-    fn default() -> Self {
-        Transport {
-            max_frame_bytes: 8 * 1024 * 1024,
-            connect_timeout_ms: 2_000,
-            idle_timeout_ms: 10_000,
-            keep_alive_ms: 2_000,
-            subscription_buffer: 1_024,
-            mailbox_capacity: 1_024,
-        }
-    }
-}
-
-/// Resources this node offers to pods; advertised in node metadata.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Capacity {
-    pub cpu_millis: u64,
-    pub memory_bytes: u64,
-    pub pods: u32,
-}
-
-impl Default for Capacity {
-    fn default() -> Self {
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1) as u64;
-        Capacity {
-            cpu_millis: cpus * 1000,
-            memory_bytes: 8 << 30,
-            pods: 110,
-        }
-    }
-}
-
-/// The replicated store (Raft + redb).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// The nodes that form the first Raft configuration (`shoal init`
-    /// writes the first 3). The first of them initializes the cluster.
-    pub initial_voters: Vec<String>,
-    /// redb page cache per database, in MiB.
-    pub cache_mb: usize,
-    pub heartbeat_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many log entries.
-    pub snapshot_every: u64,
-    /// Log entries kept behind the newest snapshot (the rest are purged).
-    pub logs_to_keep: u64,
-    /// Revisions of history kept before automatic compaction.
-    pub history_revisions: u64,
-    /// The state machine is made durable at most this often (like etcd's
-    /// backend batch interval); the fsynced Raft log replays what a crash
-    /// lost. 0 makes every apply durable.
-    pub apply_sync_ms: u64,
-    /// Budget of one client write or read, forwarding included.
-    pub request_timeout_ms: u64,
-    /// Voters autopilot keeps when there are enough healthy nodes.
-    pub voters: usize,
-    /// A voter SWIM shows `down` this long is replaced (never shorter than
-    /// a snapshot transfer or the gossip suspicion timeout).
-    pub autopilot_down_after_ms: u64,
-    /// 32-byte key (hex) sealing values under `/registry/secrets/`.
-    pub secrets_key_file: PathBuf,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            initial_voters: Vec::new(),
-            cache_mb: 64,
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
-            snapshot_every: 10_000,
-            logs_to_keep: 1_000,
-            history_revisions: 10_000,
-            apply_sync_ms: 100,
-            request_timeout_ms: 5_000,
-            voters: 3,
-            autopilot_down_after_ms: 30_000,
-            secrets_key_file: PathBuf::from("secrets.key"),
-        }
-    }
-}
-
-/// The Kubernetes API of a node with the api role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KubeApiConfig {
-    /// Cluster IPs of Services come from this range (.1 is kept for the
-    /// API's own Service).
-    pub service_cidr: String,
-    /// NodePort Services take ports from this range.
-    pub node_port_range: String,
-}
-
-impl Default for KubeApiConfig {
-    fn default() -> Self {
-        KubeApiConfig {
-            service_cidr: "10.96.0.0/12".into(),
-            node_port_range: "30000-32767".into(),
-        }
-    }
-}
-
-/// The scheduler and controllers (run on the store leader).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ControlPlaneConfig {
-    /// How long pods stay on a node found unreachable (membership `down`
-    /// and its kubelet silent) before they are evicted, unless they
-    /// tolerate it for another time. Never below the suspicion timeout.
-    pub eviction_toleration_ms: u64,
-    /// Evictions per second, cluster-wide.
-    pub evictions_per_second: f64,
-    /// "LeastAllocated" (spread, the default) or "MostAllocated" (bin packing).
-    pub scoring: String,
-    /// Share of feasible nodes to find before scoring (0: adaptive, as
-    /// kube-scheduler's percentageOfNodesToScore).
-    pub percentage_of_nodes_to_score: u32,
-    /// Concurrent reconciles per controller.
-    pub workers: usize,
-}
-
-impl Default for ControlPlaneConfig {
-    fn default() -> Self {
-        ControlPlaneConfig {
-            eviction_toleration_ms: 2_000,
-            evictions_per_second: 200.0,
-            scoring: "LeastAllocated".into(),
-            percentage_of_nodes_to_score: 0,
-            workers: 4,
-        }
-    }
-}
-
-/// The node agent of a worker node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KubeletConfig {
-    /// "process" (the default: each container's command runs as a
-    /// supervised process; pod dirs and logs under `<data_dir>/pods`) or
-    /// "sim" (hollow pods, for scale runs).
-    pub runtime: String,
-    /// First restart back-off of a failing container, doubled per restart.
-    pub restart_backoff_ms: u64,
-    /// The back-off's cap.
-    pub restart_backoff_max_ms: u64,
-    /// The `shoal` binary whose `shim` subcommand runs each container
-    /// instance (empty: this binary).
-    pub shim: PathBuf,
-    /// Pod networking of the process runtime: "cni" (a network namespace
-    /// per pod through the CNI bridge plugin; needs root and the plugins),
-    /// "host" (the host's network, a loopback address per pod) or "auto"
-    /// (cni when it can).
-    pub network: String,
-    /// The pods' addresses: node n takes the nth /24 (it must not overlap
-    /// a host route).
-    pub pod_cidr: String,
-}
-
-impl Default for KubeletConfig {
-    fn default() -> Self {
-        KubeletConfig {
-            runtime: "process".into(),
-            restart_backoff_ms: 10_000,
-            restart_backoff_max_ms: 300_000,
-            shim: PathBuf::new(),
-            network: "auto".into(),
-            pod_cidr: "10.88.0.0/16".into(),
-        }
     }
 }
 
@@ -591,7 +290,7 @@ impl NodeConfig {
             ));
         }
         if let Err(e) =
-            crate::api::alloc::Ranges::new(&self.api.service_cidr, &self.api.node_port_range)
+            crate::model::alloc::Ranges::new(&self.api.service_cidr, &self.api.node_port_range)
         {
             return Err(invalid("api.service_cidr", e));
         }
@@ -662,26 +361,10 @@ impl NodeConfig {
     }
 }
 
-/// `node-1` … `node-N`.
-pub fn node_name(index: usize) -> String {
-    format!("node-{index}")
-}
-
-/// True for `node-N` with N a positive integer without leading zeros.
-pub fn is_node_name(s: &str) -> bool {
-    match s.strip_prefix("node-") {
-        Some(n) => {
-            !n.is_empty()
-                && !n.starts_with('0')
-                && n.len() <= 9
-                && n.bytes().all(|b| b.is_ascii_digit())
-        }
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -1,42 +1,43 @@
 //! shoal: a Kubernetes-shaped container orchestrator built as a distributed
-//! actor system.
+//! actor system. This root package is the `shoal` binary: the command line
+//! (`cli`), the node config file (`config`), the data dir (`datadir`), the
+//! wiring of one node's components (`node`) and an in-process cluster of
+//! nodes (`local`, for `shoal sim` and the test harness).
 //!
-//! Every node runs the same binary. Components are actors addressed as
-//! `name@node`; they talk over QUIC with mutual TLS (`transport`), find each
-//! other and detect failures with SWIM gossip (`membership`), and are wired
-//! together in one place (`node`). See `docs/ARCHITECTURE.md` for the map.
+//! The components are library crates under `crates/`, each a layer that
+//! depends only on the layers below it (the compiler keeps it so, and
+//! `scripts/check-layers.py` checks the graph):
 //!
 //! ```text
-//!   cli ──HTTPS──► api ──► membership (foca over AEAD UDP)
-//!                   │            │ member events
-//!                   ▼            ▼
-//!               actor layer ◄── transport (quinn + rustls mTLS, faults)
+//!   shoal (this package: cli, config, node wiring, local clusters)
+//!     │
+//!   shoal-api (HTTP)   shoal-control (scheduler,      shoal-kubelet (agent,
+//!     │                 controllers)                   runtimes)
+//!     ├──────────────────────┼─────────────────────────────┤
+//!     │              shoal-kubelet-proto (kubelet wire protocol; not control→kubelet)
+//!   shoal-model (Kubernetes object model, watch cache)
+//!     │
+//!   shoal-store (Raft + redb MVCC store)
+//!     │
+//!   shoal-fabric (actors, QUIC transport, SWIM membership, pki, metrics)
 //! ```
+//!
+//! `shoal-harness` is the dev-only test harness. The layers are re-exported
+//! here under their component names (`shoal::store`, `shoal::api`, …) for
+//! the binary and the tests. See `docs/ARCHITECTURE.md` for the map.
 
-pub mod actor;
-pub mod api;
-pub mod chaos;
 pub mod cli;
 pub mod config;
-pub mod controllers;
 pub mod datadir;
-pub mod kubelet;
-pub mod membership;
-pub mod metrics;
+pub mod local;
 pub mod node;
-pub mod pki;
-pub mod scheduler;
-pub mod store;
-pub mod testing;
-pub mod transport;
 
-/// The shoal version carried in node metadata and `/version`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Installs the ring crypto provider as the process default, once.
-///
-/// Every TLS config in shoal is also built with an explicit ring provider, so
-/// this only matters for code that asks rustls for the process default.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use shoal_api as api;
+pub use shoal_control::{controllers, scheduler};
+pub use shoal_fabric::{
+    actor, chaos, install_crypto_provider, membership, metrics, pki, transport, VERSION,
+};
+pub use shoal_kubelet as kubelet;
+pub use shoal_kubelet_proto as kubelet_proto;
+pub use shoal_model as model;
+pub use shoal_store as store;

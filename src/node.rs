@@ -49,7 +49,7 @@ pub struct NodeHandle {
     /// The replicated store, as seen from this node.
     pub store: Store,
     /// This node's watch cache of the Kubernetes objects.
-    pub cache: crate::api::cache::Cache,
+    pub cache: crate::model::cache::Cache,
 }
 
 /// Start options that are not configuration (tests, tools).
@@ -201,9 +201,9 @@ impl Node {
         // node without the API role starts it only when it first leads: a
         // copy of every object is the largest memory cost of a node.
         let cache = if cfg.has_role(crate::config::Role::Api) {
-            crate::api::cache::Cache::start(store.clone())
+            crate::model::cache::Cache::start(store.clone())
         } else {
-            crate::api::cache::Cache::lazy(store.clone())
+            crate::model::cache::Cache::lazy(store.clone())
         };
 
         // Consumer 3: autopilot and the control plane, leader-follow
@@ -257,7 +257,7 @@ impl Node {
 
         let kube = if cfg.has_role(crate::config::Role::Api) {
             let ranges =
-                crate::api::alloc::Ranges::new(&cfg.api.service_cidr, &cfg.api.node_port_range)
+                crate::model::alloc::Ranges::new(&cfg.api.service_cidr, &cfg.api.node_port_range)
                     .map_err(|e| anyhow::anyhow!("api: {e}"))?;
             let kube = Arc::new(crate::api::rest::KubeApi {
                 cache: cache.clone(),
@@ -326,30 +326,30 @@ impl Node {
                 },
                 mailbox,
             );
-            registry.serve::<crate::kubelet::KubeletActor, crate::api::logs::PodLogs>(
-                crate::api::logs::KUBELET,
+            registry.serve::<crate::kubelet::KubeletActor, crate::kubelet_proto::PodLogs>(
+                crate::kubelet_proto::KUBELET,
                 kubelet_actor.clone(),
             );
             registry
-                .serve_subscription::<crate::kubelet::KubeletActor, crate::api::logs::FollowLogs>(
-                    crate::api::logs::KUBELET,
+                .serve_subscription::<crate::kubelet::KubeletActor, crate::kubelet_proto::FollowLogs>(
+                    crate::kubelet_proto::KUBELET,
                     kubelet_actor.clone(),
                 );
-            registry.serve_subscription::<crate::kubelet::KubeletActor, crate::api::logs::Exec>(
-                crate::api::logs::KUBELET,
+            registry.serve_subscription::<crate::kubelet::KubeletActor, crate::kubelet_proto::Exec>(
+                crate::kubelet_proto::KUBELET,
                 kubelet_actor.clone(),
             );
             registry
-                .serve_subscription::<crate::kubelet::KubeletActor, crate::api::logs::PortForward>(
-                    crate::api::logs::KUBELET,
+                .serve_subscription::<crate::kubelet::KubeletActor, crate::kubelet_proto::PortForward>(
+                    crate::kubelet_proto::KUBELET,
                     kubelet_actor.clone(),
                 );
-            registry.serve::<crate::kubelet::KubeletActor, crate::api::logs::SessionInput>(
-                crate::api::logs::KUBELET,
+            registry.serve::<crate::kubelet::KubeletActor, crate::kubelet_proto::SessionInput>(
+                crate::kubelet_proto::KUBELET,
                 kubelet_actor.clone(),
             );
-            registry.serve::<crate::kubelet::KubeletActor, crate::kubelet::Ping>(
-                crate::api::logs::KUBELET,
+            registry.serve::<crate::kubelet::KubeletActor, crate::kubelet_proto::Ping>(
+                crate::kubelet_proto::KUBELET,
                 kubelet_actor,
             );
             let kubelet = crate::kubelet::Kubelet {

@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 
 use std::sync::Arc;
 
-use crate::api::cache::{CacheEvent, Kind, Start};
-use crate::api::resources::find;
+use crate::model::cache::{CacheEvent, Kind, Start};
+use crate::model::resources::find;
 use crate::config::Role;
 use crate::kubelet::fleet::Fleet;
 use crate::kubelet::NodeSpec;
-use crate::testing::TestCluster;
+use crate::local::LocalCluster;
 
 pub struct SimOptions {
     pub nodes: usize,
@@ -112,7 +112,7 @@ pub fn run(opts: SimOptions) -> anyhow::Result<()> {
 async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     // Node 1 serves the API; the other two hold store replicas and start
     // a watch cache only if they come to lead (the control plane reads it).
-    let cluster = TestCluster::start_with(3, |c| {
+    let cluster = LocalCluster::start_with(3, |c| {
         c.roles = if c.name == "node-1" {
             vec![Role::Api, Role::Store]
         } else {

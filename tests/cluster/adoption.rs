@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::json;
-use shoal::testing::TestCluster;
+use shoal_harness::TestCluster;
 
 use crate::control_plane::{pods_until, replica_set};
 use crate::kube_api::api_ready;
@@ -125,7 +125,7 @@ async fn controllers_adopt_orphans_and_release_what_no_longer_matches() {
     .unwrap();
     let d = deploys.create(&PostParams::default(), &d).await.unwrap();
     let duid = d.metadata.uid.unwrap();
-    shoal::testing::wait_until(std::time::Duration::from_secs(20), || {
+    shoal_harness::wait_until(std::time::Duration::from_secs(20), || {
         let (rss, duid) = (rss.clone(), duid.clone());
         async move {
             let rs = rss.get("adopt").await.map_err(|e| e.to_string())?;

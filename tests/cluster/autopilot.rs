@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use shoal::testing::{wait_until, TestCluster};
+use shoal_harness::{wait_until, TestCluster};
 
 /// 5 nodes, 3 voters, autopilot after 2 s of `down`.
 fn cluster() -> TestCluster {

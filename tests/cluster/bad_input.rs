@@ -9,12 +9,12 @@ use shoal::actor::diag::{Echo, ACTOR};
 use shoal::actor::envelope::{Kind, RemoteError};
 use shoal::actor::ActorPath;
 use shoal::membership::gossip::GossipCipher;
-use shoal::testing::TestCluster;
+use shoal_harness::TestCluster;
 use shoal::transport::tls::{quic_client_config, TlsMaterial};
 
 use crate::converge;
 
-use shoal::testing::seed;
+use shoal_harness::seed;
 
 fn garbage(rng: &mut rand::rngs::StdRng, max: usize) -> Vec<u8> {
     let n = rng.random_range(0..max);

@@ -17,7 +17,7 @@ use kube::api::{
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use serde_json::{json, Value};
-use shoal::testing::{wait_until, TestCluster};
+use shoal_harness::{wait_until, TestCluster};
 
 /// A kube-rs client on node `i`, from the kubeconfig `shoal dev` writes
 /// (one context per node), with `token` as the bearer token.
@@ -629,7 +629,7 @@ async fn a_watch_older_than_the_cache_window_is_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_folded_with_counts_and_found_by_involved_object() {
     use k8s_openapi::api::core::v1::Event;
-    use shoal::api::events::{EventRecorder, EventType, ObjectRef};
+    use shoal::model::events::{EventRecorder, EventType, ObjectRef};
     let c = TestCluster::start(2).unwrap();
     let k = api_ready(&c, 1).await;
     api_ready(&c, 2).await;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use shoal::store::command::Txn;
 use shoal::store::ReadRequest;
-use shoal::testing::{seed, wait_until, TestCluster};
+use shoal_harness::{seed, wait_until, TestCluster};
 
 #[derive(Debug, Clone)]
 enum Op {

@@ -1,7 +1,7 @@
 //! Tier 2: in-process clusters on loopback, one test binary.
 //!
 //! Every node is a real node (QUIC, mutual TLS, foca over AEAD UDP, HTTPS),
-//! each on its own thread and runtime; see `shoal::testing`.
+//! each on its own thread and runtime; see `shoal_harness`.
 
 mod adoption;
 mod autopilot;
@@ -24,7 +24,7 @@ mod workers;
 use std::time::Duration;
 
 use shoal::membership::MemberState;
-use shoal::testing::{wait_until, TestCluster};
+use shoal_harness::{wait_until, TestCluster};
 
 /// Held by the tests that assert a time bound (leader loss, pods moving
 /// off a dead node), so two of them never load the machine at once: the

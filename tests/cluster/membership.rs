@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use shoal::membership::MemberState;
-use shoal::testing::TestCluster;
+use shoal_harness::TestCluster;
 
 use crate::{all_see, converge};
 
@@ -57,7 +57,7 @@ async fn five_nodes_converge_detect_a_crash_and_a_leave() {
     .await
     .unwrap();
     // ...and stays `left` (a later failure-detector verdict does not turn it into `down`).
-    let held = shoal::testing::wait_until(Duration::from_secs(3), || async {
+    let held = shoal_harness::wait_until(Duration::from_secs(3), || async {
         match c.state_seen(1, "node-4").await {
             Some(MemberState::Left) => Err("still left".to_string()),
             other => Ok(eprintln!("node-4 became {other:?}")),
@@ -204,7 +204,7 @@ async fn membership_events_reach_subscribers() {
             break;
         }
     }
-    let got = shoal::testing::wait_until(Duration::from_secs(10), || async {
+    let got = shoal_harness::wait_until(Duration::from_secs(10), || async {
         let seen = collector
             .ask(Seen, Duration::from_secs(2))
             .await

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
-use shoal::testing::{wait_until, TestCluster};
+use shoal_harness::{wait_until, TestCluster};
 
 use crate::control_plane::{pods_until, replica_set};
 use crate::kube_api::api_ready;

@@ -10,10 +10,10 @@ use rand::{RngExt, SeedableRng};
 use shoal::node::NodeOptions;
 use shoal::store::command::{Op, Txn};
 use shoal::store::ReadRequest;
-use shoal::testing::disk::Disks;
-use shoal::testing::{wait_until, TestCluster};
+use shoal_harness::disk::Disks;
+use shoal_harness::{wait_until, TestCluster};
 
-use shoal::testing::seed;
+use shoal_harness::seed;
 
 /// Two keys in one transaction: both or neither may exist.
 fn pair(round: u32, writer: usize, n: u64) -> Txn {

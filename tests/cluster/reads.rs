@@ -6,7 +6,7 @@ use std::time::Duration;
 use rand::{RngExt, SeedableRng};
 use shoal::store::command::Txn;
 use shoal::store::{ClientError, ReadRequest};
-use shoal::testing::{seed, wait_until, TestCluster};
+use shoal_harness::{seed, wait_until, TestCluster};
 
 fn one(key: &str) -> ReadRequest {
     ReadRequest::key(key.as_bytes().to_vec())

@@ -10,7 +10,7 @@ use shoal::actor::envelope::{Envelope, Kind};
 use shoal::actor::{ActorPath, AskError};
 use shoal::cli::http::ApiClient;
 use shoal::config::Peer;
-use shoal::testing::{cluster_configs, spawn_node, wait_until, TestCluster};
+use shoal_harness::{cluster_configs, spawn_node, wait_until, TestCluster};
 use shoal::transport::tls::{quic_client_config, TlsMaterial};
 
 use crate::converge;

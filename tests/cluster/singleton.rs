@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use shoal::store::command::{FenceToken, Txn};
 use shoal::store::singleton::{Singleton, SingletonCtx, SingletonHost};
 use shoal::store::ClientError;
-use shoal::testing::{wait_until, TestCluster};
+use shoal_harness::{wait_until, TestCluster};
 
 /// One write attempt: (node, term, when, revision or error).
 type Log = Arc<Mutex<Vec<(String, u64, Instant, Result<u64, String>)>>>;

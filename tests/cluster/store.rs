@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use shoal::store::command::{Txn, MAX_VALUE_BYTES};
 use shoal::store::{ClientError, ReadRequest};
-use shoal::testing::{wait_until, TestCluster};
+use shoal_harness::{wait_until, TestCluster};
 
 /// Waits until the store has a leader that all running nodes agree on.
 async fn leader(c: &TestCluster, nodes: &[usize]) -> String {
@@ -344,7 +344,7 @@ async fn a_corrupt_database_is_a_clear_start_up_error() {
             *b = 0xA5;
         }
         std::fs::write(&path, &bad).unwrap();
-        let err = shoal::testing::spawn_node(c.config(1).clone())
+        let err = shoal_harness::spawn_node(c.config(1).clone())
             .err()
             .expect("must refuse a corrupt database");
         let msg = format!("{err:#}");
@@ -358,7 +358,7 @@ async fn a_corrupt_database_is_a_clear_start_up_error() {
     cfg.data_dir = not_dir;
     let msg = format!(
         "{:#}",
-        shoal::testing::spawn_node(cfg).err().expect("must refuse")
+        shoal_harness::spawn_node(cfg).err().expect("must refuse")
     );
     assert!(msg.contains("not-a-dir"), "{msg}");
     // Restored files: the node starts and still has its data.
@@ -369,7 +369,7 @@ async fn a_corrupt_database_is_a_clear_start_up_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_a_clear_error_reads_go_on_and_nothing_acknowledged_is_lost() {
-    let disks = shoal::testing::disk::Disks::default();
+    let disks = shoal_harness::disk::Disks::default();
     let factory = disks.factory();
     let mut c = TestCluster::start_with_options(
         3,

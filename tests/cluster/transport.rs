@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use shoal::actor::diag::{Count, Echo, Record, Recorded, SlowEcho, ACTOR};
 use shoal::actor::envelope::RemoteError;
 use shoal::actor::{ActorPath, AskError, SubscriptionEnd};
-use shoal::testing::TestCluster;
+use shoal_harness::TestCluster;
 use shoal::transport::faults::{ChaosCommand, FaultSpec};
 
 fn diag(node: &str) -> ActorPath {
@@ -146,7 +146,7 @@ async fn tells_and_subscriptions_keep_order() {
                 .unwrap();
         }
         // Tells are one-way; ask until all arrived, then check the order.
-        let got = shoal::testing::wait_until(Duration::from_secs(10), || {
+        let got = shoal_harness::wait_until(Duration::from_secs(10), || {
             let h = h.clone();
             let to = to.clone();
             async move {
@@ -328,7 +328,7 @@ async fn one_way_cut_is_one_way_per_envelope() {
     assert_eq!(e.unwrap_err(), AskError::Timeout);
 
     // Observe each side locally (no network involved).
-    let at1 = shoal::testing::wait_until(Duration::from_secs(5), || async {
+    let at1 = shoal_harness::wait_until(Duration::from_secs(5), || async {
         let v = c
             .on(1, |h| async move {
                 h.actors

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use shoal::store::command::Txn;
 use shoal::store::watch::{EventKind, WatchEnd, WatchEvent};
 use shoal::store::{ClientError, ReadRequest};
-use shoal::testing::{wait_until, TestCluster};
+use shoal_harness::{wait_until, TestCluster};
 
 /// What the watcher saw: (rev, key, kind), in arrival order.
 type Seen = Arc<Mutex<Vec<(u64, String, EventKind)>>>;

@@ -65,7 +65,7 @@ fn shoal() -> Command {
 
 /// Polls `f` every 100 ms until it returns Some or the deadline passes.
 fn wait_for<T>(deadline: Duration, what: &str, f: impl FnMut() -> Result<T, String>) -> T {
-    shoal::testing::wait_for_blocking(deadline, what, f)
+    shoal_harness::wait_for_blocking(deadline, what, f)
 }
 
 struct Agents {

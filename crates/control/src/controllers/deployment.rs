@@ -1,0 +1,126 @@
+//! The Deployment controller: reads a Deployment and the ReplicaSets it
+//! controls from the watch cache, asks `deployment_plan::plan` for the
+//! next step (new ReplicaSet, scaling for RollingUpdate or Recreate,
+//! history cleanup, revision annotations, status), and writes it under the
+//! fence token. Each ReplicaSet change enqueues its Deployment again, so a
+//! rollout advances one step per change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use serde_json::{json, Value};
+
+use super::deployment_plan;
+use super::runtime::{Action, Fenced, KeyFn, Reconciler};
+use super::{create_object, update_object};
+use shoal_model::cache::Cache;
+use shoal_model::objects;
+use shoal_model::resources::{find, Resource};
+use shoal_store::command::Txn;
+
+pub struct DeploymentController {
+    pub cache: Cache,
+    pub fenced: Fenced,
+}
+
+fn deployments() -> &'static Resource {
+    find("apps", "v1", "deployments").expect("deployments are served")
+}
+
+fn replicasets() -> &'static Resource {
+    find("apps", "v1", "replicasets").expect("replicasets are served")
+}
+
+impl DeploymentController {
+    async fn sync(&self, key: &str) -> Result<Action, String> {
+        let (ns, name) = key.split_once('/').ok_or("bad key")?;
+        let Some(dv) = self.cache.get(&deployments().key(ns, name)) else {
+            return Ok(Action::Done);
+        };
+        let uid = dv
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let (mut owned_v, _) = self.cache.dependents(&uid, &replicasets().prefix(Some(ns)));
+        owned_v.retain(|rs| super::claim::controlled_by(rs, &uid));
+        let claimer = super::claim::Claimer {
+            owner: &dv,
+            kind: "Deployment",
+            api_version: "apps/v1",
+            dependents: replicasets(),
+        };
+        let (owned_v, claimed_rev) = claimer.claim(&self.cache, &self.fenced, owned_v).await?;
+        let d: Deployment = serde_json::from_value((*dv).clone()).map_err(|e| e.to_string())?;
+        let owned: Vec<ReplicaSet> = owned_v
+            .iter()
+            .filter_map(|v| serde_json::from_value((**v).clone()).ok())
+            .collect();
+        let plan = deployment_plan::plan(&d, &owned, jiff::Timestamp::now())?;
+        let mut last_rev = claimed_rev;
+        if let Some(rs) = &plan.create {
+            let v = serde_json::to_value(rs).map_err(|e| e.to_string())?;
+            last_rev = last_rev.max(create_object(&self.fenced, replicasets(), ns, v).await?);
+        }
+        for rs in &plan.update {
+            let new = serde_json::to_value(rs).map_err(|e| e.to_string())?;
+            let rs_name = rs.metadata.name.as_deref().unwrap_or("");
+            let Some(old) = owned_v.iter().find(|o| objects::name_of(o) == rs_name) else {
+                continue;
+            };
+            // Through the API's update rules: generation follows the spec,
+            // status and server metadata stay.
+            let rv = objects::rv_of(old).map_err(|e| e.message)?;
+            let merged =
+                objects::prepare_update(replicasets(), None, old, new).map_err(|e| e.message)?;
+            let merged = objects::with_rv(merged, rv.unwrap_or(0));
+            last_rev = last_rev.max(update_object(&self.fenced, replicasets(), &merged).await?);
+        }
+        for rs_name in &plan.delete {
+            if let Some(old) = owned_v
+                .iter()
+                .find(|o| objects::name_of(o) == rs_name.as_str())
+            {
+                let rv = objects::rv_of(old).map_err(|e| e.message)?.unwrap_or(0);
+                let r = self
+                    .fenced
+                    .write(Txn::delete(replicasets().key(ns, rs_name), Some(rv)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                last_rev = last_rev.max(r.revision);
+            }
+        }
+        // Annotations and status of the Deployment in one write.
+        let mut dnew = (*dv).clone();
+        if let Some(a) = &plan.deployment_annotations {
+            objects::meta_mut(&mut dnew).insert("annotations".into(), json!(a));
+        }
+        dnew["status"] = serde_json::to_value(&plan.status).map_err(|e| e.to_string())?;
+        if dnew != *dv {
+            last_rev = last_rev.max(update_object(&self.fenced, deployments(), &dnew).await?);
+        }
+        if last_rev > 0 {
+            self.cache
+                .wait_for(last_rev, Duration::from_secs(10))
+                .await
+                .map_err(|e| e.message)?;
+        }
+        Ok(plan.requeue_after.map_or(Action::Done, Action::After))
+    }
+}
+
+impl Reconciler for DeploymentController {
+    fn name(&self) -> &'static str {
+        "deployment"
+    }
+
+    fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
+        super::claim::claiming_watches(&self.cache, deployments(), replicasets(), "Deployment")
+    }
+
+    fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {
+        Box::pin(async move { self.sync(&key).await })
+    }
+}

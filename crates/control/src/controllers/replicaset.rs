@@ -1,0 +1,231 @@
+//! The ReplicaSet controller: keeps `spec.replicas` active pods owned by
+//! each ReplicaSet (creating them from its template, deleting the
+//! surplus the way upstream ranks them) and reports the counts in its
+//! status.
+//!
+//! A reconcile reads the ReplicaSet and its pods from the watch cache,
+//! writes under the fence token, and waits for the cache to reflect its
+//! own writes before it returns, so the next reconcile of the key never
+//! counts stale pods (upstream's "expectations", by revision).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+
+use super::runtime::{Action, Fenced, KeyFn, Reconciler};
+use super::{create_object, delete_pod, is_active, is_ready, update_status};
+use shoal_model::cache::Cache;
+use shoal_model::resources::{find, Resource};
+
+pub struct ReplicaSetController {
+    pub cache: Cache,
+    pub fenced: Fenced,
+}
+
+fn replicasets() -> &'static Resource {
+    find("apps", "v1", "replicasets").expect("replicasets are served")
+}
+
+fn pods() -> &'static Resource {
+    find("", "v1", "pods").expect("pods are served")
+}
+
+/// Most pods one reconcile creates or deletes (upstream's burst).
+const BURST: usize = 500;
+
+/// Upstream's order for deleting surplus pods: unscheduled, then pending,
+/// then not ready, then the newest first.
+fn deletion_rank(p: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
+    let scheduled = p
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let phase = p
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let created = p
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    (
+        scheduled as u8,
+        (phase == "Running") as u8,
+        is_ready(p) as u8,
+        std::cmp::Reverse(created),
+    )
+}
+
+impl ReplicaSetController {
+    async fn sync(&self, key: &str) -> Result<Action, String> {
+        let (ns, name) = key.split_once('/').ok_or("bad key")?;
+        let Some(rs) = self.cache.get(&replicasets().key(ns, name)) else {
+            return Ok(Action::Done);
+        };
+        let uid = rs
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let (mine, _) = self.cache.dependents(&uid, &pods().prefix(Some(ns)));
+        let mine: Vec<Arc<Value>> = mine
+            .into_iter()
+            .filter(|p| super::claim::controlled_by(p, &uid))
+            .collect();
+        // Orphans the selector matches are adopted, pods it no longer
+        // matches released.
+        let claimer = super::claim::Claimer {
+            owner: &rs,
+            kind: "ReplicaSet",
+            api_version: "apps/v1",
+            dependents: pods(),
+        };
+        let (mine, claimed_rev) = claimer.claim(&self.cache, &self.fenced, mine).await?;
+        let active: Vec<&Arc<Value>> = mine.iter().filter(|p| is_active(p)).collect();
+        let want = rs
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0) as usize;
+        let deleting = rs.pointer("/metadata/deletionTimestamp").is_some();
+        let mut last_rev = claimed_rev;
+        if !deleting && active.len() < want {
+            let n = (want - active.len()).min(BURST);
+            let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
+            let pod = pod_from_template(&template, name, &uid);
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..n {
+                let (fenced, pod, ns) = (self.fenced.clone(), pod.clone(), ns.to_string());
+                tasks.spawn(async move { create_object(&fenced, pods(), &ns, pod).await });
+            }
+            while let Some(r) = tasks.join_next().await {
+                match r {
+                    Ok(Ok(rev)) => last_rev = last_rev.max(rev),
+                    Ok(Err(e)) => return Err(format!("creating a pod: {e}")),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        } else if active.len() > want {
+            let mut surplus = active.clone();
+            surplus.sort_by_key(|p| deletion_rank(p));
+            for p in surplus.into_iter().take((active.len() - want).min(BURST)) {
+                if let Some(rev) = delete_pod(&self.fenced, p).await? {
+                    last_rev = last_rev.max(rev);
+                }
+            }
+        }
+        // Status from what the pods show now.
+        let ready = active.iter().filter(|p| is_ready(p)).count();
+        let labels =
+            shoal_model::selectors::labels_of(rs.pointer("/spec/template").unwrap_or(&Value::Null));
+        let fully = active
+            .iter()
+            .filter(|p| {
+                let have = shoal_model::selectors::labels_of(p);
+                labels.iter().all(|(k, v)| have.get(k) == Some(v))
+            })
+            .count();
+        let status = json!({
+            "replicas": active.len(),
+            "fullyLabeledReplicas": fully,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+        });
+        if let Some(rev) = update_status(&self.fenced, replicasets(), &rs, status).await? {
+            last_rev = last_rev.max(rev);
+        }
+        if last_rev > 0 {
+            self.cache
+                .wait_for(last_rev, Duration::from_secs(10))
+                .await
+                .map_err(|e| e.message)?;
+        }
+        Ok(Action::Done)
+    }
+}
+
+/// A pod of the ReplicaSet `name` (uid `uid`) from its template.
+fn pod_from_template(template: &Value, name: &str, uid: &str) -> Value {
+    let meta = template.get("metadata").cloned().unwrap_or(json!({}));
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": format!("{name}-"),
+            "labels": meta.get("labels").cloned().unwrap_or(json!({})),
+            "annotations": meta.get("annotations").cloned().unwrap_or(json!({})),
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid,
+                "controller": true, "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": template.get("spec").cloned().unwrap_or(json!({})),
+    })
+}
+
+impl Reconciler for ReplicaSetController {
+    fn name(&self) -> &'static str {
+        "replicaset"
+    }
+
+    fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
+        super::claim::claiming_watches(&self.cache, replicasets(), pods(), "ReplicaSet")
+    }
+
+    fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {
+        Box::pin(async move { self.sync(&key).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surplus_pods_go_unscheduled_first_then_pending_then_unready_then_newest() {
+        let pod = |node: &str, phase: &str, ready: bool, created: &str| {
+            json!({"metadata": {"creationTimestamp": created},
+                   "spec": {"nodeName": node},
+                   "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}})
+        };
+        let mut pods = [
+            pod("n1", "Running", true, "2026-01-01T00:00:01Z"),
+            pod("n1", "Running", true, "2026-01-01T00:00:05Z"),
+            pod("", "Pending", false, "2026-01-01T00:00:00Z"),
+            pod("n1", "Pending", false, "2026-01-01T00:00:00Z"),
+            pod("n1", "Running", false, "2026-01-01T00:00:00Z"),
+        ];
+        pods.sort_by_key(deletion_rank);
+        let order: Vec<(String, String)> = pods
+            .iter()
+            .map(|p| {
+                (
+                    p["spec"]["nodeName"].as_str().unwrap().to_string(),
+                    p["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(order[0].0, "");
+        assert_eq!(pods[1]["status"]["phase"], "Pending");
+        assert!(!is_ready(&pods[2]));
+        // Of the two ready ones, the newer goes first.
+        assert_eq!(order[3].1, "2026-01-01T00:00:05Z");
+    }
+
+    #[test]
+    fn pods_carry_the_template_and_a_controller_reference() {
+        let t = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
+        let p = pod_from_template(&t, "web-abc", "u1");
+        assert_eq!(p["metadata"]["generateName"], "web-abc-");
+        assert_eq!(p["metadata"]["labels"]["app"], "web");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+}

@@ -1,0 +1,60 @@
+//! Wait and seed helpers for tests (the `testing` feature): every tier
+//! waits for a condition with a deadline instead of sleeping, and every
+//! randomized test prints the seed that replays it.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Polls `cond` every 50 ms until it holds or `deadline` passes; returns
+/// how long it took, or the last observation on failure.
+pub async fn wait_until<F, Fut>(deadline: Duration, mut cond: F) -> Result<Duration, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        let last = match cond().await {
+            Ok(()) => return Ok(start.elapsed()),
+            Err(e) => e,
+        };
+        if start.elapsed() >= deadline {
+            return Err(format!("not true after {deadline:?}: {last}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The blocking twin of [`wait_until`], for tests that drive processes:
+/// polls `cond` every 100 ms until it returns a value or `deadline` passes,
+/// then panics with `what` and the last observation.
+pub fn wait_for_blocking<T>(
+    deadline: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> Result<T, String>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        match cond() {
+            Ok(v) => {
+                eprintln!("{what}: after {:?}", start.elapsed());
+                return v;
+            }
+            Err(last) if start.elapsed() > deadline => {
+                panic!("{what}: not true after {deadline:?}: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The seed of a randomized test: `SHOAL_SEED` if set (to replay), else a
+/// fresh one. Printed either way.
+pub fn seed() -> u64 {
+    let s = std::env::var("SHOAL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("SHOAL_SEED={s}");
+    s
+}

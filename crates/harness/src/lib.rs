@@ -1,0 +1,122 @@
+//! The test harness of shoal (a dev-only crate): [`TestCluster`], the
+//! product's [`LocalCluster`] with the waits and observations that tests
+//! use, simulated disks for power-loss tests ([`disk`]), and the wait and
+//! seed helpers.
+//!
+//! Only the root package's integration tests (`tests/`) and benchmarks use
+//! it: a library crate's own unit tests must not, since the harness depends
+//! on that crate and the test would link two copies of it.
+
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use shoal::config::NodeConfig;
+use shoal::local::LocalCluster;
+use shoal::membership::{MemberInfo, MemberState};
+use shoal::node::NodeOptions;
+
+pub mod disk;
+
+pub use shoal::local::{cluster_configs, spawn_node, spawn_node_with, LocalNode as TestNode};
+pub use shoal_fabric::testing::{seed, wait_for_blocking, wait_until};
+
+/// An in-process cluster for tests: a [`LocalCluster`] (every method of it
+/// through `Deref`) whose nodes log to the test output under `SHOAL_LOG`.
+pub struct TestCluster(LocalCluster);
+
+impl Deref for TestCluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.0
+    }
+}
+
+impl DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut LocalCluster {
+        &mut self.0
+    }
+}
+
+impl TestCluster {
+    /// Starts `n` nodes; node k seeds from the nodes before it.
+    pub fn start(n: usize) -> anyhow::Result<TestCluster> {
+        Self::start_with(n, |_| {})
+    }
+
+    pub fn start_with(n: usize, tweak: impl Fn(&mut NodeConfig)) -> anyhow::Result<TestCluster> {
+        Self::start_with_options(n, tweak, |_| NodeOptions::default())
+    }
+
+    /// Starts `n` nodes with per-node start options (kept for restarts).
+    pub fn start_with_options(
+        n: usize,
+        tweak: impl Fn(&mut NodeConfig),
+        options: impl Fn(usize) -> NodeOptions,
+    ) -> anyhow::Result<TestCluster> {
+        // SHOAL_LOG=<filter> shows the nodes' logs (with --nocapture).
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        LocalCluster::start_with_options(n, tweak, options).map(TestCluster)
+    }
+
+    /// Waits until node `ask` knows a store leader; returns its index.
+    pub async fn wait_leader(&self, ask: usize) -> usize {
+        let found = wait_until(Duration::from_secs(20), || async {
+            let s = self.on(ask, |h| async move { h.store.status() }).await;
+            s.leader
+                .map(|_| ())
+                .ok_or_else(|| format!("node-{ask} knows no leader"))
+        })
+        .await;
+        found.unwrap_or_else(|e| panic!("{e}"));
+        let s = self.on(ask, |h| async move { h.store.status() }).await;
+        s.leader
+            .and_then(|l| l.trim_start_matches("node-").parse().ok())
+            .expect("a leader named node-N")
+    }
+
+    /// Node `i`'s membership view.
+    pub async fn members(&self, i: usize) -> Vec<MemberInfo> {
+        self.on(i, |h| async move {
+            h.membership.members().await.unwrap_or_default()
+        })
+        .await
+    }
+
+    /// State of `name` as node `i` sees it.
+    pub async fn state_seen(&self, i: usize, name: &str) -> Option<MemberState> {
+        self.members(i)
+            .await
+            .into_iter()
+            .find(|m| m.name == name)
+            .map(|m| m.state)
+    }
+
+    /// Waits until every running node sees every other running node alive
+    /// with its QUIC address known (so actor calls can be routed).
+    pub async fn wait_mesh(&self, deadline: Duration) -> Result<Duration, String> {
+        let running: Vec<usize> = (1..=self.len()).filter(|&i| self.is_running(i)).collect();
+        wait_until(deadline, || async {
+            for &i in &running {
+                let members = self.members(i).await;
+                for &j in &running {
+                    let name = shoal::config::node_name(j);
+                    let ok = members.iter().any(|m| {
+                        m.name == name && m.state == MemberState::Alive && m.quic.is_some()
+                    });
+                    if !ok {
+                        return Err(format!(
+                            "node-{i} does not see {name} alive with an address yet"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,123 @@
+//! A fleet of hollow kubelets in one process (like kwok): N sim nodes
+//! registered as Node objects, and one pushed watch of every pod (the
+//! watch cache) that runs each pod bound to one of them, instead of N
+//! filtered watches. `shoal sim` drives the control plane with it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use super::sim::SimRuntime;
+use super::status::StatusReporter;
+use super::{node_object, pod_status, NodeSpec, Runtime};
+use shoal_model::cache::{Cache, Kind, Start};
+use shoal_model::objects;
+use shoal_model::resources::find;
+use shoal_store::command::Txn;
+use shoal_store::Store;
+
+/// Node registrations in flight at once (the store groups them).
+const IN_FLIGHT: usize = 512;
+
+/// Status reports (batches of up to 1,024 writes) in flight at once.
+const REPORTS_IN_FLIGHT: usize = 4;
+
+pub struct Fleet {
+    pub store: Store,
+    pub cache: Cache,
+    pub nodes: Vec<NodeSpec>,
+}
+
+impl Fleet {
+    /// Creates every Node object.
+    pub async fn register(&self) -> Result<(), String> {
+        let nodes = find("", "v1", "nodes").ok_or("nodes are not served")?;
+        let gate = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut tasks = tokio::task::JoinSet::new();
+        for spec in &self.nodes {
+            let obj = objects::prepare_create(nodes, "", node_object(spec, "sim"))
+                .map_err(|e| e.message)?;
+            let (store, gate) = (self.store.clone(), gate.clone());
+            let key = nodes.key("", &spec.name);
+            tasks.spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                store
+                    .write(Txn::create(key, objects::stored_bytes(&obj)))
+                    .await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Runs the pods bound to the fleet's nodes until dropped.
+    pub async fn run(self) {
+        let pods = find("", "v1", "pods").expect("pods are served");
+        let runtimes: HashMap<String, (SimRuntime, String)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    n.name.clone(),
+                    (SimRuntime::new((i % 250) as u8), n.address.clone()),
+                )
+            })
+            .collect();
+        let (reporter, _) = StatusReporter::start(self.store.clone(), REPORTS_IN_FLIGHT);
+        loop {
+            let Ok(mut w) = self.cache.watch(&pods.prefix(None), Start::Snapshot) else {
+                return;
+            };
+            let mut backlog: Vec<Arc<shoal_model::cache::CacheEvent>> = w.initial.clone();
+            let mut last = w.rev;
+            loop {
+                for e in backlog.drain(..) {
+                    if e.kind == Kind::Deleted {
+                        continue;
+                    }
+                    let node = e
+                        .object
+                        .pointer("/spec/nodeName")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let Some((rt, host)) = runtimes.get(node) else {
+                        continue;
+                    };
+                    let pod = e.object.clone();
+                    let key = e.key.clone();
+                    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+                        let uid = super::pod_uid(&pod);
+                        let _ = rt.stop(&uid, Duration::ZERO).await;
+                        let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
+                        reporter.report(key.clone(), Txn::delete(key, Some(rev)));
+                        continue;
+                    }
+                    if pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running") {
+                        continue;
+                    }
+                    let state = rt.start(&pod).await;
+                    let mut updated = (*pod).clone();
+                    updated["status"] = pod_status(&pod, &state, host);
+                    let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
+                    reporter.report(
+                        key.clone(),
+                        Txn::update(key, objects::stored_bytes(&updated), rev),
+                    );
+                }
+                match w.live.recv().await {
+                    Ok(b) => {
+                        backlog.extend(w.mine(&b).filter(|e| e.rev > last).cloned());
+                        last = last.max(b.rev);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,874 @@
+//! The kubelet of a worker node (DESIGN §7): registers the node's `Node`
+//! object, is pushed the pods bound to it (a store watch with a
+//! server-side filter on `spec.nodeName`), runs them through a
+//! [`Runtime`], and writes their status back; it also answers `pods/log`
+//! as the `kubelet` actor.
+//!
+//! ```text
+//! store watch (spec.nodeName = me) ─► kubelet ─► Runtime (sim, later process/docker)
+//!                                         └──► pod status, Node object (store writes)
+//! ```
+//!
+//! Liveness is not written here: membership (SWIM) says whether a node is
+//! up, so the Node object changes only when something about it changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use shoal_kubelet_proto::PodLogs;
+use shoal_model::objects;
+use shoal_model::resources::{find, Resource};
+use shoal_store::command::Txn;
+use shoal_store::watch::{EventKind, FieldFilter, WatchEnd, WatchEvent};
+use shoal_store::{ReadRequest, Store};
+
+mod actor;
+pub mod config;
+pub mod envs;
+pub mod fleet;
+pub mod process;
+pub mod sim;
+pub mod status;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod volumes;
+
+pub use actor::{ExecSessions, KubeletActor};
+pub use shoal_kubelet_proto::Ping;
+use status::StatusReporter;
+
+/// What a runtime reports of one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Running {
+        started_at: String,
+    },
+    Waiting {
+        reason: String,
+        message: String,
+    },
+    Terminated {
+        exit_code: i32,
+        reason: String,
+        finished_at: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub image: String,
+    pub state: ContainerState,
+    pub ready: bool,
+    pub restart_count: u32,
+    /// The previous instance's end (`lastState.terminated`), if any.
+    #[serde(default)]
+    pub last_state: Option<ContainerState>,
+    /// `<runtime>://<id>`.
+    #[serde(default)]
+    pub container_id: String,
+}
+
+/// A pod as its runtime sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodState {
+    pub pod_ip: String,
+    pub containers: Vec<ContainerStatus>,
+    /// Init containers, in order (`initContainerStatuses`).
+    #[serde(default)]
+    pub init_containers: Vec<ContainerStatus>,
+}
+
+/// Runs pods on one node. The conformance suite (`sim::tests`) pins what
+/// every runtime must do.
+pub trait Runtime: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Starts (or finds running) the pod; reports its state.
+    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState>;
+    /// Stops the pod (within `grace`); idempotent.
+    fn stop(&self, uid: &str, grace: Duration) -> BoxFuture<'static, ()>;
+    /// The pods it runs, by uid.
+    fn running(&self) -> Vec<String>;
+    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>>;
+    /// `logs -f`: the logs so far, then what the container writes, into
+    /// `sink` until the container ends (the default: what `logs` has,
+    /// then the end).
+    fn follow(
+        &self,
+        req: &PodLogs,
+        uid: &str,
+        sink: shoal_fabric::actor::Sink<String>,
+    ) -> BoxFuture<'static, ()> {
+        let logs = self.logs(req, uid);
+        Box::pin(async move {
+            match logs.await {
+                Ok(text) => {
+                    let _ = sink.send(&text).await;
+                    sink.end("the logs end here").await;
+                }
+                Err(e) => sink.end(&e).await,
+            }
+        })
+    }
+    /// Uids of pods whose state changed on its own (a container exited or
+    /// restarted), pushed; None for a runtime whose pods change only when
+    /// told (sim).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+    /// `kubectl exec`: runs the command in a container of the pod,
+    /// streaming its output and exit code into `sink`; `input` carries the
+    /// client's stdin and terminal resizes when it asked for them (the
+    /// default: no processes to run it in).
+    fn exec(
+        &self,
+        _req: &shoal_kubelet_proto::Exec,
+        _uid: &str,
+        _input: Option<tokio::sync::mpsc::Receiver<shoal_kubelet_proto::Input>>,
+        sink: shoal_fabric::actor::Sink<shoal_kubelet_proto::ExecEvent>,
+    ) -> BoxFuture<'static, ()> {
+        let name = self.name();
+        Box::pin(async move {
+            sink.end(&format!("the {name} runtime has no processes to exec in"))
+                .await
+        })
+    }
+    /// `kubectl port-forward`: a TCP connection to `port` of the pod, as
+    /// seen from inside it (the default: no network to reach).
+    fn connect(
+        &self,
+        _uid: &str,
+        _port: u16,
+    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>> {
+        let name = self.name();
+        Box::pin(async move {
+            Err(format!(
+                "the {name} runtime has no pod network to forward to"
+            ))
+        })
+    }
+    /// The pod's current state, if the runtime runs it.
+    fn state(&self, _uid: &str) -> Option<PodState> {
+        None
+    }
+    /// Whether `start` wants the pod with its containers' environments
+    /// resolved (`envs`): ConfigMaps and Secrets read, fields filled in.
+    fn needs_config(&self) -> bool {
+        false
+    }
+    /// The pod resolved again after a ConfigMap or Secret it mounts
+    /// changed: its projected volumes get the new files.
+    fn update(&self, _pod: &Value) {}
+}
+
+pub(crate) fn pods() -> &'static Resource {
+    find("", "v1", "pods").expect("pods are served")
+}
+
+fn nodes() -> &'static Resource {
+    find("", "v1", "nodes").expect("nodes are served")
+}
+
+/// A pod's `metadata.uid` ("" if it has none).
+pub fn pod_uid(pod: &Value) -> String {
+    pod.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// What the kubelet knows of its node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub address: String,
+    pub region: String,
+    pub zone: String,
+    pub milli_cpu: u64,
+    pub memory_bytes: u64,
+    pub pods: u64,
+}
+
+/// The Node object of `spec` (labels, capacity, addresses, conditions).
+pub fn node_object(spec: &NodeSpec, runtime: &str) -> Value {
+    let now = objects::now();
+    let capacity = json!({
+        "cpu": format!("{}m", spec.milli_cpu),
+        "memory": spec.memory_bytes.to_string(),
+        "pods": spec.pods.to_string(),
+        "ephemeral-storage": "100Gi",
+    });
+    let condition = |ty: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": ty, "status": status, "reason": reason, "message": message,
+               "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": spec.name,
+            "labels": {
+                "kubernetes.io/hostname": spec.name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": arch(),
+                "topology.kubernetes.io/region": spec.region,
+                "topology.kubernetes.io/zone": spec.zone,
+            },
+        },
+        "spec": {},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "addresses": [
+                {"type": "InternalIP", "address": spec.address},
+                {"type": "Hostname", "address": spec.name},
+            ],
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "nodeInfo": {
+                "kubeletVersion": format!("v1.33.0-shoal-{}", shoal_fabric::VERSION),
+                "kubeProxyVersion": "",
+                "containerRuntimeVersion": format!("{runtime}://{}", shoal_fabric::VERSION),
+                "operatingSystem": "linux",
+                "architecture": arch(),
+                "osImage": "shoal",
+                "kernelVersion": "",
+                "machineID": "", "systemUUID": "", "bootID": "",
+            },
+        },
+    })
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Creates the Node, or refreshes its status and labels (keeping what
+/// users and controllers set: spec, taints, other labels).
+async fn register(store: &Store, spec: &NodeSpec, runtime: &str) -> Result<(), String> {
+    let key = nodes().key("", &spec.name);
+    let fresh = node_object(spec, runtime);
+    loop {
+        let current = store
+            .read(ReadRequest::key(key.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let txn = match current.kvs.first() {
+            None => {
+                let obj =
+                    objects::prepare_create(nodes(), "", fresh.clone()).map_err(|e| e.message)?;
+                Txn::create(key.clone(), objects::stored_bytes(&obj))
+            }
+            Some(kv) => {
+                let mut obj: Value =
+                    serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+                obj["status"] = fresh["status"].clone();
+                if let (Some(have), Some(want)) = (
+                    obj.pointer_mut("/metadata/labels")
+                        .and_then(Value::as_object_mut),
+                    fresh.pointer("/metadata/labels").and_then(Value::as_object),
+                ) {
+                    for (k, v) in want {
+                        have.insert(k.clone(), v.clone());
+                    }
+                }
+                Txn::update(key.clone(), objects::stored_bytes(&obj), kv.mod_rev)
+            }
+        };
+        if store.write(txn).await.map_err(|e| e.to_string())?.succeeded {
+            return Ok(());
+        }
+    }
+}
+
+/// The status a pod gets from its runtime state.
+pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
+    let now = objects::now();
+    let restart_policy = pod
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Always");
+    let all_ready = !state.containers.is_empty() && state.containers.iter().all(|c| c.ready);
+    let terminated: Vec<i32> = state
+        .containers
+        .iter()
+        .filter_map(|c| match c.state {
+            ContainerState::Terminated { exit_code, .. } => Some(exit_code),
+            _ => None,
+        })
+        .collect();
+    let finished = !state.containers.is_empty() && terminated.len() == state.containers.len();
+    // No container has run yet (being created, or refused): Pending.
+    let never_started = state
+        .containers
+        .iter()
+        .all(|c| c.restart_count == 0 && matches!(c.state, ContainerState::Waiting { .. }));
+    // Init containers all succeeded (or there are none).
+    let initialized = state
+        .init_containers
+        .iter()
+        .all(|c| matches!(c.state, ContainerState::Terminated { exit_code: 0, .. }));
+    let init_failed = restart_policy == "Never"
+        && state.init_containers.iter().any(
+            |c| matches!(c.state, ContainerState::Terminated { exit_code, .. } if exit_code != 0),
+        );
+    let phase = match () {
+        _ if init_failed => "Failed",
+        _ if !initialized || never_started => "Pending",
+        _ if finished && terminated.iter().all(|c| *c == 0) && restart_policy != "Always" => {
+            "Succeeded"
+        }
+        _ if finished && restart_policy == "Never" => "Failed",
+        _ => "Running",
+    };
+    let cond = |ty: &str, ok: bool| {
+        json!({"type": ty, "status": if ok { "True" } else { "False" }, "lastTransitionTime": now,
+               "lastProbeTime": null})
+    };
+    let statuses = |list: &[ContainerStatus]| -> Vec<Value> {
+        list.iter()
+        .map(|c| {
+            let st = |s: &ContainerState| match s {
+                ContainerState::Running { started_at } => json!({"running": {"startedAt": started_at}}),
+                ContainerState::Waiting { reason, message } => {
+                    json!({"waiting": {"reason": reason, "message": message}})
+                }
+                ContainerState::Terminated { exit_code, reason, finished_at } => {
+                    json!({"terminated": {"exitCode": exit_code, "reason": reason, "finishedAt": finished_at}})
+                }
+            };
+            let mut v = json!({
+                "name": c.name, "image": c.image, "imageID": "", "ready": c.ready,
+                "started": matches!(c.state, ContainerState::Running { .. }),
+                "restartCount": c.restart_count, "state": st(&c.state),
+                "lastState": c.last_state.as_ref().map(st).unwrap_or_else(|| json!({})),
+            });
+            if !c.container_id.is_empty() {
+                v["containerID"] = json!(c.container_id);
+            }
+            v
+        })
+        .collect()
+    };
+    let containers = statuses(&state.containers);
+    let start = pod
+        .pointer("/status/startTime")
+        .cloned()
+        .unwrap_or_else(|| json!(now));
+    let mut status = json!({
+        "phase": phase,
+        "conditions": [
+            cond("PodReadyToStartContainers", true),
+            cond("Initialized", initialized),
+            cond("Ready", all_ready),
+            cond("ContainersReady", all_ready),
+            cond("PodScheduled", true),
+        ],
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "podIP": state.pod_ip,
+        "podIPs": [{"ip": state.pod_ip}],
+        "startTime": start,
+        "containerStatuses": containers,
+        "initContainerStatuses": statuses(&state.init_containers),
+        "qosClass": pod.pointer("/status/qosClass").cloned().unwrap_or(json!("BestEffort")),
+    });
+    if state.init_containers.is_empty() {
+        if let Some(m) = status.as_object_mut() {
+            m.remove("initContainerStatuses");
+        }
+    }
+    status
+}
+
+/// Statuses equal but for timestamps (so an unchanged pod is not
+/// rewritten).
+fn same_status(a: &Value, b: &Value) -> bool {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| !k.ends_with("Time") && !k.ends_with("At"))
+                    .map(|(k, v)| (k.clone(), strip(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    strip(a) == strip(b)
+}
+
+/// The kubelet of one node.
+pub struct Kubelet {
+    pub store: Store,
+    pub spec: NodeSpec,
+    pub runtime: Arc<dyn Runtime>,
+}
+
+impl Kubelet {
+    /// Registers the node, then runs the pods bound to it, forever.
+    pub async fn run(self) {
+        let mut pause = Duration::from_millis(100);
+        while let Err(e) = register(&self.store, &self.spec, self.runtime.name()).await {
+            tracing::debug!(node = %self.spec.name, "registering the node: {e}");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+        tracing::info!(node = %self.spec.name, runtime = self.runtime.name(), "kubelet registered its node");
+        let (reporter, _) = StatusReporter::start(self.store.clone(), 1);
+        loop {
+            if let Err(e) = self.follow(&reporter).await {
+                tracing::debug!(node = %self.spec.name, "kubelet pod watch: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Lists the pods bound here, then follows them until the watch ends.
+    async fn follow(&self, reporter: &StatusReporter) -> Result<(), String> {
+        let filter = FieldFilter {
+            field: "spec.nodeName".into(),
+            equals: self.spec.name.clone(),
+        };
+        let listed = self
+            .store
+            .read(ReadRequest::prefix(pods().prefix(None)))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut known: HashMap<Vec<u8>, Known> = HashMap::new();
+        let bound: Vec<(&Vec<u8>, Value, u64)> = listed
+            .kvs
+            .iter()
+            .filter(|kv| filter.matches(&kv.value))
+            .filter_map(|kv| {
+                let pod = serde_json::from_slice::<Value>(&kv.value).ok()?;
+                Some((&kv.key, pod, kv.mod_rev))
+            })
+            .collect();
+        // Pods the runtime runs (adopted after a restart) that are no
+        // longer bound here stop first, before anything starts.
+        let uids: std::collections::HashSet<String> =
+            bound.iter().map(|(_, pod, _)| pod_uid(pod)).collect();
+        for uid in self.runtime.running() {
+            if !uids.contains(&uid) {
+                tracing::info!(node = %self.spec.name, pod = %uid, "stopping a pod no longer bound here");
+                self.runtime.stop(&uid, Duration::ZERO).await;
+            }
+        }
+        for (key, pod, rev) in bound {
+            self.sync_pod(key, pod, rev, &mut known, reporter).await;
+        }
+        // This node's replica, or, on a worker-only node, another's.
+        let replica = self.store.watch_replica();
+        let mut sub = self
+            .store
+            .watch_filtered(
+                &replica,
+                &pods().prefix(None),
+                listed.revision + 1,
+                Some(filter),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        // ConfigMaps and Secrets: pods that mount one get its changes, and
+        // pods that could not start without one start once it is there.
+        let mut configs = Vec::new();
+        if self.runtime.needs_config() {
+            for plural in ["configmaps", "secrets"] {
+                let Some(res) = find("", "v1", plural) else {
+                    continue;
+                };
+                let sub = self
+                    .store
+                    .watch(&replica, &res.prefix(None), listed.revision + 1)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                configs.push((
+                    if plural == "secrets" {
+                        "Secret"
+                    } else {
+                        "ConfigMap"
+                    },
+                    sub,
+                ));
+            }
+        }
+        // State changes the runtime makes on its own (a container exited,
+        // restarted): reported like any other.
+        let mut changes = self.runtime.changes();
+        loop {
+            let next = tokio::select! {
+                n = sub.next() => n,
+                (kind, n) = async {
+                    if configs.is_empty() {
+                        return std::future::pending().await;
+                    }
+                    let nexts = configs.iter_mut().map(|(kind, s)| {
+                        let kind: &'static str = kind;
+                        Box::pin(async move { (kind, s.next().await) })
+                    });
+                    futures::future::select_all(nexts).await.0
+                } => {
+                    match n {
+                        Ok(WatchEvent::Events(events)) => {
+                            for e in events {
+                                self.config_changed(kind, &e.key, &known, reporter).await;
+                            }
+                        }
+                        Ok(WatchEvent::Progress { .. }) => {}
+                        Err(end) => {
+                            let end: WatchEnd = end.into();
+                            return Err(format!("the {kind} watch ended: {end:?}"));
+                        }
+                    }
+                    continue;
+                }
+                uid = async {
+                    match changes.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match uid {
+                        Ok(uid) => self.report_change(&uid, &known, reporter),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            // Missed some: report every pod's state.
+                            let uids: Vec<String> = known.values().map(|k| k.uid.clone()).collect();
+                            for uid in uids {
+                                self.report_change(&uid, &known, reporter);
+                            }
+                        }
+                        Err(_) => changes = None,
+                    }
+                    continue;
+                }
+            };
+            match next {
+                Ok(WatchEvent::Events(events)) => {
+                    for e in events {
+                        match e.kind {
+                            EventKind::Put => {
+                                if let Ok(pod) = serde_json::from_slice::<Value>(&e.value) {
+                                    self.sync_pod(&e.key, pod, e.rev, &mut known, reporter)
+                                        .await;
+                                }
+                            }
+                            EventKind::Delete => {
+                                if let Some(k) = known.remove(&e.key) {
+                                    tokio::spawn(self.runtime.stop(&k.uid, Duration::ZERO));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(WatchEvent::Progress { .. }) => {}
+                Err(end) => {
+                    let end: WatchEnd = end.into();
+                    return Err(format!("the pod watch ended: {end:?}"));
+                }
+            }
+        }
+    }
+
+    /// Brings one bound pod to its wanted state and reports it.
+    async fn sync_pod(
+        &self,
+        key: &[u8],
+        pod: Value,
+        rev: u64,
+        known: &mut HashMap<Vec<u8>, Known>,
+        reporter: &StatusReporter,
+    ) {
+        let uid = pod_uid(&pod);
+        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            let grace = pod
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            known.remove(key);
+            // Stopped (within its grace, beside the other pods): the pod
+            // object goes (upstream's final delete).
+            let stop = self.runtime.stop(&uid, Duration::from_secs(grace));
+            let (reporter, key) = (reporter.clone(), key.to_vec());
+            tokio::spawn(async move {
+                stop.await;
+                reporter.report(key.clone(), Txn::delete(key, Some(rev)));
+            });
+            return;
+        }
+        known.insert(
+            key.to_vec(),
+            Known {
+                uid: uid.clone(),
+                pod: pod.clone(),
+                rev,
+            },
+        );
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if phase == "Succeeded" || phase == "Failed" {
+            return;
+        }
+        let state = if self.runtime.needs_config() && self.runtime.state(&uid).is_none() {
+            let resolved = self.resolved(&pod).await;
+            self.runtime.start(&resolved).await
+        } else {
+            self.runtime.start(&pod).await
+        };
+        let status = pod_status(&pod, &state, &self.spec.address);
+        if pod.get("status").is_some_and(|s| same_status(s, &status)) {
+            return;
+        }
+        let mut updated = pod;
+        updated["status"] = status;
+        // Batched with the other pods' reports (see `status`).
+        reporter.report(
+            key.to_vec(),
+            Txn::update(key.to_vec(), objects::stored_bytes(&updated), rev),
+        );
+    }
+}
+
+impl Kubelet {
+    /// The pod with its environments resolved (see `envs`): the
+    /// ConfigMaps and Secrets it names, read through the store.
+    async fn resolved(&self, pod: &Value) -> Value {
+        let ns = objects::namespace_of(pod);
+        let mut sources = envs::Sources::new();
+        let mut objects = volumes::Objects::new();
+        let mut failed: Option<String> = None;
+        let mut names = envs::referenced(pod);
+        names.extend(volumes::referenced(pod));
+        for (kind, name) in names {
+            let plural = if kind == "Secret" {
+                "secrets"
+            } else {
+                "configmaps"
+            };
+            let Some(res) = find("", "v1", plural) else {
+                continue;
+            };
+            match self.store.read(ReadRequest::key(res.key(ns, &name))).await {
+                Ok(r) => {
+                    let found = r
+                        .kvs
+                        .first()
+                        .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok());
+                    if let Some(v) = &found {
+                        sources.insert((kind, name.clone()), envs::data_of(kind, v));
+                    }
+                    objects.insert((kind, name), found);
+                }
+                Err(e) => failed = Some(format!("reading {kind} {name:?}: {e}")),
+            }
+        }
+        let node = envs::Node {
+            name: &self.spec.name,
+            host_ip: &self.spec.address,
+        };
+        let mut out = volumes::resolve(&envs::resolve(pod, &sources, &node), &objects);
+        if let Some(why) = failed {
+            // The store could not say: refuse rather than start with a
+            // partial environment.
+            for list in ["initContainers", "containers"] {
+                for c in out
+                    .pointer_mut(&format!("/spec/{list}"))
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    c[envs::CONFIG_ERROR] = json!(why);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Kubelet {
+    /// A ConfigMap or Secret (`kind`, at store key `key`) changed: each
+    /// pod here that names it and could not start for want of it starts
+    /// again; each that mounts it gets the new files.
+    async fn config_changed(
+        &self,
+        kind: &'static str,
+        key: &[u8],
+        known: &HashMap<Vec<u8>, Known>,
+        reporter: &StatusReporter,
+    ) {
+        // <prefix>/<namespace>/<name>
+        let key = String::from_utf8_lossy(key);
+        let mut parts = key.rsplit('/');
+        let (Some(name), Some(ns)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let target = (kind, name.to_string());
+        let mut restart = Vec::new();
+        for (k, p) in known {
+            if objects::namespace_of(&p.pod) != ns {
+                continue;
+            }
+            let mounted = volumes::referenced(&p.pod).contains(&target);
+            if !mounted && !envs::referenced(&p.pod).contains(&target) {
+                continue;
+            }
+            let waiting = self.runtime.state(&p.uid).is_some_and(|s| {
+                s.init_containers.iter().chain(&s.containers).any(|c| {
+                    matches!(&c.state, ContainerState::Waiting { reason, message }
+                        if reason == "CreateContainerConfigError"
+                            || message.starts_with("MountVolume.SetUp failed"))
+                })
+            });
+            if waiting {
+                restart.push((k.clone(), p.pod.clone(), p.rev));
+            } else if mounted {
+                let resolved = self.resolved(&p.pod).await;
+                self.runtime.update(&resolved);
+            }
+        }
+        for (k, pod, rev) in restart {
+            let uid = pod_uid(&pod);
+            tracing::info!(node = %self.spec.name, pod = %uid, "{kind} {ns}/{name} changed: starting the pod again");
+            self.runtime.stop(&uid, Duration::ZERO).await;
+            let mut again = HashMap::new();
+            self.sync_pod(&k, pod, rev, &mut again, reporter).await;
+        }
+    }
+}
+
+/// A pod bound here as the kubelet last saw it.
+struct Known {
+    uid: String,
+    pod: Value,
+    rev: u64,
+}
+
+impl Kubelet {
+    /// Reports the runtime's current state of pod `uid`, if it changed.
+    fn report_change(&self, uid: &str, known: &HashMap<Vec<u8>, Known>, reporter: &StatusReporter) {
+        let Some((key, k)) = known.iter().find(|(_, k)| k.uid == uid) else {
+            return;
+        };
+        let Some(state) = self.runtime.state(uid) else {
+            return;
+        };
+        let status = pod_status(&k.pod, &state, &self.spec.address);
+        if k.pod.get("status").is_some_and(|s| same_status(s, &status)) {
+            return;
+        }
+        let mut updated = k.pod.clone();
+        updated["status"] = status;
+        reporter.report(
+            key.clone(),
+            Txn::update(key.clone(), objects::stored_bytes(&updated), k.rev),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_object_carries_capacity_labels_and_ready() {
+        let spec = NodeSpec {
+            name: "node-2".into(),
+            address: "127.0.0.1".into(),
+            region: "eu".into(),
+            zone: "b".into(),
+            milli_cpu: 2000,
+            memory_bytes: 8 << 30,
+            pods: 110,
+        };
+        let n = node_object(&spec, "sim");
+        assert_eq!(n["metadata"]["labels"]["topology.kubernetes.io/zone"], "b");
+        assert_eq!(n["status"]["allocatable"]["cpu"], "2000m");
+        assert_eq!(n["status"]["allocatable"]["pods"], "110");
+        let ready = n["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(ready["status"], "True");
+        // The typed Node reads it.
+        let _: k8s_openapi::api::core::v1::Node = serde_json::from_value(n).unwrap();
+    }
+
+    #[test]
+    fn phase_follows_containers_and_restart_policy() {
+        let pod = |policy: &str| json!({"spec": {"restartPolicy": policy}});
+        let st = |state: ContainerState, ready: bool| PodState {
+            pod_ip: "10.0.0.1".into(),
+            containers: vec![ContainerStatus {
+                name: "c".into(),
+                image: "i".into(),
+                state,
+                ready,
+                restart_count: 0,
+                last_state: None,
+                container_id: String::new(),
+            }],
+            init_containers: Vec::new(),
+        };
+        let running = st(
+            ContainerState::Running {
+                started_at: "t".into(),
+            },
+            true,
+        );
+        let s = pod_status(&pod("Always"), &running, "127.0.0.1");
+        assert_eq!(s["phase"], "Running");
+        assert!(s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        let done = |code| {
+            st(
+                ContainerState::Terminated {
+                    exit_code: code,
+                    reason: "Completed".into(),
+                    finished_at: "t".into(),
+                },
+                false,
+            )
+        };
+        assert_eq!(
+            pod_status(&pod("Never"), &done(0), "h")["phase"],
+            "Succeeded"
+        );
+        assert_eq!(
+            pod_status(&pod("OnFailure"), &done(0), "h")["phase"],
+            "Succeeded"
+        );
+        assert_eq!(pod_status(&pod("Never"), &done(1), "h")["phase"], "Failed");
+        assert_eq!(
+            pod_status(&pod("Always"), &done(0), "h")["phase"],
+            "Running"
+        );
+        // Timestamps alone do not make a status different.
+        let a = pod_status(&pod("Always"), &running, "h");
+        let mut b = a.clone();
+        b["startTime"] = json!("other");
+        assert!(same_status(&a, &b));
+        b["podIP"] = json!("10.0.0.2");
+        assert!(!same_status(&a, &b));
+    }
+}

@@ -1,0 +1,125 @@
+//! A process-runtime pod's set-up before its containers run: its network
+//! (a sandbox created with back-off until it works, upstream's
+//! FailedCreatePodSandBox) and its volumes (set up, then bound into each
+//! container's mounts), and the record a later agent adopts it from.
+
+use super::*;
+
+/// A pod's network as it launches: known (an IP, and the sandbox that
+/// holds it if any), or a sandbox still to create.
+pub(super) enum Net {
+    Ready(String, Option<sandbox::Sandbox>),
+    Pending,
+}
+
+/// Records a pod for a later agent to adopt (`<dir>/pod.json`).
+pub(super) fn save_pod(dir: &Path, pod: &Value, ip: &str, sandbox: Option<&sandbox::Sandbox>) {
+    let mut saved = json!({"pod": pod, "ip": ip});
+    if let Some(sb) = sandbox {
+        saved["sandbox"] = json!(sb);
+    }
+    let _ = std::fs::create_dir_all(dir);
+    let tmp = dir.join("pod.json.tmp");
+    if std::fs::write(&tmp, saved.to_string()).is_ok() {
+        let _ = std::fs::rename(tmp, dir.join("pod.json"));
+    }
+}
+
+/// Sets a pod's volumes up before its containers start.
+pub(super) struct Volumes {
+    pub(super) dir: PathBuf,
+    pub(super) pod: Value,
+    /// False for an adopted pod: its files are there already.
+    pub(super) write: bool,
+    pub(super) ctrs: Vec<Arc<Mutex<Ctr>>>,
+    pub(super) changes: broadcast::Sender<String>,
+    pub(super) uid: String,
+    pub(super) stop: watch::Receiver<Option<Duration>>,
+}
+
+impl Volumes {
+    /// Sets the volumes up and gives each container its mounts; false
+    /// when they cannot be (every container waits, saying why, until the
+    /// pod stops).
+    pub(super) async fn mount<'a>(
+        &mut self,
+        ip: &str,
+        sups: impl Iterator<Item = &'a mut Supervisor>,
+    ) -> bool {
+        let ready = match volumes::set_up(&self.dir, &self.pod, ip, self.write) {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::info!(pod = %self.uid, "{why}");
+                for c in &self.ctrs {
+                    lock(c).state = ContainerState::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: why.clone(),
+                    };
+                }
+                let _ = self.changes.send(self.uid.clone());
+                let _ = self.stop.wait_for(Option::is_some).await;
+                return false;
+            }
+        };
+        for sup in sups {
+            match volumes::mounts(&sup.spec, &ready) {
+                Ok(m) if !m.is_empty() && !sandbox::is_root() => {
+                    sup.spec[crate::envs::CONFIG_ERROR] = serde_json::json!(
+                        "volume mounts need root (a mount namespace of the container's own); this agent is not root"
+                    );
+                }
+                Ok(m) => sup.mounts = m,
+                Err(why) => sup.spec[crate::envs::CONFIG_ERROR] = serde_json::json!(why),
+            }
+        }
+        true
+    }
+}
+
+/// The creation of one pod's sandbox, retried with back-off until it
+/// works or the pod stops (upstream's FailedCreatePodSandBox).
+pub(super) struct Creation {
+    pub(super) sandboxes: Arc<sandbox::Sandboxes>,
+    pub(super) uid: String,
+    pub(super) pod: Value,
+    pub(super) dir: PathBuf,
+    pub(super) ip: Arc<Mutex<String>>,
+    pub(super) stop: watch::Receiver<Option<Duration>>,
+    pub(super) ctrs: Vec<Arc<Mutex<Ctr>>>,
+    pub(super) changes: broadcast::Sender<String>,
+}
+
+impl Creation {
+    pub(super) async fn run(mut self) -> Option<sandbox::Sandbox> {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            if self.stop.borrow().is_some() {
+                return None;
+            }
+            match self.sandboxes.create(&self.uid).await {
+                Ok(sb) => {
+                    save_pod(&self.dir, &self.pod, &sb.ip, Some(&sb));
+                    *lock(&self.ip) = sb.ip.clone();
+                    let _ = self.changes.send(self.uid.clone());
+                    return Some(sb);
+                }
+                Err(why) => {
+                    tracing::warn!(pod = %self.uid, "creating the pod sandbox: {why}");
+                    for c in &self.ctrs {
+                        lock(c).state = ContainerState::Waiting {
+                            reason: "ContainerCreating".into(),
+                            message: format!("FailedCreatePodSandBox: {why}"),
+                        };
+                    }
+                    let _ = self.changes.send(self.uid.clone());
+                    let stopped =
+                        tokio::time::timeout(delay, self.stop.wait_for(Option::is_some)).await;
+                    if stopped.is_ok() {
+                        return None;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}

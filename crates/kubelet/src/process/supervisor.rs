@@ -1,0 +1,331 @@
+//! The supervisor of one container of the process runtime: it starts each
+//! instance under `shoal shim` (in the pod's sandbox when there is one),
+//! runs the probes, waits for the instance's end, and applies the
+//! restartPolicy with its back-off, pushing every change of state; it
+//! stops the instance when its pod stops (SIGTERM, the grace period,
+//! SIGKILL), after the preStop hook.
+
+use super::*;
+
+/// Runs one container until its pod stops or its restartPolicy ends it.
+pub(super) struct Supervisor {
+    /// An init container: returns once it succeeded instead of waiting.
+    pub(super) init: bool,
+    pub(super) uid: String,
+    pub(super) pod_name: String,
+    /// The `shoal` binary (its `shim` subcommand runs each instance).
+    pub(super) shim: PathBuf,
+    /// A running instance a previous agent started.
+    pub(super) adopted: Option<Adopted>,
+    /// An instance that ended while no agent watched it.
+    pub(super) ended: Option<(i32, String, String)>,
+    /// The pod IP (probes go there).
+    pub(super) ip: String,
+    /// The pod sandbox the container enters (None: host networking).
+    pub(super) enter: Option<sandbox::Enter>,
+    /// Its volumes, bound in its own mount namespace.
+    pub(super) mounts: Vec<sandbox::Mount>,
+    /// The pod's terminationGracePeriodSeconds (a liveness kill's grace).
+    pub(super) grace: Duration,
+    pub(super) dir: PathBuf,
+    pub(super) spec: Value,
+    pub(super) policy: String,
+    pub(super) ctr: Arc<Mutex<Ctr>>,
+    pub(super) stop: watch::Receiver<Option<Duration>>,
+    pub(super) changes: broadcast::Sender<String>,
+    pub(super) backoff: Backoff,
+    pub(super) sandboxes: Option<Arc<sandbox::Sandboxes>>,
+}
+
+impl Supervisor {
+    /// Where this container's probes and hooks go.
+    fn target(&self, pid: u32) -> probe::Target {
+        probe::Target {
+            ip: self.ip.clone(),
+            env: env_of(&self.spec, &self.ip),
+            enter: self.enter.as_ref().map(|_| pid),
+        }
+    }
+
+    pub(super) fn sandboxes_enter(&self, _sandbox: &sandbox::Sandbox) -> sandbox::Enter {
+        self.sandboxes
+            .as_ref()
+            .map(|sbs| sbs.enter(&self.uid, &self.spec))
+            .unwrap_or_default()
+    }
+
+    fn set(&self, state: ContainerState, pid: Option<u32>) {
+        let mut c = lock(&self.ctr);
+        if matches!(c.state, ContainerState::Terminated { .. })
+            && !matches!(state, ContainerState::Terminated { .. })
+        {
+            c.last = Some(c.state.clone());
+        }
+        c.ready = false;
+        c.state = state;
+        c.pid = pid;
+        drop(c);
+        let _ = self.changes.send(self.uid.clone());
+    }
+
+    fn stopping(&self) -> Option<Duration> {
+        *self.stop.borrow()
+    }
+
+    /// Runs the container by its restartPolicy until the pod stops; an
+    /// init container returns true once it succeeded, false if it failed
+    /// for good (or the pod stopped).
+    pub(super) async fn run(mut self) -> bool {
+        let config_error = self
+            .spec
+            .get(crate::envs::CONFIG_ERROR)
+            .and_then(Value::as_str)
+            .map(String::from);
+        let argv: Vec<String> = match config_error.map_or_else(|| argv_of(&self.spec), Err) {
+            // `$(VAR)` in command and args, from the container's env.
+            Ok(a) => {
+                let vars: std::collections::BTreeMap<String, String> =
+                    env_of(&self.spec, &self.ip).into_iter().collect();
+                a.iter()
+                    .map(|s| crate::envs::expand(s, &vars))
+                    .collect()
+            }
+            Err(message) => {
+                let reason = "CreateContainerConfigError".to_string();
+                self.set(ContainerState::Waiting { reason, message }, None);
+                let _ = self.stop.wait_for(Option::is_some).await;
+                return false;
+            }
+        };
+        let mut failures: u32 = 0;
+        loop {
+            if self.stopping().is_some() {
+                return false;
+            }
+            let instance = lock(&self.ctr).restarts;
+            let started = Instant::now();
+            let exit = match self.ended.take() {
+                Some(ended) => Some(ended),
+                None => {
+                    let adopted = self.adopted.take();
+                    self.run_once(&argv, instance, adopted).await
+                }
+            };
+            let Some((code, reason, message)) = exit else {
+                return false; // stopped
+            };
+            let finished_at = objects::now();
+            self.set(
+                ContainerState::Terminated {
+                    exit_code: code,
+                    reason: if message.is_empty() {
+                        reason
+                    } else {
+                        format!("{reason}: {message}")
+                    },
+                    finished_at,
+                },
+                None,
+            );
+            let restart = match self.policy.as_str() {
+                "Never" => false,
+                "OnFailure" => code != 0,
+                _ => true,
+            };
+            if !restart {
+                if self.init {
+                    return code == 0;
+                }
+                let _ = self.stop.wait_for(Option::is_some).await;
+                return false;
+            }
+            if started.elapsed() >= self.backoff.reset_after {
+                failures = 0;
+            }
+            let delay = self.backoff.delay(failures);
+            failures = failures.saturating_add(1);
+            {
+                let mut c = lock(&self.ctr);
+                c.restarts += 1;
+            }
+            let name = lock(&self.ctr).name.clone();
+            self.set(
+                ContainerState::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: format!(
+                        "back-off {delay:?} restarting failed container={name} pod={}",
+                        self.uid
+                    ),
+                },
+                None,
+            );
+            let stopped = tokio::time::timeout(delay, self.stop.wait_for(Option::is_some)).await;
+            if stopped.is_ok() {
+                return false;
+            }
+        }
+    }
+
+    /// One instance of the container, through a shim (`shim`): Some(exit
+    /// code, reason, message) when it ended by itself, None when the pod
+    /// was stopped. `adopted` is an instance a previous agent started.
+    async fn run_once(
+        &mut self,
+        argv: &[String],
+        instance: u32,
+        adopted: Option<Adopted>,
+    ) -> Option<(i32, String, String)> {
+        let base = self.dir.join(instance.to_string());
+        let (mut waiter, pid) = match adopted {
+            Some(a) => (a.waiter, a.pid),
+            None => match self.spawn(argv, &base).await {
+                Ok(w) => w,
+                Err(why) => return Some((128, "StartError".into(), why)),
+            },
+        };
+        if !matches!(lock(&self.ctr).state, ContainerState::Running { .. }) {
+            self.set(
+                ContainerState::Running {
+                    started_at: objects::now(),
+                },
+                Some(pid),
+            );
+        }
+        self.persist(instance, waiter.pid());
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<String>();
+        let prober = tokio::spawn(probe::run(
+            self.spec.clone(),
+            self.target(pid),
+            self.ctr.clone(),
+            self.uid.clone(),
+            self.changes.clone(),
+            kill_tx,
+        ));
+        let mut kill_rx = std::pin::pin!(kill_rx);
+        enum End {
+            Exited,
+            Stopped(Duration),
+            Killed(String),
+        }
+        let end = tokio::select! {
+            _ = waiter.wait() => End::Exited,
+            grace = self.stop.wait_for(Option::is_some) => {
+                End::Stopped(grace.ok().and_then(|g| *g).unwrap_or(Duration::ZERO))
+            }
+            Ok(why) = &mut kill_rx => End::Killed(why),
+        };
+        prober.abort();
+        let code = |base: &Path| shim::read_exit(base).map_or(128, |(c, _)| c);
+        match end {
+            End::Exited => {
+                let (c, why) = shim::read_exit(&base).unwrap_or((128, "the shim died".into()));
+                let reason = if c == 0 { "Completed" } else { "Error" };
+                Some((c, reason.to_string(), why))
+            }
+            End::Stopped(grace) => {
+                // The preStop hook first, within the grace period; then
+                // SIGTERM with what is left of it.
+                let t0 = Instant::now();
+                if let Some(hook) = probe::Probe::hook(&self.spec, "preStop") {
+                    let hook = probe::Probe {
+                        timeout: grace.max(Duration::from_millis(1)),
+                        ..hook
+                    };
+                    if let Err(e) = hook.check(&self.target(pid)).await {
+                        tracing::info!(pod = %self.uid, "preStop hook failed: {e}");
+                    }
+                }
+                terminate(&mut waiter, pid, grace.saturating_sub(t0.elapsed())).await;
+                None
+            }
+            End::Killed(why) => {
+                // A failed liveness or startup probe: killed, then the
+                // restartPolicy decides.
+                terminate(&mut waiter, pid, self.grace).await;
+                Some((code(&base), "Error".to_string(), why))
+            }
+        }
+    }
+
+    /// Starts a shim for `argv`; returns it and the container's pid.
+    async fn spawn(&self, argv: &[String], base: &Path) -> Result<(Waiter, u32), String> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+        let _ = tokio::fs::remove_file(shim::exit_path(base)).await;
+        let mut cmd = tokio::process::Command::new(&self.shim);
+        cmd.arg("shim").arg("--base").arg(base);
+        let enter = sandbox::Enter {
+            mounts: self.mounts.clone(),
+            ..self.enter.clone().unwrap_or_default()
+        };
+        if enter != sandbox::Enter::default() {
+            let json = serde_json::to_string(&enter).map_err(|e| format!("the sandbox: {e}"))?;
+            cmd.arg("--sandbox").arg(json);
+        }
+        if let Some(wd) = self.spec.get("workingDir").and_then(Value::as_str) {
+            cmd.arg("--workdir").arg(wd);
+        }
+        // The container's environment only, not the agent's.
+        cmd.arg("--")
+            .args(argv)
+            .env_clear()
+            .env("PATH", DEFAULT_PATH)
+            .env("HOSTNAME", &self.pod_name)
+            // The shim's allocator commits memory lazily (4.9 → 1.2 MB of
+            // anonymous memory a shim); the shim removes this again.
+            .env(shim::LAZY_MALLOC.0, shim::LAZY_MALLOC.1)
+            .envs(env_of(&self.spec, &self.ip))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(false);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("starting the shim {}: {e}", self.shim.display()))?;
+        let first = match child.stdout.take() {
+            Some(out) => {
+                let mut line = String::new();
+                let _ = BufReader::new(out).read_line(&mut line).await;
+                line
+            }
+            None => String::new(),
+        };
+        let first = first.trim();
+        match first.parse::<u32>() {
+            Ok(pid) => Ok((Waiter::Child(child), pid)),
+            Err(_) => {
+                let _ = child.wait().await;
+                let why = shim::read_exit(base)
+                    .map(|(_, why)| why)
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or_else(|| first.trim_start_matches("error ").to_string());
+                Err(why)
+            }
+        }
+    }
+
+    /// Records the instance (for a later agent to adopt it).
+    fn persist(&self, instance: u32, shim_pid: Option<u32>) {
+        let c = lock(&self.ctr);
+        let state = Persisted {
+            instance,
+            restarts: c.restarts,
+            shim_pid,
+            pid: c.pid,
+            started_at: match &c.state {
+                ContainerState::Running { started_at } => started_at.clone(),
+                _ => String::new(),
+            },
+            last: c.last.clone(),
+        };
+        drop(c);
+        if let Ok(text) = serde_json::to_string(&state) {
+            let path = self.dir.join("state.json");
+            let tmp = self.dir.join("state.json.tmp");
+            if std::fs::write(&tmp, text).is_ok() {
+                let _ = std::fs::rename(tmp, path);
+            }
+        }
+    }
+}

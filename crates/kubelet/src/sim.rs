@@ -1,0 +1,205 @@
+//! The `sim` runtime: a hollow node (like kubemark or kwok). Containers
+//! "start" at once and keep no process; a pod can be told to fail with
+//! the annotation `sim.shoal.dev/exit-code: "N"` (its containers
+//! terminate with N, and restartPolicy decides the rest). Logs are one
+//! line per container start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{ContainerState, ContainerStatus, PodState, Runtime};
+use shoal_kubelet_proto::PodLogs;
+
+/// The annotation that makes a sim pod's containers exit.
+pub const EXIT_CODE: &str = "sim.shoal.dev/exit-code";
+
+#[derive(Debug, Clone)]
+struct SimPod {
+    state: PodState,
+    log: Vec<String>,
+}
+
+/// A hollow runtime; pod IPs come from `10.<node>.x.y`.
+#[derive(Clone, Default)]
+pub struct SimRuntime {
+    pods: Arc<Mutex<HashMap<String, SimPod>>>,
+    /// Second octet of pod IPs (the node's number).
+    pub subnet: u8,
+}
+
+impl SimRuntime {
+    pub fn new(subnet: u8) -> SimRuntime {
+        SimRuntime {
+            pods: Arc::default(),
+            subnet,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SimPod>> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn containers(pod: &Value) -> Vec<(String, String)> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    (s("name"), s("image"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Runtime for SimRuntime {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState> {
+        let uid = super::pod_uid(pod);
+        let exit: Option<i32> = pod
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(EXIT_CODE))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok());
+        let policy = pod
+            .pointer("/spec/restartPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("Always");
+        let mut pods = self.lock();
+        let n = pods.len() as u32 + 1;
+        let now = shoal_model::objects::now();
+        let entry = pods.entry(uid.clone()).or_insert_with(|| {
+            let cs = containers(pod);
+            let statuses = cs
+                .iter()
+                .map(|(name, image)| {
+                    let (state, ready, restarts) = match exit {
+                        None => (
+                            ContainerState::Running {
+                                started_at: now.clone(),
+                            },
+                            true,
+                            0,
+                        ),
+                        Some(code) if code != 0 && policy != "Never" => (
+                            ContainerState::Waiting {
+                                reason: "CrashLoopBackOff".into(),
+                                message: format!("back-off restarting failed container {name}"),
+                            },
+                            false,
+                            1,
+                        ),
+                        Some(code) => (
+                            ContainerState::Terminated {
+                                exit_code: code,
+                                reason: if code == 0 { "Completed" } else { "Error" }.into(),
+                                finished_at: now.clone(),
+                            },
+                            false,
+                            0,
+                        ),
+                    };
+                    ContainerStatus {
+                        name: name.clone(),
+                        image: image.clone(),
+                        state,
+                        ready,
+                        restart_count: restarts,
+                        last_state: None,
+                        container_id: format!("sim://{uid}/{name}"),
+                    }
+                })
+                .collect();
+            SimPod {
+                state: PodState {
+                    pod_ip: format!(
+                        "10.{}.{}.{}",
+                        64 + (self.subnet % 64),
+                        (n >> 8) & 0xff,
+                        n & 0xff
+                    ),
+                    containers: statuses,
+                    init_containers: Vec::new(),
+                },
+                log: cs
+                    .iter()
+                    .map(|(name, image)| format!("{now} sim: container {name} ({image}) started"))
+                    .collect(),
+            }
+        });
+        let state = entry.state.clone();
+        Box::pin(async move { state })
+    }
+
+    fn stop(&self, uid: &str, _grace: Duration) -> BoxFuture<'static, ()> {
+        self.lock().remove(uid);
+        Box::pin(async {})
+    }
+
+    fn running(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>> {
+        let pods = self.lock();
+        let out = match pods.get(uid) {
+            None => Err(format!("pod {:?} is not running on this node", req.pod)),
+            Some(p) => {
+                let mine: Vec<&String> = p
+                    .log
+                    .iter()
+                    .filter(|l| l.contains(&format!("container {} (", req.container)))
+                    .collect();
+                let skip = req
+                    .tail_lines
+                    .map_or(0, |t| mine.len().saturating_sub(t as usize));
+                Ok(mine
+                    .into_iter()
+                    .skip(skip)
+                    .map(|l| format!("{l}\n"))
+                    .collect())
+            }
+        };
+        Box::pin(async move { out })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn sim_passes_the_runtime_conformance_suite() {
+        crate::testing::suite(&SimRuntime::new(1)).await;
+    }
+
+    #[tokio::test]
+    async fn sim_pods_fail_on_request() {
+        let rt = SimRuntime::new(1);
+        let mut p = crate::testing::pod("f");
+        p["metadata"]["annotations"] = json!({EXIT_CODE: "3"});
+        let s = rt.start(&p).await;
+        assert!(
+            matches!(s.containers[0].state, ContainerState::Waiting { ref reason, .. } if reason == "CrashLoopBackOff")
+        );
+        assert_eq!(s.containers[0].restart_count, 1);
+        let mut once = crate::testing::pod("g");
+        once["spec"]["restartPolicy"] = json!("Never");
+        once["metadata"]["annotations"] = json!({EXIT_CODE: "0"});
+        let s = rt.start(&once).await;
+        assert!(matches!(
+            s.containers[0].state,
+            ContainerState::Terminated { exit_code: 0, .. }
+        ));
+    }
+}
