@@ -92,19 +92,7 @@ pub enum Command {
     /// Internal: runs one container instance for the process runtime and
     /// outlives its agent (see `kubelet::process::shim`).
     #[command(hide = true)]
-    Shim {
-        /// `<base>.log` and `<base>.exit` are the instance's files.
-        #[arg(long)]
-        base: PathBuf,
-        #[arg(long)]
-        workdir: Option<PathBuf>,
-        /// The pod sandbox to enter (JSON of `kubelet::process::sandbox::Enter`).
-        #[arg(long)]
-        sandbox: Option<String>,
-        /// The container's command and arguments.
-        #[arg(last = true, required = true)]
-        argv: Vec<String>,
-    },
+    Shim(crate::kubelet::process::shim::ShimArgs),
     /// The real control plane against N hollow (sim) nodes, in one process.
     Sim {
         #[arg(long, default_value_t = 100)]
@@ -134,16 +122,8 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Shim {
-        base,
-        workdir,
-        sandbox,
-        argv,
-    } = &cli.command
-    {
-        let code =
-            crate::kubelet::process::shim::run(base, workdir.as_deref(), sandbox.as_deref(), argv);
-        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    if let Command::Shim(args) = &cli.command {
+        return crate::kubelet::process::shim::main(args);
     }
     init_logging();
     crate::install_crypto_provider();
@@ -189,7 +169,7 @@ pub fn main() -> ExitCode {
         Command::Store {
             action: kv::StoreAction::Status { config, json },
         } => kv::status(&config, json),
-        Command::Shim { .. } => Ok(()),
+        Command::Shim(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

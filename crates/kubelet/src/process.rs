@@ -501,7 +501,7 @@ impl ProcessRuntime {
 
     /// Drops every supervisor without stopping anything, as a killed
     /// agent would (tests of adoption).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn abandon(&self) {
         for (_, run) in lock(&self.inner.pods).drain() {
             for s in run.supervisors {
@@ -711,5 +711,3 @@ impl Runtime for ProcessRuntime {
 /// The PATH a container starts with (upstream's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-#[cfg(test)]
-mod tests;

@@ -25,6 +25,35 @@ use super::sandbox::Enter;
 /// removed from the container's environment.
 pub const LAZY_MALLOC: (&str, &str) = ("MIMALLOC_ARENA_EAGER_COMMIT", "0");
 
+/// The shim's command line, after `shim`: `shoal shim` (the agent's own
+/// binary) and `shoal-shim shim` (this crate's, for its tests) take the
+/// same arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShimArgs {
+    /// `<base>.log` and `<base>.exit` are the instance's files.
+    #[arg(long)]
+    pub base: PathBuf,
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// The pod sandbox to enter (JSON of `kubelet::process::sandbox::Enter`).
+    #[arg(long)]
+    pub sandbox: Option<String>,
+    /// The container's command and arguments.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+/// Runs the shim for `args`; the exit code is the container's.
+pub fn main(args: &ShimArgs) -> std::process::ExitCode {
+    let code = run(
+        &args.base,
+        args.workdir.as_deref(),
+        args.sandbox.as_deref(),
+        &args.argv,
+    );
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
 /// Where an instance's files are: `<base>.log` and `<base>.exit`.
 pub fn log_path(base: &Path) -> PathBuf {
     base.with_extension("log")

@@ -1,5 +1,16 @@
-use super::*;
-use crate::testing as conformance;
+//! The process runtime against real processes: each container runs under
+//! the `shoal-shim` binary of this crate (`CARGO_BIN_EXE_shoal-shim`, so
+//! `cargo test -p shoal-kubelet` finds it), through the runtime
+//! conformance suite and the cases of its own.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shoal_kubelet_proto::PodLogs;
+
+use shoal_kubelet::process::*;
+use shoal_kubelet::testing as conformance;
+use shoal_kubelet::*;
 use shoal_fabric::testing::wait_until;
 use serde_json::json;
 use std::path::Path;
@@ -12,21 +23,10 @@ fn quick() -> Backoff {
     }
 }
 
-/// The `shoal` binary next to this test binary (`cargo test` builds it
-/// for the integration tests; its `shim` subcommand runs containers).
+/// This crate's shim binary (`shoal-shim shim …`, as the agent runs
+/// `shoal shim …`).
 pub fn shoal_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("shoal"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build` (or the whole `cargo test`) first",
-        bin.display()
-    );
-    bin
+    env!("CARGO_BIN_EXE_shoal-shim").into()
 }
 
 /// A test's directory; whatever its runtimes leave running dies with it
