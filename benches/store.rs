@@ -333,6 +333,7 @@ async fn fsyncs_per_1000(target: Target, ep: &Endpoints, writes: u64) -> Option<
     let acked = f.acked;
     let mut calls = 0u64;
     for (mut child, out) in straces {
+        // SAFETY: a libc call with integer arguments only.
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         let _ = child.wait();
         let text = std::fs::read_to_string(&out).unwrap_or_default();

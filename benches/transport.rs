@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use shoal::actor::diag::{Echo, Record, RecordedCount, ACTOR};
 use shoal::actor::ActorPath;
-use shoal_harness::TestCluster;
 use shoal::transport::frame::{read_frame, write_frame};
 use shoal::transport::tls::{quic_client_config, quic_server_config, TlsMaterial};
+use shoal_harness::TestCluster;
 
 const ROUNDS: usize = 5_000;
 const WARMUP: usize = 500;

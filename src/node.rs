@@ -335,10 +335,11 @@ impl Node {
                     crate::kubelet_proto::KUBELET,
                     kubelet_actor.clone(),
                 );
-            registry.serve_subscription::<crate::kubelet::KubeletActor, crate::kubelet_proto::Exec>(
-                crate::kubelet_proto::KUBELET,
-                kubelet_actor.clone(),
-            );
+            registry
+                .serve_subscription::<crate::kubelet::KubeletActor, crate::kubelet_proto::Exec>(
+                    crate::kubelet_proto::KUBELET,
+                    kubelet_actor.clone(),
+                );
             registry
                 .serve_subscription::<crate::kubelet::KubeletActor, crate::kubelet_proto::PortForward>(
                     crate::kubelet_proto::KUBELET,

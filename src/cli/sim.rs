@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 
 use std::sync::Arc;
 
-use crate::model::cache::{CacheEvent, Kind, Start};
-use crate::model::resources::find;
 use crate::config::Role;
 use crate::kubelet::fleet::Fleet;
 use crate::kubelet::NodeSpec;
 use crate::local::LocalCluster;
+use crate::model::cache::{CacheEvent, Kind, Start};
+use crate::model::resources::find;
 
 pub struct SimOptions {
     pub nodes: usize,

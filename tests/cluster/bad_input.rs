@@ -9,8 +9,8 @@ use shoal::actor::diag::{Echo, ACTOR};
 use shoal::actor::envelope::{Kind, RemoteError};
 use shoal::actor::ActorPath;
 use shoal::membership::gossip::GossipCipher;
-use shoal_harness::TestCluster;
 use shoal::transport::tls::{quic_client_config, TlsMaterial};
+use shoal_harness::TestCluster;
 
 use crate::converge;
 

@@ -10,8 +10,8 @@ use shoal::actor::envelope::{Envelope, Kind};
 use shoal::actor::{ActorPath, AskError};
 use shoal::cli::http::ApiClient;
 use shoal::config::Peer;
-use shoal_harness::{cluster_configs, spawn_node, wait_until, TestCluster};
 use shoal::transport::tls::{quic_client_config, TlsMaterial};
+use shoal_harness::{cluster_configs, spawn_node, wait_until, TestCluster};
 
 use crate::converge;
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use shoal::actor::diag::{Count, Echo, Record, Recorded, SlowEcho, ACTOR};
 use shoal::actor::envelope::RemoteError;
 use shoal::actor::{ActorPath, AskError, SubscriptionEnd};
-use shoal_harness::TestCluster;
 use shoal::transport::faults::{ChaosCommand, FaultSpec};
+use shoal_harness::TestCluster;
 
 fn diag(node: &str) -> ActorPath {
     ActorPath::new(ACTOR, node)

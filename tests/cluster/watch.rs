@@ -211,6 +211,7 @@ async fn a_compacted_revision_is_expired_and_quiet_watches_get_progress() {
 /// Watches replica `i` from node `i` itself (so a cut does not break the
 /// stream's own transport) and returns when and how it ends.
 /// Also counts the progress notifications it receives.
+#[allow(clippy::async_yields_async)] // the task's handle is the result
 async fn local_watch(
     c: &TestCluster,
     i: usize,

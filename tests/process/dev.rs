@@ -23,13 +23,15 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
         .spawn()
         .unwrap();
     // A failing assertion still stops the cluster (Ctrl-C), pods and all.
-    struct Interrupt(i32);
+    struct Interrupt(Option<i32>);
     impl Drop for Interrupt {
         fn drop(&mut self) {
-            unsafe { libc::kill(self.0, libc::SIGINT) };
+            let Some(pid) = self.0 else { return };
+            // SAFETY: a libc call with integer arguments only.
+            unsafe { libc::kill(pid, libc::SIGINT) };
         }
     }
-    let interrupt = Interrupt(dev.id() as i32);
+    let mut interrupt = Interrupt(Some(dev.id() as i32));
     let stdout = dev.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -129,6 +131,7 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
             .and_then(|pid| pid.parse().ok())
             .ok_or_else(|| format!("not running yet: {}", p["status"]))
     });
+    // SAFETY: a libc call with integer arguments only.
     assert!(unsafe { libc::kill(pod_pid, 0) } == 0);
 
     let pids: Vec<i32> = (1..=3)
@@ -140,6 +143,7 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
                 .unwrap()
         })
         .collect();
+    // SAFETY: a libc call with integer arguments only.
     unsafe { libc::kill(dev.id() as i32, libc::SIGINT) };
     let status = wait_for(Duration::from_secs(20), "dev exits", || {
         dev.try_wait()
@@ -147,17 +151,17 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
             .ok_or("running".into())
     });
     // Exited and reaped: its pid is no longer its own to signal.
-    std::mem::forget(interrupt);
+    interrupt.0 = None;
     assert!(status.success(), "dev must exit 0 on Ctrl-C, got {status}");
     for pid in pids {
+        // SAFETY: a libc call with integer arguments only.
         let alive = unsafe { libc::kill(pid, 0) } == 0;
         assert!(!alive, "agent {pid} survived Ctrl-C");
     }
     // Pods outlive their agents, but not the dev cluster.
-    assert!(
-        unsafe { libc::kill(pod_pid, 0) } != 0,
-        "pod process {pod_pid} survived Ctrl-C"
-    );
+    // SAFETY: a libc call with integer arguments only.
+    let alive = unsafe { libc::kill(pod_pid, 0) } == 0;
+    assert!(!alive, "pod process {pod_pid} survived Ctrl-C");
     for k in 1..=3 {
         assert!(
             !canonical.join(format!("node-{k}.pid")).exists(),

@@ -142,6 +142,7 @@ impl Dev {
 
 impl Drop for Dev {
     fn drop(&mut self) {
+        // SAFETY: a libc call with integer arguments only.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
     }
@@ -526,6 +527,7 @@ fn kubectl_reports_invalid_objects_by_field() {
 fn kubectl_other_contexts_serve_when_a_node_dies() {
     let Some(k) = Dev::start(3) else { return };
     k.ok(&["create", "configmap", "before", "--from-literal=a=1"]);
+    // SAFETY: a libc call with integer arguments only.
     unsafe { libc::kill(k.pid(1), libc::SIGKILL) };
     let started = Instant::now();
     super::wait_for(Duration::from_secs(15), "node-2 serves", || {

@@ -22,6 +22,7 @@ fn cni_lock() -> std::sync::MutexGuard<'static, ()> {
 /// Whether clusters here give pods CNI sandboxes (`kubelet.network =
 /// auto` as root with the plugins, which scripts/test.sh installs).
 fn cni_sandboxes() -> bool {
+    // SAFETY: a libc call with integer arguments only.
     let root = unsafe { libc::geteuid() } == 0;
     let plugins = ["bridge", "host-local", "loopback"]
         .iter()
@@ -104,6 +105,7 @@ impl Agents {
 
     fn signal(&mut self, i: usize, sig: i32) -> std::process::ExitStatus {
         let mut child = self.children[i - 1].take().expect("running");
+        // SAFETY: a libc call with integer arguments only.
         unsafe { libc::kill(child.id() as i32, sig) };
         child.wait().unwrap()
     }
@@ -551,11 +553,9 @@ fn a_full_tmpfs_refuses_writes_keeps_reads_and_loses_nothing() {
             None => {
                 // Not silently green: say why it did not run.
                 eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
-                assert_ne!(
-                    unsafe { libc::geteuid() },
-                    0,
-                    "root could not mount a tmpfs"
-                );
+                // SAFETY: a libc call with integer arguments only.
+                let uid = unsafe { libc::geteuid() };
+                assert_ne!(uid, 0, "root could not mount a tmpfs");
                 return;
             }
         }
@@ -663,6 +663,7 @@ fn an_unreadable_data_dir_is_a_clear_start_up_error() {
     wait_writable(&dir, 1);
     assert!(kv(&dir, 1, &["put", "k", "v"]).status.success());
     assert!(agents.signal(1, libc::SIGTERM).success());
+    // SAFETY: a libc call with integer arguments only.
     let can_drop = unsafe { libc::geteuid() } == 0
         && Command::new("setpriv")
             .arg("--version")

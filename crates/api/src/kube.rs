@@ -16,12 +16,12 @@
 //! Aggregated discovery (apidiscovery.k8s.io/v2) is not offered: kubectl
 //! 1.33 falls back to these documents when the answer is not one.
 
+use crate::ApiErrorResponse;
 use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use crate::ApiErrorResponse;
 
 /// The Kubernetes minor version whose API shoal follows.
 pub const KUBE_MINOR: &str = "33";

@@ -39,9 +39,9 @@ pub mod spdy;
 pub mod store;
 
 use shoal_fabric::membership::Membership;
-use shoal_model::errors::ApiError;
 use shoal_fabric::metrics::Metrics;
 use shoal_fabric::transport::faults::{ChaosCommand, Faults};
+use shoal_model::errors::ApiError;
 
 /// What the API needs from the node.
 #[derive(Clone)]

@@ -30,12 +30,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::ApiState;
 use shoal_model::cache::{Cache, CacheEvent, Kind, Start};
 use shoal_model::errors::{ApiError, ApiResult};
 use shoal_model::objects::{self, FieldValidation};
 use shoal_model::resources::{self, Resource};
 use shoal_model::selectors::{FieldSelector, LabelSelector};
-use super::ApiState;
 use shoal_store::command::{Compare, Op, Txn};
 use shoal_store::{ReadRequest, Store};
 
@@ -46,11 +46,11 @@ mod logs;
 mod portforward;
 mod watch;
 
+use crate::ApiErrorResponse;
 use bodies::*;
 use delete::*;
 use logs::*;
 use watch::*;
-use crate::ApiErrorResponse;
 
 /// Largest request body (etcd's request limit is 1.5 MiB; Kubernetes
 /// refuses bodies over 3 MiB).

@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 
 use super::{pod_uid, pods, Runtime};
 use shoal_fabric::actor::{Actor, Ctx, Handler, Reply, Subscribe};
-use shoal_kubelet_proto::{Exec, FollowLogs, Ping, ForwardEvent, Input, PodLogs, PortForward, SessionInput};
+use shoal_kubelet_proto::{
+    Exec, FollowLogs, ForwardEvent, Input, Ping, PodLogs, PortForward, SessionInput,
+};
 use shoal_store::{ReadRequest, Store};
 
 /// Input queued for a running exec, at most this many pieces ahead of the

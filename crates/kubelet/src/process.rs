@@ -710,4 +710,3 @@ impl Runtime for ProcessRuntime {
 
 /// The PATH a container starts with (upstream's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-

@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde_json::Value;
 use shoal_kubelet_proto::PodLogs;
 
+use serde_json::json;
+use shoal_fabric::testing::wait_until;
 use shoal_kubelet::process::*;
 use shoal_kubelet::testing as conformance;
 use shoal_kubelet::*;
-use shoal_fabric::testing::wait_until;
-use serde_json::json;
 use std::path::Path;
 
 fn quick() -> Backoff {
@@ -541,10 +541,8 @@ async fn a_container_gets_the_machines_huge_page_policy_not_the_agents() {
     // As in the `shoal` binary (this test process stands for the agent;
     // the shim sets the same for itself).
     // SAFETY: prctl with integer arguments only.
-    assert_eq!(
-        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) },
-        0
-    );
+    let set = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    assert_eq!(set, 0);
     let dir = tmp();
     let rt = runtime(&dir);
     let out = dir.path().join("thp");

@@ -198,7 +198,10 @@ impl Handler<shoal_fabric::actor::Subscribe<super::watch::Watch>> for StoreActor
 }
 
 /// Registers the store actor's messages.
-pub fn serve(registry: &shoal_fabric::actor::Registry, addr: shoal_fabric::actor::Addr<StoreActor>) {
+pub fn serve(
+    registry: &shoal_fabric::actor::Registry,
+    addr: shoal_fabric::actor::Addr<StoreActor>,
+) {
     registry.serve::<StoreActor, RaftAppend>(ACTOR, addr.clone());
     registry.serve::<StoreActor, RaftVote>(ACTOR, addr.clone());
     registry.serve::<StoreActor, RaftSnapshot>(ACTOR, addr.clone());

@@ -29,9 +29,9 @@ use super::TypeConfig;
 
 mod many;
 mod remote;
-use shoal_fabric::actor::{ActorPath, ActorSystem, AskError, RemoteMessage};
 pub use many::{ClientWriteMany, ManyResults, MAX_TXNS as MAX_WRITE_MANY};
 pub use remote::ClientRead;
+use shoal_fabric::actor::{ActorPath, ActorSystem, AskError, RemoteMessage};
 
 /// The budget of one forwarding attempt to the leader.
 const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);

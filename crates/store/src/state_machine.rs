@@ -690,7 +690,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, SErr> {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let path = self.snapshot_path(&format!("recv-{n}-{}.tmp", shoal_fabric::pki::random_hex(4)));
+        let path = self.snapshot_path(&format!(
+            "recv-{n}-{}.tmp",
+            shoal_fabric::pki::random_hex(4)
+        ));
         let f = SnapshotFile::create(path)
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;

@@ -14,8 +14,8 @@ use axum::extract::FromRequestParts;
 use futures::{SinkExt, StreamExt};
 
 use super::*;
-use shoal_kubelet_proto::{Exec, ExecEvent, Input, SessionInput};
 use crate::ApiErrorResponse;
+use shoal_kubelet_proto::{Exec, ExecEvent, Input, SessionInput};
 
 /// The subprotocols spoken, best first.
 const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -197,7 +197,9 @@ async fn relay(kube: Arc<KubeApi>, node: String, req: Exec, socket: WebSocket) {
                     Ok(ExecEvent::Stdout(b)) => tx.send(framed(1, &b)).await,
                     Ok(ExecEvent::Stderr(b)) => tx.send(framed(2, &b)).await,
                     Ok(ExecEvent::Exit(code)) => break status(Some(code), ""),
-                    Err(shoal_fabric::actor::SubscriptionEnd::Ended(why)) => break status(None, &why),
+                    Err(shoal_fabric::actor::SubscriptionEnd::Ended(why)) => {
+                        break status(None, &why)
+                    }
                     Err(e) => break status(None, &e.to_string()),
                 };
                 if sent.is_err() {

@@ -23,10 +23,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::*;
-use shoal_fabric::actor::ActorPath;
-use shoal_kubelet_proto::{ForwardEvent, Input, PortForward, SessionInput, KUBELET};
 use crate::spdy::{self, Frame};
 use crate::ApiErrorResponse;
+use shoal_fabric::actor::ActorPath;
+use shoal_kubelet_proto::{ForwardEvent, Input, PortForward, SessionInput, KUBELET};
 
 /// The tunnelling subprotocol kubectl offers.
 const TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";

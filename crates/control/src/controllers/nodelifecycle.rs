@@ -25,10 +25,10 @@ use serde_json::{json, Value};
 use super::runtime::Fenced;
 use super::{delete_pod, update_object};
 use shoal_fabric::actor::{ActorPath, ActorSystem};
+use shoal_fabric::membership::{MemberState, Membership};
 use shoal_model::cache::Cache;
 use shoal_model::objects;
 use shoal_model::resources::{find, Resource};
-use shoal_fabric::membership::{MemberState, Membership};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 

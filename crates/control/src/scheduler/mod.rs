@@ -15,12 +15,12 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
+use crate::controllers::runtime::Fenced;
+use crate::controllers::update_object;
 use shoal_model::cache::{Cache, CacheEvent, Kind, Start};
 use shoal_model::events::{EventRecorder, EventType, ObjectRef};
 use shoal_model::objects;
 use shoal_model::resources::find;
-use crate::controllers::runtime::Fenced;
-use crate::controllers::update_object;
 
 pub mod framework;
 

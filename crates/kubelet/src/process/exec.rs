@@ -194,7 +194,11 @@ fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
 fn set_flag(fd: &OwnedFd, flag: libc::c_int) -> std::io::Result<()> {
     // SAFETY: fcntl on a descriptor we own.
     let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | flag) } < 0 {
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fcntl on a descriptor we own, with integer arguments.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | flag) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())

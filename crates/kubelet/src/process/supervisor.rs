@@ -86,9 +86,7 @@ impl Supervisor {
             Ok(a) => {
                 let vars: std::collections::BTreeMap<String, String> =
                     env_of(&self.spec, &self.ip).into_iter().collect();
-                a.iter()
-                    .map(|s| crate::envs::expand(s, &vars))
-                    .collect()
+                a.iter().map(|s| crate::envs::expand(s, &vars)).collect()
             }
             Err(message) => {
                 let reason = "CreateContainerConfigError".to_string();

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ClientError, Store};
-use shoal_fabric::actor::{Message, RemoteMessage};
 use crate::command::{Txn, TxnResult};
+use shoal_fabric::actor::{Message, RemoteMessage};
 
 /// The most transactions one request carries.
 pub const MAX_TXNS: usize = 1024;

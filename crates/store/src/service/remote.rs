@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{ClientError, ReadRequest, ReadResult, Store};
-use shoal_fabric::actor::{ActorPath, AskError, Message, RemoteMessage};
 use crate::network::ACTOR;
+use shoal_fabric::actor::{ActorPath, AskError, Message, RemoteMessage};
 
 /// A linearizable read served by the replica it is sent to (never
 /// forwarded on: a node without a replica answers `NotLeader`).
