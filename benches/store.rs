@@ -358,17 +358,14 @@ async fn wait_writable(target: Target, ep: &Endpoints) {
     for addr in &ep.addrs {
         loop {
             assert!(Instant::now() < deadline, "cluster not writable after 60 s");
-            let ok = match tokio::time::timeout(Duration::from_secs(2), async {
+            let put = tokio::time::timeout(Duration::from_secs(2), async {
                 let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
                 drop(tcp);
                 let mut c = connect(*addr, tls.clone(), ep.token.clone()).await;
                 Some(c.put(target, "warmup", b"1").await)
             })
-            .await
-            {
-                Ok(Some(true)) => true,
-                _ => false,
-            };
+            .await;
+            let ok = matches!(put, Ok(Some(true)));
             if ok {
                 break;
             }

@@ -226,7 +226,7 @@ impl NodeConfig {
                 format!("must be at least {floor} (suspicion timeout, snapshot transfer)"),
             ));
         }
-        if st.voters == 0 || st.voters % 2 == 0 {
+        if st.voters == 0 || st.voters.is_multiple_of(2) {
             return Err(invalid("store.voters", "must be odd: 1, 3, 5, …"));
         }
         if let Some(v) = st.initial_voters.iter().find(|v| !is_node_name(v)) {
@@ -251,6 +251,8 @@ impl NodeConfig {
                 ),
             ));
         }
+        // Written so that NaN is refused too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(cp.evictions_per_second > 0.0) || cp.workers == 0 {
             return Err(invalid(
                 "control_plane.evictions_per_second",
@@ -276,10 +278,7 @@ impl NodeConfig {
             return Err(invalid("kubelet.network", "auto, cni or host"));
         }
         if let Err(e) = crate::kubelet::process::sandbox::Net::parse(&self.kubelet.pod_cidr) {
-            return Err(invalid(
-                "kubelet.pod_cidr",
-                &format!("an IPv4 network: {e}"),
-            ));
+            return Err(invalid("kubelet.pod_cidr", format!("an IPv4 network: {e}")));
         }
         if self.kubelet.restart_backoff_ms == 0
             || self.kubelet.restart_backoff_max_ms < self.kubelet.restart_backoff_ms

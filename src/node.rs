@@ -444,7 +444,6 @@ async fn start_store(
         SmSettings {
             history_revisions: st.history_revisions,
             durable_interval: std::time::Duration::from_millis(st.apply_sync_ms),
-            ..SmSettings::default()
         },
         disks,
     )?;

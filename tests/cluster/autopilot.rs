@@ -8,9 +8,8 @@ use shoal_harness::{wait_until, TestCluster};
 
 /// 5 nodes, 3 voters, autopilot after 2 s of `down`.
 fn cluster() -> TestCluster {
-    let c = TestCluster::start_with(5, |cfg| cfg.store.autopilot_down_after_ms = 2_000)
-        .expect("cluster starts");
-    c
+    TestCluster::start_with(5, |cfg| cfg.store.autopilot_down_after_ms = 2_000)
+        .expect("cluster starts")
 }
 
 async fn status(c: &TestCluster, i: usize) -> shoal::store::StoreStatus {

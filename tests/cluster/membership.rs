@@ -60,7 +60,10 @@ async fn five_nodes_converge_detect_a_crash_and_a_leave() {
     let held = shoal_harness::wait_until(Duration::from_secs(3), || async {
         match c.state_seen(1, "node-4").await {
             Some(MemberState::Left) => Err("still left".to_string()),
-            other => Ok(eprintln!("node-4 became {other:?}")),
+            other => {
+                eprintln!("node-4 became {other:?}");
+                Ok(())
+            }
         }
     })
     .await;

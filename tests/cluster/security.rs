@@ -60,7 +60,10 @@ async fn a_node_of_another_ca_can_neither_join_nor_deliver() {
     // It never shows up in node-1's membership.
     let appeared = wait_until(Duration::from_secs(4), || async {
         match c.state_seen(1, "node-3").await {
-            Some(s) => Ok(eprintln!("impostor seen as {s:?}")),
+            Some(s) => {
+                eprintln!("impostor seen as {s:?}");
+                Ok(())
+            }
             None => Err("not seen".into()),
         }
     })

@@ -118,7 +118,7 @@ async fn a_cut_off_leaders_singleton_gets_nothing_applied_and_the_new_leader_run
         .filter(|n| *n != old)
         .collect();
     let cut = Instant::now();
-    c.partition(&[old.clone()], &others);
+    c.partition(std::slice::from_ref(&old), &others);
     let moved = wait_until(Duration::from_secs(10), || async {
         let l = log.lock().unwrap();
         match l

@@ -162,7 +162,7 @@ async fn a_minority_cannot_commit_and_catches_up_after_heal() {
     let minority = index_of(&l);
     let majority: Vec<usize> = (1..=3).filter(|&i| i != minority).collect();
     let others: Vec<String> = majority.iter().map(|i| format!("node-{i}")).collect();
-    c.partition(&[l.clone()], &others);
+    c.partition(std::slice::from_ref(&l), &others);
     // The minority says so within its timeout instead of acknowledging.
     let t = Instant::now();
     let e = put(&c, minority, "/minority", "x").await.unwrap_err();

@@ -60,7 +60,7 @@ async fn a_watcher_sees_every_event_once_in_order_across_a_leader_change_and_its
     let seen: Seen = Arc::default();
     let ends: Arc<Mutex<Vec<String>>> = Arc::default();
     let (seen2, ends2) = (seen.clone(), ends.clone());
-    let replicas = vec![
+    let replicas = [
         format!("node-{r}"),
         format!("node-{s}"),
         format!("node-{l}"),

@@ -102,7 +102,7 @@ impl FieldFilter {
         match v.pointer(&pointer) {
             None | Some(serde_json::Value::Null) => self.equals.is_empty(),
             Some(serde_json::Value::String(s)) => *s == self.equals,
-            Some(other) => other.to_string() == self.equals,
+            Some(other) => *other == self.equals,
         }
     }
 

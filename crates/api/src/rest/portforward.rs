@@ -102,10 +102,8 @@ async fn prepare(kube: &Arc<KubeApi>, t: &Target, req: Request) -> ApiResult<Res
             let reader = tokio::spawn(async move {
                 while let Some(Ok(m)) = rx.next().await {
                     match m {
-                        Message::Binary(b) => {
-                            if in_tx.send(b.to_vec()).await.is_err() {
-                                return;
-                            }
+                        Message::Binary(b) if in_tx.send(b.to_vec()).await.is_err() => {
+                            return;
                         }
                         Message::Text(_) | Message::Close(_) => return,
                         _ => {}

@@ -201,10 +201,10 @@ impl FaultTable {
                 return Verdict::Drop;
             }
             match &r.spec {
-                FaultSpec::Drop { p, between } if FaultSpec::applies_between(between, from, to) => {
-                    if draw() < *p {
-                        return Verdict::Drop;
-                    }
+                FaultSpec::Drop { p, between }
+                    if FaultSpec::applies_between(between, from, to) && draw() < *p =>
+                {
+                    return Verdict::Drop;
                 }
                 FaultSpec::Delay { ms, between }
                     if FaultSpec::applies_between(between, from, to) =>
@@ -248,7 +248,7 @@ impl Faults {
         if t.is_empty() {
             return Verdict::Deliver;
         }
-        t.on_send(from, to, Instant::now(), || rand::random::<f64>())
+        t.on_send(from, to, Instant::now(), rand::random::<f64>)
     }
 
     pub fn on_receive(&self, from: &str, to: &str) -> bool {
