@@ -8,6 +8,7 @@ mod autopilot;
 mod bad_input;
 mod control_plane;
 mod kube_api;
+mod kube_watch;
 mod linearizable;
 mod membership;
 mod node_lifecycle;

@@ -16,11 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use shoal_kubelet_proto::PodLogs;
 use shoal_model::objects;
 use shoal_model::resources::{find, Resource};
 use shoal_store::command::Txn;
@@ -31,7 +28,9 @@ mod actor;
 pub mod config;
 pub mod envs;
 pub mod fleet;
+mod node;
 pub mod process;
+mod runtime;
 pub mod sim;
 pub mod status;
 #[cfg(any(test, feature = "testing"))]
@@ -39,138 +38,17 @@ pub mod testing;
 pub mod volumes;
 
 pub use actor::{ExecSessions, KubeletActor};
+use node::register;
+pub use node::{node_object, NodeSpec};
+pub use runtime::{ContainerState, ContainerStatus, PodState, Runtime};
 pub use shoal_kubelet_proto::Ping;
 use status::StatusReporter;
-
-/// What a runtime reports of one container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ContainerState {
-    Running {
-        started_at: String,
-    },
-    Waiting {
-        reason: String,
-        message: String,
-    },
-    Terminated {
-        exit_code: i32,
-        reason: String,
-        finished_at: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerStatus {
-    pub name: String,
-    pub image: String,
-    pub state: ContainerState,
-    pub ready: bool,
-    pub restart_count: u32,
-    /// The previous instance's end (`lastState.terminated`), if any.
-    #[serde(default)]
-    pub last_state: Option<ContainerState>,
-    /// `<runtime>://<id>`.
-    #[serde(default)]
-    pub container_id: String,
-}
-
-/// A pod as its runtime sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PodState {
-    pub pod_ip: String,
-    pub containers: Vec<ContainerStatus>,
-    /// Init containers, in order (`initContainerStatuses`).
-    #[serde(default)]
-    pub init_containers: Vec<ContainerStatus>,
-}
-
-/// Runs pods on one node. The conformance suite (`sim::tests`) pins what
-/// every runtime must do.
-pub trait Runtime: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
-    /// Starts (or finds running) the pod; reports its state.
-    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState>;
-    /// Stops the pod (within `grace`); idempotent.
-    fn stop(&self, uid: &str, grace: Duration) -> BoxFuture<'static, ()>;
-    /// The pods it runs, by uid.
-    fn running(&self) -> Vec<String>;
-    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>>;
-    /// `logs -f`: the logs so far, then what the container writes, into
-    /// `sink` until the container ends (the default: what `logs` has,
-    /// then the end).
-    fn follow(
-        &self,
-        req: &PodLogs,
-        uid: &str,
-        sink: shoal_fabric::actor::Sink<String>,
-    ) -> BoxFuture<'static, ()> {
-        let logs = self.logs(req, uid);
-        Box::pin(async move {
-            match logs.await {
-                Ok(text) => {
-                    let _ = sink.send(&text).await;
-                    sink.end("the logs end here").await;
-                }
-                Err(e) => sink.end(&e).await,
-            }
-        })
-    }
-    /// Uids of pods whose state changed on its own (a container exited or
-    /// restarted), pushed; None for a runtime whose pods change only when
-    /// told (sim).
-    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        None
-    }
-    /// `kubectl exec`: runs the command in a container of the pod,
-    /// streaming its output and exit code into `sink`; `input` carries the
-    /// client's stdin and terminal resizes when it asked for them (the
-    /// default: no processes to run it in).
-    fn exec(
-        &self,
-        _req: &shoal_kubelet_proto::Exec,
-        _uid: &str,
-        _input: Option<tokio::sync::mpsc::Receiver<shoal_kubelet_proto::Input>>,
-        sink: shoal_fabric::actor::Sink<shoal_kubelet_proto::ExecEvent>,
-    ) -> BoxFuture<'static, ()> {
-        let name = self.name();
-        Box::pin(async move {
-            sink.end(&format!("the {name} runtime has no processes to exec in"))
-                .await
-        })
-    }
-    /// `kubectl port-forward`: a TCP connection to `port` of the pod, as
-    /// seen from inside it (the default: no network to reach).
-    fn connect(
-        &self,
-        _uid: &str,
-        _port: u16,
-    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>> {
-        let name = self.name();
-        Box::pin(async move {
-            Err(format!(
-                "the {name} runtime has no pod network to forward to"
-            ))
-        })
-    }
-    /// The pod's current state, if the runtime runs it.
-    fn state(&self, _uid: &str) -> Option<PodState> {
-        None
-    }
-    /// Whether `start` wants the pod with its containers' environments
-    /// resolved (`envs`): ConfigMaps and Secrets read, fields filled in.
-    fn needs_config(&self) -> bool {
-        false
-    }
-    /// The pod resolved again after a ConfigMap or Secret it mounts
-    /// changed: its projected volumes get the new files.
-    fn update(&self, _pod: &Value) {}
-}
 
 pub(crate) fn pods() -> &'static Resource {
     find("", "v1", "pods").expect("pods are served")
 }
 
-fn nodes() -> &'static Resource {
+pub(crate) fn nodes() -> &'static Resource {
     find("", "v1", "nodes").expect("nodes are served")
 }
 
@@ -180,118 +58,6 @@ pub fn pod_uid(pod: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string()
-}
-
-/// What the kubelet knows of its node.
-#[derive(Debug, Clone)]
-pub struct NodeSpec {
-    pub name: String,
-    pub address: String,
-    pub region: String,
-    pub zone: String,
-    pub milli_cpu: u64,
-    pub memory_bytes: u64,
-    pub pods: u64,
-}
-
-/// The Node object of `spec` (labels, capacity, addresses, conditions).
-pub fn node_object(spec: &NodeSpec, runtime: &str) -> Value {
-    let now = objects::now();
-    let capacity = json!({
-        "cpu": format!("{}m", spec.milli_cpu),
-        "memory": spec.memory_bytes.to_string(),
-        "pods": spec.pods.to_string(),
-        "ephemeral-storage": "100Gi",
-    });
-    let condition = |ty: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": ty, "status": status, "reason": reason, "message": message,
-               "lastHeartbeatTime": now, "lastTransitionTime": now})
-    };
-    json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": spec.name,
-            "labels": {
-                "kubernetes.io/hostname": spec.name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": arch(),
-                "topology.kubernetes.io/region": spec.region,
-                "topology.kubernetes.io/zone": spec.zone,
-            },
-        },
-        "spec": {},
-        "status": {
-            "capacity": capacity,
-            "allocatable": capacity,
-            "addresses": [
-                {"type": "InternalIP", "address": spec.address},
-                {"type": "Hostname", "address": spec.name},
-            ],
-            "conditions": [
-                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-            ],
-            "nodeInfo": {
-                "kubeletVersion": format!("v1.33.0-shoal-{}", shoal_fabric::VERSION),
-                "kubeProxyVersion": "",
-                "containerRuntimeVersion": format!("{runtime}://{}", shoal_fabric::VERSION),
-                "operatingSystem": "linux",
-                "architecture": arch(),
-                "osImage": "shoal",
-                "kernelVersion": "",
-                "machineID": "", "systemUUID": "", "bootID": "",
-            },
-        },
-    })
-}
-
-fn arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
-/// Creates the Node, or refreshes its status and labels (keeping what
-/// users and controllers set: spec, taints, other labels).
-async fn register(store: &Store, spec: &NodeSpec, runtime: &str) -> Result<(), String> {
-    let key = nodes().key("", &spec.name);
-    let fresh = node_object(spec, runtime);
-    loop {
-        let current = store
-            .read(ReadRequest::key(key.clone()))
-            .await
-            .map_err(|e| e.to_string())?;
-        let txn = match current.kvs.first() {
-            None => {
-                let obj =
-                    objects::prepare_create(nodes(), "", fresh.clone()).map_err(|e| e.message)?;
-                Txn::create(key.clone(), objects::stored_bytes(&obj))
-            }
-            Some(kv) => {
-                let mut obj: Value =
-                    serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
-                obj["status"] = fresh["status"].clone();
-                if let (Some(have), Some(want)) = (
-                    obj.pointer_mut("/metadata/labels")
-                        .and_then(Value::as_object_mut),
-                    fresh.pointer("/metadata/labels").and_then(Value::as_object),
-                ) {
-                    for (k, v) in want {
-                        have.insert(k.clone(), v.clone());
-                    }
-                }
-                Txn::update(key.clone(), objects::stored_bytes(&obj), kv.mod_rev)
-            }
-        };
-        if store.write(txn).await.map_err(|e| e.to_string())?.succeeded {
-            return Ok(());
-        }
-    }
 }
 
 /// The status a pod gets from its runtime state.

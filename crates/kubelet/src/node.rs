@@ -1,0 +1,123 @@
+//! The kubelet's own Node object: what it knows of its node
+//! ([`NodeSpec`]), the object built from it, and its registration (create,
+//! or refresh status and labels while keeping what others set).
+
+use serde_json::{json, Value};
+
+use shoal_model::objects;
+use shoal_store::command::Txn;
+use shoal_store::{ReadRequest, Store};
+
+use crate::nodes;
+
+/// What the kubelet knows of its node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub address: String,
+    pub region: String,
+    pub zone: String,
+    pub milli_cpu: u64,
+    pub memory_bytes: u64,
+    pub pods: u64,
+}
+
+/// The Node object of `spec` (labels, capacity, addresses, conditions).
+pub fn node_object(spec: &NodeSpec, runtime: &str) -> Value {
+    let now = objects::now();
+    let capacity = json!({
+        "cpu": format!("{}m", spec.milli_cpu),
+        "memory": spec.memory_bytes.to_string(),
+        "pods": spec.pods.to_string(),
+        "ephemeral-storage": "100Gi",
+    });
+    let condition = |ty: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": ty, "status": status, "reason": reason, "message": message,
+               "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": spec.name,
+            "labels": {
+                "kubernetes.io/hostname": spec.name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": arch(),
+                "topology.kubernetes.io/region": spec.region,
+                "topology.kubernetes.io/zone": spec.zone,
+            },
+        },
+        "spec": {},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "addresses": [
+                {"type": "InternalIP", "address": spec.address},
+                {"type": "Hostname", "address": spec.name},
+            ],
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "nodeInfo": {
+                "kubeletVersion": format!("v1.33.0-shoal-{}", shoal_fabric::VERSION),
+                "kubeProxyVersion": "",
+                "containerRuntimeVersion": format!("{runtime}://{}", shoal_fabric::VERSION),
+                "operatingSystem": "linux",
+                "architecture": arch(),
+                "osImage": "shoal",
+                "kernelVersion": "",
+                "machineID": "", "systemUUID": "", "bootID": "",
+            },
+        },
+    })
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Creates the Node, or refreshes its status and labels (keeping what
+/// users and controllers set: spec, taints, other labels).
+pub(crate) async fn register(store: &Store, spec: &NodeSpec, runtime: &str) -> Result<(), String> {
+    let key = nodes().key("", &spec.name);
+    let fresh = node_object(spec, runtime);
+    loop {
+        let current = store
+            .read(ReadRequest::key(key.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let txn = match current.kvs.first() {
+            None => {
+                let obj =
+                    objects::prepare_create(nodes(), "", fresh.clone()).map_err(|e| e.message)?;
+                Txn::create(key.clone(), objects::stored_bytes(&obj))
+            }
+            Some(kv) => {
+                let mut obj: Value =
+                    serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+                obj["status"] = fresh["status"].clone();
+                if let (Some(have), Some(want)) = (
+                    obj.pointer_mut("/metadata/labels")
+                        .and_then(Value::as_object_mut),
+                    fresh.pointer("/metadata/labels").and_then(Value::as_object),
+                ) {
+                    for (k, v) in want {
+                        have.insert(k.clone(), v.clone());
+                    }
+                }
+                Txn::update(key.clone(), objects::stored_bytes(&obj), kv.mod_rev)
+            }
+        };
+        if store.write(txn).await.map_err(|e| e.to_string())?.succeeded {
+            return Ok(());
+        }
+    }
+}

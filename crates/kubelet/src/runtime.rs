@@ -1,0 +1,136 @@
+//! The [`Runtime`] trait: what the kubelet asks of whatever runs its pods
+//! (the `process` runtime, `sim`, later `docker`), and what a runtime
+//! reports back ([`PodState`], [`ContainerStatus`]). The conformance suite
+//! (`testing`) pins what every implementation must do.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use shoal_kubelet_proto::PodLogs;
+
+/// What a runtime reports of one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Running {
+        started_at: String,
+    },
+    Waiting {
+        reason: String,
+        message: String,
+    },
+    Terminated {
+        exit_code: i32,
+        reason: String,
+        finished_at: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub image: String,
+    pub state: ContainerState,
+    pub ready: bool,
+    pub restart_count: u32,
+    /// The previous instance's end (`lastState.terminated`), if any.
+    #[serde(default)]
+    pub last_state: Option<ContainerState>,
+    /// `<runtime>://<id>`.
+    #[serde(default)]
+    pub container_id: String,
+}
+
+/// A pod as its runtime sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodState {
+    pub pod_ip: String,
+    pub containers: Vec<ContainerStatus>,
+    /// Init containers, in order (`initContainerStatuses`).
+    #[serde(default)]
+    pub init_containers: Vec<ContainerStatus>,
+}
+
+/// Runs pods on one node. The conformance suite (`sim::tests`) pins what
+/// every runtime must do.
+pub trait Runtime: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Starts (or finds running) the pod; reports its state.
+    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState>;
+    /// Stops the pod (within `grace`); idempotent.
+    fn stop(&self, uid: &str, grace: Duration) -> BoxFuture<'static, ()>;
+    /// The pods it runs, by uid.
+    fn running(&self) -> Vec<String>;
+    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>>;
+    /// `logs -f`: the logs so far, then what the container writes, into
+    /// `sink` until the container ends (the default: what `logs` has,
+    /// then the end).
+    fn follow(
+        &self,
+        req: &PodLogs,
+        uid: &str,
+        sink: shoal_fabric::actor::Sink<String>,
+    ) -> BoxFuture<'static, ()> {
+        let logs = self.logs(req, uid);
+        Box::pin(async move {
+            match logs.await {
+                Ok(text) => {
+                    let _ = sink.send(&text).await;
+                    sink.end("the logs end here").await;
+                }
+                Err(e) => sink.end(&e).await,
+            }
+        })
+    }
+    /// Uids of pods whose state changed on its own (a container exited or
+    /// restarted), pushed; None for a runtime whose pods change only when
+    /// told (sim).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+    /// `kubectl exec`: runs the command in a container of the pod,
+    /// streaming its output and exit code into `sink`; `input` carries the
+    /// client's stdin and terminal resizes when it asked for them (the
+    /// default: no processes to run it in).
+    fn exec(
+        &self,
+        _req: &shoal_kubelet_proto::Exec,
+        _uid: &str,
+        _input: Option<tokio::sync::mpsc::Receiver<shoal_kubelet_proto::Input>>,
+        sink: shoal_fabric::actor::Sink<shoal_kubelet_proto::ExecEvent>,
+    ) -> BoxFuture<'static, ()> {
+        let name = self.name();
+        Box::pin(async move {
+            sink.end(&format!("the {name} runtime has no processes to exec in"))
+                .await
+        })
+    }
+    /// `kubectl port-forward`: a TCP connection to `port` of the pod, as
+    /// seen from inside it (the default: no network to reach).
+    fn connect(
+        &self,
+        _uid: &str,
+        _port: u16,
+    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>> {
+        let name = self.name();
+        Box::pin(async move {
+            Err(format!(
+                "the {name} runtime has no pod network to forward to"
+            ))
+        })
+    }
+    /// The pod's current state, if the runtime runs it.
+    fn state(&self, _uid: &str) -> Option<PodState> {
+        None
+    }
+    /// Whether `start` wants the pod with its containers' environments
+    /// resolved (`envs`): ConfigMaps and Secrets read, fields filled in.
+    fn needs_config(&self) -> bool {
+        false
+    }
+    /// The pod resolved again after a ConfigMap or Secret it mounts
+    /// changed: its projected volumes get the new files.
+    fn update(&self, _pod: &Value) {}
+}
