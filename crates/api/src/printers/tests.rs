@@ -2,7 +2,7 @@
 
 use super::*;
 
-mod more;
+mod network_and_cluster;
 
 /// The fixed "now" of the tests.
 fn now() -> Timestamp {

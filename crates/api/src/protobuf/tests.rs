@@ -12,7 +12,7 @@ use prost::Message as _;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-mod more;
+mod hostile_and_captured;
 
 fn s(v: &str) -> Option<String> {
     Some(v.to_string())

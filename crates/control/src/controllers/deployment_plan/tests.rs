@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
-mod more;
+mod strategies_and_history;
 
 // ----- fixtures -----
 

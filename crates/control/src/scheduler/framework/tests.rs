@@ -3,7 +3,7 @@
 use super::*;
 use serde_json::{json, Value};
 
-mod more;
+mod scoring_and_sampling;
 
 fn node_from(v: Value) -> NodeInfo {
     NodeInfo::new(serde_json::from_value(v).expect("node json"))

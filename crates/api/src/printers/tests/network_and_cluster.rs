@@ -1,4 +1,6 @@
-//! Tests of the printers, continued.
+//! Tests of the printers for network and cluster kinds (Services,
+//! Endpoints, Nodes, Events, Ingresses, …), column definitions, and
+//! malformed objects.
 
 use super::*;
 

@@ -1,4 +1,6 @@
-//! Tests of the Deployment planning, continued.
+//! Tests of the Deployment planning: Recreate, rollback, revision history,
+//! pause, proportional scaling, progress deadlines, hash collisions,
+//! adoption, malformed input.
 
 use super::*;
 

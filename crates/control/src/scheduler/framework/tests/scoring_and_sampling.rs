@@ -1,4 +1,5 @@
-//! Tests of the scheduling framework, continued.
+//! Tests of the scheduling framework's scoring (spread, bin packing,
+//! affinity, taints), its messages, node sampling and throughput.
 
 use super::*;
 
