@@ -2,23 +2,20 @@
 # Runs every test of shoal. Installs what the tests need first, so it works
 # on a fresh machine (Debian, as root or with sudo). Idempotent.
 #
-#   ./scripts/test.sh            unit + in-process cluster + multi-process tests
+#   ./scripts/test.sh            checks, then unit + cluster + process tests
 #   SHOAL_SEED=N ./scripts/test.sh   replay a seeded randomized test
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$(date +%s)
+stamp() { echo "== $1 ($(($(date +%s) - start)) s)"; }
 
 # --- set-up -----------------------------------------------------------------
+# What a cluster needs (the CNI plugins and sandbox tools, python3): the
+# README's run command's own install step, so CI runs it too.
+./scripts/dev.sh --install-only
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
-# python3: an HTTP server for the process runtime's probe tests.
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-# The CNI plugins (bridge, host-local, loopback): pod sandboxes as root.
-[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
-# ip, iptables, nsenter/unshare: the sandboxes' tools.
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v iptables >/dev/null 2>&1 || need+=(iptables)
-command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -31,8 +28,21 @@ SHOAL_KUBECTL="$(./scripts/kubectl.sh)"
 export SHOAL_KUBECTL
 
 # --- checks -----------------------------------------------------------------
-cargo fmt --check
+stamp "format, layering, sizes"
+cargo fmt --all --check
+python3 scripts/check-layers.py --self-test
+python3 scripts/check-layers.py
+./scripts/check-sizes.sh
+stamp "clippy (denials in [workspace.lints])"
+cargo clippy -q --workspace --all-targets
 # Benchmarks must keep compiling (built in the test profile, not run).
-cargo test --benches --no-run -q
-# Every test: unit, in-process cluster (tests/cluster), processes (tests/process).
-cargo test -q 2>&1
+stamp "build"
+cargo test -q --workspace --benches --no-run
+cargo test -q --workspace --no-run
+# Every crate's tests run, tier by tier (floors in scripts/test-tiers.txt).
+./scripts/check-tiers.sh
+# Every test: unit (each crate), in-process cluster (tests/cluster),
+# processes (tests/process).
+stamp "tests"
+cargo test -q --workspace 2>&1
+stamp "done"

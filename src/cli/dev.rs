@@ -3,7 +3,8 @@
 //! Creates the cluster directory on first use (reuses it afterwards), starts
 //! one agent per node with its log in `DIR/node-K.log` and its pid in
 //! `DIR/node-K.pid`, writes `DIR/kubeconfig`, prints
-//! `export KUBECONFIG=DIR/kubeconfig`, then `READY` once every node's
+//! `export KUBECONFIG=DIR/kubeconfig`, the pods' network mode (`network:
+//! cni …` or `network: host …`, saying why when degraded), then `READY` once every node's
 //! `/readyz` answers 200. Ctrl-C (or SIGTERM) stops every child cleanly.
 
 use std::path::{Path, PathBuf};
@@ -148,6 +149,17 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
             });
         }
         println!("export KUBECONFIG={}", kube.display());
+        // Which pod network the nodes got: a degraded mode says why here,
+        // not only in a node's log.
+        if opts.runtime == "process" {
+            let mode = crate::kubelet::process::sandbox::NetworkMode::resolve(&opts.network);
+            println!("{}", mode.describe(&opts.pod_cidr));
+        } else {
+            println!(
+                "network: none (runtime {}: hollow pods, no processes)",
+                opts.runtime
+            );
+        }
         let ready = wait_ready(&cfgs, &token, &mut agents);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -48,6 +48,24 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
             Err(_) => panic!("no READY within 60 s; got {lines:?}"),
         }
     }
+    // The console names the pods' network mode before READY: CNI sandboxes
+    // as root with the plugins (as scripts/test.sh installs them), else
+    // host networking, saying why.
+    let network = lines
+        .iter()
+        .find(|l| l.starts_with("network: "))
+        .unwrap_or_else(|| panic!("no network line before READY: {lines:?}"));
+    if crate::cni_sandboxes() {
+        assert_eq!(
+            network,
+            "network: cni (each pod has its own network namespace and an address from its node's /24 of 10.88.0.0/16)"
+        );
+    } else {
+        assert!(
+            network.starts_with("network: host (degraded: ") && network.contains("why: "),
+            "{network}"
+        );
+    }
     let canonical = dir.canonicalize().unwrap();
     assert!(
         lines.contains(&format!(

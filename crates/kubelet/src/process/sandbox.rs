@@ -164,6 +164,61 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The CNI plugins pod sandboxes need, all present in [`CNI_PLUGINS`].
+fn have_plugins() -> bool {
+    let plugins = Path::new(CNI_PLUGINS);
+    ["bridge", "host-local", "loopback"]
+        .iter()
+        .all(|p| plugins.join(p).exists())
+}
+
+/// The pod network a node gets for `kubelet.network` on this machine, as
+/// a console names it: `shoal dev` prints it, so a degraded cluster says
+/// so where its user looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// A network namespace per pod on the node's CNI bridge.
+    Cni,
+    /// The host's network with a loopback address per pod; `why` says why
+    /// (and what to install or run for sandboxes), `None` when asked for.
+    Host { why: Option<String> },
+}
+
+impl NetworkMode {
+    /// What `kubelet.network = mode` gives here (`cni` is taken as asked:
+    /// an agent that cannot honour it refuses to start, saying why).
+    pub fn resolve(mode: &str) -> NetworkMode {
+        match mode {
+            "host" => NetworkMode::Host { why: None },
+            "auto" if !is_root() => NetworkMode::Host {
+                why: Some(
+                    "shoal runs without root and pod sandboxes need it (run as root: sudo ./scripts/dev.sh)".into(),
+                ),
+            },
+            "auto" if !have_plugins() => NetworkMode::Host {
+                why: Some(format!(
+                    "the CNI plugins bridge, host-local and loopback are not in {CNI_PLUGINS} (install Debian's containernetworking-plugins, as ./scripts/dev.sh does)"
+                )),
+            },
+            _ => NetworkMode::Cni,
+        }
+    }
+
+    /// One line for a console: the mode, and for host networking what it
+    /// means and why it was chosen.
+    pub fn describe(&self, pod_cidr: &str) -> String {
+        match self {
+            NetworkMode::Cni => format!(
+                "network: cni (each pod has its own network namespace and an address from its node's /24 of {pod_cidr})"
+            ),
+            NetworkMode::Host { why: None } => "network: host (asked for: pods share the host's network, each with a loopback IP 127.<node>.x.y)".into(),
+            NetworkMode::Host { why: Some(why) } => format!(
+                "network: host (degraded: pods share the host's network, each with a loopback IP 127.<node>.x.y, so two pods cannot listen on one port; why: {why})"
+            ),
+        }
+    }
+}
+
 impl Sandboxes {
     /// The sandboxes of node `node` for `kubelet.network` (`auto`: CNI when
     /// root and the plugins are installed; `cni`: required; `host`: none).
@@ -174,9 +229,7 @@ impl Sandboxes {
         data_dir: &Path,
     ) -> Result<Option<Sandboxes>, String> {
         let plugins = PathBuf::from(CNI_PLUGINS);
-        let have = ["bridge", "host-local", "loopback"]
-            .iter()
-            .all(|p| plugins.join(p).exists());
+        let have = have_plugins();
         match mode {
             "host" => return Ok(None),
             "auto" if !(is_root() && have) => return Ok(None),
@@ -569,6 +622,34 @@ fn cgroup_parents(node: u8) -> Vec<(Controller, PathBuf)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_network_mode_says_why_it_is_degraded() {
+        assert_eq!(
+            NetworkMode::resolve("host"),
+            NetworkMode::Host { why: None }
+        );
+        assert_eq!(NetworkMode::resolve("cni"), NetworkMode::Cni);
+        let auto = NetworkMode::resolve("auto");
+        if is_root() && have_plugins() {
+            assert_eq!(auto, NetworkMode::Cni);
+        } else {
+            assert!(
+                matches!(auto, NetworkMode::Host { why: Some(_) }),
+                "{auto:?}"
+            );
+        }
+        let why = NetworkMode::Host {
+            why: Some("no plugins".into()),
+        };
+        let line = why.describe("10.88.0.0/16");
+        assert!(line.starts_with("network: host (degraded: "), "{line}");
+        assert!(line.ends_with("why: no plugins)"), "{line}");
+        assert_eq!(
+            NetworkMode::Cni.describe("10.9.0.0/16"),
+            "network: cni (each pod has its own network namespace and an address from its node's /24 of 10.9.0.0/16)"
+        );
+    }
 
     #[test]
     fn networks_parse_overlap_and_split_into_node_subnets() {
