@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails if a Rust file under src/, crates/, tests/ or benches/ is over 800
-# lines: split it by concept instead (STYLE.md §11).
+# lines (split it by concept instead), or does not open with a //! paragraph.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limit=800
@@ -11,3 +11,11 @@ if [ -n "$over" ]; then
   exit 1
 fi
 echo "sizes: every .rs file is at most $limit lines"
+# Every module opens with a `//!` paragraph: its role and what it talks to.
+bare=$(for f in $(find src crates tests benches -name '*.rs'); do head -1 "$f" | grep -q '^//!' || echo "$f"; done)
+if [ -n "$bare" ]; then
+  echo "modules without an opening //! paragraph:" >&2
+  echo "$bare" >&2
+  exit 1
+fi
+echo "docs: every module opens with a //! paragraph"

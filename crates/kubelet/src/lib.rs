@@ -1,4 +1,4 @@
-//! The kubelet of a worker node (DESIGN §7): registers the node's `Node`
+//! The kubelet of a worker node: registers the node's `Node`
 //! object, is pushed the pods bound to it (a store watch with a
 //! server-side filter on `spec.nodeName`), runs them through a
 //! [`Runtime`], and writes their status back; it also answers `pods/log`

@@ -1,4 +1,4 @@
-//! Autopilot (DESIGN §1): voters are replaced automatically when nodes die.
+//! Autopilot: voters are replaced automatically when nodes die.
 //!
 //! A leader-follow singleton. Every second, on the leader: a voter that
 //! SWIM has shown `down` for longer than `store.autopilot_down_after_ms`

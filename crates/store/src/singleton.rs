@@ -1,4 +1,4 @@
-//! Leader-follow singletons with fencing (DESIGN §1): the scheduler and the
+//! Leader-follow singletons with fencing: the scheduler and the
 //! controllers run on the Raft leader only, under a token.
 //!
 //! A [`SingletonHost`] on every store node follows openraft's metrics. When

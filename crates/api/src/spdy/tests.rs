@@ -1,3 +1,6 @@
+//! Tests of the SPDY/3.1 codec: frames cut byte by byte, header blocks
+//! from another zlib, and seeded random bytes that must never panic.
+
 use super::*;
 
 fn adler32(b: &[u8]) -> u32 {

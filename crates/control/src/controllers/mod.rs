@@ -1,5 +1,5 @@
 //! The control plane: the scheduler and the controllers, run as one
-//! leader-follow singleton (DESIGN §6). They read the node's watch cache,
+//! leader-follow singleton. They read the node's watch cache,
 //! are pushed its events (nothing polls), and write under the fence token
 //! of the leadership they run under.
 //!

@@ -1,4 +1,4 @@
-//! The scheduler (DESIGN §6): a leader-follow component of the control
+//! The scheduler: a leader-follow component of the control
 //! plane. It is pushed pod and node changes by the watch cache, keeps a
 //! snapshot of every node with what is placed on it, and binds pending
 //! pods through the filter/score framework (`framework`), committing the

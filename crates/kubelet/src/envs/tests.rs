@@ -1,3 +1,6 @@
+//! Tests of environment resolution: envFrom and env from ConfigMaps,
+//! Secrets and fieldRefs, `$(VAR)` expansion, optional and missing sources.
+
 use super::*;
 
 fn node() -> Node<'static> {
