@@ -7,4 +7,5 @@
 
 pub mod config;
 pub mod controllers;
+pub mod fenced;
 pub mod scheduler;

@@ -16,12 +16,9 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use shoal_model::cache::Cache;
-use shoal_model::objects;
-use shoal_model::resources::Resource;
-use shoal_store::command::Txn;
 use shoal_store::singleton::{Singleton, SingletonCtx};
 
 pub mod claim;
@@ -32,108 +29,7 @@ pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
 
-use runtime::Fenced;
-
-/// Attempts of a create whose generated name collides.
-const NAME_RETRIES: usize = 3;
-
-/// Creates `obj` in `ns` as the API would (server metadata, defaults,
-/// validation), under the fence token. Returns the revision.
-pub async fn create_object(
-    fenced: &Fenced,
-    res: &Resource,
-    ns: &str,
-    obj: Value,
-) -> Result<u64, String> {
-    for _ in 0..NAME_RETRIES {
-        let made = objects::prepare_create(res, ns, obj.clone()).map_err(|e| e.message)?;
-        let key = res.key(ns, objects::name_of(&made));
-        let r = fenced
-            .write(Txn::create(key, objects::stored_bytes(&made)))
-            .await
-            .map_err(|e| e.to_string())?;
-        if r.succeeded {
-            return Ok(r.revision);
-        }
-    }
-    Err(format!("{}: name taken {NAME_RETRIES} times", res.plural))
-}
-
-/// Writes `status` into `obj` (as read from the cache, with its
-/// resourceVersion) unless it is already there. `Ok(None)`: unchanged.
-pub async fn update_status(
-    fenced: &Fenced,
-    res: &Resource,
-    obj: &Value,
-    status: Value,
-) -> Result<Option<u64>, String> {
-    if obj.get("status") == Some(&status) {
-        return Ok(None);
-    }
-    let mut new = obj.clone();
-    new["status"] = status;
-    update_object(fenced, res, &new).await.map(Some)
-}
-
-/// Writes `obj` guarded by the resourceVersion it carries; a conflict is an
-/// error (the reconcile runs again on the newer object).
-pub async fn update_object(fenced: &Fenced, res: &Resource, obj: &Value) -> Result<u64, String> {
-    let rv = objects::rv_of(obj)
-        .map_err(|e| e.message)?
-        .ok_or("the object has no resourceVersion")?;
-    let key = res.key(objects::namespace_of(obj), objects::name_of(obj));
-    let r = fenced
-        .write(Txn::update(key, objects::stored_bytes(obj), rv))
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.succeeded {
-        Ok(r.revision)
-    } else {
-        Err(format!(
-            "conflict on {}/{}",
-            objects::namespace_of(obj),
-            objects::name_of(obj)
-        ))
-    }
-}
-
-/// Deletes a pod as the API would: one bound to a node is marked (its
-/// kubelet stops it and removes it), others go at once.
-pub async fn delete_pod(fenced: &Fenced, pod: &Value) -> Result<Option<u64>, String> {
-    let pods = shoal_model::resources::find("", "v1", "pods").ok_or("pods are not served")?;
-    if pod.pointer("/metadata/deletionTimestamp").is_some() {
-        return Ok(None);
-    }
-    let bound = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    if bound {
-        let grace = pod
-            .pointer("/spec/terminationGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(30)
-            .max(0);
-        let mut marked = pod.clone();
-        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-        let m = objects::meta_mut(&mut marked);
-        m.insert(
-            "deletionTimestamp".into(),
-            json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        );
-        m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-        return update_object(fenced, pods, &marked).await.map(Some);
-    }
-    let rv = objects::rv_of(pod)
-        .map_err(|e| e.message)?
-        .ok_or("no resourceVersion")?;
-    let key = pods.key(objects::namespace_of(pod), objects::name_of(pod));
-    let r = fenced
-        .write(Txn::delete(key, Some(rv)))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(r.succeeded.then_some(r.revision))
-}
+pub use crate::fenced::{create_object, delete_pod, update_object, update_status, Fenced};
 
 /// A pod that counts toward its owner: not terminating, not finished.
 pub fn is_active(p: &Value) -> bool {

@@ -22,23 +22,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use shoal_model::cache::{Cache, CacheEvent, Start};
-use shoal_store::command::{FenceToken, Txn, TxnResult};
-use shoal_store::{ClientError, Store};
 
-/// Writes of a leader-follow component, under its fence token.
-#[derive(Clone)]
-pub struct Fenced {
-    pub store: Store,
-    pub token: FenceToken,
-}
-
-impl Fenced {
-    /// Commits `txn` under the token; returns its result (check
-    /// `succeeded` for the compares).
-    pub async fn write(&self, txn: Txn) -> Result<TxnResult, ClientError> {
-        self.store.propose_fenced(self.token, txn).await
-    }
-}
+pub use crate::fenced::Fenced;
 
 /// What a reconcile asks for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
-use crate::controllers::runtime::Fenced;
-use crate::controllers::update_object;
+use crate::fenced::update_object;
+use crate::fenced::Fenced;
 use shoal_model::cache::{Cache, CacheEvent, Kind, Start};
 use shoal_model::events::{EventRecorder, EventType, ObjectRef};
 use shoal_model::objects;
