@@ -222,7 +222,7 @@ def main():
     pb_default = "/tmp/k8s-pb-0.9.0" if os.path.isdir("/tmp/k8s-pb-0.9.0") or not pb else pb[0]
     ap.add_argument("--k8s-pb", default=pb_default)
     ap.add_argument("--k8s-openapi", default=reg[0] if reg else None)
-    ap.add_argument("--out", default=os.path.join(here, "src", "k8s_proto_schema.txt"))
+    ap.add_argument("--out", default=os.path.join(here, "..", "crates", "api", "src", "k8s_proto_schema.txt"))
     args = ap.parse_args()
     if not os.path.isdir(os.path.join(args.k8s_pb, "src")):
         fail("k8s-pb 0.9.0 source not found; pass --k8s-pb")
