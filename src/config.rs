@@ -123,10 +123,10 @@ impl NodeConfig {
             self.data_dir = PathBuf::from(d);
         }
         if let Some(r) = get("SHOAL_KUBELET_RUNTIME") {
-            self.kubelet.runtime = r;
+            self.kubelet.runtime = r.parse().map_err(|e| invalid("SHOAL_KUBELET_RUNTIME", e))?;
         }
         if let Some(n) = get("SHOAL_KUBELET_NETWORK") {
-            self.kubelet.network = n;
+            self.kubelet.network = n.parse().map_err(|e| invalid("SHOAL_KUBELET_NETWORK", e))?;
         }
         if let Some(c) = get("SHOAL_KUBELET_POD_CIDR") {
             self.kubelet.pod_cidr = c;
@@ -259,23 +259,11 @@ impl NodeConfig {
                 "rates and workers must be above 0",
             ));
         }
-        if cp.scoring != "LeastAllocated" && cp.scoring != "MostAllocated" {
-            return Err(invalid(
-                "control_plane.scoring",
-                "LeastAllocated or MostAllocated",
-            ));
-        }
         if cp.percentage_of_nodes_to_score > 100 {
             return Err(invalid(
                 "control_plane.percentage_of_nodes_to_score",
                 "0 to 100",
             ));
-        }
-        if self.kubelet.runtime != "sim" && self.kubelet.runtime != "process" {
-            return Err(invalid("kubelet.runtime", "sim or process"));
-        }
-        if !["auto", "cni", "host"].contains(&self.kubelet.network.as_str()) {
-            return Err(invalid("kubelet.network", "auto, cni or host"));
         }
         if let Err(e) = crate::kubelet::process::sandbox::Net::parse(&self.kubelet.pod_cidr) {
             return Err(invalid("kubelet.pod_cidr", format!("an IPv4 network: {e}")));
@@ -353,7 +341,7 @@ impl NodeConfig {
             // In-process clusters run hollow pods unless a test asks for
             // processes.
             kubelet: KubeletConfig {
-                runtime: "sim".into(),
+                runtime: crate::kubelet::config::RuntimeKind::Sim,
                 ..KubeletConfig::default()
             },
         }
@@ -402,13 +390,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("max_frame_bytes"));
+        // A runtime or network outside the choices: refused when read,
+        // naming the variable (the TOML spelling is checked by serde).
         let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
-        cfg.kubelet.runtime = "docker".into();
-        assert!(cfg
-            .validate()
+        let err = cfg
+            .apply_env(|k| (k == "SHOAL_KUBELET_RUNTIME").then(|| "docker".to_string()))
             .unwrap_err()
-            .to_string()
-            .contains("kubelet.runtime"));
+            .to_string();
+        assert!(
+            err.contains("SHOAL_KUBELET_RUNTIME") && err.contains("process or sim"),
+            "{err}"
+        );
+        let err = cfg
+            .apply_env(|k| (k == "SHOAL_KUBELET_NETWORK").then(|| "bridge".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auto, cni or host"), "{err}");
+        let text = toml::to_string(&cfg)
+            .unwrap()
+            .replace("runtime = \"sim\"", "runtime = \"docker\"");
+        assert!(text.contains("runtime = \"docker\""), "{text}");
+        let err = toml::from_str::<NodeConfig>(&text).unwrap_err().to_string();
+        assert!(err.contains("docker"), "{err}");
         let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
         cfg.kubelet.restart_backoff_max_ms = 1;
         assert!(cfg

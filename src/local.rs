@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::kubelet::config::{PodNetwork, RuntimeKind};
+
 use crate::config::{NodeConfig, Peer};
 use crate::node::{Node, NodeHandle, NodeOptions};
 
@@ -99,7 +101,7 @@ pub fn cluster_configs(dir: &Path, n: usize) -> anyhow::Result<Vec<NodeConfig>> 
             // In-process clusters run side by side in one test binary and
             // their nodes share names: pod sandboxes (bridge shoal-<n>)
             // would collide, so they keep host networking.
-            c.kubelet.network = "host".into();
+            c.kubelet.network = PodNetwork::Host;
             c
         })
         .collect())
@@ -132,11 +134,13 @@ impl Drop for LocalCluster {
         )> = self
             .configs
             .iter()
-            .filter(|c| c.kubelet.network != "host" && c.kubelet.runtime == "process")
+            .filter(|c| {
+                c.kubelet.network != PodNetwork::Host && c.kubelet.runtime == RuntimeKind::Process
+            })
             .filter_map(|c| {
                 let n = crate::node::node_number(&c.name);
                 let sb = shoal_kubelet::process::sandbox::Sandboxes::for_mode(
-                    &c.kubelet.network,
+                    c.kubelet.network,
                     &c.kubelet.pod_cidr,
                     n,
                     &c.data_dir,

@@ -276,7 +276,9 @@ impl Node {
         // and serve `pods/log` as the `kubelet` actor.
         if cfg.has_role(crate::config::Role::Worker) {
             let n = node_number(&cfg.name);
-            let runtime: Arc<dyn crate::kubelet::Runtime> = if cfg.kubelet.runtime == "process" {
+            let runtime: Arc<dyn crate::kubelet::Runtime> = if cfg.kubelet.runtime
+                == crate::kubelet::config::RuntimeKind::Process
+            {
                 // The `shoal` binary runs each container's shim.
                 let shim = if cfg.kubelet.shim.as_os_str().is_empty() {
                     std::env::current_exe()
@@ -290,7 +292,7 @@ impl Node {
                     ..Default::default()
                 };
                 let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
-                    &cfg.kubelet.network,
+                    cfg.kubelet.network,
                     &cfg.kubelet.pod_cidr,
                     n,
                     &cfg.data_dir,

@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::config::NodeConfig;
+use crate::kubelet::config::{PodNetwork, RuntimeKind};
 
 struct Agent {
     name: String,
@@ -64,10 +65,9 @@ pub fn kubeconfig(dir: &Path, cfgs: &[NodeConfig], token: &str) -> serde_json::V
 
 /// How `shoal dev` runs its nodes' pods.
 pub struct Options {
-    /// `process` or `sim`.
-    pub runtime: String,
-    /// `auto`, `cni` or `host` (kubelet.network).
-    pub network: String,
+    pub runtime: RuntimeKind,
+    /// kubelet.network.
+    pub network: PodNetwork,
     /// kubelet.pod_cidr.
     pub pod_cidr: String,
 }
@@ -108,8 +108,8 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
         .collect::<Result<Vec<_>, _>>()?;
     for c in &mut cfgs {
         // As the agents will see them (the same variables).
-        c.kubelet.runtime = opts.runtime.clone();
-        c.kubelet.network = opts.network.clone();
+        c.kubelet.runtime = opts.runtime;
+        c.kubelet.network = opts.network;
         c.kubelet.pod_cidr = opts.pod_cidr.clone();
     }
     let token = crate::pki::read_token(&cfgs[0].auth.admin_token_file)?;
@@ -131,8 +131,8 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
                 .arg("agent")
                 .arg("--config")
                 .arg(path)
-                .env("SHOAL_KUBELET_RUNTIME", &opts.runtime)
-                .env("SHOAL_KUBELET_NETWORK", &opts.network)
+                .env("SHOAL_KUBELET_RUNTIME", opts.runtime.as_str())
+                .env("SHOAL_KUBELET_NETWORK", opts.network.as_str())
                 .env("SHOAL_KUBELET_POD_CIDR", &opts.pod_cidr)
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
@@ -151,8 +151,8 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
         println!("export KUBECONFIG={}", kube.display());
         // Which pod network the nodes got: a degraded mode says why here,
         // not only in a node's log.
-        if opts.runtime == "process" {
-            let mode = crate::kubelet::process::sandbox::NetworkMode::resolve(&opts.network);
+        if opts.runtime == RuntimeKind::Process {
+            let mode = crate::kubelet::process::sandbox::NetworkMode::resolve(opts.network);
             println!("{}", mode.describe(&opts.pod_cidr));
         } else {
             println!(
@@ -248,9 +248,12 @@ async fn stop_all(agents: &mut [Agent], cfgs: &[NodeConfig]) {
     stop_agents(agents).await;
     // Only the process runtime makes sandboxes: a sim cluster must not
     // touch the bridges another cluster on this machine uses.
-    for cfg in cfgs.iter().filter(|c| c.kubelet.runtime == "process") {
+    for cfg in cfgs
+        .iter()
+        .filter(|c| c.kubelet.runtime == RuntimeKind::Process)
+    {
         let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
-            &cfg.kubelet.network,
+            cfg.kubelet.network,
             &cfg.kubelet.pod_cidr,
             crate::node::node_number(&cfg.name),
             &cfg.data_dir,

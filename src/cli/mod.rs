@@ -60,12 +60,12 @@ pub enum Command {
         data_dir: PathBuf,
         /// The nodes' pod runtime: `process` (containers' commands as
         /// processes) or `sim` (hollow pods).
-        #[arg(long, default_value = "process", value_parser = ["process", "sim"])]
-        runtime: String,
+        #[arg(long, value_enum, default_value_t = crate::kubelet::config::RuntimeKind::Process)]
+        runtime: crate::kubelet::config::RuntimeKind,
         /// Pod networking: `cni` (a network namespace per pod on a bridge
         /// per node; root), `host` (loopback pod IPs) or `auto`.
-        #[arg(long, default_value = "auto", value_parser = ["auto", "cni", "host"])]
-        network: String,
+        #[arg(long, value_enum, default_value_t = crate::kubelet::config::PodNetwork::Auto)]
+        network: crate::kubelet::config::PodNetwork,
         /// The pods' addresses; node n takes the nth /24.
         #[arg(long, default_value = "10.88.0.0/16")]
         pod_cidr: String,

@@ -47,7 +47,7 @@ async fn status_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_pods_restart_report_and_log_through_the_api() {
     let c = TestCluster::start_with(3, |cfg| {
-        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.runtime = shoal::kubelet::config::RuntimeKind::Process;
         cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
         cfg.kubelet.restart_backoff_ms = 100;
         cfg.kubelet.restart_backoff_max_ms = 400;
@@ -140,7 +140,7 @@ async fn process_pods_restart_report_and_log_through_the_api() {
 async fn environments_come_from_config_maps_secrets_and_fields() {
     use k8s_openapi::api::core::v1::{ConfigMap, Secret};
     let c = TestCluster::start_with(3, |cfg| {
-        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.runtime = shoal::kubelet::config::RuntimeKind::Process;
         cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
     })
     .unwrap();
@@ -211,7 +211,7 @@ async fn environments_come_from_config_maps_secrets_and_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_outlive_a_killed_agent_and_deleted_ones_stop_on_its_return() {
     let mut c = TestCluster::start_with(3, |cfg| {
-        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.runtime = shoal::kubelet::config::RuntimeKind::Process;
         cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
     })
     .unwrap();
@@ -298,12 +298,15 @@ async fn process_pod_startup_latency() {
     use std::collections::HashMap;
     use tokio::time::Instant;
     // SHOAL_BENCH_NETWORK=host|cni|auto (default auto: CNI sandboxes as root).
-    let network = std::env::var("SHOAL_BENCH_NETWORK").unwrap_or_else(|_| "auto".into());
+    let network: shoal::kubelet::config::PodNetwork = std::env::var("SHOAL_BENCH_NETWORK")
+        .unwrap_or_else(|_| "auto".into())
+        .parse()
+        .expect("SHOAL_BENCH_NETWORK: auto, cni or host");
     eprintln!("kubelet.network = {network}");
     let c = TestCluster::start_with(3, |cfg| {
-        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.runtime = shoal::kubelet::config::RuntimeKind::Process;
         cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
-        cfg.kubelet.network = network.clone();
+        cfg.kubelet.network = network;
     })
     .unwrap();
     let k = api_ready(&c, 1).await;
@@ -398,7 +401,7 @@ async fn pods_of_a_dead_agent_run_elsewhere_as_processes() {
     let _timing = crate::timing_guard().await;
     use k8s_openapi::api::apps::v1::ReplicaSet;
     let mut c = TestCluster::start_with(5, |cfg| {
-        cfg.kubelet.runtime = "process".into();
+        cfg.kubelet.runtime = shoal::kubelet::config::RuntimeKind::Process;
         cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();
     })
     .unwrap();

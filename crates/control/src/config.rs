@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::scheduler::framework::ScoringStrategy;
+
 /// The scheduler and controllers (run on the store leader).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -12,8 +14,8 @@ pub struct ControlPlaneConfig {
     pub eviction_toleration_ms: u64,
     /// Evictions per second, cluster-wide.
     pub evictions_per_second: f64,
-    /// "LeastAllocated" (spread, the default) or "MostAllocated" (bin packing).
-    pub scoring: String,
+    /// `LeastAllocated` (spread, the default) or `MostAllocated` (bin packing).
+    pub scoring: ScoringStrategy,
     /// Share of feasible nodes to find before scoring (0: adaptive, as
     /// kube-scheduler's percentageOfNodesToScore).
     pub percentage_of_nodes_to_score: u32,
@@ -26,7 +28,7 @@ impl Default for ControlPlaneConfig {
         ControlPlaneConfig {
             eviction_toleration_ms: 2_000,
             evictions_per_second: 200.0,
-            scoring: "LeastAllocated".into(),
+            scoring: ScoringStrategy::LeastAllocated,
             percentage_of_nodes_to_score: 0,
             workers: 4,
         }

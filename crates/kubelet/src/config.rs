@@ -1,17 +1,73 @@
-//! The `[kubelet]` section of the node config.
+//! The `[kubelet]` section of the node config, with its typed choices
+//! (the runtime, the pod network), each parsed once from TOML, the
+//! environment or the command line.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+/// Which runtime runs a node's pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Each container's command runs as a supervised process (pod dirs and
+    /// logs under `<data_dir>/pods`).
+    #[default]
+    Process,
+    /// Hollow pods that report Running at once (scale runs).
+    Sim,
+}
+
+/// How the process runtime networks its pods (`kubelet.network`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PodNetwork {
+    /// `cni` when it can (root and the plugins), else `host`.
+    #[default]
+    Auto,
+    /// A network namespace per pod through the CNI bridge plugin; an agent
+    /// without root or the plugins refuses to start.
+    Cni,
+    /// The host's network, a loopback address per pod.
+    Host,
+}
+
+macro_rules! names {
+    ($t:ty, $what:literal, $($v:ident => $s:literal),+) => {
+        impl $t {
+            /// Its name in config files, flags and environment variables.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),+ }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($s => Ok(Self::$v),)+
+                    other => Err(format!(concat!("{:?} is not ", $what), other)),
+                }
+            }
+        }
+    };
+}
+
+names!(RuntimeKind, "process or sim", Process => "process", Sim => "sim");
+names!(PodNetwork, "auto, cni or host", Auto => "auto", Cni => "cni", Host => "host");
 
 /// The node agent of a worker node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubeletConfig {
-    /// "process" (the default: each container's command runs as a
-    /// supervised process; pod dirs and logs under `<data_dir>/pods`) or
-    /// "sim" (hollow pods, for scale runs).
-    pub runtime: String,
+    /// `process` (the default) or `sim`.
+    pub runtime: RuntimeKind,
     /// First restart back-off of a failing container, doubled per restart.
     pub restart_backoff_ms: u64,
     /// The back-off's cap.
@@ -19,11 +75,9 @@ pub struct KubeletConfig {
     /// The `shoal` binary whose `shim` subcommand runs each container
     /// instance (empty: this binary).
     pub shim: PathBuf,
-    /// Pod networking of the process runtime: "cni" (a network namespace
-    /// per pod through the CNI bridge plugin; needs root and the plugins),
-    /// "host" (the host's network, a loopback address per pod) or "auto"
-    /// (cni when it can).
-    pub network: String,
+    /// Pod networking of the process runtime: `auto` (the default), `cni`
+    /// or `host`.
+    pub network: PodNetwork,
     /// The pods' addresses: node n takes the nth /24 (it must not overlap
     /// a host route).
     pub pod_cidr: String,
@@ -32,12 +86,36 @@ pub struct KubeletConfig {
 impl Default for KubeletConfig {
     fn default() -> Self {
         KubeletConfig {
-            runtime: "process".into(),
+            runtime: RuntimeKind::Process,
             restart_backoff_ms: 10_000,
             restart_backoff_max_ms: 300_000,
             shim: PathBuf::new(),
-            network: "auto".into(),
+            network: PodNetwork::Auto,
             pod_cidr: "10.88.0.0/16".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_parse_from_their_names_and_nothing_else() {
+        for k in [RuntimeKind::Process, RuntimeKind::Sim] {
+            assert_eq!(k.as_str().parse::<RuntimeKind>(), Ok(k));
+        }
+        for n in [PodNetwork::Auto, PodNetwork::Cni, PodNetwork::Host] {
+            assert_eq!(n.as_str().parse::<PodNetwork>(), Ok(n));
+        }
+        assert_eq!(
+            "docker".parse::<RuntimeKind>(),
+            Err("\"docker\" is not process or sim".into())
+        );
+        assert!("Host".parse::<PodNetwork>().is_err());
+        // The TOML spelling is the same.
+        let c: KubeletConfig = toml::from_str("runtime = \"sim\"\nnetwork = \"host\"").unwrap();
+        assert_eq!((c.runtime, c.network), (RuntimeKind::Sim, PodNetwork::Host));
+        assert!(toml::from_str::<KubeletConfig>("runtime = \"docker\"").is_err());
     }
 }

@@ -40,7 +40,7 @@ pub mod volumes;
 pub use actor::{ExecSessions, KubeletActor};
 use node::register;
 pub use node::{node_object, NodeSpec};
-pub use runtime::{ContainerState, ContainerStatus, PodState, Runtime};
+pub use runtime::{ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime};
 pub use shoal_kubelet_proto::Ping;
 use status::StatusReporter;
 
@@ -63,10 +63,7 @@ pub fn pod_uid(pod: &Value) -> String {
 /// The status a pod gets from its runtime state.
 pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
     let now = objects::now();
-    let restart_policy = pod
-        .pointer("/spec/restartPolicy")
-        .and_then(Value::as_str)
-        .unwrap_or("Always");
+    let restart_policy = RestartPolicy::of(pod);
     let all_ready = !state.containers.is_empty() && state.containers.iter().all(|c| c.ready);
     let terminated: Vec<i32> = state
         .containers
@@ -87,17 +84,20 @@ pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
         .init_containers
         .iter()
         .all(|c| matches!(c.state, ContainerState::Terminated { exit_code: 0, .. }));
-    let init_failed = restart_policy == "Never"
+    let init_failed = restart_policy == RestartPolicy::Never
         && state.init_containers.iter().any(
             |c| matches!(c.state, ContainerState::Terminated { exit_code, .. } if exit_code != 0),
         );
     let phase = match () {
         _ if init_failed => "Failed",
         _ if !initialized || never_started => "Pending",
-        _ if finished && terminated.iter().all(|c| *c == 0) && restart_policy != "Always" => {
+        _ if finished
+            && terminated.iter().all(|c| *c == 0)
+            && restart_policy != RestartPolicy::Always =>
+        {
             "Succeeded"
         }
-        _ if finished && restart_policy == "Never" => "Failed",
+        _ if finished && restart_policy == RestartPolicy::Never => "Failed",
         _ => "Running",
     };
     let cond = |ty: &str, ok: bool| {

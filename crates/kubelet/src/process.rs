@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::{ContainerState, ContainerStatus, PodState, Runtime};
+use super::{ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime};
 use shoal_kubelet_proto::PodLogs;
 use shoal_model::objects;
 
@@ -277,11 +277,7 @@ impl ProcessRuntime {
     /// Starts the supervisors of a pod (`resume`: adopting what a previous
     /// agent left in its directory).
     fn launch(&self, uid: &str, pod: &Value, net: Net, resume: bool) -> PodRun {
-        let policy = pod
-            .pointer("/spec/restartPolicy")
-            .and_then(Value::as_str)
-            .unwrap_or("Always")
-            .to_string();
+        let policy = RestartPolicy::of(pod);
         let dir = self.inner.root.join(uid);
         let (ip, sandbox) = match &net {
             Net::Ready(ip, sb) => (ip.clone(), sb.clone()),
@@ -398,11 +394,7 @@ impl ProcessRuntime {
                 dir: cdir,
                 spec: c,
                 // Init containers run until they succeed (or once, Never).
-                policy: match (is_init, policy.as_str()) {
-                    (true, "Never") => "Never".to_string(),
-                    (true, _) => "OnFailure".to_string(),
-                    (false, p) => p.to_string(),
-                },
+                policy: if is_init { policy.for_init() } else { policy },
                 ctr,
                 stop: run.stop.subscribe(),
                 changes: self.inner.changes.clone(),

@@ -134,3 +134,75 @@ pub trait Runtime: Send + Sync + 'static {
     /// changed: its projected volumes get the new files.
     fn update(&self, _pod: &Value) {}
 }
+
+/// A pod's `spec.restartPolicy`, read once where a runtime needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    /// Restart whatever the exit code (the default).
+    #[default]
+    Always,
+    /// Restart after a non-zero exit code.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+impl RestartPolicy {
+    /// The pod's policy; `Always` when absent or not one of upstream's
+    /// three (validation refuses those at the API).
+    pub fn of(pod: &Value) -> RestartPolicy {
+        match pod.pointer("/spec/restartPolicy").and_then(Value::as_str) {
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            Some("Never") => RestartPolicy::Never,
+            _ => RestartPolicy::Always,
+        }
+    }
+
+    /// The policy of an init container of a pod under `self`: it runs
+    /// until it succeeds, or once when the pod never restarts.
+    pub fn for_init(self) -> RestartPolicy {
+        match self {
+            RestartPolicy::Never => RestartPolicy::Never,
+            _ => RestartPolicy::OnFailure,
+        }
+    }
+
+    /// Whether a container that exited with `code` starts again.
+    pub fn restarts(self, code: i32) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => code != 0,
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn restart_policy_as_upstream() {
+        let of = |p: Value| RestartPolicy::of(&json!({"spec": p}));
+        assert_eq!(of(json!({})), RestartPolicy::Always);
+        assert_eq!(
+            of(json!({"restartPolicy": "OnFailure"})),
+            RestartPolicy::OnFailure
+        );
+        assert_eq!(of(json!({"restartPolicy": "Never"})), RestartPolicy::Never);
+        assert_eq!(of(json!({"restartPolicy": 7})), RestartPolicy::Always);
+        let table = [
+            (RestartPolicy::Always, [true, true]),
+            (RestartPolicy::OnFailure, [true, false]),
+            (RestartPolicy::Never, [false, false]),
+        ];
+        for (p, [after_failure, after_success]) in table {
+            assert_eq!(p.restarts(1), after_failure, "{p:?} after exit 1");
+            assert_eq!(p.restarts(0), after_success, "{p:?} after exit 0");
+        }
+        assert_eq!(RestartPolicy::Always.for_init(), RestartPolicy::OnFailure);
+        assert_eq!(RestartPolicy::Never.for_init(), RestartPolicy::Never);
+    }
+}

@@ -70,10 +70,7 @@ impl Runtime for SimRuntime {
             .and_then(|a| a.get(EXIT_CODE))
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok());
-        let policy = pod
-            .pointer("/spec/restartPolicy")
-            .and_then(Value::as_str)
-            .unwrap_or("Always");
+        let policy = crate::RestartPolicy::of(pod);
         let mut pods = self.lock();
         let n = pods.len() as u32 + 1;
         let now = shoal_model::objects::now();
@@ -90,7 +87,7 @@ impl Runtime for SimRuntime {
                             true,
                             0,
                         ),
-                        Some(code) if code != 0 && policy != "Never" => (
+                        Some(code) if code != 0 && policy != crate::RestartPolicy::Never => (
                             ContainerState::Waiting {
                                 reason: "CrashLoopBackOff".into(),
                                 message: format!("back-off restarting failed container {name}"),

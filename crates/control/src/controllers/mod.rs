@@ -119,11 +119,7 @@ impl Singleton for ControlPlane {
                 cache: cache.clone(),
                 fenced: fenced.clone(),
                 config: crate::scheduler::framework::Config {
-                    strategy: if config.scoring == "MostAllocated" {
-                        crate::scheduler::framework::ScoringStrategy::MostAllocated
-                    } else {
-                        crate::scheduler::framework::ScoringStrategy::LeastAllocated
-                    },
+                    strategy: config.scoring,
                     percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,
                 },
                 events: shoal_model::events::EventRecorder::new(

@@ -444,8 +444,9 @@ impl NodeInfo {
     }
 }
 
-/// How NodeResourcesFit scores cpu and memory.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How NodeResourcesFit scores cpu and memory (`control_plane.scoring`,
+/// spelt as upstream's strategy types).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScoringStrategy {
     /// Prefer the emptiest node (spreads pods; upstream's default).
     #[default]

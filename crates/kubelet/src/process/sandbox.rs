@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::config::PodNetwork;
+
 /// Where Debian's `containernetworking-plugins` puts the plugins.
 pub const CNI_PLUGINS: &str = "/usr/lib/cni";
 /// Where `ip netns` keeps its namespaces.
@@ -187,15 +189,15 @@ pub enum NetworkMode {
 impl NetworkMode {
     /// What `kubelet.network = mode` gives here (`cni` is taken as asked:
     /// an agent that cannot honour it refuses to start, saying why).
-    pub fn resolve(mode: &str) -> NetworkMode {
+    pub fn resolve(mode: PodNetwork) -> NetworkMode {
         match mode {
-            "host" => NetworkMode::Host { why: None },
-            "auto" if !is_root() => NetworkMode::Host {
+            PodNetwork::Host => NetworkMode::Host { why: None },
+            PodNetwork::Auto if !is_root() => NetworkMode::Host {
                 why: Some(
                     "shoal runs without root and pod sandboxes need it (run as root: sudo ./scripts/dev.sh)".into(),
                 ),
             },
-            "auto" if !have_plugins() => NetworkMode::Host {
+            PodNetwork::Auto if !have_plugins() => NetworkMode::Host {
                 why: Some(format!(
                     "the CNI plugins bridge, host-local and loopback are not in {CNI_PLUGINS} (install Debian's containernetworking-plugins, as ./scripts/dev.sh does)"
                 )),
@@ -223,7 +225,7 @@ impl Sandboxes {
     /// The sandboxes of node `node` for `kubelet.network` (`auto`: CNI when
     /// root and the plugins are installed; `cni`: required; `host`: none).
     pub fn for_mode(
-        mode: &str,
+        mode: PodNetwork,
         pod_cidr: &str,
         node: u8,
         data_dir: &Path,
@@ -231,10 +233,10 @@ impl Sandboxes {
         let plugins = PathBuf::from(CNI_PLUGINS);
         let have = have_plugins();
         match mode {
-            "host" => return Ok(None),
-            "auto" if !(is_root() && have) => return Ok(None),
-            "cni" if !is_root() => return Err("kubelet.network = cni needs root".into()),
-            "cni" if !have => {
+            PodNetwork::Host => return Ok(None),
+            PodNetwork::Auto if !(is_root() && have) => return Ok(None),
+            PodNetwork::Cni if !is_root() => return Err("kubelet.network = cni needs root".into()),
+            PodNetwork::Cni if !have => {
                 return Err(format!(
                     "kubelet.network = cni needs the CNI plugins bridge, host-local and loopback in {CNI_PLUGINS} (Debian: containernetworking-plugins)"
                 ))
@@ -626,11 +628,11 @@ mod tests {
     #[test]
     fn the_network_mode_says_why_it_is_degraded() {
         assert_eq!(
-            NetworkMode::resolve("host"),
+            NetworkMode::resolve(PodNetwork::Host),
             NetworkMode::Host { why: None }
         );
-        assert_eq!(NetworkMode::resolve("cni"), NetworkMode::Cni);
-        let auto = NetworkMode::resolve("auto");
+        assert_eq!(NetworkMode::resolve(PodNetwork::Cni), NetworkMode::Cni);
+        let auto = NetworkMode::resolve(PodNetwork::Auto);
         if is_root() && have_plugins() {
             assert_eq!(auto, NetworkMode::Cni);
         } else {

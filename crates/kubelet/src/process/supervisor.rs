@@ -29,7 +29,7 @@ pub(super) struct Supervisor {
     pub(super) grace: Duration,
     pub(super) dir: PathBuf,
     pub(super) spec: Value,
-    pub(super) policy: String,
+    pub(super) policy: RestartPolicy,
     pub(super) ctr: Arc<Mutex<Ctr>>,
     pub(super) stop: watch::Receiver<Option<Duration>>,
     pub(super) changes: broadcast::Sender<String>,
@@ -125,11 +125,7 @@ impl Supervisor {
                 },
                 None,
             );
-            let restart = match self.policy.as_str() {
-                "Never" => false,
-                "OnFailure" => code != 0,
-                _ => true,
-            };
+            let restart = self.policy.restarts(code);
             if !restart {
                 if self.init {
                     return code == 0;
