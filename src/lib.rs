@@ -31,6 +31,8 @@ pub mod config;
 pub mod datadir;
 pub mod local;
 pub mod node;
+#[cfg(test)]
+mod quantity_agreement;
 
 pub use shoal_api as api;
 pub use shoal_control::{controllers, scheduler};

@@ -564,8 +564,9 @@ mod tests {
         };
         let n = node_object(&spec, "sim");
         assert_eq!(n["metadata"]["labels"]["topology.kubernetes.io/zone"], "b");
-        assert_eq!(n["status"]["allocatable"]["cpu"], "2000m");
+        assert_eq!(n["status"]["allocatable"]["cpu"], "2");
         assert_eq!(n["status"]["allocatable"]["pods"], "110");
+        assert_eq!(n["status"]["capacity"]["memory"], "8Gi");
         let ready = n["status"]["conditions"]
             .as_array()
             .unwrap()

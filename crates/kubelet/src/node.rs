@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use shoal_model::objects;
+use shoal_model::quantity::Quantity;
 use shoal_store::command::Txn;
 use shoal_store::{ReadRequest, Store};
 
@@ -22,13 +23,17 @@ pub struct NodeSpec {
     pub pods: u64,
 }
 
+fn saturating(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// The Node object of `spec` (labels, capacity, addresses, conditions).
 pub fn node_object(spec: &NodeSpec, runtime: &str) -> Value {
     let now = objects::now();
     let capacity = json!({
-        "cpu": format!("{}m", spec.milli_cpu),
-        "memory": spec.memory_bytes.to_string(),
-        "pods": spec.pods.to_string(),
+        "cpu": Quantity::from_milli(saturating(spec.milli_cpu)).to_string(),
+        "memory": Quantity::from_bytes(saturating(spec.memory_bytes)).to_string(),
+        "pods": Quantity::from_int(saturating(spec.pods)).to_string(),
         "ephemeral-storage": "100Gi",
     });
     let condition = |ty: &str, status: &str, reason: &str, message: &str| {

@@ -12,6 +12,8 @@
 
 use serde_json::{json, Value};
 
+use crate::quantity::{self, Quantity};
+
 /// Sets `obj[path]` to `value` if absent or null, creating parents.
 fn default_at(obj: &mut Value, path: &[&str], value: Value) {
     let Some((last, parents)) = path.split_last() else {
@@ -87,6 +89,7 @@ fn container(c: &mut Value) {
     );
     default_at(c, &["terminationMessagePolicy"], json!("File"));
     default_at(c, &["resources"], json!({}));
+    resources(&mut c["resources"]);
     each(c, &["ports"], |p| {
         if p.is_object() {
             default_at(p, &["protocol"], json!("TCP"));
@@ -95,6 +98,42 @@ fn container(c: &mut Value) {
     for name in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(p) = c.get_mut(name) {
             probe(p);
+        }
+    }
+}
+
+/// A container's `resources`: every quantity in upstream's canonical form
+/// ("0.5" is stored as "500m", `2` as "2", "1024Mi" as "1Gi"), as the
+/// apiserver stores what it decoded; and, as upstream, each limit without a
+/// request is also the request. A malformed quantity is left for
+/// validation to refuse.
+fn resources(r: &mut Value) {
+    for list in ["limits", "requests"] {
+        if let Some(map) = r.get_mut(list).and_then(Value::as_object_mut) {
+            for v in map.values_mut() {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => continue,
+                };
+                if let Some(c) = quantity::canonical(&text) {
+                    *v = Value::String(c);
+                }
+            }
+        }
+    }
+    let Some(limits) = r.get("limits").and_then(Value::as_object).cloned() else {
+        return;
+    };
+    if limits.is_empty() {
+        return;
+    }
+    if !r.get("requests").is_some_and(Value::is_object) {
+        r["requests"] = json!({});
+    }
+    if let Some(requests) = r["requests"].as_object_mut() {
+        for (name, limit) in limits {
+            requests.entry(name).or_insert(limit);
         }
     }
 }
@@ -320,10 +359,14 @@ pub fn qos_class(pod: &Value) -> &'static str {
         let req = c.pointer("/resources/requests").and_then(Value::as_object);
         let lim = c.pointer("/resources/limits").and_then(Value::as_object);
         any |= req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty());
+        let amount = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .and_then(|s| Quantity::parse(s).ok())
+        };
         let full = ["cpu", "memory"].iter().all(|r| {
-            let l = lim.and_then(|l| l.get(*r));
-            let q = req.and_then(|q| q.get(*r)).or(l);
-            l.is_some() && q == l
+            let l = amount(lim.and_then(|l| l.get(*r)));
+            let q = amount(req.and_then(|q| q.get(*r))).or(l);
+            l.is_some_and(|l| !l.is_zero()) && q == l
         });
         guaranteed &= full;
     }
@@ -409,5 +452,25 @@ mod tests {
         let bu = json!({"spec": {"containers": [{"name": "a", "image": "x",
             "resources": {"requests": {"cpu": "1"}}}]}});
         assert_eq!(qos_class(&bu), "Burstable");
+    }
+
+    #[test]
+    fn resources_are_canonical_and_limits_default_requests() {
+        let mut p = json!({"spec": {"containers": [{"name": "a", "image": "x",
+            "resources": {"limits": {"cpu": "0.5", "memory": "1024Mi"},
+                          "requests": {"cpu": 0.25, "ephemeral-storage": "bogus"}}}]}});
+        apply("Pod", &mut p);
+        let r = &p["spec"]["containers"][0]["resources"];
+        assert_eq!(r["limits"], json!({"cpu": "500m", "memory": "1Gi"}));
+        // An explicit request stays; a missing one is the limit; junk is left for validation.
+        assert_eq!(
+            r["requests"],
+            json!({"cpu": "250m", "memory": "1Gi", "ephemeral-storage": "bogus"})
+        );
+        // Equal amounts in other spellings are still Guaranteed.
+        let g = json!({"spec": {"containers": [{"name": "a", "image": "x", "resources": {
+            "limits": {"cpu": "1", "memory": "1Gi"},
+            "requests": {"cpu": "1000m", "memory": "1073741824"}}}]}});
+        assert_eq!(qos_class(&g), "Guaranteed");
     }
 }

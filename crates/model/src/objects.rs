@@ -524,6 +524,48 @@ mod tests {
     }
 
     #[test]
+    fn pod_quantities_are_validated_and_stored_canonically() {
+        let pods = find("", "v1", "pods").unwrap();
+        let pod = |resources: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                   "spec": {"containers": [{"name": "c", "image": "x", "resources": resources}]}})
+        };
+        let ok = prepare_create(pods, "default", pod(json!({"limits": {"cpu": "1.5"}}))).unwrap();
+        let r = &ok["spec"]["containers"][0]["resources"];
+        assert_eq!(
+            (r["limits"]["cpu"].as_str(), r["requests"]["cpu"].as_str()),
+            (Some("1500m"), Some("1500m"))
+        );
+        let cases = [
+            (
+                json!({"limits": {"memory": "12 parsecs"}}),
+                "spec.containers[0].resources.limits[memory]",
+                "quantities must match the regular expression",
+            ),
+            (
+                json!({"requests": {"cpu": "-1"}}),
+                "spec.containers[0].resources.requests[cpu]",
+                "must be greater than or equal to 0",
+            ),
+            (
+                json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
+                "spec.containers[0].resources.requests[cpu]",
+                "must be less than or equal to cpu limit of 1",
+            ),
+        ];
+        for (resources, field, why) in cases {
+            let e = prepare_create(pods, "default", pod(resources.clone())).unwrap_err();
+            assert_eq!((e.code, e.reason), (422, "Invalid"), "{resources}");
+            let cause = &e.details.unwrap()["causes"][0];
+            assert_eq!(cause["field"], field, "{resources}");
+            assert!(
+                cause["message"].as_str().unwrap().contains(why),
+                "{resources}: {cause}"
+            );
+        }
+    }
+
+    #[test]
     fn generation_moves_with_the_spec_only() {
         let res = deployments();
         let old = prepare_create(res, "default", deployment("web")).unwrap();

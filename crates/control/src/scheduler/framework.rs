@@ -32,6 +32,7 @@ use k8s_openapi::api::core::v1::{
     Container, Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use shoal_model::quantity;
 
 mod plugins;
 mod terms;
@@ -94,133 +95,24 @@ impl Resources {
     }
 }
 
-/// Parses a Kubernetes Quantity ("500m", "2", "1Gi", "128974848", "129e6", "123Mi", "1.5").
-///
-/// With `milli` the result is in thousandths (like Go's `MilliValue`), otherwise in units
-/// (`Value`); either way fractions round up (away from zero), as upstream does. Errors are
-/// values, never panics: empty or malformed input, unknown suffixes, more than 36 significant
-/// digits, or a result outside `i64`.
-pub fn parse_quantity(q: &str, milli: bool) -> Result<i64, String> {
-    let fail = |why: &str| Err(format!("invalid quantity {q:?}: {why}"));
-    let b = q.as_bytes();
-    let mut pos = 0;
-    let mut negative = false;
-    match b.first() {
-        None => return fail("empty"),
-        Some(b'-') => {
-            negative = true;
-            pos = 1;
-        }
-        Some(b'+') => pos = 1,
-        _ => {}
-    }
-    let mut mantissa: i128 = 0;
-    let mut sig_digits = 0usize;
-    let mut frac_len: i64 = 0;
-    let mut saw_digit = false;
-    while pos < b.len() && b[pos].is_ascii_digit() {
-        saw_digit = true;
-        let d = i128::from(b[pos] - b'0');
-        if mantissa != 0 || d != 0 {
-            sig_digits += 1;
-            if sig_digits > 36 {
-                return fail("too many significant digits");
-            }
-            mantissa = mantissa * 10 + d;
-        }
-        pos += 1;
-    }
-    if pos < b.len() && b[pos] == b'.' {
-        pos += 1;
-        let mut pending_zeros = 0i64;
-        while pos < b.len() && b[pos].is_ascii_digit() {
-            saw_digit = true;
-            let d = i128::from(b[pos] - b'0');
-            if d == 0 {
-                pending_zeros += 1;
-            } else {
-                for _ in 0..pending_zeros {
-                    if mantissa != 0 {
-                        sig_digits += 1;
-                    }
-                    mantissa *= 10;
-                }
-                frac_len += pending_zeros + 1;
-                pending_zeros = 0;
-                sig_digits += 1;
-                if sig_digits > 36 {
-                    return fail("too many significant digits");
-                }
-                mantissa = mantissa * 10 + d;
-            }
-            pos += 1;
-        }
-    }
-    if !saw_digit {
-        return fail("no digits");
-    }
-    let (pow2, pow10): (u32, i64) = match &q[pos..] {
-        "" => (0, 0),
-        "n" => (0, -9),
-        "u" => (0, -6),
-        "m" => (0, -3),
-        "k" => (0, 3),
-        "M" => (0, 6),
-        "G" => (0, 9),
-        "T" => (0, 12),
-        "P" => (0, 15),
-        "E" => (0, 18),
-        "Ki" => (10, 0),
-        "Mi" => (20, 0),
-        "Gi" => (30, 0),
-        "Ti" => (40, 0),
-        "Pi" => (50, 0),
-        "Ei" => (60, 0),
-        s if s.len() > 1 && (s.starts_with('e') || s.starts_with('E')) => {
-            let exp = &s[1..];
-            let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return fail("bad exponent");
-            }
-            match exp.parse::<i32>() {
-                Ok(e) => (0, i64::from(e)),
-                Err(_) => return fail("exponent out of range"),
-            }
-        }
-        _ => return fail("unknown suffix"),
-    };
-    if mantissa == 0 {
-        return Ok(0);
-    }
-    let overflow = || Err(format!("invalid quantity {q:?}: out of range"));
-    let Some(mut v) = mantissa.checked_mul(1i128 << pow2) else {
-        return overflow();
-    };
-    let exp = pow10 - frac_len + if milli { 3 } else { 0 };
-    if exp >= 0 {
-        for _ in 0..exp {
-            match v.checked_mul(10) {
-                Some(n) if n <= i128::from(i64::MAX) => v = n,
-                _ => return overflow(),
-            }
-        }
-    } else if exp < -38 {
-        v = 1; // a positive amount far below one unit rounds up to one
-    } else {
-        let p = 10i128.pow((-exp) as u32);
-        v = v / p + i128::from(v % p != 0);
-    }
-    let v = if negative { -v } else { v };
-    i64::try_from(v).or_else(|_| overflow())
-}
-
 type ResourceList = BTreeMap<String, Quantity>;
 
-/// Reads one resource from a list: `None` when absent, 0 when malformed.
+/// Reads one resource from a list: `None` when absent, 0 when malformed
+/// (validation refuses malformed quantities, so only an object written
+/// around it has one). Milli-units for cpu, units otherwise, rounded up.
 fn quantity_of(list: Option<&ResourceList>, name: &str, milli: bool) -> Option<i64> {
-    list?
-        .get(name)
-        .map(|q| parse_quantity(&q.0, milli).unwrap_or(0))
+    list?.get(name).map(|q| {
+        quantity::Quantity::parse(&q.0).map_or(
+            0,
+            |q| {
+                if milli {
+                    q.milli_value()
+                } else {
+                    q.value()
+                }
+            },
+        )
+    })
 }
 
 /// Requests of one container, plus the "non-zero" cpu/memory upstream uses for scoring.

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::PodNetwork;
+use shoal_model::quantity::Quantity;
 
 /// Where Debian's `containernetworking-plugins` puts the plugins.
 pub const CNI_PLUGINS: &str = "/usr/lib/cni";
@@ -447,15 +448,10 @@ impl Sandboxes {
     /// own cgroups (created here, with the container's limits).
     pub fn enter(&self, uid: &str, container: &Value) -> Enter {
         let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-        let limits = container.pointer("/resources/limits");
-        let memory = limits
-            .and_then(|l| l.get("memory"))
-            .and_then(quantity)
-            .map(|b| b as u64);
-        let cpu = limits
-            .and_then(|l| l.get("cpu"))
-            .and_then(quantity)
-            .map(|c| (c * 100_000.0).round().max(1000.0) as u64);
+        let CgroupLimits {
+            memory_bytes: memory,
+            cpu_quota_us: cpu,
+        } = CgroupLimits::of(container);
         let mut cgroups = Vec::new();
         for (ctl, parent) in &self.cgroups {
             let dir = parent.join(uid).join(name);
@@ -475,7 +471,7 @@ impl Sandboxes {
                 }
                 Controller::CpuV1 => {
                     if let Some(q) = cpu {
-                        write("cpu.cfs_period_us", "100000".into());
+                        write("cpu.cfs_period_us", CPU_PERIOD_US.to_string());
                         write("cpu.cfs_quota_us", q.to_string());
                     }
                 }
@@ -484,7 +480,7 @@ impl Sandboxes {
                         write("memory.max", m.to_string());
                     }
                     if let Some(q) = cpu {
-                        write("cpu.max", format!("{q} 100000"));
+                        write("cpu.max", format!("{q} {CPU_PERIOD_US}"));
                     }
                 }
             }
@@ -557,31 +553,40 @@ fn is_pinned(path: &Path) -> bool {
         .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
 }
 
-/// A Kubernetes quantity (`128Mi`, `1G`, `500m`, `0.5`) as a number.
-fn quantity(v: &Value) -> Option<f64> {
-    if let Some(n) = v.as_f64() {
-        return Some(n);
+/// The period of the CFS quota written for a cpu limit, in microseconds.
+pub const CPU_PERIOD_US: u64 = 100_000;
+/// The smallest quota the kernel accepts (1ms), as upstream's kubelet.
+const MIN_QUOTA_US: u64 = 1_000;
+
+/// The cgroup limits of one container, from its `resources.limits`, read
+/// with the one quantity parser the scheduler also uses: memory in bytes
+/// (rounded up), and the cpu limit as a CFS quota per 100ms period
+/// (upstream's `MilliCPUToQuota`: millicores × 100, at least 1ms). A
+/// missing, malformed or non-positive limit sets nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CgroupLimits {
+    pub memory_bytes: Option<u64>,
+    pub cpu_quota_us: Option<u64>,
+}
+
+impl CgroupLimits {
+    pub fn of(container: &Value) -> CgroupLimits {
+        let limit = |name: &str| -> Option<Quantity> {
+            let v = container.pointer("/resources/limits")?.get(name)?;
+            let q = match v {
+                Value::String(s) => Quantity::parse(s).ok()?,
+                Value::Number(n) => Quantity::parse(&n.to_string()).ok()?,
+                _ => return None,
+            };
+            (q > Quantity::zero(q.format())).then_some(q)
+        };
+        CgroupLimits {
+            memory_bytes: limit("memory").and_then(|q| u64::try_from(q.value()).ok()),
+            cpu_quota_us: limit("cpu")
+                .and_then(|q| u64::try_from(q.milli_value()).ok())
+                .map(|milli| milli.saturating_mul(CPU_PERIOD_US / 1000).max(MIN_QUOTA_US)),
+        }
     }
-    let s = v.as_str()?.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let factor = match unit {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    Some(n * factor)
 }
 
 /// The writable cgroup directories pods of node `node` go under: beside
@@ -670,11 +675,32 @@ mod tests {
     }
 
     #[test]
-    fn quantities_are_read_as_kubernetes_writes_them() {
-        assert_eq!(quantity(&json!("128Mi")), Some(134_217_728.0));
-        assert_eq!(quantity(&json!("500m")), Some(0.5));
-        assert_eq!(quantity(&json!(2)), Some(2.0));
-        assert_eq!(quantity(&json!("1G")), Some(1e9));
-        assert_eq!(quantity(&json!("12 parsecs")), None);
+    fn cgroup_limits_read_quantities_as_kubernetes_writes_them() {
+        let c = |limits: Value| json!({"name": "c", "resources": {"limits": limits}});
+        let l = CgroupLimits::of(&c(json!({"memory": "128Mi", "cpu": "500m"})));
+        assert_eq!(l.memory_bytes, Some(134_217_728));
+        assert_eq!(l.cpu_quota_us, Some(50_000));
+        let l = CgroupLimits::of(&c(json!({"memory": 1000, "cpu": 2})));
+        assert_eq!(
+            (l.memory_bytes, l.cpu_quota_us),
+            (Some(1000), Some(200_000))
+        );
+        // Exponents and fractions, which the old float reader refused.
+        let l = CgroupLimits::of(&c(json!({"memory": "129e6", "cpu": "1.5"})));
+        assert_eq!(
+            (l.memory_bytes, l.cpu_quota_us),
+            (Some(129_000_000), Some(150_000))
+        );
+        // The kernel's smallest quota; nothing for junk or zero.
+        let l = CgroupLimits::of(&c(json!({"cpu": "1m", "memory": "12 parsecs"})));
+        assert_eq!((l.memory_bytes, l.cpu_quota_us), (None, Some(1_000)));
+        assert_eq!(
+            CgroupLimits::of(&c(json!({"cpu": "0"}))),
+            CgroupLimits::default()
+        );
+        assert_eq!(
+            CgroupLimits::of(&json!({"name": "c"})),
+            CgroupLimits::default()
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Validation as Kubernetes applies it to the fields kubectl shows: DNS-1123 and DNS-1035 names, label keys and values, pod specs, workloads and Services, with field-named causes.
 
 use super::*;
+use crate::quantity::Quantity;
+use std::collections::BTreeMap;
 
 /// Is `s` a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, ≤ 63)?
 pub fn is_dns1123_label(s: &str) -> bool {
@@ -212,6 +214,7 @@ pub(super) fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec
             {
                 causes.push(Cause::required(format!("{p}.image")));
             }
+            validate_resources(c.get("resources"), &format!("{p}.resources"), causes);
             if let Some(ports) = c.get("ports").and_then(Value::as_array) {
                 for (j, port) in ports.iter().enumerate() {
                     let n = port
@@ -238,6 +241,51 @@ pub(super) fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec
                 p,
                 POLICIES,
             ));
+        }
+    }
+}
+
+/// A container's `resources`: every amount a quantity, none negative, and
+/// no request above its limit (upstream's messages).
+fn validate_resources(r: Option<&Value>, at: &str, causes: &mut Vec<Cause>) {
+    let Some(r) = r else {
+        return;
+    };
+    let mut amounts = [BTreeMap::new(), BTreeMap::new()];
+    for (list, out) in ["limits", "requests"].iter().zip(amounts.iter_mut()) {
+        let Some(map) = r.get(*list).and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, v) in map {
+            let field = format!("{at}.{list}[{name}]");
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                other => other.to_string(),
+            };
+            match Quantity::parse(&text) {
+                Err(e) => causes.push(Cause::invalid(field, &text, &e.to_string())),
+                Ok(q) if q < Quantity::zero(q.format()) => causes.push(Cause::invalid(
+                    field,
+                    &text,
+                    "must be greater than or equal to 0",
+                )),
+                Ok(q) => {
+                    out.insert(name.clone(), (q, text));
+                }
+            }
+        }
+    }
+    let [limits, requests] = amounts;
+    for (name, (request, text)) in &requests {
+        if let Some((limit, limit_text)) = limits.get(name) {
+            if request > limit {
+                causes.push(Cause::invalid(
+                    format!("{at}.requests[{name}]"),
+                    text,
+                    &format!("must be less than or equal to {name} limit of {limit_text}"),
+                ));
+            }
         }
     }
 }
