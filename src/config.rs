@@ -59,7 +59,7 @@ fn default_zone() -> String {
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub cluster_id: String,
-    /// `node-1` … `node-N`.
+    /// Any DNS-1123 name (`shoal init` writes `node-1` … `node-N`).
     pub name: String,
     pub data_dir: PathBuf,
     #[serde(default = "default_roles")]
@@ -155,7 +155,10 @@ impl NodeConfig {
         if !is_node_name(&self.name) {
             return Err(invalid(
                 "name",
-                format!("{:?} is not of the form node-N", self.name),
+                format!(
+                    "{:?} is not a DNS-1123 name (lowercase letters, digits, '-' and '.')",
+                    self.name
+                ),
             ));
         }
         if self.cluster_id.is_empty() || self.cluster_id.len() > 64 {
@@ -232,7 +235,7 @@ impl NodeConfig {
         if let Some(v) = st.initial_voters.iter().find(|v| !is_node_name(v)) {
             return Err(invalid(
                 "store.initial_voters",
-                format!("{v:?} is not of the form node-N"),
+                format!("{v:?} is not a DNS-1123 name"),
             ));
         }
         if self.transport.subscription_buffer == 0 || self.transport.mailbox_capacity == 0 {
@@ -265,8 +268,11 @@ impl NodeConfig {
                 "0 to 100",
             ));
         }
-        if let Err(e) = crate::kubelet::process::sandbox::Net::parse(&self.kubelet.pod_cidr) {
-            return Err(invalid("kubelet.pod_cidr", format!("an IPv4 network: {e}")));
+        if let Err(e) = crate::model::podcidr::PodCidrs::new(&self.kubelet.pod_cidr) {
+            return Err(invalid(
+                "kubelet.pod_cidr",
+                format!("an IPv4 network of /8 to /24: {e}"),
+            ));
         }
         if self.kubelet.restart_backoff_ms == 0
             || self.kubelet.restart_backoff_max_ms < self.kubelet.restart_backoff_ms
@@ -285,7 +291,7 @@ impl NodeConfig {
             if !is_node_name(&p.name) {
                 return Err(invalid(
                     "peers.name",
-                    format!("{:?} is not of the form node-N", p.name),
+                    format!("{:?} is not a DNS-1123 name", p.name),
                 ));
             }
             if p.name == self.name {
@@ -302,7 +308,17 @@ impl NodeConfig {
     /// A config for in-process tests: loopback, port 0 everywhere, fast
     /// gossip. `dir` holds the cluster files (see `pki::write_cluster_files`).
     pub fn for_test(cluster_dir: &Path, cluster_id: &str, index: usize) -> NodeConfig {
-        let name = node_name(index);
+        Self::for_test_named(cluster_dir, cluster_id, index, &node_name(index))
+    }
+
+    /// [`NodeConfig::for_test`] for a node named `name`.
+    pub fn for_test_named(
+        cluster_dir: &Path,
+        cluster_id: &str,
+        index: usize,
+        name: &str,
+    ) -> NodeConfig {
+        let name = name.to_string();
         let any = "127.0.0.1:0".parse().expect("literal address");
         NodeConfig {
             cluster_id: cluster_id.into(),
@@ -356,12 +372,30 @@ mod tests {
 
     #[test]
     fn node_names() {
-        assert!(is_node_name("node-1"));
-        assert!(is_node_name("node-42"));
-        assert!(!is_node_name("node-0"));
-        assert!(!is_node_name("node-01"));
-        assert!(!is_node_name("node-"));
-        assert!(!is_node_name("worker-1"));
+        // Any DNS-1123 name: the name carries no meaning.
+        for ok in [
+            "node-1",
+            "node-0",
+            "alpha",
+            "beta-2",
+            "c",
+            "worker-1",
+            "eu-1.rack-4",
+        ] {
+            assert!(is_node_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "node-",
+            "-a",
+            "Alpha",
+            "a_b",
+            "a..b",
+            "a.",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_node_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

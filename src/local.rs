@@ -91,12 +91,20 @@ pub fn spawn_node_with(cfg: NodeConfig, opts: NodeOptions) -> anyhow::Result<Loc
 /// Writes a cluster's key material into `dir` and returns `n` test configs
 /// (without peers; the cluster fills them in as nodes start).
 pub fn cluster_configs(dir: &Path, n: usize) -> anyhow::Result<Vec<NodeConfig>> {
+    let names: Vec<String> = (1..=n).map(crate::config::node_name).collect();
+    cluster_configs_named(dir, &names)
+}
+
+/// [`cluster_configs`] for nodes of any names (the first three vote).
+pub fn cluster_configs_named(dir: &Path, names: &[String]) -> anyhow::Result<Vec<NodeConfig>> {
     let cluster_id = format!("test-{}", shoal_fabric::pki::random_hex(4));
-    shoal_fabric::pki::write_cluster_files(dir, &cluster_id, n)?;
-    let voters: Vec<String> = (1..=n.min(3)).map(crate::config::node_name).collect();
-    Ok((1..=n)
-        .map(|i| {
-            let mut c = NodeConfig::for_test(dir, &cluster_id, i);
+    shoal_fabric::pki::write_cluster_files_named(dir, &cluster_id, names)?;
+    let voters: Vec<String> = names.iter().take(3).cloned().collect();
+    Ok(names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut c = NodeConfig::for_test_named(dir, &cluster_id, i + 1, name);
             c.store.initial_voters = voters.clone();
             // In-process clusters run side by side in one test binary and
             // their nodes share names: pod sandboxes (bridge shoal-<n>)
@@ -138,11 +146,11 @@ impl Drop for LocalCluster {
                 c.kubelet.network != PodNetwork::Host && c.kubelet.runtime == RuntimeKind::Process
             })
             .filter_map(|c| {
-                let n = crate::node::node_number(&c.name);
+                let slot = shoal_kubelet::load_slot(&c.data_dir)?;
                 let sb = shoal_kubelet::process::sandbox::Sandboxes::for_mode(
                     c.kubelet.network,
                     &c.kubelet.pod_cidr,
-                    n,
+                    &slot,
                     &c.data_dir,
                 )
                 .ok()??;
@@ -185,9 +193,21 @@ impl LocalCluster {
         tweak: impl Fn(&mut NodeConfig),
         options: impl Fn(usize) -> NodeOptions,
     ) -> anyhow::Result<LocalCluster> {
+        let names: Vec<String> = (1..=n).map(crate::config::node_name).collect();
+        Self::start_named(&names, tweak, options)
+    }
+
+    /// Starts one node per name (node k is `names[k - 1]`); node k seeds
+    /// from the nodes before it.
+    pub fn start_named(
+        names: &[String],
+        tweak: impl Fn(&mut NodeConfig),
+        options: impl Fn(usize) -> NodeOptions,
+    ) -> anyhow::Result<LocalCluster> {
+        let n = names.len();
         shoal_fabric::install_crypto_provider();
         let dir = tempfile::tempdir()?;
-        let mut configs = cluster_configs(dir.path(), n)?;
+        let mut configs = cluster_configs_named(dir.path(), names)?;
         for c in configs.iter_mut() {
             tweak(c);
         }
@@ -238,6 +258,14 @@ impl LocalCluster {
 
     pub fn config(&self, i: usize) -> &NodeConfig {
         &self.configs[i - 1]
+    }
+
+    /// The number (1-based) of the node named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.configs
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| i + 1)
     }
 
     pub fn path(&self) -> PathBuf {

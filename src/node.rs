@@ -263,6 +263,8 @@ impl Node {
                 cache: cache.clone(),
                 store: store.clone(),
                 ranges,
+                pod_cidrs: crate::model::podcidr::PodCidrs::new(&cfg.kubelet.pod_cidr)
+                    .map_err(|e| anyhow::anyhow!("kubelet.pod_cidr: {e}"))?,
                 actors: actors.clone(),
                 timeout: Duration::from_millis(cfg.store.request_timeout_ms)
                     .max(Duration::from_secs(5)),
@@ -275,54 +277,74 @@ impl Node {
         // Worker nodes run a kubelet (`kubelet.runtime`: sim or process)
         // and serve `pods/log` as the `kubelet` actor.
         if cfg.has_role(crate::config::Role::Worker) {
-            let n = node_number(&cfg.name);
-            let runtime: Arc<dyn crate::kubelet::Runtime> = if cfg.kubelet.runtime
-                == crate::kubelet::config::RuntimeKind::Process
-            {
-                // The `shoal` binary runs each container's shim.
-                let shim = if cfg.kubelet.shim.as_os_str().is_empty() {
-                    std::env::current_exe()
-                        .map_err(|e| anyhow::anyhow!("kubelet: the shoal binary: {e}"))?
-                } else {
-                    cfg.kubelet.shim.clone()
-                };
-                let backoff = crate::kubelet::process::Backoff {
-                    initial: Duration::from_millis(cfg.kubelet.restart_backoff_ms),
-                    max: Duration::from_millis(cfg.kubelet.restart_backoff_max_ms),
-                    ..Default::default()
-                };
-                let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
-                    cfg.kubelet.network,
-                    &cfg.kubelet.pod_cidr,
-                    n,
-                    &cfg.data_dir,
-                )
-                .map_err(|e| anyhow::anyhow!("kubelet: {e}"))?;
-                if sandboxes.is_none() {
-                    tracing::info!(
-                        "kubelet: pods share the host's network (loopback pod IPs): kubelet.network = {}, root: {}",
-                        cfg.kubelet.network,
-                        crate::kubelet::process::sandbox::is_root()
-                    );
+            use crate::kubelet::config::RuntimeKind;
+            use crate::kubelet::{MakeRuntime, Runtime};
+            let pod_range = crate::model::podcidr::PodCidrs::new(&cfg.kubelet.pod_cidr)
+                .map_err(|e| anyhow::anyhow!("kubelet.pod_cidr: {e}"))?;
+            // The runtime needs the node's /24, which registration gives:
+            // it is built then; what can be checked now is, so a node that
+            // cannot give pods what was asked for does not start.
+            let make: MakeRuntime = match cfg.kubelet.runtime {
+                RuntimeKind::Process => {
+                    // The `shoal` binary runs each container's shim.
+                    let shim = if cfg.kubelet.shim.as_os_str().is_empty() {
+                        std::env::current_exe()
+                            .map_err(|e| anyhow::anyhow!("kubelet: the shoal binary: {e}"))?
+                    } else {
+                        cfg.kubelet.shim.clone()
+                    };
+                    let backoff = crate::kubelet::process::Backoff {
+                        initial: Duration::from_millis(cfg.kubelet.restart_backoff_ms),
+                        max: Duration::from_millis(cfg.kubelet.restart_backoff_max_ms),
+                        ..Default::default()
+                    };
+                    let network = cfg.kubelet.network;
+                    let sandboxed = crate::kubelet::process::sandbox::Sandboxes::wanted(network)
+                        .map_err(|e| anyhow::anyhow!("kubelet: {e}"))?;
+                    if !sandboxed {
+                        tracing::info!(
+                            "kubelet: pods share the host's network (loopback pod IPs): kubelet.network = {network}, root: {}",
+                            crate::kubelet::process::sandbox::is_root()
+                        );
+                    }
+                    let (range, data_dir) = (cfg.kubelet.pod_cidr.clone(), cfg.data_dir.clone());
+                    Box::new(move |slot| {
+                        let (shim, range, data_dir) =
+                            (shim.clone(), range.clone(), data_dir.clone());
+                        Box::pin(async move {
+                            let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
+                                network, &range, &slot, &data_dir,
+                            )?;
+                            let rt = crate::kubelet::process::ProcessRuntime::new(
+                                &data_dir.join("pods"),
+                                &slot,
+                                backoff,
+                                &shim,
+                                sandboxes,
+                            )
+                            .map_err(|e| format!("the pods directory: {e}"))?;
+                            rt.prepare()
+                                .await
+                                .map_err(|e| format!("pod sandboxes: {e}"))?;
+                            Ok(Arc::new(rt) as Arc<dyn Runtime>)
+                        })
+                    })
                 }
-                let rt = crate::kubelet::process::ProcessRuntime::new(
-                    &cfg.data_dir.join("pods"),
-                    n,
-                    backoff,
-                    &shim,
-                    sandboxes,
-                )
-                .map_err(|e| anyhow::anyhow!("kubelet: the pods directory: {e}"))?;
-                rt.prepare()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("kubelet: pod sandboxes: {e}"))?;
-                Arc::new(rt)
-            } else {
-                Arc::new(crate::kubelet::sim::SimRuntime::new(n))
+                RuntimeKind::Sim => Box::new(|slot| {
+                    Box::pin(async move {
+                        Ok(Arc::new(crate::kubelet::sim::SimRuntime::new(&slot))
+                            as Arc<dyn Runtime>)
+                    })
+                }),
             };
+            let runtime_name = match cfg.kubelet.runtime {
+                RuntimeKind::Process => "process",
+                RuntimeKind::Sim => "sim",
+            };
+            let cell = crate::kubelet::RuntimeCell::default();
             let kubelet_actor = actor::spawn(
                 crate::kubelet::KubeletActor {
-                    runtime: runtime.clone(),
+                    runtime: cell.clone(),
                     store: store.clone(),
                     sessions: Default::default(),
                 },
@@ -355,7 +377,12 @@ impl Node {
                 crate::kubelet_proto::KUBELET,
                 kubelet_actor,
             );
-            let kubelet = crate::kubelet::Kubelet {
+            let kubelet = crate::kubelet::KubeletStart {
+                pod_range,
+                runtime_name,
+                data_dir: cfg.data_dir.clone(),
+                cell,
+                make,
                 store: store.clone(),
                 spec: crate::kubelet::NodeSpec {
                     name: cfg.name.clone(),
@@ -366,7 +393,6 @@ impl Node {
                     memory_bytes: cfg.capacity.memory_bytes,
                     pods: cfg.capacity.pods as u64,
                 },
-                runtime,
             };
             tokio::spawn(kubelet.run());
         }
@@ -490,12 +516,4 @@ async fn start_store(
         tokio::spawn(async move { s.bootstrap(voters).await });
     }
     Ok(store)
-}
-
-/// A node's number (`node-<n>`): its pod IPs' second octet in host mode,
-/// its /24 of the pod CIDR and its bridge (`shoal-<n>`) in CNI mode.
-pub fn node_number(name: &str) -> u8 {
-    name.strip_prefix("node-")
-        .and_then(|n| n.parse::<u32>().ok())
-        .map_or(0, |n| (n % 250) as u8)
 }

@@ -252,14 +252,17 @@ async fn stop_all(agents: &mut [Agent], cfgs: &[NodeConfig]) {
         .iter()
         .filter(|c| c.kubelet.runtime == RuntimeKind::Process)
     {
-        let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
-            cfg.kubelet.network,
-            &cfg.kubelet.pod_cidr,
-            crate::node::node_number(&cfg.name),
-            &cfg.data_dir,
-        )
-        .ok()
-        .flatten();
+        // The node's bridge is named after the /24 it registered with.
+        let sandboxes = crate::kubelet::load_slot(&cfg.data_dir).and_then(|slot| {
+            crate::kubelet::process::sandbox::Sandboxes::for_mode(
+                cfg.kubelet.network,
+                &cfg.kubelet.pod_cidr,
+                &slot,
+                &cfg.data_dir,
+            )
+            .ok()
+            .flatten()
+        });
         crate::kubelet::process::stop_leftovers(&cfg.data_dir.join("pods"), sandboxes.as_ref())
             .await;
         if let Some(sbs) = sandboxes {

@@ -66,7 +66,8 @@ pub enum Command {
         /// per node; root), `host` (loopback pod IPs) or `auto`.
         #[arg(long, value_enum, default_value_t = crate::kubelet::config::PodNetwork::Auto)]
         network: crate::kubelet::config::PodNetwork,
-        /// The pods' addresses; node n takes the nth /24.
+        /// The pods' addresses; each node is given a /24 of it when it
+        /// registers.
         #[arg(long, default_value = "10.88.0.0/16")]
         pod_cidr: String,
     },

@@ -44,6 +44,8 @@ pub struct SimReport {
     pub startup_p99_ms: f64,
     pub api_mutation_p99_ms: f64,
     pub peak_rss_bytes: u64,
+    /// Distinct `spec.podCIDR`s among the Node objects (one per node).
+    pub pod_cidrs: usize,
     /// Watch caches the three nodes ran (the API node's, and the leader's
     /// if another node led at some point).
     pub watch_caches: usize,
@@ -146,7 +148,11 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         // Back-off while the store elects its first leader.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let fleet = Fleet {
+    let pod_range = crate::model::podcidr::PodCidrs::new(&cluster.config(1).kubelet.pod_cidr)
+        .map_err(|e| anyhow::anyhow!("kubelet.pod_cidr: {e}"))?;
+    let mut fleet = Fleet {
+        pod_range,
+        slots: Default::default(),
         store: handle.store.clone(),
         cache: handle.cache.clone(),
         nodes: (1..=opts.nodes)
@@ -324,6 +330,17 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         startup_p99_ms: percentile(&startup_ms, 0.99),
         api_mutation_p99_ms: percentile(&mutation_ms, 0.99),
         peak_rss_bytes: peak_rss_bytes(),
+        pod_cidrs: {
+            let nodes = find("", "v1", "nodes").context("nodes")?;
+            let (list, _) = handle.cache.list(&nodes.prefix(None), |_| true);
+            list.iter()
+                .filter_map(|n| {
+                    n.pointer("/spec/podCIDR")
+                        .and_then(serde_json::Value::as_str)
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        },
         watch_caches: (1..=3)
             .filter(|&i| cluster.node(i).cache.is_started())
             .count(),

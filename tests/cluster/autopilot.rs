@@ -31,8 +31,8 @@ async fn settled(c: &TestCluster, ask: usize) -> shoal::store::StoreStatus {
     status(c, ask).await
 }
 
-fn index(name: &str) -> usize {
-    name.trim_start_matches("node-").parse().unwrap()
+fn index(c: &TestCluster, name: &str) -> usize {
+    c.index_of(name).expect("a node of this cluster")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +48,8 @@ async fn a_dead_voter_is_replaced_by_a_learner() {
         .unwrap()
         .clone();
     let ask = (1..=5).find(|&i| format!("node-{i}") != victim).unwrap();
-    c.kill(index(&victim));
+    let victim_i = index(&c, &victim);
+    c.kill(victim_i);
     let t = std::time::Instant::now();
     // Bound: SWIM down detection (~3 s) + the 2 s threshold + a tick +
     // the joint-consensus change.
@@ -106,12 +107,13 @@ async fn two_dead_voters_of_three_change_nothing() {
         .cloned()
         .collect();
     for d in &dead {
-        c.kill(index(d));
+        let victim_i = index(&c, d);
+        c.kill(victim_i);
     }
     // Until autopilot has had three ticks with both dead voters past the
     // 2 s threshold in the leader's view, the configuration must not move
     // (the leader's view includes any configuration it has proposed).
-    let l = index(&leader);
+    let l = index(&c, &leader);
     let expected_voters = before.voters.clone();
     let waited = wait_until(Duration::from_secs(30), || async {
         let s = status(&c, l).await;

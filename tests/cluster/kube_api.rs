@@ -25,7 +25,7 @@ pub async fn client_with_token(c: &TestCluster, i: usize, token: Option<&str>) -
     }
     let kc: Kubeconfig = serde_json::from_value(kc).unwrap();
     let opts = KubeConfigOptions {
-        context: Some(format!("node-{i}")),
+        context: Some(c.config(i).name.clone()),
         ..Default::default()
     };
     let config = kube::Config::from_custom_kubeconfig(kc, &opts)

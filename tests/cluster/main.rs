@@ -12,6 +12,7 @@ mod kube_watch;
 mod linearizable;
 mod membership;
 mod node_lifecycle;
+mod node_names;
 mod power_loss;
 mod process_runtime;
 mod reads;

@@ -63,7 +63,7 @@ async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
         .map(|i| format!("node-{i}"))
         .find(|n| placed.iter().any(|(_, node)| node == n))
         .expect("pods spread over the nodes");
-    let idx: usize = victim.trim_start_matches("node-").parse().unwrap();
+    let idx = c.index_of(&victim).expect("a node of this cluster");
     let killed = tokio::time::Instant::now();
     c.kill(idx);
     pods_until(&pods, "heal", "ten running off the dead node", |p| {

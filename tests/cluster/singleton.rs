@@ -96,7 +96,7 @@ async fn a_cut_off_leaders_singleton_gets_nothing_applied_and_the_new_leader_run
     let old_term = log.lock().unwrap()[0].1;
 
     // A stale token is refused by the state machine itself.
-    let i: usize = old.trim_start_matches("node-").parse().unwrap();
+    let i = c.index_of(&old).expect("a node of this cluster");
     let stale = c
         .on(i, move |h| async move {
             let id = h.store.raft_id();
@@ -162,7 +162,7 @@ async fn a_cut_off_leaders_singleton_gets_nothing_applied_and_the_new_leader_run
     c.heal();
     // After the heal the old leader learns of the new term and stops.
     let settled = wait_until(Duration::from_secs(10), || async {
-        let n: usize = old.trim_start_matches("node-").parse().unwrap();
+        let n = c.index_of(&old).expect("a node of this cluster");
         let s = c.on(n, |h| async move { h.store.status() }).await;
         if s.leader.as_deref() == Some(new.as_str()) {
             Ok(())
@@ -187,7 +187,7 @@ async fn a_cut_off_leaders_singleton_gets_nothing_applied_and_the_new_leader_run
     );
     // What the store holds agrees (an attempt cut short when the host
     // stopped the singleton left no trace in the log above).
-    let n: usize = new.trim_start_matches("node-").parse().unwrap();
+    let n = c.index_of(&new).expect("a node of this cluster");
     let prefix = format!("/singleton/{old}/").into_bytes();
     let stored = c
         .on(n, move |h| async move {

@@ -33,8 +33,8 @@ async fn leader(c: &TestCluster, nodes: &[usize]) -> String {
     .await
 }
 
-fn index_of(name: &str) -> usize {
-    name.trim_start_matches("node-").parse().unwrap()
+fn index_of(c: &TestCluster, name: &str) -> usize {
+    c.index_of(name).expect("a node of this cluster")
 }
 
 async fn put(c: &TestCluster, i: usize, key: &str, value: &str) -> Result<u64, ClientError> {
@@ -109,11 +109,12 @@ async fn leader_loss_writes_resume_quickly() {
     .expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
     let old = leader(&c, &[1, 2, 3]).await;
-    let survivor = (1..=3).find(|&i| i != index_of(&old)).unwrap();
+    let survivor = (1..=3).find(|&i| i != index_of(&c, &old)).unwrap();
     put(&c, survivor, "/before", "1").await.unwrap();
 
     let killed = Instant::now();
-    c.kill(index_of(&old));
+    let victim_i = index_of(&c, &old);
+    c.kill(victim_i);
     let mut attempt = 0;
     let resumed = loop {
         attempt += 1;
@@ -134,8 +135,9 @@ async fn leader_loss_writes_resume_quickly() {
     );
 
     // The old leader comes back and catches up.
-    c.restart(index_of(&old)).unwrap();
-    let back = index_of(&old);
+    let victim_i = index_of(&c, &old);
+    c.restart(victim_i).unwrap();
+    let back = index_of(&c, &old);
     let caught_up = wait_until(Duration::from_secs(15), || async {
         let v = c
             .on(back, |h| async move {
@@ -159,7 +161,7 @@ async fn a_minority_cannot_commit_and_catches_up_after_heal() {
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
     let l = leader(&c, &[1, 2, 3]).await;
     // Cut the leader off: it becomes the minority.
-    let minority = index_of(&l);
+    let minority = index_of(&c, &l);
     let majority: Vec<usize> = (1..=3).filter(|&i| i != minority).collect();
     let others: Vec<String> = majority.iter().map(|i| format!("node-{i}")).collect();
     c.partition(std::slice::from_ref(&l), &others);
@@ -450,8 +452,10 @@ async fn a_node_behind_the_purged_log_catches_up_from_a_snapshot() {
         TestCluster::start_with(3, |cfg| cfg.store.snapshot_every = 50).expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
     let l = leader(&c, &[1, 2, 3]).await;
-    let behind = (1..=3).find(|&i| i != index_of(&l)).unwrap();
-    let writer = (1..=3).find(|&i| i != index_of(&l) && i != behind).unwrap();
+    let behind = (1..=3).find(|&i| i != index_of(&c, &l)).unwrap();
+    let writer = (1..=3)
+        .find(|&i| i != index_of(&c, &l) && i != behind)
+        .unwrap();
     c.kill(behind);
     for n in 0..400 {
         put(&c, writer, &format!("/snap/{n:05}"), &format!("v{n}"))
@@ -460,7 +464,7 @@ async fn a_node_behind_the_purged_log_catches_up_from_a_snapshot() {
     }
     // The leader snapshotted; purge its log past what `behind` has (openraft
     // keeps logs a lagging follower still needs unless told otherwise).
-    let li = index_of(&l);
+    let li = index_of(&c, &l);
     let purged = wait_until(Duration::from_secs(20), || async {
         let (snap, purged) = c
             .on(li, |h| async move {
@@ -560,7 +564,7 @@ async fn compaction_on_request_drops_old_revisions_everywhere() {
 async fn concurrent_writes_share_entries_and_one_key_never_shares_a_revision() {
     let c = TestCluster::start(3).expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
-    let l = index_of(&leader(&c, &[1, 2, 3]).await);
+    let l = index_of(&c, &leader(&c, &[1, 2, 3]).await);
     let (writes, revs, hot_revs, hot_version) = c
         .on(l, |h| async move {
             let before = h.store.status().applied_index;
@@ -623,16 +627,15 @@ async fn a_lagging_follower_catches_up_on_more_than_a_frame_of_entries() {
     let value = "x".repeat(MAX_VALUE_BYTES - 100 * 1024);
     for n in 0..12 {
         let (k, v) = (format!("/big/{n}"), value.clone());
-        c.on(index_of(&l), move |h| async move {
+        c.on(index_of(&c, &l), move |h| async move {
             h.store.write(Txn::put(k, v)).await.unwrap();
         })
         .await;
     }
     let target = c
-        .on(
-            index_of(&l),
-            |h| async move { h.store.status().applied_index },
-        )
+        .on(index_of(&c, &l), |h| async move {
+            h.store.status().applied_index
+        })
         .await;
     c.heal();
     let caught = wait_until(Duration::from_secs(30), || async {

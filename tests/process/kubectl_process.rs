@@ -93,12 +93,29 @@ fn kubectl_runs_real_processes_that_restart_probe_log_and_go() {
     for p in &running {
         let ip = p["status"]["podIP"].as_str().unwrap();
         let node = p["spec"]["nodeName"].as_str().unwrap();
-        let n = node.strip_prefix("node-").unwrap();
+        // The node's /24, given at registration, of dev's 10.88.0.0/16.
+        let node_obj: Value =
+            serde_json::from_str(&k.ok(&["get", "node", node, "-o", "json"])).unwrap();
+        let cidr = node_obj["spec"]["podCIDR"].as_str().unwrap();
+        let k3: u32 = cidr
+            .strip_prefix("10.88.")
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         if cni {
-            // Node n's /24 of the default pod CIDR 10.88.0.0/16.
-            assert!(ip.starts_with(&format!("10.88.{n}.")), "{ip} on {node}");
+            assert!(
+                ip.starts_with(&format!("10.88.{k3}.")),
+                "{ip} on {node} ({cidr})"
+            );
         } else {
-            assert!(ip.starts_with(&format!("127.{n}.")), "{ip} on {node}");
+            // Host mode: the slot's loopback /16.
+            assert!(
+                ip.starts_with(&format!("127.{}.", k3 % 254 + 1)),
+                "{ip} on {node} ({cidr})"
+            );
         }
         let body = http_get(ip).unwrap_or_else(|e| panic!("{ip}: {e}"));
         assert!(body.contains("Directory listing"), "{ip}: {body}");

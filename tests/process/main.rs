@@ -475,14 +475,15 @@ fn kv_watch_prints_history_then_live_changes() {
 }
 
 /// `shoal sim --json` prints one object with the contract's fields, and
-/// every pod Running (docs/CLI.md).
+/// every pod Running (docs/CLI.md); its 300 nodes registered 300 distinct
+/// pod CIDRs (the default range is a /12: 4,096 /24s).
 #[test]
 fn sim_json_reports_all_pods_running() {
     let out = shoal()
         .args([
             "sim",
             "--nodes",
-            "20",
+            "300",
             "--pods",
             "200",
             "--deployments",
@@ -516,8 +517,9 @@ fn sim_json_reports_all_pods_running() {
             v["pods"].as_u64(),
             v["pods_running"].as_u64()
         ),
-        (Some(20), Some(200), Some(200))
+        (Some(300), Some(200), Some(200))
     );
+    assert_eq!(v["pod_cidrs"].as_u64(), Some(300), "{v}");
     assert!(v["schedule_pods_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["startup_p99_ms"].as_f64().unwrap() >= v["startup_p50_ms"].as_f64().unwrap());
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);

@@ -34,6 +34,7 @@ use super::ApiState;
 use shoal_model::cache::{Cache, CacheEvent, Kind, Start};
 use shoal_model::errors::{ApiError, ApiResult};
 use shoal_model::objects::{self, FieldValidation};
+use shoal_model::podcidr::PodCidrs;
 use shoal_model::resources::{self, Resource};
 use shoal_model::selectors::{FieldSelector, LabelSelector};
 use shoal_store::command::{Compare, Op, Txn};
@@ -65,6 +66,8 @@ pub struct KubeApi {
     pub store: Store,
     pub cache: Cache,
     pub ranges: shoal_model::alloc::Ranges,
+    /// The cluster's pod range: a Node created here gets its /24 of it.
+    pub pod_cidrs: PodCidrs,
     pub actors: shoal_fabric::actor::ActorSystem,
     pub timeout: Duration,
 }
@@ -473,6 +476,12 @@ async fn create(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
                 });
             }
         }
+        if t.res.kind == "Node" {
+            ctx.kube
+                .pod_cidrs
+                .assign(&ctx.kube.store, &mut obj, &mut txn)
+                .await?;
+        }
         if dry {
             return Ok(respond(StatusCode::CREATED, obj, &warnings));
         }
@@ -534,6 +543,9 @@ async fn commit_update(
     if finished && t.res.kind == "Service" {
         ctx.kube.ranges.release(&new, &mut txn);
     }
+    if finished && t.res.kind == "Node" {
+        PodCidrs::release(&new, &mut txn);
+    }
     let r = ctx.kube.store.write(txn).await?;
     Ok(r.succeeded.then(|| objects::with_rv(new, r.revision)))
 }
@@ -567,6 +579,9 @@ async fn update(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         let mut new = objects::prepare_update(t.res, t.sub.as_deref(), &old, body.clone())?;
         if t.res.kind == "Service" && t.sub.is_none() {
             ctx.kube.ranges.keep(&old, &mut new)?;
+        }
+        if t.res.kind == "Node" {
+            PodCidrs::keep(&old, &mut new)?;
         }
         match commit_update(ctx, t, &old, new, mod_rev).await? {
             Some(obj) => return Ok(respond(StatusCode::OK, obj, &warnings)),
@@ -654,6 +669,9 @@ async fn patch(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         let mut new = objects::prepare_update(t.res, t.sub.as_deref(), &old, patched)?;
         if t.res.kind == "Service" && t.sub.is_none() {
             ctx.kube.ranges.keep(&old, &mut new)?;
+        }
+        if t.res.kind == "Node" {
+            PodCidrs::keep(&old, &mut new)?;
         }
         if let Some(obj) = commit_update(ctx, t, &old, new, mod_rev).await? {
             return Ok(respond(StatusCode::OK, obj, &warnings));

@@ -180,15 +180,20 @@ pub fn node_name(index: usize) -> String {
     format!("node-{index}")
 }
 
-/// True for `node-N` with N a positive integer without leading zeros.
+/// True for a valid node name: a DNS-1123 subdomain (lowercase letters,
+/// digits, '-' and '.', starting and ending with a letter or digit, at most
+/// 253 characters), as Kubernetes requires of Node names. Names carry no
+/// meaning: `alpha`, `beta-2` and `node-7` are all just names.
 pub fn is_node_name(s: &str) -> bool {
-    match s.strip_prefix("node-") {
-        Some(n) => {
-            !n.is_empty()
-                && !n.starts_with('0')
-                && n.len() <= 9
-                && n.bytes().all(|b| b.is_ascii_digit())
-        }
-        None => false,
-    }
+    s.len() <= 253
+        && !s.is_empty()
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
 }

@@ -113,17 +113,26 @@ pub fn random_hex(n: usize) -> String {
     hex::encode(buf)
 }
 
-/// Writes the CA, `nodes` node certificates, the admin token and the gossip
-/// key into `dir` (which must exist). Returns the admin token.
+/// Writes the CA, `nodes` node certificates (`node-1` …), the admin token
+/// and the gossip key into `dir` (which must exist). Returns the admin token.
 pub fn write_cluster_files(dir: &Path, cluster_id: &str, nodes: usize) -> Result<String, PkiError> {
+    let names: Vec<String> = (1..=nodes).map(crate::config::node_name).collect();
+    write_cluster_files_named(dir, cluster_id, &names)
+}
+
+/// [`write_cluster_files`] for nodes of any names.
+pub fn write_cluster_files_named(
+    dir: &Path,
+    cluster_id: &str,
+    names: &[String],
+) -> Result<String, PkiError> {
     let ca = ClusterCa::generate(cluster_id)?;
     write(dir, "ca.pem", &ca.cert_pem(), false)?;
     write(dir, "ca.key", &ca.key_pem(), true)?;
-    for i in 1..=nodes {
-        let name = crate::config::node_name(i);
-        let cert = ca.issue(&name, &[])?;
-        std::fs::create_dir_all(dir.join(&name)).map_err(|source| PkiError::Io {
-            path: dir.join(&name).display().to_string(),
+    for name in names {
+        let cert = ca.issue(name, &[])?;
+        std::fs::create_dir_all(dir.join(name)).map_err(|source| PkiError::Io {
+            path: dir.join(name).display().to_string(),
             source,
         })?;
         write(dir, &format!("{name}/cert.pem"), &cert.cert_pem, false)?;

@@ -53,6 +53,16 @@ impl TestCluster {
         tweak: impl Fn(&mut NodeConfig),
         options: impl Fn(usize) -> NodeOptions,
     ) -> anyhow::Result<TestCluster> {
+        let names: Vec<String> = (1..=n).map(shoal::config::node_name).collect();
+        Self::start_named(&names, tweak, options)
+    }
+
+    /// Starts one node per name (node k is `names[k - 1]`).
+    pub fn start_named(
+        names: &[String],
+        tweak: impl Fn(&mut NodeConfig),
+        options: impl Fn(usize) -> NodeOptions,
+    ) -> anyhow::Result<TestCluster> {
         // SHOAL_LOG=<filter> shows the nodes' logs (with --nocapture).
         if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -60,7 +70,7 @@ impl TestCluster {
                 .with_test_writer()
                 .try_init();
         }
-        LocalCluster::start_with_options(n, tweak, options).map(TestCluster)
+        LocalCluster::start_named(names, tweak, options).map(TestCluster)
     }
 
     /// Waits until node `ask` knows a store leader; returns its index.
@@ -69,14 +79,14 @@ impl TestCluster {
             let s = self.on(ask, |h| async move { h.store.status() }).await;
             s.leader
                 .map(|_| ())
-                .ok_or_else(|| format!("node-{ask} knows no leader"))
+                .ok_or_else(|| format!("node {ask} knows no leader"))
         })
         .await;
         found.unwrap_or_else(|e| panic!("{e}"));
         let s = self.on(ask, |h| async move { h.store.status() }).await;
-        s.leader
-            .and_then(|l| l.trim_start_matches("node-").parse().ok())
-            .expect("a leader named node-N")
+        let leader = s.leader.expect("a leader");
+        self.index_of(&leader)
+            .unwrap_or_else(|| panic!("the leader {leader:?} is not a node of this cluster"))
     }
 
     /// Node `i`'s membership view.
@@ -104,13 +114,14 @@ impl TestCluster {
             for &i in &running {
                 let members = self.members(i).await;
                 for &j in &running {
-                    let name = shoal::config::node_name(j);
+                    let name = self.config(j).name.clone();
                     let ok = members.iter().any(|m| {
                         m.name == name && m.state == MemberState::Alive && m.quic.is_some()
                     });
                     if !ok {
                         return Err(format!(
-                            "node-{i} does not see {name} alive with an address yet"
+                            "{} does not see {name} alive with an address yet",
+                            self.config(i).name
                         ));
                     }
                 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{pod_uid, pods, Runtime};
+use super::{pod_uid, pods, Runtime, RuntimeCell};
 use shoal_fabric::actor::{Actor, Ctx, Handler, Reply, Subscribe};
 use shoal_kubelet_proto::{
     Exec, FollowLogs, ForwardEvent, Input, Ping, PodLogs, PortForward, SessionInput,
@@ -51,12 +51,23 @@ impl ExecSessions {
 
 /// The `kubelet` actor.
 pub struct KubeletActor {
-    pub runtime: Arc<dyn Runtime>,
+    /// Set once the node is registered (see `KubeletStart`).
+    pub runtime: RuntimeCell,
     pub store: Store,
     pub sessions: ExecSessions,
 }
 
 impl Actor for KubeletActor {}
+
+impl KubeletActor {
+    /// The runtime, or why there is none yet.
+    fn runtime(&self) -> Result<Arc<dyn Runtime>, String> {
+        self.runtime
+            .get()
+            .cloned()
+            .ok_or_else(|| "the kubelet has not registered its node yet".to_string())
+    }
+}
 
 impl Handler<Ping> for KubeletActor {
     fn handle(&mut self, _msg: Ping, _ctx: &mut Ctx<Self>) -> Reply<String> {
@@ -82,8 +93,9 @@ async fn uid_of(store: &Store, namespace: &str, name: &str) -> Result<String, St
 
 impl Handler<PodLogs> for KubeletActor {
     fn handle(&mut self, msg: PodLogs, _ctx: &mut Ctx<Self>) -> Reply<Result<String, String>> {
-        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        let (runtime, store) = (self.runtime(), self.store.clone());
         Reply::Later(Box::pin(async move {
+            let runtime = runtime?;
             let uid = uid_of(&store, &msg.namespace, &msg.pod).await?;
             runtime.logs(&msg, &uid).await
         }))
@@ -92,15 +104,18 @@ impl Handler<PodLogs> for KubeletActor {
 
 impl Handler<Subscribe<Exec>> for KubeletActor {
     fn handle(&mut self, msg: Subscribe<Exec>, _ctx: &mut Ctx<Self>) -> Reply<Result<(), String>> {
-        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        let (runtime, store) = (self.runtime(), self.store.clone());
         let (req, sink) = (msg.request, msg.sink);
         // The session is open before the subscription is accepted, so the
         // first input the API sends after it finds its way.
         let input = (req.stdin || req.tty).then(|| self.sessions.open(&req.session));
         let sessions = self.sessions.clone();
         tokio::spawn(async move {
-            match uid_of(&store, &req.namespace, &req.pod).await {
-                Ok(uid) => runtime.exec(&req, &uid, input, sink).await,
+            match uid_of(&store, &req.namespace, &req.pod)
+                .await
+                .and_then(|uid| Ok((uid, runtime?)))
+            {
+                Ok((uid, runtime)) => runtime.exec(&req, &uid, input, sink).await,
                 Err(e) => sink.end(&e).await,
             }
             sessions.close(&req.session);
@@ -128,12 +143,15 @@ impl Handler<Subscribe<FollowLogs>> for KubeletActor {
         msg: Subscribe<FollowLogs>,
         _ctx: &mut Ctx<Self>,
     ) -> Reply<Result<(), String>> {
-        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        let (runtime, store) = (self.runtime(), self.store.clone());
         let (req, sink) = (msg.request.0, msg.sink);
         // Accepted at once; a pod that is not here ends the stream with why.
         tokio::spawn(async move {
-            match uid_of(&store, &req.namespace, &req.pod).await {
-                Ok(uid) => runtime.follow(&req, &uid, sink).await,
+            match uid_of(&store, &req.namespace, &req.pod)
+                .await
+                .and_then(|uid| Ok((uid, runtime?)))
+            {
+                Ok((uid, runtime)) => runtime.follow(&req, &uid, sink).await,
                 Err(e) => sink.end(&e).await,
             }
         });
@@ -147,13 +165,16 @@ impl Handler<Subscribe<PortForward>> for KubeletActor {
         msg: Subscribe<PortForward>,
         _ctx: &mut Ctx<Self>,
     ) -> Reply<Result<(), String>> {
-        let (runtime, store) = (self.runtime.clone(), self.store.clone());
+        let (runtime, store) = (self.runtime(), self.store.clone());
         let (req, sink) = (msg.request, msg.sink);
         let input = self.sessions.open(&req.session);
         let sessions = self.sessions.clone();
         tokio::spawn(async move {
-            let stream = match uid_of(&store, &req.namespace, &req.pod).await {
-                Ok(uid) => runtime.connect(&uid, req.port).await.map_err(|e| {
+            let stream = match uid_of(&store, &req.namespace, &req.pod)
+                .await
+                .and_then(|uid| Ok((uid, runtime?)))
+            {
+                Ok((uid, runtime)) => runtime.connect(&uid, req.port).await.map_err(|e| {
                     format!(
                         "error forwarding port {} to pod {}, uid {uid}: {e}",
                         req.port, req.pod

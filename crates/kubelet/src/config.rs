@@ -78,10 +78,15 @@ pub struct KubeletConfig {
     /// Pod networking of the process runtime: `auto` (the default), `cni`
     /// or `host`.
     pub network: PodNetwork,
-    /// The pods' addresses: node n takes the nth /24 (it must not overlap
-    /// a host route).
+    /// The cluster's pod range: each Node is given one /24 of it when it
+    /// registers (`spec.podCIDR`). The default /12 holds 4,096 nodes; it
+    /// must not overlap a host route.
     pub pod_cidr: String,
 }
+
+/// The default pod range: a /12 cut into /24s (`shoal dev` uses
+/// 10.88.0.0/16 of it).
+pub const DEFAULT_POD_CIDR: &str = "10.80.0.0/12";
 
 impl Default for KubeletConfig {
     fn default() -> Self {
@@ -91,7 +96,7 @@ impl Default for KubeletConfig {
             restart_backoff_max_ms: 300_000,
             shim: PathBuf::new(),
             network: PodNetwork::Auto,
-            pod_cidr: "10.88.0.0/16".into(),
+            pod_cidr: DEFAULT_POD_CIDR.into(),
         }
     }
 }

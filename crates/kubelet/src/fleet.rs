@@ -15,9 +15,10 @@ use super::status::StatusReporter;
 use super::{node_object, pod_status, NodeSpec, Runtime};
 use shoal_model::cache::{Cache, Kind, Start};
 use shoal_model::objects;
+use shoal_model::podcidr::{self, PodCidrs, PodSlot};
 use shoal_model::resources::find;
-use shoal_store::command::Txn;
-use shoal_store::Store;
+use shoal_store::command::{Op, Txn};
+use shoal_store::{ReadRequest, Store};
 
 /// Node registrations in flight at once (the store groups them).
 const IN_FLIGHT: usize = 512;
@@ -29,28 +30,53 @@ pub struct Fleet {
     pub store: Store,
     pub cache: Cache,
     pub nodes: Vec<NodeSpec>,
+    pub pod_range: PodCidrs,
+    /// Each node's /24, once registered.
+    pub slots: HashMap<String, PodSlot>,
 }
 
 impl Fleet {
-    /// Creates every Node object.
-    pub async fn register(&self) -> Result<(), String> {
+    /// Creates every Node object, each with its own /24 of the pod range
+    /// claimed in the same transaction (the claims are read once and the
+    /// free /24s handed out in order; an exhausted range is an error).
+    pub async fn register(&mut self) -> Result<(), String> {
         let nodes = find("", "v1", "nodes").ok_or("nodes are not served")?;
+        let read = self
+            .store
+            .read(ReadRequest::prefix(podcidr::CLAIMS))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut claims = self.pod_range.claims(&read.kvs);
         let gate = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
         for spec in &self.nodes {
-            let obj = objects::prepare_create(nodes, "", node_object(spec, "sim"))
+            let mut obj = objects::prepare_create(nodes, "", node_object(spec, "sim"))
                 .map_err(|e| e.message)?;
-            let (store, gate) = (self.store.clone(), gate.clone());
             let key = nodes.key("", &spec.name);
+            let mut txn = Txn::create(key, Vec::new());
+            let slot = self
+                .pod_range
+                .assign_from(&mut claims, &mut obj, &mut txn)
+                .map_err(|e| e.message)?;
+            if let Some(Op::Put { value, .. }) = txn.success.first_mut() {
+                *value = objects::stored_bytes(&obj);
+            }
+            self.slots.insert(spec.name.clone(), slot);
+            let (store, gate, name) = (self.store.clone(), gate.clone(), spec.name.clone());
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                store
-                    .write(Txn::create(key, objects::stored_bytes(&obj)))
-                    .await
+                let done = store.write(txn).await.map_err(|e| e.to_string())?;
+                if done.succeeded {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "node {name}: it exists, or its pod CIDR was taken meanwhile"
+                    ))
+                }
             });
         }
         while let Some(r) = tasks.join_next().await {
-            r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            r.map_err(|e| e.to_string())??;
         }
         Ok(())
     }
@@ -61,12 +87,9 @@ impl Fleet {
         let runtimes: HashMap<String, (SimRuntime, String)> = self
             .nodes
             .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                (
-                    n.name.clone(),
-                    (SimRuntime::new((i % 250) as u8), n.address.clone()),
-                )
+            .filter_map(|n| {
+                let slot = self.slots.get(&n.name)?;
+                Some((n.name.clone(), (SimRuntime::new(slot), n.address.clone())))
             })
             .collect();
         let (reporter, _) = StatusReporter::start(self.store.clone(), REPORTS_IN_FLIGHT);

@@ -32,16 +32,17 @@ mod node;
 pub mod process;
 mod runtime;
 pub mod sim;
+mod start;
 pub mod status;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod volumes;
 
 pub use actor::{ExecSessions, KubeletActor};
-use node::register;
 pub use node::{node_object, NodeSpec};
 pub use runtime::{ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime};
 pub use shoal_kubelet_proto::Ping;
+pub use start::{load_slot, register_node, slot_path, KubeletStart, MakeRuntime, RuntimeCell};
 use status::StatusReporter;
 
 pub(crate) fn pods() -> &'static Resource {
@@ -186,15 +187,8 @@ pub struct Kubelet {
 }
 
 impl Kubelet {
-    /// Registers the node, then runs the pods bound to it, forever.
+    /// Runs the pods bound to the (registered) node, forever.
     pub async fn run(self) {
-        let mut pause = Duration::from_millis(100);
-        while let Err(e) = register(&self.store, &self.spec, self.runtime.name()).await {
-            tracing::debug!(node = %self.spec.name, "registering the node: {e}");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
-        }
-        tracing::info!(node = %self.spec.name, runtime = self.runtime.name(), "kubelet registered its node");
         let (reporter, _) = StatusReporter::start(self.store.clone(), 1);
         loop {
             if let Err(e) = self.follow(&reporter).await {

@@ -5,8 +5,9 @@
 use serde_json::{json, Value};
 
 use shoal_model::objects;
+use shoal_model::podcidr::{PodCidrs, PodSlot};
 use shoal_model::quantity::Quantity;
-use shoal_store::command::Txn;
+use shoal_store::command::{Op, Txn};
 use shoal_store::{ReadRequest, Store};
 
 use crate::nodes;
@@ -89,9 +90,16 @@ fn arch() -> &'static str {
     }
 }
 
-/// Creates the Node, or refreshes its status and labels (keeping what
-/// users and controllers set: spec, taints, other labels).
-pub(crate) async fn register(store: &Store, spec: &NodeSpec, runtime: &str) -> Result<(), String> {
+/// Creates the Node with its pod CIDR from `range` (claimed in the same
+/// transaction), or refreshes its status and labels (keeping what users
+/// and controllers set: spec, taints, other labels, and the pod CIDR it
+/// holds). Returns the node's slot of the pod range.
+pub(crate) async fn register(
+    store: &Store,
+    spec: &NodeSpec,
+    runtime: &str,
+    range: &PodCidrs,
+) -> Result<PodSlot, String> {
     let key = nodes().key("", &spec.name);
     let fresh = node_object(spec, runtime);
     loop {
@@ -99,11 +107,11 @@ pub(crate) async fn register(store: &Store, spec: &NodeSpec, runtime: &str) -> R
             .read(ReadRequest::key(key.clone()))
             .await
             .map_err(|e| e.to_string())?;
-        let txn = match current.kvs.first() {
+        let (mut obj, mut txn) = match current.kvs.first() {
             None => {
                 let obj =
                     objects::prepare_create(nodes(), "", fresh.clone()).map_err(|e| e.message)?;
-                Txn::create(key.clone(), objects::stored_bytes(&obj))
+                (obj, Txn::create(key.clone(), Vec::new()))
             }
             Some(kv) => {
                 let mut obj: Value =
@@ -118,11 +126,18 @@ pub(crate) async fn register(store: &Store, spec: &NodeSpec, runtime: &str) -> R
                         have.insert(k.clone(), v.clone());
                     }
                 }
-                Txn::update(key.clone(), objects::stored_bytes(&obj), kv.mod_rev)
+                (obj, Txn::update(key.clone(), Vec::new(), kv.mod_rev))
             }
         };
+        let slot = range
+            .assign(store, &mut obj, &mut txn)
+            .await
+            .map_err(|e| e.message)?;
+        if let Some(Op::Put { value, .. }) = txn.success.first_mut() {
+            *value = objects::stored_bytes(&obj);
+        }
         if store.write(txn).await.map_err(|e| e.to_string())?.succeeded {
-            return Ok(());
+            return Ok(slot);
         }
     }
 }

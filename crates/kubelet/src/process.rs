@@ -61,6 +61,7 @@ pub(crate) fn machine_thp_policy() -> std::io::Result<()> {
 pub use instance::{kill_leftovers_now, stop_leftovers};
 use instance::{terminate, Adopted, Persisted, Waiter};
 use setup::{save_pod, Creation, Net, Volumes};
+use shoal_model::podcidr::PodSlot;
 use supervisor::Supervisor;
 
 /// Restart back-off: the first delay, doubled per restart up to `max`,
@@ -183,8 +184,9 @@ fn env_of(c: &Value, pod_ip: &str) -> Vec<(String, String)> {
 }
 
 impl ProcessRuntime {
-    /// A runtime keeping its pods under `root` (created if missing);
-    /// `node` picks the pod IPs' second octet.
+    /// A runtime keeping its pods under `root` (created if missing), for
+    /// the node holding `slot` of the pod range (in host mode the slot
+    /// picks the loopback pod IPs' second octet: 127.<index % 254 + 1>.x.y).
     /// `shim` is the `shoal` binary that runs each container instance
     /// (`shoal shim`); `sandboxes` gives pods their own namespaces (None:
     /// host networking). Pods a previous agent left under `root` are
@@ -192,7 +194,7 @@ impl ProcessRuntime {
     /// a Tokio runtime, then [`ProcessRuntime::prepare`].
     pub fn new(
         root: &Path,
-        node: u8,
+        slot: &PodSlot,
         backoff: Backoff,
         shim: &Path,
         sandboxes: Option<sandbox::Sandboxes>,
@@ -201,7 +203,7 @@ impl ProcessRuntime {
         let rt = ProcessRuntime {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
-                node,
+                node: (slot.index % 254 + 1) as u8,
                 next_ip: Mutex::new(0),
                 pods: Mutex::new(HashMap::new()),
                 changes: broadcast::channel(1024).0,

@@ -5,6 +5,7 @@
 //! line per container start.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use serde_json::Value;
 
 use super::{ContainerState, ContainerStatus, PodState, Runtime};
 use shoal_kubelet_proto::PodLogs;
+use shoal_model::podcidr::PodSlot;
 
 /// The annotation that makes a sim pod's containers exit.
 pub const EXIT_CODE: &str = "sim.shoal.dev/exit-code";
@@ -23,19 +25,20 @@ struct SimPod {
     log: Vec<String>,
 }
 
-/// A hollow runtime; pod IPs come from `10.<node>.x.y`.
-#[derive(Clone, Default)]
+/// A hollow runtime; pod IPs come from the node's /24, as a real node's.
+#[derive(Clone)]
 pub struct SimRuntime {
     pods: Arc<Mutex<HashMap<String, SimPod>>>,
-    /// Second octet of pod IPs (the node's number).
-    pub subnet: u8,
+    /// The node's /24 (its network address).
+    network: Ipv4Addr,
 }
 
 impl SimRuntime {
-    pub fn new(subnet: u8) -> SimRuntime {
+    /// A runtime for the node holding `slot` of the pod range.
+    pub fn new(slot: &PodSlot) -> SimRuntime {
         SimRuntime {
             pods: Arc::default(),
-            subnet,
+            network: slot.network(),
         }
     }
 
@@ -118,12 +121,8 @@ impl Runtime for SimRuntime {
                 .collect();
             SimPod {
                 state: PodState {
-                    pod_ip: format!(
-                        "10.{}.{}.{}",
-                        64 + (self.subnet % 64),
-                        (n >> 8) & 0xff,
-                        n & 0xff
-                    ),
+                    // .1 is the gateway a real node's bridge holds.
+                    pod_ip: Ipv4Addr::from(u32::from(self.network) + 2 + (n - 1) % 253).to_string(),
                     containers: statuses,
                     init_containers: Vec::new(),
                 },
@@ -173,16 +172,23 @@ impl Runtime for SimRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_slot() -> PodSlot {
+        PodSlot {
+            index: 1,
+            cidr: "10.88.1.0/24".into(),
+        }
+    }
     use serde_json::json;
 
     #[tokio::test]
     async fn sim_passes_the_runtime_conformance_suite() {
-        crate::testing::suite(&SimRuntime::new(1)).await;
+        crate::testing::suite(&SimRuntime::new(&test_slot())).await;
     }
 
     #[tokio::test]
     async fn sim_pods_fail_on_request() {
-        let rt = SimRuntime::new(1);
+        let rt = SimRuntime::new(&test_slot());
         let mut p = crate::testing::pod("f");
         p["metadata"]["annotations"] = json!({EXIT_CODE: "3"});
         let s = rt.start(&p).await;

@@ -50,7 +50,12 @@ fn tmp() -> Dir {
 }
 
 fn runtime(dir: &Dir) -> ProcessRuntime {
-    ProcessRuntime::new(&dir.path().join("pods"), 7, quick(), &shoal_bin(), None).unwrap()
+    // Slot 6: host-mode pod IPs are 127.7.x.y.
+    let slot = shoal_model::podcidr::PodSlot {
+        index: 6,
+        cidr: "10.80.6.0/24".into(),
+    };
+    ProcessRuntime::new(&dir.path().join("pods"), &slot, quick(), &shoal_bin(), None).unwrap()
 }
 
 fn pod(uid: &str, policy: &str, command: Value) -> Value {

@@ -19,6 +19,7 @@ pub mod defaults;
 pub mod errors;
 pub mod events;
 pub mod objects;
+pub mod podcidr;
 pub mod quantity;
 pub mod resources;
 pub mod selectors;

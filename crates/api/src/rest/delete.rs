@@ -122,6 +122,9 @@ pub(super) async fn delete(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         if t.res.kind == "Service" {
             ctx.kube.ranges.release(&old, &mut txn);
         }
+        if t.res.kind == "Node" {
+            PodCidrs::release(&old, &mut txn);
+        }
         let r = ctx.kube.store.write(txn).await?;
         if r.succeeded {
             return Ok(respond(StatusCode::OK, old, &[]));

@@ -4,7 +4,7 @@
 //! with the containers' cpu and memory limits.
 //!
 //! ```text
-//! node n ── bridge shoal-<n> (gateway .1 of the node's /24 of kubelet.pod_cidr)
+//! node ── bridge shoal-<i> (gateway .1 of the node's /24, the i-th of kubelet.pod_cidr, given at registration)
 //!             ├─ veth ─► netns shoal-<n>-<uid> (eth0 10.88.n.x, lo) ◄─ setns by the shim
 //!             └─ ...
 //! host: FORWARD accept for the pod CIDR (Docker's policy drops), one MASQUERADE
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::PodNetwork;
+use shoal_model::podcidr::PodSlot;
 use shoal_model::quantity::Quantity;
 
 /// Where Debian's `containernetworking-plugins` puts the plugins.
@@ -61,7 +62,9 @@ pub struct Sandbox {
 /// The sandboxes of one node.
 #[derive(Debug, Clone)]
 pub struct Sandboxes {
-    node: u8,
+    /// The index of the node's /24 in the pod range (names its bridge,
+    /// namespaces and cgroups).
+    node: u32,
     /// The whole pod CIDR (every node's /24 is in it).
     cidr: Net,
     /// This node's /24.
@@ -120,15 +123,6 @@ impl Net {
     pub fn overlaps(&self, other: &Net) -> bool {
         let m = self.mask() & other.mask();
         self.base & m == other.base & m
-    }
-
-    /// The `n`th /24 of this network, if it has one.
-    pub fn nth24(&self, n: u8) -> Option<Net> {
-        if self.prefix > 24 || (self.prefix < 24 && u32::from(n) >> (24 - self.prefix) != 0) {
-            return None;
-        }
-        let base = self.base | (u32::from(n) << 8);
-        (self.prefix < 24 || n == 0).then_some(Net { base, prefix: 24 })
     }
 
     fn addr(&self, host: u32) -> std::net::Ipv4Addr {
@@ -223,33 +217,44 @@ impl NetworkMode {
 }
 
 impl Sandboxes {
-    /// The sandboxes of node `node` for `kubelet.network` (`auto`: CNI when
-    /// root and the plugins are installed; `cni`: required; `host`: none).
+    /// Whether `kubelet.network` gives pods sandboxes on this machine
+    /// (`auto`: when root and the plugins are installed; `cni`: required,
+    /// an error says what is missing; `host`: never). Checked when a node
+    /// starts, before it has its pod CIDR.
+    pub fn wanted(mode: PodNetwork) -> Result<bool, String> {
+        let have = have_plugins();
+        match mode {
+            PodNetwork::Host => Ok(false),
+            PodNetwork::Auto => Ok(is_root() && have),
+            PodNetwork::Cni if !is_root() => Err("kubelet.network = cni needs root".into()),
+            PodNetwork::Cni if !have => Err(format!(
+                "kubelet.network = cni needs the CNI plugins bridge, host-local and loopback in {CNI_PLUGINS} (Debian: containernetworking-plugins)"
+            )),
+            PodNetwork::Cni => Ok(true),
+        }
+    }
+
+    /// The sandboxes of the node holding `slot` of `pod_cidr`, if
+    /// `kubelet.network` gives pods sandboxes here (see [`Sandboxes::wanted`]).
     pub fn for_mode(
         mode: PodNetwork,
         pod_cidr: &str,
-        node: u8,
+        slot: &PodSlot,
         data_dir: &Path,
     ) -> Result<Option<Sandboxes>, String> {
-        let plugins = PathBuf::from(CNI_PLUGINS);
-        let have = have_plugins();
-        match mode {
-            PodNetwork::Host => return Ok(None),
-            PodNetwork::Auto if !(is_root() && have) => return Ok(None),
-            PodNetwork::Cni if !is_root() => return Err("kubelet.network = cni needs root".into()),
-            PodNetwork::Cni if !have => {
-                return Err(format!(
-                    "kubelet.network = cni needs the CNI plugins bridge, host-local and loopback in {CNI_PLUGINS} (Debian: containernetworking-plugins)"
-                ))
-            }
-            _ => {}
+        if !Sandboxes::wanted(mode)? {
+            return Ok(None);
         }
+        let plugins = PathBuf::from(CNI_PLUGINS);
         let cidr = Net::parse(pod_cidr).map_err(|e| format!("kubelet.pod_cidr {e}"))?;
-        let subnet = cidr.nth24(node).ok_or_else(|| {
-            format!(
-                "kubelet.pod_cidr {cidr} has no /24 for node {node} (the nth /24 goes to node n)"
-            )
-        })?;
+        let subnet = Net::parse(&slot.cidr).map_err(|e| format!("the node's pod CIDR {e}"))?;
+        if !cidr.overlaps(&subnet) {
+            return Err(format!(
+                "the node's pod CIDR {} is not in kubelet.pod_cidr {cidr}",
+                slot.cidr
+            ));
+        }
+        let node = slot.index;
         Ok(Some(Sandboxes {
             node,
             cidr,
@@ -591,7 +596,7 @@ impl CgroupLimits {
 
 /// The writable cgroup directories pods of node `node` go under: beside
 /// this agent's own cgroup, in each hierarchy.
-fn cgroup_parents(node: u8) -> Vec<(Controller, PathBuf)> {
+fn cgroup_parents(node: u32) -> Vec<(Controller, PathBuf)> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let path_of = |pred: &dyn Fn(&str) -> bool| {
         own.lines().find_map(|l| {
@@ -659,19 +664,14 @@ mod tests {
     }
 
     #[test]
-    fn networks_parse_overlap_and_split_into_node_subnets() {
+    fn networks_parse_and_overlap() {
         let cidr = Net::parse("10.88.0.0/16").unwrap();
-        assert_eq!(cidr.nth24(3).unwrap().to_string(), "10.88.3.0/24");
         assert!(Net::parse("10.88.0.1/16").is_err(), "host bits");
         assert!(Net::parse("10.88.0.0/33").is_err());
         assert!(Net::parse("nonsense").is_err());
         assert!(cidr.overlaps(&Net::parse("10.0.0.0/8").unwrap()));
         assert!(cidr.overlaps(&Net::parse("10.88.7.9").unwrap()));
         assert!(!cidr.overlaps(&Net::parse("172.17.0.0/16").unwrap()));
-        // A /23 has two /24s only.
-        let small = Net::parse("10.9.0.0/23").unwrap();
-        assert!(small.nth24(1).is_some());
-        assert!(small.nth24(2).is_none());
     }
 
     #[test]
