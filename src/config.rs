@@ -415,8 +415,15 @@ mod tests {
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("gossip.probe_rtt_ms"), "{err}");
         let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
-        cfg.name = "n1".into();
+        cfg.name = "N_1".into();
         assert!(cfg.validate().unwrap_err().to_string().contains("`name`"));
+        let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
+        cfg.kubelet.pod_cidr = "10.9.0.0/25".into(); // not even one node's /24
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("kubelet.pod_cidr"));
         let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
         cfg.transport.max_frame_bytes = 1024;
         assert!(cfg

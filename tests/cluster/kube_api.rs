@@ -420,8 +420,16 @@ async fn events_are_folded_with_counts_and_found_by_involved_object() {
         .unwrap();
     let obj = ObjectRef::of(&serde_json::to_value(&cm).unwrap());
     assert_eq!(obj.kind, "ConfigMap");
-    let r1 = EventRecorder::new(c.node(1).store.clone(), "test-controller", "node-1");
-    let r2 = EventRecorder::new(c.node(2).store.clone(), "test-controller", "node-1");
+    let r1 = EventRecorder::new(
+        std::sync::Arc::new(c.node(1).store.clone()),
+        "test-controller",
+        "node-1",
+    );
+    let r2 = EventRecorder::new(
+        std::sync::Arc::new(c.node(2).store.clone()),
+        "test-controller",
+        "node-1",
+    );
     // Same source on two nodes, racing: one Event, no count lost.
     let race = |r: EventRecorder, obj: ObjectRef| async move {
         for _ in 0..5 {

@@ -110,6 +110,47 @@ async fn a_cut_off_leaders_singleton_gets_nothing_applied_and_the_new_leader_run
         })
         .await;
     assert!(matches!(stale, Err(ClientError::Fenced)), "{stale:?}");
+    // So is an Event the control plane records with it (the recorder
+    // writes through the fenced writer), and nothing is left behind.
+    let (event, left) = c
+        .on(i, move |h| async move {
+            let stale = shoal::controllers::runtime::Fenced {
+                store: h.store.clone(),
+                token: FenceToken {
+                    term: old_term.saturating_sub(1),
+                    node: h.store.raft_id(),
+                },
+            };
+            let events = shoal::model::events::EventRecorder::new(
+                std::sync::Arc::new(stale),
+                "default-scheduler",
+                "here",
+            );
+            let pod = shoal::model::events::ObjectRef {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: "default".into(),
+                name: "p".into(),
+                uid: "u".into(),
+            };
+            let event = events
+                .record(
+                    &pod,
+                    shoal::model::events::EventType::Warning,
+                    "FailedScheduling",
+                    "stale",
+                )
+                .await;
+            let left = h
+                .store
+                .read(shoal::store::ReadRequest::prefix("/registry/events/"))
+                .await
+                .map(|r| r.kvs.len());
+            (event, left)
+        })
+        .await;
+    assert!(matches!(event, Err(ClientError::Fenced)), "{event:?}");
+    assert_eq!(left.unwrap(), 0, "a fenced Event writes nothing");
 
     // Cut the leader off: a new leader is elected, and the singleton runs
     // there within a bound.

@@ -7,10 +7,14 @@
 
 use serde_json::{json, Value};
 
+use crate::errors::ReconcileError;
 use shoal_model::objects;
 use shoal_model::resources::Resource;
 use shoal_store::command::{FenceToken, Txn, TxnResult};
-use shoal_store::{ClientError, Store};
+use shoal_store::{ClientError, ReadRequest, ReadResult, Store};
+
+use futures::future::BoxFuture;
+use shoal_model::writer::Writer;
 
 /// Writes of a leader-follow component, under its fence token.
 #[derive(Clone)]
@@ -27,6 +31,16 @@ impl Fenced {
     }
 }
 
+impl Writer for Fenced {
+    fn read(&self, req: ReadRequest) -> BoxFuture<'_, Result<ReadResult, ClientError>> {
+        Box::pin(self.store.read(req))
+    }
+
+    fn write(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResult, ClientError>> {
+        Box::pin(Fenced::write(self, txn))
+    }
+}
+
 /// Attempts of a create whose generated name collides.
 const NAME_RETRIES: usize = 3;
 
@@ -37,19 +51,22 @@ pub async fn create_object(
     res: &Resource,
     ns: &str,
     obj: Value,
-) -> Result<u64, String> {
+) -> Result<u64, ReconcileError> {
     for _ in 0..NAME_RETRIES {
-        let made = objects::prepare_create(res, ns, obj.clone()).map_err(|e| e.message)?;
+        let made = objects::prepare_create(res, ns, obj.clone())
+            .map_err(|e| ReconcileError::from(e).about(&obj))?;
         let key = res.key(ns, objects::name_of(&made));
         let r = fenced
             .write(Txn::create(key, objects::stored_bytes(&made)))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if r.succeeded {
             return Ok(r.revision);
         }
     }
-    Err(format!("{}: name taken {NAME_RETRIES} times", res.plural))
+    Err(ReconcileError::Conflict(format!(
+        "{}: name taken {NAME_RETRIES} times",
+        res.plural
+    )))
 }
 
 /// Writes `status` into `obj` (as read from the cache, with its
@@ -59,7 +76,7 @@ pub async fn update_status(
     res: &Resource,
     obj: &Value,
     status: Value,
-) -> Result<Option<u64>, String> {
+) -> Result<Option<u64>, ReconcileError> {
     if obj.get("status") == Some(&status) {
         return Ok(None);
     }
@@ -70,30 +87,44 @@ pub async fn update_status(
 
 /// Writes `obj` guarded by the resourceVersion it carries; a conflict is an
 /// error (the reconcile runs again on the newer object).
-pub async fn update_object(fenced: &Fenced, res: &Resource, obj: &Value) -> Result<u64, String> {
-    let rv = objects::rv_of(obj)
-        .map_err(|e| e.message)?
-        .ok_or("the object has no resourceVersion")?;
+pub async fn update_object(
+    fenced: &Fenced,
+    res: &Resource,
+    obj: &Value,
+) -> Result<u64, ReconcileError> {
+    let rv = resource_version(obj)?;
     let key = res.key(objects::namespace_of(obj), objects::name_of(obj));
     let r = fenced
         .write(Txn::update(key, objects::stored_bytes(obj), rv))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if r.succeeded {
         Ok(r.revision)
     } else {
-        Err(format!(
-            "conflict on {}/{}",
+        Err(ReconcileError::Conflict(format!(
+            "{}/{} changed",
             objects::namespace_of(obj),
             objects::name_of(obj)
-        ))
+        )))
     }
+}
+
+/// The resourceVersion `obj` was read at (objects from the cache have one).
+pub fn resource_version(obj: &Value) -> Result<u64, ReconcileError> {
+    objects::rv_of(obj)
+        .map_err(|e| ReconcileError::from(e).about(obj))?
+        .ok_or_else(|| {
+            ReconcileError::invalid(
+                Some(shoal_model::events::ObjectRef::of(obj)),
+                "NoResourceVersion",
+                "the object has no resourceVersion",
+            )
+        })
 }
 
 /// Deletes a pod as the API would: one bound to a node is marked (its
 /// kubelet stops it and removes it), others go at once.
-pub async fn delete_pod(fenced: &Fenced, pod: &Value) -> Result<Option<u64>, String> {
-    let pods = shoal_model::resources::find("", "v1", "pods").ok_or("pods are not served")?;
+pub async fn delete_pod(fenced: &Fenced, pod: &Value) -> Result<Option<u64>, ReconcileError> {
+    let pods = shoal_model::resources::find("", "v1", "pods").expect("pods are in the table");
     if pod.pointer("/metadata/deletionTimestamp").is_some() {
         return Ok(None);
     }
@@ -117,13 +148,8 @@ pub async fn delete_pod(fenced: &Fenced, pod: &Value) -> Result<Option<u64>, Str
         m.insert("deletionGracePeriodSeconds".into(), json!(grace));
         return update_object(fenced, pods, &marked).await.map(Some);
     }
-    let rv = objects::rv_of(pod)
-        .map_err(|e| e.message)?
-        .ok_or("no resourceVersion")?;
+    let rv = resource_version(pod)?;
     let key = pods.key(objects::namespace_of(pod), objects::name_of(pod));
-    let r = fenced
-        .write(Txn::delete(key, Some(rv)))
-        .await
-        .map_err(|e| e.to_string())?;
+    let r = fenced.write(Txn::delete(key, Some(rv))).await?;
     Ok(r.succeeded.then_some(r.revision))
 }

@@ -7,5 +7,6 @@
 
 pub mod config;
 pub mod controllers;
+pub mod errors;
 pub mod fenced;
 pub mod scheduler;

@@ -11,9 +11,12 @@
 
 use serde_json::{json, Value};
 
+use std::sync::Arc;
+
 use super::resources;
+use super::writer::Writer;
 use shoal_store::command::Txn;
-use shoal_store::{ClientError, ReadRequest, Store};
+use shoal_store::{ClientError, ReadRequest};
 
 /// The object an Event is about (`involvedObject`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -60,10 +63,11 @@ impl EventType {
     }
 }
 
-/// Records Events for one component on one node.
+/// Records Events for one component on one node, through its writer (a
+/// control-plane component's Events are fenced like its other writes).
 #[derive(Clone)]
 pub struct EventRecorder {
-    store: Store,
+    store: Arc<dyn Writer>,
     component: String,
     host: String,
 }
@@ -72,9 +76,9 @@ pub struct EventRecorder {
 const RETRIES: usize = 8;
 
 impl EventRecorder {
-    pub fn new(store: Store, component: &str, host: &str) -> EventRecorder {
+    pub fn new(writer: Arc<dyn Writer>, component: &str, host: &str) -> EventRecorder {
         EventRecorder {
-            store,
+            store: writer,
             component: component.to_string(),
             host: host.to_string(),
         }

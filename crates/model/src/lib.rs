@@ -24,3 +24,4 @@ pub mod quantity;
 pub mod resources;
 pub mod selectors;
 pub mod smp;
+pub mod writer;

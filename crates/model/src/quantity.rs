@@ -126,10 +126,11 @@ impl Quantity {
             binary(m, scale, pow2)?
         };
         let mut q = Quantity::normal(if negative { -m } else { m }, e, format);
-        if format == Format::BinarySI {
-            if q.mantissa != 0 && cmp_magnitude(&q, &Quantity::from_int(1)) == Ordering::Less {
-                q.format = Format::DecimalSI;
-            }
+        if format == Format::BinarySI
+            && q.mantissa != 0
+            && cmp_magnitude(&q, &Quantity::from_int(1)) == Ordering::Less
+        {
+            q.format = Format::DecimalSI;
         }
         Ok(q)
     }

@@ -5,6 +5,7 @@
 //! controller is being deleted. The writes are fenced; a conflict fails
 //! the reconcile, which runs again on the newer objects.
 
+use crate::errors::ReconcileError;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -60,7 +61,7 @@ impl Claimer<'_> {
         cache: &Cache,
         fenced: &Fenced,
         owned: Vec<Arc<Value>>,
-    ) -> Result<(Vec<Arc<Value>>, u64), String> {
+    ) -> Result<(Vec<Arc<Value>>, u64), ReconcileError> {
         let deleting = self.owner.pointer("/metadata/deletionTimestamp").is_some();
         if deleting {
             return Ok((owned, 0));

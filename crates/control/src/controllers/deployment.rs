@@ -5,6 +5,8 @@
 //! fence token. Each ReplicaSet change enqueues its Deployment again, so a
 //! rollout advances one step per change.
 
+use crate::errors::ReconcileError;
+use shoal_model::events::ObjectRef;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +36,10 @@ fn replicasets() -> &'static Resource {
 }
 
 impl DeploymentController {
-    async fn sync(&self, key: &str) -> Result<Action, String> {
-        let (ns, name) = key.split_once('/').ok_or("bad key")?;
+    async fn sync(&self, key: &str) -> Result<Action, ReconcileError> {
+        let (ns, name) = key
+            .split_once('/')
+            .ok_or_else(|| ReconcileError::invalid(None, "BadKey", format!("bad key {key:?}")))?;
         let Some(dv) = self.cache.get(&deployments().key(ns, name)) else {
             return Ok(Action::Done);
         };
@@ -53,28 +57,31 @@ impl DeploymentController {
             dependents: replicasets(),
         };
         let (owned_v, claimed_rev) = claimer.claim(&self.cache, &self.fenced, owned_v).await?;
-        let d: Deployment = serde_json::from_value((*dv).clone()).map_err(|e| e.to_string())?;
+        let d: Deployment = serde_json::from_value((*dv).clone())?;
         let owned: Vec<ReplicaSet> = owned_v
             .iter()
             .filter_map(|v| serde_json::from_value((**v).clone()).ok())
             .collect();
-        let plan = deployment_plan::plan(&d, &owned, jiff::Timestamp::now())?;
+        // A Deployment the rules refuse (a bad maxSurge, say) gets a Warning
+        // Event and waits for its next change.
+        let plan = deployment_plan::plan(&d, &owned, jiff::Timestamp::now()).map_err(|e| {
+            ReconcileError::invalid(Some(ObjectRef::of(&dv)), "InvalidDeployment", e)
+        })?;
         let mut last_rev = claimed_rev;
         if let Some(rs) = &plan.create {
-            let v = serde_json::to_value(rs).map_err(|e| e.to_string())?;
+            let v = serde_json::to_value(rs)?;
             last_rev = last_rev.max(create_object(&self.fenced, replicasets(), ns, v).await?);
         }
         for rs in &plan.update {
-            let new = serde_json::to_value(rs).map_err(|e| e.to_string())?;
+            let new = serde_json::to_value(rs)?;
             let rs_name = rs.metadata.name.as_deref().unwrap_or("");
             let Some(old) = owned_v.iter().find(|o| objects::name_of(o) == rs_name) else {
                 continue;
             };
             // Through the API's update rules: generation follows the spec,
             // status and server metadata stay.
-            let rv = objects::rv_of(old).map_err(|e| e.message)?;
-            let merged =
-                objects::prepare_update(replicasets(), None, old, new).map_err(|e| e.message)?;
+            let rv = objects::rv_of(old)?;
+            let merged = objects::prepare_update(replicasets(), None, old, new)?;
             let merged = objects::with_rv(merged, rv.unwrap_or(0));
             last_rev = last_rev.max(update_object(&self.fenced, replicasets(), &merged).await?);
         }
@@ -83,12 +90,11 @@ impl DeploymentController {
                 .iter()
                 .find(|o| objects::name_of(o) == rs_name.as_str())
             {
-                let rv = objects::rv_of(old).map_err(|e| e.message)?.unwrap_or(0);
+                let rv = objects::rv_of(old)?.unwrap_or(0);
                 let r = self
                     .fenced
                     .write(Txn::delete(replicasets().key(ns, rs_name), Some(rv)))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 last_rev = last_rev.max(r.revision);
             }
         }
@@ -97,15 +103,14 @@ impl DeploymentController {
         if let Some(a) = &plan.deployment_annotations {
             objects::meta_mut(&mut dnew).insert("annotations".into(), json!(a));
         }
-        dnew["status"] = serde_json::to_value(&plan.status).map_err(|e| e.to_string())?;
+        dnew["status"] = serde_json::to_value(&plan.status)?;
         if dnew != *dv {
             last_rev = last_rev.max(update_object(&self.fenced, deployments(), &dnew).await?);
         }
         if last_rev > 0 {
             self.cache
                 .wait_for(last_rev, Duration::from_secs(10))
-                .await
-                .map_err(|e| e.message)?;
+                .await?;
         }
         Ok(plan.requeue_after.map_or(Action::Done, Action::After))
     }
@@ -120,7 +125,10 @@ impl Reconciler for DeploymentController {
         super::claim::claiming_watches(&self.cache, deployments(), replicasets(), "Deployment")
     }
 
-    fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {
+    fn reconcile(
+        self: Arc<Self>,
+        key: String,
+    ) -> BoxFuture<'static, Result<Action, ReconcileError>> {
         Box::pin(async move { self.sync(&key).await })
     }
 }

@@ -14,6 +14,7 @@
 //! owners). Pods bound to a node are deleted gracefully (their kubelet
 //! finishes), like any delete.
 
+use crate::errors::ReconcileError;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -87,8 +88,14 @@ impl GarbageCollector {
         self.cache.dependents(uid, REGISTRY.as_bytes()).0
     }
 
-    async fn delete(&self, o: &Value) -> Result<(), String> {
-        let res = resource_of(o).ok_or("unknown kind")?;
+    async fn delete(&self, o: &Value) -> Result<(), ReconcileError> {
+        let res = resource_of(o).ok_or_else(|| {
+            ReconcileError::invalid(
+                Some(shoal_model::events::ObjectRef::of(o)),
+                "UnknownKind",
+                "the garbage collector does not serve this kind",
+            )
+        })?;
         if res.kind == "Pod" {
             delete_pod(&self.fenced, o).await?;
             return Ok(());
@@ -103,14 +110,9 @@ impl GarbageCollector {
             }
             return Ok(());
         }
-        let rv = objects::rv_of(o)
-            .map_err(|e| e.message)?
-            .ok_or("no resourceVersion")?;
+        let rv = crate::fenced::resource_version(o)?;
         let key = res.key(objects::namespace_of(o), objects::name_of(o));
-        self.fenced
-            .write(Txn::delete(key, Some(rv)))
-            .await
-            .map_err(|e| e.to_string())?;
+        self.fenced.write(Txn::delete(key, Some(rv))).await?;
         Ok(())
     }
 
@@ -120,14 +122,12 @@ impl GarbageCollector {
         res: &Resource,
         o: &Value,
         finalizer: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReconcileError> {
         let left: Vec<String> = objects::finalizers(o)
             .into_iter()
             .filter(|f| f != finalizer)
             .collect();
-        let rv = objects::rv_of(o)
-            .map_err(|e| e.message)?
-            .ok_or("no resourceVersion")?;
+        let rv = crate::fenced::resource_version(o)?;
         let key = res.key(objects::namespace_of(o), objects::name_of(o));
         let txn = if left.is_empty() && o.pointer("/metadata/deletionTimestamp").is_some() {
             Txn::delete(key, Some(rv))
@@ -136,15 +136,19 @@ impl GarbageCollector {
             objects::meta_mut(&mut n).insert("finalizers".into(), json!(left));
             Txn::update(key, objects::stored_bytes(&n), rv)
         };
-        let r = self.fenced.write(txn).await.map_err(|e| e.to_string())?;
+        let r = self.fenced.write(txn).await?;
         if r.succeeded {
             Ok(())
         } else {
-            Err("conflict".into())
+            Err(ReconcileError::Conflict(format!(
+                "{}/{} changed",
+                objects::namespace_of(o),
+                objects::name_of(o)
+            )))
         }
     }
 
-    async fn sync_owner(&self, path: &str) -> Result<Action, String> {
+    async fn sync_owner(&self, path: &str) -> Result<Action, ReconcileError> {
         let mut parts = path.splitn(4, '/');
         let (Some(plural), Some(ns), Some(name), Some(uid)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -198,7 +202,7 @@ impl GarbageCollector {
         Ok(Action::Done)
     }
 
-    async fn sync_dependent(&self, path: &str) -> Result<Action, String> {
+    async fn sync_dependent(&self, path: &str) -> Result<Action, ReconcileError> {
         let mut parts = path.splitn(3, '/');
         let (Some(plural), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -264,7 +268,10 @@ impl Reconciler for GarbageCollector {
         vec![(REGISTRY.as_bytes().to_vec(), keys)]
     }
 
-    fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {
+    fn reconcile(
+        self: Arc<Self>,
+        key: String,
+    ) -> BoxFuture<'static, Result<Action, ReconcileError>> {
         Box::pin(async move {
             if let Some(p) = key.strip_prefix("owner:") {
                 self.sync_owner(p).await

@@ -102,10 +102,16 @@ impl Singleton for ControlPlane {
                 cache: cache.clone(),
                 fenced: fenced.clone(),
             });
+            // Warning Events of the controllers, fenced like their writes.
+            let events = shoal_model::events::EventRecorder::new(
+                Arc::new(fenced.clone()),
+                "controller-manager",
+                ctx.store.node(),
+            );
             let mut tasks = tokio::task::JoinSet::new();
-            tasks.spawn(runtime::run(rs, cache.clone(), workers));
-            tasks.spawn(runtime::run(deploy, cache.clone(), workers));
-            tasks.spawn(runtime::run(gc, cache.clone(), workers));
+            tasks.spawn(runtime::run(rs, cache.clone(), workers, events.clone()));
+            tasks.spawn(runtime::run(deploy, cache.clone(), workers, events.clone()));
+            tasks.spawn(runtime::run(gc, cache.clone(), workers, events));
             let lifecycle = nodelifecycle::NodeLifecycle {
                 cache: cache.clone(),
                 fenced: fenced.clone(),
@@ -122,8 +128,9 @@ impl Singleton for ControlPlane {
                     strategy: config.scoring,
                     percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,
                 },
+                // Fenced like every other write of the control plane.
                 events: shoal_model::events::EventRecorder::new(
-                    ctx.store.clone(),
+                    Arc::new(fenced.clone()),
                     crate::scheduler::NAME,
                     ctx.store.node(),
                 ),

@@ -8,6 +8,7 @@
 //! own writes before it returns, so the next reconcile of the key never
 //! counts stale pods (upstream's "expectations", by revision).
 
+use crate::errors::ReconcileError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,8 +61,10 @@ fn deletion_rank(p: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 }
 
 impl ReplicaSetController {
-    async fn sync(&self, key: &str) -> Result<Action, String> {
-        let (ns, name) = key.split_once('/').ok_or("bad key")?;
+    async fn sync(&self, key: &str) -> Result<Action, ReconcileError> {
+        let (ns, name) = key
+            .split_once('/')
+            .ok_or_else(|| ReconcileError::invalid(None, "BadKey", format!("bad key {key:?}")))?;
         let Some(rs) = self.cache.get(&replicasets().key(ns, name)) else {
             return Ok(Action::Done);
         };
@@ -104,8 +107,17 @@ impl ReplicaSetController {
             while let Some(r) = tasks.join_next().await {
                 match r {
                     Ok(Ok(rev)) => last_rev = last_rev.max(rev),
-                    Ok(Err(e)) => return Err(format!("creating a pod: {e}")),
-                    Err(e) => return Err(e.to_string()),
+                    // A pod the API rules refuse is about its ReplicaSet
+                    // (upstream's FailedCreate).
+                    Ok(Err(ReconcileError::Invalid { message, .. })) => {
+                        return Err(ReconcileError::invalid(
+                            Some(shoal_model::events::ObjectRef::of(&rs)),
+                            "FailedCreate",
+                            format!("Error creating: {message}"),
+                        ))
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) => return Err(ReconcileError::Unavailable(e.to_string())),
                 }
             }
         } else if active.len() > want {
@@ -141,8 +153,7 @@ impl ReplicaSetController {
         if last_rev > 0 {
             self.cache
                 .wait_for(last_rev, Duration::from_secs(10))
-                .await
-                .map_err(|e| e.message)?;
+                .await?;
         }
         Ok(Action::Done)
     }
@@ -176,7 +187,10 @@ impl Reconciler for ReplicaSetController {
         super::claim::claiming_watches(&self.cache, replicasets(), pods(), "ReplicaSet")
     }
 
-    fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>> {
+    fn reconcile(
+        self: Arc<Self>,
+        key: String,
+    ) -> BoxFuture<'static, Result<Action, ReconcileError>> {
         Box::pin(async move { self.sync(&key).await })
     }
 }

@@ -2,8 +2,12 @@
 //! idempotent function of one key (`namespace/name`); a work queue feeds
 //! it keys from the watch cache's pushed events (nothing polls), never
 //! runs two reconciles of one key at once, remembers a key that changed
-//! while its reconcile ran, and requeues failures with exponential
-//! back-off.
+//! while its reconcile ran, and acts on a failure by its kind
+//! ([`ReconcileError`]): a conflict runs again at once (five in a row back
+//! off, so a lagging cache cannot spin a worker), a fenced write drops the
+//! key (this node no longer leads), an unavailable store backs off
+//! exponentially, and an invalid object gets a Warning Event (fenced, like
+//! every control-plane write) and waits for its next change.
 //!
 //! Everything a controller spawns lives in a `JoinSet` owned by its
 //! future, so when the singleton host aborts the controllers (this node
@@ -23,7 +27,9 @@ use tokio::sync::Notify;
 
 use shoal_model::cache::{Cache, CacheEvent, Start};
 
+pub use crate::errors::ReconcileError;
 pub use crate::fenced::Fenced;
+use shoal_model::events::{EventRecorder, EventType};
 
 /// What a reconcile asks for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +46,10 @@ pub trait Reconciler: Send + Sync + 'static {
     /// The store prefixes whose changes matter, each with the keys a change
     /// enqueues (its own key, or its owner's).
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)>;
-    fn reconcile(self: Arc<Self>, key: String) -> BoxFuture<'static, Result<Action, String>>;
+    fn reconcile(
+        self: Arc<Self>,
+        key: String,
+    ) -> BoxFuture<'static, Result<Action, ReconcileError>>;
 }
 
 /// Maps a change to the keys it enqueues.
@@ -133,6 +142,36 @@ impl Queue {
         }
     }
 
+    /// Marks `key` done after `result`; returns when to run it again
+    /// (`Some(ZERO)`: at once), by the policy of the module note.
+    fn finish(&self, key: &str, result: &Result<Action, ReconcileError>) -> Option<Duration> {
+        match result {
+            Ok(Action::Done) => self.done(key, true),
+            Ok(Action::After(d)) => {
+                self.done(key, true);
+                Some(*d)
+            }
+            Err(ReconcileError::Conflict(_)) => {
+                let again = self.done(key, false);
+                let failures = self.lock().failures.get(key).copied().unwrap_or(0);
+                if failures <= CONFLICTS_AT_ONCE {
+                    Some(Duration::ZERO)
+                } else {
+                    again
+                }
+            }
+            Err(ReconcileError::Unavailable(_)) => self.done(key, false),
+            Err(ReconcileError::Fenced) => {
+                self.done(key, true);
+                let mut st = self.lock();
+                st.dirty.remove(key);
+                st.ready.remove(key);
+                None
+            }
+            Err(ReconcileError::Invalid { .. }) => self.done(key, true),
+        }
+    }
+
     /// Marks `key` done; returns the back-off for a failure.
     fn done(&self, key: &str, ok: bool) -> Option<Duration> {
         let mut st = self.lock();
@@ -163,47 +202,72 @@ impl Queue {
     }
 }
 
+/// Conflicts in a row that run again at once, before backing off.
+const CONFLICTS_AT_ONCE: u32 = 5;
+
 /// 10 ms doubling to 30 s.
 fn backoff(failures: u32) -> Duration {
     let ms = 10u64.saturating_mul(1u64 << failures.min(20).saturating_sub(1));
     Duration::from_millis(ms.min(30_000))
 }
 
-/// Runs `r` with `workers` concurrent reconciles until dropped.
-pub async fn run<R: Reconciler>(r: Arc<R>, cache: Cache, workers: usize) {
+/// Runs `r` with `workers` concurrent reconciles until dropped; Warning
+/// Events of invalid objects go through `events`.
+pub async fn run<R: Reconciler>(r: Arc<R>, cache: Cache, workers: usize, events: EventRecorder) {
     let queue = Queue::default();
     let mut tasks = tokio::task::JoinSet::new();
     for (prefix, keys) in r.watches() {
         tasks.spawn(feed(cache.clone(), prefix, keys, queue.clone()));
     }
     for _ in 0..workers.max(1) {
-        let (r, queue) = (r.clone(), queue.clone());
+        let (r, queue, events) = (r.clone(), queue.clone(), events.clone());
         tasks.spawn(async move {
             loop {
                 let key = queue.next().await;
                 let result = r.clone().reconcile(key.clone()).await;
-                let retry = match &result {
-                    Ok(Action::Done) => queue.done(&key, true),
-                    Ok(Action::After(d)) => {
-                        queue.done(&key, true);
-                        Some(*d)
-                    }
-                    Err(e) => {
-                        tracing::debug!(controller = r.name(), %key, "reconcile failed: {e}");
-                        queue.done(&key, false)
-                    }
-                };
-                if let Some(after) = retry {
-                    let q = queue.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(after).await;
-                        q.add(key);
-                    });
-                }
+                work_done(r.name(), &queue, &events, key, result).await;
             }
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// After one reconcile: the Event of an invalid object, then the key back
+/// in the queue when the policy says so.
+async fn work_done(
+    controller: &str,
+    queue: &Queue,
+    events: &EventRecorder,
+    key: String,
+    result: Result<Action, ReconcileError>,
+) {
+    if let Err(e) = &result {
+        tracing::debug!(controller, %key, "reconcile failed: {e}");
+    }
+    if let Err(ReconcileError::Invalid {
+        object: Some(object),
+        reason,
+        message,
+    }) = &result
+    {
+        if let Err(e) = events
+            .record(object, EventType::Warning, reason, message)
+            .await
+        {
+            tracing::debug!(controller, %key, "the Warning Event: {e}");
+        }
+    }
+    match queue.finish(&key, &result) {
+        Some(Duration::ZERO) => queue.add(key),
+        Some(after) => {
+            let q = queue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                q.add(key);
+            });
+        }
+        None => {}
+    }
 }
 
 /// Enqueues the keys of every change under `prefix`: first the current
@@ -272,6 +336,112 @@ mod tests {
         assert_eq!(q.done("a", false), Some(Duration::from_millis(20)));
         assert!(q.is_empty());
         assert_eq!(backoff(100), Duration::from_secs(30));
+    }
+
+    /// The back-off policy, on tokio's paused clock: time moves only when
+    /// every task waits, so "at once" and "after 10 ms" are exact.
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_retried_by_their_kind_on_a_fake_clock() {
+        use tokio::time::{timeout, Instant};
+        let q = Queue::default();
+        let store_less = EventRecorder::new(Arc::new(NoWriter), "test", "here");
+        // Runs one reconcile of "k" that returns `result`; returns when "k"
+        // came back (None: not within a minute of fake time).
+        async fn after(
+            q: &Queue,
+            events: &EventRecorder,
+            result: Result<Action, ReconcileError>,
+        ) -> Option<Duration> {
+            q.add("k".into());
+            assert_eq!(q.next().await, "k");
+            let t0 = Instant::now();
+            work_done("test", q, events, "k".into(), result).await;
+            let back = timeout(Duration::from_secs(60), q.next()).await.ok()?;
+            assert_eq!(back, "k");
+            let waited = t0.elapsed();
+            q.done(&back, true);
+            Some(waited)
+        }
+        let conflict = || Err(ReconcileError::Conflict("changed".into()));
+        let unavailable = || Err(ReconcileError::Unavailable("no quorum".into()));
+        // Conflict: at once (no fake time passes).
+        assert_eq!(
+            after(&q, &store_less, conflict()).await,
+            Some(Duration::ZERO)
+        );
+        // Unavailable: 10 ms, then 20 ms, then 40 ms (exponential).
+        q.add("k".into());
+        assert_eq!(q.next().await, "k");
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            work_done("test", &q, &store_less, "k".into(), unavailable()).await;
+            assert_eq!(q.next().await, "k");
+            got.push(t0.elapsed());
+        }
+        assert_eq!(got, [10, 20, 40].map(Duration::from_millis).to_vec());
+        q.done("k", true); // success resets the count
+                           // Fenced: never again on this node, even if it changed meanwhile.
+        q.add("k".into());
+        assert_eq!(q.next().await, "k");
+        q.add("k".into()); // changed while running
+        work_done(
+            "test",
+            &q,
+            &store_less,
+            "k".into(),
+            Err(ReconcileError::Fenced),
+        )
+        .await;
+        assert!(timeout(Duration::from_secs(60), q.next()).await.is_err());
+        assert!(q.is_empty());
+        // Invalid: not retried (the Event is the answer), and an After is
+        // honoured exactly.
+        let invalid = Err(ReconcileError::invalid(None, "Bad", "no"));
+        assert_eq!(after(&q, &store_less, invalid).await, None);
+        q.done("k", true);
+        let later = Ok(Action::After(Duration::from_secs(7)));
+        assert_eq!(
+            after(&q, &store_less, later).await,
+            Some(Duration::from_secs(7))
+        );
+        // Conflicts in a row: five at once, then back-off.
+        q.add("k".into());
+        assert_eq!(q.next().await, "k");
+        for _ in 0..CONFLICTS_AT_ONCE {
+            let t0 = Instant::now();
+            work_done("test", &q, &store_less, "k".into(), conflict()).await;
+            assert_eq!(q.next().await, "k");
+            assert_eq!(t0.elapsed(), Duration::ZERO);
+        }
+        let t0 = Instant::now();
+        work_done("test", &q, &store_less, "k".into(), conflict()).await;
+        assert_eq!(q.next().await, "k");
+        assert_eq!(
+            t0.elapsed(),
+            backoff(CONFLICTS_AT_ONCE + 1),
+            "the sixth backs off"
+        );
+    }
+
+    /// A writer that refuses everything (the Events of this unit test).
+    struct NoWriter;
+
+    impl shoal_model::writer::Writer for NoWriter {
+        fn read(
+            &self,
+            _: shoal_store::ReadRequest,
+        ) -> BoxFuture<'_, Result<shoal_store::ReadResult, shoal_store::ClientError>> {
+            Box::pin(async { Err(shoal_store::ClientError::NoQuorum) })
+        }
+
+        fn write(
+            &self,
+            _: shoal_store::command::Txn,
+        ) -> BoxFuture<'_, Result<shoal_store::command::TxnResult, shoal_store::ClientError>>
+        {
+            Box::pin(async { Err(shoal_store::ClientError::NoQuorum) })
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
+use crate::errors::ReconcileError;
 use crate::fenced::update_object;
 use crate::fenced::Fenced;
 use shoal_model::cache::{Cache, CacheEvent, Kind, Start};
@@ -307,8 +308,8 @@ impl Scheduler {
 }
 
 /// Binds `pod` to `node` (spec.nodeName and PodScheduled=True).
-async fn bind(fenced: &Fenced, pod: &Value, node: &str) -> Result<u64, String> {
-    let pods = find("", "v1", "pods").ok_or("pods are not served")?;
+async fn bind(fenced: &Fenced, pod: &Value, node: &str) -> Result<u64, ReconcileError> {
+    let pods = find("", "v1", "pods").expect("pods are in the table");
     let mut bound = pod.clone();
     bound["spec"]["nodeName"] = json!(node);
     set_condition(
