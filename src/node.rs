@@ -208,6 +208,16 @@ impl Node {
 
         // Consumer 3: autopilot and the control plane, leader-follow
         // singletons.
+        // The address ranges every writer of objects allocates from.
+        let allocators = Arc::new(crate::model::registry::Allocators {
+            services: crate::model::alloc::Ranges::new(
+                &cfg.api.service_cidr,
+                &cfg.api.node_port_range,
+            )
+            .map_err(|e| anyhow::anyhow!("api: {e}"))?,
+            pod_cidrs: crate::model::podcidr::PodCidrs::new(&cfg.kubelet.pod_cidr)
+                .map_err(|e| anyhow::anyhow!("kubelet.pod_cidr: {e}"))?,
+        });
         let mut leader_only = crate::store::autopilot::singletons(
             membership.clone(),
             Duration::from_millis(cfg.store.autopilot_down_after_ms),
@@ -218,6 +228,7 @@ impl Node {
             membership: membership.clone(),
             actors: actors.clone(),
             config: cfg.control_plane.clone(),
+            allocators: allocators.clone(),
         }));
         let singletons = crate::store::singleton::SingletonHost::start(store.clone(), leader_only);
 
@@ -256,15 +267,14 @@ impl Node {
         });
 
         let kube = if cfg.has_role(crate::config::Role::Api) {
-            let ranges =
-                crate::model::alloc::Ranges::new(&cfg.api.service_cidr, &cfg.api.node_port_range)
-                    .map_err(|e| anyhow::anyhow!("api: {e}"))?;
             let kube = Arc::new(crate::api::rest::KubeApi {
                 cache: cache.clone(),
                 store: store.clone(),
-                ranges,
-                pod_cidrs: crate::model::podcidr::PodCidrs::new(&cfg.kubelet.pod_cidr)
-                    .map_err(|e| anyhow::anyhow!("kubelet.pod_cidr: {e}"))?,
+                registry: crate::model::registry::Registry::new(
+                    Arc::new(store.clone()),
+                    Some(cache.clone()),
+                    allocators.clone(),
+                ),
                 actors: actors.clone(),
                 timeout: Duration::from_millis(cfg.store.request_timeout_ms)
                     .max(Duration::from_secs(5)),

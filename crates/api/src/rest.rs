@@ -34,11 +34,10 @@ use super::ApiState;
 use shoal_model::cache::{Cache, CacheEvent, Kind, Start};
 use shoal_model::errors::{ApiError, ApiResult};
 use shoal_model::objects::{self, FieldValidation};
-use shoal_model::podcidr::PodCidrs;
+use shoal_model::registry::{DeleteOptions, Registry, SYSTEM_NAMESPACES};
 use shoal_model::resources::{self, Resource};
 use shoal_model::selectors::{FieldSelector, LabelSelector};
-use shoal_store::command::{Compare, Op, Txn};
-use shoal_store::{ReadRequest, Store};
+use shoal_store::Store;
 
 mod bodies;
 mod delete;
@@ -57,17 +56,14 @@ use watch::*;
 /// refuses bodies over 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// Attempts of a read-modify-write that races other writers.
-const RETRIES: usize = 8;
-
 /// The Kubernetes API of one node: the store, its watch cache, the
 /// Service address ranges and the actor system (for `pods/log`).
 pub struct KubeApi {
     pub store: Store,
     pub cache: Cache,
-    pub ranges: shoal_model::alloc::Ranges,
-    /// The cluster's pod range: a Node created here gets its /24 of it.
-    pub pod_cidrs: PodCidrs,
+    /// The one write path (over the plain store), with the cluster's
+    /// address ranges.
+    pub registry: Registry,
     pub actors: shoal_fabric::actor::ActorSystem,
     pub timeout: Duration,
 }
@@ -410,144 +406,21 @@ async fn get(ctx: &Ctx, t: &Target) -> ApiResult<(Arc<Value>, Vec<String>)> {
 /// The current object from the store itself (linearizable), with its
 /// mod_rev: the base of every read-modify-write.
 async fn current(kube: &KubeApi, t: &Target) -> ApiResult<(Value, u64)> {
-    let key = key_of(t, name_of(t));
-    let r = kube.store.read(ReadRequest::key(key)).await?;
-    let kv = r
-        .kvs
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::not_found(t.res, name_of(t)))?;
-    let obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
-        ApiError::new(
-            500,
-            "InternalError",
-            format!("stored object is not JSON: {e}"),
-        )
-    })?;
-    Ok((objects::with_rv(obj, kv.mod_rev), kv.mod_rev))
-}
-
-fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
-    Ok(objects::stored_bytes(obj))
-}
-
-/// Refuses objects in namespaces that do not exist (as the
-/// NamespaceLifecycle admission plugin does).
-async fn check_namespace(ctx: &Ctx, t: &Target) -> ApiResult<()> {
-    let Some(ns) = t.ns.as_deref() else {
-        return Ok(());
-    };
-    let nss = resources::find("", "v1", "namespaces").ok_or_else(not_found_path)?;
-    let key = nss.key("", ns);
-    if ctx.kube.cache.get(&key).is_none() {
-        ctx.kube
-            .cache
-            .sync(&ctx.kube.store, ctx.kube.timeout)
-            .await?;
-        if ctx.kube.cache.get(&key).is_none() {
-            return Err(ApiError::not_found(nss, ns));
-        }
-    }
-    Ok(())
+    let ns = t.ns.as_deref().unwrap_or("");
+    kube.registry.current(t.res, ns, name_of(t)).await
 }
 
 async fn create(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
     let fv = FieldValidation::parse(ctx.param("fieldValidation"))?;
     let body = objects::decode(t.res, &ctx.body)?;
     let warnings = objects::check_fields(t.res, &body, fv)?;
-    check_namespace(ctx, t).await?;
     let ns = t.ns.clone().unwrap_or_default();
-    let dry = ctx.dry_run()?;
-    for _ in 0..RETRIES {
-        let mut obj = objects::prepare_create(t.res, &ns, body.clone())?;
-        let name = objects::name_of(&obj).to_string();
-        let key = t.res.key(&ns, &name);
-        let mut txn = Txn::create(key.clone(), Vec::new());
-        if t.res.kind == "Service" {
-            let claims = ctx.kube.ranges.allocate(&mut obj, None)?;
-            for c in claims {
-                txn.compare.push(Compare {
-                    key: c.clone(),
-                    mod_rev: 0,
-                });
-                txn.success.push(Op::Put {
-                    key: c,
-                    value: key.clone(),
-                });
-            }
-        }
-        if t.res.kind == "Node" {
-            ctx.kube
-                .pod_cidrs
-                .assign(&ctx.kube.store, &mut obj, &mut txn)
-                .await?;
-        }
-        if dry {
-            return Ok(respond(StatusCode::CREATED, obj, &warnings));
-        }
-        let value = encode(&obj)?;
-        if let Some(Op::Put { value: v, .. }) = txn.success.first_mut() {
-            *v = value;
-        }
-        let r = ctx.kube.store.write(txn).await?;
-        if r.succeeded {
-            return Ok(respond(
-                StatusCode::CREATED,
-                objects::with_rv(obj, r.revision),
-                &warnings,
-            ));
-        }
-        // Either the name is taken or an allocation raced another create.
-        let taken = ctx.kube.store.read(ReadRequest::key(key)).await?;
-        if !taken.kvs.is_empty() {
-            return Err(ApiError::already_exists(t.res, &name));
-        }
-    }
-    Err(ApiError::new(
-        409,
-        "Conflict",
-        "could not allocate after several attempts",
-    ))
-}
-
-/// Writes `new` over `old` (at `mod_rev`), or deletes it when a deleting
-/// object's last finalizer went. `Ok(None)` means the key moved on.
-async fn commit_update(
-    ctx: &Ctx,
-    t: &Target,
-    old: &Value,
-    new: Value,
-    mod_rev: u64,
-) -> ApiResult<Option<Value>> {
-    let key = key_of(t, name_of(t));
-    let unchanged = {
-        let mut a = old.clone();
-        if let Some(m) = a.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
-        a == new
-    };
-    if unchanged {
-        return Ok(Some(objects::with_rv(new, mod_rev)));
-    }
-    let finished = new.pointer("/metadata/deletionTimestamp").is_some()
-        && objects::finalizers(&new).is_empty();
-    if ctx.dry_run()? {
-        return Ok(Some(objects::with_rv(new, mod_rev)));
-    }
-    let mut txn = if finished {
-        Txn::delete(key, Some(mod_rev))
-    } else {
-        Txn::update(key, encode(&new)?, mod_rev)
-    };
-    if finished && t.res.kind == "Service" {
-        ctx.kube.ranges.release(&new, &mut txn);
-    }
-    if finished && t.res.kind == "Node" {
-        PodCidrs::release(&new, &mut txn);
-    }
-    let r = ctx.kube.store.write(txn).await?;
-    Ok(r.succeeded.then(|| objects::with_rv(new, r.revision)))
+    let obj = ctx
+        .kube
+        .registry
+        .create(t.res, &ns, body, ctx.dry_run()?)
+        .await?;
+    Ok(respond(StatusCode::CREATED, obj, &warnings))
 }
 
 async fn update(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
@@ -571,25 +444,21 @@ async fn update(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
     let body = objects::decode(t.res, &ctx.body)?;
     let warnings = objects::check_fields(t.res, &body, fv)?;
     let wanted = objects::rv_of(&body)?;
-    for _ in 0..RETRIES {
-        let (old, mod_rev) = current(&ctx.kube, t).await?;
-        if wanted.is_some_and(|w| w != mod_rev) {
-            return Err(ApiError::conflict(t.res, name_of(t)));
-        }
-        let mut new = objects::prepare_update(t.res, t.sub.as_deref(), &old, body.clone())?;
-        if t.res.kind == "Service" && t.sub.is_none() {
-            ctx.kube.ranges.keep(&old, &mut new)?;
-        }
-        if t.res.kind == "Node" {
-            PodCidrs::keep(&old, &mut new)?;
-        }
-        match commit_update(ctx, t, &old, new, mod_rev).await? {
-            Some(obj) => return Ok(respond(StatusCode::OK, obj, &warnings)),
-            None if wanted.is_some() => return Err(ApiError::conflict(t.res, name_of(t))),
-            None => continue,
-        }
-    }
-    Err(ApiError::conflict(t.res, name_of(t)))
+    let ns = t.ns.as_deref().unwrap_or("");
+    let obj = ctx
+        .kube
+        .registry
+        .update(
+            t.res,
+            t.sub.as_deref(),
+            ns,
+            name_of(t),
+            wanted,
+            ctx.dry_run()?,
+            |_| Ok(body.clone()),
+        )
+        .await?;
+    Ok(respond(StatusCode::OK, obj, &warnings))
 }
 
 /// Applies a patch of the request's content type to `base`.
@@ -643,41 +512,49 @@ async fn patch(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
     if t.sub.as_deref() == Some("log") {
         return Err(ApiError::method_not_allowed("pods/log is read-only"));
     }
-    for _ in 0..RETRIES {
+    if t.sub.as_deref() == Some("scale") {
         let (old, mod_rev) = current(&ctx.kube, t).await?;
-        if t.sub.as_deref() == Some("scale") {
-            let patched = apply_patch(ctx, "Scale", &scale_json(&old))?;
-            let replicas = patched
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| ApiError::bad_request("a Scale needs spec.replicas"))?;
-            let wanted = objects::rv_of(&patched)?.filter(|w| *w != mod_rev);
-            return set_replicas(ctx, t, replicas, wanted).await;
-        }
-        let patched = apply_patch(ctx, t.res.kind, &old)?;
-        if !patched.is_object() {
-            return Err(ApiError::bad_request(
-                "the patched object is not a JSON object",
-            ));
-        }
-        let wanted = objects::rv_of(&patched)?;
-        let pinned = wanted.is_some_and(|w| w != mod_rev);
-        if pinned {
-            return Err(ApiError::conflict(t.res, name_of(t)));
-        }
-        let warnings = objects::check_fields(t.res, &patched, fv)?;
-        let mut new = objects::prepare_update(t.res, t.sub.as_deref(), &old, patched)?;
-        if t.res.kind == "Service" && t.sub.is_none() {
-            ctx.kube.ranges.keep(&old, &mut new)?;
-        }
-        if t.res.kind == "Node" {
-            PodCidrs::keep(&old, &mut new)?;
-        }
-        if let Some(obj) = commit_update(ctx, t, &old, new, mod_rev).await? {
-            return Ok(respond(StatusCode::OK, obj, &warnings));
-        }
+        let patched = apply_patch(ctx, "Scale", &scale_json(&old))?;
+        let replicas = patched
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| ApiError::bad_request("a Scale needs spec.replicas"))?;
+        let wanted = objects::rv_of(&patched)?.filter(|w| *w != mod_rev);
+        return set_replicas(ctx, t, replicas, wanted).await;
     }
-    Err(ApiError::conflict(t.res, name_of(t)))
+    let warnings = std::sync::Mutex::new(Vec::new());
+    let ns = t.ns.as_deref().unwrap_or("");
+    let obj = ctx
+        .kube
+        .registry
+        .update(
+            t.res,
+            t.sub.as_deref(),
+            ns,
+            name_of(t),
+            None,
+            ctx.dry_run()?,
+            |old| {
+                let patched = apply_patch(ctx, t.res.kind, old)?;
+                if !patched.is_object() {
+                    return Err(ApiError::bad_request(
+                        "the patched object is not a JSON object",
+                    ));
+                }
+                // A resourceVersion in the patch pins the object it was
+                // written against.
+                let wanted = objects::rv_of(&patched)?;
+                if wanted.is_some_and(|w| Some(w) != objects::rv_of(old).ok().flatten()) {
+                    return Err(ApiError::conflict(t.res, name_of(t)));
+                }
+                let w = objects::check_fields(t.res, &patched, fv)?;
+                *warnings.lock().unwrap_or_else(|p| p.into_inner()) = w;
+                Ok(patched)
+            },
+        )
+        .await?;
+    let warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(respond(StatusCode::OK, obj, &warnings))
 }
 
 /// autoscaling/v1 Scale of a Deployment, ReplicaSet or StatefulSet.
@@ -729,19 +606,17 @@ async fn set_replicas(
             )],
         ));
     }
-    for _ in 0..RETRIES {
-        let (old, mod_rev) = current(&ctx.kube, t).await?;
-        if wanted.is_some_and(|w| w != mod_rev) {
-            return Err(ApiError::conflict(t.res, name_of(t)));
-        }
-        let mut new = old.clone();
-        new["spec"]["replicas"] = json!(replicas);
-        let new = objects::prepare_update(t.res, None, &old, new)?;
-        if let Some(obj) = commit_update(ctx, t, &old, new, mod_rev).await? {
-            return Ok(scale_of(&obj));
-        }
-    }
-    Err(ApiError::conflict(t.res, name_of(t)))
+    let ns = t.ns.as_deref().unwrap_or("");
+    let obj = ctx
+        .kube
+        .registry
+        .update(t.res, None, ns, name_of(t), wanted, ctx.dry_run()?, |old| {
+            let mut new = old.clone();
+            new["spec"]["replicas"] = json!(replicas);
+            Ok(new)
+        })
+        .await?;
+    Ok(scale_of(&obj))
 }
 
 /// Creates the namespaces every cluster has (`default`, `kube-system`,
@@ -760,14 +635,13 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
                 Ok(_) => {
                     let obj =
                         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-                    match objects::prepare_create(nss, "", obj).and_then(|o| encode(&o)) {
-                        Ok(value) => match kube.store.write(Txn::create(key, value)).await {
-                            Ok(_) => true,
-                            Err(e) => {
-                                tracing::debug!("creating namespace {ns}: {e}");
-                                false
-                            }
-                        },
+                    match kube.registry.create(nss, "", obj, false).await {
+                        Ok(_) => true,
+                        Err(e) if e.code == 409 => true, // another API node made it
+                        Err(e) if e.code >= 500 => {
+                            tracing::debug!("creating namespace {ns}: {}", e.message);
+                            false
+                        }
                         Err(e) => {
                             tracing::error!("namespace {ns}: {}", e.message);
                             true

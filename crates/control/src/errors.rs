@@ -99,6 +99,7 @@ impl From<ApiError> for ReconcileError {
     /// is invalid; a 409 is a conflict; a 5xx is unavailability.
     fn from(e: ApiError) -> Self {
         match e.code {
+            _ if e.reason == "Fenced" => ReconcileError::Fenced,
             409 => ReconcileError::Conflict(e.message),
             500.. => ReconcileError::Unavailable(e.message),
             _ => ReconcileError::invalid(None, e.reason, e.message),
@@ -142,5 +143,8 @@ mod tests {
         assert!(!e.is_retryable());
         assert!(ReconcileError::Conflict(String::new()).is_retryable());
         assert!(!ReconcileError::Fenced.is_retryable());
+        // Through the registry a fenced write is an ApiError; it stays fenced.
+        let via_api = ApiError::from(ClientError::Fenced);
+        assert_eq!(ReconcileError::from(via_api), ReconcileError::Fenced);
     }
 }

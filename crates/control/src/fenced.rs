@@ -1,14 +1,16 @@
 //! Writes of the control plane under the leadership's fence token: the
-//! [`Fenced`] writer and the object writes the scheduler and the
-//! controllers share (create, update, status, a pod's deletion). A write
+//! [`Fenced`] writer, and the object writes the scheduler and the
+//! controllers share (create, update, status, delete), each through the
+//! registry over that writer, so the API's rules apply to them too. A write
 //! proposed by a component left running on a deposed leader gets
 //! `Fenced`, never an applied write. Both the scheduler and the
 //! controllers use this module, so neither imports the other for it.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::errors::ReconcileError;
 use shoal_model::objects;
+use shoal_model::registry::{DeleteOptions, Propagation, Registry};
 use shoal_model::resources::Resource;
 use shoal_store::command::{FenceToken, Txn, TxnResult};
 use shoal_store::{ClientError, ReadRequest, ReadResult, Store};
@@ -41,38 +43,26 @@ impl Writer for Fenced {
     }
 }
 
-/// Attempts of a create whose generated name collides.
-const NAME_RETRIES: usize = 3;
-
-/// Creates `obj` in `ns` as the API would (server metadata, defaults,
-/// validation), under the fence token. Returns the revision.
+/// Creates `obj` in `ns` through the registry (namespace check, server
+/// metadata, defaults, validation, allocated addresses), as the API would.
+/// Returns the revision.
 pub async fn create_object(
-    fenced: &Fenced,
+    reg: &Registry,
     res: &Resource,
     ns: &str,
     obj: Value,
 ) -> Result<u64, ReconcileError> {
-    for _ in 0..NAME_RETRIES {
-        let made = objects::prepare_create(res, ns, obj.clone())
-            .map_err(|e| ReconcileError::from(e).about(&obj))?;
-        let key = res.key(ns, objects::name_of(&made));
-        let r = fenced
-            .write(Txn::create(key, objects::stored_bytes(&made)))
-            .await?;
-        if r.succeeded {
-            return Ok(r.revision);
-        }
-    }
-    Err(ReconcileError::Conflict(format!(
-        "{}: name taken {NAME_RETRIES} times",
-        res.plural
-    )))
+    let made = reg
+        .create(res, ns, obj.clone(), false)
+        .await
+        .map_err(|e| ReconcileError::from(e).about(&obj))?;
+    Ok(objects::rv_of(&made).ok().flatten().unwrap_or(0))
 }
 
 /// Writes `status` into `obj` (as read from the cache, with its
 /// resourceVersion) unless it is already there. `Ok(None)`: unchanged.
 pub async fn update_status(
-    fenced: &Fenced,
+    reg: &Registry,
     res: &Resource,
     obj: &Value,
     status: Value,
@@ -82,30 +72,50 @@ pub async fn update_status(
     }
     let mut new = obj.clone();
     new["status"] = status;
-    update_object(fenced, res, &new).await.map(Some)
+    write(reg, res, Some("status"), &new).await.map(Some)
 }
 
 /// Writes `obj` guarded by the resourceVersion it carries; a conflict is an
 /// error (the reconcile runs again on the newer object).
 pub async fn update_object(
-    fenced: &Fenced,
+    reg: &Registry,
     res: &Resource,
     obj: &Value,
 ) -> Result<u64, ReconcileError> {
+    write(reg, res, None, obj).await
+}
+
+/// Writes `obj`'s spec and metadata, then its status (two writes, as
+/// upstream's controllers do an update then an UpdateStatus; the status
+/// write is guarded by the first one's revision). Returns the last revision.
+pub async fn update_object_and_status(
+    reg: &Registry,
+    res: &Resource,
+    obj: &Value,
+) -> Result<u64, ReconcileError> {
+    let rev = write(reg, res, None, obj).await?;
+    write(
+        reg,
+        res,
+        Some("status"),
+        &objects::with_rv(obj.clone(), rev),
+    )
+    .await
+}
+
+async fn write(
+    reg: &Registry,
+    res: &Resource,
+    sub: Option<&str>,
+    obj: &Value,
+) -> Result<u64, ReconcileError> {
     let rv = resource_version(obj)?;
-    let key = res.key(objects::namespace_of(obj), objects::name_of(obj));
-    let r = fenced
-        .write(Txn::update(key, objects::stored_bytes(obj), rv))
-        .await?;
-    if r.succeeded {
-        Ok(r.revision)
-    } else {
-        Err(ReconcileError::Conflict(format!(
-            "{}/{} changed",
-            objects::namespace_of(obj),
-            objects::name_of(obj)
-        )))
-    }
+    let (ns, name) = (objects::namespace_of(obj), objects::name_of(obj));
+    let stored = reg
+        .update(res, sub, ns, name, Some(rv), false, |_| Ok(obj.clone()))
+        .await
+        .map_err(|e| ReconcileError::from(e).about(obj))?;
+    Ok(objects::rv_of(&stored).ok().flatten().unwrap_or(0))
 }
 
 /// The resourceVersion `obj` was read at (objects from the cache have one).
@@ -121,35 +131,44 @@ pub fn resource_version(obj: &Value) -> Result<u64, ReconcileError> {
         })
 }
 
-/// Deletes a pod as the API would: one bound to a node is marked (its
-/// kubelet stops it and removes it), others go at once.
-pub async fn delete_pod(fenced: &Fenced, pod: &Value) -> Result<Option<u64>, ReconcileError> {
-    let pods = shoal_model::resources::find("", "v1", "pods").expect("pods are in the table");
-    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+/// Deletes `obj` through the registry as the API would (a pod bound to a
+/// node is marked and its kubelet stops and removes it; finalizers and
+/// propagation as asked), guarded by its uid and the resourceVersion it was
+/// read at. `Ok(None)`: it was already being deleted.
+pub async fn delete_object(
+    reg: &Registry,
+    res: &Resource,
+    obj: &Value,
+    propagation: Option<Propagation>,
+) -> Result<Option<u64>, ReconcileError> {
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
         return Ok(None);
     }
-    let bound = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    if bound {
-        let grace = pod
-            .pointer("/spec/terminationGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(30)
-            .max(0);
-        let mut marked = pod.clone();
-        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-        let m = objects::meta_mut(&mut marked);
-        m.insert(
-            "deletionTimestamp".into(),
-            json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        );
-        m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-        return update_object(fenced, pods, &marked).await.map(Some);
-    }
-    let rv = resource_version(pod)?;
-    let key = pods.key(objects::namespace_of(pod), objects::name_of(pod));
-    let r = fenced.write(Txn::delete(key, Some(rv))).await?;
-    Ok(r.succeeded.then_some(r.revision))
+    let rv = resource_version(obj)?;
+    let opts = DeleteOptions {
+        uid: obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: Some(rv.to_string()),
+        propagation,
+        ..DeleteOptions::default()
+    };
+    let (ns, name) = (objects::namespace_of(obj), objects::name_of(obj));
+    let after = reg
+        .delete(res, ns, name, &opts)
+        .await
+        .map_err(|e| match e.code {
+            // Gone already, or changed since it was read: the reconcile runs
+            // again on what is there now.
+            404 => ReconcileError::Conflict(format!("{ns}/{name} is gone")),
+            _ => ReconcileError::from(e).about(obj),
+        })?;
+    Ok(Some(objects::rv_of(&after).ok().flatten().unwrap_or(rv)))
+}
+
+/// Deletes a pod as the API would (see [`delete_object`]).
+pub async fn delete_pod(reg: &Registry, pod: &Value) -> Result<Option<u64>, ReconcileError> {
+    let pods = shoal_model::resources::find("", "v1", "pods").expect("pods are in the table");
+    delete_object(reg, pods, pod, None).await
 }

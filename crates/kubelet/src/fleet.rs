@@ -16,6 +16,7 @@ use super::{node_object, pod_status, NodeSpec, Runtime};
 use shoal_model::cache::{Cache, Kind, Start};
 use shoal_model::objects;
 use shoal_model::podcidr::{self, PodCidrs, PodSlot};
+use shoal_model::registry::Registry;
 use shoal_model::resources::find;
 use shoal_store::command::{Op, Txn};
 use shoal_store::{ReadRequest, Store};
@@ -118,20 +119,19 @@ impl Fleet {
                         let uid = super::pod_uid(&pod);
                         let _ = rt.stop(&uid, Duration::ZERO).await;
                         let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
-                        reporter.report(key.clone(), Txn::delete(key, Some(rev)));
+                        match Registry::finish_pod_txn(&pod, rev) {
+                            Ok(txn) => reporter.report(key, txn),
+                            Err(e) => tracing::warn!("sim kubelet: {}", e.message),
+                        }
                         continue;
                     }
                     if pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running") {
                         continue;
                     }
                     let state = rt.start(&pod).await;
-                    let mut updated = (*pod).clone();
-                    updated["status"] = pod_status(&pod, &state, host);
                     let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
-                    reporter.report(
-                        key.clone(),
-                        Txn::update(key, objects::stored_bytes(&updated), rev),
-                    );
+                    let status = pod_status(&pod, &state, host);
+                    super::report_status(&reporter, &key, &pod, rev, status);
                 }
                 match w.live.recv().await {
                     Ok(b) => {

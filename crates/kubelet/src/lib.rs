@@ -19,8 +19,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use shoal_model::objects;
+use shoal_model::registry::Registry;
 use shoal_model::resources::{find, Resource};
-use shoal_store::command::Txn;
 use shoal_store::watch::{EventKind, FieldFilter, WatchEnd, WatchEvent};
 use shoal_store::{ReadRequest, Store};
 
@@ -366,7 +366,10 @@ impl Kubelet {
             let (reporter, key) = (reporter.clone(), key.to_vec());
             tokio::spawn(async move {
                 stop.await;
-                reporter.report(key.clone(), Txn::delete(key, Some(rev)));
+                match Registry::finish_pod_txn(&pod, rev) {
+                    Ok(txn) => reporter.report(key, txn),
+                    Err(e) => tracing::warn!("kubelet: {}", e.message),
+                }
             });
             return;
         }
@@ -395,13 +398,9 @@ impl Kubelet {
         if pod.get("status").is_some_and(|s| same_status(s, &status)) {
             return;
         }
-        let mut updated = pod;
-        updated["status"] = status;
-        // Batched with the other pods' reports (see `status`).
-        reporter.report(
-            key.to_vec(),
-            Txn::update(key.to_vec(), objects::stored_bytes(&updated), rev),
-        );
+        // Through the status rules; batched with the other pods' reports
+        // (see `status`).
+        report_status(reporter, key, &pod, rev, status);
     }
 }
 
@@ -532,12 +531,27 @@ impl Kubelet {
         if k.pod.get("status").is_some_and(|s| same_status(s, &status)) {
             return;
         }
-        let mut updated = k.pod.clone();
-        updated["status"] = status;
-        reporter.report(
-            key.clone(),
-            Txn::update(key.clone(), objects::stored_bytes(&updated), k.rev),
-        );
+        report_status(reporter, key, &k.pod, k.rev, status);
+    }
+}
+
+/// Queues the write of `status` into `pod` (stored at `rev`) by the
+/// registry's status rules.
+pub(crate) fn report_status(
+    reporter: &StatusReporter,
+    key: &[u8],
+    pod: &Value,
+    rev: u64,
+    status: Value,
+) {
+    match Registry::status_txn(pods(), pod, rev, status) {
+        Ok(Some(txn)) => reporter.report(key.to_vec(), txn),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            pod = objects::name_of(pod),
+            "kubelet: the status: {}",
+            e.message
+        ),
     }
 }
 

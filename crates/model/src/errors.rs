@@ -192,6 +192,10 @@ impl From<ClientError> for ApiError {
                 ApiError::new(504, "Timeout", e.to_string())
             }
             ClientError::Invalid(m) => ApiError::bad_request(m),
+            // A control-plane write from a deposed leader: its writer must
+            // tell this apart from unavailability (it stops, not retries).
+            ClientError::Fenced => ApiError::new(503, "Fenced", e.to_string()),
+            ClientError::Conflict { .. } => ApiError::new(409, "Conflict", e.to_string()),
             other => ApiError::unavailable(other.to_string()),
         }
     }

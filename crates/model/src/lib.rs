@@ -21,6 +21,7 @@ pub mod events;
 pub mod objects;
 pub mod podcidr;
 pub mod quantity;
+pub mod registry;
 pub mod resources;
 pub mod selectors;
 pub mod smp;

@@ -6,11 +6,11 @@
 //! the reconcile, which runs again on the newer objects.
 
 use crate::errors::ReconcileError;
+use shoal_model::registry::Registry;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::runtime::Fenced;
 use super::update_object;
 use shoal_model::cache::Cache;
 use shoal_model::resources::Resource;
@@ -59,7 +59,7 @@ impl Claimer<'_> {
     pub async fn claim(
         &self,
         cache: &Cache,
-        fenced: &Fenced,
+        fenced: &Registry,
         owned: Vec<Arc<Value>>,
     ) -> Result<(Vec<Arc<Value>>, u64), ReconcileError> {
         let deleting = self.owner.pointer("/metadata/deletionTimestamp").is_some();

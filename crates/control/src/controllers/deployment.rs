@@ -7,6 +7,7 @@
 
 use crate::errors::ReconcileError;
 use shoal_model::events::ObjectRef;
+use shoal_model::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,16 +16,15 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use serde_json::{json, Value};
 
 use super::deployment_plan;
-use super::runtime::{Action, Fenced, KeyFn, Reconciler};
-use super::{create_object, update_object};
+use super::runtime::{Action, KeyFn, Reconciler};
+use super::{create_object, delete_object, update_object, update_object_and_status};
 use shoal_model::cache::Cache;
 use shoal_model::objects;
 use shoal_model::resources::{find, Resource};
-use shoal_store::command::Txn;
 
 pub struct DeploymentController {
     pub cache: Cache,
-    pub fenced: Fenced,
+    pub registry: Registry,
 }
 
 fn deployments() -> &'static Resource {
@@ -56,7 +56,7 @@ impl DeploymentController {
             api_version: "apps/v1",
             dependents: replicasets(),
         };
-        let (owned_v, claimed_rev) = claimer.claim(&self.cache, &self.fenced, owned_v).await?;
+        let (owned_v, claimed_rev) = claimer.claim(&self.cache, &self.registry, owned_v).await?;
         let d: Deployment = serde_json::from_value((*dv).clone())?;
         let owned: Vec<ReplicaSet> = owned_v
             .iter()
@@ -70,7 +70,7 @@ impl DeploymentController {
         let mut last_rev = claimed_rev;
         if let Some(rs) = &plan.create {
             let v = serde_json::to_value(rs)?;
-            last_rev = last_rev.max(create_object(&self.fenced, replicasets(), ns, v).await?);
+            last_rev = last_rev.max(create_object(&self.registry, replicasets(), ns, v).await?);
         }
         for rs in &plan.update {
             let new = serde_json::to_value(rs)?;
@@ -83,19 +83,16 @@ impl DeploymentController {
             let rv = objects::rv_of(old)?;
             let merged = objects::prepare_update(replicasets(), None, old, new)?;
             let merged = objects::with_rv(merged, rv.unwrap_or(0));
-            last_rev = last_rev.max(update_object(&self.fenced, replicasets(), &merged).await?);
+            last_rev = last_rev.max(update_object(&self.registry, replicasets(), &merged).await?);
         }
         for rs_name in &plan.delete {
             if let Some(old) = owned_v
                 .iter()
                 .find(|o| objects::name_of(o) == rs_name.as_str())
             {
-                let rv = objects::rv_of(old)?.unwrap_or(0);
-                let r = self
-                    .fenced
-                    .write(Txn::delete(replicasets().key(ns, rs_name), Some(rv)))
-                    .await?;
-                last_rev = last_rev.max(r.revision);
+                if let Some(rev) = delete_object(&self.registry, replicasets(), old, None).await? {
+                    last_rev = last_rev.max(rev);
+                }
             }
         }
         // Annotations and status of the Deployment in one write.
@@ -105,7 +102,8 @@ impl DeploymentController {
         }
         dnew["status"] = serde_json::to_value(&plan.status)?;
         if dnew != *dv {
-            last_rev = last_rev.max(update_object(&self.fenced, deployments(), &dnew).await?);
+            last_rev =
+                last_rev.max(update_object_and_status(&self.registry, deployments(), &dnew).await?);
         }
         if last_rev > 0 {
             self.cache

@@ -15,23 +15,23 @@
 //! finishes), like any delete.
 
 use crate::errors::ReconcileError;
+use shoal_model::registry::Registry;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::runtime::{Action, Fenced, KeyFn, Reconciler};
-use super::{delete_pod, update_object};
+use super::runtime::{Action, KeyFn, Reconciler};
+use super::{delete_object, update_object};
 use shoal_model::cache::{Cache, Kind};
 use shoal_model::objects;
 use shoal_model::resources::{self, Resource, REGISTRY};
-use shoal_store::command::Txn;
 
 pub use shoal_model::objects::{FOREGROUND, ORPHAN};
 
 pub struct GarbageCollector {
     pub cache: Cache,
-    pub fenced: Fenced,
+    pub registry: Registry,
 }
 
 fn uid_of(o: &Value) -> &str {
@@ -96,23 +96,10 @@ impl GarbageCollector {
                 "the garbage collector does not serve this kind",
             )
         })?;
-        if res.kind == "Pod" {
-            delete_pod(&self.fenced, o).await?;
-            return Ok(());
-        }
-        if !objects::finalizers(o).is_empty() {
-            // Someone else finishes it; mark it.
-            if o.pointer("/metadata/deletionTimestamp").is_none() {
-                let mut marked = o.clone();
-                objects::meta_mut(&mut marked)
-                    .insert("deletionTimestamp".into(), json!(objects::now()));
-                update_object(&self.fenced, res, &marked).await?;
-            }
-            return Ok(());
-        }
-        let rv = crate::fenced::resource_version(o)?;
-        let key = res.key(objects::namespace_of(o), objects::name_of(o));
-        self.fenced.write(Txn::delete(key, Some(rv))).await?;
+        // The registry's delete: a bound pod is marked for its kubelet,
+        // an object with finalizers is marked for their owners, the rest
+        // goes at once (guarded by uid and resourceVersion).
+        delete_object(&self.registry, res, o, None).await?;
         Ok(())
     }
 
@@ -127,25 +114,12 @@ impl GarbageCollector {
             .into_iter()
             .filter(|f| f != finalizer)
             .collect();
-        let rv = crate::fenced::resource_version(o)?;
-        let key = res.key(objects::namespace_of(o), objects::name_of(o));
-        let txn = if left.is_empty() && o.pointer("/metadata/deletionTimestamp").is_some() {
-            Txn::delete(key, Some(rv))
-        } else {
-            let mut n = o.clone();
-            objects::meta_mut(&mut n).insert("finalizers".into(), json!(left));
-            Txn::update(key, objects::stored_bytes(&n), rv)
-        };
-        let r = self.fenced.write(txn).await?;
-        if r.succeeded {
-            Ok(())
-        } else {
-            Err(ReconcileError::Conflict(format!(
-                "{}/{} changed",
-                objects::namespace_of(o),
-                objects::name_of(o)
-            )))
-        }
+        // Through the registry's update: once the last finalizer of a
+        // deleting object goes, so does the object (and what it claimed).
+        let mut n = o.clone();
+        objects::meta_mut(&mut n).insert("finalizers".into(), json!(left));
+        update_object(&self.registry, res, &n).await?;
+        Ok(())
     }
 
     async fn sync_owner(&self, path: &str) -> Result<Action, ReconcileError> {
@@ -175,7 +149,7 @@ impl GarbageCollector {
                             .filter(|r| r.get("uid").and_then(Value::as_str) != Some(uid))
                             .collect();
                         objects::meta_mut(&mut n).insert("ownerReferences".into(), json!(kept));
-                        update_object(&self.fenced, dres, &n).await?;
+                        update_object(&self.registry, dres, &n).await?;
                     }
                     self.drop_finalizer(res, &o, ORPHAN).await?;
                 } else if fins.iter().any(|f| f == FOREGROUND) {

@@ -29,7 +29,10 @@ pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
 
-pub use crate::fenced::{create_object, delete_pod, update_object, update_status, Fenced};
+pub use crate::fenced::{
+    create_object, delete_object, delete_pod, update_object, update_object_and_status,
+    update_status, Fenced,
+};
 
 /// A pod that counts toward its owner: not terminating, not finished.
 pub fn is_active(p: &Value) -> bool {
@@ -58,6 +61,9 @@ pub struct ControlPlane {
     pub membership: shoal_fabric::membership::Membership,
     pub actors: shoal_fabric::actor::ActorSystem,
     pub config: crate::config::ControlPlaneConfig,
+    /// The address ranges the registry allocates from (a Service a
+    /// controller creates gets its cluster IP as one created through the API).
+    pub allocators: Arc<shoal_model::registry::Allocators>,
 }
 
 impl Singleton for ControlPlane {
@@ -68,16 +74,24 @@ impl Singleton for ControlPlane {
     fn run(&self, ctx: SingletonCtx) -> BoxFuture<'static, ()> {
         let cache = self.cache.clone();
         let workers = self.config.workers;
-        let (membership, actors, config) = (
+        let (membership, actors, config, allocators) = (
             self.membership.clone(),
             self.actors.clone(),
             self.config.clone(),
+            self.allocators.clone(),
         );
         Box::pin(async move {
             let fenced = Fenced {
                 store: ctx.store.clone(),
                 token: ctx.token,
             };
+            // Every write of the control plane goes through the registry
+            // over the fenced writer.
+            let registry = shoal_model::registry::Registry::new(
+                Arc::new(fenced.clone()),
+                Some(cache.clone()),
+                allocators.clone(),
+            );
             // The cache must have caught up with this leader's log first,
             // or controllers would act on an old view.
             if let Err(e) = cache
@@ -92,15 +106,15 @@ impl Singleton for ControlPlane {
             tracing::info!(node = %ctx.store.node(), "control plane running");
             let rs = Arc::new(replicaset::ReplicaSetController {
                 cache: cache.clone(),
-                fenced: fenced.clone(),
+                registry: registry.clone(),
             });
             let gc = Arc::new(gc::GarbageCollector {
                 cache: cache.clone(),
-                fenced: fenced.clone(),
+                registry: registry.clone(),
             });
             let deploy = Arc::new(deployment::DeploymentController {
                 cache: cache.clone(),
-                fenced: fenced.clone(),
+                registry: registry.clone(),
             });
             // Warning Events of the controllers, fenced like their writes.
             let events = shoal_model::events::EventRecorder::new(
@@ -114,7 +128,7 @@ impl Singleton for ControlPlane {
             tasks.spawn(runtime::run(gc, cache.clone(), workers, events));
             let lifecycle = nodelifecycle::NodeLifecycle {
                 cache: cache.clone(),
-                fenced: fenced.clone(),
+                registry: registry.clone(),
                 membership,
                 actors,
                 default_toleration: std::time::Duration::from_millis(config.eviction_toleration_ms),
@@ -123,7 +137,7 @@ impl Singleton for ControlPlane {
             tasks.spawn(lifecycle.run());
             let scheduler = crate::scheduler::Scheduler {
                 cache: cache.clone(),
-                fenced: fenced.clone(),
+                registry: registry.clone(),
                 config: crate::scheduler::framework::Config {
                     strategy: config.scoring,
                     percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,

@@ -17,13 +17,13 @@
 //! 4. when membership says the node is `alive` again, the taints go and
 //!    `Ready` is `True` again.
 
+use shoal_model::registry::Registry;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::runtime::Fenced;
-use super::{delete_pod, update_object};
+use super::{delete_pod, update_object_and_status};
 use shoal_fabric::actor::{ActorPath, ActorSystem};
 use shoal_fabric::membership::{MemberState, Membership};
 use shoal_model::cache::Cache;
@@ -37,7 +37,7 @@ const ZONE_UNHEALTHY: f64 = 0.55;
 
 pub struct NodeLifecycle {
     pub cache: Cache,
-    pub fenced: Fenced,
+    pub registry: Registry,
     pub membership: Membership,
     pub actors: ActorSystem,
     /// How long a pod without its own toleration stays on an unreachable
@@ -176,7 +176,8 @@ impl NodeLifecycle {
             return;
         }
         let updated = with_reachability(&node, reachable);
-        match update_object(&self.fenced, nodes(), &updated).await {
+        // The Ready condition (status) and the unreachable taints (spec).
+        match update_object_and_status(&self.registry, nodes(), &updated).await {
             Ok(_) => tracing::info!(node = name, reachable, "node reachability changed"),
             Err(e) => tracing::debug!(node = name, "marking the node: {e}"),
         }
@@ -269,7 +270,7 @@ impl NodeLifecycle {
                     limited = true;
                     break;
                 }
-                let fenced = self.fenced.clone();
+                let fenced = self.registry.clone();
                 evictions.spawn(async move { (delete_pod(&fenced, &pod).await, pod) });
             }
             let mut evicted = 0;

@@ -9,20 +9,21 @@
 //! counts stale pods (upstream's "expectations", by revision).
 
 use crate::errors::ReconcileError;
+use shoal_model::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::runtime::{Action, Fenced, KeyFn, Reconciler};
+use super::runtime::{Action, KeyFn, Reconciler};
 use super::{create_object, delete_pod, is_active, is_ready, update_status};
 use shoal_model::cache::Cache;
 use shoal_model::resources::{find, Resource};
 
 pub struct ReplicaSetController {
     pub cache: Cache,
-    pub fenced: Fenced,
+    pub registry: Registry,
 }
 
 fn replicasets() -> &'static Resource {
@@ -86,7 +87,7 @@ impl ReplicaSetController {
             api_version: "apps/v1",
             dependents: pods(),
         };
-        let (mine, claimed_rev) = claimer.claim(&self.cache, &self.fenced, mine).await?;
+        let (mine, claimed_rev) = claimer.claim(&self.cache, &self.registry, mine).await?;
         let active: Vec<&Arc<Value>> = mine.iter().filter(|p| is_active(p)).collect();
         let want = rs
             .pointer("/spec/replicas")
@@ -101,7 +102,7 @@ impl ReplicaSetController {
             let pod = pod_from_template(&template, name, &uid);
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..n {
-                let (fenced, pod, ns) = (self.fenced.clone(), pod.clone(), ns.to_string());
+                let (fenced, pod, ns) = (self.registry.clone(), pod.clone(), ns.to_string());
                 tasks.spawn(async move { create_object(&fenced, pods(), &ns, pod).await });
             }
             while let Some(r) = tasks.join_next().await {
@@ -124,7 +125,7 @@ impl ReplicaSetController {
             let mut surplus = active.clone();
             surplus.sort_by_key(|p| deletion_rank(p));
             for p in surplus.into_iter().take((active.len() - want).min(BURST)) {
-                if let Some(rev) = delete_pod(&self.fenced, p).await? {
+                if let Some(rev) = delete_pod(&self.registry, p).await? {
                     last_rev = last_rev.max(rev);
                 }
             }
@@ -147,7 +148,7 @@ impl ReplicaSetController {
             "availableReplicas": ready,
             "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         });
-        if let Some(rev) = update_status(&self.fenced, replicasets(), &rs, status).await? {
+        if let Some(rev) = update_status(&self.registry, replicasets(), &rs, status).await? {
             last_rev = last_rev.max(rev);
         }
         if last_rev > 0 {

@@ -16,11 +16,12 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
 use crate::errors::ReconcileError;
-use crate::fenced::update_object;
-use crate::fenced::Fenced;
+use crate::fenced::update_status;
 use shoal_model::cache::{Cache, CacheEvent, Kind, Start};
 use shoal_model::events::{EventRecorder, EventType, ObjectRef};
 use shoal_model::objects;
+use shoal_model::registry::set_condition;
+use shoal_model::registry::Registry;
 use shoal_model::resources::find;
 
 pub mod framework;
@@ -35,7 +36,7 @@ const ROUND: usize = 256;
 
 pub struct Scheduler {
     pub cache: Cache,
-    pub fenced: Fenced,
+    pub registry: Registry,
     pub config: framework::Config,
     pub events: EventRecorder,
 }
@@ -277,7 +278,7 @@ impl Scheduler {
                 } => {
                     st.start = (st.start + evaluated) % st.nodes.len().max(1);
                     st.assign(p.key.clone(), &node, &pod);
-                    let (fenced, pod) = (self.fenced.clone(), p.pod.clone());
+                    let (fenced, pod) = (self.registry.clone(), p.pod.clone());
                     binds.spawn(
                         async move { bind(&fenced, &pod, &node).await.map_err(|e| (pod, e)) },
                     );
@@ -285,7 +286,7 @@ impl Scheduler {
                 Decision::Unschedulable { message, .. } => {
                     st.parked.insert(p.key.clone(), p.clone());
                     let (fenced, events, pod) =
-                        (self.fenced.clone(), self.events.clone(), p.pod.clone());
+                        (self.registry.clone(), self.events.clone(), p.pod.clone());
                     binds.spawn(async move {
                         unschedulable(&fenced, &events, &pod, &message).await;
                         Ok(0)
@@ -307,21 +308,21 @@ impl Scheduler {
     }
 }
 
-/// Binds `pod` to `node` (spec.nodeName and PodScheduled=True).
-async fn bind(fenced: &Fenced, pod: &Value, node: &str) -> Result<u64, ReconcileError> {
-    let pods = find("", "v1", "pods").expect("pods are in the table");
-    let mut bound = pod.clone();
-    bound["spec"]["nodeName"] = json!(node);
-    set_condition(
-        &mut bound,
-        json!({"type": "PodScheduled", "status": "True",
-        "lastTransitionTime": objects::now(), "lastProbeTime": null}),
-    );
-    update_object(fenced, pods, &bound).await
+/// Binds `pod` to `node` through the registry (`pods/binding`:
+/// spec.nodeName and PodScheduled=True in one write), guarded by the
+/// resourceVersion the decision was made on.
+async fn bind(reg: &Registry, pod: &Value, node: &str) -> Result<u64, ReconcileError> {
+    let rv = crate::fenced::resource_version(pod)?;
+    let (ns, name) = (objects::namespace_of(pod), objects::name_of(pod));
+    let bound = reg
+        .bind(ns, name, node, Some(rv))
+        .await
+        .map_err(|e| ReconcileError::from(e).about(pod))?;
+    Ok(objects::rv_of(&bound).ok().flatten().unwrap_or(0))
 }
 
 /// Marks `pod` unschedulable (once per distinct message) with an Event.
-async fn unschedulable(fenced: &Fenced, events: &EventRecorder, pod: &Value, message: &str) {
+async fn unschedulable(fenced: &Registry, events: &EventRecorder, pod: &Value, message: &str) {
     let already = pod
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -343,7 +344,7 @@ async fn unschedulable(fenced: &Fenced, events: &EventRecorder, pod: &Value, mes
         json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": message, "lastTransitionTime": objects::now(), "lastProbeTime": null}),
     );
-    if let Err(e) = update_object(fenced, pods, &marked).await {
+    if let Err(e) = update_status(fenced, pods, pod, marked["status"].clone()).await {
         tracing::debug!("marking a pod unschedulable: {e}");
     }
     let _ = events
@@ -354,19 +355,4 @@ async fn unschedulable(fenced: &Fenced, events: &EventRecorder, pod: &Value, mes
             message,
         )
         .await;
-}
-
-fn set_condition(pod: &mut Value, cond: Value) {
-    if !pod.get("status").is_some_and(Value::is_object) {
-        pod["status"] = json!({});
-    }
-    let ty = cond.get("type").cloned();
-    let mut cs: Vec<Value> = pod
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    cs.retain(|c| c.get("type") != ty.as_ref());
-    cs.push(cond);
-    pod["status"]["conditions"] = json!(cs);
 }

@@ -1,0 +1,658 @@
+//! The registry: the one write path of Kubernetes objects. The REST
+//! handlers, the controllers, the scheduler's bindings, the garbage
+//! collector and the kubelets all create, update, patch and delete through
+//! it, so the same rules apply whoever writes:
+//!
+//! - create: the namespace must exist (upstream's NamespaceLifecycle),
+//!   server metadata, defaulting and validation (`objects::prepare_create`),
+//!   a Service's cluster IP and node ports and a Node's pod CIDR claimed in
+//!   the same transaction, create-if-absent;
+//! - update and patch: read-modify-write on the stored object guarded by
+//!   its resourceVersion (a precondition, when given, must match), the
+//!   update rules of `objects::prepare_update` (generation, status or not),
+//!   allocated addresses kept; an object whose deletion is pending goes once
+//!   its last finalizer does, releasing its claims;
+//! - delete: uid and resourceVersion preconditions, propagation finalizers,
+//!   graceful deletion of pods bound to a node (marked with a
+//!   deletionTimestamp; the kubelet stops them, then removes them through
+//!   [`Registry::remove_txn`]), system namespaces refused.
+//!
+//! The registry is generic over its [`Writer`]: the plain store (the API
+//! server, the kubelets) or the control plane's fenced writer, whose writes
+//! from a deposed leader are refused.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use shoal_store::command::{Op, Txn};
+use shoal_store::ReadRequest;
+
+use crate::alloc::Ranges;
+use crate::cache::Cache;
+use crate::errors::{ApiError, ApiResult};
+use crate::objects;
+use crate::podcidr::PodCidrs;
+use crate::resources::{self, Resource};
+use crate::writer::Writer;
+
+/// Attempts of a read-modify-write racing other writers.
+const RETRIES: usize = 8;
+
+/// Namespaces every cluster has; they cannot be deleted.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// The cluster's address ranges the registry allocates from.
+#[derive(Debug, Clone)]
+pub struct Allocators {
+    /// Service cluster IPs and node ports.
+    pub services: Ranges,
+    /// Node pod CIDRs.
+    pub pod_cidrs: PodCidrs,
+}
+
+/// How a delete propagates to dependents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Background,
+    Foreground,
+    Orphan,
+}
+
+/// What a delete asks for (upstream's DeleteOptions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub propagation: Option<Propagation>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// From a DeleteOptions body (`{}` when empty).
+    pub fn from_json(opts: &Value) -> ApiResult<DeleteOptions> {
+        let orphan = opts.get("orphanDependents").and_then(Value::as_bool) == Some(true);
+        let propagation = match (
+            opts.get("propagationPolicy").and_then(Value::as_str),
+            orphan,
+        ) {
+            (Some("Orphan"), _) | (None, true) => Some(Propagation::Orphan),
+            (Some("Foreground"), _) => Some(Propagation::Foreground),
+            (Some("Background"), _) => Some(Propagation::Background),
+            (None, false) => None,
+            (Some(other), _) => {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy must be Orphan, Background or Foreground, not {other:?}"
+                )))
+            }
+        };
+        Ok(DeleteOptions {
+            uid: opts
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            resource_version: opts
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            grace_period_seconds: opts.get("gracePeriodSeconds").and_then(Value::as_i64),
+            propagation,
+            dry_run: opts
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()),
+        })
+    }
+}
+
+/// The one write path (see the module note), over one writer.
+#[derive(Clone)]
+pub struct Registry {
+    writer: Arc<dyn Writer>,
+    cache: Option<Cache>,
+    alloc: Arc<Allocators>,
+}
+
+impl Registry {
+    /// A registry writing through `writer`; `cache` (when the writer has
+    /// one) answers namespace checks before the store is asked.
+    pub fn new(writer: Arc<dyn Writer>, cache: Option<Cache>, alloc: Arc<Allocators>) -> Registry {
+        Registry {
+            writer,
+            cache,
+            alloc,
+        }
+    }
+
+    /// The same rules over another writer.
+    pub fn with_writer(&self, writer: Arc<dyn Writer>) -> Registry {
+        Registry {
+            writer,
+            ..self.clone()
+        }
+    }
+
+    pub fn writer(&self) -> &Arc<dyn Writer> {
+        &self.writer
+    }
+
+    pub fn allocators(&self) -> &Allocators {
+        &self.alloc
+    }
+
+    /// The stored object (a linearizable read) with its mod_rev.
+    pub async fn current(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<(Value, u64)> {
+        let r = self
+            .writer
+            .read(ReadRequest::key(res.key(ns, name)))
+            .await?;
+        let kv = r
+            .kvs
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found(res, name))?;
+        let obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+            ApiError::new(
+                500,
+                "InternalError",
+                format!("stored object is not JSON: {e}"),
+            )
+        })?;
+        Ok((objects::with_rv(obj, kv.mod_rev), kv.mod_rev))
+    }
+
+    /// Refuses objects in namespaces that do not exist (as the
+    /// NamespaceLifecycle admission plugin does).
+    pub async fn check_namespace(&self, res: &Resource, ns: &str) -> ApiResult<()> {
+        if !res.namespaced {
+            return Ok(());
+        }
+        let nss = resources::find("", "v1", "namespaces").expect("namespaces are in the table");
+        let key = nss.key("", ns);
+        if self.cache.as_ref().is_some_and(|c| c.get(&key).is_some()) {
+            return Ok(());
+        }
+        let r = self.writer.read(ReadRequest::key(key)).await?;
+        if r.kvs.is_empty() {
+            return Err(ApiError::not_found(nss, ns));
+        }
+        Ok(())
+    }
+
+    /// Creates `body` in `ns` (see the module note); returns the stored
+    /// object (with `dry_run`, what would be stored).
+    pub async fn create(
+        &self,
+        res: &Resource,
+        ns: &str,
+        body: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        self.check_namespace(res, ns).await?;
+        for _ in 0..RETRIES {
+            let mut obj = objects::prepare_create(res, ns, body.clone())?;
+            let name = objects::name_of(&obj).to_string();
+            let key = res.key(ns, &name);
+            let mut txn = Txn::create(key.clone(), Vec::new());
+            self.allocate(res, &mut obj, &mut txn).await?;
+            if dry_run {
+                return Ok(obj);
+            }
+            if let Some(Op::Put { value, .. }) = txn.success.first_mut() {
+                *value = objects::stored_bytes(&obj);
+            }
+            let r = self.writer.write(txn).await?;
+            if r.succeeded {
+                return Ok(objects::with_rv(obj, r.revision));
+            }
+            // Either the name is taken or an allocation raced another create.
+            let taken = self.writer.read(ReadRequest::key(key)).await?;
+            if !taken.kvs.is_empty() {
+                return Err(ApiError::already_exists(res, &name));
+            }
+        }
+        Err(ApiError::new(
+            409,
+            "Conflict",
+            "could not allocate after several attempts",
+        ))
+    }
+
+    /// The claims a new object takes (Service addresses, a Node's /24).
+    async fn allocate(&self, res: &Resource, obj: &mut Value, txn: &mut Txn) -> ApiResult<()> {
+        match res.kind {
+            "Service" => {
+                let key = match txn.success.first() {
+                    Some(op) => op.key().to_vec(),
+                    None => Vec::new(),
+                };
+                for claim in self.alloc.services.allocate(obj, None)? {
+                    txn.compare.push(shoal_store::command::Compare {
+                        key: claim.clone(),
+                        mod_rev: 0,
+                    });
+                    txn.success.push(Op::Put {
+                        key: claim,
+                        value: key.clone(),
+                    });
+                }
+            }
+            "Node" => {
+                let read = self
+                    .writer
+                    .read(ReadRequest::prefix(crate::podcidr::CLAIMS))
+                    .await?;
+                let mut claims = self.alloc.pod_cidrs.claims(&read.kvs);
+                self.alloc.pod_cidrs.assign_from(&mut claims, obj, txn)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Releases what `obj` claimed, in the transaction that removes it.
+    fn release(&self, res: &Resource, obj: &Value, txn: &mut Txn) {
+        match res.kind {
+            "Service" => self.alloc.services.release(obj, txn),
+            "Node" => PodCidrs::release(obj, txn),
+            _ => {}
+        }
+    }
+
+    /// Read-modify-write of one object: `make` builds the wanted object
+    /// (a PUT body, a patched object, a status) from the stored one; the
+    /// update rules apply; `precondition` pins the resourceVersion it was
+    /// based on. Returns the stored object.
+    pub async fn update(
+        &self,
+        res: &Resource,
+        sub: Option<&str>,
+        ns: &str,
+        name: &str,
+        precondition: Option<u64>,
+        dry_run: bool,
+        make: impl Fn(&Value) -> ApiResult<Value>,
+    ) -> ApiResult<Value> {
+        for _ in 0..RETRIES {
+            let (old, mod_rev) = self.current(res, ns, name).await?;
+            if precondition.is_some_and(|w| w != mod_rev) {
+                return Err(ApiError::conflict(res, name));
+            }
+            let body = make(&old)?;
+            let mut new = objects::prepare_update(res, sub, &old, body)?;
+            if sub.is_none() {
+                if res.kind == "Service" {
+                    self.alloc.services.keep(&old, &mut new)?;
+                }
+            }
+            if res.kind == "Node" {
+                PodCidrs::keep(&old, &mut new)?;
+            }
+            match self.commit(res, &old, new, mod_rev, dry_run).await? {
+                Some(obj) => return Ok(obj),
+                None if precondition.is_some() => return Err(ApiError::conflict(res, name)),
+                None => continue,
+            }
+        }
+        Err(ApiError::conflict(res, name))
+    }
+
+    /// Binds pod `ns/name` to `node` (upstream's `pods/binding`): in one
+    /// write, `spec.nodeName` and the PodScheduled=True condition. A pod
+    /// already bound, or being deleted, is a conflict; `precondition` pins
+    /// the resourceVersion the decision was made on.
+    pub async fn bind(
+        &self,
+        ns: &str,
+        name: &str,
+        node: &str,
+        precondition: Option<u64>,
+    ) -> ApiResult<Value> {
+        let pods = resources::find("", "v1", "pods").expect("pods are in the table");
+        for _ in 0..RETRIES {
+            let (old, mod_rev) = self.current(pods, ns, name).await?;
+            if precondition.is_some_and(|w| w != mod_rev) {
+                return Err(ApiError::conflict(pods, name));
+            }
+            let bound = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !bound.is_empty() {
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{bound}\""),
+                ));
+            }
+            if old.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+                ));
+            }
+            let mut new = old.clone();
+            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            new["spec"]["nodeName"] = json!(node);
+            set_condition(
+                &mut new,
+                json!({"type": "PodScheduled", "status": "True",
+                       "lastTransitionTime": objects::now(), "lastProbeTime": null}),
+            );
+            objects::validate(pods, &new)?;
+            if let Some(obj) = self.commit(pods, &old, new, mod_rev, false).await? {
+                return Ok(obj);
+            }
+            if precondition.is_some() {
+                return Err(ApiError::conflict(pods, name));
+            }
+        }
+        Err(ApiError::conflict(pods, name))
+    }
+
+    /// Writes `new` over `old` (at `mod_rev`), or removes it when a
+    /// deleting object's last finalizer went. `Ok(None)`: the key moved on.
+    async fn commit(
+        &self,
+        res: &Resource,
+        old: &Value,
+        new: Value,
+        mod_rev: u64,
+        dry_run: bool,
+    ) -> ApiResult<Option<Value>> {
+        let key = res.key(objects::namespace_of(old), objects::name_of(old));
+        let unchanged = {
+            let mut a = old.clone();
+            if let Some(m) = a.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            a == new
+        };
+        if unchanged || dry_run {
+            return Ok(Some(objects::with_rv(new, mod_rev)));
+        }
+        let finished = new.pointer("/metadata/deletionTimestamp").is_some()
+            && objects::finalizers(&new).is_empty();
+        let mut txn = if finished {
+            Txn::delete(key, Some(mod_rev))
+        } else {
+            Txn::update(key, objects::stored_bytes(&new), mod_rev)
+        };
+        if finished {
+            self.release(res, &new, &mut txn);
+        }
+        let r = self.writer.write(txn).await?;
+        Ok(r.succeeded.then(|| objects::with_rv(new, r.revision)))
+    }
+
+    /// Deletes one object (see the module note). Returns the object as it
+    /// is after the call: marked for deletion, or as it was when removed.
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Value> {
+        if res.kind == "Namespace" && SYSTEM_NAMESPACES.contains(&name) {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("namespaces {name:?} is forbidden: this namespace may not be deleted"),
+            ));
+        }
+        for _ in 0..RETRIES {
+            let (old, mod_rev) = self.current(res, ns, name).await?;
+            if let Some(uid) = &opts.uid {
+                let have = old
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if uid != have {
+                    return Err(ApiError::new(
+                        409,
+                        "Conflict",
+                        format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+                    ));
+                }
+            }
+            if let Some(rv) = &opts.resource_version {
+                if *rv != mod_rev.to_string() {
+                    return Err(ApiError::new(
+                        409,
+                        "Conflict",
+                        format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {mod_rev}"),
+                    ));
+                }
+            }
+            let grace = graceful_seconds(res, &old, opts.grace_period_seconds);
+            // Orphan and Foreground hand the dependents to the garbage
+            // collector through a finalizer on the owner.
+            let extra = match opts.propagation {
+                Some(Propagation::Orphan) => Some(objects::ORPHAN),
+                Some(Propagation::Foreground) => Some(objects::FOREGROUND),
+                Some(Propagation::Background) | None => None,
+            };
+            let pending = !objects::finalizers(&old).is_empty() || grace > 0 || extra.is_some();
+            if pending {
+                // Marked for deletion: whoever owns the finalizers (or the
+                // kubelet, for a bound pod) finishes it.
+                if old.pointer("/metadata/deletionTimestamp").is_some() && grace == 0 {
+                    return Ok(old);
+                }
+                let mut new = old.clone();
+                let m = objects::meta_mut(&mut new);
+                m.remove("resourceVersion");
+                if !m.contains_key("deletionTimestamp") {
+                    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    );
+                }
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if let Some(f) = extra {
+                    let mut fins = objects::finalizers(&old);
+                    if !fins.iter().any(|x| x == f) {
+                        fins.push(f.to_string());
+                    }
+                    m.insert("finalizers".into(), json!(fins));
+                }
+                if opts.dry_run {
+                    return Ok(objects::with_rv(new, mod_rev));
+                }
+                let key = res.key(ns, name);
+                let r = self
+                    .writer
+                    .write(Txn::update(key, objects::stored_bytes(&new), mod_rev))
+                    .await?;
+                if r.succeeded {
+                    return Ok(objects::with_rv(new, r.revision));
+                }
+                continue;
+            }
+            if opts.dry_run {
+                return Ok(old);
+            }
+            match self
+                .writer
+                .write(self.remove_txn(res, &old, mod_rev))
+                .await?
+            {
+                r if r.succeeded => return Ok(old),
+                _ => continue,
+            }
+        }
+        Err(ApiError::conflict(res, name))
+    }
+
+    /// The kubelet's last word on a pod it stopped: the transaction that
+    /// removes it (batched with its status reports). Only a pod marked for
+    /// deletion goes this way.
+    pub fn finish_pod_txn(pod: &Value, mod_rev: u64) -> ApiResult<Txn> {
+        let pods = resources::find("", "v1", "pods").expect("pods are in the table");
+        if pod.pointer("/metadata/deletionTimestamp").is_none() {
+            return Err(ApiError::bad_request(format!(
+                "pod {:?} is not being deleted",
+                objects::name_of(pod)
+            )));
+        }
+        let key = pods.key(objects::namespace_of(pod), objects::name_of(pod));
+        Ok(Txn::delete(key, Some(mod_rev)))
+    }
+
+    /// The transaction that removes `obj` (stored at `mod_rev`) with its
+    /// claims: the end of a delete.
+    pub fn remove_txn(&self, res: &Resource, obj: &Value, mod_rev: u64) -> Txn {
+        let key = res.key(objects::namespace_of(obj), objects::name_of(obj));
+        let mut txn = Txn::delete(key, Some(mod_rev));
+        self.release(res, obj, &mut txn);
+        txn
+    }
+
+    /// The transaction that writes `status` into `obj` (stored at
+    /// `mod_rev`) by the status rules; `None` if it is unchanged. For
+    /// writers that batch (the kubelet's status reports).
+    pub fn status_txn(
+        res: &Resource,
+        obj: &Value,
+        mod_rev: u64,
+        status: Value,
+    ) -> ApiResult<Option<Txn>> {
+        if obj.get("status") == Some(&status) {
+            return Ok(None);
+        }
+        if mod_rev == 0 {
+            return Err(ApiError::bad_request(
+                "a status update needs the resourceVersion it was read at",
+            ));
+        }
+        let rv = mod_rev;
+        let mut body = obj.clone();
+        body["status"] = status;
+        let new = objects::prepare_update(res, Some("status"), obj, body)?;
+        let key = res.key(objects::namespace_of(obj), objects::name_of(obj));
+        Ok(Some(Txn::update(key, objects::stored_bytes(&new), rv)))
+    }
+}
+
+/// Sets condition `cond` (by its type) in `obj.status.conditions`.
+pub fn set_condition(obj: &mut Value, cond: Value) {
+    if !obj.get("status").is_some_and(Value::is_object) {
+        obj["status"] = json!({});
+    }
+    let ty = cond.get("type").cloned();
+    let mut cs: Vec<Value> = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    cs.retain(|c| c.get("type") != ty.as_ref());
+    cs.push(cond);
+    obj["status"]["conditions"] = json!(cs);
+}
+
+/// Seconds a delete waits for the object's owner to finish it: a pod
+/// bound to a node gets its grace period (the kubelet stops it, then
+/// removes it), all else goes at once.
+pub fn graceful_seconds(res: &Resource, obj: &Value, asked: Option<i64>) -> i64 {
+    if res.kind != "Pod"
+        || obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        return 0;
+    }
+    asked
+        .or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(30)
+        .max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_options_read_as_upstream() {
+        let o = DeleteOptions::from_json(&json!({
+            "preconditions": {"uid": "u", "resourceVersion": "7"},
+            "gracePeriodSeconds": 0, "propagationPolicy": "Foreground", "dryRun": ["All"]}))
+        .unwrap();
+        assert_eq!(o.uid.as_deref(), Some("u"));
+        assert_eq!(o.resource_version.as_deref(), Some("7"));
+        assert_eq!(o.grace_period_seconds, Some(0));
+        assert_eq!(o.propagation, Some(Propagation::Foreground));
+        assert!(o.dry_run);
+        let orphan = DeleteOptions::from_json(&json!({"orphanDependents": true})).unwrap();
+        assert_eq!(orphan.propagation, Some(Propagation::Orphan));
+        assert_eq!(
+            DeleteOptions::from_json(&json!({})).unwrap(),
+            DeleteOptions::default()
+        );
+        let bad = DeleteOptions::from_json(&json!({"propagationPolicy": "Sideways"}));
+        assert_eq!(bad.unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn only_bound_pods_are_deleted_gracefully() {
+        let pods = resources::find("", "v1", "pods").unwrap();
+        let cms = resources::find("", "v1", "configmaps").unwrap();
+        let bound = json!({"spec": {"nodeName": "a", "terminationGracePeriodSeconds": 5}});
+        assert_eq!(graceful_seconds(pods, &bound, None), 5);
+        assert_eq!(graceful_seconds(pods, &bound, Some(0)), 0);
+        assert_eq!(graceful_seconds(pods, &json!({"spec": {}}), Some(9)), 0);
+        assert_eq!(graceful_seconds(cms, &bound, Some(9)), 0);
+        assert_eq!(
+            graceful_seconds(pods, &json!({"spec": {"nodeName": "a"}}), None),
+            30
+        );
+    }
+
+    #[test]
+    fn status_writes_follow_the_status_rules() {
+        let pods = resources::find("", "v1", "pods").unwrap();
+        let pod = json!({"metadata": {"name": "p", "namespace": "d"},
+               "spec": {"nodeName": "a", "containers": [{"name": "c", "image": "x"}]},
+               "status": {"phase": "Pending"}});
+        assert!(
+            Registry::status_txn(pods, &pod, 4, json!({"phase": "Pending"}))
+                .unwrap()
+                .is_none()
+        );
+        let txn = Registry::status_txn(pods, &pod, 4, json!({"phase": "Running"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(txn.compare[0].mod_rev, 4);
+        let Op::Put { value, .. } = &txn.success[0] else {
+            panic!("{txn:?}")
+        };
+        let stored: Value = serde_json::from_slice(value).unwrap();
+        assert_eq!(stored["status"]["phase"], "Running");
+        assert_eq!(stored["spec"]["nodeName"], "a");
+        assert_eq!(
+            Registry::status_txn(pods, &pod, 0, json!({}))
+                .unwrap_err()
+                .code,
+            400
+        );
+        // The kubelet removes only pods that are being deleted.
+        assert_eq!(Registry::finish_pod_txn(&pod, 4).unwrap_err().code, 400);
+        let mut deleting = pod.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        let txn = Registry::finish_pod_txn(&deleting, 4).unwrap();
+        assert_eq!(
+            txn.success,
+            vec![Op::Delete {
+                key: b"/registry/pods/d/p".to_vec()
+            }]
+        );
+    }
+}
