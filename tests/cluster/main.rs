@@ -16,6 +16,7 @@ mod node_names;
 mod power_loss;
 mod process_runtime;
 mod reads;
+mod registry;
 mod security;
 mod singleton;
 mod store;

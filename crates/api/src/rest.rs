@@ -34,7 +34,7 @@ use super::ApiState;
 use shoal_model::cache::{Cache, CacheEvent, Kind, Start};
 use shoal_model::errors::{ApiError, ApiResult};
 use shoal_model::objects::{self, FieldValidation};
-use shoal_model::registry::{DeleteOptions, Registry, SYSTEM_NAMESPACES};
+use shoal_model::registry::{DeleteOptions, Registry, UpdateOptions, SYSTEM_NAMESPACES};
 use shoal_model::resources::{self, Resource};
 use shoal_model::selectors::{FieldSelector, LabelSelector};
 use shoal_store::Store;
@@ -450,11 +450,13 @@ async fn update(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         .registry
         .update(
             t.res,
-            t.sub.as_deref(),
             ns,
             name_of(t),
-            wanted,
-            ctx.dry_run()?,
+            UpdateOptions {
+                sub: t.sub.as_deref(),
+                precondition: wanted,
+                dry_run: ctx.dry_run()?,
+            },
             |_| Ok(body.clone()),
         )
         .await?;
@@ -529,11 +531,13 @@ async fn patch(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         .registry
         .update(
             t.res,
-            t.sub.as_deref(),
             ns,
             name_of(t),
-            None,
-            ctx.dry_run()?,
+            UpdateOptions {
+                sub: t.sub.as_deref(),
+                precondition: None,
+                dry_run: ctx.dry_run()?,
+            },
             |old| {
                 let patched = apply_patch(ctx, t.res.kind, old)?;
                 if !patched.is_object() {
@@ -610,11 +614,21 @@ async fn set_replicas(
     let obj = ctx
         .kube
         .registry
-        .update(t.res, None, ns, name_of(t), wanted, ctx.dry_run()?, |old| {
-            let mut new = old.clone();
-            new["spec"]["replicas"] = json!(replicas);
-            Ok(new)
-        })
+        .update(
+            t.res,
+            ns,
+            name_of(t),
+            UpdateOptions {
+                sub: None,
+                precondition: wanted,
+                dry_run: ctx.dry_run()?,
+            },
+            |old| {
+                let mut new = old.clone();
+                new["spec"]["replicas"] = json!(replicas);
+                Ok(new)
+            },
+        )
         .await?;
     Ok(scale_of(&obj))
 }

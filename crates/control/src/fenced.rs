@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::errors::ReconcileError;
 use shoal_model::objects;
-use shoal_model::registry::{DeleteOptions, Propagation, Registry};
+use shoal_model::registry::{DeleteOptions, Propagation, Registry, UpdateOptions};
 use shoal_model::resources::Resource;
 use shoal_store::command::{FenceToken, Txn, TxnResult};
 use shoal_store::{ClientError, ReadRequest, ReadResult, Store};
@@ -112,7 +112,17 @@ async fn write(
     let rv = resource_version(obj)?;
     let (ns, name) = (objects::namespace_of(obj), objects::name_of(obj));
     let stored = reg
-        .update(res, sub, ns, name, Some(rv), false, |_| Ok(obj.clone()))
+        .update(
+            res,
+            ns,
+            name,
+            UpdateOptions {
+                sub,
+                precondition: Some(rv),
+                dry_run: false,
+            },
+            |_| Ok(obj.clone()),
+        )
         .await
         .map_err(|e| ReconcileError::from(e).about(obj))?;
     Ok(objects::rv_of(&stored).ok().flatten().unwrap_or(0))

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use shoal_model::events::{EventRecorder, EventType, ObjectRef};
 use shoal_model::objects;
 use shoal_model::registry::Registry;
 use shoal_model::resources::{find, Resource};
@@ -184,6 +185,8 @@ pub struct Kubelet {
     pub store: Store,
     pub spec: NodeSpec,
     pub runtime: Arc<dyn Runtime>,
+    /// The kubelet's Events (`Killing` when it stops a deleted pod).
+    pub events: EventRecorder,
 }
 
 impl Kubelet {
@@ -361,10 +364,15 @@ impl Kubelet {
                 .unwrap_or(0);
             known.remove(key);
             // Stopped (within its grace, beside the other pods): the pod
-            // object goes (upstream's final delete).
+            // object goes (upstream's final delete). As upstream's kubelet,
+            // one `Killing` Event per container it stops.
+            let running = self.runtime.running().contains(&uid);
             let stop = self.runtime.stop(&uid, Duration::from_secs(grace));
-            let (reporter, key) = (reporter.clone(), key.to_vec());
+            let (reporter, key, events) = (reporter.clone(), key.to_vec(), self.events.clone());
             tokio::spawn(async move {
+                if running {
+                    killing(&events, &pod).await;
+                }
                 stop.await;
                 match Registry::finish_pod_txn(&pod, rev) {
                     Ok(txn) => reporter.report(key, txn),
@@ -532,6 +540,26 @@ impl Kubelet {
             return;
         }
         report_status(reporter, key, &k.pod, k.rev, status);
+    }
+}
+
+/// Records upstream's `Killing` Event for each container of `pod`.
+async fn killing(events: &EventRecorder, pod: &Value) {
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let object = ObjectRef::of(pod);
+    for c in containers {
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+        let message = format!("Stopping container {name}");
+        if let Err(e) = events
+            .record(&object, EventType::Normal, "Killing", &message)
+            .await
+        {
+            tracing::debug!(pod = objects::name_of(pod), "the Killing Event: {e}");
+        }
     }
 }
 

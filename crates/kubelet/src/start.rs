@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use shoal_model::events::EventRecorder;
 use shoal_model::podcidr::{PodCidrs, PodSlot};
 use shoal_store::Store;
 
@@ -74,10 +75,12 @@ impl KubeletStart {
             }
         };
         let _ = self.cell.set(runtime.clone());
+        let events = EventRecorder::new(Arc::new(self.store.clone()), "kubelet", &name);
         Kubelet {
             store: self.store,
             spec: self.spec,
             runtime,
+            events,
         }
         .run()
         .await

@@ -105,6 +105,15 @@ impl DeleteOptions {
     }
 }
 
+/// How an update is made: through a subresource (`status`), pinned to
+/// the resourceVersion it was based on, or only tried (`dry_run`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpdateOptions<'a> {
+    pub sub: Option<&'a str>,
+    pub precondition: Option<u64>,
+    pub dry_run: bool,
+}
+
 /// The one write path (see the module note), over one writer.
 #[derive(Clone)]
 pub struct Registry {
@@ -266,13 +275,16 @@ impl Registry {
     pub async fn update(
         &self,
         res: &Resource,
-        sub: Option<&str>,
         ns: &str,
         name: &str,
-        precondition: Option<u64>,
-        dry_run: bool,
+        opts: UpdateOptions<'_>,
         make: impl Fn(&Value) -> ApiResult<Value>,
     ) -> ApiResult<Value> {
+        let UpdateOptions {
+            sub,
+            precondition,
+            dry_run,
+        } = opts;
         for _ in 0..RETRIES {
             let (old, mod_rev) = self.current(res, ns, name).await?;
             if precondition.is_some_and(|w| w != mod_rev) {
@@ -280,10 +292,8 @@ impl Registry {
             }
             let body = make(&old)?;
             let mut new = objects::prepare_update(res, sub, &old, body)?;
-            if sub.is_none() {
-                if res.kind == "Service" {
-                    self.alloc.services.keep(&old, &mut new)?;
-                }
+            if sub.is_none() && res.kind == "Service" {
+                self.alloc.services.keep(&old, &mut new)?;
             }
             if res.kind == "Node" {
                 PodCidrs::keep(&old, &mut new)?;
