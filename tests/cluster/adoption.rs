@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPo
 use serde_json::json;
 use shoal_harness::TestCluster;
 
-use crate::control_plane::{pods_until, replica_set};
+use crate::control_plane::{gone, pods_until, replica_set};
 use crate::kube_api::api_ready;
 
 fn controller_uid(p: &Pod) -> Option<String> {
@@ -54,6 +54,9 @@ async fn controllers_adopt_orphans_and_release_what_no_longer_matches() {
         names(p).len() == 3 && p.iter().all(|p| controller_uid(p).is_none())
     })
     .await;
+    // The garbage collector drops the orphan finalizer after releasing the
+    // pods: only then is the name free again.
+    gone(&rss, "adopt").await;
 
     // A new ReplicaSet with the same selector adopts them: no new pods.
     let rs = rss

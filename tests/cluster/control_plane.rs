@@ -55,7 +55,7 @@ pub(crate) async fn pods_until(
 }
 
 /// Waits until `name` is gone from `api`.
-async fn gone<K>(api: &Api<K>, name: &str)
+pub async fn gone<K>(api: &Api<K>, name: &str)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

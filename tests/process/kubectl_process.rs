@@ -424,7 +424,17 @@ spec:
     let keeper_pid = pid_of(&keeper).unwrap();
     let doomed_pid = pid_of(&doomed).unwrap();
     let keeper_ip = keeper["status"]["podIP"].as_str().unwrap().to_string();
-    let netns = |p: &Value| format!("shoal-2-{}", p["metadata"]["uid"].as_str().unwrap());
+    // Namespaces are named after the node's slot: its /24's index in dev's
+    // 10.88.0.0/16, given when node-2 registered.
+    let node2: Value =
+        serde_json::from_str(&k.ok(&["get", "node", "node-2", "-o", "json"])).unwrap();
+    let slot: u32 = node2["spec"]["podCIDR"]
+        .as_str()
+        .and_then(|c| c.strip_prefix("10.88."))
+        .and_then(|c| c.split('.').next())
+        .and_then(|k3| k3.parse().ok())
+        .expect("node-2 has a /24 of 10.88.0.0/16");
+    let netns = |p: &Value| format!("shoal-{slot}-{}", p["metadata"]["uid"].as_str().unwrap());
     let cni = super::cni_sandboxes();
     let has_netns = |name: &str| std::path::Path::new("/run/netns").join(name).exists();
     if cni {
@@ -453,6 +463,8 @@ spec:
             .arg(k.dir().join("node-2.toml"))
             .current_dir(k.dir())
             .env("SHOAL_KUBELET_RUNTIME", "process")
+            .env("SHOAL_KUBELET_NETWORK", "auto")
+            .env("SHOAL_KUBELET_POD_CIDR", "10.88.0.0/16")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -470,7 +482,12 @@ spec:
             if gone && !alive(doomed_pid) && ready && !(cni && has_netns(&netns(&doomed))) {
                 Ok(())
             } else {
-                Err(format!("doomed gone {gone}, keeper {}", p["status"]))
+                Err(format!(
+                    "doomed gone {gone}, its process alive {}, its netns {}; keeper {}",
+                    alive(doomed_pid),
+                    cni && has_netns(&netns(&doomed)),
+                    p["status"]
+                ))
             }
         },
     );
