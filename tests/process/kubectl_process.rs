@@ -37,13 +37,13 @@ spec:
           periodSeconds: 1
 "#;
 
-fn pods(k: &Dev, selector: &str) -> Vec<Value> {
+pub(super) fn pods(k: &Dev, selector: &str) -> Vec<Value> {
     let out = k.ok(&["get", "pods", "-l", selector, "-o", "json"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     v["items"].as_array().cloned().unwrap_or_default()
 }
 
-fn pid_of(p: &Value) -> Option<i32> {
+pub(super) fn pid_of(p: &Value) -> Option<i32> {
     p.pointer("/status/containerStatuses/0/containerID")?
         .as_str()?
         .strip_prefix("process://")?
@@ -51,12 +51,12 @@ fn pid_of(p: &Value) -> Option<i32> {
         .ok()
 }
 
-fn alive(pid: i32) -> bool {
+pub(super) fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
-fn http_get(ip: &str) -> Result<String, String> {
+pub(super) fn http_get(ip: &str) -> Result<String, String> {
     http_at(ip, "/")
 }
 
@@ -362,148 +362,6 @@ spec:
             Err(format!("{left:?} {pods}"))
         }
     });
-}
-
-/// Kills on drop: an agent the test started itself.
-struct Agent(std::process::Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // SAFETY: SIGTERM to our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
-#[test]
-fn an_agent_killed_and_restarted_keeps_its_pods_and_stops_the_deleted_one() {
-    let Some(k) = Dev::start_with(3, "process") else {
-        return;
-    };
-    let manifest = r#"apiVersion: v1
-kind: Pod
-metadata: {name: keeper}
-spec:
-  nodeName: node-2
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: http
-    image: none
-    command: ["python3", "-m", "http.server", "8000", "--bind", "$(POD_IP)"]
-    env:
-    - name: POD_IP
-      valueFrom: {fieldRef: {fieldPath: status.podIP}}
-    readinessProbe:
-      httpGet: {path: /, port: 8000}
-      periodSeconds: 1
----
-apiVersion: v1
-kind: Pod
-metadata: {name: doomed}
-spec:
-  nodeName: node-2
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: c
-    image: none
-    command: ["sleep", "3600"]
-"#;
-    let f = k.file("pods.yaml", manifest);
-    k.ok(&["apply", "-f", &f]);
-    k.ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/keeper",
-        "pod/doomed",
-        "--timeout=60s",
-    ]);
-    let get = |name: &str| -> Value {
-        serde_json::from_str(&k.ok(&["get", "pod", name, "-o", "json"])).unwrap()
-    };
-    let (keeper, doomed) = (get("keeper"), get("doomed"));
-    let keeper_pid = pid_of(&keeper).unwrap();
-    let doomed_pid = pid_of(&doomed).unwrap();
-    let keeper_ip = keeper["status"]["podIP"].as_str().unwrap().to_string();
-    // Namespaces are named after the node's slot: its /24's index in dev's
-    // 10.88.0.0/16, given when node-2 registered.
-    let node2: Value =
-        serde_json::from_str(&k.ok(&["get", "node", "node-2", "-o", "json"])).unwrap();
-    let slot: u32 = node2["spec"]["podCIDR"]
-        .as_str()
-        .and_then(|c| c.strip_prefix("10.88."))
-        .and_then(|c| c.split('.').next())
-        .and_then(|k3| k3.parse().ok())
-        .expect("node-2 has a /24 of 10.88.0.0/16");
-    let netns = |p: &Value| format!("shoal-{slot}-{}", p["metadata"]["uid"].as_str().unwrap());
-    let cni = super::cni_sandboxes();
-    let has_netns = |name: &str| std::path::Path::new("/run/netns").join(name).exists();
-    if cni {
-        assert!(has_netns(&netns(&keeper)) && has_netns(&netns(&doomed)));
-    }
-
-    // SIGKILL node-2's agent; its pods keep running without it.
-    let agent = k.pid(2);
-    // SAFETY: SIGKILL to the agent process shoal dev started.
-    unsafe { libc::kill(agent, libc::SIGKILL) };
-    super::wait_for(Duration::from_secs(10), "the agent gone", || {
-        if alive(agent) {
-            Err("alive".into())
-        } else {
-            Ok(())
-        }
-    });
-    assert!(alive(keeper_pid) && alive(doomed_pid));
-    // A pod deleted while its agent is down.
-    k.ok(&["delete", "pod", "doomed", "--wait=false"]);
-
-    // The agent again, as shoal dev starts it.
-    let _agent = Agent(
-        super::shoal()
-            .args(["agent", "--config"])
-            .arg(k.dir().join("node-2.toml"))
-            .current_dir(k.dir())
-            .env("SHOAL_KUBELET_RUNTIME", "process")
-            .env("SHOAL_KUBELET_NETWORK", "auto")
-            .env("SHOAL_KUBELET_POD_CIDR", "10.88.0.0/16")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // The deleted pod stops (process, sandbox, object), the other is
-    // adopted: the same process, pod IP and network namespace, Ready.
-    super::wait_for(
-        Duration::from_secs(60),
-        "doomed stopped, keeper adopted",
-        || {
-            let gone = !k.ok(&["get", "pods", "-o", "name"]).contains("pod/doomed");
-            let p = get("keeper");
-            let ready = p["status"]["containerStatuses"][0]["ready"] == true;
-            if gone && !alive(doomed_pid) && ready && !(cni && has_netns(&netns(&doomed))) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "doomed gone {gone}, its process alive {}, its netns {}; keeper {}",
-                    alive(doomed_pid),
-                    cni && has_netns(&netns(&doomed)),
-                    p["status"]
-                ))
-            }
-        },
-    );
-    let after = get("keeper");
-    assert_eq!(
-        pid_of(&after),
-        Some(keeper_pid),
-        "the keeper was not restarted"
-    );
-    assert_eq!(after["status"]["podIP"], keeper_ip.as_str());
-    assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 0);
-    if cni {
-        assert!(has_netns(&netns(&keeper)));
-    }
-    let body = http_get(&keeper_ip).unwrap_or_else(|e| panic!("{keeper_ip}: {e}"));
-    assert!(body.contains("Directory listing"), "{body}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod agent_restart;
 mod dev;
 mod durability;
 mod kubectl;
