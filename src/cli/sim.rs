@@ -183,7 +183,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     let mut w = handle
         .cache
         .watch(&pods.prefix(None), Start::Snapshot)
-        .map_err(|e| anyhow::anyhow!(e.message))?;
+        .map_err(|e| anyhow::anyhow!(e))?;
     let bar = if opts.json {
         indicatif::ProgressBar::hidden()
     } else {
@@ -296,7 +296,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
                         Err(_) => handle
                             .cache
                             .watch(&pods.prefix(None), Start::Snapshot)
-                            .map_err(|e| anyhow::anyhow!(e.message))?,
+                            .map_err(|e| anyhow::anyhow!(e))?,
                     };
                     events = std::mem::take(&mut w.initial);
                     last = last.max(w.rev);

@@ -300,7 +300,8 @@ impl Ctx {
                 .cache
                 .sync(&self.kube.store, self.kube.timeout)
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(ApiError::from),
             Some(_) => Ok(()),
         }
     }
@@ -663,10 +664,7 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(
-                        "waiting for the store to create namespace {ns}: {}",
-                        e.message
-                    );
+                    tracing::debug!("waiting for the store to create namespace {ns}: {e}");
                     false
                 }
             };

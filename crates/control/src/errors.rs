@@ -9,6 +9,7 @@
 //! | `Unavailable` | comes back after an exponential back-off       |
 //! | `Invalid`     | gets a Warning Event; no retry until it changes |
 
+use shoal_model::cache::CacheError;
 use shoal_model::errors::ApiError;
 use shoal_model::events::ObjectRef;
 use shoal_store::ClientError;
@@ -83,6 +84,16 @@ impl From<ClientError> for ReconcileError {
             | ClientError::LeaderChanged
             | ClientError::Compacted { .. }
             | ClientError::Unavailable(_) => ReconcileError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<CacheError> for ReconcileError {
+    /// The cache behind or stopped: the store's answer is not known yet.
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::Store(c) => c.into(),
+            other => ReconcileError::Unavailable(other.to_string()),
         }
     }
 }

@@ -97,7 +97,8 @@ impl Handler<PodLogs> for KubeletActor {
         Reply::Later(Box::pin(async move {
             let runtime = runtime?;
             let uid = uid_of(&store, &msg.namespace, &msg.pod).await?;
-            runtime.logs(&msg, &uid).await
+            // The wire carries the error's text (the API shows it).
+            runtime.logs(&msg, &uid).await.map_err(|e| e.to_string())
         }))
     }
 }

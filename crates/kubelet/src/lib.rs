@@ -41,7 +41,9 @@ pub mod volumes;
 
 pub use actor::{ExecSessions, KubeletActor};
 pub use node::{node_object, NodeSpec};
-pub use runtime::{ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime};
+pub use runtime::{
+    ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime, RuntimeError,
+};
 pub use shoal_kubelet_proto::Ping;
 pub use start::{load_slot, register_node, slot_path, KubeletStart, MakeRuntime, RuntimeCell};
 use status::StatusReporter;

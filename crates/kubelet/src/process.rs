@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::{ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime};
+use super::{ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime, RuntimeError};
 use shoal_kubelet_proto::PodLogs;
 use shoal_model::objects;
 
@@ -521,7 +521,7 @@ impl ProcessRuntime {
     }
     /// The files of the container instance a logs request names
     /// (`<base>.log`, `<base>.exit`).
-    fn instance_of(&self, req: &PodLogs, uid: &str) -> Result<PathBuf, String> {
+    fn instance_of(&self, req: &PodLogs, uid: &str) -> Result<PathBuf, RuntimeError> {
         let pods = lock(&self.inner.pods);
         let found = pods.get(uid).and_then(|run| {
             let pick = run
@@ -532,12 +532,16 @@ impl ProcessRuntime {
             Some((c.name.clone(), c.restarts))
         });
         drop(pods);
-        let (name, restarts) = found
-            .ok_or_else(|| format!("container {:?} is not running on this node", req.container))?;
+        let (name, restarts) = found.ok_or_else(|| {
+            RuntimeError::NotFound(format!(
+                "container {:?} is not running on this node",
+                req.container
+            ))
+        })?;
         let instance = if req.previous {
-            restarts
-                .checked_sub(1)
-                .ok_or_else(|| format!("previous terminated container {name:?} not found"))?
+            restarts.checked_sub(1).ok_or_else(|| {
+                RuntimeError::NotFound(format!("previous terminated container {name:?} not found"))
+            })?
         } else {
             restarts
         };
@@ -597,10 +601,14 @@ impl Runtime for ProcessRuntime {
         lock(&self.inner.pods).keys().cloned().collect()
     }
 
-    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>> {
+    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, RuntimeError>> {
         let base = self.instance_of(req, uid);
         let req = req.clone();
-        Box::pin(async move { logs::read(&shim::log_path(&base?), &req).await })
+        Box::pin(async move {
+            logs::read(&shim::log_path(&base?), &req)
+                .await
+                .map_err(RuntimeError::Host)
+        })
     }
 
     fn follow(
@@ -614,7 +622,7 @@ impl Runtime for ProcessRuntime {
         Box::pin(async move {
             match base {
                 Ok(base) => logs::follow(&base, &req, sink).await,
-                Err(e) => sink.end(&e).await,
+                Err(e) => sink.end(&e.to_string()).await,
             }
         })
     }
@@ -660,7 +668,7 @@ impl Runtime for ProcessRuntime {
         &self,
         uid: &str,
         port: u16,
-    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>> {
+    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, RuntimeError>> {
         let ip = lock(&self.inner.pods)
             .get(uid)
             .map(|run| lock(&run.ip).clone());
@@ -668,8 +676,12 @@ impl Runtime for ProcessRuntime {
         let uid = uid.to_string();
         Box::pin(async move {
             match ip {
-                Some(ip) => forward::connect(netns, &ip, port).await,
-                None => Err(format!("pod {uid} is not running on this node")),
+                Some(ip) => forward::connect(netns, &ip, port)
+                    .await
+                    .map_err(RuntimeError::Host),
+                None => Err(RuntimeError::NotFound(format!(
+                    "pod {uid} is not running on this node"
+                ))),
             }
         })
     }

@@ -53,6 +53,28 @@ pub struct PodState {
     pub init_containers: Vec<ContainerStatus>,
 }
 
+/// Why a runtime could not do what was asked (logs, a connection into a
+/// pod); the kubelet actor sends its text back to the API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The pod, or the container asked for, does not run on this node.
+    #[error("{0}")]
+    NotFound(String),
+    /// This runtime cannot do it at all (a hollow pod has no network).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The host failed (a file, a namespace, a socket): may pass.
+    #[error("{0}")]
+    Host(String),
+}
+
+impl RuntimeError {
+    /// Whether asking again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RuntimeError::Host(_))
+    }
+}
+
 /// Runs pods on one node. The conformance suite (`sim::tests`) pins what
 /// every runtime must do.
 pub trait Runtime: Send + Sync + 'static {
@@ -63,7 +85,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn stop(&self, uid: &str, grace: Duration) -> BoxFuture<'static, ()>;
     /// The pods it runs, by uid.
     fn running(&self) -> Vec<String>;
-    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>>;
+    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, RuntimeError>>;
     /// `logs -f`: the logs so far, then what the container writes, into
     /// `sink` until the container ends (the default: what `logs` has,
     /// then the end).
@@ -80,7 +102,7 @@ pub trait Runtime: Send + Sync + 'static {
                     let _ = sink.send(&text).await;
                     sink.end("the logs end here").await;
                 }
-                Err(e) => sink.end(&e).await,
+                Err(e) => sink.end(&e.to_string()).await,
             }
         })
     }
@@ -113,12 +135,12 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         _uid: &str,
         _port: u16,
-    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, String>> {
+    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, RuntimeError>> {
         let name = self.name();
         Box::pin(async move {
-            Err(format!(
+            Err(RuntimeError::Unsupported(format!(
                 "the {name} runtime has no pod network to forward to"
-            ))
+            )))
         })
     }
     /// The pod's current state, if the runtime runs it.

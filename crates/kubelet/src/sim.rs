@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{ContainerState, ContainerStatus, PodState, Runtime};
+use super::{ContainerState, ContainerStatus, PodState, Runtime, RuntimeError};
 use shoal_kubelet_proto::PodLogs;
 use shoal_model::podcidr::PodSlot;
 
@@ -145,10 +145,13 @@ impl Runtime for SimRuntime {
         self.lock().keys().cloned().collect()
     }
 
-    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, String>> {
+    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, RuntimeError>> {
         let pods = self.lock();
         let out = match pods.get(uid) {
-            None => Err(format!("pod {:?} is not running on this node", req.pod)),
+            None => Err(RuntimeError::NotFound(format!(
+                "pod {:?} is not running on this node",
+                req.pod
+            ))),
             Some(p) => {
                 let mine: Vec<&String> = p
                     .log
@@ -180,6 +183,26 @@ mod tests {
         }
     }
     use serde_json::json;
+
+    #[tokio::test]
+    async fn runtime_errors_are_typed() {
+        let rt = SimRuntime::new(&test_slot());
+        let req = PodLogs {
+            namespace: "default".into(),
+            pod: "ghost".into(),
+            container: "c".into(),
+            tail_lines: None,
+            previous: false,
+            timestamps: false,
+        };
+        let e = rt.logs(&req, "no-such-uid").await.unwrap_err();
+        assert!(matches!(e, RuntimeError::NotFound(_)), "{e:?}");
+        assert!(!e.is_retryable());
+        let e = rt.connect("no-such-uid", 80).await.unwrap_err();
+        assert!(matches!(e, RuntimeError::Unsupported(_)), "{e:?}");
+        assert!(!e.is_retryable());
+        assert!(RuntimeError::Host("EAGAIN".into()).is_retryable());
+    }
 
     #[tokio::test]
     async fn sim_passes_the_runtime_conformance_suite() {

@@ -61,7 +61,7 @@ pub async fn suite(rt: &dyn Runtime) {
         timestamps: false,
     };
     wait_until(Duration::from_secs(10), || async {
-        let logs = rt.logs(&req, "u1").await?;
+        let logs = rt.logs(&req, "u1").await.map_err(|e| e.to_string())?;
         if logs.lines().count() == 1 {
             Ok(())
         } else {

@@ -34,10 +34,55 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
-use super::errors::{ApiError, ApiResult};
+use super::errors::ApiError;
 use super::resources::REGISTRY;
 use shoal_store::watch::{Applied, EventKind};
-use shoal_store::{ReadRequest, Store};
+use shoal_store::{ClientError, ReadRequest, Store};
+
+/// Why the watch cache cannot answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    /// A watch from a revision older than the window the cache keeps:
+    /// the caller must list again (HTTP 410, as upstream's "too old").
+    #[error("too old resource version: {requested} ({oldest})")]
+    Gone { requested: u64, oldest: u64 },
+    /// The cache did not catch up with the store in time.
+    #[error("the watch cache did not reach revision {wanted} within {waited:?} (at {at})")]
+    Behind {
+        wanted: u64,
+        at: u64,
+        waited: Duration,
+    },
+    /// The cache's feed ended (the node is stopping).
+    #[error("the watch cache stopped")]
+    Stopped,
+    /// The store gave no read index.
+    #[error("no read index from the store leader: {0}")]
+    Store(ClientError),
+}
+
+impl CacheError {
+    /// Whether asking again later can succeed (a `Gone` watch must list
+    /// again instead).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CacheError::Gone { .. } | CacheError::Stopped => false,
+            CacheError::Behind { .. } => true,
+            CacheError::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(e: CacheError) -> ApiError {
+        match e {
+            CacheError::Gone { .. } => ApiError::gone(e.to_string()),
+            CacheError::Behind { .. } => ApiError::new(504, "Timeout", e.to_string()),
+            CacheError::Stopped => ApiError::unavailable(e.to_string()),
+            CacheError::Store(c) => c.into(),
+        }
+    }
+}
 
 /// Events kept for watches that resume from an older resourceVersion.
 pub const HISTORY_EVENTS: usize = 100_000;
@@ -476,7 +521,7 @@ impl Cache {
     }
 
     /// Waits until the cache reflects at least `rev`.
-    pub async fn wait_for(&self, rev: u64, timeout: Duration) -> ApiResult<()> {
+    pub async fn wait_for(&self, rev: u64, timeout: Duration) -> Result<(), CacheError> {
         self.ensure_started();
         let mut rx = self.inner.rev.subscribe();
         let ready = || self.read().ready;
@@ -486,24 +531,22 @@ impl Cache {
         .await;
         match reached {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(ApiError::unavailable("the watch cache stopped")),
-            Err(_) => Err(ApiError::new(
-                504,
-                "Timeout",
-                format!(
-                    "the watch cache did not reach revision {rev} within {timeout:?} (at {})",
-                    self.rev()
-                ),
-            )),
+            Ok(Err(_)) => Err(CacheError::Stopped),
+            Err(_) => Err(CacheError::Behind {
+                wanted: rev,
+                at: self.rev(),
+                waited: timeout,
+            }),
         }
     }
 
     /// Read-your-writes from any API node: a read index from the leader,
     /// then the cache catching up to it. Returns the revision reached.
-    pub async fn sync(&self, store: &Store, timeout: Duration) -> ApiResult<u64> {
+    pub async fn sync(&self, store: &Store, timeout: Duration) -> Result<u64, CacheError> {
         let index = tokio::time::timeout(timeout, store.read_index())
             .await
-            .map_err(|_| ApiError::new(504, "Timeout", "no read index from the store leader"))??;
+            .map_err(|_| CacheError::Store(ClientError::Timeout))?
+            .map_err(CacheError::Store)?;
         self.wait_for(index, timeout).await?;
         Ok(self.rev())
     }
@@ -553,7 +596,7 @@ impl Cache {
     }
 
     /// Opens a watch of the keys under `prefix`.
-    pub fn watch(&self, prefix: &[u8], start: Start) -> ApiResult<Opened> {
+    pub fn watch(&self, prefix: &[u8], start: Start) -> Result<Opened, CacheError> {
         self.ensure_started();
         let st = self.read();
         let live = self
@@ -580,10 +623,10 @@ impl Cache {
                 .collect(),
             Start::After(rev) => {
                 if rev < st.window_start {
-                    return Err(ApiError::gone(format!(
-                        "too old resource version: {rev} ({})",
-                        st.window_start
-                    )));
+                    return Err(CacheError::Gone {
+                        requested: rev,
+                        oldest: st.window_start,
+                    });
                 }
                 // Decoded below, outside the lock.
                 replay = st
@@ -681,5 +724,29 @@ mod tests {
             ..h
         };
         assert!(bad.decode().is_none());
+    }
+
+    #[test]
+    fn cache_errors_say_whether_to_retry_and_map_to_kubernetes_statuses() {
+        let gone = CacheError::Gone {
+            requested: 3,
+            oldest: 10,
+        };
+        assert!(!gone.is_retryable(), "a too-old watch must list again");
+        assert_eq!(ApiError::from(gone).code, 410);
+        let behind = CacheError::Behind {
+            wanted: 9,
+            at: 7,
+            waited: Duration::from_secs(1),
+        };
+        assert!(behind.is_retryable());
+        assert_eq!(ApiError::from(behind).code, 504);
+        assert!(!CacheError::Stopped.is_retryable());
+        assert!(CacheError::Store(ClientError::NoQuorum).is_retryable());
+        assert!(!CacheError::Store(ClientError::Invalid("x".into())).is_retryable());
+        assert_eq!(
+            ApiError::from(CacheError::Store(ClientError::Timeout)).code,
+            504
+        );
     }
 }

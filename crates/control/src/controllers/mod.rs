@@ -98,10 +98,7 @@ impl Singleton for ControlPlane {
                 .sync(&ctx.store, std::time::Duration::from_secs(30))
                 .await
             {
-                tracing::warn!(
-                    "control plane: the watch cache did not catch up: {}",
-                    e.message
-                );
+                tracing::warn!("control plane: the watch cache did not catch up: {e}");
             }
             tracing::info!(node = %ctx.store.node(), "control plane running");
             let rs = Arc::new(replicaset::ReplicaSetController {

@@ -278,7 +278,7 @@ async fn feed(cache: Cache, prefix: Vec<u8>, keys: KeyFn, queue: Queue) {
         let mut opened = match cache.watch(&prefix, Start::Snapshot) {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!("controller watch: {}", e.message);
+                tracing::warn!("controller watch: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
