@@ -20,7 +20,6 @@ use crate::kubelet::fleet::Fleet;
 use crate::kubelet::NodeSpec;
 use crate::local::LocalCluster;
 use crate::model::cache::{CacheEvent, Kind, Start};
-use crate::model::resources::find;
 
 pub struct SimOptions {
     pub nodes: usize,
@@ -179,7 +178,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     tokio::spawn(fleet.run());
 
     // Watch every pod: first seen, bound, Running.
-    let pods = find("", "v1", "pods").context("pods")?;
+    let pods = &crate::model::resources::PODS;
     let mut w = handle
         .cache
         .watch(&pods.prefix(None), Start::Snapshot)
@@ -331,7 +330,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         api_mutation_p99_ms: percentile(&mutation_ms, 0.99),
         peak_rss_bytes: peak_rss_bytes(),
         pod_cidrs: {
-            let nodes = find("", "v1", "nodes").context("nodes")?;
+            let nodes = &crate::model::resources::NODES;
             let (list, _) = handle.cache.list(&nodes.prefix(None), |_| true);
             list.iter()
                 .filter_map(|n| {

@@ -14,7 +14,6 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, W
 use serde_json::json;
 use shoal::controllers::runtime::{Fenced, ReconcileError};
 use shoal::model::registry::{Allocators, Registry};
-use shoal::model::resources::find;
 use shoal::store::command::FenceToken;
 use shoal_harness::{wait_until, TestCluster};
 
@@ -57,7 +56,7 @@ async fn the_control_plane_writes_by_the_apis_rules() {
     let Err(kube::Error::Api(rest)) = rest else {
         panic!("REST accepted an object in a missing namespace: {rest:?}")
     };
-    let cms = find("", "v1", "configmaps").unwrap();
+    let cms = &shoal::model::resources::CONFIGMAPS;
     let (r2, cms2) = (reg.clone(), cms);
     let control = c
         .on(1, move |_| async move {
@@ -79,7 +78,7 @@ async fn the_control_plane_writes_by_the_apis_rules() {
     // A Service a component creates gets its cluster IP, as through REST.
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "made"},
                      "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}});
-    let services = find("", "v1", "services").unwrap();
+    let services = &shoal::model::resources::SERVICES;
     let r2 = reg.clone();
     c.on(1, move |_| async move {
         shoal::controllers::create_object(&r2, services, "default", svc).await

@@ -638,9 +638,7 @@ async fn set_replicas(
 /// `kube-public`) once the store answers. Every API node tries; the
 /// create-if-absent transaction makes that idempotent.
 pub async fn bootstrap(kube: Arc<KubeApi>) {
-    let Some(nss) = resources::find("", "v1", "namespaces") else {
-        return;
-    };
+    let nss = &resources::NAMESPACES;
     let mut pause = Duration::from_millis(100);
     for ns in SYSTEM_NAMESPACES {
         loop {

@@ -179,6 +179,6 @@ pub async fn delete_object(
 
 /// Deletes a pod as the API would (see [`delete_object`]).
 pub async fn delete_pod(reg: &Registry, pod: &Value) -> Result<Option<u64>, ReconcileError> {
-    let pods = shoal_model::resources::find("", "v1", "pods").expect("pods are in the table");
+    let pods = &shoal_model::resources::PODS;
     delete_object(reg, pods, pod, None).await
 }

@@ -17,7 +17,6 @@ use shoal_model::cache::{Cache, Kind, Start};
 use shoal_model::objects;
 use shoal_model::podcidr::{self, PodCidrs, PodSlot};
 use shoal_model::registry::Registry;
-use shoal_model::resources::find;
 use shoal_store::command::{Op, Txn};
 use shoal_store::{ReadRequest, Store};
 
@@ -41,7 +40,7 @@ impl Fleet {
     /// claimed in the same transaction (the claims are read once and the
     /// free /24s handed out in order; an exhausted range is an error).
     pub async fn register(&mut self) -> Result<(), String> {
-        let nodes = find("", "v1", "nodes").ok_or("nodes are not served")?;
+        let nodes = &shoal_model::resources::NODES;
         let read = self
             .store
             .read(ReadRequest::prefix(podcidr::CLAIMS))
@@ -84,7 +83,7 @@ impl Fleet {
 
     /// Runs the pods bound to the fleet's nodes until dropped.
     pub async fn run(self) {
-        let pods = find("", "v1", "pods").expect("pods are served");
+        let pods = &shoal_model::resources::PODS;
         let runtimes: HashMap<String, (SimRuntime, String)> = self
             .nodes
             .iter()

@@ -49,11 +49,11 @@ pub use start::{load_slot, register_node, slot_path, KubeletStart, MakeRuntime, 
 use status::StatusReporter;
 
 pub(crate) fn pods() -> &'static Resource {
-    find("", "v1", "pods").expect("pods are served")
+    &shoal_model::resources::PODS
 }
 
 pub(crate) fn nodes() -> &'static Resource {
-    find("", "v1", "nodes").expect("nodes are served")
+    &shoal_model::resources::NODES
 }
 
 /// A pod's `metadata.uid` ("" if it has none).

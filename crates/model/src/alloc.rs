@@ -9,7 +9,6 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Value};
 
 use super::errors::{ApiError, ApiResult, Cause};
-use super::resources::find;
 use shoal_store::command::{Op, Txn};
 
 const IP_CLAIMS: &str = "/alloc/serviceips/";
@@ -24,7 +23,7 @@ pub struct Ranges {
 }
 
 fn invalid(field: &str, value: &str, why: &str) -> ApiError {
-    let res = find("", "v1", "services").expect("services are in the table");
+    let res = &crate::resources::SERVICES;
     ApiError::invalid(res, "", vec![Cause::invalid(field, value, why)])
 }
 

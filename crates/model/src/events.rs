@@ -114,8 +114,7 @@ impl EventRecorder {
         reason: &str,
         message: &str,
     ) -> Result<u64, ClientError> {
-        let events = resources::find("", "v1", "events")
-            .ok_or_else(|| ClientError::Invalid("events are not served".into()))?;
+        let events = &resources::EVENTS;
         // Events of cluster-scoped objects (Nodes) live in `default`.
         let ns = if obj.namespace.is_empty() {
             "default"

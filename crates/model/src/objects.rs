@@ -461,10 +461,9 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::find;
 
     fn deployments() -> &'static Resource {
-        find("apps", "v1", "deployments").unwrap()
+        &crate::resources::DEPLOYMENTS
     }
 
     fn deployment(name: &str) -> Value {
@@ -525,7 +524,7 @@ mod tests {
 
     #[test]
     fn pod_quantities_are_validated_and_stored_canonically() {
-        let pods = find("", "v1", "pods").unwrap();
+        let pods = &crate::resources::PODS;
         let pod = |resources: Value| {
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                    "spec": {"containers": [{"name": "c", "image": "x", "resources": resources}]}})

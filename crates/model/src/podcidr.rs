@@ -17,7 +17,6 @@ use shoal_store::command::{Compare, KeyValue, Op, Txn};
 use shoal_store::{ReadRequest, Store};
 
 use super::errors::{ApiError, ApiResult, Cause};
-use super::resources::find;
 
 /// Where the claims live (outside `/registry/`, like Service IP claims).
 pub const CLAIMS: &str = "/alloc/podcidrs/";
@@ -49,7 +48,7 @@ impl PodSlot {
 }
 
 fn invalid(name: &str, field: &str, value: &str, why: &str) -> ApiError {
-    let res = find("", "v1", "nodes").expect("nodes are in the table");
+    let res = &crate::resources::NODES;
     ApiError::invalid(res, name, vec![Cause::invalid(field, value, why)])
 }
 
@@ -237,7 +236,7 @@ impl PodCidrs {
                     .and_then(Value::as_str)
                     .unwrap_or("");
                 Err(ApiError::invalid(
-                    find("", "v1", "nodes").expect("nodes are in the table"),
+                    &crate::resources::NODES,
                     name,
                     vec![Cause {
                         reason: "FieldValueForbidden",

@@ -32,7 +32,7 @@ use crate::cache::Cache;
 use crate::errors::{ApiError, ApiResult};
 use crate::objects;
 use crate::podcidr::PodCidrs;
-use crate::resources::{self, Resource};
+use crate::resources::Resource;
 use crate::writer::Writer;
 
 /// Attempts of a read-modify-write racing other writers.
@@ -176,7 +176,7 @@ impl Registry {
         if !res.namespaced {
             return Ok(());
         }
-        let nss = resources::find("", "v1", "namespaces").expect("namespaces are in the table");
+        let nss = &crate::resources::NAMESPACES;
         let key = nss.key("", ns);
         if self.cache.as_ref().is_some_and(|c| c.get(&key).is_some()) {
             return Ok(());
@@ -318,7 +318,7 @@ impl Registry {
         node: &str,
         precondition: Option<u64>,
     ) -> ApiResult<Value> {
-        let pods = resources::find("", "v1", "pods").expect("pods are in the table");
+        let pods = &crate::resources::PODS;
         for _ in 0..RETRIES {
             let (old, mod_rev) = self.current(pods, ns, name).await?;
             if precondition.is_some_and(|w| w != mod_rev) {
@@ -503,7 +503,7 @@ impl Registry {
     /// removes it (batched with its status reports). Only a pod marked for
     /// deletion goes this way.
     pub fn finish_pod_txn(pod: &Value, mod_rev: u64) -> ApiResult<Txn> {
-        let pods = resources::find("", "v1", "pods").expect("pods are in the table");
+        let pods = &crate::resources::PODS;
         if pod.pointer("/metadata/deletionTimestamp").is_none() {
             return Err(ApiError::bad_request(format!(
                 "pod {:?} is not being deleted",
@@ -613,8 +613,8 @@ mod tests {
 
     #[test]
     fn only_bound_pods_are_deleted_gracefully() {
-        let pods = resources::find("", "v1", "pods").unwrap();
-        let cms = resources::find("", "v1", "configmaps").unwrap();
+        let pods = &crate::resources::PODS;
+        let cms = &crate::resources::CONFIGMAPS;
         let bound = json!({"spec": {"nodeName": "a", "terminationGracePeriodSeconds": 5}});
         assert_eq!(graceful_seconds(pods, &bound, None), 5);
         assert_eq!(graceful_seconds(pods, &bound, Some(0)), 0);
@@ -628,7 +628,7 @@ mod tests {
 
     #[test]
     fn status_writes_follow_the_status_rules() {
-        let pods = resources::find("", "v1", "pods").unwrap();
+        let pods = &crate::resources::PODS;
         let pod = json!({"metadata": {"name": "p", "namespace": "d"},
                "spec": {"nodeName": "a", "containers": [{"name": "c", "image": "x"}]},
                "status": {"phase": "Pending"}});

@@ -61,161 +61,213 @@ const fn r(
     }
 }
 
-/// Every served resource (the categories are upstream's: `all` where
-/// Kubernetes has it).
+/// The served resources, one handle each: `&PODS` instead of a lookup by
+/// name (the categories are upstream's: `all` where Kubernetes has it).
+/// `Namespace`.
+pub const NAMESPACES: Resource = r(
+    "",
+    "Namespace",
+    "namespaces",
+    "namespace",
+    &["ns"],
+    false,
+    &[],
+    &["status"],
+);
+
+/// `Node`.
+pub const NODES: Resource = r(
+    "",
+    "Node",
+    "nodes",
+    "node",
+    &["no"],
+    false,
+    &[],
+    &["status"],
+);
+
+/// `Pod`.
+pub const PODS: Resource = r(
+    "",
+    "Pod",
+    "pods",
+    "pod",
+    &["po"],
+    true,
+    &["all"],
+    &["status", "log", "exec", "portforward"],
+);
+
+/// `Service`.
+pub const SERVICES: Resource = r(
+    "",
+    "Service",
+    "services",
+    "service",
+    &["svc"],
+    true,
+    &["all"],
+    &["status"],
+);
+
+/// `Endpoints`.
+pub const ENDPOINTS: Resource = r(
+    "",
+    "Endpoints",
+    "endpoints",
+    "endpoints",
+    &["ep"],
+    true,
+    &[],
+    &[],
+);
+
+/// `ConfigMap`.
+pub const CONFIGMAPS: Resource = r(
+    "",
+    "ConfigMap",
+    "configmaps",
+    "configmap",
+    &["cm"],
+    true,
+    &[],
+    &[],
+);
+
+/// `Secret`.
+pub const SECRETS: Resource = r("", "Secret", "secrets", "secret", &[], true, &[], &[]);
+
+/// `ServiceAccount`.
+pub const SERVICEACCOUNTS: Resource = r(
+    "",
+    "ServiceAccount",
+    "serviceaccounts",
+    "serviceaccount",
+    &["sa"],
+    true,
+    &[],
+    &[],
+);
+
+/// `Event`.
+pub const EVENTS: Resource = r("", "Event", "events", "event", &["ev"], true, &[], &[]);
+
+/// `Deployment`.
+pub const DEPLOYMENTS: Resource = r(
+    "apps",
+    "Deployment",
+    "deployments",
+    "deployment",
+    &["deploy"],
+    true,
+    &["all"],
+    &["status", "scale"],
+);
+
+/// `ReplicaSet`.
+pub const REPLICASETS: Resource = r(
+    "apps",
+    "ReplicaSet",
+    "replicasets",
+    "replicaset",
+    &["rs"],
+    true,
+    &["all"],
+    &["status", "scale"],
+);
+
+/// `DaemonSet`.
+pub const DAEMONSETS: Resource = r(
+    "apps",
+    "DaemonSet",
+    "daemonsets",
+    "daemonset",
+    &["ds"],
+    true,
+    &["all"],
+    &["status"],
+);
+
+/// `StatefulSet`.
+pub const STATEFULSETS: Resource = r(
+    "apps",
+    "StatefulSet",
+    "statefulsets",
+    "statefulset",
+    &["sts"],
+    true,
+    &["all"],
+    &["status", "scale"],
+);
+
+/// `Job`.
+pub const JOBS: Resource = r(
+    "batch",
+    "Job",
+    "jobs",
+    "job",
+    &[],
+    true,
+    &["all"],
+    &["status"],
+);
+
+/// `Ingress`.
+pub const INGRESSES: Resource = r(
+    "networking.k8s.io",
+    "Ingress",
+    "ingresses",
+    "ingress",
+    &["ing"],
+    true,
+    &[],
+    &["status"],
+);
+
+/// `EndpointSlice`.
+pub const ENDPOINTSLICES: Resource = r(
+    "discovery.k8s.io",
+    "EndpointSlice",
+    "endpointslices",
+    "endpointslice",
+    &[],
+    true,
+    &[],
+    &[],
+);
+
+/// `Lease`.
+pub const LEASES: Resource = r(
+    "coordination.k8s.io",
+    "Lease",
+    "leases",
+    "lease",
+    &[],
+    true,
+    &[],
+    &[],
+);
+
+/// Every served resource, in discovery order.
 pub const RESOURCES: &[Resource] = &[
-    r(
-        "",
-        "Namespace",
-        "namespaces",
-        "namespace",
-        &["ns"],
-        false,
-        &[],
-        &["status"],
-    ),
-    r(
-        "",
-        "Node",
-        "nodes",
-        "node",
-        &["no"],
-        false,
-        &[],
-        &["status"],
-    ),
-    r(
-        "",
-        "Pod",
-        "pods",
-        "pod",
-        &["po"],
-        true,
-        &["all"],
-        &["status", "log", "exec", "portforward"],
-    ),
-    r(
-        "",
-        "Service",
-        "services",
-        "service",
-        &["svc"],
-        true,
-        &["all"],
-        &["status"],
-    ),
-    r(
-        "",
-        "Endpoints",
-        "endpoints",
-        "endpoints",
-        &["ep"],
-        true,
-        &[],
-        &[],
-    ),
-    r(
-        "",
-        "ConfigMap",
-        "configmaps",
-        "configmap",
-        &["cm"],
-        true,
-        &[],
-        &[],
-    ),
-    r("", "Secret", "secrets", "secret", &[], true, &[], &[]),
-    r(
-        "",
-        "ServiceAccount",
-        "serviceaccounts",
-        "serviceaccount",
-        &["sa"],
-        true,
-        &[],
-        &[],
-    ),
-    r("", "Event", "events", "event", &["ev"], true, &[], &[]),
-    r(
-        "apps",
-        "Deployment",
-        "deployments",
-        "deployment",
-        &["deploy"],
-        true,
-        &["all"],
-        &["status", "scale"],
-    ),
-    r(
-        "apps",
-        "ReplicaSet",
-        "replicasets",
-        "replicaset",
-        &["rs"],
-        true,
-        &["all"],
-        &["status", "scale"],
-    ),
-    r(
-        "apps",
-        "DaemonSet",
-        "daemonsets",
-        "daemonset",
-        &["ds"],
-        true,
-        &["all"],
-        &["status"],
-    ),
-    r(
-        "apps",
-        "StatefulSet",
-        "statefulsets",
-        "statefulset",
-        &["sts"],
-        true,
-        &["all"],
-        &["status", "scale"],
-    ),
-    r(
-        "batch",
-        "Job",
-        "jobs",
-        "job",
-        &[],
-        true,
-        &["all"],
-        &["status"],
-    ),
-    r(
-        "networking.k8s.io",
-        "Ingress",
-        "ingresses",
-        "ingress",
-        &["ing"],
-        true,
-        &[],
-        &["status"],
-    ),
-    r(
-        "discovery.k8s.io",
-        "EndpointSlice",
-        "endpointslices",
-        "endpointslice",
-        &[],
-        true,
-        &[],
-        &[],
-    ),
-    r(
-        "coordination.k8s.io",
-        "Lease",
-        "leases",
-        "lease",
-        &[],
-        true,
-        &[],
-        &[],
-    ),
+    NAMESPACES,
+    NODES,
+    PODS,
+    SERVICES,
+    ENDPOINTS,
+    CONFIGMAPS,
+    SECRETS,
+    SERVICEACCOUNTS,
+    EVENTS,
+    DEPLOYMENTS,
+    REPLICASETS,
+    DAEMONSETS,
+    STATEFULSETS,
+    JOBS,
+    INGRESSES,
+    ENDPOINTSLICES,
+    LEASES,
 ];
 
 /// The named groups, in the order `/apis` lists them.

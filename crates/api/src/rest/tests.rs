@@ -110,7 +110,7 @@ fn go_zero_values_of_protobuf_bodies_are_dropped_but_user_data_stays() {
 fn kubectl_protobuf_creates_decode_to_what_defaulting_expects() {
     let body = include_bytes!("../testdata/kubectl_create_deployment.pb");
     let json = from_protobuf(body).unwrap();
-    let res = resources::find("apps", "v1", "deployments").unwrap();
+    let res = &shoal_model::resources::DEPLOYMENTS;
     let obj = objects::decode(res, &json).unwrap();
     let d = objects::prepare_create(res, "default", obj).unwrap();
     let c = &d["spec"]["template"]["spec"]["containers"][0];

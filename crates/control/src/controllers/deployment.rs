@@ -20,7 +20,7 @@ use super::runtime::{Action, KeyFn, Reconciler};
 use super::{create_object, delete_object, update_object, update_object_and_status};
 use shoal_model::cache::Cache;
 use shoal_model::objects;
-use shoal_model::resources::{find, Resource};
+use shoal_model::resources::Resource;
 
 pub struct DeploymentController {
     pub cache: Cache,
@@ -28,11 +28,11 @@ pub struct DeploymentController {
 }
 
 fn deployments() -> &'static Resource {
-    find("apps", "v1", "deployments").expect("deployments are served")
+    &shoal_model::resources::DEPLOYMENTS
 }
 
 fn replicasets() -> &'static Resource {
-    find("apps", "v1", "replicasets").expect("replicasets are served")
+    &shoal_model::resources::REPLICASETS
 }
 
 impl DeploymentController {

@@ -28,7 +28,7 @@ use shoal_fabric::actor::{ActorPath, ActorSystem};
 use shoal_fabric::membership::{MemberState, Membership};
 use shoal_model::cache::Cache;
 use shoal_model::objects;
-use shoal_model::resources::{find, Resource};
+use shoal_model::resources::Resource;
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
@@ -48,11 +48,11 @@ pub struct NodeLifecycle {
 }
 
 fn nodes() -> &'static Resource {
-    find("", "v1", "nodes").expect("nodes are served")
+    &shoal_model::resources::NODES
 }
 
 fn pods() -> &'static Resource {
-    find("", "v1", "pods").expect("pods are served")
+    &shoal_model::resources::PODS
 }
 
 /// A pod's toleration of the unreachable NoExecute taint: None = it

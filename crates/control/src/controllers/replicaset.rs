@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use super::runtime::{Action, KeyFn, Reconciler};
 use super::{create_object, delete_pod, is_active, is_ready, update_status};
 use shoal_model::cache::Cache;
-use shoal_model::resources::{find, Resource};
+use shoal_model::resources::Resource;
 
 pub struct ReplicaSetController {
     pub cache: Cache,
@@ -27,11 +27,11 @@ pub struct ReplicaSetController {
 }
 
 fn replicasets() -> &'static Resource {
-    find("apps", "v1", "replicasets").expect("replicasets are served")
+    &shoal_model::resources::REPLICASETS
 }
 
 fn pods() -> &'static Resource {
-    find("", "v1", "pods").expect("pods are served")
+    &shoal_model::resources::PODS
 }
 
 /// Most pods one reconcile creates or deletes (upstream's burst).

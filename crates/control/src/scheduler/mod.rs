@@ -22,7 +22,7 @@ use shoal_model::events::{EventRecorder, EventType, ObjectRef};
 use shoal_model::objects;
 use shoal_model::registry::set_condition;
 use shoal_model::registry::Registry;
-use shoal_model::resources::find;
+use shoal_model::resources::PODS;
 
 pub mod framework;
 
@@ -204,8 +204,8 @@ impl State {
 impl Scheduler {
     /// Runs until aborted (this node stops leading).
     pub async fn run(self) {
-        let pods = find("", "v1", "pods").expect("pods are served");
-        let nodes = find("", "v1", "nodes").expect("nodes are served");
+        let pods = &shoal_model::resources::PODS;
+        let nodes = &shoal_model::resources::NODES;
         loop {
             let (Ok(mut node_watch), Ok(mut pod_watch)) = (
                 self.cache.watch(&nodes.prefix(None), Start::Snapshot),
@@ -299,9 +299,7 @@ impl Scheduler {
                 // The pod changed under us; its newer version is queued by
                 // the watch, or it was deleted.
                 tracing::debug!(pod = objects::name_of(&pod), "binding failed: {e}");
-                let key = find("", "v1", "pods")
-                    .map(|r| r.key(objects::namespace_of(&pod), objects::name_of(&pod)))
-                    .unwrap_or_default();
+                let key = PODS.key(objects::namespace_of(&pod), objects::name_of(&pod));
                 st.unassign(&key);
             }
         }
@@ -335,9 +333,7 @@ async fn unschedulable(fenced: &Registry, events: &EventRecorder, pod: &Value, m
     if already {
         return;
     }
-    let Some(pods) = find("", "v1", "pods") else {
-        return;
-    };
+    let pods = &PODS;
     let mut marked = pod.clone();
     set_condition(
         &mut marked,
