@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::errors::ReconcileError;
 use shoal_model::objects;
-use shoal_model::registry::{DeleteOptions, Propagation, Registry, UpdateOptions};
+use shoal_model::registry::{DeleteOptions, Propagation, Registry};
 use shoal_model::resources::Resource;
 use shoal_store::command::{FenceToken, Txn, TxnResult};
 use shoal_store::{ClientError, ReadRequest, ReadResult, Store};
@@ -72,7 +72,9 @@ pub async fn update_status(
     }
     let mut new = obj.clone();
     new["status"] = status;
-    write(reg, res, Some("status"), &new).await.map(Some)
+    write(reg, res, Some("status"), obj, new)
+        .await
+        .map(|stored| Some(rv_or_zero(&stored)))
 }
 
 /// Writes `obj` guarded by the resourceVersion it carries; a conflict is an
@@ -82,7 +84,13 @@ pub async fn update_object(
     res: &Resource,
     obj: &Value,
 ) -> Result<u64, ReconcileError> {
-    write(reg, res, None, obj).await
+    let base = reg
+        .current_of(res, obj)
+        .await
+        .map_err(|e| ReconcileError::from(e).about(obj))?;
+    write(reg, res, None, &base, obj.clone())
+        .await
+        .map(|stored| rv_or_zero(&stored))
 }
 
 /// Writes `obj`'s spec and metadata, then its status (two writes, as
@@ -93,39 +101,32 @@ pub async fn update_object_and_status(
     res: &Resource,
     obj: &Value,
 ) -> Result<u64, ReconcileError> {
-    let rev = write(reg, res, None, obj).await?;
-    write(
-        reg,
-        res,
-        Some("status"),
-        &objects::with_rv(obj.clone(), rev),
-    )
-    .await
+    let base = reg
+        .current_of(res, obj)
+        .await
+        .map_err(|e| ReconcileError::from(e).about(obj))?;
+    let stored = write(reg, res, None, &base, obj.clone()).await?;
+    let stored = write(reg, res, Some("status"), &stored, obj.clone()).await?;
+    Ok(rv_or_zero(&stored))
 }
 
+/// One guarded write of `body` over `base` (the object as the caller read
+/// it, from the cache, with its resourceVersion). Returns the stored object.
 async fn write(
     reg: &Registry,
     res: &Resource,
     sub: Option<&str>,
-    obj: &Value,
-) -> Result<u64, ReconcileError> {
-    let rv = resource_version(obj)?;
-    let (ns, name) = (objects::namespace_of(obj), objects::name_of(obj));
-    let stored = reg
-        .update(
-            res,
-            ns,
-            name,
-            UpdateOptions {
-                sub,
-                precondition: Some(rv),
-                dry_run: false,
-            },
-            |_| Ok(obj.clone()),
-        )
+    base: &Value,
+    body: Value,
+) -> Result<Value, ReconcileError> {
+    resource_version(base)?;
+    reg.update_at(res, sub, base, body)
         .await
-        .map_err(|e| ReconcileError::from(e).about(obj))?;
-    Ok(objects::rv_of(&stored).ok().flatten().unwrap_or(0))
+        .map_err(|e| ReconcileError::from(e).about(base))
+}
+
+fn rv_or_zero(obj: &Value) -> u64 {
+    objects::rv_of(obj).ok().flatten().unwrap_or(0)
 }
 
 /// The resourceVersion `obj` was read at (objects from the cache have one).

@@ -369,7 +369,9 @@ pub fn prepare_update(
         ));
     }
     if sub == Some("status") {
-        // Only the status (and nothing else) changes through /status.
+        // Only the status (and nothing else) changes through /status. The
+        // rest is the stored object, defaulted and validated when it was
+        // written, and these rules do not look at status: nothing to re-run.
         let mut out = old.clone();
         match new.get("status") {
             Some(s) => out["status"] = s.clone(),
@@ -379,8 +381,6 @@ pub fn prepare_update(
                 }
             }
         }
-        super::defaults::apply(res.kind, &mut out);
-        validate(res, &out)?;
         return Ok(out);
     }
     if res.has("status") {

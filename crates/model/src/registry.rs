@@ -170,6 +170,26 @@ impl Registry {
         Ok((objects::with_rv(obj, kv.mod_rev), kv.mod_rev))
     }
 
+    /// The stored object `obj` is a changed copy of (the one at `obj`'s
+    /// resourceVersion): from the cache when it holds that version, else
+    /// from the store. A newer stored object is a conflict.
+    pub async fn current_of(&self, res: &Resource, obj: &Value) -> ApiResult<Value> {
+        let (ns, name) = (objects::namespace_of(obj), objects::name_of(obj));
+        let rv = objects::rv_of(obj)?;
+        if let (Some(cache), Some(rv)) = (&self.cache, rv) {
+            if let Some(c) = cache.get(&res.key(ns, name)) {
+                if objects::rv_of(&c).ok().flatten() == Some(rv) {
+                    return Ok((*c).clone());
+                }
+            }
+        }
+        let (current, mod_rev) = self.current(res, ns, name).await?;
+        if rv.is_some_and(|rv| rv != mod_rev) {
+            return Err(ApiError::conflict(res, name));
+        }
+        Ok(current)
+    }
+
     /// Refuses objects in namespaces that do not exist (as the
     /// NamespaceLifecycle admission plugin does).
     pub async fn check_namespace(&self, res: &Resource, ns: &str) -> ApiResult<()> {
@@ -259,6 +279,22 @@ impl Registry {
         Ok(())
     }
 
+    /// An update keeps what the object was allocated (a Service's
+    /// addresses, a Node's pod CIDR).
+    fn keep_allocations(
+        &self,
+        res: &Resource,
+        sub: Option<&str>,
+        old: &Value,
+        new: &mut Value,
+    ) -> ApiResult<()> {
+        match res.kind {
+            "Service" if sub.is_none() => self.alloc.services.keep(old, new),
+            "Node" => PodCidrs::keep(old, new),
+            _ => Ok(()),
+        }
+    }
+
     /// Releases what `obj` claimed, in the transaction that removes it.
     fn release(&self, res: &Resource, obj: &Value, txn: &mut Txn) {
         match res.kind {
@@ -292,12 +328,7 @@ impl Registry {
             }
             let body = make(&old)?;
             let mut new = objects::prepare_update(res, sub, &old, body)?;
-            if sub.is_none() && res.kind == "Service" {
-                self.alloc.services.keep(&old, &mut new)?;
-            }
-            if res.kind == "Node" {
-                PodCidrs::keep(&old, &mut new)?;
-            }
+            self.keep_allocations(res, sub, &old, &mut new)?;
             match self.commit(res, &old, new, mod_rev, dry_run).await? {
                 Some(obj) => return Ok(obj),
                 None if precondition.is_some() => return Err(ApiError::conflict(res, name)),
@@ -307,60 +338,72 @@ impl Registry {
         Err(ApiError::conflict(res, name))
     }
 
-    /// Binds pod `ns/name` to `node` (upstream's `pods/binding`): in one
-    /// write, `spec.nodeName` and the PodScheduled=True condition. A pod
-    /// already bound, or being deleted, is a conflict; `precondition` pins
-    /// the resourceVersion the decision was made on.
-    pub async fn bind(
+    /// One guarded write of `body` over `base`, the object as the writer
+    /// holds it (with its resourceVersion): the update rules apply, and a
+    /// `base` that is no longer the stored object is a conflict. No read:
+    /// for writers that hold the object already (the control plane reads
+    /// its watch cache), so a controller's write costs one proposal.
+    pub async fn update_at(
         &self,
-        ns: &str,
-        name: &str,
-        node: &str,
-        precondition: Option<u64>,
+        res: &Resource,
+        sub: Option<&str>,
+        base: &Value,
+        body: Value,
     ) -> ApiResult<Value> {
+        let name = objects::name_of(base).to_string();
+        let mod_rev = objects::rv_of(base)?.ok_or_else(|| {
+            ApiError::bad_request("a guarded update needs the resourceVersion it was read at")
+        })?;
+        let mut new = objects::prepare_update(res, sub, base, body)?;
+        self.keep_allocations(res, sub, base, &mut new)?;
+        self.commit(res, base, new, mod_rev, false)
+            .await?
+            .ok_or_else(|| ApiError::conflict(res, &name))
+    }
+
+    /// Binds `pod` (as the scheduler holds it, with the resourceVersion its
+    /// decision was made on) to `node` (upstream's `pods/binding`): in one
+    /// write, `spec.nodeName` and the PodScheduled=True condition. A pod
+    /// already bound, being deleted, or changed since is a conflict.
+    pub async fn bind(&self, pod: &Value, node: &str) -> ApiResult<Value> {
         let pods = &crate::resources::PODS;
-        for _ in 0..RETRIES {
-            let (old, mod_rev) = self.current(pods, ns, name).await?;
-            if precondition.is_some_and(|w| w != mod_rev) {
-                return Err(ApiError::conflict(pods, name));
-            }
-            let bound = old
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !bound.is_empty() {
-                return Err(ApiError::new(
-                    409,
-                    "Conflict",
-                    format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{bound}\""),
-                ));
-            }
-            if old.pointer("/metadata/deletionTimestamp").is_some() {
-                return Err(ApiError::new(
-                    409,
-                    "Conflict",
-                    format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
-                ));
-            }
-            let mut new = old.clone();
-            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
-            }
-            new["spec"]["nodeName"] = json!(node);
-            set_condition(
-                &mut new,
-                json!({"type": "PodScheduled", "status": "True",
-                       "lastTransitionTime": objects::now(), "lastProbeTime": null}),
-            );
-            objects::validate(pods, &new)?;
-            if let Some(obj) = self.commit(pods, &old, new, mod_rev, false).await? {
-                return Ok(obj);
-            }
-            if precondition.is_some() {
-                return Err(ApiError::conflict(pods, name));
-            }
+        let name = objects::name_of(pod);
+        let mod_rev = objects::rv_of(pod)?.ok_or_else(|| {
+            ApiError::bad_request("a binding needs the resourceVersion it was decided on")
+        })?;
+        let old = pod;
+        let bound = old
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !bound.is_empty() {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{bound}\""),
+            ));
         }
-        Err(ApiError::conflict(pods, name))
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+            ));
+        }
+        let mut new = old.clone();
+        if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        new["spec"]["nodeName"] = json!(node);
+        set_condition(
+            &mut new,
+            json!({"type": "PodScheduled", "status": "True",
+                   "lastTransitionTime": objects::now(), "lastProbeTime": null}),
+        );
+        objects::validate(pods, &new)?;
+        self.commit(pods, old, new, mod_rev, false)
+            .await?
+            .ok_or_else(|| ApiError::conflict(pods, name))
     }
 
     /// Writes `new` over `old` (at `mod_rev`), or removes it when a

@@ -310,10 +310,9 @@ impl Scheduler {
 /// spec.nodeName and PodScheduled=True in one write), guarded by the
 /// resourceVersion the decision was made on.
 async fn bind(reg: &Registry, pod: &Value, node: &str) -> Result<u64, ReconcileError> {
-    let rv = crate::fenced::resource_version(pod)?;
-    let (ns, name) = (objects::namespace_of(pod), objects::name_of(pod));
+    crate::fenced::resource_version(pod)?;
     let bound = reg
-        .bind(ns, name, node, Some(rv))
+        .bind(pod, node)
         .await
         .map_err(|e| ReconcileError::from(e).about(pod))?;
     Ok(objects::rv_of(&bound).ok().flatten().unwrap_or(0))
