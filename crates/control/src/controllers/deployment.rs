@@ -36,7 +36,21 @@ fn replicasets() -> &'static Resource {
 }
 
 impl DeploymentController {
+    /// One reconcile; whatever its outcome, it waits until the cache has
+    /// the writes it made, so the next reconcile (a conflict's runs at
+    /// once) never counts from a view without them.
     async fn sync(&self, key: &str) -> Result<Action, ReconcileError> {
+        let mut written = 0;
+        let result = self.sync_writing(key, &mut written).await;
+        if written > 0 {
+            self.cache
+                .wait_for(written, Duration::from_secs(10))
+                .await?;
+        }
+        result
+    }
+
+    async fn sync_writing(&self, key: &str, last_rev: &mut u64) -> Result<Action, ReconcileError> {
         let (ns, name) = key
             .split_once('/')
             .ok_or_else(|| ReconcileError::invalid(None, "BadKey", format!("bad key {key:?}")))?;
@@ -67,10 +81,10 @@ impl DeploymentController {
         let plan = deployment_plan::plan(&d, &owned, jiff::Timestamp::now()).map_err(|e| {
             ReconcileError::invalid(Some(ObjectRef::of(&dv)), "InvalidDeployment", e)
         })?;
-        let mut last_rev = claimed_rev;
+        *last_rev = claimed_rev;
         if let Some(rs) = &plan.create {
             let v = serde_json::to_value(rs)?;
-            last_rev = last_rev.max(create_object(&self.registry, replicasets(), ns, v).await?);
+            *last_rev = (*last_rev).max(create_object(&self.registry, replicasets(), ns, v).await?);
         }
         for rs in &plan.update {
             let new = serde_json::to_value(rs)?;
@@ -83,7 +97,8 @@ impl DeploymentController {
             let rv = objects::rv_of(old)?;
             let merged = objects::prepare_update(replicasets(), None, old, new)?;
             let merged = objects::with_rv(merged, rv.unwrap_or(0));
-            last_rev = last_rev.max(update_object(&self.registry, replicasets(), &merged).await?);
+            *last_rev =
+                (*last_rev).max(update_object(&self.registry, replicasets(), &merged).await?);
         }
         for rs_name in &plan.delete {
             if let Some(old) = owned_v
@@ -91,7 +106,7 @@ impl DeploymentController {
                 .find(|o| objects::name_of(o) == rs_name.as_str())
             {
                 if let Some(rev) = delete_object(&self.registry, replicasets(), old, None).await? {
-                    last_rev = last_rev.max(rev);
+                    *last_rev = (*last_rev).max(rev);
                 }
             }
         }
@@ -102,13 +117,8 @@ impl DeploymentController {
         }
         dnew["status"] = serde_json::to_value(&plan.status)?;
         if dnew != *dv {
-            last_rev =
-                last_rev.max(update_object_and_status(&self.registry, deployments(), &dnew).await?);
-        }
-        if last_rev > 0 {
-            self.cache
-                .wait_for(last_rev, Duration::from_secs(10))
-                .await?;
+            *last_rev = (*last_rev)
+                .max(update_object_and_status(&self.registry, deployments(), &dnew).await?);
         }
         Ok(plan.requeue_after.map_or(Action::Done, Action::After))
     }

@@ -119,10 +119,24 @@ impl Singleton for ControlPlane {
                 "controller-manager",
                 ctx.store.node(),
             );
+            let workers_ctx = runtime::Context {
+                events,
+                catch_up: Some((cache.clone(), ctx.store.clone())),
+            };
             let mut tasks = tokio::task::JoinSet::new();
-            tasks.spawn(runtime::run(rs, cache.clone(), workers, events.clone()));
-            tasks.spawn(runtime::run(deploy, cache.clone(), workers, events.clone()));
-            tasks.spawn(runtime::run(gc, cache.clone(), workers, events));
+            tasks.spawn(runtime::run(
+                rs,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            tasks.spawn(runtime::run(
+                deploy,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            tasks.spawn(runtime::run(gc, cache.clone(), workers, workers_ctx));
             let lifecycle = nodelifecycle::NodeLifecycle {
                 cache: cache.clone(),
                 registry: registry.clone(),

@@ -62,7 +62,21 @@ fn deletion_rank(p: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 }
 
 impl ReplicaSetController {
+    /// One reconcile; whatever its outcome, it waits until the cache has
+    /// the writes it made, so the next reconcile (a conflict's runs at
+    /// once) never counts from a view without them.
     async fn sync(&self, key: &str) -> Result<Action, ReconcileError> {
+        let mut written = 0;
+        let result = self.sync_writing(key, &mut written).await;
+        if written > 0 {
+            self.cache
+                .wait_for(written, Duration::from_secs(10))
+                .await?;
+        }
+        result
+    }
+
+    async fn sync_writing(&self, key: &str, last_rev: &mut u64) -> Result<Action, ReconcileError> {
         let (ns, name) = key
             .split_once('/')
             .ok_or_else(|| ReconcileError::invalid(None, "BadKey", format!("bad key {key:?}")))?;
@@ -95,7 +109,7 @@ impl ReplicaSetController {
             .unwrap_or(1)
             .max(0) as usize;
         let deleting = rs.pointer("/metadata/deletionTimestamp").is_some();
-        let mut last_rev = claimed_rev;
+        *last_rev = claimed_rev;
         if !deleting && active.len() < want {
             let n = (want - active.len()).min(BURST);
             let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -105,28 +119,39 @@ impl ReplicaSetController {
                 let (fenced, pod, ns) = (self.registry.clone(), pod.clone(), ns.to_string());
                 tasks.spawn(async move { create_object(&fenced, pods(), &ns, pod).await });
             }
+            // Every create is awaited (its revision counts) before a
+            // failure is reported.
+            let mut failed = None;
             while let Some(r) = tasks.join_next().await {
                 match r {
-                    Ok(Ok(rev)) => last_rev = last_rev.max(rev),
-                    // A pod the API rules refuse is about its ReplicaSet
-                    // (upstream's FailedCreate).
-                    Ok(Err(ReconcileError::Invalid { message, .. })) => {
-                        return Err(ReconcileError::invalid(
-                            Some(shoal_model::events::ObjectRef::of(&rs)),
-                            "FailedCreate",
-                            format!("Error creating: {message}"),
-                        ))
+                    Ok(Ok(rev)) => *last_rev = (*last_rev).max(rev),
+                    Ok(Err(e)) => {
+                        failed.get_or_insert(e);
                     }
-                    Ok(Err(e)) => return Err(e),
-                    Err(e) => return Err(ReconcileError::Unavailable(e.to_string())),
+                    Err(e) => {
+                        failed.get_or_insert(ReconcileError::Unavailable(e.to_string()));
+                    }
                 }
+            }
+            match failed {
+                None => {}
+                // A pod the API rules refuse is about its ReplicaSet
+                // (upstream's FailedCreate).
+                Some(ReconcileError::Invalid { message, .. }) => {
+                    return Err(ReconcileError::invalid(
+                        Some(shoal_model::events::ObjectRef::of(&rs)),
+                        "FailedCreate",
+                        format!("Error creating: {message}"),
+                    ))
+                }
+                Some(e) => return Err(e),
             }
         } else if active.len() > want {
             let mut surplus = active.clone();
             surplus.sort_by_key(|p| deletion_rank(p));
             for p in surplus.into_iter().take((active.len() - want).min(BURST)) {
                 if let Some(rev) = delete_pod(&self.registry, p).await? {
-                    last_rev = last_rev.max(rev);
+                    *last_rev = (*last_rev).max(rev);
                 }
             }
         }
@@ -149,12 +174,7 @@ impl ReplicaSetController {
             "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         });
         if let Some(rev) = update_status(&self.registry, replicasets(), &rs, status).await? {
-            last_rev = last_rev.max(rev);
-        }
-        if last_rev > 0 {
-            self.cache
-                .wait_for(last_rev, Duration::from_secs(10))
-                .await?;
+            *last_rev = (*last_rev).max(rev);
         }
         Ok(Action::Done)
     }

@@ -202,6 +202,9 @@ impl Queue {
     }
 }
 
+/// How long a worker waits for the cache to catch up after a conflict.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
 /// Conflicts in a row that run again at once, before backing off.
 const CONFLICTS_AT_ONCE: u32 = 5;
 
@@ -211,21 +214,31 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(ms.min(30_000))
 }
 
-/// Runs `r` with `workers` concurrent reconciles until dropped; Warning
-/// Events of invalid objects go through `events`.
-pub async fn run<R: Reconciler>(r: Arc<R>, cache: Cache, workers: usize, events: EventRecorder) {
+/// What the workers of a controller share besides its queue.
+#[derive(Clone)]
+pub struct Context {
+    /// Where the Warning Events of invalid objects go (fenced).
+    pub events: EventRecorder,
+    /// The cache and its store: after a conflict the cache catches up with
+    /// the store (a read index) before the key runs again, so "at once"
+    /// means on the newer object. None: no catching up (unit tests).
+    pub catch_up: Option<(Cache, shoal_store::Store)>,
+}
+
+/// Runs `r` with `workers` concurrent reconciles until dropped.
+pub async fn run<R: Reconciler>(r: Arc<R>, cache: Cache, workers: usize, ctx: Context) {
     let queue = Queue::default();
     let mut tasks = tokio::task::JoinSet::new();
     for (prefix, keys) in r.watches() {
         tasks.spawn(feed(cache.clone(), prefix, keys, queue.clone()));
     }
     for _ in 0..workers.max(1) {
-        let (r, queue, events) = (r.clone(), queue.clone(), events.clone());
+        let (r, queue, ctx) = (r.clone(), queue.clone(), ctx.clone());
         tasks.spawn(async move {
             loop {
                 let key = queue.next().await;
                 let result = r.clone().reconcile(key.clone()).await;
-                work_done(r.name(), &queue, &events, key, result).await;
+                work_done(r.name(), &queue, &ctx, key, result).await;
             }
         });
     }
@@ -237,10 +250,11 @@ pub async fn run<R: Reconciler>(r: Arc<R>, cache: Cache, workers: usize, events:
 async fn work_done(
     controller: &str,
     queue: &Queue,
-    events: &EventRecorder,
+    ctx: &Context,
     key: String,
     result: Result<Action, ReconcileError>,
 ) {
+    let events = &ctx.events;
     if let Err(e) = &result {
         tracing::debug!(controller, %key, "reconcile failed: {e}");
     }
@@ -258,7 +272,16 @@ async fn work_done(
         }
     }
     match queue.finish(&key, &result) {
-        Some(Duration::ZERO) => queue.add(key),
+        Some(Duration::ZERO) => {
+            if let (Err(ReconcileError::Conflict(_)), Some((cache, store))) =
+                (&result, &ctx.catch_up)
+            {
+                if let Err(e) = cache.sync(store, CATCH_UP).await {
+                    tracing::debug!(controller, %key, "catching up after a conflict: {e}");
+                }
+            }
+            queue.add(key)
+        }
         Some(after) => {
             let q = queue.clone();
             tokio::spawn(async move {
@@ -344,12 +367,15 @@ mod tests {
     async fn failures_are_retried_by_their_kind_on_a_fake_clock() {
         use tokio::time::{timeout, Instant};
         let q = Queue::default();
-        let store_less = EventRecorder::new(Arc::new(NoWriter), "test", "here");
+        let store_less = Context {
+            events: EventRecorder::new(Arc::new(NoWriter), "test", "here"),
+            catch_up: None,
+        };
         // Runs one reconcile of "k" that returns `result`; returns when "k"
         // came back (None: not within a minute of fake time).
         async fn after(
             q: &Queue,
-            events: &EventRecorder,
+            events: &Context,
             result: Result<Action, ReconcileError>,
         ) -> Option<Duration> {
             q.add("k".into());
