@@ -127,10 +127,7 @@ impl Fleet {
                     if pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running") {
                         continue;
                     }
-                    let Some(typed) = super::typed_pod(&pod) else {
-                        continue;
-                    };
-                    let state = rt.start(&typed).await;
+                    let state = rt.start(&pod).await;
                     let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
                     let status = pod_status(&pod, &state, host);
                     super::report_status(&reporter, &key, &pod, rev, status);

@@ -56,24 +56,6 @@ pub(crate) fn nodes() -> &'static Resource {
     &shoal_model::resources::NODES
 }
 
-/// The pod a runtime is handed: decoded once from the stored JSON (which
-/// the API validated through the same type). `None`, logged, for an
-/// object that does not decode, which only a write around the API makes.
-pub fn typed_pod(pod: &Value) -> Option<k8s_openapi::api::core::v1::Pod> {
-    match serde_json::from_value(pod.clone()) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::warn!(pod = objects::name_of(pod), "kubelet: not a Pod: {e}");
-            None
-        }
-    }
-}
-
-/// A typed pod's `metadata.uid` ("" if it has none).
-pub fn uid_of(pod: &k8s_openapi::api::core::v1::Pod) -> String {
-    pod.metadata.uid.clone().unwrap_or_default()
-}
-
 /// A pod's `metadata.uid` ("" if it has none).
 pub fn pod_uid(pod: &Value) -> String {
     pod.pointer("/metadata/uid")
@@ -418,15 +400,9 @@ impl Kubelet {
         }
         let state = if self.runtime.needs_config() && self.runtime.state(&uid).is_none() {
             let resolved = self.resolved(&pod).await;
-            match typed_pod(&resolved) {
-                Some(p) => self.runtime.start(&p).await,
-                None => return,
-            }
+            self.runtime.start(&resolved).await
         } else {
-            match typed_pod(&pod) {
-                Some(p) => self.runtime.start(&p).await,
-                None => return,
-            }
+            self.runtime.start(&pod).await
         };
         let status = pod_status(&pod, &state, &self.spec.address);
         if pod.get("status").is_some_and(|s| same_status(s, &status)) {
@@ -532,9 +508,7 @@ impl Kubelet {
                 restart.push((k.clone(), p.pod.clone(), p.rev));
             } else if mounted {
                 let resolved = self.resolved(&p.pod).await;
-                if let Some(p) = typed_pod(&resolved) {
-                    self.runtime.update(&p);
-                }
+                self.runtime.update(&resolved);
             }
         }
         for (k, pod, rev) in restart {

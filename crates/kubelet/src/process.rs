@@ -31,7 +31,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime, RuntimeError};
-use k8s_openapi::api::core::v1::Pod;
 use shoal_kubelet_proto::PodLogs;
 use shoal_model::objects;
 
@@ -560,8 +559,8 @@ impl Runtime for ProcessRuntime {
         "process"
     }
 
-    fn start(&self, pod: &Pod) -> BoxFuture<'static, PodState> {
-        let uid = super::uid_of(pod);
+    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState> {
+        let uid = super::pod_uid(pod);
         let mut pods = lock(&self.inner.pods);
         if let Some(run) = pods.get(&uid) {
             let state = Self::state_of(run);
@@ -572,21 +571,7 @@ impl Runtime for ProcessRuntime {
         } else {
             Net::Ready(self.next_ip(&pods), None)
         };
-        // Persisted and read back by the process side as JSON (pod.json,
-        // the adoption record), so the typed pod is written out once here.
-        let json = match serde_json::to_value(pod) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(pod = %uid, "process runtime: the pod does not serialize: {e}");
-                let none = PodState {
-                    pod_ip: String::new(),
-                    containers: Vec::new(),
-                    init_containers: Vec::new(),
-                };
-                return Box::pin(async move { none });
-            }
-        };
-        let run = self.launch(&uid, &json, net, false);
+        let run = self.launch(&uid, pod, net, false);
         let state = Self::state_of(&run);
         pods.insert(uid, run);
         Box::pin(async move { state })
@@ -705,12 +690,8 @@ impl Runtime for ProcessRuntime {
         true
     }
 
-    fn update(&self, pod: &Pod) {
-        let uid = super::uid_of(pod);
-        let Ok(json) = serde_json::to_value(pod) else {
-            return;
-        };
-        let pod = &json;
+    fn update(&self, pod: &Value) {
+        let uid = super::pod_uid(pod);
         let ip = match lock(&self.inner.pods).get(&uid) {
             Some(run) => lock(&run.ip).clone(),
             None => return,

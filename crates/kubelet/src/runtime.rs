@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -80,10 +79,8 @@ impl RuntimeError {
 /// every runtime must do.
 pub trait Runtime: Send + Sync + 'static {
     fn name(&self) -> &'static str;
-    /// Starts (or finds running) the pod; reports its state. The pod is
-    /// typed: the kubelet decodes it once (`typed_pod`), so a runtime reads
-    /// fields, not JSON paths.
-    fn start(&self, pod: &Pod) -> BoxFuture<'static, PodState>;
+    /// Starts (or finds running) the pod; reports its state.
+    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState>;
     /// Stops the pod (within `grace`); idempotent.
     fn stop(&self, uid: &str, grace: Duration) -> BoxFuture<'static, ()>;
     /// The pods it runs, by uid.
@@ -157,7 +154,7 @@ pub trait Runtime: Send + Sync + 'static {
     }
     /// The pod resolved again after a ConfigMap or Secret it mounts
     /// changed: its projected volumes get the new files.
-    fn update(&self, _pod: &Pod) {}
+    fn update(&self, _pod: &Value) {}
 }
 
 /// A pod's `spec.restartPolicy`, read once where a runtime needs it.
@@ -175,15 +172,6 @@ pub enum RestartPolicy {
 impl RestartPolicy {
     /// The pod's policy; `Always` when absent or not one of upstream's
     /// three (validation refuses those at the API).
-    /// The policy of a typed pod.
-    pub fn of_pod(pod: &Pod) -> RestartPolicy {
-        match pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) {
-            Some("OnFailure") => RestartPolicy::OnFailure,
-            Some("Never") => RestartPolicy::Never,
-            _ => RestartPolicy::Always,
-        }
-    }
-
     pub fn of(pod: &Value) -> RestartPolicy {
         match pod.pointer("/spec/restartPolicy").and_then(Value::as_str) {
             Some("OnFailure") => RestartPolicy::OnFailure,

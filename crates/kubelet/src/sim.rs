@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use serde_json::Value;
 
 use super::{ContainerState, ContainerStatus, PodState, Runtime, RuntimeError};
-use k8s_openapi::api::core::v1::Pod;
 use shoal_kubelet_proto::PodLogs;
 use shoal_model::podcidr::PodSlot;
 
@@ -47,12 +47,18 @@ impl SimRuntime {
     }
 }
 
-fn containers(pod: &Pod) -> Vec<(String, String)> {
-    pod.spec
-        .iter()
-        .flat_map(|s| &s.containers)
-        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-        .collect()
+fn containers(pod: &Value) -> Vec<(String, String)> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    (s("name"), s("image"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Runtime for SimRuntime {
@@ -60,15 +66,14 @@ impl Runtime for SimRuntime {
         "sim"
     }
 
-    fn start(&self, pod: &Pod) -> BoxFuture<'static, PodState> {
-        let uid = super::uid_of(pod);
+    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState> {
+        let uid = super::pod_uid(pod);
         let exit: Option<i32> = pod
-            .metadata
-            .annotations
-            .as_ref()
+            .pointer("/metadata/annotations")
             .and_then(|a| a.get(EXIT_CODE))
+            .and_then(Value::as_str)
             .and_then(|s| s.parse().ok());
-        let policy = crate::RestartPolicy::of_pod(pod);
+        let policy = crate::RestartPolicy::of(pod);
         let mut pods = self.lock();
         let n = pods.len() as u32 + 1;
         let now = shoal_model::objects::now();
@@ -177,6 +182,7 @@ mod tests {
             cidr: "10.88.1.0/24".into(),
         }
     }
+    use serde_json::json;
 
     #[tokio::test]
     async fn runtime_errors_are_typed() {
@@ -207,17 +213,15 @@ mod tests {
     async fn sim_pods_fail_on_request() {
         let rt = SimRuntime::new(&test_slot());
         let mut p = crate::testing::pod("f");
-        p.metadata.annotations = Some([(EXIT_CODE.to_string(), "3".to_string())].into());
+        p["metadata"]["annotations"] = json!({EXIT_CODE: "3"});
         let s = rt.start(&p).await;
         assert!(
             matches!(s.containers[0].state, ContainerState::Waiting { ref reason, .. } if reason == "CrashLoopBackOff")
         );
         assert_eq!(s.containers[0].restart_count, 1);
         let mut once = crate::testing::pod("g");
-        if let Some(spec) = once.spec.as_mut() {
-            spec.restart_policy = Some("Never".into());
-        }
-        once.metadata.annotations = Some([(EXIT_CODE.to_string(), "0".to_string())].into());
+        once["spec"]["restartPolicy"] = json!("Never");
+        once["metadata"]["annotations"] = json!({EXIT_CODE: "0"});
         let s = rt.start(&once).await;
         assert!(matches!(
             s.containers[0].state,

@@ -12,28 +12,20 @@ use shoal_fabric::testing::wait_until;
 use shoal_kubelet_proto::PodLogs;
 
 use crate::{PodState, Runtime};
-use k8s_openapi::api::core::v1::Pod;
 
 /// A pod whose two containers print a line and keep running (the sim
 /// runtime ignores the command).
-pub fn pod(uid: &str) -> Pod {
+pub fn pod(uid: &str) -> Value {
     let c = |name: &str| {
         json!({"name": name, "image": format!("img-{name}"),
         "command": ["sh", "-c", "echo started; exec sleep 3600"]})
     };
-    typed(
-        &json!({"metadata": {"uid": uid, "name": format!("p-{uid}"), "namespace": "default"},
-           "spec": {"restartPolicy": "Always", "containers": [c("a"), c("b")]}}),
-    )
-}
-
-/// A pod written as JSON, as a runtime is handed it.
-pub fn typed(pod: &Value) -> Pod {
-    serde_json::from_value(pod.clone()).unwrap_or_else(|e| panic!("not a Pod: {e}: {pod}"))
+    json!({"metadata": {"uid": uid, "name": format!("p-{uid}"), "namespace": "default"},
+           "spec": {"restartPolicy": "Always", "containers": [c("a"), c("b")]}})
 }
 
 /// Starts `p` until every container is ready; returns that state.
-pub async fn ready(rt: &dyn Runtime, p: &Pod) -> PodState {
+pub async fn ready(rt: &dyn Runtime, p: &Value) -> PodState {
     wait_until(Duration::from_secs(10), || async {
         let s = rt.start(p).await;
         if !s.containers.is_empty() && s.containers.iter().all(|c| c.ready) {
