@@ -285,7 +285,7 @@ impl NodeConfig {
         if let Err(e) =
             crate::model::alloc::Ranges::new(&self.api.service_cidr, &self.api.node_port_range)
         {
-            return Err(invalid("api.service_cidr", e));
+            return Err(invalid("api.service_cidr", e.to_string()));
         }
         for p in &self.peers {
             if !is_node_name(&p.name) {

@@ -332,10 +332,12 @@ impl Node {
                                 &shim,
                                 sandboxes,
                             )
-                            .map_err(|e| format!("the pods directory: {e}"))?;
-                            rt.prepare()
-                                .await
-                                .map_err(|e| format!("pod sandboxes: {e}"))?;
+                            .map_err(|e| {
+                                crate::kubelet::RuntimeError::Host(format!(
+                                    "the pods directory: {e}"
+                                ))
+                            })?;
+                            rt.prepare().await?;
                             Ok(Arc::new(rt) as Arc<dyn Runtime>)
                         })
                     })

@@ -152,7 +152,7 @@ async fn chaos_post(State(st): State<ApiState>, body: axum::body::Bytes) -> Resp
     };
     match st.faults.apply(cmd) {
         Ok(_) => Json(st.faults.view()).into_response(),
-        Err(e) => status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &e),
+        Err(e) => status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &e.to_string()),
     }
 }
 

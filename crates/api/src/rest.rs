@@ -287,7 +287,7 @@ impl Ctx {
         let labels = LabelSelector::parse(self.param("labelSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
         let fields = FieldSelector::parse(res.kind, self.param("fieldSelector").unwrap_or(""))
-            .map_err(ApiError::bad_request)?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok((labels, fields))
     }
 

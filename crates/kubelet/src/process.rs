@@ -219,7 +219,7 @@ impl ProcessRuntime {
     /// Checks and prepares the host for pod sandboxes (a pod CIDR that
     /// overlaps a host route is refused) and drops what pods that are gone
     /// left; before any pod starts.
-    pub async fn prepare(&self) -> Result<(), String> {
+    pub async fn prepare(&self) -> Result<(), RuntimeError> {
         let Some(sb) = self.inner.sandboxes.clone() else {
             return Ok(());
         };

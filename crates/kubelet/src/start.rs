@@ -17,14 +17,14 @@ use shoal_model::events::EventRecorder;
 use shoal_model::podcidr::{PodCidrs, PodSlot};
 use shoal_store::Store;
 
-use crate::{node::register, Kubelet, NodeSpec, Runtime};
+use crate::{node::register, Kubelet, NodeSpec, Runtime, RuntimeError};
 
 /// The node's runtime, once the node is registered.
 pub type RuntimeCell = Arc<OnceLock<Arc<dyn Runtime>>>;
 
 /// Builds the node's runtime for the slot it was given.
 pub type MakeRuntime =
-    Box<dyn FnMut(PodSlot) -> BoxFuture<'static, Result<Arc<dyn Runtime>, String>> + Send>;
+    Box<dyn FnMut(PodSlot) -> BoxFuture<'static, Result<Arc<dyn Runtime>, RuntimeError>> + Send>;
 
 /// Everything a kubelet needs before its node is registered.
 pub struct KubeletStart {

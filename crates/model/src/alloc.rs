@@ -14,6 +14,16 @@ use shoal_store::command::{Op, Txn};
 const IP_CLAIMS: &str = "/alloc/serviceips/";
 const PORT_CLAIMS: &str = "/alloc/nodeports/";
 
+/// A configured address range that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {input:?}: {why}")]
+pub struct RangeError {
+    /// "service CIDR", "node port range", "pod CIDR".
+    pub what: &'static str,
+    pub input: String,
+    pub why: String,
+}
+
 /// The Service ranges of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ranges {
@@ -29,36 +39,43 @@ fn invalid(field: &str, value: &str, why: &str) -> ApiError {
 
 impl Ranges {
     /// `cidr` such as "10.96.0.0/12", `ports` such as "30000-32767".
-    pub fn new(cidr: &str, ports: &str) -> Result<Ranges, String> {
+    pub fn new(cidr: &str, ports: &str) -> Result<Ranges, RangeError> {
+        let bad = |what: &'static str, input: &str, why: String| RangeError {
+            what,
+            input: input.to_string(),
+            why,
+        };
         let (ip, bits) = cidr
             .split_once('/')
-            .ok_or_else(|| format!("service CIDR {cidr:?} is not address/bits"))?;
+            .ok_or_else(|| bad("service CIDR", cidr, "not address/bits".into()))?;
         let ip: Ipv4Addr = ip
             .parse()
-            .map_err(|e| format!("service CIDR {cidr:?}: {e}"))?;
+            .map_err(|e| bad("service CIDR", cidr, format!("{e}")))?;
         let bits: u32 = bits
             .parse()
-            .map_err(|e| format!("service CIDR {cidr:?}: {e}"))?;
+            .map_err(|e| bad("service CIDR", cidr, format!("{e}")))?;
         if !(8..=28).contains(&bits) {
-            return Err(format!(
-                "service CIDR {cidr:?}: the prefix must be /8 to /28"
+            return Err(bad(
+                "service CIDR",
+                cidr,
+                "the prefix must be /8 to /28".into(),
             ));
         }
         let size = 1u32 << (32 - bits);
         let base = u32::from(ip) & !(size - 1);
         let (lo, hi) = ports
             .split_once('-')
-            .ok_or_else(|| format!("node port range {ports:?} is not low-high"))?;
+            .ok_or_else(|| bad("node port range", ports, "not low-high".into()))?;
         let lo: u16 = lo
             .trim()
             .parse()
-            .map_err(|e| format!("node port range {ports:?}: {e}"))?;
+            .map_err(|e| bad("node port range", ports, format!("{e}")))?;
         let hi: u16 = hi
             .trim()
             .parse()
-            .map_err(|e| format!("node port range {ports:?}: {e}"))?;
+            .map_err(|e| bad("node port range", ports, format!("{e}")))?;
         if lo == 0 || lo > hi {
-            return Err(format!("node port range {ports:?} is empty"));
+            return Err(bad("node port range", ports, "empty".into()));
         }
         Ok(Ranges {
             base,

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use shoal_store::command::{Compare, KeyValue, Op, Txn};
 use shoal_store::{ReadRequest, Store};
 
+use super::alloc::RangeError;
 use super::errors::{ApiError, ApiResult, Cause};
 
 /// Where the claims live (outside `/registry/`, like Service IP claims).
@@ -54,23 +55,26 @@ fn invalid(name: &str, field: &str, value: &str, why: &str) -> ApiError {
 
 impl PodCidrs {
     /// `cidr` such as "10.80.0.0/12": a network of /8 to /24.
-    pub fn new(cidr: &str) -> Result<PodCidrs, String> {
+    pub fn new(cidr: &str) -> Result<PodCidrs, RangeError> {
+        let bad = |why: String| RangeError {
+            what: "pod CIDR",
+            input: cidr.to_string(),
+            why,
+        };
         let (ip, bits) = cidr
             .split_once('/')
-            .ok_or_else(|| format!("pod CIDR {cidr:?} is not address/bits"))?;
-        let ip: Ipv4Addr = ip.parse().map_err(|e| format!("pod CIDR {cidr:?}: {e}"))?;
-        let bits: u32 = bits
-            .parse()
-            .map_err(|e| format!("pod CIDR {cidr:?}: {e}"))?;
+            .ok_or_else(|| bad("not address/bits".into()))?;
+        let ip: Ipv4Addr = ip.parse().map_err(|e| bad(format!("{e}")))?;
+        let bits: u32 = bits.parse().map_err(|e| bad(format!("{e}")))?;
         if !(8..=24).contains(&bits) {
-            return Err(format!(
-                "pod CIDR {cidr:?}: the prefix must be /8 to /24 (each node takes a /24)"
+            return Err(bad(
+                "the prefix must be /8 to /24 (each node takes a /24)".into()
             ));
         }
         let size = 1u32 << (32 - bits);
         let base = u32::from(ip);
         if base & (size - 1) != 0 {
-            return Err(format!("pod CIDR {cidr:?} has host bits set"));
+            return Err(bad("host bits set".into()));
         }
         Ok(PodCidrs {
             base,

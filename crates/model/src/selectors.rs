@@ -45,12 +45,25 @@ fn split_top(s: &str) -> Vec<&str> {
     out
 }
 
-fn set_values(s: &str) -> Result<Vec<String>, String> {
+/// Why a selector does not parse (the messages are upstream's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("set values must be in parentheses: {0:?}")]
+    SetValues(String),
+    #[error("unable to parse requirement: {0:?}")]
+    Requirement(String),
+    #[error("invalid selector: {0:?}; can't understand it")]
+    Field(String),
+    #[error("field label not supported: {field} (for {kind})")]
+    UnsupportedField { field: String, kind: String },
+}
+
+fn set_values(s: &str) -> Result<Vec<String>, SelectorError> {
     let inner = s
         .trim()
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| format!("set values must be in parentheses: {s:?}"))?;
+        .ok_or_else(|| SelectorError::SetValues(s.to_string()))?;
     Ok(inner
         .split(',')
         .map(|v| v.trim().to_string())
@@ -59,7 +72,7 @@ fn set_values(s: &str) -> Result<Vec<String>, String> {
 }
 
 impl LabelSelector {
-    pub fn parse(s: &str) -> Result<LabelSelector, String> {
+    pub fn parse(s: &str) -> Result<LabelSelector, SelectorError> {
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let part = part.trim();
@@ -84,7 +97,7 @@ impl LabelSelector {
             {
                 LabelReq::Exists(part.to_string())
             } else {
-                return Err(format!("unable to parse requirement: {part:?}"));
+                return Err(SelectorError::Requirement(part.to_string()));
             };
             reqs.push(req);
         }
@@ -206,7 +219,7 @@ fn selectable(kind: &str) -> &'static [&'static str] {
 }
 
 impl FieldSelector {
-    pub fn parse(kind: &str, s: &str) -> Result<FieldSelector, String> {
+    pub fn parse(kind: &str, s: &str) -> Result<FieldSelector, SelectorError> {
         let mut reqs = Vec::new();
         for part in s.split(',') {
             let part = part.trim();
@@ -220,13 +233,16 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, v, true)
             } else {
-                return Err(format!("invalid selector: {part:?}; can't understand it"));
+                return Err(SelectorError::Field(part.to_string()));
             };
             let field = field.trim();
             let known = matches!(field, "metadata.name" | "metadata.namespace")
                 || selectable(kind).contains(&field);
             if !known {
-                return Err(format!("field label not supported: {field} (for {kind})"));
+                return Err(SelectorError::UnsupportedField {
+                    field: field.to_string(),
+                    kind: kind.to_string(),
+                });
             }
             reqs.push(FieldReq {
                 field: field.to_string(),
@@ -336,7 +352,14 @@ mod tests {
         assert!(!ok("spec.nodeName="));
         assert!(ok("metadata.namespace==default"));
         let err = FieldSelector::parse("Pod", "spec.containers=x").unwrap_err();
-        assert!(err.contains("field label not supported"), "{err}");
+        assert!(
+            matches!(err, SelectorError::UnsupportedField { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("field label not supported"),
+            "{err}"
+        );
         assert!(FieldSelector::parse("ConfigMap", "spec.nodeName=x").is_err());
         assert_eq!(
             FieldSelector::parse("Pod", "metadata.name=p")

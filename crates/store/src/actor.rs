@@ -124,7 +124,9 @@ impl Handler<ClientWrite> for StoreActor {
     ) -> Reply<Result<TxnResult, ClientError>> {
         let store = self.store.clone();
         Reply::later(async move {
-            msg.0.validate().map_err(ClientError::TooLarge)?;
+            msg.0
+                .validate()
+                .map_err(|e| ClientError::TooLarge(e.to_string()))?;
             store.write_local(msg.0).await
         })
     }
@@ -139,7 +141,8 @@ impl Handler<super::service::ClientWriteMany> for StoreActor {
         let store = self.store.clone();
         Reply::later(async move {
             for t in &msg.0 {
-                t.validate().map_err(ClientError::TooLarge)?;
+                t.validate()
+                    .map_err(|e| ClientError::TooLarge(e.to_string()))?;
             }
             store.write_many_local(msg.0).await
         })

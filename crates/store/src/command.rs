@@ -148,31 +148,41 @@ impl Txn {
     }
 
     /// Checks sizes before proposing (nothing oversize reaches the log).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TxnError> {
         if self.size() > MAX_TXN_BYTES {
-            return Err(format!(
-                "transaction of {} bytes exceeds the limit of {MAX_TXN_BYTES}",
-                self.size()
-            ));
+            return Err(TxnError::TooLarge(self.size()));
         }
         for op in self.success.iter().chain(&self.failure) {
             if op.key().is_empty() {
-                return Err("empty key".into());
+                return Err(TxnError::EmptyKey);
             }
-            if op.key().len() > 4096 {
-                return Err(format!("key of {} bytes exceeds 4096", op.key().len()));
+            if op.key().len() > MAX_KEY_BYTES {
+                return Err(TxnError::KeyTooLarge(op.key().len()));
             }
             if let Op::Put { value, .. } = op {
                 if value.len() > MAX_VALUE_BYTES {
-                    return Err(format!(
-                        "value of {} bytes exceeds the limit of {MAX_VALUE_BYTES}",
-                        value.len()
-                    ));
+                    return Err(TxnError::ValueTooLarge(value.len()));
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The longest key a transaction may write.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// Why a transaction is refused before it is proposed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxnError {
+    #[error("transaction of {0} bytes exceeds the limit of {MAX_TXN_BYTES}")]
+    TooLarge(usize),
+    #[error("empty key")]
+    EmptyKey,
+    #[error("key of {0} bytes exceeds {MAX_KEY_BYTES}")]
+    KeyTooLarge(usize),
+    #[error("value of {0} bytes exceeds the limit of {MAX_VALUE_BYTES}")]
+    ValueTooLarge(usize),
 }
 
 /// The application data of a Raft log entry.
@@ -303,8 +313,9 @@ mod tests {
         let e = Txn::put("k", vec![0u8; MAX_VALUE_BYTES + 1])
             .validate()
             .unwrap_err();
-        assert!(e.contains("exceeds the limit"), "{e}");
-        assert!(Txn::put("", "v").validate().is_err());
+        assert_eq!(e, TxnError::ValueTooLarge(MAX_VALUE_BYTES + 1));
+        assert!(e.to_string().contains("exceeds the limit"), "{e}");
+        assert_eq!(Txn::put("", "v").validate(), Err(TxnError::EmptyKey));
         // Several values under the per-value limit can still make a
         // transaction too large for one log entry.
         let big = Txn {
@@ -317,6 +328,7 @@ mod tests {
             ..Txn::default()
         };
         let e = big.validate().unwrap_err();
-        assert!(e.contains("transaction of"), "{e}");
+        assert!(matches!(e, TxnError::TooLarge(_)), "{e}");
+        assert!(e.to_string().contains("transaction of"), "{e}");
     }
 }

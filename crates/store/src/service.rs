@@ -39,11 +39,10 @@ use shoal_fabric::actor::{ActorPath, ActorSystem, AskError, RemoteMessage};
 const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// A transaction's validation error as the client sees it.
-fn invalid_txn(e: String) -> ClientError {
-    if e.contains("exceeds") {
-        ClientError::TooLarge(e)
-    } else {
-        ClientError::Invalid(e)
+fn invalid_txn(e: crate::command::TxnError) -> ClientError {
+    match e {
+        crate::command::TxnError::EmptyKey => ClientError::Invalid(e.to_string()),
+        _ => ClientError::TooLarge(e.to_string()),
     }
 }
 
@@ -534,7 +533,7 @@ impl Store {
         token: super::command::FenceToken,
         txn: Txn,
     ) -> Result<TxnResult, ClientError> {
-        txn.validate().map_err(ClientError::TooLarge)?;
+        txn.validate().map_err(invalid_txn)?;
         let txn = self.seal(txn);
         // Group commit like any write, with others under the same token.
         let proposal = self.batcher.write_fenced(txn, Some(token));

@@ -51,7 +51,7 @@ impl Handler<Apply> for ChaosActor {
     fn handle(&mut self, msg: Apply, _ctx: &mut Ctx<Self>) -> Reply<Result<Vec<RuleView>, String>> {
         let res = serde_json::from_str::<ChaosCommand>(&msg.command_json)
             .map_err(|e| format!("invalid chaos command: {e}"))
-            .and_then(|cmd| self.faults.apply(cmd))
+            .and_then(|cmd| self.faults.apply(cmd).map_err(|e| e.to_string()))
             .map(|_| self.faults.view());
         if let Err(e) = &res {
             tracing::warn!("chaos command refused: {e}");

@@ -44,36 +44,55 @@ pub enum FaultSpec {
     },
 }
 
+/// Why a fault rule is refused (the messages are the CLI's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultError {
+    #[error("partition needs two non-empty node sets")]
+    EmptyPartition,
+    #[error("partition sets must not overlap")]
+    OverlappingPartition,
+    #[error("oneway needs two different nodes")]
+    OnewayToItself,
+    #[error("delay above 60000 ms is refused")]
+    DelayTooLong,
+    #[error("--between needs at least two nodes")]
+    BetweenOne,
+    #[error("drop probability must be within 0..=1")]
+    Probability,
+    #[error("ttl must be above 0")]
+    ZeroTtl,
+}
+
 impl FaultSpec {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FaultError> {
         match self {
             FaultSpec::Partition { a, b } => {
                 if a.is_empty() || b.is_empty() {
-                    return Err("partition needs two non-empty node sets".into());
+                    return Err(FaultError::EmptyPartition);
                 }
                 if a.iter().any(|n| b.contains(n)) {
-                    return Err("partition sets must not overlap".into());
+                    return Err(FaultError::OverlappingPartition);
                 }
             }
             FaultSpec::Oneway { from, to } => {
                 if from == to {
-                    return Err("oneway needs two different nodes".into());
+                    return Err(FaultError::OnewayToItself);
                 }
             }
             FaultSpec::Delay { ms, between } => {
                 if *ms > 60_000 {
-                    return Err("delay above 60000 ms is refused".into());
+                    return Err(FaultError::DelayTooLong);
                 }
                 if between.len() == 1 {
-                    return Err("--between needs at least two nodes".into());
+                    return Err(FaultError::BetweenOne);
                 }
             }
             FaultSpec::Drop { p, between } => {
                 if !(0.0..=1.0).contains(p) {
-                    return Err("drop probability must be within 0..=1".into());
+                    return Err(FaultError::Probability);
                 }
                 if between.len() == 1 {
-                    return Err("--between needs at least two nodes".into());
+                    return Err(FaultError::BetweenOne);
                 }
             }
         }
@@ -142,7 +161,7 @@ pub struct FaultTable {
 }
 
 impl FaultTable {
-    pub fn apply(&mut self, cmd: ChaosCommand, now: Instant) -> Result<Option<u64>, String> {
+    pub fn apply(&mut self, cmd: ChaosCommand, now: Instant) -> Result<Option<u64>, FaultError> {
         match cmd {
             ChaosCommand::Heal => {
                 self.rules.clear();
@@ -152,7 +171,7 @@ impl FaultTable {
                 rule.validate()?;
                 let ttl = ttl_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TTL);
                 if ttl.is_zero() {
-                    return Err("ttl must be above 0".into());
+                    return Err(FaultError::ZeroTtl);
                 }
                 self.next_id += 1;
                 self.rules.push(Rule {
@@ -235,7 +254,7 @@ pub struct Faults {
 }
 
 impl Faults {
-    pub fn apply(&self, cmd: ChaosCommand) -> Result<Option<u64>, String> {
+    pub fn apply(&self, cmd: ChaosCommand) -> Result<Option<u64>, FaultError> {
         self.lock().apply(cmd, Instant::now())
     }
 

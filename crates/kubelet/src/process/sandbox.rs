@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::PodNetwork;
+use crate::RuntimeError;
 use shoal_model::podcidr::PodSlot;
 use shoal_model::quantity::Quantity;
 
@@ -93,7 +94,7 @@ pub struct Net {
 
 impl Net {
     /// Parses `a.b.c.d/len` (host bits must be zero).
-    pub fn parse(s: &str) -> Result<Net, String> {
+    pub(crate) fn parse(s: &str) -> Result<Net, String> {
         let (addr, len) = s.split_once('/').unwrap_or((s, "32"));
         let ip: std::net::Ipv4Addr = addr.parse().map_err(|e| format!("{s:?}: {e}"))?;
         let prefix: u8 = len
@@ -221,7 +222,11 @@ impl Sandboxes {
     /// (`auto`: when root and the plugins are installed; `cni`: required,
     /// an error says what is missing; `host`: never). Checked when a node
     /// starts, before it has its pod CIDR.
-    pub fn wanted(mode: PodNetwork) -> Result<bool, String> {
+    pub fn wanted(mode: PodNetwork) -> Result<bool, RuntimeError> {
+        Self::wanted_why(mode).map_err(RuntimeError::Unsupported)
+    }
+
+    fn wanted_why(mode: PodNetwork) -> Result<bool, String> {
         let have = have_plugins();
         match mode {
             PodNetwork::Host => Ok(false),
@@ -241,10 +246,16 @@ impl Sandboxes {
         pod_cidr: &str,
         slot: &PodSlot,
         data_dir: &Path,
-    ) -> Result<Option<Sandboxes>, String> {
+    ) -> Result<Option<Sandboxes>, RuntimeError> {
         if !Sandboxes::wanted(mode)? {
             return Ok(None);
         }
+        Self::for_slot(pod_cidr, slot, data_dir)
+            .map(Some)
+            .map_err(RuntimeError::Unsupported)
+    }
+
+    fn for_slot(pod_cidr: &str, slot: &PodSlot, data_dir: &Path) -> Result<Sandboxes, String> {
         let plugins = PathBuf::from(CNI_PLUGINS);
         let cidr = Net::parse(pod_cidr).map_err(|e| format!("kubelet.pod_cidr {e}"))?;
         let subnet = Net::parse(&slot.cidr).map_err(|e| format!("the node's pod CIDR {e}"))?;
@@ -255,14 +266,14 @@ impl Sandboxes {
             ));
         }
         let node = slot.index;
-        Ok(Some(Sandboxes {
+        Ok(Sandboxes {
             node,
             cidr,
             subnet,
             plugins,
             ipam_dir: data_dir.join("cni"),
             cgroups: cgroup_parents(node),
-        }))
+        })
     }
 
     /// This node's pod subnet.
@@ -292,7 +303,11 @@ impl Sandboxes {
     /// not overlap a host route; the forward and masquerade rules; IPAM
     /// records of pods that are gone (not in `keep`) are dropped, and so
     /// are their network namespaces.
-    pub async fn prepare(&self, keep: &[String]) -> Result<(), String> {
+    pub async fn prepare(&self, keep: &[String]) -> Result<(), RuntimeError> {
+        self.prepare_host(keep).await.map_err(RuntimeError::Host)
+    }
+
+    async fn prepare_host(&self, keep: &[String]) -> Result<(), String> {
         let routes = run("ip", &["-j", "-4", "route", "show"]).await?;
         let routes: Vec<Value> = serde_json::from_str(&routes).unwrap_or_default();
         for r in &routes {
@@ -425,7 +440,11 @@ impl Sandboxes {
 
     /// Creates pod `uid`'s sandbox: its network namespace with an address
     /// of the node's subnet, its IPC namespace and its cgroups.
-    pub async fn create(&self, uid: &str) -> Result<Sandbox, String> {
+    pub async fn create(&self, uid: &str) -> Result<Sandbox, RuntimeError> {
+        self.create_host(uid).await.map_err(RuntimeError::Host)
+    }
+
+    async fn create_host(&self, uid: &str) -> Result<Sandbox, String> {
         let netns = self.netns_of(uid);
         if !Path::new(NETNS_DIR).join(&netns).exists() {
             run("ip", &["netns", "add", &netns]).await?;
