@@ -75,6 +75,34 @@ async fn the_control_plane_writes_by_the_apis_rules() {
         other => panic!("a controller's create in a missing namespace: {other:?}"),
     }
 
+    // A writer's stale copy is refused even when it would change nothing
+    // (a controller acting on a cache behind the store must not proceed).
+    let cmapi = Api::<ConfigMap>::default_namespaced(k.clone());
+    let v1 = cmapi
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "stale"}, "data": {"a": "1"}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut v2 = v1.clone();
+    v2.data = Some([("a".to_string(), "2".to_string())].into());
+    cmapi
+        .replace("stale", &PostParams::default(), &v2)
+        .await
+        .unwrap();
+    let old = serde_json::to_value(&v1).unwrap();
+    let r2 = reg.clone();
+    // (`update_at` is the write over the writer's own copy; here the copy
+    // is the first version, as a lagging cache would hold it.)
+    let noop = c
+        .on(1, move |_| async move {
+            r2.update_at(cms, None, &old, old.clone()).await
+        })
+        .await;
+    assert_eq!(noop.map_err(|e| e.code).err(), Some(409));
+
     // A Service a component creates gets its cluster IP, as through REST.
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "made"},
                      "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}});

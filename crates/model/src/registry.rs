@@ -105,6 +105,18 @@ impl DeleteOptions {
     }
 }
 
+/// Where the base of a commit came from, which decides what an unchanged
+/// object costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Read from the store just now: unchanged means nothing to do.
+    Stored,
+    /// The writer's own copy (its cache): unchanged is still checked.
+    Held,
+    /// Nothing is written.
+    DryRun,
+}
+
 /// How an update is made: through a subresource (`status`), pinned to
 /// the resourceVersion it was based on, or only tried (`dry_run`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -329,7 +341,12 @@ impl Registry {
             let body = make(&old)?;
             let mut new = objects::prepare_update(res, sub, &old, body)?;
             self.keep_allocations(res, sub, &old, &mut new)?;
-            match self.commit(res, &old, new, mod_rev, dry_run).await? {
+            let how = if dry_run {
+                Commit::DryRun
+            } else {
+                Commit::Stored
+            };
+            match self.commit(res, &old, new, mod_rev, how).await? {
                 Some(obj) => return Ok(obj),
                 None if precondition.is_some() => return Err(ApiError::conflict(res, name)),
                 None => continue,
@@ -356,7 +373,7 @@ impl Registry {
         })?;
         let mut new = objects::prepare_update(res, sub, base, body)?;
         self.keep_allocations(res, sub, base, &mut new)?;
-        self.commit(res, base, new, mod_rev, false)
+        self.commit(res, base, new, mod_rev, Commit::Held)
             .await?
             .ok_or_else(|| ApiError::conflict(res, &name))
     }
@@ -401,7 +418,7 @@ impl Registry {
                    "lastTransitionTime": objects::now(), "lastProbeTime": null}),
         );
         objects::validate(pods, &new)?;
-        self.commit(pods, old, new, mod_rev, false)
+        self.commit(pods, old, new, mod_rev, Commit::Held)
             .await?
             .ok_or_else(|| ApiError::conflict(pods, name))
     }
@@ -414,7 +431,7 @@ impl Registry {
         old: &Value,
         new: Value,
         mod_rev: u64,
-        dry_run: bool,
+        how: Commit,
     ) -> ApiResult<Option<Value>> {
         let key = res.key(objects::namespace_of(old), objects::name_of(old));
         let unchanged = {
@@ -424,8 +441,21 @@ impl Registry {
             }
             a == new
         };
-        if unchanged || dry_run {
+        if how == Commit::DryRun {
             return Ok(Some(objects::with_rv(new, mod_rev)));
+        }
+        if unchanged {
+            if how == Commit::Stored {
+                return Ok(Some(objects::with_rv(new, mod_rev)));
+            }
+            // Nothing to write, but the writer's copy may be stale: a
+            // compare alone says whether it is still the stored object.
+            let check = Txn {
+                compare: vec![shoal_store::command::Compare { key, mod_rev }],
+                ..Txn::default()
+            };
+            let r = self.writer.write(check).await?;
+            return Ok(r.succeeded.then(|| objects::with_rv(new, mod_rev)));
         }
         let finished = new.pointer("/metadata/deletionTimestamp").is_some()
             && objects::finalizers(&new).is_empty();
