@@ -174,7 +174,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     fleet
         .register()
         .await
-        .map_err(|e| anyhow::anyhow!("registering sim nodes: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("registering sim nodes: {}", e.message))?;
     tokio::spawn(fleet.run());
 
     // Watch every pod: first seen, bound, Running.

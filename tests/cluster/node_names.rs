@@ -213,11 +213,13 @@ async fn an_exhausted_pod_range_is_a_registration_error() {
         })
         .await
         .unwrap_err();
+    assert_eq!(err.code, 500);
     assert!(
-        err.contains(
+        err.message.contains(
             "cannot register node \"gamma\": the pod CIDR range 10.124.0.0/24 is exhausted"
         ),
-        "{err}"
+        "{}",
+        err.message
     );
     // So does a Node created through the API.
     let gamma: Node = serde_json::from_value(json!({"metadata": {"name": "gamma"}})).unwrap();

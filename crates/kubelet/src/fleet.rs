@@ -14,6 +14,7 @@ use super::sim::SimRuntime;
 use super::status::StatusReporter;
 use super::{node_object, pod_status, NodeSpec, Runtime};
 use shoal_model::cache::{Cache, Kind, Start};
+use shoal_model::errors::{ApiError, ApiResult};
 use shoal_model::objects;
 use shoal_model::podcidr::{self, PodCidrs, PodSlot};
 use shoal_model::registry::Registry;
@@ -39,25 +40,22 @@ impl Fleet {
     /// Creates every Node object, each with its own /24 of the pod range
     /// claimed in the same transaction (the claims are read once and the
     /// free /24s handed out in order; an exhausted range is an error).
-    pub async fn register(&mut self) -> Result<(), String> {
+    pub async fn register(&mut self) -> ApiResult<()> {
         let nodes = &shoal_model::resources::NODES;
         let read = self
             .store
             .read(ReadRequest::prefix(podcidr::CLAIMS))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut claims = self.pod_range.claims(&read.kvs);
         let gate = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
         for spec in &self.nodes {
-            let mut obj = objects::prepare_create(nodes, "", node_object(spec, "sim"))
-                .map_err(|e| e.message)?;
+            let mut obj = objects::prepare_create(nodes, "", node_object(spec, "sim"))?;
             let key = nodes.key("", &spec.name);
             let mut txn = Txn::create(key, Vec::new());
             let slot = self
                 .pod_range
-                .assign_from(&mut claims, &mut obj, &mut txn)
-                .map_err(|e| e.message)?;
+                .assign_from(&mut claims, &mut obj, &mut txn)?;
             if let Some(Op::Put { value, .. }) = txn.success.first_mut() {
                 *value = objects::stored_bytes(&obj);
             }
@@ -65,18 +63,17 @@ impl Fleet {
             let (store, gate, name) = (self.store.clone(), gate.clone(), spec.name.clone());
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                let done = store.write(txn).await.map_err(|e| e.to_string())?;
+                let done = store.write(txn).await?;
                 if done.succeeded {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "node {name}: it exists, or its pod CIDR was taken meanwhile"
-                    ))
+                    // The Node exists, or its /24 was taken meanwhile.
+                    Err(ApiError::already_exists(nodes, &name))
                 }
             });
         }
         while let Some(r) = tasks.join_next().await {
-            r.map_err(|e| e.to_string())??;
+            r.map_err(|e| ApiError::new(500, "InternalError", e.to_string()))??;
         }
         Ok(())
     }

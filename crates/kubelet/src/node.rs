@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use shoal_model::errors::{ApiError, ApiResult};
 use shoal_model::objects;
 use shoal_model::podcidr::{PodCidrs, PodSlot};
 use shoal_model::quantity::Quantity;
@@ -99,23 +100,24 @@ pub(crate) async fn register(
     spec: &NodeSpec,
     runtime: &str,
     range: &PodCidrs,
-) -> Result<PodSlot, String> {
+) -> ApiResult<PodSlot> {
     let key = nodes().key("", &spec.name);
     let fresh = node_object(spec, runtime);
     loop {
-        let current = store
-            .read(ReadRequest::key(key.clone()))
-            .await
-            .map_err(|e| e.to_string())?;
+        let current = store.read(ReadRequest::key(key.clone())).await?;
         let (mut obj, mut txn) = match current.kvs.first() {
             None => {
-                let obj =
-                    objects::prepare_create(nodes(), "", fresh.clone()).map_err(|e| e.message)?;
+                let obj = objects::prepare_create(nodes(), "", fresh.clone())?;
                 (obj, Txn::create(key.clone(), Vec::new()))
             }
             Some(kv) => {
-                let mut obj: Value =
-                    serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+                let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+                    ApiError::new(
+                        500,
+                        "InternalError",
+                        format!("stored Node is not JSON: {e}"),
+                    )
+                })?;
                 obj["status"] = fresh["status"].clone();
                 if let (Some(have), Some(want)) = (
                     obj.pointer_mut("/metadata/labels")
@@ -129,14 +131,11 @@ pub(crate) async fn register(
                 (obj, Txn::update(key.clone(), Vec::new(), kv.mod_rev))
             }
         };
-        let slot = range
-            .assign(store, &mut obj, &mut txn)
-            .await
-            .map_err(|e| e.message)?;
+        let slot = range.assign(store, &mut obj, &mut txn).await?;
         if let Some(Op::Put { value, .. }) = txn.success.first_mut() {
             *value = objects::stored_bytes(&obj);
         }
-        if store.write(txn).await.map_err(|e| e.to_string())?.succeeded {
+        if store.write(txn).await?.succeeded {
             return Ok(slot);
         }
     }

@@ -604,11 +604,7 @@ impl Runtime for ProcessRuntime {
     fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, RuntimeError>> {
         let base = self.instance_of(req, uid);
         let req = req.clone();
-        Box::pin(async move {
-            logs::read(&shim::log_path(&base?), &req)
-                .await
-                .map_err(RuntimeError::Host)
-        })
+        Box::pin(async move { logs::read(&shim::log_path(&base?), &req).await })
     }
 
     fn follow(
@@ -676,9 +672,7 @@ impl Runtime for ProcessRuntime {
         let uid = uid.to_string();
         Box::pin(async move {
             match ip {
-                Some(ip) => forward::connect(netns, &ip, port)
-                    .await
-                    .map_err(RuntimeError::Host),
+                Some(ip) => forward::connect(netns, &ip, port).await,
                 None => Err(RuntimeError::NotFound(format!(
                     "pod {uid} is not running on this node"
                 ))),

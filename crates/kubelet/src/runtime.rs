@@ -66,12 +66,17 @@ pub enum RuntimeError {
     /// The host failed (a file, a namespace, a socket): may pass.
     #[error("{0}")]
     Host(String),
+    /// The pod asks for what cannot be set up as it is (a volumeMount of
+    /// no volume, a bad hostPath): its containers wait with
+    /// `CreateContainerConfigError` until the pod or the host changes.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl RuntimeError {
     /// Whether asking again later can succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, RuntimeError::Host(_))
+        matches!(self, RuntimeError::Host(_) | RuntimeError::Config(_))
     }
 }
 

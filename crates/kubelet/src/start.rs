@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use shoal_model::errors::ApiResult;
 use shoal_model::events::EventRecorder;
 use shoal_model::podcidr::{PodCidrs, PodSlot};
 use shoal_store::Store;
@@ -52,9 +53,9 @@ impl KubeletStart {
                 Err(e) => {
                     tries += 1;
                     if tries % 20 == 5 {
-                        tracing::error!(node = %name, "kubelet: cannot register the node: {e}");
+                        tracing::error!(node = %name, "kubelet: cannot register the node: {}", e.message);
                     } else {
-                        tracing::debug!(node = %name, "kubelet: registering the node: {e}");
+                        tracing::debug!(node = %name, "kubelet: registering the node: {}", e.message);
                     }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
@@ -94,7 +95,7 @@ pub async fn register_node(
     spec: &NodeSpec,
     runtime_name: &str,
     range: &PodCidrs,
-) -> Result<PodSlot, String> {
+) -> ApiResult<PodSlot> {
     register(store, spec, runtime_name, range).await
 }
 

@@ -18,6 +18,16 @@ pub async fn connect(
     netns: Option<PathBuf>,
     pod_ip: &str,
     port: u16,
+) -> Result<tokio::net::TcpStream, crate::RuntimeError> {
+    connect_to(netns, pod_ip, port)
+        .await
+        .map_err(crate::RuntimeError::Host)
+}
+
+async fn connect_to(
+    netns: Option<PathBuf>,
+    pod_ip: &str,
+    port: u16,
 ) -> Result<tokio::net::TcpStream, String> {
     let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut targets = vec![local];

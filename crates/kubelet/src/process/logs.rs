@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use crate::RuntimeError;
 use shoal_fabric::actor::Sink;
 use shoal_kubelet_proto::PodLogs;
 
@@ -15,10 +16,15 @@ pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
 
 /// The text of one log file as `kubectl logs` shows it: the lines without
 /// their CRI prefix, the last `tail_lines` if asked.
-pub async fn read(path: &Path, req: &PodLogs) -> Result<String, String> {
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| format!("no logs for container {:?}: {e}", req.container))?;
+pub async fn read(path: &Path, req: &PodLogs) -> Result<String, RuntimeError> {
+    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+        let why = format!("no logs for container {:?}: {e}", req.container);
+        if e.kind() == std::io::ErrorKind::NotFound {
+            RuntimeError::NotFound(why)
+        } else {
+            RuntimeError::Host(why)
+        }
+    })?;
     let lines: Vec<String> = text
         .lines()
         .map(|l| {

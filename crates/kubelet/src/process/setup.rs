@@ -49,6 +49,7 @@ impl Volumes {
         let ready = match volumes::set_up(&self.dir, &self.pod, ip, self.write) {
             Ok(r) => r,
             Err(why) => {
+                let why = why.to_string();
                 tracing::info!(pod = %self.uid, "{why}");
                 for c in &self.ctrs {
                     lock(c).state = ContainerState::Waiting {
@@ -69,7 +70,9 @@ impl Volumes {
                     );
                 }
                 Ok(m) => sup.mounts = m,
-                Err(why) => sup.spec[crate::envs::CONFIG_ERROR] = serde_json::json!(why),
+                Err(why) => {
+                    sup.spec[crate::envs::CONFIG_ERROR] = serde_json::json!(why.to_string())
+                }
             }
         }
         true

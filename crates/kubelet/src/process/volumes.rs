@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use super::sandbox::Mount;
 use crate::volumes::{safe_path, ERROR, FILES};
+use crate::RuntimeError;
 
 /// One volume ready to be mounted.
 #[derive(Debug, Clone)]
@@ -48,6 +49,15 @@ fn volumes(pod: &Value) -> impl Iterator<Item = &Value> {
 /// volumes by name) or the first failure. `write` false only computes the
 /// paths (a pod adopted after an agent restart keeps its files).
 pub fn set_up(
+    dir: &Path,
+    pod: &Value,
+    ip: &str,
+    write: bool,
+) -> Result<HashMap<String, Ready>, RuntimeError> {
+    set_up_volumes(dir, pod, ip, write).map_err(RuntimeError::Config)
+}
+
+fn set_up_volumes(
     dir: &Path,
     pod: &Value,
     ip: &str,
@@ -110,7 +120,11 @@ pub fn set_up(
 
 /// Rewrites the projected volumes of `pod` (ConfigMaps or Secrets
 /// changed): each swaps to its new files at once.
-pub fn update(dir: &Path, pod: &Value, ip: &str) -> Result<(), String> {
+pub fn update(dir: &Path, pod: &Value, ip: &str) -> Result<(), RuntimeError> {
+    update_files(dir, pod, ip).map_err(RuntimeError::Host)
+}
+
+fn update_files(dir: &Path, pod: &Value, ip: &str) -> Result<(), String> {
     for v in volumes(pod) {
         let name = v.get("name").and_then(Value::as_str).unwrap_or("");
         let own = dir.join("volumes").join(name);
@@ -128,7 +142,14 @@ pub fn update(dir: &Path, pod: &Value, ip: &str) -> Result<(), String> {
 }
 
 /// A container's bind mounts from its `volumeMounts`.
-pub fn mounts(container: &Value, ready: &HashMap<String, Ready>) -> Result<Vec<Mount>, String> {
+pub fn mounts(
+    container: &Value,
+    ready: &HashMap<String, Ready>,
+) -> Result<Vec<Mount>, RuntimeError> {
+    mounts_of(container, ready).map_err(RuntimeError::Config)
+}
+
+fn mounts_of(container: &Value, ready: &HashMap<String, Ready>) -> Result<Vec<Mount>, String> {
     let mut out = Vec::new();
     for m in container
         .get("volumeMounts")
@@ -408,6 +429,8 @@ mod tests {
         assert!(err.contains("creating the directory"), "{err}");
         let pod = json!({"spec": {"volumes": [{"name": "h", "hostPath": {"path": "/proc/nope", "type": "DirectoryOrCreate"}}]}});
         let err = set_up(dir.path(), &pod, "", true).unwrap_err();
+        assert!(matches!(err, RuntimeError::Config(_)), "{err}");
+        let err = err.to_string();
         assert!(
             err.starts_with("MountVolume.SetUp failed for volume \"h\": "),
             "{err}"
