@@ -445,22 +445,7 @@ async fn update(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
     let body = objects::decode(t.res, &ctx.body)?;
     let warnings = objects::check_fields(t.res, &body, fv)?;
     let wanted = objects::rv_of(&body)?;
-    let ns = t.ns.as_deref().unwrap_or("");
-    let obj = ctx
-        .kube
-        .registry
-        .update(
-            t.res,
-            ns,
-            name_of(t),
-            UpdateOptions {
-                sub: t.sub.as_deref(),
-                precondition: wanted,
-                dry_run: ctx.dry_run()?,
-            },
-            |_| Ok(body.clone()),
-        )
-        .await?;
+    let obj = update_target(ctx, t, t.sub.as_deref(), wanted, |_| Ok(body.clone())).await?;
     Ok(respond(StatusCode::OK, obj, &warnings))
 }
 
@@ -526,40 +511,47 @@ async fn patch(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         return set_replicas(ctx, t, replicas, wanted).await;
     }
     let warnings = std::sync::Mutex::new(Vec::new());
-    let ns = t.ns.as_deref().unwrap_or("");
-    let obj = ctx
-        .kube
-        .registry
-        .update(
-            t.res,
-            ns,
-            name_of(t),
-            UpdateOptions {
-                sub: t.sub.as_deref(),
-                precondition: None,
-                dry_run: ctx.dry_run()?,
-            },
-            |old| {
-                let patched = apply_patch(ctx, t.res.kind, old)?;
-                if !patched.is_object() {
-                    return Err(ApiError::bad_request(
-                        "the patched object is not a JSON object",
-                    ));
-                }
-                // A resourceVersion in the patch pins the object it was
-                // written against.
-                let wanted = objects::rv_of(&patched)?;
-                if wanted.is_some_and(|w| Some(w) != objects::rv_of(old).ok().flatten()) {
-                    return Err(ApiError::conflict(t.res, name_of(t)));
-                }
-                let w = objects::check_fields(t.res, &patched, fv)?;
-                *warnings.lock().unwrap_or_else(|p| p.into_inner()) = w;
-                Ok(patched)
-            },
-        )
-        .await?;
+    let obj = update_target(ctx, t, t.sub.as_deref(), None, |old| {
+        let patched = apply_patch(ctx, t.res.kind, old)?;
+        if !patched.is_object() {
+            return Err(ApiError::bad_request(
+                "the patched object is not a JSON object",
+            ));
+        }
+        // A resourceVersion in the patch pins the object it was
+        // written against.
+        let wanted = objects::rv_of(&patched)?;
+        if wanted.is_some_and(|w| Some(w) != objects::rv_of(old).ok().flatten()) {
+            return Err(ApiError::conflict(t.res, name_of(t)));
+        }
+        let w = objects::check_fields(t.res, &patched, fv)?;
+        *warnings.lock().unwrap_or_else(|p| p.into_inner()) = w;
+        Ok(patched)
+    })
+    .await?;
     let warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(respond(StatusCode::OK, obj, &warnings))
+}
+
+/// A registry update of the request's target (through `sub`, pinned to
+/// `precondition`, dry-run as the request asks).
+async fn update_target(
+    ctx: &Ctx,
+    t: &Target,
+    sub: Option<&str>,
+    precondition: Option<u64>,
+    make: impl Fn(&Value) -> ApiResult<Value>,
+) -> ApiResult<Value> {
+    let opts = UpdateOptions {
+        sub,
+        precondition,
+        dry_run: ctx.dry_run()?,
+    };
+    let ns = t.ns.as_deref().unwrap_or("");
+    ctx.kube
+        .registry
+        .update(t.res, ns, name_of(t), opts, make)
+        .await
 }
 
 /// autoscaling/v1 Scale of a Deployment, ReplicaSet or StatefulSet.
@@ -611,26 +603,12 @@ async fn set_replicas(
             )],
         ));
     }
-    let ns = t.ns.as_deref().unwrap_or("");
-    let obj = ctx
-        .kube
-        .registry
-        .update(
-            t.res,
-            ns,
-            name_of(t),
-            UpdateOptions {
-                sub: None,
-                precondition: wanted,
-                dry_run: ctx.dry_run()?,
-            },
-            |old| {
-                let mut new = old.clone();
-                new["spec"]["replicas"] = json!(replicas);
-                Ok(new)
-            },
-        )
-        .await?;
+    let obj = update_target(ctx, t, None, wanted, |old| {
+        let mut new = old.clone();
+        new["spec"]["replicas"] = json!(replicas);
+        Ok(new)
+    })
+    .await?;
     Ok(scale_of(&obj))
 }
 

@@ -84,10 +84,7 @@ pub async fn update_object(
     res: &Resource,
     obj: &Value,
 ) -> Result<u64, ReconcileError> {
-    let base = reg
-        .current_of(res, obj)
-        .await
-        .map_err(|e| ReconcileError::from(e).about(obj))?;
+    let base = base_of(reg, res, obj).await?;
     write(reg, res, None, &base, obj.clone())
         .await
         .map(|stored| rv_or_zero(&stored))
@@ -101,13 +98,17 @@ pub async fn update_object_and_status(
     res: &Resource,
     obj: &Value,
 ) -> Result<u64, ReconcileError> {
-    let base = reg
-        .current_of(res, obj)
-        .await
-        .map_err(|e| ReconcileError::from(e).about(obj))?;
+    let base = base_of(reg, res, obj).await?;
     let stored = write(reg, res, None, &base, obj.clone()).await?;
     let stored = write(reg, res, Some("status"), &stored, obj.clone()).await?;
     Ok(rv_or_zero(&stored))
+}
+
+/// The stored object `obj` is a changed copy of (see `Registry::current_of`).
+async fn base_of(reg: &Registry, res: &Resource, obj: &Value) -> Result<Value, ReconcileError> {
+    reg.current_of(res, obj)
+        .await
+        .map_err(|e| ReconcileError::from(e).about(obj))
 }
 
 /// One guarded write of `body` over `base` (the object as the caller read

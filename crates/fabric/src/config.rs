@@ -185,15 +185,22 @@ pub fn node_name(index: usize) -> String {
 /// 253 characters), as Kubernetes requires of Node names. Names carry no
 /// meaning: `alpha`, `beta-2` and `node-7` are all just names.
 pub fn is_node_name(s: &str) -> bool {
-    s.len() <= 253
-        && !s.is_empty()
-        && s.split('.').all(|label| {
-            let b = label.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-                && b[0] != b'-'
-                && b[b.len() - 1] != b'-'
-        })
+    is_dns1123_subdomain(s)
+}
+
+/// Is `s` a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, ≤ 63)? The
+/// one implementation: node names here, object names in the object model.
+pub fn is_dns1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Is `s` a DNS-1123 subdomain (dot-separated labels, ≤ 253)?
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }

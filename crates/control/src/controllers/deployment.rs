@@ -9,7 +9,6 @@ use crate::errors::ReconcileError;
 use shoal_model::events::ObjectRef;
 use shoal_model::registry::Registry;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -36,24 +35,15 @@ fn replicasets() -> &'static Resource {
 }
 
 impl DeploymentController {
-    /// One reconcile; whatever its outcome, it waits until the cache has
-    /// the writes it made, so the next reconcile (a conflict's runs at
-    /// once) never counts from a view without them.
+    /// One reconcile, settled (`runtime::settle`).
     async fn sync(&self, key: &str) -> Result<Action, ReconcileError> {
         let mut written = 0;
         let result = self.sync_writing(key, &mut written).await;
-        if written > 0 {
-            self.cache
-                .wait_for(written, Duration::from_secs(10))
-                .await?;
-        }
-        result
+        super::runtime::settle(&self.cache, written, result).await
     }
 
     async fn sync_writing(&self, key: &str, last_rev: &mut u64) -> Result<Action, ReconcileError> {
-        let (ns, name) = key
-            .split_once('/')
-            .ok_or_else(|| ReconcileError::invalid(None, "BadKey", format!("bad key {key:?}")))?;
+        let (ns, name) = super::runtime::split_key(key)?;
         let Some(dv) = self.cache.get(&deployments().key(ns, name)) else {
             return Ok(Action::Done);
         };

@@ -11,7 +11,6 @@
 use crate::errors::ReconcileError;
 use shoal_model::registry::Registry;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
@@ -62,24 +61,15 @@ fn deletion_rank(p: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 }
 
 impl ReplicaSetController {
-    /// One reconcile; whatever its outcome, it waits until the cache has
-    /// the writes it made, so the next reconcile (a conflict's runs at
-    /// once) never counts from a view without them.
+    /// One reconcile, settled (`runtime::settle`).
     async fn sync(&self, key: &str) -> Result<Action, ReconcileError> {
         let mut written = 0;
         let result = self.sync_writing(key, &mut written).await;
-        if written > 0 {
-            self.cache
-                .wait_for(written, Duration::from_secs(10))
-                .await?;
-        }
-        result
+        super::runtime::settle(&self.cache, written, result).await
     }
 
     async fn sync_writing(&self, key: &str, last_rev: &mut u64) -> Result<Action, ReconcileError> {
-        let (ns, name) = key
-            .split_once('/')
-            .ok_or_else(|| ReconcileError::invalid(None, "BadKey", format!("bad key {key:?}")))?;
+        let (ns, name) = super::runtime::split_key(key)?;
         let Some(rs) = self.cache.get(&replicasets().key(ns, name)) else {
             return Ok(Action::Done);
         };

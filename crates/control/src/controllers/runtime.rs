@@ -55,6 +55,12 @@ pub trait Reconciler: Send + Sync + 'static {
 /// Maps a change to the keys it enqueues.
 pub type KeyFn = Arc<dyn Fn(&CacheEvent) -> Vec<String> + Send + Sync>;
 
+/// The namespace and name of a `namespace/name` key.
+pub fn split_key(key: &str) -> Result<(&str, &str), ReconcileError> {
+    key.split_once('/')
+        .ok_or_else(|| ReconcileError::invalid(None, "BadKey", format!("bad key {key:?}")))
+}
+
 /// `namespace/name` of a JSON object.
 pub fn key_of(obj: &Value) -> String {
     format!(
@@ -317,6 +323,21 @@ async fn feed(cache: Cache, prefix: Vec<u8>, keys: KeyFn, queue: Queue) {
             last = last.max(batch.rev);
         }
     }
+}
+
+/// The end of a reconcile that wrote up to revision `written`: whatever
+/// its outcome, wait until the cache holds those writes, so the next
+/// reconcile (a conflict's runs at once) never counts from a view without
+/// them.
+pub async fn settle(
+    cache: &Cache,
+    written: u64,
+    result: Result<Action, ReconcileError>,
+) -> Result<Action, ReconcileError> {
+    if written > 0 {
+        cache.wait_for(written, Duration::from_secs(10)).await?;
+    }
+    result
 }
 
 /// Objects under `prefix` grouped by `key_of`, from the cache.

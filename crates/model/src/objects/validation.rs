@@ -4,21 +4,7 @@ use super::*;
 use crate::quantity::Quantity;
 use std::collections::BTreeMap;
 
-/// Is `s` a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, ≤ 63)?
-pub fn is_dns1123_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-/// Is `s` a DNS-1123 subdomain (dot-separated labels, ≤ 253)?
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns1123_label)
-}
+pub use shoal_fabric::config::{is_dns1123_label, is_dns1123_subdomain};
 
 /// Is `s` a DNS-1035 label (a DNS-1123 label starting with a letter)?
 pub fn is_dns1035_label(s: &str) -> bool {
