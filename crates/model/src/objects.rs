@@ -82,8 +82,8 @@ pub fn random_suffix(n: usize) -> String {
         .collect()
 }
 
-/// Decodes a request body: JSON (kubectl sends JSON; YAML is not an
-/// accepted content type), an object of `res`'s kind.
+/// Decodes a request body as JSON, an object of `res`'s kind. The API
+/// converts YAML and protobuf bodies to JSON before this (`rest::serve`).
 pub fn decode(res: &Resource, body: &[u8]) -> ApiResult<Value> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
