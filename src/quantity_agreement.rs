@@ -72,7 +72,7 @@ fn scheduler_and_cgroups_agree_on_every_quantity() {
         let pod: Pod = serde_json::from_value(json!({"spec": {"containers": [container]}}))
             .unwrap_or_else(|e| panic!("{q}: {e}"));
         let charged = pod_requests(&pod);
-        let cgroup = CgroupLimits::of(&container);
+        let cgroup = CgroupLimits::of(&pod.spec.as_ref().unwrap().containers[0]);
         let exact = Quantity::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         assert_eq!(charged.milli_cpu, exact.milli_value(), "{q}: scheduler cpu");
         assert_eq!(charged.memory, exact.value(), "{q}: scheduler memory");

@@ -8,16 +8,14 @@
 //! except `status.podIP`/`status.podIPs` field references, which only the
 //! runtime knows when it starts the pod. A container whose configuration
 //! cannot be resolved (a missing ConfigMap, Secret or key that is not
-//! optional) carries [`CONFIG_ERROR`] with the reason instead; the runtime
-//! refuses to start it with `CreateContainerConfigError`, as upstream.
+//! optional) is named in [`Resolved::errors`] with the reason instead; the
+//! runtime refuses to start it with `CreateContainerConfigError`, as
+//! upstream.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use serde_json::{json, Value};
-
-/// The field a container with an unresolvable configuration carries.
-pub const CONFIG_ERROR: &str = "x-shoal-config-error";
 
 /// ConfigMaps and Secrets by (kind, name) in the pod's namespace: their
 /// data as text (Secret values decoded).
@@ -278,11 +276,21 @@ fn container_env(
     Ok(env)
 }
 
+/// A pod with its environments resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// The pod, each container's `env` literal where it could be made so.
+    pub pod: Value,
+    /// By container name: why its environment cannot be built.
+    pub errors: BTreeMap<String, String>,
+}
+
 /// The pod with every container's environment made literal (see the
 /// module docs). `$(VAR)` in `command` and `args` is the runtime's to
 /// expand: only it knows every value (the pod IP).
-pub fn resolve(pod: &Value, sources: &Sources, node: &Node) -> Value {
+pub fn resolve(pod: &Value, sources: &Sources, node: &Node) -> Resolved {
     let mut out = pod.clone();
+    let mut errors = BTreeMap::new();
     for list in ["initContainers", "containers"] {
         let Some(cs) = out
             .pointer_mut(&format!("/spec/{list}"))
@@ -298,11 +306,14 @@ pub fn resolve(pod: &Value, sources: &Sources, node: &Node) -> Value {
                         m.remove("envFrom");
                     }
                 }
-                Err(why) => c[CONFIG_ERROR] = json!(why),
+                Err(why) => {
+                    let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+                    errors.insert(name.to_string(), why);
+                }
             }
         }
     }
-    out
+    Resolved { pod: out, errors }
 }
 
 #[cfg(test)]

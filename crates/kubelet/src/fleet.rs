@@ -124,7 +124,17 @@ impl Fleet {
                     if pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running") {
                         continue;
                     }
-                    let state = rt.start(&pod).await;
+                    let config = match super::PodConfig::of(&pod) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(
+                                "sim kubelet: not starting {}: {e}",
+                                super::pod_uid(&pod)
+                            );
+                            continue;
+                        }
+                    };
+                    let state = rt.start(&config).await;
                     let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
                     let status = pod_status(&pod, &state, host);
                     super::report_status(&reporter, &key, &pod, rev, status);

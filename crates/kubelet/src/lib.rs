@@ -42,7 +42,8 @@ pub mod volumes;
 pub use actor::{ExecSessions, KubeletActor};
 pub use node::{node_object, NodeSpec};
 pub use runtime::{
-    ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime, RuntimeError,
+    ContainerState, ContainerStatus, PodConfig, PodState, ProjectedFile, Projection, RestartPolicy,
+    Runtime, RuntimeError,
 };
 pub use shoal_kubelet_proto::Ping;
 pub use start::{load_slot, register_node, slot_path, KubeletStart, MakeRuntime, RuntimeCell};
@@ -398,12 +399,21 @@ impl Kubelet {
         if phase == "Succeeded" || phase == "Failed" {
             return;
         }
-        let state = if self.runtime.needs_config() && self.runtime.state(&uid).is_none() {
-            let resolved = self.resolved(&pod).await;
-            self.runtime.start(&resolved).await
+        let config = if self.runtime.needs_config() && self.runtime.state(&uid).is_none() {
+            self.resolved(&pod).await
         } else {
-            self.runtime.start(&pod).await
+            PodConfig::of(&pod)
         };
+        let config = match config {
+            Ok(c) => c,
+            Err(e) => {
+                // The API's validation keeps such pods out; one that got
+                // in anyway is left alone, loudly.
+                tracing::warn!(node = %self.spec.name, pod = %uid, "not starting the pod: {e}");
+                return;
+            }
+        };
+        let state = self.runtime.start(&config).await;
         let status = pod_status(&pod, &state, &self.spec.address);
         if pod.get("status").is_some_and(|s| same_status(s, &status)) {
             return;
@@ -415,9 +425,10 @@ impl Kubelet {
 }
 
 impl Kubelet {
-    /// The pod with its environments resolved (see `envs`): the
-    /// ConfigMaps and Secrets it names, read through the store.
-    async fn resolved(&self, pod: &Value) -> Value {
+    /// The pod with its environments and projected volumes resolved (see
+    /// `envs` and `volumes`): the ConfigMaps and Secrets it names, read
+    /// through the store.
+    async fn resolved(&self, pod: &Value) -> Result<PodConfig, RuntimeError> {
         let ns = objects::namespace_of(pod);
         let mut sources = envs::Sources::new();
         let mut objects = volumes::Objects::new();
@@ -425,13 +436,10 @@ impl Kubelet {
         let mut names = envs::referenced(pod);
         names.extend(volumes::referenced(pod));
         for (kind, name) in names {
-            let plural = if kind == "Secret" {
-                "secrets"
+            let res = if kind == "Secret" {
+                &shoal_model::resources::SECRETS
             } else {
-                "configmaps"
-            };
-            let Some(res) = find("", "v1", plural) else {
-                continue;
+                &shoal_model::resources::CONFIGMAPS
             };
             match self.store.read(ReadRequest::key(res.key(ns, &name))).await {
                 Ok(r) => {
@@ -451,22 +459,24 @@ impl Kubelet {
             name: &self.spec.name,
             host_ip: &self.spec.address,
         };
-        let mut out = volumes::resolve(&envs::resolve(pod, &sources, &node), &objects);
+        let envs = envs::resolve(pod, &sources, &node);
+        let mut config = PodConfig::of(&envs.pod)?;
+        config.config_errors = envs.errors;
+        config.projections = volumes::resolve(pod, &objects);
         if let Some(why) = failed {
             // The store could not say: refuse rather than start with a
             // partial environment.
-            for list in ["initContainers", "containers"] {
-                for c in out
-                    .pointer_mut(&format!("/spec/{list}"))
-                    .and_then(Value::as_array_mut)
-                    .into_iter()
-                    .flatten()
-                {
-                    c[envs::CONFIG_ERROR] = json!(why);
-                }
+            let names: Vec<String> = config
+                .init_containers()
+                .iter()
+                .chain(config.containers())
+                .map(|c| c.name.clone())
+                .collect();
+            for name in names {
+                config.config_errors.insert(name, why.clone());
             }
         }
-        out
+        Ok(config)
     }
 }
 
@@ -507,8 +517,10 @@ impl Kubelet {
             if waiting {
                 restart.push((k.clone(), p.pod.clone(), p.rev));
             } else if mounted {
-                let resolved = self.resolved(&p.pod).await;
-                self.runtime.update(&resolved);
+                match self.resolved(&p.pod).await {
+                    Ok(config) => self.runtime.update(&config),
+                    Err(e) => tracing::warn!(pod = %p.uid, "not updating the pod's volumes: {e}"),
+                }
             }
         }
         for (k, pod, rev) in restart {

@@ -26,11 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::Container;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::{ContainerState, ContainerStatus, PodState, RestartPolicy, Runtime, RuntimeError};
+use super::{
+    ContainerState, ContainerStatus, PodConfig, PodState, RestartPolicy, Runtime, RuntimeError,
+};
 use shoal_kubelet_proto::PodLogs;
 use shoal_model::objects;
 
@@ -60,7 +62,7 @@ pub(crate) fn machine_thp_policy() -> std::io::Result<()> {
 
 pub use instance::{kill_leftovers_now, stop_leftovers};
 use instance::{terminate, Adopted, Persisted, Waiter};
-use setup::{save_pod, Creation, Net, Volumes};
+use setup::{save_pod, Creation, Net, Saved, Volumes};
 use shoal_model::podcidr::PodSlot;
 use supervisor::Supervisor;
 
@@ -140,45 +142,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// What a container runs: argv and environment, or why it cannot run.
-fn argv_of(c: &Value) -> Result<Vec<String>, String> {
-    let strings = |k: &str| -> Vec<String> {
-        c.get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut argv = strings("command");
+fn argv_of(c: &Container) -> Result<Vec<String>, String> {
+    let mut argv = c.command.clone().unwrap_or_default();
     if argv.is_empty() {
         return Err(
             "the process runtime runs a container's command; this container has none (no images here)"
                 .into(),
         );
     }
-    argv.extend(strings("args"));
+    argv.extend(c.args.iter().flatten().cloned());
     Ok(argv)
 }
 
 /// A container's environment: the literal values the kubelet resolved
 /// (`kubelet::envs`), and the pod IP for `status.podIP` references.
-fn env_of(c: &Value, pod_ip: &str) -> Vec<(String, String)> {
-    c.get("env")
-        .and_then(Value::as_array)
-        .into_iter()
+fn env_of(c: &Container, pod_ip: &str) -> Vec<(String, String)> {
+    c.env
+        .iter()
         .flatten()
-        .filter_map(|e| {
-            let name = e.get("name")?.as_str()?.to_string();
+        .map(|e| {
             let path = e
-                .pointer("/valueFrom/fieldRef/fieldPath")
-                .and_then(Value::as_str);
+                .value_from
+                .as_ref()
+                .and_then(|f| f.field_ref.as_ref())
+                .map(|f| f.field_path.as_str());
             let value = match path {
                 Some("status.podIP" | "status.podIPs") => pod_ip,
-                _ => e.get("value").and_then(Value::as_str).unwrap_or(""),
+                _ => e.value.as_deref().unwrap_or(""),
             };
-            Some((name, value.to_string()))
+            (e.name.clone(), value.to_string())
         })
         .collect()
 }
@@ -249,20 +241,14 @@ impl ProcessRuntime {
             let dir = d.path();
             let Some(saved) = std::fs::read(dir.join("pod.json"))
                 .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|b| serde_json::from_slice::<Saved>(&b).ok())
             else {
                 // Not a pod this runtime can resume: whatever it holds goes.
                 let _ = std::fs::remove_dir_all(&dir);
                 continue;
             };
-            let (Some(pod), Some(ip)) = (saved.get("pod"), saved.get("ip").and_then(Value::as_str))
-            else {
-                continue;
-            };
-            let uid = super::pod_uid(pod);
-            let sandbox = saved
-                .get("sandbox")
-                .and_then(|s| serde_json::from_value::<sandbox::Sandbox>(s.clone()).ok());
+            let Saved { pod, ip, sandbox } = saved;
+            let uid = pod.uid().to_string();
             if self.inner.sandboxes.is_some() && sandbox.is_none() {
                 // Its sandbox was never finished, so nothing of it ran:
                 // the pod starts again when the kubelet asks.
@@ -270,7 +256,7 @@ impl ProcessRuntime {
                 continue;
             }
             let mut pods = lock(&self.inner.pods);
-            let run = self.launch(&uid, pod, Net::Ready(ip.to_string(), sandbox), true);
+            let run = self.launch(&uid, &pod, Net::Ready(ip.clone(), sandbox), true);
             tracing::info!(pod = %uid, ip, "process runtime: adopted a pod from a previous agent");
             pods.insert(uid, run);
         }
@@ -278,8 +264,8 @@ impl ProcessRuntime {
 
     /// Starts the supervisors of a pod (`resume`: adopting what a previous
     /// agent left in its directory).
-    fn launch(&self, uid: &str, pod: &Value, net: Net, resume: bool) -> PodRun {
-        let policy = RestartPolicy::of(pod);
+    fn launch(&self, uid: &str, pod: &PodConfig, net: Net, resume: bool) -> PodRun {
+        let policy = pod.restart_policy();
         let dir = self.inner.root.join(uid);
         let (ip, sandbox) = match &net {
             Net::Ready(ip, sb) => (ip.clone(), sb.clone()),
@@ -296,33 +282,19 @@ impl ProcessRuntime {
             stop,
             supervisors: Vec::new(),
         };
-        let list = |k: &str| {
-            pod.pointer(&format!("/spec/{k}"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let init_specs = list("initContainers");
-        let has_init = !init_specs.is_empty();
-        let specs = init_specs
-            .into_iter()
+        let has_init = !pod.init_containers().is_empty();
+        let specs = pod
+            .init_containers()
+            .iter()
             .map(|c| (true, c))
-            .chain(list("containers").into_iter().map(|c| (false, c)));
+            .chain(pod.containers().iter().map(|c| (false, c)));
         let (mut init_sups, mut app_sups) = (Vec::new(), Vec::new());
         for (is_init, c) in specs {
-            let name = c
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let name = c.name.clone();
             let cdir = dir.join(&name);
             let mut ctr = Ctr {
                 name: name.clone(),
-                image: c
-                    .get("image")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                image: c.image.clone().unwrap_or_default(),
                 state: ContainerState::Waiting {
                     reason: if has_init && !is_init {
                         "PodInitializing"
@@ -354,8 +326,7 @@ impl ProcessRuntime {
                         };
                         ctr.pid = Some(pid);
                         // Ready at once unless a probe has to say so again.
-                        ctr.ready = probe::Probe::of(&c, "readinessProbe").is_none()
-                            && probe::Probe::of(&c, "startupProbe").is_none();
+                        ctr.ready = c.readiness_probe.is_none() && c.startup_probe.is_none();
                         adopted = Some(Adopted { waiter, pid });
                     }
                     (_, _, Some((code, why))) => {
@@ -374,27 +345,20 @@ impl ProcessRuntime {
             let sup = Supervisor {
                 init: is_init,
                 uid: uid.to_string(),
-                pod_name: pod
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                pod_name: pod.name().to_string(),
                 shim: self.inner.shim.clone(),
                 adopted,
                 ended,
                 enter: match (&self.inner.sandboxes, &sandbox) {
-                    (Some(sbs), Some(_)) => Some(sbs.enter(uid, &c)),
+                    (Some(sbs), Some(_)) => Some(sbs.enter(uid, c)),
                     _ => None,
                 },
                 ip: ip.clone(),
                 mounts: Vec::new(),
-                grace: Duration::from_secs(
-                    pod.pointer("/spec/terminationGracePeriodSeconds")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(30),
-                ),
+                grace: pod.grace(),
                 dir: cdir,
-                spec: c,
+                config_error: pod.config_error(&name).map(String::from),
+                spec: c.clone(),
                 // Init containers run until they succeed (or once, Never).
                 policy: if is_init { policy.for_init() } else { policy },
                 ctr,
@@ -559,8 +523,8 @@ impl Runtime for ProcessRuntime {
         "process"
     }
 
-    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState> {
-        let uid = super::pod_uid(pod);
+    fn start(&self, pod: &PodConfig) -> BoxFuture<'static, PodState> {
+        let uid = pod.uid().to_string();
         let mut pods = lock(&self.inner.pods);
         if let Some(run) = pods.get(&uid) {
             let state = Self::state_of(run);
@@ -684,23 +648,20 @@ impl Runtime for ProcessRuntime {
         true
     }
 
-    fn update(&self, pod: &Value) {
-        let uid = super::pod_uid(pod);
-        let ip = match lock(&self.inner.pods).get(&uid) {
+    fn update(&self, pod: &PodConfig) {
+        let uid = pod.uid();
+        let ip = match lock(&self.inner.pods).get(uid) {
             Some(run) => lock(&run.ip).clone(),
             None => return,
         };
-        let dir = self.inner.root.join(&uid);
+        let dir = self.inner.root.join(uid);
         // The new data survives an agent restart too.
         if let Some(mut saved) = std::fs::read(dir.join("pod.json"))
             .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|b| serde_json::from_slice::<Saved>(&b).ok())
         {
-            saved["pod"] = pod.clone();
-            let tmp = dir.join("pod.json.tmp");
-            if std::fs::write(&tmp, saved.to_string()).is_ok() {
-                let _ = std::fs::rename(tmp, dir.join("pod.json"));
-            }
+            saved.pod = pod.clone();
+            saved.write(&dir);
         }
         if let Err(e) = volumes::update(&dir, pod, &ip) {
             tracing::warn!(pod = %uid, "updating volumes: {e}");

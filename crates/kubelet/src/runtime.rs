@@ -2,10 +2,18 @@
 //! (the `process` runtime, `sim`, later `docker`), and what a runtime
 //! reports back ([`PodState`], [`ContainerStatus`]). The conformance suite
 //! (`testing`) pins what every implementation must do.
+//!
+//! A runtime is handed a [`PodConfig`], like CRI's sandbox and container
+//! configs: the typed pod as stored, plus what the kubelet resolved for
+//! it (literal environments, the files of its projected volumes, and why
+//! a container or volume cannot be set up), so no runtime reads JSON.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::ByteString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -53,6 +61,113 @@ pub struct PodState {
     pub init_containers: Vec<ContainerStatus>,
 }
 
+/// What a runtime is asked to run: the pod, and what the kubelet resolved
+/// for it. Without resolution (`Runtime::needs_config` false, or a pod the
+/// runtime already runs) the maps are empty and each container's `env` is
+/// as stored.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PodConfig {
+    pub pod: Pod,
+    /// By container name: why its configuration cannot be built (a
+    /// missing ConfigMap or Secret); it waits with
+    /// `CreateContainerConfigError`.
+    #[serde(default)]
+    pub config_errors: BTreeMap<String, String>,
+    /// By volume name: the files a `configMap`, `secret` or `projected`
+    /// volume projects, or why it cannot be set up.
+    #[serde(default)]
+    pub projections: BTreeMap<String, Projection>,
+}
+
+/// A projected volume's content, as the kubelet resolved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Projection {
+    Files(Vec<ProjectedFile>),
+    /// Why it cannot be set up (a missing ConfigMap that is not optional,
+    /// a missing key).
+    Failed(String),
+}
+
+/// One file of a projected volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectedFile {
+    /// Relative to the volume, without `..`.
+    pub path: String,
+    pub data: ByteString,
+    pub mode: u32,
+}
+
+impl PodConfig {
+    /// The stored pod, typed, with nothing resolved; Config when it does
+    /// not decode as a Pod (the API's validation keeps such pods out).
+    pub fn of(pod: &Value) -> Result<PodConfig, RuntimeError> {
+        let pod: Pod = serde_json::from_value(pod.clone()).map_err(|e| {
+            RuntimeError::Config(format!("the pod does not decode as a v1 Pod: {e}"))
+        })?;
+        Ok(PodConfig {
+            pod,
+            ..PodConfig::default()
+        })
+    }
+
+    pub fn uid(&self) -> &str {
+        self.pod.metadata.uid.as_deref().unwrap_or("")
+    }
+
+    pub fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or("")
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.pod
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+
+    pub fn restart_policy(&self) -> RestartPolicy {
+        RestartPolicy::named(self.spec().and_then(|s| s.restart_policy.as_deref()))
+    }
+
+    /// `terminationGracePeriodSeconds` (upstream's default 30 s).
+    pub fn grace(&self) -> Duration {
+        let secs = self
+            .spec()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        Duration::from_secs(secs.max(0) as u64)
+    }
+
+    pub fn spec(&self) -> Option<&k8s_openapi::api::core::v1::PodSpec> {
+        self.pod.spec.as_ref()
+    }
+
+    pub fn init_containers(&self) -> &[Container] {
+        self.spec()
+            .and_then(|s| s.init_containers.as_deref())
+            .unwrap_or_default()
+    }
+
+    pub fn containers(&self) -> &[Container] {
+        self.spec()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default()
+    }
+
+    pub fn volumes(&self) -> &[k8s_openapi::api::core::v1::Volume] {
+        self.spec()
+            .and_then(|s| s.volumes.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// Why container `name` cannot be configured, if it cannot.
+    pub fn config_error(&self, name: &str) -> Option<&str> {
+        self.config_errors.get(name).map(String::as_str)
+    }
+}
+
 /// Why a runtime could not do what was asked (logs, a connection into a
 /// pod); the kubelet actor sends its text back to the API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,7 +200,7 @@ impl RuntimeError {
 pub trait Runtime: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Starts (or finds running) the pod; reports its state.
-    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState>;
+    fn start(&self, pod: &PodConfig) -> BoxFuture<'static, PodState>;
     /// Stops the pod (within `grace`); idempotent.
     fn stop(&self, uid: &str, grace: Duration) -> BoxFuture<'static, ()>;
     /// The pods it runs, by uid.
@@ -159,7 +274,7 @@ pub trait Runtime: Send + Sync + 'static {
     }
     /// The pod resolved again after a ConfigMap or Secret it mounts
     /// changed: its projected volumes get the new files.
-    fn update(&self, _pod: &Value) {}
+    fn update(&self, _pod: &PodConfig) {}
 }
 
 /// A pod's `spec.restartPolicy`, read once where a runtime needs it.
@@ -178,7 +293,12 @@ impl RestartPolicy {
     /// The pod's policy; `Always` when absent or not one of upstream's
     /// three (validation refuses those at the API).
     pub fn of(pod: &Value) -> RestartPolicy {
-        match pod.pointer("/spec/restartPolicy").and_then(Value::as_str) {
+        RestartPolicy::named(pod.pointer("/spec/restartPolicy").and_then(Value::as_str))
+    }
+
+    /// The policy `spec.restartPolicy` names (`Always` when none).
+    pub fn named(name: Option<&str>) -> RestartPolicy {
+        match name {
             Some("OnFailure") => RestartPolicy::OnFailure,
             Some("Never") => RestartPolicy::Never,
             _ => RestartPolicy::Always,

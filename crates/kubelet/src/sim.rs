@@ -9,10 +9,8 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{ContainerState, ContainerStatus, PodConfig, PodState, Runtime, RuntimeError};
 use futures::future::BoxFuture;
-use serde_json::Value;
-
-use super::{ContainerState, ContainerStatus, PodState, Runtime, RuntimeError};
 use shoal_kubelet_proto::PodLogs;
 use shoal_model::podcidr::PodSlot;
 
@@ -47,41 +45,24 @@ impl SimRuntime {
     }
 }
 
-fn containers(pod: &Value) -> Vec<(String, String)> {
-    pod.pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .map(|c| {
-                    let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                    (s("name"), s("image"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl Runtime for SimRuntime {
     fn name(&self) -> &'static str {
         "sim"
     }
 
-    fn start(&self, pod: &Value) -> BoxFuture<'static, PodState> {
-        let uid = super::pod_uid(pod);
-        let exit: Option<i32> = pod
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(EXIT_CODE))
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok());
-        let policy = crate::RestartPolicy::of(pod);
+    fn start(&self, pod: &PodConfig) -> BoxFuture<'static, PodState> {
+        let uid = pod.uid().to_string();
+        let exit: Option<i32> = pod.annotation(EXIT_CODE).and_then(|s| s.parse().ok());
+        let policy = pod.restart_policy();
         let mut pods = self.lock();
         let n = pods.len() as u32 + 1;
         let now = shoal_model::objects::now();
         let entry = pods.entry(uid.clone()).or_insert_with(|| {
-            let cs = containers(pod);
-            let statuses = cs
+            let statuses = pod
+                .containers()
                 .iter()
-                .map(|(name, image)| {
+                .map(|c| {
+                    let (name, image) = (&c.name, c.image.clone().unwrap_or_default());
                     let (state, ready, restarts) = match exit {
                         None => (
                             ContainerState::Running {
@@ -110,7 +91,7 @@ impl Runtime for SimRuntime {
                     };
                     ContainerStatus {
                         name: name.clone(),
-                        image: image.clone(),
+                        image,
                         state,
                         ready,
                         restart_count: restarts,
@@ -126,9 +107,13 @@ impl Runtime for SimRuntime {
                     containers: statuses,
                     init_containers: Vec::new(),
                 },
-                log: cs
+                log: pod
+                    .containers()
                     .iter()
-                    .map(|(name, image)| format!("{now} sim: container {name} ({image}) started"))
+                    .map(|c| {
+                        let image = c.image.as_deref().unwrap_or("");
+                        format!("{now} sim: container {} ({image}) started", c.name)
+                    })
                     .collect(),
             }
         });
@@ -182,7 +167,6 @@ mod tests {
             cidr: "10.88.1.0/24".into(),
         }
     }
-    use serde_json::json;
 
     #[tokio::test]
     async fn runtime_errors_are_typed() {
@@ -213,15 +197,17 @@ mod tests {
     async fn sim_pods_fail_on_request() {
         let rt = SimRuntime::new(&test_slot());
         let mut p = crate::testing::pod("f");
-        p["metadata"]["annotations"] = json!({EXIT_CODE: "3"});
+        p.pod.metadata.annotations = Some([(EXIT_CODE.to_string(), "3".to_string())].into());
         let s = rt.start(&p).await;
         assert!(
             matches!(s.containers[0].state, ContainerState::Waiting { ref reason, .. } if reason == "CrashLoopBackOff")
         );
         assert_eq!(s.containers[0].restart_count, 1);
         let mut once = crate::testing::pod("g");
-        once["spec"]["restartPolicy"] = json!("Never");
-        once["metadata"]["annotations"] = json!({EXIT_CODE: "0"});
+        if let Some(spec) = once.pod.spec.as_mut() {
+            spec.restart_policy = Some("Never".into());
+        }
+        once.pod.metadata.annotations = Some([(EXIT_CODE.to_string(), "0".to_string())].into());
         let s = rt.start(&once).await;
         assert!(matches!(
             s.containers[0].state,

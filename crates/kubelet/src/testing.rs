@@ -7,25 +7,26 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use shoal_fabric::testing::wait_until;
 use shoal_kubelet_proto::PodLogs;
 
-use crate::{PodState, Runtime};
+use crate::{PodConfig, PodState, Runtime};
 
 /// A pod whose two containers print a line and keep running (the sim
 /// runtime ignores the command).
-pub fn pod(uid: &str) -> Value {
+pub fn pod(uid: &str) -> PodConfig {
     let c = |name: &str| {
         json!({"name": name, "image": format!("img-{name}"),
         "command": ["sh", "-c", "echo started; exec sleep 3600"]})
     };
-    json!({"metadata": {"uid": uid, "name": format!("p-{uid}"), "namespace": "default"},
-           "spec": {"restartPolicy": "Always", "containers": [c("a"), c("b")]}})
+    let pod = json!({"metadata": {"uid": uid, "name": format!("p-{uid}"), "namespace": "default"},
+           "spec": {"restartPolicy": "Always", "containers": [c("a"), c("b")]}});
+    PodConfig::of(&pod).expect("the conformance pod decodes")
 }
 
 /// Starts `p` until every container is ready; returns that state.
-pub async fn ready(rt: &dyn Runtime, p: &Value) -> PodState {
+pub async fn ready(rt: &dyn Runtime, p: &PodConfig) -> PodState {
     wait_until(Duration::from_secs(10), || async {
         let s = rt.start(p).await;
         if !s.containers.is_empty() && s.containers.iter().all(|c| c.ready) {

@@ -1,20 +1,17 @@
 //! Volumes as the kubelet resolves them before a runtime sees the pod:
 //! each `configMap`, `secret` and `projected` volume gets the files it
-//! projects (path, bytes, mode) under a private key, or why it cannot be
-//! set up (a missing ConfigMap that is not optional, a missing key). The
+//! projects (path, bytes, mode), or why it cannot be set up (a missing
+//! ConfigMap that is not optional, a missing key): the
+//! [`PodConfig::projections`](crate::PodConfig) a runtime is handed. The
 //! runtime writes them (`process::volumes`); the kubelet calls this again
 //! when a ConfigMap or Secret changes, and the runtime rewrites the files.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-/// On a resolved volume: the files it projects, `[{"path", "data"
-/// (base64), "mode"}]`.
-pub const FILES: &str = "x-shoal-files";
-/// On a resolved volume: why it cannot be set up.
-pub const ERROR: &str = "x-shoal-volume-error";
+use crate::{ProjectedFile, Projection};
 
 /// The default mode of projected files (upstream: 0644).
 const DEFAULT_MODE: u64 = 0o644;
@@ -122,8 +119,7 @@ pub fn safe_path(path: &str) -> bool {
 }
 
 /// The files of one volume, or why it cannot be set up.
-fn files_of(volume: &Value, objects: &Objects) -> Result<Vec<Value>, String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
+fn files_of(volume: &Value, objects: &Objects) -> Result<Vec<ProjectedFile>, String> {
     let volume_mode = volume
         .pointer("/projected/defaultMode")
         .and_then(Value::as_u64);
@@ -182,36 +178,38 @@ fn files_of(volume: &Value, objects: &Objects) -> Result<Vec<Value>, String> {
             if mode > 0o777 {
                 return Err(format!("mode {mode:o} of {path:?} is not a file mode"));
             }
-            files.push(json!({"path": path, "data": b64.encode(bytes), "mode": mode}));
+            files.push(ProjectedFile {
+                path,
+                data: k8s_openapi::ByteString(bytes.clone()),
+                mode: mode as u32,
+            });
         }
     }
     Ok(files)
 }
 
-/// The pod with each ConfigMap, Secret and projected volume resolved
-/// against `objects`: its files under [`FILES`], or [`ERROR`].
-pub fn resolve(pod: &Value, objects: &Objects) -> Value {
-    let mut out = pod.clone();
-    let Some(list) = out
-        .pointer_mut("/spec/volumes")
-        .and_then(Value::as_array_mut)
-    else {
-        return out;
-    };
-    for v in list {
+/// Each ConfigMap, Secret and projected volume of the pod resolved
+/// against `objects`, by volume name.
+pub fn resolve(pod: &Value, objects: &Objects) -> BTreeMap<String, Projection> {
+    let mut out = BTreeMap::new();
+    for v in volumes(pod) {
         if sources(v).is_empty() {
             continue;
         }
-        match files_of(v, objects) {
-            Ok(files) => v[FILES] = json!(files),
-            Err(why) => v[ERROR] = json!(why),
-        }
+        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+        let projection = match files_of(v, objects) {
+            Ok(files) => Projection::Files(files),
+            Err(why) => Projection::Failed(why),
+        };
+        out.insert(name.to_string(), projection);
     }
     out
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn objects() -> Objects {
@@ -228,20 +226,14 @@ mod tests {
         o
     }
 
-    fn files(pod: &Value, i: usize) -> Vec<(String, Vec<u8>, u64)> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        pod["spec"]["volumes"][i][FILES]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                (
-                    f["path"].as_str().unwrap().to_string(),
-                    b64.decode(f["data"].as_str().unwrap()).unwrap(),
-                    f["mode"].as_u64().unwrap(),
-                )
-            })
-            .collect()
+    fn files(r: &BTreeMap<String, Projection>, volume: &str) -> Vec<(String, Vec<u8>, u32)> {
+        match &r[volume] {
+            Projection::Files(files) => files
+                .iter()
+                .map(|f| (f.path.clone(), f.data.0.clone(), f.mode))
+                .collect(),
+            Projection::Failed(why) => panic!("volume {volume}: {why}"),
+        }
     }
 
     #[test]
@@ -254,21 +246,21 @@ mod tests {
             {"name": "e", "emptyDir": {}},
         ]}});
         let r = resolve(&pod, &objects());
-        let all = files(&r, 0);
+        let all = files(&r, "all");
         assert_eq!(all.len(), 3);
         assert!(all.contains(&("bin".into(), vec![0, 1], 0o644)));
         assert_eq!(
-            files(&r, 1),
+            files(&r, "some"),
             vec![
                 ("conf/a".into(), b"x=1".to_vec(), 0o600),
                 ("b".into(), b"2".to_vec(), 0o400)
             ]
         );
         assert_eq!(
-            files(&r, 2),
+            files(&r, "s"),
             vec![("password".into(), b"s3cr3t".to_vec(), 0o440)]
         );
-        assert!(r["spec"]["volumes"][3].get(FILES).is_none());
+        assert!(!r.contains_key("e"), "an emptyDir projects nothing");
         assert_eq!(
             referenced(&pod),
             [
@@ -288,15 +280,13 @@ mod tests {
             {"name": "d", "configMap": {"name": "app", "items": [{"key": "b", "path": "../etc/passwd"}]}},
         ]}});
         let r = resolve(&pod, &objects());
-        let err = |i: usize| {
-            r["spec"]["volumes"][i][ERROR]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
+        let err = |v: &str| match &r[v] {
+            Projection::Failed(why) => why.clone(),
+            Projection::Files(f) => panic!("volume {v} projects {f:?}"),
         };
-        assert_eq!(err(0), "configmap \"gone\" not found");
-        assert!(files(&r, 1).is_empty());
-        assert_eq!(err(2), "configmap \"app\" has no key \"nope\"");
-        assert!(err(3).contains("must be relative"), "{}", err(3));
+        assert_eq!(err("a"), "configmap \"gone\" not found");
+        assert!(files(&r, "b").is_empty());
+        assert_eq!(err("c"), "configmap \"app\" has no key \"nope\"");
+        assert!(err("d").contains("must be relative"), "{}", err("d"));
     }
 }

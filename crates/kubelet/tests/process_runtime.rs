@@ -58,6 +58,11 @@ fn runtime(dir: &Dir) -> ProcessRuntime {
     ProcessRuntime::new(&dir.path().join("pods"), &slot, quick(), &shoal_bin(), None).unwrap()
 }
 
+/// The typed pod a runtime is handed.
+fn cfg(p: &Value) -> PodConfig {
+    PodConfig::of(p).expect("a test pod decodes")
+}
+
 fn pod(uid: &str, policy: &str, command: Value) -> Value {
     json!({"metadata": {"uid": uid, "name": format!("p-{uid}"), "namespace": "default"},
            "spec": {"restartPolicy": policy,
@@ -108,7 +113,7 @@ async fn a_container_without_a_command_is_refused_with_a_reason() {
         .as_object_mut()
         .unwrap()
         .remove("command");
-    rt.start(&p).await;
+    rt.start(&cfg(&p)).await;
     let c = until(&rt, "n", "a refusal", |c| matches!(c.state, ContainerState::Waiting { ref reason, .. } if reason == "CreateContainerConfigError")).await;
     let ContainerState::Waiting { message, .. } = c.state else {
         unreachable!()
@@ -123,11 +128,11 @@ async fn a_crashing_container_restarts_with_back_off_and_keeps_its_last_state() 
     let dir = tmp();
     let rt = runtime(&dir);
     let mut changes = rt.changes().unwrap();
-    rt.start(&pod(
+    rt.start(&cfg(&pod(
         "x",
         "Always",
         json!(["sh", "-c", "echo run $GREETING; exit 3"]),
-    ))
+    )))
     .await;
     let c = until(&rt, "x", "two restarts", |c| c.restart_count >= 2).await;
     match c.last_state {
@@ -160,8 +165,9 @@ async fn a_crashing_container_restarts_with_back_off_and_keeps_its_last_state() 
 async fn restart_policy_never_and_on_failure_leave_finished_containers() {
     let dir = tmp();
     let rt = runtime(&dir);
-    rt.start(&pod("ok", "OnFailure", json!(["true"]))).await;
-    rt.start(&pod("bad", "Never", json!(["false"]))).await;
+    rt.start(&cfg(&pod("ok", "OnFailure", json!(["true"]))))
+        .await;
+    rt.start(&cfg(&pod("bad", "Never", json!(["false"])))).await;
     let ok = until(&rt, "ok", "completion", |c| {
         matches!(c.state, ContainerState::Terminated { .. })
     })
@@ -186,11 +192,11 @@ async fn restart_policy_never_and_on_failure_leave_finished_containers() {
 async fn a_command_that_does_not_exist_is_a_start_error_not_a_crash_of_the_agent() {
     let dir = tmp();
     let rt = runtime(&dir);
-    rt.start(&pod(
+    rt.start(&cfg(&pod(
         "nf",
         "Never",
         json!(["/nonexistent/shoal-test-binary"]),
-    ))
+    )))
     .await;
     let c = until(&rt, "nf", "a start error", |c| {
         matches!(c.state, ContainerState::Terminated { .. })
@@ -218,7 +224,7 @@ async fn a_killed_process_is_restarted_with_a_new_pid() {
     let dir = tmp();
     let rt = runtime(&dir);
     let p = pod("k", "Always", json!(["sleep", "3600"]));
-    conformance::ready(&rt, &p).await;
+    conformance::ready(&rt, &cfg(&p)).await;
     let pid = rt.pids("k")["c"];
     // SAFETY: SIGKILL to the child we started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -251,7 +257,7 @@ async fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
             "trap '' TERM; echo up; while true; do sleep 0.05; done"
         ]),
     );
-    conformance::ready(&rt, &p).await;
+    conformance::ready(&rt, &cfg(&p)).await;
     let pid = rt.pids("t")["c"];
     let t = std::time::Instant::now();
     rt.stop("t", Duration::from_millis(300)).await;
@@ -261,7 +267,7 @@ async fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
     assert!(!alive(pid));
     // A process that honours SIGTERM ends at once.
     let p = pod("t2", "Always", json!(["sleep", "3600"]));
-    conformance::ready(&rt, &p).await;
+    conformance::ready(&rt, &cfg(&p)).await;
     let t = std::time::Instant::now();
     rt.stop("t2", Duration::from_secs(30)).await;
     assert!(t.elapsed() < Duration::from_secs(5));
@@ -294,7 +300,7 @@ async fn readiness_follows_its_probe() {
     let probes = json!({"readinessProbe": {"exec": {"command": ["test", "-f", flag.to_str().unwrap()]},
                                              "periodSeconds": 1, "failureThreshold": 1}});
     let p = with_probes("r", json!(["sleep", "3600"]), probes);
-    rt.start(&p).await;
+    rt.start(&cfg(&p)).await;
     let c = until(&rt, "r", "running", |c| {
         matches!(c.state, ContainerState::Running { .. })
     })
@@ -314,7 +320,7 @@ async fn a_failing_liveness_probe_restarts_the_container() {
     let rt = runtime(&dir);
     let probes = json!({"livenessProbe": {"exec": {"command": ["false"]},
                                             "periodSeconds": 1, "failureThreshold": 1}});
-    rt.start(&with_probes("l", json!(["sleep", "3600"]), probes))
+    rt.start(&cfg(&with_probes("l", json!(["sleep", "3600"]), probes)))
         .await;
     let c = until(&rt, "l", "a restart", |c| c.restart_count >= 1).await;
     match c.last_state {
@@ -346,12 +352,12 @@ async fn http_and_startup_probes_gate_readiness() {
         "--bind",
         "0.0.0.0"
     ]);
-    rt.start(&with_probes("h", server, probes)).await;
+    rt.start(&cfg(&with_probes("h", server, probes))).await;
     let c = until(&rt, "h", "ready through HTTP", |c| c.ready).await;
     assert_eq!(c.restart_count, 0);
     // A startup probe that never passes kills the container.
     let never = json!({"startupProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2}});
-    rt.start(&with_probes("s", json!(["sleep", "3600"]), never))
+    rt.start(&cfg(&with_probes("s", json!(["sleep", "3600"]), never)))
         .await;
     let c = until(&rt, "s", "killed by its startup probe", |c| {
         c.restart_count >= 1
@@ -372,11 +378,11 @@ async fn a_new_runtime_adopts_the_pods_a_killed_agent_left() {
     let dir = tmp();
     let first = runtime(&dir);
     let p = pod("keep", "Always", json!(["sleep", "3600"]));
-    let before = conformance::ready(&first, &p).await;
+    let before = conformance::ready(&first, &cfg(&p)).await;
     let pid = first.pids("keep")["c"];
     // A container that ends while no agent watches it.
     let done = pod("done", "Never", json!(["sh", "-c", "sleep 0.3; exit 4"]));
-    first.start(&done).await;
+    first.start(&cfg(&done)).await;
     until(&first, "done", "started", |c| {
         matches!(c.state, ContainerState::Running { .. })
     })
@@ -398,7 +404,7 @@ async fn a_new_runtime_adopts_the_pods_a_killed_agent_left() {
     let mut running = second.running();
     running.sort();
     assert_eq!(running, vec!["done".to_string(), "keep".to_string()]);
-    let now = second.start(&p).await;
+    let now = second.start(&cfg(&p)).await;
     assert_eq!(now.pod_ip, before.pod_ip);
     assert_eq!(
         second.pids("keep")["c"],
@@ -442,7 +448,7 @@ async fn init_containers_run_in_order_to_success_before_the_app() {
     p["spec"]["initContainers"] = json!([
         {"name": "first", "image": "none", "command": ["sh", "-c", "sleep 0.2"]},
         {"name": "second", "image": "none", "command": ["touch", f]}]);
-    let s = conformance::ready(&rt, &p).await;
+    let s = conformance::ready(&rt, &cfg(&p)).await;
     assert_eq!(
         s.containers[0].restart_count, 0,
         "the app found what init made"
@@ -463,7 +469,7 @@ async fn init_containers_run_in_order_to_success_before_the_app() {
     let mut bad = pod("b", "Never", json!(["sleep", "3600"]));
     bad["spec"]["initContainers"] =
         json!([{"name": "setup", "image": "none", "command": ["false"]}]);
-    rt.start(&bad).await;
+    rt.start(&cfg(&bad)).await;
     wait_until(Duration::from_secs(10), || async {
         let s = rt.state("b").unwrap();
         match &s.init_containers[0].state {
@@ -498,7 +504,7 @@ async fn a_pre_stop_hook_runs_before_sigterm() {
     let mut p = pod("ps", "Always", json!(["sleep", "3600"]));
     p["spec"]["containers"][0]["lifecycle"] =
         json!({"preStop": {"exec": {"command": ["touch", mark.to_str().unwrap()]}}});
-    conformance::ready(&rt, &p).await;
+    conformance::ready(&rt, &cfg(&p)).await;
     let pid = rt.pids("ps")["c"];
     assert!(!mark.exists());
     rt.stop("ps", Duration::from_secs(5)).await;
@@ -520,7 +526,7 @@ async fn a_container_sees_only_its_own_environment() {
             format!("env > {0}; echo said $(GREETING) >> {0}", out.display())
         ]),
     );
-    rt.start(&p).await;
+    rt.start(&cfg(&p)).await;
     until(&rt, "e", "done", |c| {
         matches!(c.state, ContainerState::Terminated { .. })
     })
@@ -560,7 +566,7 @@ async fn a_container_gets_the_machines_huge_page_policy_not_the_agents() {
             format!("grep THP_enabled /proc/self/status > {}", out.display())
         ]),
     );
-    rt.start(&p).await;
+    rt.start(&cfg(&p)).await;
     until(&rt, "thp", "done", |c| {
         matches!(c.state, ContainerState::Terminated { .. })
     })

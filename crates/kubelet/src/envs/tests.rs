@@ -55,8 +55,8 @@ fn env_from_sources_fields_and_literals_with_overrides_and_expansion() {
         {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
     ]});
     let out = resolve(&pod(c), &sources(), &node());
-    let c = &out["spec"]["containers"][0];
-    assert!(c.get(CONFIG_ERROR).is_none(), "{c}");
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let c = &out.pod["spec"]["containers"][0];
     let env = env_map(c);
     assert_eq!(env["CFG_MODE"], "fast");
     assert_eq!(env["CFG_LEVEL"], "9", "env overrides envFrom");
@@ -83,23 +83,17 @@ fn missing_sources_are_config_errors_unless_optional() {
     let missing = json!({"name": "c", "env": [
         {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]});
     let out = resolve(&pod(missing), &sources(), &node());
-    assert_eq!(
-        out["spec"]["containers"][0][CONFIG_ERROR],
-        "configmap \"nope\" not found"
-    );
+    assert_eq!(out.errors["c"], "configmap \"nope\" not found");
     let no_key = json!({"name": "c", "env": [
         {"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "user"}}}]});
     let out = resolve(&pod(no_key), &sources(), &node());
-    assert_eq!(
-        out["spec"]["containers"][0][CONFIG_ERROR],
-        "couldn't find key user in secret creds"
-    );
+    assert_eq!(out.errors["c"], "couldn't find key user in secret creds");
     let optional = json!({"name": "c",
         "envFrom": [{"secretRef": {"name": "nope", "optional": true}}],
         "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": true}}}]});
     let out = resolve(&pod(optional), &sources(), &node());
-    assert!(out["spec"]["containers"][0].get(CONFIG_ERROR).is_none());
-    assert!(env_map(&out["spec"]["containers"][0]).is_empty());
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(env_map(&out.pod["spec"]["containers"][0]).is_empty());
 }
 
 #[test]

@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, TCPSocketAction};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// What a probe checks.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,94 +44,112 @@ pub struct Probe {
 }
 
 /// A port by number or by the name of one of the container's ports.
-fn port_of(v: Option<&Value>, container: &Value) -> Result<u16, String> {
-    match v {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
+fn port_of(port: &IntOrString, container: &Container) -> Result<u16, String> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n)
+            .ok()
             .filter(|p| *p > 0)
             .ok_or_else(|| format!("port {n} is out of range")),
-        Some(Value::String(name)) => container
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
+        IntOrString::String(name) => container
+            .ports
+            .iter()
             .flatten()
-            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
-            .and_then(|p| p.get("containerPort").and_then(Value::as_u64))
-            .and_then(|p| u16::try_from(p).ok())
+            .find(|p| p.name.as_deref() == Some(name))
+            .and_then(|p| u16::try_from(p.container_port).ok())
             .ok_or_else(|| format!("no container port named {name:?}")),
-        _ => Err("the probe has no port".into()),
+    }
+}
+
+/// Which of a container's probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Liveness,
+    Readiness,
+    Startup,
+}
+
+/// A probe's or a hook's handler, whichever of its fields is set.
+fn action(
+    exec: Option<&ExecAction>,
+    http_get: Option<&HTTPGetAction>,
+    tcp_socket: Option<&TCPSocketAction>,
+    container: &Container,
+) -> Action {
+    if let Some(h) = http_get {
+        match port_of(&h.port, container) {
+            Ok(port) => Action::Http {
+                port,
+                path: h.path.clone().unwrap_or_else(|| "/".into()),
+            },
+            Err(e) => Action::Invalid(e),
+        }
+    } else if let Some(t) = tcp_socket {
+        match port_of(&t.port, container) {
+            Ok(port) => Action::Tcp { port },
+            Err(e) => Action::Invalid(e),
+        }
+    } else if let Some(e) = exec {
+        let argv = e.command.clone().unwrap_or_default();
+        if argv.is_empty() {
+            Action::Invalid("the exec probe has no command".into())
+        } else {
+            Action::Exec { argv }
+        }
+    } else {
+        Action::Invalid("the probe has no httpGet, tcpSocket or exec".into())
     }
 }
 
 impl Probe {
-    /// The probe `field` (`livenessProbe`, …) of a container, if it has one.
-    pub fn of(container: &Value, field: &str) -> Option<Probe> {
-        let p = container.get(field)?;
-        let secs = |k: &str, default: u64, min: u64| {
-            Duration::from_secs(p.get(k).and_then(Value::as_u64).unwrap_or(default).max(min))
+    /// The container's probe of `kind`, if it has one, with upstream's
+    /// defaults.
+    pub fn of(container: &Container, kind: Kind) -> Option<Probe> {
+        let p = match kind {
+            Kind::Liveness => container.liveness_probe.as_ref(),
+            Kind::Readiness => container.readiness_probe.as_ref(),
+            Kind::Startup => container.startup_probe.as_ref(),
+        }?;
+        let secs = |v: Option<i32>, default: u64, min: u64| {
+            let v = v.and_then(|v| u64::try_from(v).ok());
+            Duration::from_secs(v.unwrap_or(default).max(min))
         };
-        let count = |k: &str, default: u64| {
-            p.get(k)
-                .and_then(Value::as_u64)
-                .unwrap_or(default)
-                .clamp(1, 1000) as u32
-        };
-        let action = if let Some(h) = p.get("httpGet") {
-            match port_of(h.get("port"), container) {
-                Ok(port) => Action::Http {
-                    port,
-                    path: h
-                        .get("path")
-                        .and_then(Value::as_str)
-                        .unwrap_or("/")
-                        .to_string(),
-                },
-                Err(e) => Action::Invalid(e),
-            }
-        } else if let Some(t) = p.get("tcpSocket") {
-            match port_of(t.get("port"), container) {
-                Ok(port) => Action::Tcp { port },
-                Err(e) => Action::Invalid(e),
-            }
-        } else if let Some(e) = p.get("exec") {
-            let argv: Vec<String> = e
-                .get("command")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if argv.is_empty() {
-                Action::Invalid("the exec probe has no command".into())
-            } else {
-                Action::Exec { argv }
-            }
-        } else {
-            Action::Invalid("the probe has no httpGet, tcpSocket or exec".into())
-        };
+        let count = |v: Option<i32>, default: i32| v.unwrap_or(default).clamp(1, 1000) as u32;
         Some(Probe {
-            action,
-            initial_delay: secs("initialDelaySeconds", 0, 0),
-            period: secs("periodSeconds", 10, 1),
-            timeout: secs("timeoutSeconds", 1, 1),
-            success_threshold: count("successThreshold", 1),
-            failure_threshold: count("failureThreshold", 3),
+            action: action(
+                p.exec.as_ref(),
+                p.http_get.as_ref(),
+                p.tcp_socket.as_ref(),
+                container,
+            ),
+            initial_delay: secs(p.initial_delay_seconds, 0, 0),
+            period: secs(p.period_seconds, 10, 1),
+            timeout: secs(p.timeout_seconds, 1, 1),
+            success_threshold: count(p.success_threshold, 1),
+            failure_threshold: count(p.failure_threshold, 3),
         })
     }
 
-    /// A lifecycle hook (`lifecycle.<field>`: exec or httpGet) as a probe
-    /// run once.
-    pub fn hook(container: &Value, field: &str) -> Option<Probe> {
-        let h = container.pointer(&format!("/lifecycle/{field}"))?;
-        let wrapped = serde_json::json!({"ports": container.get("ports"), "hook": h});
-        Probe::of(&wrapped, "hook")
+    /// The container's preStop hook (exec, httpGet or tcpSocket) as a
+    /// probe run once.
+    pub fn pre_stop(container: &Container) -> Option<Probe> {
+        let h = container.lifecycle.as_ref()?.pre_stop.as_ref()?;
+        Some(Probe {
+            action: action(
+                h.exec.as_ref(),
+                h.http_get.as_ref(),
+                h.tcp_socket.as_ref(),
+                container,
+            ),
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            success_threshold: 1,
+            failure_threshold: 1,
+        })
     }
 
     /// Runs the check once against `target`; Err says why it failed.
-    pub async fn check(&self, target: &Target) -> Result<(), String> {
+    pub async fn check(&self, target: &Target) -> Result<(), Failure> {
         let (ip, env) = (target.ip.as_str(), target.env.as_slice());
         let run = async {
             match &self.action {
@@ -184,8 +203,15 @@ impl Probe {
         tokio::time::timeout(self.timeout, run)
             .await
             .unwrap_or_else(|_| Err(format!("timeout after {:?}", self.timeout)))
+            .map_err(Failure)
     }
 }
+
+/// Why a probe or hook failed, in the words upstream's prober uses (the
+/// container's message and the kubelet's Events carry it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Failure(pub String);
 
 /// What a probe or hook runs against: the pod's IP, the container's
 /// environment, and the container's pid when exec commands enter its
@@ -287,7 +313,7 @@ impl Verdict {
 /// (and pushes the change); a failed startup or liveness probe asks the
 /// supervisor, through `kill`, to kill the instance.
 pub(super) async fn run(
-    spec: Value,
+    spec: Container,
     target: Target,
     ctr: std::sync::Arc<std::sync::Mutex<super::Ctr>>,
     uid: String,
@@ -303,7 +329,7 @@ pub(super) async fn run(
             let _ = changes.send(uid.clone());
         }
     };
-    if let Some(p) = Probe::of(&spec, "startupProbe") {
+    if let Some(p) = Probe::of(&spec, Kind::Startup) {
         tokio::time::sleep_until(started + p.initial_delay).await;
         let mut v = Verdict::new(false);
         loop {
@@ -320,8 +346,8 @@ pub(super) async fn run(
             tokio::time::sleep(p.period).await;
         }
     }
-    let liveness = Probe::of(&spec, "livenessProbe");
-    let readiness = Probe::of(&spec, "readinessProbe");
+    let liveness = Probe::of(&spec, Kind::Liveness);
+    let readiness = Probe::of(&spec, Kind::Readiness);
     if readiness.is_none() {
         set_ready(true);
     }
@@ -363,15 +389,21 @@ pub(super) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn container(mut c: Value) -> Container {
+        c["name"] = json!("c");
+        serde_json::from_value(c).unwrap()
+    }
 
     #[test]
     fn probes_parse_with_upstream_defaults_and_named_ports() {
-        let c = json!({"ports": [{"name": "http", "containerPort": 8080}],
+        let c = container(json!({"ports": [{"name": "http", "containerPort": 8080}],
             "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
             "livenessProbe": {"tcpSocket": {"port": 99999}, "periodSeconds": 2},
-            "startupProbe": {"exec": {"command": ["true"]}, "failureThreshold": 30}});
-        let r = Probe::of(&c, "readinessProbe").unwrap();
+            "startupProbe": {"exec": {"command": ["true"]}, "failureThreshold": 30},
+            "lifecycle": {"preStop": {"httpGet": {"port": 8080, "path": "/bye"}}}}));
+        let r = Probe::of(&c, Kind::Readiness).unwrap();
         assert_eq!(
             r.action,
             Action::Http {
@@ -384,23 +416,33 @@ mod tests {
             (Duration::from_secs(10), Duration::from_secs(1))
         );
         assert_eq!((r.success_threshold, r.failure_threshold), (1, 3));
-        let l = Probe::of(&c, "livenessProbe").unwrap();
+        let l = Probe::of(&c, Kind::Liveness).unwrap();
         assert!(matches!(l.action, Action::Invalid(ref why) if why.contains("out of range")));
         assert_eq!(l.period, Duration::from_secs(2));
-        let s = Probe::of(&c, "startupProbe").unwrap();
+        let s = Probe::of(&c, Kind::Startup).unwrap();
         assert_eq!(s.failure_threshold, 30);
-        assert!(Probe::of(&c, "otherProbe").is_none());
-        let bad = json!({"readinessProbe": {"httpGet": {"port": "nope"}}});
+        assert_eq!(
+            Probe::pre_stop(&c).unwrap().action,
+            Action::Http {
+                port: 8080,
+                path: "/bye".into()
+            }
+        );
+        let bad = container(json!({"readinessProbe": {"httpGet": {"port": "nope"}}}));
         assert!(matches!(
-            Probe::of(&bad, "readinessProbe").unwrap().action,
+            Probe::of(&bad, Kind::Readiness).unwrap().action,
             Action::Invalid(_)
         ));
+        assert!(Probe::of(&bad, Kind::Liveness).is_none());
+        assert!(Probe::pre_stop(&bad).is_none());
     }
 
     #[test]
     fn verdicts_flip_after_their_thresholds() {
-        let c = json!({"readinessProbe": {"tcpSocket": {"port": 1}, "successThreshold": 2, "failureThreshold": 3}});
-        let p = Probe::of(&c, "readinessProbe").unwrap();
+        let c = container(
+            json!({"readinessProbe": {"tcpSocket": {"port": 1}, "successThreshold": 2, "failureThreshold": 3}}),
+        );
+        let p = Probe::of(&c, Kind::Readiness).unwrap();
         let mut v = Verdict::new(false);
         assert!(!v.record(true, &p));
         assert!(v.record(true, &p) && v.passing);
@@ -412,14 +454,20 @@ mod tests {
     async fn checks_report_why_they_failed() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let tcp = Probe::of(&json!({"p": {"tcpSocket": {"port": port}}}), "p").unwrap();
+        let tcp = Probe::of(
+            &container(json!({"livenessProbe": {"tcpSocket": {"port": port}}})),
+            Kind::Liveness,
+        )
+        .unwrap();
         tcp.check(&Target::at("127.0.0.1", &[])).await.unwrap();
         drop(listener);
         let err = tcp.check(&Target::at("127.0.0.1", &[])).await.unwrap_err();
-        assert!(err.contains("dial tcp"), "{err}");
+        assert!(err.0.contains("dial tcp"), "{err}");
         let exec = Probe::of(
-            &json!({"p": {"exec": {"command": ["sh", "-c", "test \"$X\" = 1"]}}}),
-            "p",
+            &container(
+                json!({"livenessProbe": {"exec": {"command": ["sh", "-c", "test \"$X\" = 1"]}}}),
+            ),
+            Kind::Liveness,
         )
         .unwrap();
         exec.check(&Target::at("127.0.0.1", &[("X".into(), "1".into())]))

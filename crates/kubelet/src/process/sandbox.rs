@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::Container;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -470,8 +471,8 @@ impl Sandboxes {
 
     /// What a container of pod `uid` joins: the pod's namespaces and its
     /// own cgroups (created here, with the container's limits).
-    pub fn enter(&self, uid: &str, container: &Value) -> Enter {
-        let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+    pub fn enter(&self, uid: &str, container: &Container) -> Enter {
+        let name = container.name.as_str();
         let CgroupLimits {
             memory_bytes: memory,
             cpu_quota_us: cpu,
@@ -594,14 +595,10 @@ pub struct CgroupLimits {
 }
 
 impl CgroupLimits {
-    pub fn of(container: &Value) -> CgroupLimits {
+    pub fn of(container: &Container) -> CgroupLimits {
         let limit = |name: &str| -> Option<Quantity> {
-            let v = container.pointer("/resources/limits")?.get(name)?;
-            let q = match v {
-                Value::String(s) => Quantity::parse(s).ok()?,
-                Value::Number(n) => Quantity::parse(&n.to_string()).ok()?,
-                _ => return None,
-            };
+            let v = container.resources.as_ref()?.limits.as_ref()?.get(name)?;
+            let q = Quantity::parse(&v.0).ok()?;
             (q > Quantity::zero(q.format())).then_some(q)
         };
         CgroupLimits {
@@ -695,11 +692,13 @@ mod tests {
 
     #[test]
     fn cgroup_limits_read_quantities_as_kubernetes_writes_them() {
-        let c = |limits: Value| json!({"name": "c", "resources": {"limits": limits}});
+        let c = |limits: Value| -> Container {
+            serde_json::from_value(json!({"name": "c", "resources": {"limits": limits}})).unwrap()
+        };
         let l = CgroupLimits::of(&c(json!({"memory": "128Mi", "cpu": "500m"})));
         assert_eq!(l.memory_bytes, Some(134_217_728));
         assert_eq!(l.cpu_quota_us, Some(50_000));
-        let l = CgroupLimits::of(&c(json!({"memory": 1000, "cpu": 2})));
+        let l = CgroupLimits::of(&c(json!({"memory": "1000", "cpu": "2"})));
         assert_eq!(
             (l.memory_bytes, l.cpu_quota_us),
             (Some(1000), Some(200_000))
@@ -718,7 +717,7 @@ mod tests {
             CgroupLimits::default()
         );
         assert_eq!(
-            CgroupLimits::of(&json!({"name": "c"})),
+            CgroupLimits::of(&serde_json::from_value(json!({"name": "c"})).unwrap()),
             CgroupLimits::default()
         );
     }

@@ -12,23 +12,44 @@ pub(super) enum Net {
     Pending,
 }
 
-/// Records a pod for a later agent to adopt (`<dir>/pod.json`).
-pub(super) fn save_pod(dir: &Path, pod: &Value, ip: &str, sandbox: Option<&sandbox::Sandbox>) {
-    let mut saved = json!({"pod": pod, "ip": ip});
-    if let Some(sb) = sandbox {
-        saved["sandbox"] = json!(sb);
+/// What a later agent adopts a pod from (`<dir>/pod.json`): the pod as
+/// it was started, its IP and its sandbox.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Saved {
+    pub(super) pod: PodConfig,
+    pub(super) ip: String,
+    #[serde(default)]
+    pub(super) sandbox: Option<sandbox::Sandbox>,
+}
+
+impl Saved {
+    /// Writes the record atomically (a failure only costs adoption).
+    pub(super) fn write(&self, dir: &Path) {
+        let _ = std::fs::create_dir_all(dir);
+        let tmp = dir.join("pod.json.tmp");
+        let Ok(bytes) = serde_json::to_vec(self) else {
+            return;
+        };
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(tmp, dir.join("pod.json"));
+        }
     }
-    let _ = std::fs::create_dir_all(dir);
-    let tmp = dir.join("pod.json.tmp");
-    if std::fs::write(&tmp, saved.to_string()).is_ok() {
-        let _ = std::fs::rename(tmp, dir.join("pod.json"));
+}
+
+/// Records a pod for a later agent to adopt.
+pub(super) fn save_pod(dir: &Path, pod: &PodConfig, ip: &str, sandbox: Option<&sandbox::Sandbox>) {
+    Saved {
+        pod: pod.clone(),
+        ip: ip.to_string(),
+        sandbox: sandbox.cloned(),
     }
+    .write(dir);
 }
 
 /// Sets a pod's volumes up before its containers start.
 pub(super) struct Volumes {
     pub(super) dir: PathBuf,
-    pub(super) pod: Value,
+    pub(super) pod: PodConfig,
     /// False for an adopted pod: its files are there already.
     pub(super) write: bool,
     pub(super) ctrs: Vec<Arc<Mutex<Ctr>>>,
@@ -65,14 +86,13 @@ impl Volumes {
         for sup in sups {
             match volumes::mounts(&sup.spec, &ready) {
                 Ok(m) if !m.is_empty() && !sandbox::is_root() => {
-                    sup.spec[crate::envs::CONFIG_ERROR] = serde_json::json!(
+                    sup.config_error = Some(
                         "volume mounts need root (a mount namespace of the container's own); this agent is not root"
+                            .into(),
                     );
                 }
                 Ok(m) => sup.mounts = m,
-                Err(why) => {
-                    sup.spec[crate::envs::CONFIG_ERROR] = serde_json::json!(why.to_string())
-                }
+                Err(why) => sup.config_error = Some(why.to_string()),
             }
         }
         true
@@ -84,7 +104,7 @@ impl Volumes {
 pub(super) struct Creation {
     pub(super) sandboxes: Arc<sandbox::Sandboxes>,
     pub(super) uid: String,
-    pub(super) pod: Value,
+    pub(super) pod: PodConfig,
     pub(super) dir: PathBuf,
     pub(super) ip: Arc<Mutex<String>>,
     pub(super) stop: watch::Receiver<Option<Duration>>,

@@ -28,7 +28,10 @@ pub(super) struct Supervisor {
     /// The pod's terminationGracePeriodSeconds (a liveness kill's grace).
     pub(super) grace: Duration,
     pub(super) dir: PathBuf,
-    pub(super) spec: Value,
+    pub(super) spec: Container,
+    /// Why the container cannot be configured (the kubelet's resolution,
+    /// or its volume mounts): it waits with `CreateContainerConfigError`.
+    pub(super) config_error: Option<String>,
     pub(super) policy: RestartPolicy,
     pub(super) ctr: Arc<Mutex<Ctr>>,
     pub(super) stop: watch::Receiver<Option<Duration>>,
@@ -76,11 +79,7 @@ impl Supervisor {
     /// init container returns true once it succeeded, false if it failed
     /// for good (or the pod stopped).
     pub(super) async fn run(mut self) -> bool {
-        let config_error = self
-            .spec
-            .get(crate::envs::CONFIG_ERROR)
-            .and_then(Value::as_str)
-            .map(String::from);
+        let config_error = self.config_error.clone();
         let argv: Vec<String> = match config_error.map_or_else(|| argv_of(&self.spec), Err) {
             // `$(VAR)` in command and args, from the container's env.
             Ok(a) => {
@@ -220,7 +219,7 @@ impl Supervisor {
                 // The preStop hook first, within the grace period; then
                 // SIGTERM with what is left of it.
                 let t0 = Instant::now();
-                if let Some(hook) = probe::Probe::hook(&self.spec, "preStop") {
+                if let Some(hook) = probe::Probe::pre_stop(&self.spec) {
                     let hook = probe::Probe {
                         timeout: grace.max(Duration::from_millis(1)),
                         ..hook
@@ -257,7 +256,7 @@ impl Supervisor {
             let json = serde_json::to_string(&enter).map_err(|e| format!("the sandbox: {e}"))?;
             cmd.arg("--sandbox").arg(json);
         }
-        if let Some(wd) = self.spec.get("workingDir").and_then(Value::as_str) {
+        if let Some(wd) = self.spec.working_dir.as_deref() {
             cmd.arg("--workdir").arg(wd);
         }
         // The container's environment only, not the agent's.

@@ -18,12 +18,11 @@ use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeSource, Pod};
 
 use super::sandbox::Mount;
-use crate::volumes::{safe_path, ERROR, FILES};
-use crate::RuntimeError;
+use crate::volumes::safe_path;
+use crate::{PodConfig, ProjectedFile, Projection, RuntimeError};
 
 /// One volume ready to be mounted.
 #[derive(Debug, Clone)]
@@ -38,19 +37,12 @@ fn failed(name: &str, why: impl std::fmt::Display) -> String {
     format!("MountVolume.SetUp failed for volume {name:?}: {why}")
 }
 
-fn volumes(pod: &Value) -> impl Iterator<Item = &Value> {
-    pod.pointer("/spec/volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-}
-
 /// Sets up every volume of `pod` under `dir` (its pod directory): Ok(the
 /// volumes by name) or the first failure. `write` false only computes the
 /// paths (a pod adopted after an agent restart keeps its files).
 pub fn set_up(
     dir: &Path,
-    pod: &Value,
+    pod: &PodConfig,
     ip: &str,
     write: bool,
 ) -> Result<HashMap<String, Ready>, RuntimeError> {
@@ -59,18 +51,15 @@ pub fn set_up(
 
 fn set_up_volumes(
     dir: &Path,
-    pod: &Value,
+    pod: &PodConfig,
     ip: &str,
     write: bool,
 ) -> Result<HashMap<String, Ready>, String> {
     let mut out = HashMap::new();
-    for v in volumes(pod) {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
-        if let Some(why) = v.get(ERROR).and_then(Value::as_str) {
-            return Err(failed(name, why));
-        }
+    for v in pod.volumes() {
+        let name = v.name.as_str();
         let own = dir.join("volumes").join(name);
-        let ready = if v.get("emptyDir").is_some() {
+        let ready = if v.empty_dir.is_some() {
             if write {
                 std::fs::create_dir_all(&own).map_err(|e| failed(name, e))?;
                 let _ = std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o777));
@@ -79,34 +68,38 @@ fn set_up_volumes(
                 source: own,
                 read_only: false,
             }
-        } else if let Some(h) = v.get("hostPath") {
-            let path = PathBuf::from(h.get("path").and_then(Value::as_str).unwrap_or(""));
-            let kind = h.get("type").and_then(Value::as_str).unwrap_or("");
+        } else if let Some(h) = &v.host_path {
+            let path = PathBuf::from(&h.path);
             if write {
-                host_path(&path, kind).map_err(|e| failed(name, e))?;
+                host_path(&path, h.type_.as_deref().unwrap_or("")).map_err(|e| failed(name, e))?;
             }
             Ready {
                 source: path,
                 read_only: false,
             }
-        } else if let Some(files) = v.get(FILES).and_then(Value::as_array) {
+        } else if let Some(projection) = pod.projections.get(name) {
+            let files = match projection {
+                Projection::Files(files) => files,
+                Projection::Failed(why) => return Err(failed(name, why)),
+            };
             if write {
-                let files = decode(files).map_err(|e| failed(name, e))?;
+                write_atomic(&own, &owned(files)).map_err(|e| failed(name, e))?;
+            }
+            Ready {
+                source: own,
+                read_only: true,
+            }
+        } else if let Some(d) = &v.downward_api {
+            if write {
+                let files = downward(&pod.pod, d, ip).map_err(|e| failed(name, e))?;
                 write_atomic(&own, &files).map_err(|e| failed(name, e))?;
             }
             Ready {
                 source: own,
                 read_only: true,
             }
-        } else if let Some(d) = v.get("downwardAPI") {
-            if write {
-                let files = downward(pod, d, ip).map_err(|e| failed(name, e))?;
-                write_atomic(&own, &files).map_err(|e| failed(name, e))?;
-            }
-            Ready {
-                source: own,
-                read_only: true,
-            }
+        } else if v.config_map.is_some() || v.secret.is_some() || v.projected.is_some() {
+            return Err(failed(name, "the kubelet did not resolve its files"));
         } else {
             return Err(failed(
                 name,
@@ -120,22 +113,20 @@ fn set_up_volumes(
 
 /// Rewrites the projected volumes of `pod` (ConfigMaps or Secrets
 /// changed): each swaps to its new files at once.
-pub fn update(dir: &Path, pod: &Value, ip: &str) -> Result<(), RuntimeError> {
+pub fn update(dir: &Path, pod: &PodConfig, ip: &str) -> Result<(), RuntimeError> {
     update_files(dir, pod, ip).map_err(RuntimeError::Host)
 }
 
-fn update_files(dir: &Path, pod: &Value, ip: &str) -> Result<(), String> {
-    for v in volumes(pod) {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+fn update_files(dir: &Path, pod: &PodConfig, ip: &str) -> Result<(), String> {
+    for v in pod.volumes() {
+        let name = v.name.as_str();
         let own = dir.join("volumes").join(name);
-        let files = if let Some(files) = v.get(FILES).and_then(Value::as_array) {
-            decode(files)
-        } else if let Some(d) = v.get("downwardAPI") {
-            downward(pod, d, ip)
-        } else {
-            continue;
+        let files = match (pod.projections.get(name), &v.downward_api) {
+            (Some(Projection::Files(files)), _) => owned(files),
+            (Some(Projection::Failed(why)), _) => return Err(failed(name, why)),
+            (None, Some(d)) => downward(&pod.pod, d, ip).map_err(|e| failed(name, e))?,
+            (None, None) => continue,
         };
-        let files = files.map_err(|e| failed(name, e))?;
         write_atomic(&own, &files).map_err(|e| failed(name, e))?;
     }
     Ok(())
@@ -143,22 +134,16 @@ fn update_files(dir: &Path, pod: &Value, ip: &str) -> Result<(), String> {
 
 /// A container's bind mounts from its `volumeMounts`.
 pub fn mounts(
-    container: &Value,
+    container: &Container,
     ready: &HashMap<String, Ready>,
 ) -> Result<Vec<Mount>, RuntimeError> {
     mounts_of(container, ready).map_err(RuntimeError::Config)
 }
 
-fn mounts_of(container: &Value, ready: &HashMap<String, Ready>) -> Result<Vec<Mount>, String> {
+fn mounts_of(container: &Container, ready: &HashMap<String, Ready>) -> Result<Vec<Mount>, String> {
     let mut out = Vec::new();
-    for m in container
-        .get("volumeMounts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-        let target = m.get("mountPath").and_then(Value::as_str).unwrap_or("");
+    for m in container.volume_mounts.iter().flatten() {
+        let (name, target) = (m.name.as_str(), m.mount_path.as_str());
         let Some(v) = ready.get(name) else {
             return Err(format!("volumeMount {name:?}: the pod has no such volume"));
         };
@@ -168,11 +153,7 @@ fn mounts_of(container: &Value, ready: &HashMap<String, Ready>) -> Result<Vec<Mo
             ));
         }
         let mut source = v.source.clone();
-        if let Some(sub) = m
-            .get("subPath")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
+        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             if !safe_path(sub) {
                 return Err(format!(
                     "volumeMount {name:?}: subPath {sub:?} must be relative, without .."
@@ -183,7 +164,7 @@ fn mounts_of(container: &Value, ready: &HashMap<String, Ready>) -> Result<Vec<Mo
         out.push(Mount {
             source,
             target: PathBuf::from(target),
-            read_only: v.read_only || m.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
+            read_only: v.read_only || m.read_only.unwrap_or(false),
         });
     }
     Ok(out)
@@ -239,98 +220,65 @@ fn host_path(path: &Path, kind: &str) -> Result<(), String> {
 
 type Files = Vec<(String, Vec<u8>, u32)>;
 
-fn decode(files: &[Value]) -> Result<Files, String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
+fn owned(files: &[ProjectedFile]) -> Files {
     files
         .iter()
-        .map(|f| {
-            let path = f
-                .get("path")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let data = b64
-                .decode(f.get("data").and_then(Value::as_str).unwrap_or(""))
-                .map_err(|e| format!("{path}: {e}"))?;
-            let mode = f.get("mode").and_then(Value::as_u64).unwrap_or(0o644) as u32;
-            Ok((path, data, mode))
-        })
+        .map(|f| (f.path.clone(), f.data.0.clone(), f.mode))
         .collect()
 }
 
 /// The files of a downwardAPI volume: the pod's fields, as upstream
 /// writes them (labels and annotations one `key="value"` a line).
-fn downward(pod: &Value, d: &Value, ip: &str) -> Result<Files, String> {
-    let default_mode = d
-        .get("defaultMode")
-        .and_then(Value::as_u64)
-        .unwrap_or(0o644) as u32;
-    let map = |m: Option<&Value>| -> String {
-        let mut lines: Vec<String> = m
-            .and_then(Value::as_object)
-            .into_iter()
+fn downward(pod: &Pod, d: &DownwardAPIVolumeSource, ip: &str) -> Result<Files, String> {
+    let mode = |m: Option<i32>| m.and_then(|m| u32::try_from(m).ok());
+    let default_mode = mode(d.default_mode).unwrap_or(0o644);
+    let meta = &pod.metadata;
+    let map = |m: Option<&std::collections::BTreeMap<String, String>>| -> String {
+        // A BTreeMap: sorted by key, as upstream writes them.
+        m.into_iter()
             .flatten()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={}",
-                    serde_json::to_string(v.as_str().unwrap_or("")).unwrap_or_default()
-                )
-            })
-            .collect();
-        lines.sort();
-        lines.join("\n")
+            .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("\n")
     };
+    let text = |v: Option<&String>| v.cloned().unwrap_or_default();
+    let spec = pod.spec.as_ref();
     let mut out = Vec::new();
-    for item in d
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let path = item.get("path").and_then(Value::as_str).unwrap_or("");
+    for item in d.items.iter().flatten() {
+        let path = item.path.as_str();
         if !safe_path(path) {
             return Err(format!("the path {path:?} must be relative, without .."));
         }
-        let Some(field) = item.pointer("/fieldRef/fieldPath").and_then(Value::as_str) else {
+        let Some(field) = item.field_ref.as_ref().map(|f| f.field_path.as_str()) else {
             return Err(format!(
                 "{path}: only fieldRef items are supported (resourceFieldRef is not)"
             ));
         };
-        let text = |p: &str| {
-            pod.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
         let value = match field {
-            "metadata.name" => text("/metadata/name"),
-            "metadata.namespace" => text("/metadata/namespace"),
-            "metadata.uid" => text("/metadata/uid"),
-            "metadata.labels" => map(pod.pointer("/metadata/labels")),
-            "metadata.annotations" => map(pod.pointer("/metadata/annotations")),
-            "spec.nodeName" => text("/spec/nodeName"),
-            "spec.serviceAccountName" => text("/spec/serviceAccountName"),
+            "metadata.name" => text(meta.name.as_ref()),
+            "metadata.namespace" => text(meta.namespace.as_ref()),
+            "metadata.uid" => text(meta.uid.as_ref()),
+            "metadata.labels" => map(meta.labels.as_ref()),
+            "metadata.annotations" => map(meta.annotations.as_ref()),
+            "spec.nodeName" => text(spec.and_then(|s| s.node_name.as_ref())),
+            "spec.serviceAccountName" => text(spec.and_then(|s| s.service_account_name.as_ref())),
             "status.podIP" => ip.to_string(),
             f => {
-                let key = |prefix: &str| {
-                    f.strip_prefix(prefix)
-                        .and_then(|r| r.strip_suffix("']"))
-                        .map(String::from)
-                };
+                let key = |prefix: &str| f.strip_prefix(prefix).and_then(|r| r.strip_suffix("']"));
                 if let Some(k) = key("metadata.labels['") {
-                    text(&format!("/metadata/labels/{k}"))
+                    text(meta.labels.as_ref().and_then(|l| l.get(k)))
                 } else if let Some(k) = key("metadata.annotations['") {
-                    text(&format!("/metadata/annotations/{k}"))
+                    text(meta.annotations.as_ref().and_then(|a| a.get(k)))
                 } else {
                     return Err(format!("{path}: unsupported fieldPath {f:?}"));
                 }
             }
         };
-        let mode = item
-            .get("mode")
-            .and_then(Value::as_u64)
-            .map_or(default_mode, |m| m as u32);
-        out.push((path.to_string(), value.into_bytes(), mode));
+        out.push((
+            path.to_string(),
+            value.into_bytes(),
+            mode(item.mode).unwrap_or(default_mode),
+        ));
     }
     Ok(out)
 }
@@ -427,7 +375,8 @@ mod tests {
         let err =
             host_path(Path::new("/proc/shoal-cannot-create"), "DirectoryOrCreate").unwrap_err();
         assert!(err.contains("creating the directory"), "{err}");
-        let pod = json!({"spec": {"volumes": [{"name": "h", "hostPath": {"path": "/proc/nope", "type": "DirectoryOrCreate"}}]}});
+        let pod = json!({"spec": {"containers": [], "volumes": [{"name": "h", "hostPath": {"path": "/proc/nope", "type": "DirectoryOrCreate"}}]}});
+        let pod = PodConfig::of(&pod).unwrap();
         let err = set_up(dir.path(), &pod, "", true).unwrap_err();
         assert!(matches!(err, RuntimeError::Config(_)), "{err}");
         let err = err.to_string();
@@ -439,13 +388,15 @@ mod tests {
 
     #[test]
     fn downward_api_files_hold_the_pods_fields() {
-        let pod = json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"b": "2", "a": "1"}}, "spec": {"nodeName": "node-1"}});
+        let pod = json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"b": "2", "a": "1"}}, "spec": {"containers": [], "nodeName": "node-1"}});
+        let pod: Pod = serde_json::from_value(pod).unwrap();
         let d = json!({"items": [
             {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
             {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
             {"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}, "mode": 0o400},
             {"path": "a", "fieldRef": {"fieldPath": "metadata.labels['a']"}},
         ]});
+        let d: DownwardAPIVolumeSource = serde_json::from_value(d).unwrap();
         let files = downward(&pod, &d, "10.88.1.2").unwrap();
         assert_eq!(files[0], ("name".into(), b"p".to_vec(), 0o644));
         assert_eq!(files[1].1, b"a=\"1\"\nb=\"2\"".to_vec());
