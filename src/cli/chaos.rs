@@ -50,27 +50,35 @@ pub enum Action {
     List,
 }
 
+/// A duration the chaos commands cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadDuration(String);
+
 /// Parses `60s`, `500ms`, `5m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| BadDuration(format!("invalid duration {s:?}")))?;
     let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
         _ => {
-            return Err(format!(
+            return Err(BadDuration(format!(
                 "invalid duration unit in {s:?} (use ms, s, m or h)"
-            ))
+            )))
         }
     };
+    let d = d.ok_or_else(|| BadDuration(format!("duration {s:?} is too long")))?;
     if d.is_zero() {
-        return Err("duration must be above zero".into());
+        return Err(BadDuration("duration must be above zero".into()));
     }
     Ok(d)
 }
@@ -176,6 +184,10 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("3d").is_err());
         assert!(parse_duration("x").is_err());
+        assert!(
+            parse_duration("18446744073709551615h").is_err(),
+            "no overflow"
+        );
     }
 
     #[test]

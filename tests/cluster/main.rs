@@ -27,7 +27,7 @@ mod workers;
 use std::time::Duration;
 
 use shoal::membership::MemberState;
-use shoal_harness::{wait_until, TestCluster};
+use shoal_harness::{wait_until, TestCluster, Timeout};
 
 /// Held by the tests that assert a time bound (leader loss, pods moving
 /// off a dead node), so two of them never load the machine at once: the
@@ -45,7 +45,7 @@ pub async fn all_see(
     name: &str,
     state: MemberState,
     deadline: Duration,
-) -> Result<Duration, String> {
+) -> Result<Duration, Timeout> {
     wait_until(deadline, || async {
         for &i in nodes {
             let s = c.state_seen(i, name).await;
@@ -64,7 +64,7 @@ pub async fn converge(
     nodes: &[usize],
     n: usize,
     deadline: Duration,
-) -> Result<Duration, String> {
+) -> Result<Duration, Timeout> {
     wait_until(deadline, || async {
         for &i in nodes {
             let alive = c

@@ -64,7 +64,7 @@ async fn a_node_of_another_ca_can_neither_join_nor_deliver() {
                 eprintln!("impostor seen as {s:?}");
                 Ok(())
             }
-            None => Err("not seen".into()),
+            None => Err("not seen"),
         }
     })
     .await;
@@ -125,7 +125,7 @@ async fn a_node_of_another_ca_can_neither_join_nor_deliver() {
 }
 
 /// Sends one Echo ask over a raw QUIC connection with `m` as identity.
-pub async fn raw_ask(m: &TlsMaterial, addr: std::net::SocketAddr) -> Result<Envelope, String> {
+async fn raw_ask(m: &TlsMaterial, addr: std::net::SocketAddr) -> Result<Envelope, String> {
     let client =
         quinn::crypto::rustls::QuicClientConfig::try_from(quic_client_config(m).unwrap()).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();

@@ -84,9 +84,14 @@ const MAX_DEPTH: usize = 64;
 const PROTOBUF_CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 /// Decodes a Kubernetes protobuf body (the `k8s\0` magic, then a runtime.Unknown envelope with TypeMeta and the raw object) into the object's JSON, with apiVersion and kind set from the envelope.
-pub fn decode(body: &[u8]) -> Result<Value, String> {
-    decode_envelope(body, 0)
+pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
+    decode_envelope(body, 0).map_err(DecodeError)
 }
+
+/// Why a protobuf body does not decode (the API answers 400 with it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
 
 fn decode_envelope(body: &[u8], depth: usize) -> Result<Value, String> {
     let schema = schema()?;

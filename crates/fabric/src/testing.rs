@@ -2,15 +2,33 @@
 //! waits for a condition with a deadline instead of sleeping, and every
 //! randomized test prints the seed that replays it.
 
+use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
+/// A condition that did not hold within its deadline, with the last thing
+/// it observed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not true after {after:?}: {last}")]
+pub struct Timeout {
+    pub after: Duration,
+    pub last: String,
+}
+
+/// For tests whose own helpers return `Result<_, String>`.
+impl From<Timeout> for String {
+    fn from(t: Timeout) -> String {
+        t.to_string()
+    }
+}
+
 /// Polls `cond` every 50 ms until it holds or `deadline` passes; returns
 /// how long it took, or the last observation on failure.
-pub async fn wait_until<F, Fut>(deadline: Duration, mut cond: F) -> Result<Duration, String>
+pub async fn wait_until<F, Fut, E>(deadline: Duration, mut cond: F) -> Result<Duration, Timeout>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: Display,
 {
     let start = tokio::time::Instant::now();
     loop {
@@ -19,7 +37,10 @@ where
             Err(e) => e,
         };
         if start.elapsed() >= deadline {
-            return Err(format!("not true after {deadline:?}: {last}"));
+            return Err(Timeout {
+                after: deadline,
+                last: last.to_string(),
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -28,10 +49,10 @@ where
 /// The blocking twin of [`wait_until`], for tests that drive processes:
 /// polls `cond` every 100 ms until it returns a value or `deadline` passes,
 /// then panics with `what` and the last observation.
-pub fn wait_for_blocking<T>(
+pub fn wait_for_blocking<T, E: Display>(
     deadline: Duration,
     what: &str,
-    mut cond: impl FnMut() -> Result<T, String>,
+    mut cond: impl FnMut() -> Result<T, E>,
 ) -> T {
     let start = std::time::Instant::now();
     loop {

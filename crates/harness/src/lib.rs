@@ -18,7 +18,7 @@ use shoal::node::NodeOptions;
 pub mod disk;
 
 pub use shoal::local::{cluster_configs, spawn_node, spawn_node_with, LocalNode as TestNode};
-pub use shoal_fabric::testing::{seed, wait_for_blocking, wait_until};
+pub use shoal_fabric::testing::{seed, wait_for_blocking, wait_until, Timeout};
 
 /// An in-process cluster for tests: a [`LocalCluster`] (every method of it
 /// through `Deref`) whose nodes log to the test output under `SHOAL_LOG`.
@@ -108,7 +108,7 @@ impl TestCluster {
 
     /// Waits until every running node sees every other running node alive
     /// with its QUIC address known (so actor calls can be routed).
-    pub async fn wait_mesh(&self, deadline: Duration) -> Result<Duration, String> {
+    pub async fn wait_mesh(&self, deadline: Duration) -> Result<Duration, Timeout> {
         let running: Vec<usize> = (1..=self.len()).filter(|&i| self.is_running(i)).collect();
         wait_until(deadline, || async {
             for &i in &running {

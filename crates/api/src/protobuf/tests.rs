@@ -77,7 +77,7 @@ fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
 fn decode_err(body: &[u8]) -> String {
     match decode(body) {
         Ok(v) => panic!("expected an error, got {v}"),
-        Err(e) => e,
+        Err(e) => e.0,
     }
 }
 

@@ -69,7 +69,7 @@ impl DeploymentController {
         // A Deployment the rules refuse (a bad maxSurge, say) gets a Warning
         // Event and waits for its next change.
         let plan = deployment_plan::plan(&d, &owned, jiff::Timestamp::now()).map_err(|e| {
-            ReconcileError::invalid(Some(ObjectRef::of(&dv)), "InvalidDeployment", e)
+            ReconcileError::invalid(Some(ObjectRef::of(&dv)), "InvalidDeployment", e.0)
         })?;
         *last_rev = claimed_rev;
         if let Some(rs) = &plan.create {

@@ -171,9 +171,23 @@ pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     normalized_template(a) == normalized_template(b)
 }
 
+/// A Deployment whose Progressing condition says ProgressDeadlineExceeded
+/// (`kubectl rollout status` fails with this message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("deployment \"{name}\" exceeded its progress deadline")]
+pub struct DeadlineExceeded {
+    pub name: String,
+}
+
+/// A Deployment the rules refuse as it is (a missing name or uid, an empty
+/// or non-matching selector, a bad maxSurge): why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidDeployment(pub String);
+
 /// What `kubectl rollout status` would say: `Ok((message, done))`, or `Err`
 /// when the Progressing condition says ProgressDeadlineExceeded.
-pub fn rollout_status(d: &Deployment) -> Result<(String, bool), String> {
+pub fn rollout_status(d: &Deployment) -> Result<(String, bool), DeadlineExceeded> {
     let name = d.metadata.name.as_deref().unwrap_or_default();
     let st = d.status.clone().unwrap_or_default();
     if d.metadata.generation.unwrap_or(0) > st.observed_generation.unwrap_or(0) {
@@ -185,9 +199,9 @@ pub fn rollout_status(d: &Deployment) -> Result<(String, bool), String> {
     if get_condition(&st, COND_PROGRESSING).and_then(|c| c.reason.as_deref())
         == Some(REASON_TIMED_OUT)
     {
-        return Err(format!(
-            "deployment \"{name}\" exceeded its progress deadline"
-        ));
+        return Err(DeadlineExceeded {
+            name: name.to_string(),
+        });
     }
     let updated = st.updated_replicas.unwrap_or(0);
     let replicas = st.replicas.unwrap_or(0);
@@ -229,7 +243,15 @@ pub fn rollout_status(d: &Deployment) -> Result<(String, bool), String> {
 /// their current spec and status) and the current time. `Err` only for
 /// malformed input (missing name/uid/spec, empty or non-matching selector,
 /// template without spec, invalid maxSurge/maxUnavailable, ...).
-pub fn plan(d: &Deployment, owned: &[ReplicaSet], now: jiff::Timestamp) -> Result<Plan, String> {
+pub fn plan(
+    d: &Deployment,
+    owned: &[ReplicaSet],
+    now: jiff::Timestamp,
+) -> Result<Plan, InvalidDeployment> {
+    plan_of(d, owned, now).map_err(InvalidDeployment)
+}
+
+fn plan_of(d: &Deployment, owned: &[ReplicaSet], now: jiff::Timestamp) -> Result<Plan, String> {
     let cx = Ctx::new(d, now)?;
     let mut st = State::new(&cx, d, owned)?;
     if d.metadata.deletion_timestamp.is_some() {

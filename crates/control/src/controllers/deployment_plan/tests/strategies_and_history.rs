@@ -271,9 +271,11 @@ fn stuck_rollout_exceeds_progress_deadline() {
         .as_deref()
         .unwrap()
         .ends_with("has timed out progressing."));
+    let err = rollout_status(&sim.d).unwrap_err();
+    assert_eq!(err.name, "web");
     assert_eq!(
-        rollout_status(&sim.d),
-        Err("deployment \"web\" exceeded its progress deadline".into())
+        err.to_string(),
+        "deployment \"web\" exceeded its progress deadline"
     );
     // Old pods keep serving: still available, no old pod was removed.
     assert_eq!(cond(&sim.d, "Available").status, "True");
