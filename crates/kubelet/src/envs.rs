@@ -142,12 +142,32 @@ fn field(pod: &Value, path: &str, node: &Node) -> Option<String> {
     }
 }
 
+/// The longest value `$(VAR)` expansion may make: the kernel's own limit
+/// on one argument or environment string (`MAX_ARG_STRLEN`, 32 pages), so
+/// nothing longer could be exec'd anyway. Without it, forty env entries
+/// that each reference the one before twice make a value of 2^40 bytes.
+pub const MAX_VALUE_BYTES: usize = 128 * 1024;
+
+/// The most one container's environment may hold, names and values
+/// together: half of the kernel's usual `ARG_MAX` (2 MiB), the rest left
+/// to its arguments.
+pub const MAX_ENV_BYTES: usize = 1024 * 1024;
+
+/// A `$(VAR)` expansion that would pass [`MAX_VALUE_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("$(VAR) expansion makes a value over {MAX_VALUE_BYTES} bytes")]
+pub struct TooLong;
+
 /// `$(NAME)` references in `s` replaced from `vars` (unknown ones kept
-/// as written, `$$` for a literal `$`), as upstream's expansion.
-pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
+/// as written, `$$` for a literal `$`), as upstream's expansion; refused
+/// once the result passes [`MAX_VALUE_BYTES`].
+pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> Result<String, TooLong> {
+    let mut out = String::with_capacity(s.len().min(MAX_VALUE_BYTES));
     let mut rest = s;
     while let Some(i) = rest.find('$') {
+        if out.len() > MAX_VALUE_BYTES {
+            return Err(TooLong);
+        }
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         if let Some(tail) = after.strip_prefix('$') {
@@ -178,7 +198,10 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
         }
     }
     out.push_str(rest);
-    out
+    if out.len() > MAX_VALUE_BYTES {
+        return Err(TooLong);
+    }
+    Ok(out)
 }
 
 /// One container's environment, or why it cannot be built.
@@ -223,7 +246,7 @@ fn container_env(
             continue;
         };
         if let Some(v) = e.get("value").and_then(Value::as_str) {
-            let v = expand(v, &vars);
+            let v = expand(v, &vars).map_err(|e| format!("env {name}: {e}"))?;
             put(&mut vars, &mut order, name.to_string(), v);
             continue;
         }
@@ -267,6 +290,12 @@ fn container_env(
         if !found {
             return Err(format!("unsupported valueFrom for {name}"));
         }
+    }
+    let total: usize = vars.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if total > MAX_ENV_BYTES {
+        return Err(format!(
+            "the environment holds {total} bytes, over the limit of {MAX_ENV_BYTES}"
+        ));
     }
     let mut env: Vec<Value> = order
         .iter()

@@ -47,6 +47,14 @@ impl Cause {
         }
     }
 
+    pub fn not_found(field: impl Into<String>, value: &str) -> Cause {
+        Cause {
+            reason: "FieldValueNotFound",
+            field: field.into(),
+            message: format!("Not found: {value:?}"),
+        }
+    }
+
     pub fn duplicate(field: impl Into<String>, value: &str) -> Cause {
         Cause {
             reason: "FieldValueDuplicate",

@@ -564,6 +564,65 @@ mod tests {
         }
     }
 
+    /// Volume names become directories on the node: a name like "/" or
+    /// "/etc/cron.d" is refused at the API (422), as upstream.
+    #[test]
+    fn volume_names_are_dns_labels_and_mounts_name_a_volume() {
+        let pods = &crate::resources::PODS;
+        let pod = |volumes: Value, mounts: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                   "spec": {"volumes": volumes,
+                            "containers": [{"name": "c", "image": "x", "volumeMounts": mounts}]}})
+        };
+        let ok = pod(
+            json!([{"name": "data", "emptyDir": {}}]),
+            json!([{"name": "data", "mountPath": "/d"}]),
+        );
+        prepare_create(pods, "default", ok).unwrap();
+        let cases = [
+            (
+                json!([{"name": "/", "emptyDir": {}}]),
+                json!([]),
+                "spec.volumes[0].name",
+                "Invalid value: \"/\"",
+            ),
+            (
+                json!([{"name": "/etc/cron.d", "configMap": {"name": "x"}}]),
+                json!([]),
+                "spec.volumes[0].name",
+                "RFC 1123",
+            ),
+            (
+                json!([{"emptyDir": {}}]),
+                json!([]),
+                "spec.volumes[0].name",
+                "Required value",
+            ),
+            (
+                json!([{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]),
+                json!([]),
+                "spec.volumes[1].name",
+                "Duplicate value",
+            ),
+            (
+                json!([]),
+                json!([{"name": "gone", "mountPath": "/g"}]),
+                "spec.containers[0].volumeMounts[0].name",
+                "Not found: \"gone\"",
+            ),
+        ];
+        for (volumes, mounts, field, why) in cases {
+            let e = prepare_create(pods, "default", pod(volumes.clone(), mounts)).unwrap_err();
+            assert_eq!((e.code, e.reason), (422, "Invalid"), "{volumes}");
+            let cause = &e.details.unwrap()["causes"][0];
+            assert_eq!(cause["field"], field, "{volumes}");
+            assert!(
+                cause["message"].as_str().unwrap().contains(why),
+                "{volumes}: {cause}"
+            );
+        }
+    }
+
     #[test]
     fn generation_moves_with_the_spec_only() {
         let res = deployments();

@@ -115,5 +115,40 @@ fn references_are_collected_for_the_kubelet_to_fetch() {
 #[test]
 fn expansion_keeps_unknown_references_and_escapes() {
     let vars = BTreeMap::from([("A".to_string(), "1".to_string())]);
-    assert_eq!(expand("$(A)-$(B)-$$(A)-$-$(", &vars), "1-$(B)-$(A)-$-$(");
+    assert_eq!(
+        expand("$(A)-$(B)-$$(A)-$-$(", &vars).unwrap(),
+        "1-$(B)-$(A)-$-$("
+    );
+}
+
+/// Forty entries, each twice the one before: 2^40 bytes unchecked. The
+/// container is refused with the reason; the agent builds nothing large.
+#[test]
+fn a_doubling_chain_is_a_config_error_not_an_exhausted_agent() {
+    let mut env = vec![json!({"name": "V0", "value": "xxxxxxxx"})];
+    for i in 1..40 {
+        env.push(json!({"name": format!("V{i}"), "value": format!("$(V{0})$(V{0})", i - 1)}));
+    }
+    let c = json!({"name": "c", "env": env});
+    let out = resolve(&pod(c), &sources(), &node());
+    let why = &out.errors["c"];
+    assert!(why.contains("over 131072 bytes"), "{why}");
+    assert!(why.starts_with("env V"), "{why}");
+    // Just under the limit per value, but too much together.
+    let big = "y".repeat(MAX_VALUE_BYTES - 10);
+    let env: Vec<Value> = (0..10)
+        .map(|i| json!({"name": format!("B{i}"), "value": big}))
+        .collect();
+    let out = resolve(&pod(json!({"name": "c", "env": env})), &sources(), &node());
+    assert!(
+        out.errors["c"].contains("over the limit of 1048576"),
+        "{:?}",
+        out.errors
+    );
+    // The limits leave an ordinary environment alone.
+    let v = "z".repeat(1000);
+    let vars = BTreeMap::from([("A".to_string(), v.clone())]);
+    assert_eq!(expand("$(A)$(A)", &vars).unwrap().len(), 2000);
+    let long = "$(A)".repeat(200);
+    assert_eq!(expand(&long, &vars), Err(TooLong));
 }

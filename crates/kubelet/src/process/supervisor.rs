@@ -85,7 +85,18 @@ impl Supervisor {
             Ok(a) => {
                 let vars: std::collections::BTreeMap<String, String> =
                     env_of(&self.spec, &self.ip).into_iter().collect();
-                a.iter().map(|s| crate::envs::expand(s, &vars)).collect()
+                let expanded: Result<Vec<String>, _> =
+                    a.iter().map(|s| crate::envs::expand(s, &vars)).collect();
+                match expanded {
+                    Ok(argv) => argv,
+                    Err(e) => {
+                        let reason = "CreateContainerConfigError".to_string();
+                        let message = format!("command and args: {e}");
+                        self.set(ContainerState::Waiting { reason, message }, None);
+                        let _ = self.stop.wait_for(Option::is_some).await;
+                        return false;
+                    }
+                }
             }
             Err(message) => {
                 let reason = "CreateContainerConfigError".to_string();

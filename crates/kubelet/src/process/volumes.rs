@@ -37,6 +37,16 @@ fn failed(name: &str, why: impl std::fmt::Display) -> String {
     format!("MountVolume.SetUp failed for volume {name:?}: {why}")
 }
 
+/// A volume's name, which becomes a directory name: a DNS-1123 label, as
+/// the API checks too (a name like "/" would address the host's root).
+fn checked_name(name: &str) -> Result<&str, String> {
+    if shoal_fabric::config::is_dns1123_label(name) {
+        Ok(name)
+    } else {
+        Err(failed(name, "the volume name is not a DNS-1123 label"))
+    }
+}
+
 /// Sets up every volume of `pod` under `dir` (its pod directory): Ok(the
 /// volumes by name) or the first failure. `write` false only computes the
 /// paths (a pod adopted after an agent restart keeps its files).
@@ -57,7 +67,7 @@ fn set_up_volumes(
 ) -> Result<HashMap<String, Ready>, String> {
     let mut out = HashMap::new();
     for v in pod.volumes() {
-        let name = v.name.as_str();
+        let name = checked_name(&v.name)?;
         let own = dir.join("volumes").join(name);
         let ready = if v.empty_dir.is_some() {
             if write {
@@ -119,7 +129,7 @@ pub fn update(dir: &Path, pod: &PodConfig, ip: &str) -> Result<(), RuntimeError>
 
 fn update_files(dir: &Path, pod: &PodConfig, ip: &str) -> Result<(), String> {
     for v in pod.volumes() {
-        let name = v.name.as_str();
+        let name = checked_name(&v.name)?;
         let own = dir.join("volumes").join(name);
         let files = match (pod.projections.get(name), &v.downward_api) {
             (Some(Projection::Files(files)), _) => owned(files),
@@ -384,6 +394,22 @@ mod tests {
             err.starts_with("MountVolume.SetUp failed for volume \"h\": "),
             "{err}"
         );
+    }
+
+    /// The kubelet checks volume names again: a pod that reached it with
+    /// a name like "/" sets nothing up (and chmods nothing).
+    #[test]
+    fn a_volume_name_that_is_not_a_label_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["/", "..", "/etc/cron.d", "a/b"] {
+            let pod =
+                json!({"spec": {"containers": [], "volumes": [{"name": name, "emptyDir": {}}]}});
+            let pod = PodConfig::of(&pod).unwrap();
+            let err = set_up(dir.path(), &pod, "", true).unwrap_err().to_string();
+            assert!(err.contains("not a DNS-1123 label"), "{name}: {err}");
+            assert!(update(dir.path(), &pod, "").is_err(), "{name}");
+        }
+        assert!(!dir.path().join("volumes").exists());
     }
 
     #[test]

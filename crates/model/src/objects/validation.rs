@@ -179,6 +179,26 @@ pub(super) fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec
     if containers.is_none_or(Vec::is_empty) {
         causes.push(Cause::required(format!("{at}.containers")));
     }
+    // Volume names become directory names on the node: DNS-1123 labels
+    // only (a volume named "/" must never reach a kubelet).
+    let mut volumes = std::collections::BTreeSet::new();
+    for (i, v) in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let p = format!("{at}.volumes[{i}].name");
+        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            causes.push(Cause::required(p));
+        } else if !is_dns1123_label(name) {
+            causes.push(Cause::invalid(p, name, LABEL_MSG));
+        } else if !volumes.insert(name.to_string()) {
+            causes.push(Cause::duplicate(p, name));
+        }
+    }
     let mut seen = std::collections::BTreeSet::new();
     for list in ["initContainers", "containers"] {
         let Some(cs) = spec.get(list).and_then(Value::as_array) else {
@@ -201,6 +221,21 @@ pub(super) fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec
                 causes.push(Cause::required(format!("{p}.image")));
             }
             validate_resources(c.get("resources"), &format!("{p}.resources"), causes);
+            for (j, m) in c
+                .get("volumeMounts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+                if !volumes.contains(name) {
+                    causes.push(Cause::not_found(
+                        format!("{p}.volumeMounts[{j}].name"),
+                        name,
+                    ));
+                }
+            }
             if let Some(ports) = c.get("ports").and_then(Value::as_array) {
                 for (j, port) in ports.iter().enumerate() {
                     let n = port
