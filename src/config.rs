@@ -287,6 +287,22 @@ impl NodeConfig {
         {
             return Err(invalid("api.service_cidr", e.to_string()));
         }
+        let a = &self.api;
+        if a.max_connections == 0 || a.max_connections_per_ip == 0 {
+            return Err(invalid(
+                "api.max_connections",
+                "max_connections and max_connections_per_ip must be above 0",
+            ));
+        }
+        if a.tls_handshake_timeout_ms == 0
+            || a.header_read_timeout_ms == 0
+            || a.idle_timeout_ms == 0
+        {
+            return Err(invalid(
+                "api.header_read_timeout_ms",
+                "tls_handshake_timeout_ms, header_read_timeout_ms and idle_timeout_ms must be above 0",
+            ));
+        }
         for p in &self.peers {
             if !is_node_name(&p.name) {
                 return Err(invalid(

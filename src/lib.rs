@@ -29,6 +29,7 @@
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod fdlimit;
 pub mod local;
 pub mod node;
 #[cfg(test)]

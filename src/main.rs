@@ -16,5 +16,10 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    // Descriptors: an agent needs more than a service manager's usual
+    // 1,024 (the API sizes its connection caps from what it gets).
+    if let Err(e) = shoal::fdlimit::raise() {
+        eprintln!("shoal: cannot raise the open-file limit: {e}");
+    }
     shoal::cli::main()
 }

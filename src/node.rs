@@ -421,10 +421,15 @@ impl Node {
             kube: kube.clone(),
         };
         let https = tls::https_server_config(&material)?;
+        let limits = crate::api::listener::Limits::new(&cfg.api, crate::fdlimit::current());
+        let listener_metrics = crate::api::listener::ListenerMetrics::default();
+        listener_metrics.register(&metrics);
         tokio::spawn(crate::api::serve_tls(
             listener,
             https,
             crate::api::router(api_state),
+            limits,
+            listener_metrics,
             api_stop_rx,
         ));
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 mod agent_restart;
 mod dev;
 mod durability;
+mod hostile;
 mod kubectl;
 mod kubectl_process;
 mod kubectl_streams;

@@ -11,6 +11,21 @@ pub struct KubeApiConfig {
     pub service_cidr: String,
     /// NodePort Services take ports from this range.
     pub node_port_range: String,
+    /// Open connections to the API port, in all. Held to half the
+    /// process's descriptor limit (raised to its hard limit at start).
+    pub max_connections: usize,
+    /// Open connections from one client address. At either cap the
+    /// oldest connection that has not sent a request yet is closed to make
+    /// room; when every one has, the new connection is refused.
+    pub max_connections_per_ip: usize,
+    /// The TLS handshake must finish within this.
+    pub tls_handshake_timeout_ms: u64,
+    /// A request's headers must arrive within this (and the first request
+    /// within this of the handshake): slow or silent clients are closed.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (a
+    /// watch is in flight for as long as it runs).
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for KubeApiConfig {
@@ -18,6 +33,11 @@ impl Default for KubeApiConfig {
         KubeApiConfig {
             service_cidr: "10.96.0.0/12".into(),
             node_port_range: "30000-32767".into(),
+            max_connections: 4096,
+            max_connections_per_ip: 1024,
+            tls_handshake_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 90_000,
         }
     }
 }

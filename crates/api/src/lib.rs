@@ -15,7 +15,6 @@
 //! Kubernetes surface (`/version`, discovery, `/api/v1/...`,
 //! `/apis/{group}/{version}/...`) is served by `kube` and `rest`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -24,14 +23,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub mod config;
 pub mod kube;
+pub mod listener;
 pub mod printers;
 pub mod protobuf;
 pub mod rest;
@@ -42,6 +39,8 @@ use shoal_fabric::membership::Membership;
 use shoal_fabric::metrics::Metrics;
 use shoal_fabric::transport::faults::{ChaosCommand, Faults};
 use shoal_model::errors::ApiError;
+
+pub use listener::serve_tls;
 
 /// What the API needs from the node.
 #[derive(Clone)]
@@ -235,48 +234,4 @@ pub fn router(st: ApiState) -> Router {
         .merge(private)
         .layer(axum::extract::DefaultBodyLimit::max(rest::MAX_BODY))
         .with_state(st)
-}
-
-/// Serves `router` over TLS on `listener` until `shutdown` turns true.
-pub async fn serve_tls(
-    listener: TcpListener,
-    tls: rustls::ServerConfig,
-    router: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    loop {
-        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = listener.accept() => match r {
-                Ok(v) => v,
-                Err(e) => { tracing::debug!("api accept: {e}"); continue; }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let svc = TowerToHyperService::new(router.clone());
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
-            }
-        });
-    }
 }

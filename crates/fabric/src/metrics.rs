@@ -103,6 +103,18 @@ impl Metrics {
         out
     }
 
+    /// Registers a component's own metric (named without the `shoal_`
+    /// prefix, which the registry adds, as it adds the `node` label).
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        reg.register(name, help, metric);
+    }
+
     pub fn label(key: &'static str, value: impl Into<String>) -> Labels {
         vec![(key, value.into())]
     }
