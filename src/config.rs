@@ -201,6 +201,12 @@ impl NodeConfig {
                 "must be at least 4 MiB",
             ));
         }
+        if self.transport.max_bidi_streams == 0 || self.transport.max_uni_streams == 0 {
+            return Err(invalid(
+                "transport.max_bidi_streams",
+                "max_bidi_streams and max_uni_streams must be above 0",
+            ));
+        }
         let st = &self.store;
         if st.heartbeat_ms == 0
             || st.election_timeout_min_ms <= st.heartbeat_ms

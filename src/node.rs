@@ -103,6 +103,8 @@ impl Node {
                 idle_timeout: Duration::from_millis(cfg.transport.idle_timeout_ms),
                 keep_alive: Duration::from_millis(cfg.transport.keep_alive_ms),
                 subscription_buffer: cfg.transport.subscription_buffer,
+                max_bidi_streams: cfg.transport.max_bidi_streams,
+                max_uni_streams: cfg.transport.max_uni_streams,
             },
             registry.clone(),
             faults.clone(),

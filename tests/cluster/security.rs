@@ -108,7 +108,7 @@ async fn a_node_of_another_ca_can_neither_join_nor_deliver() {
         chain: foreign.chain.clone(),
         key: foreign.key.clone(),
     };
-    let outcome = raw_ask(&mixed, n1.listen.quic).await;
+    let outcome = raw_ask(&mixed, n1.listen.quic, "node-2").await;
     assert!(
         outcome.is_err(),
         "server must refuse a foreign client certificate, got {outcome:?}"
@@ -124,8 +124,47 @@ async fn a_node_of_another_ca_can_neither_join_nor_deliver() {
     );
 }
 
-/// Sends one Echo ask over a raw QUIC connection with `m` as identity.
-async fn raw_ask(m: &TlsMaterial, addr: std::net::SocketAddr) -> Result<Envelope, String> {
+/// A peer with a valid certificate of this cluster cannot send as another
+/// node: the envelope is refused (Forbidden), counted and logged; as itself
+/// it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_sender_is_refused() {
+    let c = TestCluster::start(2).expect("nodes start");
+    let n1 = c.config(1).clone();
+    // The cluster's own certificate of node-2, in another client's hands.
+    let m = TlsMaterial::load(
+        &c.path().join("ca.pem"),
+        &c.path().join("node-2/cert.pem"),
+        &c.path().join("node-2/key.pem"),
+    )
+    .unwrap();
+    for spoofed in ["node-1", "node-3", "localhost", "127.0.0.1"] {
+        let reply = raw_ask(&m, n1.listen.quic, spoofed).await.unwrap();
+        assert_eq!(reply.kind, Kind::Error, "as {spoofed}");
+        let err: shoal::actor::envelope::RemoteError = postcard::from_bytes(&reply.payload).unwrap();
+        assert!(
+            matches!(err, shoal::actor::envelope::RemoteError::Forbidden(_)),
+            "as {spoofed}: {err}"
+        );
+    }
+    let reply = raw_ask(&m, n1.listen.quic, "node-2").await.unwrap();
+    assert_eq!(reply.kind, Kind::Reply, "as itself");
+    let metrics = c.node(1).metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("envelopes_rejected") && l.contains("spoofed") && l.ends_with(" 4")),
+        "{metrics}"
+    );
+}
+
+/// Sends one Echo ask, as node `from`, over a raw QUIC connection with `m`
+/// as identity.
+async fn raw_ask(
+    m: &TlsMaterial,
+    addr: std::net::SocketAddr,
+    from: &str,
+) -> Result<Envelope, String> {
     let client =
         quinn::crypto::rustls::QuicClientConfig::try_from(quic_client_config(m).unwrap()).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -139,7 +178,7 @@ async fn raw_ask(m: &TlsMaterial, addr: std::net::SocketAddr) -> Result<Envelope
     let env = Envelope {
         kind: Kind::Ask,
         to: ACTOR.into(),
-        from: "node-2".into(),
+        from: from.into(),
         tag: "shoal.diag.echo/1".into(),
         corr: 1,
         budget_ms: 2000,

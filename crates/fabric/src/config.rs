@@ -138,6 +138,11 @@ pub struct Transport {
     pub subscription_buffer: usize,
     /// Mailbox capacity of local actors.
     pub mailbox_capacity: usize,
+    /// Request streams (asks, subscriptions) a peer may have open on one
+    /// connection at once; more wait for one to end (QUIC flow control).
+    pub max_bidi_streams: u32,
+    /// Ordered-tell streams a peer may have open on one connection.
+    pub max_uni_streams: u32,
 }
 
 impl Default for Transport {
@@ -149,6 +154,8 @@ impl Default for Transport {
             keep_alive_ms: 2_000,
             subscription_buffer: 1_024,
             mailbox_capacity: 1_024,
+            max_bidi_streams: 256,
+            max_uni_streams: 64,
         }
     }
 }

@@ -71,6 +71,10 @@ pub enum RemoteError {
     Handler(String),
     #[error("unsupported envelope version {0}")]
     Version(u8),
+    /// The sender may not do this (its certificate names another node, or
+    /// the actor does not take this from it).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

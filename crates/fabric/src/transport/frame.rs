@@ -1,7 +1,9 @@
 //! Length-prefixed frames on QUIC streams: `u32 BE length ‖ bytes`.
 //!
 //! A frame longer than the configured maximum is refused *before* its body
-//! is read, so a hostile peer cannot make the node allocate it.
+//! is read, and a frame's buffer grows only as its bytes arrive, so a
+//! hostile peer cannot make the node allocate what it declares without
+//! sending it.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -39,13 +41,28 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut body = Vec::new();
+    Ok(read_frame_into(r, max, &mut body).await?.then_some(body))
+}
+
+/// The first allocation for a frame's body; it doubles as bytes arrive.
+const FIRST_CHUNK: usize = 16 * 1024;
+
+/// Reads one frame into `body` (cleared first); false on a clean end of
+/// stream between frames. The buffer holds at most twice what arrived.
+pub async fn read_frame_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    body: &mut Vec<u8>,
+) -> Result<bool, FrameError> {
+    body.clear();
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         let n = r.read(&mut len[got..]).await?;
         if n == 0 {
             return if got == 0 {
-                Ok(None)
+                Ok(false)
             } else {
                 Err(FrameError::Truncated)
             };
@@ -56,17 +73,32 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })?;
-    Ok(Some(body))
+    body.reserve(len.min(FIRST_CHUNK));
+    let read = (&mut *r).take(len as u64).read_to_end(body).await?;
+    if read < len {
+        return Err(FrameError::Truncated);
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that declares 8 MiB and sends 10 bytes holds the reader's
+    /// memory at what it sent, not at what it declared.
+    #[tokio::test]
+    async fn a_declared_length_is_not_allocated_before_it_arrives() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        a.write_all(&(8u32 << 20).to_be_bytes()).await.unwrap();
+        a.write_all(&[7u8; 10]).await.unwrap();
+        let mut body = Vec::new();
+        let read = read_frame_into(&mut b, 8 << 20, &mut body);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), read).await;
+        assert!(waited.is_err(), "the frame is not complete");
+        assert_eq!(body.len(), 10);
+        assert!(body.capacity() <= 2 * FIRST_CHUNK, "{}", body.capacity());
+    }
 
     #[tokio::test]
     async fn round_trip_and_clean_eof() {

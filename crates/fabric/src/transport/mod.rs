@@ -14,6 +14,7 @@
 
 pub mod faults;
 pub mod frame;
+pub mod peer;
 mod serve;
 pub mod tls;
 
@@ -66,6 +67,10 @@ pub struct TransportSettings {
     pub idle_timeout: Duration,
     pub keep_alive: Duration,
     pub subscription_buffer: usize,
+    /// Streams a peer may have open on one connection (see
+    /// `config::Transport`).
+    pub max_bidi_streams: u32,
+    pub max_uni_streams: u32,
 }
 
 #[derive(Clone)]
@@ -109,8 +114,8 @@ impl Transport {
                 .map_err(|e| TransportError::Config(e.to_string()))?,
         ));
         tc.keep_alive_interval(Some(s.keep_alive));
-        tc.max_concurrent_bidi_streams(256u32.into());
-        tc.max_concurrent_uni_streams(64u32.into());
+        tc.max_concurrent_bidi_streams(s.max_bidi_streams.into());
+        tc.max_concurrent_uni_streams(s.max_uni_streams.into());
         let tc = Arc::new(tc);
 
         let server_tls = QuicServerConfig::try_from(tls::quic_server_config(&s.tls)?)

@@ -2,11 +2,13 @@
 //! refuses bad frames, applies receive-side faults, and dispatches envelopes
 //! to the node's registry (asks, ordered tells, subscriptions).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::frame::{read_frame, write_frame, FrameError};
+use super::peer::Peer;
 use super::{Transport, CODE_FAULT, CODE_FRAME_TOO_LARGE};
 use crate::actor::envelope::{Envelope, Kind, RemoteError};
 use crate::actor::remote::{Inbound, StreamItem, DEFAULT_BUDGET};
@@ -42,18 +44,40 @@ impl Transport {
     }
 
     async fn serve_conn(self, conn: quinn::Connection) {
+        let peer = Arc::new(Peer::of(&conn));
         loop {
             tokio::select! {
                 bi = conn.accept_bi() => match bi {
-                    Ok((send, recv)) => { let t = self.clone(); tokio::spawn(async move { t.serve_bi(send, recv).await }); }
+                    Ok((send, recv)) => {
+                        let (t, peer) = (self.clone(), peer.clone());
+                        tokio::spawn(async move { t.serve_bi(&peer, send, recv).await });
+                    }
                     Err(_) => return,
                 },
                 uni = conn.accept_uni() => match uni {
-                    Ok(recv) => { let t = self.clone(); tokio::spawn(async move { t.serve_tells(recv).await }); }
+                    Ok(recv) => {
+                        let (t, peer) = (self.clone(), peer.clone());
+                        tokio::spawn(async move { t.serve_tells(&peer, recv).await });
+                    }
                     Err(_) => return,
                 },
             }
         }
+    }
+
+    /// Whether `env`'s sender is the peer's own node; counts and logs a
+    /// spoofed one.
+    fn sender_checked(&self, peer: &Peer, env: &Envelope) -> Result<(), RemoteError> {
+        if peer.may_send_as(&env.from) {
+            return Ok(());
+        }
+        self.count(&self.inner.metrics.envelopes_rejected, "reason", "spoofed");
+        tracing::warn!(node = %self.inner.node, from = %env.from, to = %env.to, tag = %env.tag,
+            "refused an envelope whose sender is not the peer's certificate");
+        Err(RemoteError::Forbidden(format!(
+            "the peer's certificate is not valid for sender {:?}",
+            env.from
+        )))
     }
 
     /// Reads one envelope frame, refusing oversize and undecodable ones.
@@ -87,7 +111,7 @@ impl Transport {
         }
     }
 
-    async fn serve_tells(self, mut recv: quinn::RecvStream) {
+    async fn serve_tells(self, peer: &Peer, mut recv: quinn::RecvStream) {
         loop {
             let env = match self.read_envelope(&mut recv).await {
                 Ok(Some(env)) => env,
@@ -97,6 +121,9 @@ impl Transport {
                 Err(BadFrame::Undecodable(_)) => continue,
                 Err(BadFrame::Broken(_)) => return,
             };
+            if self.sender_checked(peer, &env).is_err() {
+                continue;
+            }
             self.count(
                 &self.inner.metrics.envelopes_received,
                 "kind",
@@ -131,7 +158,7 @@ impl Transport {
         }
     }
 
-    async fn serve_bi(self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    async fn serve_bi(self, peer: &Peer, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
         let env = match self.read_envelope(&mut recv).await {
             Ok(Some(env)) => env,
             Ok(None) => return,
@@ -155,6 +182,12 @@ impl Transport {
             "kind",
             Self::kind_name(env.kind),
         );
+        if let Err(e) = self.sender_checked(peer, &env) {
+            let reply = env.error_reply(&self.inner.node, &e);
+            let _ = write_frame(&mut send, &reply.encode(), self.inner.max_frame).await;
+            let _ = send.finish();
+            return;
+        }
         // A budget from the wire is capped: a peer cannot pin a task for weeks.
         let budget = if env.budget_ms == 0 {
             DEFAULT_BUDGET
