@@ -76,7 +76,8 @@ impl DataDir {
             path: path.to_owned(),
             source,
         };
-        std::fs::create_dir_all(path).map_err(io)?;
+        // The store, the pods' files and their logs live here: 0700.
+        crate::private::dir(path).map_err(io)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -38,7 +38,7 @@ mod quantity_agreement;
 pub use shoal_api as api;
 pub use shoal_control::{controllers, scheduler};
 pub use shoal_fabric::{
-    actor, chaos, install_crypto_provider, membership, metrics, pki, transport, VERSION,
+    actor, chaos, install_crypto_provider, membership, metrics, pki, private, transport, VERSION,
 };
 pub use shoal_kubelet as kubelet;
 pub use shoal_kubelet_proto as kubelet_proto;

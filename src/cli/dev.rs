@@ -114,9 +114,10 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
     }
     let token = crate::pki::read_token(&cfgs[0].auth.admin_token_file)?;
     let kube = dir.join("kubeconfig");
-    std::fs::write(
+    // It holds the admin token: private from birth.
+    crate::private::write(
         &kube,
-        serde_json::to_vec_pretty(&kubeconfig(&dir, &cfgs, &token))?,
+        &serde_json::to_vec_pretty(&kubeconfig(&dir, &cfgs, &token))?,
     )?;
 
     super::client_runtime()?.block_on(async move {

@@ -84,7 +84,8 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
             );
         }
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // The CA key, the admin token and the other keys live here.
+    crate::private::dir(out).with_context(|| format!("cannot create {}", out.display()))?;
     let cluster_id = format!("shoal-{}", crate::pki::random_hex(6));
     crate::pki::write_cluster_files(out, &cluster_id, opts.nodes)?;
 

@@ -141,7 +141,8 @@ async fn a_spoofed_sender_is_refused() {
     for spoofed in ["node-1", "node-3", "localhost", "127.0.0.1"] {
         let reply = raw_ask(&m, n1.listen.quic, spoofed).await.unwrap();
         assert_eq!(reply.kind, Kind::Error, "as {spoofed}");
-        let err: shoal::actor::envelope::RemoteError = postcard::from_bytes(&reply.payload).unwrap();
+        let err: shoal::actor::envelope::RemoteError =
+            postcard::from_bytes(&reply.payload).unwrap();
         assert!(
             matches!(err, shoal::actor::envelope::RemoteError::Forbidden(_)),
             "as {spoofed}: {err}"
@@ -151,9 +152,9 @@ async fn a_spoofed_sender_is_refused() {
     assert_eq!(reply.kind, Kind::Reply, "as itself");
     let metrics = c.node(1).metrics.render();
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.contains("envelopes_rejected") && l.contains("spoofed") && l.ends_with(" 4")),
+        metrics.lines().any(|l| l.contains("envelopes_rejected")
+            && l.contains("spoofed")
+            && l.ends_with(" 4")),
         "{metrics}"
     );
 }

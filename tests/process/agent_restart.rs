@@ -10,7 +10,7 @@ use super::kubectl::Dev;
 use super::kubectl_process::{alive, http_get, pid_of};
 
 /// Kills on drop: an agent the test started itself.
-struct Agent(std::process::Child);
+pub(super) struct Agent(pub(super) std::process::Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {

@@ -14,6 +14,7 @@ mod hostile;
 mod kubectl;
 mod kubectl_process;
 mod kubectl_streams;
+mod secrets_on_disk;
 
 /// Held by each test whose cluster gives pods CNI sandboxes: those use the
 /// bridges `shoal-<n>` and the default pod CIDR, one cluster at a time.

@@ -18,6 +18,7 @@ pub mod config;
 pub mod membership;
 pub mod metrics;
 pub mod pki;
+pub mod private;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;

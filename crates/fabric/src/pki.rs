@@ -131,7 +131,7 @@ pub fn write_cluster_files_named(
     write(dir, "ca.key", &ca.key_pem(), true)?;
     for name in names {
         let cert = ca.issue(name, &[])?;
-        std::fs::create_dir_all(dir.join(name)).map_err(|source| PkiError::Io {
+        crate::private::dir(&dir.join(name)).map_err(|source| PkiError::Io {
             path: dir.join(name).display().to_string(),
             source,
         })?;
@@ -147,15 +147,15 @@ pub fn write_cluster_files_named(
 
 fn write(dir: &Path, rel: &str, text: &str, secret: bool) -> Result<(), PkiError> {
     let path = dir.join(rel);
-    std::fs::write(&path, text).map_err(|source| PkiError::Io {
+    let written = if secret {
+        crate::private::write(&path, text.as_bytes())
+    } else {
+        std::fs::write(&path, text)
+    };
+    written.map_err(|source| PkiError::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    if secret {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok(())
+    })
 }
 
 /// Reads a hex secret file (admin token or gossip key).

@@ -345,5 +345,21 @@ pub fn resolve(pod: &Value, sources: &Sources, node: &Node) -> Resolved {
     Resolved { pod: out, errors }
 }
 
+/// Each container's environment from a pod [`resolve`] made literal, by
+/// container name (typed, as a runtime takes it).
+pub fn literal_envs(resolved: &Value) -> BTreeMap<String, Vec<k8s_openapi::api::core::v1::EnvVar>> {
+    let mut out = BTreeMap::new();
+    for c in containers(resolved) {
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+        let env = c
+            .get("env")
+            .cloned()
+            .and_then(|e| serde_json::from_value(e).ok())
+            .unwrap_or_default();
+        out.insert(name.to_string(), env);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

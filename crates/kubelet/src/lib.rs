@@ -399,7 +399,8 @@ impl Kubelet {
         if phase == "Succeeded" || phase == "Failed" {
             return;
         }
-        let config = if self.runtime.needs_config() && self.runtime.state(&uid).is_none() {
+        let running = self.runtime.state(&uid).is_some();
+        let config = if self.runtime.needs_config() && (!running || !self.runtime.resolved(&uid)) {
             self.resolved(&pod).await
         } else {
             PodConfig::of(&pod)
@@ -413,6 +414,11 @@ impl Kubelet {
                 return;
             }
         };
+        if running && !self.runtime.resolved(&uid) {
+            // Adopted from a previous agent, which kept no secret on disk:
+            // its containers' next instances get their environment now.
+            self.runtime.update(&config);
+        }
         let state = self.runtime.start(&config).await;
         let status = pod_status(&pod, &state, &self.spec.address);
         if pod.get("status").is_some_and(|s| same_status(s, &status)) {
@@ -459,9 +465,10 @@ impl Kubelet {
             name: &self.spec.name,
             host_ip: &self.spec.address,
         };
-        let envs = envs::resolve(pod, &sources, &node);
-        let mut config = PodConfig::of(&envs.pod)?;
-        config.config_errors = envs.errors;
+        let resolved = envs::resolve(pod, &sources, &node);
+        let mut config = PodConfig::of(pod)?;
+        config.envs = envs::literal_envs(&resolved.pod);
+        config.config_errors = resolved.errors;
         config.projections = volumes::resolve(pod, &objects);
         if let Some(why) = failed {
             // The store could not say: refuse rather than start with a

@@ -116,6 +116,10 @@ struct PodRun {
     containers: Vec<Arc<Mutex<Ctr>>>,
     /// Tells the supervisors to stop, with the grace period.
     stop: watch::Sender<Option<Duration>>,
+    /// The pod's resolved configuration; None for a pod adopted from a
+    /// previous agent until the kubelet resolves it again (no secret is
+    /// kept on disk for it).
+    config: watch::Sender<Option<Arc<PodConfig>>>,
     supervisors: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -156,10 +160,8 @@ fn argv_of(c: &Container) -> Result<Vec<String>, String> {
 
 /// A container's environment: the literal values the kubelet resolved
 /// (`kubelet::envs`), and the pod IP for `status.podIP` references.
-fn env_of(c: &Container, pod_ip: &str) -> Vec<(String, String)> {
-    c.env
-        .iter()
-        .flatten()
+fn env_of(env: &[k8s_openapi::api::core::v1::EnvVar], pod_ip: &str) -> Vec<(String, String)> {
+    env.iter()
         .map(|e| {
             let path = e
                 .value_from
@@ -191,7 +193,8 @@ impl ProcessRuntime {
         shim: &Path,
         sandboxes: Option<sandbox::Sandboxes>,
     ) -> std::io::Result<ProcessRuntime> {
-        std::fs::create_dir_all(root)?;
+        // Pods' files, logs and records: this user's only.
+        shoal_fabric::private::dir(root)?;
         let rt = ProcessRuntime {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
@@ -275,11 +278,15 @@ impl ProcessRuntime {
             save_pod(&dir, pod, &ip, sandbox.as_ref());
         }
         let (stop, _) = watch::channel(None);
+        // An adopted pod's record holds no resolved value: its containers
+        // wait for the kubelet's resolution before any new instance.
+        let (config, _) = watch::channel((!resume).then(|| Arc::new(pod.clone())));
         let mut run = PodRun {
             ip: Arc::new(Mutex::new(ip.clone())),
             init: Vec::new(),
             containers: Vec::new(),
             stop,
+            config,
             supervisors: Vec::new(),
         };
         let has_init = !pod.init_containers().is_empty();
@@ -357,7 +364,9 @@ impl ProcessRuntime {
                 mounts: Vec::new(),
                 grace: pod.grace(),
                 dir: cdir,
-                config_error: pod.config_error(&name).map(String::from),
+                config_error: None,
+                config: run.config.subscribe(),
+                env: env_of(pod.env_of(c), &ip),
                 spec: c.clone(),
                 // Init containers run until they succeed (or once, Never).
                 policy: if is_init { policy.for_init() } else { policy },
@@ -651,21 +660,31 @@ impl Runtime for ProcessRuntime {
     fn update(&self, pod: &PodConfig) {
         let uid = pod.uid();
         let ip = match lock(&self.inner.pods).get(uid) {
-            Some(run) => lock(&run.ip).clone(),
+            Some(run) => {
+                run.config.send_replace(Some(Arc::new(pod.clone())));
+                lock(&run.ip).clone()
+            }
             None => return,
         };
         let dir = self.inner.root.join(uid);
-        // The new data survives an agent restart too.
+        // The pod as stored now survives an agent restart too (without
+        // what was resolved for it).
         if let Some(mut saved) = std::fs::read(dir.join("pod.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<Saved>(&b).ok())
         {
-            saved.pod = pod.clone();
+            saved.pod = pod.unresolved();
             saved.write(&dir);
         }
         if let Err(e) = volumes::update(&dir, pod, &ip) {
             tracing::warn!(pod = %uid, "updating volumes: {e}");
         }
+    }
+
+    fn resolved(&self, uid: &str) -> bool {
+        lock(&self.inner.pods)
+            .get(uid)
+            .is_none_or(|run| run.config.borrow().is_some())
     }
 }
 

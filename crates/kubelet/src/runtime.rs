@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 use k8s_openapi::ByteString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -61,13 +61,19 @@ pub struct PodState {
     pub init_containers: Vec<ContainerStatus>,
 }
 
-/// What a runtime is asked to run: the pod, and what the kubelet resolved
-/// for it. Without resolution (`Runtime::needs_config` false, or a pod the
-/// runtime already runs) the maps are empty and each container's `env` is
-/// as stored.
+/// What a runtime is asked to run: the pod as stored, and what the kubelet
+/// resolved for it. Without resolution (`Runtime::needs_config` false, or
+/// a pod the runtime already runs) the maps are empty and each container's
+/// environment is its `env` as stored. Secret values live only in the
+/// resolved maps, which a runtime keeps in memory, never on disk.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PodConfig {
+    /// The pod as stored (its `env` entries still name their sources).
     pub pod: Pod,
+    /// By container name: its environment made literal (`envs`), except
+    /// `status.podIP` references, which the runtime fills in.
+    #[serde(default)]
+    pub envs: BTreeMap<String, Vec<EnvVar>>,
     /// By container name: why its configuration cannot be built (a
     /// missing ConfigMap or Secret); it waits with
     /// `CreateContainerConfigError`.
@@ -160,6 +166,23 @@ impl PodConfig {
         self.spec()
             .and_then(|s| s.volumes.as_deref())
             .unwrap_or_default()
+    }
+
+    /// Container `c`'s environment: as resolved, or as stored.
+    pub fn env_of<'a>(&'a self, c: &'a Container) -> &'a [EnvVar] {
+        match self.envs.get(&c.name) {
+            Some(env) => env,
+            None => c.env.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// The pod alone, without what was resolved for it (what may be
+    /// written to disk).
+    pub fn unresolved(&self) -> PodConfig {
+        PodConfig {
+            pod: self.pod.clone(),
+            ..PodConfig::default()
+        }
     }
 
     /// Why container `name` cannot be configured, if it cannot.
@@ -272,9 +295,16 @@ pub trait Runtime: Send + Sync + 'static {
     fn needs_config(&self) -> bool {
         false
     }
-    /// The pod resolved again after a ConfigMap or Secret it mounts
-    /// changed: its projected volumes get the new files.
+    /// The pod resolved again (a ConfigMap or Secret it names changed, or
+    /// the runtime adopted it after an agent restart): its projected
+    /// volumes get the new files, and its containers' next instances the
+    /// new environment.
     fn update(&self, _pod: &PodConfig) {}
+    /// Whether the runtime has the pod's resolved configuration (false for
+    /// a pod adopted from a previous agent until `update` gives it).
+    fn resolved(&self, _uid: &str) -> bool {
+        true
+    }
 }
 
 /// A pod's `spec.restartPolicy`, read once where a runtime needs it.

@@ -79,7 +79,14 @@ mod tests {
         let peer = Peer::with_cert(Some(cert_of("node-2")));
         assert!(peer.may_send_as("node-2"));
         assert!(peer.may_send_as("node-2"), "cached");
-        for other in ["node-3", "node-20", "localhost", "127.0.0.1", "", "node-2.evil"] {
+        for other in [
+            "node-3",
+            "node-20",
+            "localhost",
+            "127.0.0.1",
+            "",
+            "node-2.evil",
+        ] {
             assert!(!peer.may_send_as(other), "{other}");
         }
         assert!(peer.may_send_as("node-2"));

@@ -12,8 +12,9 @@ pub(super) enum Net {
     Pending,
 }
 
-/// What a later agent adopts a pod from (`<dir>/pod.json`): the pod as
-/// it was started, its IP and its sandbox.
+/// What a later agent adopts a pod from (`<dir>/pod.json`, mode 0600): the
+/// pod as stored (no resolved environment, no projected file: no secret
+/// value), its IP and its sandbox.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct Saved {
     pub(super) pod: PodConfig,
@@ -23,15 +24,15 @@ pub(super) struct Saved {
 }
 
 impl Saved {
-    /// Writes the record atomically (a failure only costs adoption).
+    /// Writes the record atomically, private from birth (a failure only
+    /// costs adoption, and is logged).
     pub(super) fn write(&self, dir: &Path) {
-        let _ = std::fs::create_dir_all(dir);
-        let tmp = dir.join("pod.json.tmp");
-        let Ok(bytes) = serde_json::to_vec(self) else {
-            return;
-        };
-        if std::fs::write(&tmp, bytes).is_ok() {
-            let _ = std::fs::rename(tmp, dir.join("pod.json"));
+        let written = shoal_fabric::private::dir(dir).and_then(|()| {
+            let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+            shoal_fabric::private::write(&dir.join("pod.json"), &bytes)
+        });
+        if let Err(e) = written {
+            tracing::warn!(dir = %dir.display(), "recording the pod for adoption: {e}");
         }
     }
 }
@@ -39,7 +40,7 @@ impl Saved {
 /// Records a pod for a later agent to adopt.
 pub(super) fn save_pod(dir: &Path, pod: &PodConfig, ip: &str, sandbox: Option<&sandbox::Sandbox>) {
     Saved {
-        pod: pod.clone(),
+        pod: pod.unresolved(),
         ip: ip.to_string(),
         sandbox: sandbox.cloned(),
     }

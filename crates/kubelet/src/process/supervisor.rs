@@ -29,9 +29,15 @@ pub(super) struct Supervisor {
     pub(super) grace: Duration,
     pub(super) dir: PathBuf,
     pub(super) spec: Container,
-    /// Why the container cannot be configured (the kubelet's resolution,
-    /// or its volume mounts): it waits with `CreateContainerConfigError`.
+    /// Why the container cannot be configured (its volume mounts): it
+    /// waits with `CreateContainerConfigError`.
     pub(super) config_error: Option<String>,
+    /// The pod's resolved configuration (None until the kubelet resolves
+    /// an adopted pod again): each new instance reads its environment here.
+    pub(super) config: watch::Receiver<Option<Arc<PodConfig>>>,
+    /// The environment of the current instance (probes and hooks run
+    /// with it).
+    pub(super) env: Vec<(String, String)>,
     pub(super) policy: RestartPolicy,
     pub(super) ctr: Arc<Mutex<Ctr>>,
     pub(super) stop: watch::Receiver<Option<Duration>>,
@@ -45,7 +51,7 @@ impl Supervisor {
     fn target(&self, pid: u32) -> probe::Target {
         probe::Target {
             ip: self.ip.clone(),
-            env: env_of(&self.spec, &self.ip),
+            env: self.env.clone(),
             enter: self.enter.as_ref().map(|_| pid),
         }
     }
@@ -79,32 +85,6 @@ impl Supervisor {
     /// init container returns true once it succeeded, false if it failed
     /// for good (or the pod stopped).
     pub(super) async fn run(mut self) -> bool {
-        let config_error = self.config_error.clone();
-        let argv: Vec<String> = match config_error.map_or_else(|| argv_of(&self.spec), Err) {
-            // `$(VAR)` in command and args, from the container's env.
-            Ok(a) => {
-                let vars: std::collections::BTreeMap<String, String> =
-                    env_of(&self.spec, &self.ip).into_iter().collect();
-                let expanded: Result<Vec<String>, _> =
-                    a.iter().map(|s| crate::envs::expand(s, &vars)).collect();
-                match expanded {
-                    Ok(argv) => argv,
-                    Err(e) => {
-                        let reason = "CreateContainerConfigError".to_string();
-                        let message = format!("command and args: {e}");
-                        self.set(ContainerState::Waiting { reason, message }, None);
-                        let _ = self.stop.wait_for(Option::is_some).await;
-                        return false;
-                    }
-                }
-            }
-            Err(message) => {
-                let reason = "CreateContainerConfigError".to_string();
-                self.set(ContainerState::Waiting { reason, message }, None);
-                let _ = self.stop.wait_for(Option::is_some).await;
-                return false;
-            }
-        };
         let mut failures: u32 = 0;
         loop {
             if self.stopping().is_some() {
@@ -112,12 +92,21 @@ impl Supervisor {
             }
             let instance = lock(&self.ctr).restarts;
             let started = Instant::now();
-            let exit = match self.ended.take() {
-                Some(ended) => Some(ended),
-                None => {
-                    let adopted = self.adopted.take();
-                    self.run_once(&argv, instance, adopted).await
-                }
+            let exit = match (self.ended.take(), self.adopted.take()) {
+                (Some(ended), _) => Some(ended),
+                // A running instance a previous agent started keeps the
+                // environment it started with.
+                (None, Some(adopted)) => self.run_once(&[], instance, Some(adopted)).await,
+                (None, None) => match self.prepare().await {
+                    Prepared::Argv(argv) => self.run_once(&argv, instance, None).await,
+                    Prepared::Stopped => return false,
+                    Prepared::Refused(message) => {
+                        let reason = "CreateContainerConfigError".to_string();
+                        self.set(ContainerState::Waiting { reason, message }, None);
+                        let _ = self.stop.wait_for(Option::is_some).await;
+                        return false;
+                    }
+                },
             };
             let Some((code, reason, message)) = exit else {
                 return false; // stopped
@@ -167,6 +156,40 @@ impl Supervisor {
             if stopped.is_ok() {
                 return false;
             }
+        }
+    }
+
+    /// The next instance's environment and argv (`$(VAR)` expanded from
+    /// that environment), once the pod's configuration is resolved.
+    async fn prepare(&mut self) -> Prepared {
+        let config = tokio::select! {
+            c = self.config.wait_for(Option::is_some) => match c {
+                Ok(c) => c.clone(),
+                Err(_) => None,
+            },
+            _ = self.stop.wait_for(Option::is_some) => return Prepared::Stopped,
+        };
+        let Some(config) = config else {
+            return Prepared::Stopped;
+        };
+        let error = config
+            .config_error(&self.spec.name)
+            .map(String::from)
+            .or_else(|| self.config_error.clone());
+        if let Some(why) = error {
+            return Prepared::Refused(why);
+        }
+        self.env = env_of(config.env_of(&self.spec), &self.ip);
+        let argv = match argv_of(&self.spec) {
+            Ok(a) => a,
+            Err(why) => return Prepared::Refused(why),
+        };
+        let vars: std::collections::BTreeMap<String, String> = self.env.iter().cloned().collect();
+        let expanded: Result<Vec<String>, _> =
+            argv.iter().map(|s| crate::envs::expand(s, &vars)).collect();
+        match expanded {
+            Ok(argv) => Prepared::Argv(argv),
+            Err(e) => Prepared::Refused(format!("command and args: {e}")),
         }
     }
 
@@ -279,7 +302,7 @@ impl Supervisor {
             // The shim's allocator commits memory lazily (4.9 → 1.2 MB of
             // anonymous memory a shim); the shim removes this again.
             .env(shim::LAZY_MALLOC.0, shim::LAZY_MALLOC.1)
-            .envs(env_of(&self.spec, &self.ip))
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -332,4 +355,13 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// What a new instance runs, or why none does.
+enum Prepared {
+    Argv(Vec<String>),
+    /// The pod stopped first.
+    Stopped,
+    /// `CreateContainerConfigError`, with the reason.
+    Refused(String),
 }

@@ -109,7 +109,14 @@ fn set_up_volumes(
                 read_only: true,
             }
         } else if v.config_map.is_some() || v.secret.is_some() || v.projected.is_some() {
-            return Err(failed(name, "the kubelet did not resolve its files"));
+            // An adopted pod's files are in place; its record holds none.
+            if write {
+                return Err(failed(name, "the kubelet did not resolve its files"));
+            }
+            Ready {
+                source: own,
+                read_only: true,
+            }
         } else {
             return Err(failed(
                 name,
