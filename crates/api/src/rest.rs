@@ -43,6 +43,7 @@ mod bodies;
 mod delete;
 mod exec;
 mod logs;
+mod patches;
 mod portforward;
 mod watch;
 
@@ -459,16 +460,7 @@ fn apply_patch(ctx: &Ctx, kind: &str, base: &Value) -> ApiResult<Value> {
         "application/json-patch+json" => {
             let p: json_patch::Patch = serde_json::from_value(parse("JSON patch")?)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            let mut out = base.clone();
-            json_patch::patch(&mut out, &p).map_err(|e| {
-                let code = if matches!(e.kind, json_patch::PatchErrorKind::TestFailed) {
-                    ApiError::new(422, "Invalid", format!("the JSON patch test failed: {e}"))
-                } else {
-                    ApiError::new(422, "Invalid", format!("the JSON patch could not be applied: {e}"))
-                };
-                code
-            })?;
-            Ok(out)
+            patches::json_patch(base, &p)
         }
         "application/merge-patch+json" => {
             let p = parse("merge patch")?;
@@ -481,8 +473,7 @@ fn apply_patch(ctx: &Ctx, kind: &str, base: &Value) -> ApiResult<Value> {
         }
         "application/strategic-merge-patch+json" => {
             let p = parse("strategic merge patch")?;
-            shoal_model::smp::strategic_merge_patch(kind, base, &p)
-                .map_err(|e| ApiError::bad_request(e.0))
+            patches::strategic(kind, base, &p)
         }
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::unsupported_media(
             "server-side apply is not supported yet; use client-side apply (kubectl apply without --server-side)",

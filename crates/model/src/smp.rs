@@ -16,14 +16,53 @@
 //! annotations, which degrades to JSON-merge-patch semantics: lists are replaced.
 
 use serde_json::{Map, Value};
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::fmt;
+use std::time::Instant;
 
 /// Applies a strategic merge patch to `original` (an object of `kind`, e.g. "Deployment").
+/// Lists merge through an index of their elements' keys, so the work is linear in the sizes of
+/// the object and the patch.
 pub fn strategic_merge_patch(
     kind: &str,
     original: &Value,
     patch: &Value,
 ) -> Result<Value, SmpError> {
+    apply(kind, original, patch)
+}
+
+/// As [`strategic_merge_patch`], giving up with an error once `deadline` passes (checked as
+/// list elements are merged).
+pub fn strategic_merge_patch_until(
+    kind: &str,
+    original: &Value,
+    patch: &Value,
+    deadline: Instant,
+) -> Result<Value, SmpError> {
+    DEADLINE.with(|d| d.set(Some(deadline)));
+    let out = apply(kind, original, patch);
+    DEADLINE.with(|d| d.set(None));
+    out
+}
+
+thread_local! {
+    /// The deadline of the patch being applied on this thread, if any.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Fails once this thread's patch deadline has passed (every 1,024 elements).
+fn check_deadline(n: usize) -> SmpResult<()> {
+    if !n.is_multiple_of(1024) {
+        return Ok(());
+    }
+    match DEADLINE.with(Cell::get) {
+        Some(d) if Instant::now() > d => err("the strategic merge patch took too long to apply"),
+        _ => Ok(()),
+    }
+}
+
+fn apply(kind: &str, original: &Value, patch: &Value) -> Result<Value, SmpError> {
     let Value::Object(patch) = patch else {
         return err("a strategic merge patch must be a JSON object");
     };
@@ -419,7 +458,8 @@ fn apply_primitive_deletions(original: &mut JsonMap, patch: &JsonMap) -> SmpResu
             return err(format!("{directive} must be a list"));
         };
         if let Some(Value::Array(list)) = original.get_mut(field) {
-            list.retain(|item| !values.iter().any(|v| json_eq(v, item)));
+            let gone: HashSet<String> = values.iter().map(id_key).collect();
+            list.retain(|item| !gone.contains(&id_key(item)));
         }
     }
     Ok(())
@@ -579,20 +619,22 @@ fn merge_list(
     }
     match element_kind(&original, patch, field)? {
         ElementKind::Empty => Ok(original),
-        ElementKind::Scalars => Ok(merge_scalar_list(original, patch)),
+        ElementKind::Scalars => merge_scalar_list(original, patch),
         ElementKind::Maps => merge_keyed_list(original, patch, field, meta),
     }
 }
 
 /// Set union; order as upstream: patch items in patch order, interleaved with the rest.
-fn merge_scalar_list(original: Vec<Value>, patch: &[Value]) -> Vec<Value> {
+fn merge_scalar_list(original: Vec<Value>, patch: &[Value]) -> SmpResult<Vec<Value>> {
     let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
-    for item in original.iter().chain(patch) {
-        if !merged.iter().any(|m| json_eq(m, item)) {
+    let mut seen = HashSet::new();
+    for (n, item) in original.iter().chain(patch).enumerate() {
+        check_deadline(n)?;
+        if seen.insert(id_key(item)) {
             merged.push(item.clone());
         }
     }
-    order_items(merged, patch, &original, "")
+    Ok(order_items(merged, patch, &original, ""))
 }
 
 fn merge_keyed_list(
@@ -609,8 +651,10 @@ fn merge_keyed_list(
     }
     let mut current = original;
     let mut entries: Vec<&JsonMap> = Vec::new();
+    let mut deleted: HashSet<String> = HashSet::new();
     let mut replace = false;
-    for item in patch {
+    for (n, item) in patch.iter().enumerate() {
+        check_deadline(n)?;
         let Some(entry) = item.as_object() else {
             return err(format!(
                 "the elements of list {field:?} are not all objects"
@@ -618,7 +662,10 @@ fn merge_keyed_list(
         };
         match entry.get(PATCH).map(parse_directive).transpose()? {
             None => entries.push(entry),
-            Some(Directive::Delete) => delete_by_key(&mut current, entry, key, field)?,
+            Some(Directive::Delete) => {
+                let id = entry.get(key).ok_or_else(|| missing_key(field, key))?;
+                deleted.insert(id_key(id));
+            }
             Some(Directive::Replace) => replace = true,
             // Upstream rejects this; a keyed element is merged as usual, a bare marker ignored.
             Some(Directive::Merge) if entry.contains_key(key) => entries.push(entry),
@@ -631,49 +678,31 @@ fn merge_keyed_list(
             .map(|entry| merge_map(JsonMap::new(), entry, meta.ty).map(Value::Object))
             .collect();
     }
+    if !deleted.is_empty() {
+        current.retain(|item| !identity(item, key).is_some_and(|v| deleted.contains(&id_key(v))));
+    }
     let server_ids = ids(&current, key);
+    let mut at = Positions::of(&server_ids);
     let mut patch_ids = Vec::with_capacity(entries.len());
-    for entry in entries {
+    for (n, entry) in entries.into_iter().enumerate() {
+        check_deadline(n)?;
         let id = entry.get(key).ok_or_else(|| missing_key(field, key))?;
-        merge_entry(&mut current, entry, id, key, meta.ty)?;
+        match at.get(id) {
+            Some(i) => {
+                let existing = match std::mem::take(&mut current[i]) {
+                    Value::Object(map) => map,
+                    _ => JsonMap::new(),
+                };
+                current[i] = Value::Object(merge_map(existing, entry, meta.ty)?);
+            }
+            None => {
+                at.insert(id, current.len());
+                current.push(Value::Object(merge_map(JsonMap::new(), entry, meta.ty)?));
+            }
+        }
         patch_ids.push(id.clone());
     }
     Ok(order_items(current, &patch_ids, &server_ids, key))
-}
-
-/// Merges one patch element into the element with the same key, or appends it.
-fn merge_entry(
-    current: &mut Vec<Value>,
-    entry: &JsonMap,
-    id: &Value,
-    key: &str,
-    ty: &str,
-) -> SmpResult<()> {
-    match current
-        .iter_mut()
-        .find(|item| identity(item, key).is_some_and(|v| json_eq(v, id)))
-    {
-        Some(slot) => {
-            let existing = match std::mem::take(slot) {
-                Value::Object(map) => map,
-                _ => JsonMap::new(),
-            };
-            *slot = Value::Object(merge_map(existing, entry, ty)?);
-        }
-        None => current.push(Value::Object(merge_map(JsonMap::new(), entry, ty)?)),
-    }
-    Ok(())
-}
-
-fn delete_by_key(
-    current: &mut Vec<Value>,
-    entry: &JsonMap,
-    key: &str,
-    field: &str,
-) -> SmpResult<()> {
-    let id = entry.get(key).ok_or_else(|| missing_key(field, key))?;
-    current.retain(|item| !identity(item, key).is_some_and(|v| json_eq(v, id)));
-    Ok(())
 }
 
 fn missing_key(field: &str, key: &str) -> SmpError {
@@ -682,76 +711,8 @@ fn missing_key(field: &str, key: &str) -> SmpError {
     ))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Element order
-// ---------------------------------------------------------------------------------------------
-
-/// What identifies a list element: its merge-key value, or the element itself for scalars.
-fn identity<'v>(item: &'v Value, key: &str) -> Option<&'v Value> {
-    if key.is_empty() {
-        Some(item)
-    } else {
-        item.as_object()?.get(key)
-    }
-}
-
-fn ids(items: &[Value], key: &str) -> Vec<Value> {
-    items
-        .iter()
-        .filter_map(|item| identity(item, key).cloned())
-        .collect()
-}
-
-fn index_in(ids: &[Value], item: &Value, key: &str) -> Option<usize> {
-    let id = identity(item, key)?;
-    ids.iter().position(|candidate| json_eq(candidate, id))
-}
-
-/// Upstream's `normalizeElementOrder`: items named by `patch_ids` take that order, the other
-/// (server-only) items keep their original order, and the two runs are interleaved so that a
-/// server-only item stays in front of a patch item it preceded in the original list.
-fn order_items(
-    merged: Vec<Value>,
-    patch_ids: &[Value],
-    server_ids: &[Value],
-    key: &str,
-) -> Vec<Value> {
-    let (mut from_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
-        .into_iter()
-        .partition(|item| index_in(patch_ids, item, key).is_some());
-    from_patch.sort_by_key(|item| index_in(patch_ids, item, key).unwrap_or(usize::MAX));
-    server_only.sort_by_key(|item| index_in(server_ids, item, key).unwrap_or(usize::MAX));
-    interleave(server_only, from_patch, server_ids, key)
-}
-
-/// Upstream's `mergeSortedSlice`: take from `left` only while both heads are in the original
-/// list and `left`'s head came first there.
-fn interleave(left: Vec<Value>, right: Vec<Value>, server_ids: &[Value], key: &str) -> Vec<Value> {
-    let mut out = Vec::with_capacity(left.len() + right.len());
-    let mut left = left.into_iter().peekable();
-    let mut right = right.into_iter().peekable();
-    loop {
-        let take_left = match (left.peek(), right.peek()) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(l), Some(r)) => matches!(
-                (index_in(server_ids, l, key), index_in(server_ids, r, key)),
-                (Some(li), Some(ri)) if li < ri
-            ),
-        };
-        out.extend(if take_left { left.next() } else { right.next() });
-    }
-    out
-}
-
-/// Equality as Go's `==` on decoded JSON: numbers compare by value (80 == 80.0).
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
-}
+mod order;
+use order::{id_key, identity, ids, json_eq, order_items, Positions};
 
 #[cfg(test)]
 mod tests;
