@@ -349,17 +349,15 @@ impl ProcessRuntime {
             } else {
                 run.containers.push(ctr.clone());
             }
-            let sup = Supervisor {
+            let mut sup = Supervisor {
                 init: is_init,
                 uid: uid.to_string(),
                 pod_name: pod.name().to_string(),
                 shim: self.inner.shim.clone(),
                 adopted,
                 ended,
-                enter: match (&self.inner.sandboxes, &sandbox) {
-                    (Some(sbs), Some(_)) => Some(sbs.enter(uid, c)),
-                    _ => None,
-                },
+                enter: None,
+                start_error: None,
                 ip: ip.clone(),
                 mounts: Vec::new(),
                 grace: pod.grace(),
@@ -376,6 +374,9 @@ impl ProcessRuntime {
                 backoff: self.inner.backoff,
                 sandboxes: self.inner.sandboxes.clone(),
             };
+            if let Some(sb) = &sandbox {
+                sup.enter_sandbox(sb);
+            }
             if is_init {
                 init_sups.push(sup);
             } else {
@@ -415,7 +416,7 @@ impl ProcessRuntime {
                 };
                 for sup in init_sups.iter_mut().chain(app_sups.iter_mut()) {
                     sup.ip = sandbox.ip.clone();
-                    sup.enter = Some(sup.sandboxes_enter(&sandbox));
+                    sup.enter_sandbox(&sandbox);
                 }
             }
             let ip = init_sups

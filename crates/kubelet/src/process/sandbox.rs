@@ -470,53 +470,64 @@ impl Sandboxes {
     }
 
     /// What a container of pod `uid` joins: the pod's namespaces and its
-    /// own cgroups (created here, with the container's limits).
-    pub fn enter(&self, uid: &str, container: &Container) -> Enter {
+    /// own cgroups (created here, with the container's limits). A limit
+    /// that cannot be set is an error: the container must not run
+    /// unlimited.
+    pub fn enter(&self, uid: &str, container: &Container) -> Result<Enter, RuntimeError> {
         let name = container.name.as_str();
         let CgroupLimits {
             memory_bytes: memory,
             cpu_quota_us: cpu,
         } = CgroupLimits::of(container);
+        if (memory.is_some() || cpu.is_some()) && self.cgroups.is_empty() {
+            return Err(RuntimeError::Host(
+                "the container has resource limits and this node has no writable cgroup to enforce them"
+                    .into(),
+            ));
+        }
         let mut cgroups = Vec::new();
         for (ctl, parent) in &self.cgroups {
             let dir = parent.join(uid).join(name);
-            if std::fs::create_dir_all(&dir).is_err() {
-                continue;
-            }
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                RuntimeError::Host(format!("creating the cgroup {}: {e}", dir.display()))
+            })?;
             let write = |file: &str, value: String| {
-                if let Err(e) = std::fs::write(dir.join(file), &value) {
-                    tracing::warn!(pod = %uid, "cgroup {}/{file} = {value}: {e}", dir.display());
-                }
+                std::fs::write(dir.join(file), &value).map_err(|e| {
+                    RuntimeError::Host(format!(
+                        "setting the cgroup limit {}/{file} to {value}: {e}",
+                        dir.display()
+                    ))
+                })
             };
             match ctl {
                 Controller::MemoryV1 => {
                     if let Some(m) = memory {
-                        write("memory.limit_in_bytes", m.to_string());
+                        write("memory.limit_in_bytes", m.to_string())?;
                     }
                 }
                 Controller::CpuV1 => {
                     if let Some(q) = cpu {
-                        write("cpu.cfs_period_us", CPU_PERIOD_US.to_string());
-                        write("cpu.cfs_quota_us", q.to_string());
+                        write("cpu.cfs_period_us", CPU_PERIOD_US.to_string())?;
+                        write("cpu.cfs_quota_us", q.to_string())?;
                     }
                 }
                 Controller::V2 => {
                     if let Some(m) = memory {
-                        write("memory.max", m.to_string());
+                        write("memory.max", m.to_string())?;
                     }
                     if let Some(q) = cpu {
-                        write("cpu.max", format!("{q} {CPU_PERIOD_US}"));
+                        write("cpu.max", format!("{q} {CPU_PERIOD_US}"))?;
                     }
                 }
             }
             cgroups.push(dir.join("cgroup.procs"));
         }
-        Enter {
+        Ok(Enter {
             netns: Some(Path::new(NETNS_DIR).join(self.netns_of(uid))),
             ipc: Some(self.ipc_of(uid)),
             cgroups,
             mounts: Vec::new(),
-        }
+        })
     }
 
     /// Removes the node's bridge when no pod is left on it (a cluster torn
@@ -688,6 +699,44 @@ mod tests {
         assert!(cidr.overlaps(&Net::parse("10.0.0.0/8").unwrap()));
         assert!(cidr.overlaps(&Net::parse("10.88.7.9").unwrap()));
         assert!(!cidr.overlaps(&Net::parse("172.17.0.0/16").unwrap()));
+    }
+
+    /// A limit that cannot be set fails the container's entry, as does a
+    /// limit with no cgroup to hold it: never an unlimited container.
+    #[test]
+    fn a_cgroup_that_cannot_be_set_up_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sbs = |cgroups: Vec<(Controller, PathBuf)>| Sandboxes {
+            node: 1,
+            cidr: Net::parse("10.80.0.0/12").unwrap(),
+            subnet: Net::parse("10.80.1.0/24").unwrap(),
+            plugins: dir.path().join("plugins"),
+            ipam_dir: dir.path().join("ipam"),
+            cgroups,
+        };
+        let limited: Container = serde_json::from_value(
+            json!({"name": "c", "resources": {"limits": {"memory": "64Mi"}}}),
+        )
+        .unwrap();
+        let free: Container = serde_json::from_value(json!({"name": "c"})).unwrap();
+        let e = sbs(Vec::new()).enter("u", &limited).unwrap_err();
+        assert!(e.to_string().contains("no writable cgroup"), "{e}");
+        assert!(sbs(Vec::new()).enter("u", &free).is_ok());
+        // memory.max is a directory here: writing the limit fails.
+        let parent = dir.path().join("cg");
+        std::fs::create_dir_all(parent.join("u/c/memory.max")).unwrap();
+        let e = sbs(vec![(Controller::V2, parent.clone())])
+            .enter("u", &limited)
+            .unwrap_err();
+        assert!(e.to_string().contains("memory.max"), "{e}");
+        // A writable one takes the limit.
+        std::fs::remove_dir(parent.join("u/c/memory.max")).unwrap();
+        let entry = sbs(vec![(Controller::V2, parent.clone())])
+            .enter("u", &limited)
+            .unwrap();
+        assert_eq!(entry.cgroups, vec![parent.join("u/c/cgroup.procs")]);
+        let max = std::fs::read_to_string(parent.join("u/c/memory.max")).unwrap();
+        assert_eq!(max, "67108864");
     }
 
     #[test]

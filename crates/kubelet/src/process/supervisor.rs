@@ -23,6 +23,9 @@ pub(super) struct Supervisor {
     pub(super) ip: String,
     /// The pod sandbox the container enters (None: host networking).
     pub(super) enter: Option<sandbox::Enter>,
+    /// Why no instance can start (its cgroups could not be set up): each
+    /// attempt fails with `CreateContainerError`, never runs unlimited.
+    pub(super) start_error: Option<String>,
     /// Its volumes, bound in its own mount namespace.
     pub(super) mounts: Vec<sandbox::Mount>,
     /// The pod's terminationGracePeriodSeconds (a liveness kill's grace).
@@ -56,11 +59,19 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn sandboxes_enter(&self, _sandbox: &sandbox::Sandbox) -> sandbox::Enter {
-        self.sandboxes
-            .as_ref()
-            .map(|sbs| sbs.enter(&self.uid, &self.spec))
-            .unwrap_or_default()
+    /// Joins the pod's new sandbox: its namespaces and the container's
+    /// cgroups; a cgroup that cannot be set up fails every start.
+    pub(super) fn enter_sandbox(&mut self, _sandbox: &sandbox::Sandbox) {
+        let Some(sbs) = self.sandboxes.as_ref() else {
+            return;
+        };
+        match sbs.enter(&self.uid, &self.spec) {
+            Ok(e) => self.enter = Some(e),
+            Err(e) => {
+                self.enter = Some(sandbox::Enter::default());
+                self.start_error = Some(e.to_string());
+            }
+        }
     }
 
     fn set(&self, state: ContainerState, pid: Option<u32>) {
@@ -105,6 +116,10 @@ impl Supervisor {
                         self.set(ContainerState::Waiting { reason, message }, None);
                         let _ = self.stop.wait_for(Option::is_some).await;
                         return false;
+                    }
+                    // A failed start: restartPolicy and back-off decide.
+                    Prepared::Failed(message) => {
+                        Some((128, "CreateContainerError".to_string(), message))
                     }
                 },
             };
@@ -178,6 +193,9 @@ impl Supervisor {
             .or_else(|| self.config_error.clone());
         if let Some(why) = error {
             return Prepared::Refused(why);
+        }
+        if let Some(why) = &self.start_error {
+            return Prepared::Failed(why.clone());
         }
         self.env = env_of(config.env_of(&self.spec), &self.ip);
         let argv = match argv_of(&self.spec) {
@@ -364,4 +382,6 @@ enum Prepared {
     Stopped,
     /// `CreateContainerConfigError`, with the reason.
     Refused(String),
+    /// The instance could not be created (`CreateContainerError`).
+    Failed(String),
 }
