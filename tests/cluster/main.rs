@@ -10,6 +10,7 @@ mod control_plane;
 mod kube_api;
 mod kube_watch;
 mod linearizable;
+mod log_limits;
 mod membership;
 mod node_lifecycle;
 mod node_names;

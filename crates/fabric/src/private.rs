@@ -37,16 +37,17 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Creates `path` and its missing parents with mode 0700, and brings an
-/// existing `path` to 0700.
+/// Creates `path` and its missing parents with mode 0700, and takes the
+/// group's and others' access away from an existing `path` (an owner's own
+/// stricter mode is left alone).
 pub fn dir(path: &Path) -> std::io::Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(path)?;
-    let meta = std::fs::metadata(path)?;
-    if meta.permissions().mode() & 0o777 != DIR_MODE {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(DIR_MODE))?;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
     }
     Ok(())
 }
@@ -73,6 +74,12 @@ mod tests {
         std::fs::write(&f, "old").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         write(&f, b"secret").unwrap();
+        // A stricter mode of the owner's own is kept.
+        let strict = root.path().join("strict");
+        std::fs::create_dir(&strict).unwrap();
+        std::fs::set_permissions(&strict, std::fs::Permissions::from_mode(0o500)).unwrap();
+        dir(&strict).unwrap();
+        assert_eq!(mode(&strict), 0o500);
         assert_eq!(std::fs::read(&f).unwrap(), b"secret");
         assert_eq!(mode(&f), 0o600);
         assert!(!d.join("key.tmp").exists());

@@ -25,6 +25,10 @@ pub struct PodLogs {
     /// Each line with its RFC 3339 time first (kubectl's `--timestamps`).
     #[serde(default)]
     pub timestamps: bool,
+    /// As a [`FollowLogs`] subscription: go on with what the container
+    /// writes (`-f`); without it the stream ends with the file's end.
+    #[serde(default)]
+    pub follow: bool,
 }
 
 impl Message for PodLogs {
@@ -36,12 +40,16 @@ impl RemoteMessage for PodLogs {
     const TAG: &'static str = "shoal.kubelet.logs/1";
 }
 
-/// `kubectl logs -f`: the text so far (as [`PodLogs`] asks), then each
-/// new piece as the container writes it, until the container ends or the
-/// subscriber goes away. A stream that ends before its first piece says
-/// why there are no logs.
+/// `kubectl logs [-f]`: the text so far (as [`PodLogs`] asks), in pieces
+/// of at most [`MAX_LOG_PIECE`] bytes, then (with `follow`) each new piece
+/// as the container writes it, until the container ends or the subscriber
+/// goes away. A stream that ends before its first piece says why there are
+/// no logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowLogs(pub PodLogs);
+
+/// The largest piece of log text in one event (well under a frame).
+pub const MAX_LOG_PIECE: usize = 1024 * 1024;
 
 impl RemoteSubscription for FollowLogs {
     const TAG: &'static str = "shoal.kubelet.logs-follow/1";

@@ -178,6 +178,7 @@ mod tests {
             tail_lines: None,
             previous: false,
             timestamps: false,
+            follow: false,
         };
         let e = rt.logs(&req, "no-such-uid").await.unwrap_err();
         assert!(matches!(e, RuntimeError::NotFound(_)), "{e:?}");

@@ -60,6 +60,7 @@ pub async fn suite(rt: &dyn Runtime) {
         tail_lines: Some(1),
         previous: false,
         timestamps: false,
+        follow: false,
     };
     wait_until(Duration::from_secs(10), || async {
         let logs = rt.logs(&req, "u1").await.map_err(|e| e.to_string())?;

@@ -156,6 +156,7 @@ async fn a_crashing_container_restarts_with_back_off_and_keeps_its_last_state() 
         tail_lines: None,
         previous: true,
         timestamps: false,
+        follow: false,
     };
     assert_eq!(rt.logs(&req, "x").await.unwrap(), "run hello\n");
     rt.stop("x", Duration::ZERO).await;

@@ -1,4 +1,6 @@
-//! pods/log: asked of the kubelet actor on the pod's node.
+//! pods/log: streamed from the kubelet actor on the pod's node, in pieces
+//! (never one reply of the whole file, which could pass the frame limit),
+//! cut at `limitBytes` when asked.
 
 use super::*;
 
@@ -48,6 +50,24 @@ pub(super) async fn logs(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         tail_lines: ctx.param("tailLines").and_then(|s| s.parse().ok()),
         previous: ctx.flag("previous"),
         timestamps: ctx.flag("timestamps"),
+        follow: ctx.flag("follow"),
+    };
+    let limit_bytes = match ctx.param("limitBytes") {
+        None => None,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(ApiError::invalid(
+                    t.res,
+                    name_of(t),
+                    vec![shoal_model::errors::Cause::invalid(
+                        "limitBytes",
+                        s,
+                        "must be greater than 0",
+                    )],
+                ))
+            }
+        },
     };
     let to = shoal_fabric::actor::ActorPath::new(shoal_kubelet_proto::KUBELET, &node);
     let unreachable = |e: String| {
@@ -62,46 +82,46 @@ pub(super) async fn logs(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
             ),
         )
     };
-    if ctx.flag("follow") {
-        // Streamed as the kubelet pushes it, until the container ends or
-        // kubectl goes away (the body's drop ends the subscription).
-        let follow = shoal_kubelet_proto::FollowLogs(req);
-        let mut sub = ctx
-            .kube
-            .actors
-            .subscribe(&to, follow, ctx.kube.timeout)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let first = match tokio::time::timeout(ctx.kube.timeout, sub.next()).await {
-            Ok(Ok(text)) => text,
-            Ok(Err(shoal_fabric::actor::SubscriptionEnd::Ended(why))) => {
-                return Err(ApiError::bad_request(why))
+    // Streamed as the kubelet pushes it: the file so far, then (with
+    // `follow`) what the container writes, until it ends or kubectl goes
+    // away (the body's drop ends the subscription).
+    let mut sub = ctx
+        .kube
+        .actors
+        .subscribe(&to, shoal_kubelet_proto::FollowLogs(req), ctx.kube.timeout)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let first = match tokio::time::timeout(ctx.kube.timeout, sub.next()).await {
+        Ok(Ok(text)) => text,
+        Ok(Err(shoal_fabric::actor::SubscriptionEnd::Ended(why))) => {
+            return Err(ApiError::bad_request(why))
+        }
+        Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        Err(_) => return Err(unreachable("no answer in time".into())),
+    };
+    let left = limit_bytes.unwrap_or(u64::MAX);
+    let stream = futures::stream::unfold(
+        (Some(first), sub, left),
+        |(first, mut sub, left)| async move {
+            if left == 0 {
+                return None;
             }
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable("no answer in time".into())),
-        };
-        let stream = futures::stream::unfold((Some(first), sub), |(first, mut sub)| async move {
             let text = match first {
                 Some(t) => t,
                 None => sub.next().await.ok()?,
             };
-            Some((
-                Ok::<_, std::convert::Infallible>(bytes::Bytes::from(text)),
-                (None, sub),
-            ))
-        });
-        let mut resp = Response::new(axum::body::Body::from_stream(stream));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain"),
-        );
-        return Ok(resp);
-    }
-    match ctx.kube.actors.ask(&to, req, ctx.kube.timeout).await {
-        Ok(Ok(text)) => {
-            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response())
-        }
-        Ok(Err(e)) => Err(ApiError::bad_request(e)),
-        Err(e) => Err(unreachable(e.to_string())),
-    }
+            let mut bytes = bytes::Bytes::from(text);
+            if bytes.len() as u64 > left {
+                bytes.truncate(left as usize);
+            }
+            let left = left - bytes.len() as u64;
+            Some((Ok::<_, std::convert::Infallible>(bytes), (None, sub, left)))
+        },
+    );
+    let mut resp = Response::new(axum::body::Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    Ok(resp)
 }

@@ -1,15 +1,17 @@
 //! Container log files: one per container instance
-//! (`<pod>/<container>/<restart>.log`), each line in the CRI format
-//! (`<RFC 3339 time> <stdout|stderr> F <text>`), written by the instance's
-//! shim and rotated once a file passes [`MAX_BYTES`] (the older part kept
-//! as `<restart>.log.1`); read here for `kubectl logs`, and followed for
-//! `kubectl logs -f` on inotify events.
+//! (`<pod>/<container>/<restart>.log`), each record in the CRI format
+//! (`<RFC 3339 time> <stdout|stderr> <F|P> <text>`; a line longer than the
+//! shim's 16 KiB is cut into partial `P` records and a final `F`), written
+//! by the instance's shim and rotated once a file passes [`MAX_BYTES`] (the
+//! older part kept as `<restart>.log.1`); read here for `kubectl logs`,
+//! streamed in pieces, and followed for `kubectl logs -f` on inotify
+//! events.
 
 use std::path::Path;
 
 use crate::RuntimeError;
 use shoal_fabric::actor::Sink;
-use shoal_kubelet_proto::PodLogs;
+use shoal_kubelet_proto::{PodLogs, MAX_LOG_PIECE};
 
 /// A log file is rotated past this size.
 pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -25,34 +27,69 @@ pub async fn read(path: &Path, req: &PodLogs) -> Result<String, RuntimeError> {
             RuntimeError::Host(why)
         }
     })?;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| {
-            if req.timestamps {
-                with_time(l)
-            } else {
-                strip(l).to_string()
-            }
-        })
-        .collect();
-    let from = match req.tail_lines {
-        Some(n) => lines.len().saturating_sub(n as usize),
-        None => 0,
-    };
-    let mut out = String::new();
-    for l in &lines[from..] {
-        out.push_str(l);
-        out.push('\n');
-    }
-    Ok(out)
+    Ok(tail(&render(&text, req), req.tail_lines))
 }
 
-/// A log line as the request wants it shown.
-fn shown(line: &str, req: &PodLogs) -> String {
-    if req.timestamps {
-        with_time(line)
+/// CRI records (whole lines of a log file) as `kubectl logs` shows them:
+/// without their prefix (or with only the time, for `--timestamps`), a
+/// partial record joined to the next.
+fn render(records: &str, req: &PodLogs) -> String {
+    let mut out = String::with_capacity(records.len());
+    for r in records.lines() {
+        let (shown, partial) = shown(r, req);
+        out.push_str(&shown);
+        if !partial {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The last `n` lines of `text` (all of it without `n`).
+fn tail(text: &str, n: Option<u64>) -> String {
+    let Some(n) = n else {
+        return text.to_string();
+    };
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    if n == 0 || body.is_empty() {
+        return String::new();
+    }
+    let start = body
+        .rmatch_indices('\n')
+        .nth(n as usize - 1)
+        .map_or(0, |(i, _)| i + 1);
+    text[start..].to_string()
+}
+
+/// A CRI record as the request wants it shown, and whether it is partial
+/// (`P`: its line goes on in the next record).
+fn shown(record: &str, req: &PodLogs) -> (String, bool) {
+    let partial = record.splitn(4, ' ').nth(2) == Some("P");
+    let text = if req.timestamps {
+        with_time(record)
     } else {
-        strip(line).to_string()
+        strip(record).to_string()
+    };
+    (text, partial)
+}
+
+/// Sends `text` in pieces of at most [`MAX_LOG_PIECE`] bytes (cut at
+/// character boundaries); false once the subscriber is gone.
+async fn send_pieces(sink: &Sink<String>, text: &str) -> bool {
+    let mut rest = text;
+    loop {
+        let mut cut = rest.len().min(MAX_LOG_PIECE);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, after) = rest.split_at(cut);
+        if sink.send(&piece.to_string()).await.is_err() {
+            return false;
+        }
+        if after.is_empty() {
+            return true;
+        }
+        rest = after;
     }
 }
 
@@ -79,10 +116,10 @@ async fn read_on(path: &Path, pos: &mut u64) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// `kubectl logs -f` of one container instance (`base`): its log so far
-/// (the last `tail_lines` if asked), then each line it writes, pushed on
-/// file events (inotify) until the instance ends (its `.exit` file
-/// appears) or the subscriber goes away.
+/// `kubectl logs [-f]` of one container instance (`base`): its log so far
+/// (the last `tail_lines` if asked), in pieces; then, with `follow`, each
+/// line it writes, pushed on file events (inotify) until the instance ends
+/// (its `.exit` file appears) or the subscriber goes away.
 pub async fn follow(base: &Path, req: &PodLogs, sink: Sink<String>) {
     let (path, exit) = (super::shim::log_path(base), super::shim::exit_path(base));
     let Some(dir) = base.parent() else {
@@ -121,27 +158,22 @@ pub async fn follow(base: &Path, req: &PodLogs, sink: Sink<String>) {
             .map_or(0, |i| i + 1);
         let text = String::from_utf8_lossy(&partial[..complete]).into_owned();
         partial.drain(..complete);
-        let mut lines: Vec<String> = text.lines().map(|l| shown(l, req)).collect();
-        let pos_was_first = first;
+        let mut out = render(&text, req);
+        let was_first = first;
         if first {
-            if let Some(n) = req.tail_lines {
-                lines.drain(..lines.len().saturating_sub(n as usize));
-            }
+            out = tail(&out, req.tail_lines);
             first = false;
         }
         // The first piece goes even when empty: it tells the API the
         // stream is on.
-        if !lines.is_empty() || pos_was_first {
-            let mut out = lines.join("\n");
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            if sink.send(&out).await.is_err() {
-                return;
-            }
+        if (!out.is_empty() || was_first) && !send_pieces(&sink, &out).await {
+            return;
         }
         if ended {
             return sink.end("the container exited").await;
+        }
+        if !req.follow {
+            return sink.end("the logs end here").await;
         }
         tokio::select! {
             e = events.recv() => if e.is_none() { return },
@@ -174,6 +206,31 @@ pub fn strip(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn req(tail_lines: Option<u64>) -> PodLogs {
+        PodLogs {
+            namespace: "default".into(),
+            pod: "p".into(),
+            container: "c".into(),
+            tail_lines,
+            previous: false,
+            timestamps: false,
+            follow: false,
+        }
+    }
+
+    #[test]
+    fn partial_records_join_their_line_and_tail_counts_lines() {
+        let records =
+            "t stdout P aaa\nt stdout P bbb\nt stdout F ccc\nt stderr F two\nt stdout F \n";
+        assert_eq!(render(records, &req(None)), "aaabbbccc\ntwo\n\n");
+        let out = render(records, &req(None));
+        assert_eq!(tail(&out, Some(1)), "\n");
+        assert_eq!(tail(&out, Some(2)), "two\n\n");
+        assert_eq!(tail(&out, Some(9)), out);
+        assert_eq!(tail(&out, Some(0)), "");
+        assert_eq!(tail("no newline", Some(1)), "no newline");
+    }
 
     #[test]
     fn cri_prefixes_are_stripped() {

@@ -96,8 +96,10 @@ impl Log {
         }
     }
 
-    fn line(&mut self, stream: &str, text: &str) {
-        let line = format!("{} {stream} F {text}\n", jiff::Timestamp::now());
+    /// Writes one CRI record; `partial`: the line goes on in the next.
+    fn line(&mut self, stream: &str, partial: bool, text: &str) {
+        let tag = if partial { "P" } else { "F" };
+        let line = format!("{} {stream} {tag} {text}\n", jiff::Timestamp::now());
         if let Some(f) = self.file.as_mut() {
             // A full disk loses lines, never the container.
             if f.write_all(line.as_bytes()).is_ok() {
@@ -114,21 +116,51 @@ impl Log {
     }
 }
 
+/// The longest line written as one record: a longer one is cut into
+/// partial records (`P`) and a final one (`F`), as upstream's 16 KiB, so a
+/// container printing without newlines holds the shim at this much memory.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Copies a container's stream into the log, a record a line (or a
+/// [`MAX_LINE`] piece of one).
 fn copy(out: impl Read, stream: &'static str, log: Arc<Mutex<Log>>) {
-    let mut reader = BufReader::new(out);
-    let mut buf = Vec::new();
+    let mut reader = BufReader::with_capacity(64 * 1024, out);
+    let mut line: Vec<u8> = Vec::with_capacity(MAX_LINE);
+    let write = |line: &[u8], partial: bool| {
+        let text = String::from_utf8_lossy(line);
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .line(stream, partial, &text);
+    };
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&buf);
-                let text = text.strip_suffix('\n').unwrap_or(&text);
-                log.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .line(stream, text);
+        let (used, ended) = {
+            let chunk = match reader.fill_buf() {
+                Ok([]) => break,
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let take = chunk.len().min(MAX_LINE - line.len());
+            match chunk[..take].iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    line.extend_from_slice(&chunk[..i]);
+                    (i + 1, true)
+                }
+                None => {
+                    line.extend_from_slice(&chunk[..take]);
+                    (take, false)
+                }
             }
+        };
+        reader.consume(used);
+        if ended || line.len() == MAX_LINE {
+            write(&line, !ended);
+            line.clear();
         }
+    }
+    // What the container wrote after its last newline.
+    if !line.is_empty() {
+        write(&line, false);
     }
 }
 
@@ -348,4 +380,40 @@ pub fn read_exit(base: &Path) -> Option<(i32, String)> {
     let text = std::fs::read_to_string(exit_path(base)).ok()?;
     let (code, why) = text.split_once(' ').unwrap_or((text.as_str(), ""));
     Some((code.trim().parse().ok()?, why.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 40 KiB line without a newline, then a short one: two partial
+    /// records of 16 KiB, the rest final; then the short line whole.
+    #[test]
+    fn long_lines_become_partial_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let log = Arc::new(Mutex::new(Log::open(&path)));
+        let mut input = vec![b'a'; 40 * 1024];
+        input.extend_from_slice(b"\nshort\nno newline at the end");
+        copy(&input[..], "stdout", log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let records: Vec<(&str, usize)> = text
+            .lines()
+            .map(|l| {
+                let mut parts = l.splitn(4, ' ');
+                let (_, _, tag, body) = (parts.next(), parts.next(), parts.next(), parts.next());
+                (tag.unwrap(), body.unwrap_or("").len())
+            })
+            .collect();
+        assert_eq!(
+            records,
+            vec![
+                ("P", MAX_LINE),
+                ("P", MAX_LINE),
+                ("F", 40 * 1024 - 2 * MAX_LINE),
+                ("F", 5),
+                ("F", "no newline at the end".len())
+            ]
+        );
+    }
 }
