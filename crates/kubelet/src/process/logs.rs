@@ -64,7 +64,7 @@ fn tail(text: &str, n: Option<u64>) -> String {
 /// A CRI record as the request wants it shown, and whether it is partial
 /// (`P`: its line goes on in the next record).
 fn shown(record: &str, req: &PodLogs) -> (String, bool) {
-    let partial = record.splitn(4, ' ').nth(2) == Some("P");
+    let partial = record.split(' ').nth(2) == Some("P");
     let text = if req.timestamps {
         with_time(record)
     } else {
