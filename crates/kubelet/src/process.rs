@@ -42,6 +42,7 @@ mod instance;
 mod logs;
 pub mod probe;
 pub mod sandbox;
+pub mod security;
 mod setup;
 pub mod shim;
 mod supervisor;
@@ -358,6 +359,7 @@ impl ProcessRuntime {
                 ended,
                 enter: None,
                 start_error: None,
+                security: Default::default(),
                 ip: ip.clone(),
                 mounts: Vec::new(),
                 grace: pod.grace(),

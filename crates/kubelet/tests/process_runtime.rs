@@ -579,3 +579,91 @@ async fn a_container_gets_the_machines_huge_page_policy_not_the_agents() {
     );
     rt.stop("thp", Duration::ZERO).await;
 }
+
+/// securityContext as the shim applies it (as root): the user and group a
+/// container runs as, runAsNonRoot refused for a root user with its
+/// reason, a read-only root that refuses writes, capabilities dropped.
+#[tokio::test]
+async fn security_contexts_are_applied_or_refused() {
+    // SAFETY: geteuid(2) touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: setting a container's user needs root");
+        return;
+    }
+    let dir = tmp();
+    let rt = runtime(&dir);
+    let logs = |uid: &'static str| {
+        let rt = rt.clone();
+        async move {
+            let req = PodLogs {
+                namespace: "default".into(),
+                pod: format!("p-{uid}"),
+                container: "c".into(),
+                tail_lines: None,
+                previous: false,
+                timestamps: false,
+                follow: false,
+            };
+            rt.logs(&req, uid).await.unwrap_or_default()
+        }
+    };
+    let with = |uid: &str, command: &str, pod_sc: Value, sc: Value| {
+        let mut p = pod(uid, "Never", json!(["sh", "-c", command]));
+        p["spec"]["securityContext"] = pod_sc;
+        p["spec"]["containers"][0]["securityContext"] = sc;
+        cfg(&p)
+    };
+    let done = |c: &ContainerStatus| matches!(c.state, ContainerState::Terminated { .. });
+
+    let marker = format!("/shoal-ro-test-{}", std::process::id());
+    let script = format!(
+        "echo uid=$(id -u) gid=$(id -g) groups=$(id -G); \
+         grep CapBnd /proc/self/status; grep NoNewPrivs /proc/self/status; \
+         touch {marker} && echo wrote || echo refused"
+    );
+    rt.start(&with(
+        "sc",
+        &script,
+        json!({"runAsUser": 1000, "runAsGroup": 2000, "supplementalGroups": [3000]}),
+        json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+               "capabilities": {"drop": ["ALL"]}}),
+    ))
+    .await;
+    until(&rt, "sc", "the run", done).await;
+    let out = logs("sc").await;
+    assert!(out.contains("uid=1000 gid=2000 groups=2000 3000"), "{out}");
+    assert!(out.contains("CapBnd:\t0000000000000000"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("refused") && !out.contains("wrote"), "{out}");
+    assert!(!std::path::Path::new(&marker).exists());
+
+    // Without them: root, every capability, a writable root.
+    rt.start(&with("plain", &script, json!({}), json!({})))
+        .await;
+    until(&rt, "plain", "the run", done).await;
+    let out = logs("plain").await;
+    let _ = std::fs::remove_file(&marker);
+    assert!(out.contains("uid=0 gid=0"), "{out}");
+    assert!(out.contains("wrote"), "{out}");
+    assert!(!out.contains("CapBnd:\t0000000000000000"), "{out}");
+
+    // runAsNonRoot with no user: refused, the reason in the status.
+    rt.start(&with(
+        "nr",
+        "echo ran",
+        json!({"runAsNonRoot": true}),
+        json!({}),
+    ))
+    .await;
+    let c = until(&rt, "nr", "a refusal", |c| {
+        matches!(c.state, ContainerState::Waiting { ref reason, .. } if reason == "CreateContainerConfigError")
+    })
+    .await;
+    let ContainerState::Waiting { message, .. } = &c.state else {
+        unreachable!()
+    };
+    assert!(message.contains("runAsNonRoot"), "{message}");
+    for uid in ["sc", "plain", "nr"] {
+        rt.stop(uid, Duration::ZERO).await;
+    }
+}

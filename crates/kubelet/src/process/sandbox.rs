@@ -44,6 +44,9 @@ pub struct Enter {
     pub cgroups: Vec<PathBuf>,
     /// Bind mounts into the container's own mount namespace.
     pub mounts: Vec<Mount>,
+    /// The container's user, groups, capabilities and root mount.
+    #[serde(default)]
+    pub security: super::security::Security,
 }
 
 /// One bind mount of a volume at a container's mountPath.
@@ -527,6 +530,7 @@ impl Sandboxes {
             ipc: Some(self.ipc_of(uid)),
             cgroups,
             mounts: Vec::new(),
+            security: Default::default(),
         })
     }
 

@@ -173,6 +173,9 @@ struct Entry {
     cgroups: Vec<std::fs::File>,
     /// (source, target, read-only) as C strings.
     mounts: Vec<(std::ffi::CString, std::ffi::CString, bool)>,
+    security: super::security::Security,
+    /// `security.groups` as the kernel takes them.
+    groups: Vec<libc::gid_t>,
 }
 
 impl Entry {
@@ -215,6 +218,8 @@ impl Entry {
                 })
                 .collect::<Result<_, _>>()?,
             mounts,
+            groups: enter.security.groups.clone(),
+            security: enter.security.clone(),
         })
     }
 
@@ -242,7 +247,8 @@ impl Entry {
             if let Some(f) = &self.ipc {
                 check(libc::setns(f.as_raw_fd(), libc::CLONE_NEWIPC))?;
             }
-            if !self.mounts.is_empty() {
+            let sec = &self.security;
+            if !self.mounts.is_empty() || sec.read_only_root {
                 check(libc::unshare(libc::CLONE_NEWNS))?;
                 let root = c"/";
                 check(libc::mount(
@@ -252,6 +258,17 @@ impl Entry {
                     libc::MS_REC | libc::MS_PRIVATE,
                     std::ptr::null(),
                 ))?;
+                if sec.read_only_root {
+                    // The root mount read-only; volumes, bound after,
+                    // stay writable (unless read-only themselves).
+                    check(libc::mount(
+                        std::ptr::null(),
+                        root.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                        std::ptr::null(),
+                    ))?;
+                }
                 for (source, target, ro) in &self.mounts {
                     check(libc::mount(
                         source.as_ptr(),
@@ -270,6 +287,27 @@ impl Entry {
                         ))?;
                     }
                 }
+            }
+            // Capabilities out of the bounding set (a root process keeps
+            // only what is left of it across exec); one the kernel does
+            // not know is already absent.
+            for cap in &sec.drop_caps {
+                let r = libc::prctl(libc::PR_CAPBSET_DROP, *cap as libc::c_ulong, 0, 0, 0);
+                if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if sec.uid.is_some() || sec.gid.is_some() || !self.groups.is_empty() {
+                check(libc::setgroups(self.groups.len(), self.groups.as_ptr()))?;
+            }
+            if let Some(gid) = sec.gid {
+                check(libc::setgid(gid))?;
+            }
+            if let Some(uid) = sec.uid {
+                check(libc::setuid(uid))?;
+            }
+            if sec.no_new_privs {
+                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
             }
         }
         Ok(())

@@ -26,6 +26,8 @@ pub(super) struct Supervisor {
     /// Why no instance can start (its cgroups could not be set up): each
     /// attempt fails with `CreateContainerError`, never runs unlimited.
     pub(super) start_error: Option<String>,
+    /// The user, groups and capabilities the next instance runs with.
+    pub(super) security: super::security::Security,
     /// Its volumes, bound in its own mount namespace.
     pub(super) mounts: Vec<sandbox::Mount>,
     /// The pod's terminationGracePeriodSeconds (a liveness kill's grace).
@@ -194,6 +196,17 @@ impl Supervisor {
         if let Some(why) = error {
             return Prepared::Refused(why);
         }
+        let pod_security = config.spec().and_then(|s| s.security_context.as_ref());
+        match super::security::of(pod_security, &self.spec) {
+            Ok(s) if s.is_set() && !sandbox::is_root() => {
+                return Prepared::Refused(
+                    "securityContext: setting the user, groups, capabilities or a read-only root needs an agent running as root"
+                        .into(),
+                )
+            }
+            Ok(s) => self.security = s,
+            Err(why) => return Prepared::Refused(why),
+        }
         if let Some(why) = &self.start_error {
             return Prepared::Failed(why.clone());
         }
@@ -302,6 +315,7 @@ impl Supervisor {
         cmd.arg("shim").arg("--base").arg(base);
         let enter = sandbox::Enter {
             mounts: self.mounts.clone(),
+            security: self.security.clone(),
             ..self.enter.clone().unwrap_or_default()
         };
         if enter != sandbox::Enter::default() {
