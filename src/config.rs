@@ -201,6 +201,22 @@ impl NodeConfig {
                 "must be at least 4 MiB",
             ));
         }
+        let l = &self.listen;
+        let unspecified = [l.quic, l.gossip, l.api]
+            .iter()
+            .any(|a| a.ip().is_unspecified());
+        if unspecified && self.listen.advertise.is_none() {
+            return Err(invalid(
+                "listen.advertise",
+                "a node listening on an unspecified address (0.0.0.0) must advertise the address peers reach it at",
+            ));
+        }
+        if self.listen.advertise.is_some_and(|a| a.is_unspecified()) {
+            return Err(invalid(
+                "listen.advertise",
+                "must be a reachable address, not 0.0.0.0",
+            ));
+        }
         if self.transport.max_bidi_streams == 0 || self.transport.max_uni_streams == 0 {
             return Err(invalid(
                 "transport.max_bidi_streams",
@@ -351,6 +367,7 @@ impl NodeConfig {
             zone: ["a", "b", "c"][(index - 1) % 3].into(),
             worker_threads: default_worker_threads(),
             listen: Listen {
+                advertise: None,
                 quic: any,
                 gossip: any,
                 api: any,

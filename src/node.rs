@@ -136,8 +136,8 @@ impl Node {
             roles: cfg.roles.iter().map(|r| r.as_str().to_string()).collect(),
             region: cfg.region.clone(),
             zone: cfg.zone.clone(),
-            api: Some(api_addr),
-            quic: transport.local_addr(),
+            api: Some(cfg.listen.advertised(api_addr)),
+            quic: cfg.listen.advertised(transport.local_addr()),
             version: crate::VERSION.to_string(),
             capacity: Capacity {
                 cpu_millis: cfg.capacity.cpu_millis,
@@ -158,6 +158,7 @@ impl Node {
                     .map(|p| (p.name.clone(), p.gossip))
                     .collect(),
                 gossip: cfg.gossip.clone(),
+                advertise: cfg.listen.advertise,
                 key,
                 meta,
                 on_generation: Box::new(move |g| {
@@ -400,7 +401,7 @@ impl Node {
                 store: store.clone(),
                 spec: crate::kubelet::NodeSpec {
                     name: cfg.name.clone(),
-                    address: cfg.listen.api.ip().to_string(),
+                    address: cfg.listen.advertised(cfg.listen.api).ip().to_string(),
                     region: cfg.region.clone(),
                     zone: cfg.zone.clone(),
                     milli_cpu: cfg.capacity.cpu_millis,

@@ -80,6 +80,7 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
             &super::InitOptions {
                 nodes,
                 zones: vec!["a".into(), "b".into(), "c".into()],
+                hosts: Vec::new(),
             },
         )?;
         println!("created a {nodes}-node cluster in {}", data_dir.display());

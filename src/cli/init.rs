@@ -1,12 +1,16 @@
 //! `shoal init`: a new cluster directory.
 //!
 //! Refuses a non-empty directory. Writes the CA, node certificates, the admin
-//! token, the gossip key and `node-K.toml` for K in 1..=N: loopback
-//! addresses, distinct free ports, a data dir per node, zones round-robin,
-//! and every other node as a peer.
+//! token, the gossip key, `node-K.toml` for K in 1..=N and a `kubeconfig`
+//! with one context per node: loopback addresses and distinct free ports,
+//! or (`--hosts`) each node at its own host's address on the well-known
+//! ports, its certificate naming that address; a data dir per node, zones
+//! round-robin, and every other node as a peer. Copying `node-K/`, the
+//! cluster files and `node-K.toml` to host K and running `shoal agent
+//! --config node-K.toml` there is all a machine needs.
 
-use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -18,14 +22,23 @@ use crate::config::{
 pub struct InitOptions {
     pub nodes: usize,
     pub zones: Vec<String>,
+    /// Node K's host address, for clusters that span machines (empty: all
+    /// on loopback).
+    pub hosts: Vec<IpAddr>,
 }
 
-pub fn run(out: &Path, nodes: usize, zones: &[String]) -> anyhow::Result<()> {
+/// The ports of a node on its own host (`--hosts`): the API on upstream's
+/// 6443, QUIC on 7443 and gossip on Serf's 7946; a second node on the same
+/// host takes the next of each.
+pub const HOST_PORTS: (u16, u16, u16) = (6443, 7443, 7946);
+
+pub fn run(out: &Path, nodes: usize, zones: &[String], hosts: &[IpAddr]) -> anyhow::Result<()> {
     let cfgs = init_cluster(
         out,
         &InitOptions {
             nodes,
             zones: zones.to_vec(),
+            hosts: hosts.to_vec(),
         },
     )?;
     println!(
@@ -84,20 +97,58 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
             );
         }
     }
+    if !opts.hosts.is_empty() && opts.hosts.len() != opts.nodes {
+        bail!(
+            "--hosts names {} addresses for {} nodes: give one a node",
+            opts.hosts.len(),
+            opts.nodes
+        );
+    }
+    if let Some(bad) = opts
+        .hosts
+        .iter()
+        .find(|h| h.is_unspecified() || h.is_multicast())
+    {
+        bail!("--hosts: {bad} is not an address a node can be reached at");
+    }
     // The CA key, the admin token and the other keys live here.
     crate::private::dir(out).with_context(|| format!("cannot create {}", out.display()))?;
     let cluster_id = format!("shoal-{}", crate::pki::random_hex(6));
-    crate::pki::write_cluster_files(out, &cluster_id, opts.nodes)?;
+    let certs: Vec<(String, Vec<IpAddr>)> = (1..=opts.nodes)
+        .map(|i| {
+            (
+                config::node_name(i),
+                opts.hosts.get(i - 1).copied().into_iter().collect(),
+            )
+        })
+        .collect();
+    let token = crate::pki::write_cluster_files_at(out, &cluster_id, &certs)?;
 
-    let mut taken = HashSet::new();
-    let lo = |port| SocketAddr::from(([127, 0, 0, 1], port));
     let mut listens = Vec::new();
-    for _ in 0..opts.nodes {
-        listens.push(Listen {
-            quic: lo(free_port(&mut taken, true)?),
-            gossip: lo(free_port(&mut taken, true)?),
-            api: lo(free_port(&mut taken, false)?),
-        });
+    if opts.hosts.is_empty() {
+        let mut taken = HashSet::new();
+        let lo = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        for _ in 0..opts.nodes {
+            listens.push(Listen {
+                quic: lo(free_port(&mut taken, true)?),
+                gossip: lo(free_port(&mut taken, true)?),
+                api: lo(free_port(&mut taken, false)?),
+                advertise: None,
+            });
+        }
+    } else {
+        let mut on_host: HashMap<IpAddr, u16> = HashMap::new();
+        for host in &opts.hosts {
+            let k = on_host.entry(*host).or_default();
+            let (api, quic, gossip) = HOST_PORTS;
+            listens.push(Listen {
+                quic: SocketAddr::new(*host, quic + *k),
+                gossip: SocketAddr::new(*host, gossip + *k),
+                api: SocketAddr::new(*host, api + *k),
+                advertise: None,
+            });
+            *k += 1;
+        }
     }
     let mut cfgs = Vec::new();
     for i in 1..=opts.nodes {
@@ -151,6 +202,11 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         cfgs.push(NodeConfig::load(&path)?);
     }
+    // kubectl: one context per node, at its address; it holds the admin
+    // token, so private.
+    let kube = super::dev::kubeconfig(out, &cfgs, &token);
+    crate::private::write(&out.join("kubeconfig"), &serde_json::to_vec_pretty(&kube)?)
+        .with_context(|| format!("cannot write {}", out.join("kubeconfig").display()))?;
     Ok(cfgs)
 }
 
@@ -167,6 +223,7 @@ mod tests {
             &InitOptions {
                 nodes: 4,
                 zones: vec!["x".into(), "y".into()],
+                hosts: Vec::new(),
             },
         )
         .unwrap();
@@ -205,9 +262,68 @@ mod tests {
             &InitOptions {
                 nodes: 1,
                 zones: vec!["a".into()],
+                hosts: Vec::new(),
             },
         )
         .unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
+    }
+
+    /// `--hosts`: each node binds and advertises its own host's address on
+    /// the well-known ports (the next ones for a second node on a host),
+    /// its certificate names that address, and the kubeconfig has a
+    /// context per node at its address.
+    #[test]
+    fn hosts_give_each_node_its_own_address_and_certificate() {
+        use rustls::pki_types::pem::PemObject;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let hosts: Vec<IpAddr> = ["10.250.0.1", "10.250.0.2", "10.250.0.2"]
+            .iter()
+            .map(|h| h.parse().unwrap())
+            .collect();
+        let cfgs = init_cluster(
+            &dir,
+            &InitOptions {
+                nodes: 3,
+                zones: vec!["a".into()],
+                hosts: hosts.clone(),
+            },
+        )
+        .unwrap();
+        assert_eq!(cfgs[0].listen.api, "10.250.0.1:6443".parse().unwrap());
+        assert_eq!(cfgs[1].listen.quic, "10.250.0.2:7443".parse().unwrap());
+        assert_eq!(cfgs[2].listen.gossip, "10.250.0.2:7947".parse().unwrap());
+        assert_eq!(
+            cfgs[0].peers[0].api,
+            Some("10.250.0.2:6443".parse().unwrap())
+        );
+        for (c, host) in cfgs.iter().zip(&hosts) {
+            let pem = std::fs::read(&c.tls.cert).unwrap();
+            let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+            let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+            let ip = rustls::pki_types::ServerName::IpAddress((*host).into());
+            assert!(cert.verify_is_valid_for_subject_name(&ip).is_ok(), "{host}");
+            let other = rustls::pki_types::ServerName::IpAddress(
+                "10.250.0.9".parse::<IpAddr>().unwrap().into(),
+            );
+            assert!(cert.verify_is_valid_for_subject_name(&other).is_err());
+        }
+        let kube: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("kubeconfig")).unwrap()).unwrap();
+        assert_eq!(
+            kube["clusters"][1]["cluster"]["server"],
+            "https://10.250.0.2:6443"
+        );
+        let err = init_cluster(
+            &tmp.path().join("d"),
+            &InitOptions {
+                nodes: 2,
+                zones: vec!["a".into()],
+                hosts: hosts[..1].to_vec(),
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("one a node"), "{err}");
     }
 }

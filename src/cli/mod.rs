@@ -41,6 +41,10 @@ pub enum Command {
         /// Zones assigned round-robin to the nodes.
         #[arg(long, value_delimiter = ',', default_value = "a,b,c")]
         zones: Vec<String>,
+        /// Node K's host address, one a node, for a cluster across machines
+        /// (default: every node on loopback).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<std::net::IpAddr>,
     },
     /// Run one node.
     Agent {
@@ -129,7 +133,12 @@ pub fn main() -> ExitCode {
     init_logging();
     crate::install_crypto_provider();
     let result = match cli.command {
-        Command::Init { out, nodes, zones } => init::run(&out, nodes, &zones),
+        Command::Init {
+            out,
+            nodes,
+            zones,
+            hosts,
+        } => init::run(&out, nodes, &zones, &hosts),
         Command::Agent { config } => agent::run(&config),
         Command::Leave { config } => members::leave(&config),
         Command::Dev {

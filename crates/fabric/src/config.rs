@@ -52,6 +52,21 @@ pub struct Listen {
     pub gossip: SocketAddr,
     /// HTTPS API.
     pub api: SocketAddr,
+    /// The address peers and clients reach this node at, when it listens
+    /// on an unspecified address (`0.0.0.0`); by default each listen
+    /// address is its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<std::net::IpAddr>,
+}
+
+impl Listen {
+    /// The address others reach `bound` (one of this node's sockets) at.
+    pub fn advertised(&self, bound: SocketAddr) -> SocketAddr {
+        match self.advertise {
+            Some(ip) => SocketAddr::new(ip, bound.port()),
+            None => bound,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

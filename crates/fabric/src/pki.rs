@@ -126,11 +126,23 @@ pub fn write_cluster_files_named(
     cluster_id: &str,
     names: &[String],
 ) -> Result<String, PkiError> {
+    let nodes: Vec<(String, Vec<IpAddr>)> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    write_cluster_files_at(dir, cluster_id, &nodes)
+}
+
+/// [`write_cluster_files`] for nodes of any names, each certificate also
+/// naming the node's host addresses (IP SANs), for clusters that span
+/// machines.
+pub fn write_cluster_files_at(
+    dir: &Path,
+    cluster_id: &str,
+    nodes: &[(String, Vec<IpAddr>)],
+) -> Result<String, PkiError> {
     let ca = ClusterCa::generate(cluster_id)?;
     write(dir, "ca.pem", &ca.cert_pem(), false)?;
     write(dir, "ca.key", &ca.key_pem(), true)?;
-    for name in names {
-        let cert = ca.issue(name, &[])?;
+    for (name, ips) in nodes {
+        let cert = ca.issue(name, ips)?;
         crate::private::dir(&dir.join(name)).map_err(|source| PkiError::Io {
             path: dir.join(name).display().to_string(),
             source,

@@ -66,6 +66,9 @@ pub struct MembershipSettings {
     pub generation: u64,
     pub seeds: Vec<(String, SocketAddr)>,
     pub gossip: crate::config::Gossip,
+    /// The address peers reach this node's gossip at, when it binds an
+    /// unspecified one.
+    pub advertise: Option<std::net::IpAddr>,
     pub key: [u8; 32],
     pub meta: NodeMeta,
     /// Called (on the loop) whenever the generation is renewed, so it can be
@@ -107,6 +110,11 @@ impl Membership {
                 addr: s.bind,
                 source,
             })?;
+        // Peers answer the identity's address: the advertised one.
+        let local_addr = match s.advertise {
+            Some(ip) => SocketAddr::new(ip, local_addr.port()),
+            None => local_addr,
+        };
         let (tx, rx) = mpsc::channel(256);
         let ready = Arc::new(AtomicBool::new(s.seeds.is_empty()));
         let handle = Membership {
