@@ -16,6 +16,8 @@ stamp() { echo "== $1 ($(($(date +%s) - start)) s)"; }
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+# nft: the multi-host test partitions its network namespaces with it.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

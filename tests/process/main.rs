@@ -11,6 +11,7 @@ mod agent_restart;
 mod dev;
 mod durability;
 mod hostile;
+mod hosts;
 mod kubectl;
 mod kubectl_process;
 mod kubectl_streams;
