@@ -44,7 +44,9 @@ impl Hosts {
         ));
         // Bridged traffic may pass the host's FORWARD chain (br_netfilter),
         // whose policy a Docker host sets to DROP: let the hosts talk.
-        ok(&format!("iptables -I FORWARD -i {BRIDGE} -o {BRIDGE} -j ACCEPT"));
+        ok(&format!(
+            "iptables -I FORWARD -i {BRIDGE} -o {BRIDGE} -j ACCEPT"
+        ));
         for k in 1..=n {
             ok(&format!(
                 "ip netns add shh-{k} && ip link add shhv{k} type veth peer name shhp{k} \
@@ -62,9 +64,11 @@ impl Hosts {
             let _ = sh(&format!("ip netns del shh-{k}; ip link del shhv{k}"));
         }
         let _ = sh(&format!("ip link del {BRIDGE}"));
-        while sh(&format!("iptables -D FORWARD -i {BRIDGE} -o {BRIDGE} -j ACCEPT"))
-            .status
-            .success()
+        while sh(&format!(
+            "iptables -D FORWARD -i {BRIDGE} -o {BRIDGE} -j ACCEPT"
+        ))
+        .status
+        .success()
         {}
     }
 
