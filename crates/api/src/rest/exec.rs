@@ -132,6 +132,22 @@ fn framed(channel: u8, data: &[u8]) -> Message {
 /// How long one piece of input may wait for the command to take it.
 const INPUT_WAIT: Duration = Duration::from_secs(300);
 
+/// The most stdin one message to the kubelet carries: a client's larger
+/// websocket message goes in pieces, in order (one message of it could
+/// pass the transport's frame limit and hang the command).
+pub(super) const STDIN_PIECE: usize = 256 * 1024;
+
+/// `input` as the messages that carry it to the kubelet.
+fn pieces(input: Input) -> Vec<Input> {
+    match input {
+        Input::Stdin(data) if data.len() > STDIN_PIECE => data
+            .chunks(STDIN_PIECE)
+            .map(|c| Input::Stdin(serde_bytes::ByteBuf::from(c.to_vec())))
+            .collect(),
+        other => vec![other],
+    }
+}
+
 /// What a client's binary message asks, if anything.
 fn input_of(message: &[u8]) -> Option<Input> {
     let (&channel, data) = message.split_first()?;
@@ -176,14 +192,17 @@ async fn relay(kube: Arc<KubeApi>, node: String, req: Exec, socket: WebSocket) {
                         _ => None,
                     };
                     let Some(input) = input else { continue };
-                    let ask = SessionInput {
-                        session: session.clone(),
-                        input,
-                    };
-                    // A command that no longer takes input: the rest is
-                    // dropped while its output is still to come.
-                    if !matches!(actors.ask(&to, ask, INPUT_WAIT).await, Ok(Ok(()))) {
-                        forward = false;
+                    for input in pieces(input) {
+                        let ask = SessionInput {
+                            session: session.clone(),
+                            input,
+                        };
+                        // A command that no longer takes input: the rest
+                        // is dropped while its output is still to come.
+                        if !matches!(actors.ask(&to, ask, INPUT_WAIT).await, Ok(Ok(()))) {
+                            forward = false;
+                            break;
+                        }
                     }
                 }
             });
@@ -239,6 +258,19 @@ mod tests {
             })
         );
         assert_eq!(input_of(&[255, 0]), Some(Input::CloseStdin));
+        // 9 MiB of stdin in one message: pieces under the frame limit, in
+        // order, nothing lost.
+        let big: Vec<u8> = (0..9 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let parts = pieces(Input::Stdin(serde_bytes::ByteBuf::from(big.clone())));
+        assert_eq!(parts.len(), big.len().div_ceil(STDIN_PIECE));
+        let mut joined = Vec::new();
+        for p in parts {
+            let Input::Stdin(b) = p else { panic!("{p:?}") };
+            assert!(b.len() <= STDIN_PIECE);
+            joined.extend_from_slice(&b);
+        }
+        assert_eq!(joined, big);
+        assert_eq!(pieces(Input::CloseStdin), vec![Input::CloseStdin]);
         // Closing stdout or stderr is not the client's to do; garbage,
         // an empty message and an unknown channel are nothing.
         assert_eq!(input_of(&[255, 1]), None);

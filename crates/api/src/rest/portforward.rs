@@ -34,6 +34,11 @@ const TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 const PROTOCOL: &str = "portforward.k8s.io";
 /// Input waiting for one connection's kubelet, at most.
 const QUEUE: usize = 16;
+/// Connections one port-forward session may have open, and streams
+/// waiting for their pair (kubectl opens the error stream, then the data
+/// stream): a client cannot make the API hold more.
+pub(super) const MAX_CONNECTIONS: usize = 256;
+pub(super) const MAX_HALF_OPEN: usize = 64;
 /// How long one piece of input may wait for the pod to take it.
 const INPUT_WAIT: Duration = Duration::from_secs(300);
 
@@ -230,6 +235,19 @@ async fn session(
                     match stream_of(&headers) {
                         Err(why) => {
                             tracing::debug!("port-forward to {}: stream {id}: {why}", pod.name);
+                            out.send(spdy::rst(id, spdy::CANCEL)).await
+                        }
+                        Ok((_, _, request))
+                            if !pairs.contains_key(&request)
+                                && (pairs.len() >= MAX_HALF_OPEN
+                                    || running.len() >= MAX_CONNECTIONS) =>
+                        {
+                            tracing::debug!(
+                                "port-forward to {}: stream {id} refused: {} open, {} half-open",
+                                pod.name,
+                                running.len(),
+                                pairs.len()
+                            );
                             out.send(spdy::rst(id, spdy::CANCEL)).await
                         }
                         Ok((kind, port, request)) => {
