@@ -143,10 +143,18 @@ spec:
         }
     }
     assert!(holding >= 6, "keys and the secret's files were found");
+    // The secret volume is a tmpfs: its files are in memory only.
+    let pod: Value = serde_json::from_str(&k.ok(&["get", "pod", "holder", "-o", "json"])).unwrap();
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let volume = data.join("pods").join(&uid).join("volumes/creds");
+    assert!(
+        shoal::kubelet::process::volumes::is_tmpfs(&volume),
+        "{} is not a tmpfs",
+        volume.display()
+    );
 
     // The agent is SIGKILLed and started again; the container's process is
     // then killed: its new instance gets the secret again.
-    let pod: Value = serde_json::from_str(&k.ok(&["get", "pod", "holder", "-o", "json"])).unwrap();
     let pid = pid_of(&pod).unwrap();
     let agent = k.pid(2);
     // SAFETY: SIGKILL to the agent process shoal dev started.
@@ -198,4 +206,14 @@ spec:
             }
         },
     );
+    // Deleted: its tmpfs is unmounted with its directory.
+    k.ok(&["delete", "pod", "holder", "--wait=true", "--timeout=60s"]);
+    super::wait_for(Duration::from_secs(30), "the tmpfs gone", || {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        if mounts.contains(&uid) {
+            Err(format!("still mounted: {}", volume.display()))
+        } else {
+            Ok(())
+        }
+    });
 }

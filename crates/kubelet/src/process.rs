@@ -248,7 +248,7 @@ impl ProcessRuntime {
                 .and_then(|b| serde_json::from_slice::<Saved>(&b).ok())
             else {
                 // Not a pod this runtime can resume: whatever it holds goes.
-                let _ = std::fs::remove_dir_all(&dir);
+                volumes::remove_pod_dir(&dir);
                 continue;
             };
             let Saved { pod, ip, sandbox } = saved;
@@ -256,7 +256,7 @@ impl ProcessRuntime {
             if self.inner.sandboxes.is_some() && sandbox.is_none() {
                 // Its sandbox was never finished, so nothing of it ran:
                 // the pod starts again when the kubelet asks.
-                let _ = std::fs::remove_dir_all(&dir);
+                volumes::remove_pod_dir(&dir);
                 continue;
             }
             let mut pods = lock(&self.inner.pods);
@@ -569,7 +569,7 @@ impl Runtime for ProcessRuntime {
             if let Some(sbs) = sandboxes {
                 sbs.destroy(&uid).await;
             }
-            let _ = tokio::fs::remove_dir_all(&dir).await;
+            let _ = tokio::task::spawn_blocking(move || volumes::remove_pod_dir(&dir)).await;
         })
     }
 

@@ -128,7 +128,7 @@ pub async fn stop_leftovers(root: &Path, sandboxes: Option<&super::sandbox::Sand
             if let Some(sbs) = sandboxes {
                 sbs.destroy(&pod.file_name().to_string_lossy()).await;
             }
-            let _ = std::fs::remove_dir_all(pod.path());
+            super::volumes::remove_pod_dir(&pod.path());
         }
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! Each container's `volumeMounts` become bind mounts (`sandbox::Mount`)
 //! that its shim makes in the container's own mount namespace; projected
-//! volumes are always read-only.
+//! volumes are always read-only. A volume that holds Secret data is a tmpfs
+//! (as root), so its files never reach the node's disk.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -93,6 +94,9 @@ fn set_up_volumes(
                 Projection::Failed(why) => return Err(failed(name, why)),
             };
             if write {
+                if holds_secrets(v) && super::sandbox::is_root() {
+                    in_memory(&own).map_err(|e| failed(name, e))?;
+                }
                 write_atomic(&own, &owned(files)).map_err(|e| failed(name, e))?;
             }
             Ready {
@@ -126,6 +130,71 @@ fn set_up_volumes(
         out.insert(name.to_string(), ready);
     }
     Ok(out)
+}
+
+/// Whether a volume projects a Secret's data.
+fn holds_secrets(v: &k8s_openapi::api::core::v1::Volume) -> bool {
+    v.secret.is_some()
+        || v.projected
+            .as_ref()
+            .and_then(|p| p.sources.as_ref())
+            .is_some_and(|s| s.iter().any(|x| x.secret.is_some()))
+}
+
+/// The size of a secret volume's tmpfs.
+const SECRET_TMPFS: &str = "size=32m,mode=0755";
+
+/// Mounts a tmpfs at `dir` (made if missing) unless one is there: a
+/// secret volume's files live in memory, never on the node's disk.
+fn in_memory(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if is_tmpfs(dir) {
+        return Ok(());
+    }
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::other("a NUL in the path"))?;
+    let opts = std::ffi::CString::new(SECRET_TMPFS).map_err(std::io::Error::other)?;
+    // SAFETY: mount(2) with C strings that live across the call.
+    let r = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            path.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            opts.as_ptr().cast(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether `dir` is a tmpfs mount.
+pub fn is_tmpfs(dir: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs(2) into a zeroed local.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == libc::TMPFS_MAGIC
+    }
+}
+
+/// Unmounts what a pod's volumes hold (secret tmpfs) and removes its
+/// directory.
+pub fn remove_pod_dir(dir: &Path) {
+    if let Ok(volumes) = std::fs::read_dir(dir.join("volumes")) {
+        for v in volumes.flatten() {
+            if let Ok(c) = std::ffi::CString::new(v.path().as_os_str().as_encoded_bytes()) {
+                // SAFETY: umount2(2) with a C string; a path that is no
+                // mount point only fails.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Rewrites the projected volumes of `pod` (ConfigMaps or Secrets
