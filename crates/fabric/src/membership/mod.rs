@@ -650,3 +650,6 @@ impl Loop {
         }
     }
 }
+
+#[cfg(test)]
+mod hostile;

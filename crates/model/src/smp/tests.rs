@@ -487,3 +487,60 @@ fn pod_spec_is_mounted_under_every_workload() {
         "name"
     );
 }
+
+mod hostile {
+    //! Arbitrary JSON as a strategic merge patch (or as the object it
+    //! patches) is applied or refused with a message, never a panic.
+
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z$/]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        "[a-z]{1,8}",
+                        Just("$patch".to_string()),
+                        Just("$retainKeys".to_string()),
+                        Just("$setElementOrder/containers".to_string()),
+                        Just("$deleteFromPrimitiveList/finalizers".to_string()),
+                        Just("containers".to_string()),
+                        Just("name".to_string()),
+                        Just("spec".to_string()),
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn pod() -> Value {
+        json!({"metadata": {"name": "p", "finalizers": ["a", "b"]},
+               "spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 80}]}]}})
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_patches_never_panic(patch in json_value()) {
+            let _ = super::strategic_merge_patch("Pod", &pod(), &patch);
+            let _ = super::strategic_merge_patch("Deployment", &pod(), &json!({"spec": patch.clone()}));
+        }
+
+        #[test]
+        fn arbitrary_originals_never_panic(original in json_value(), patch in json_value()) {
+            let _ = super::strategic_merge_patch("Pod", &original, &patch);
+        }
+    }
+}
