@@ -233,6 +233,12 @@ impl NodeConfig {
                 "need heartbeat < election min < election max",
             ));
         }
+        if st.watch_leaderless_ms < 2 * st.election_timeout_max_ms {
+            return Err(invalid(
+                "store.watch_leaderless_ms",
+                "must be at least two election timeouts (store.election_timeout_max_ms)",
+            ));
+        }
         if st.cache_mb == 0
             || st.snapshot_every == 0
             || st.history_revisions == 0

@@ -523,7 +523,7 @@ async fn start_store(
         .map_err(|_| anyhow::anyhow!("secrets key must be 32 bytes"))?;
     let mut store = Store::new(raft, actors.clone(), db, &cfg.name, raft_id)
         .with_secrets(crate::store::secrets::SecretBox::new(&key))
-        .with_watch(hub, Duration::from_millis(st.election_timeout_max_ms));
+        .with_watch(hub, Duration::from_millis(st.watch_leaderless_ms));
     store.timeout = Duration::from_millis(st.request_timeout_ms);
     let addr = actor::spawn(
         crate::store::actor::StoreActor::new(store.clone()),

@@ -118,44 +118,18 @@ pub fn run(config: &Path, action: KvAction) -> anyhow::Result<()> {
                 println!("{}", if v["deleted"] == true { 1 } else { 0 });
             }
             KvAction::Watch { prefix, from } => {
-                let path = format!(
-                    "/shoal/v1/kv?watch=true&from={}&prefix={}",
-                    from.unwrap_or(0),
-                    encode_key(&prefix).replace('/', "%2F")
-                );
-                let mut ended: Option<String> = None;
-                client
-                    .stream_lines(&path, t, |l| {
-                        let Ok(w) = serde_json::from_str::<crate::api::store::WatchLine>(l) else {
-                            return true;
-                        };
-                        match w.kind.as_str() {
-                            "PUT" | "DELETE" => {
-                                use std::io::Write;
-                                let mut out = std::io::stdout().lock();
-                                let (rev, key) = (w.rev.unwrap_or(0), w.key.unwrap_or_default());
-                                let _ = if w.kind == "PUT" {
-                                    let value = w.value.unwrap_or_default();
-                                    writeln!(out, "{rev} PUT {key} {value}")
-                                } else {
-                                    writeln!(out, "{rev} DELETE {key}")
-                                };
-                                let _ = out.flush();
-                                true
-                            }
-                            "END" => {
-                                ended = Some(w.reason.unwrap_or_default());
-                                false
-                            }
-                            _ => true,
-                        }
-                    })
-                    .await
-                    .map_err(|e| anyhow!("watch {prefix}: {e}"))?;
-                bail!(
-                    "watch {prefix} ended: {}",
-                    ended.unwrap_or_else(|| "the stream closed".into())
-                );
+                let mut clients = vec![client.clone()];
+                let token = crate::pki::read_token(&cfg.auth.admin_token_file)?;
+                for p in &cfg.peers {
+                    if let Some(api) = p.api {
+                        clients.push(super::http::ApiClient::new(
+                            api,
+                            &cfg.tls.ca,
+                            Some(token.clone()),
+                        )?);
+                    }
+                }
+                watch_resuming(&clients, &prefix, from.unwrap_or(0), t).await?;
             }
             KvAction::List { prefix, json } => {
                 let path = format!(
@@ -208,5 +182,87 @@ mod tests {
     fn keys_are_path_safe() {
         assert_eq!(encode_key("a/b c?d"), "a/b%20c%3Fd");
         assert_eq!(encode_key("x%y"), "x%25y");
+    }
+}
+
+/// `kv watch`: prints each event once, in order. A stream that ends for
+/// any reason but `Expired` (its replica lost the leader, its node went
+/// away) is resumed from the last revision seen + 1 on the next node, so
+/// an election or a dead node never ends the command; `Expired` (the
+/// revision was compacted) does, as etcd's watch does.
+async fn watch_resuming(
+    clients: &[super::http::ApiClient],
+    prefix: &str,
+    from: u64,
+    t: Duration,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut next = from;
+    let mut at = 0usize;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let client = &clients[at % clients.len()];
+        let path = format!(
+            "/shoal/v1/kv?watch=true&from={next}&prefix={}",
+            encode_key(prefix).replace('/', "%2F")
+        );
+        let mut ended: Option<String> = None;
+        let mut seen = false;
+        // What an earlier stream printed is below this revision.
+        let floor = next;
+        let streamed = client
+            .stream_lines(&path, t, |l| {
+                let Ok(w) = serde_json::from_str::<crate::api::store::WatchLine>(l) else {
+                    return true;
+                };
+                let rev = w.rev.unwrap_or(0);
+                match w.kind.as_str() {
+                    "PUT" | "DELETE" => {
+                        // A revision an earlier stream printed is never
+                        // printed twice (a resumed stream starts after it).
+                        if rev < floor {
+                            return true;
+                        }
+                        let mut out = std::io::stdout().lock();
+                        let key = w.key.unwrap_or_default();
+                        let _ = if w.kind == "PUT" {
+                            let value = w.value.unwrap_or_default();
+                            writeln!(out, "{rev} PUT {key} {value}")
+                        } else {
+                            writeln!(out, "{rev} DELETE {key}")
+                        };
+                        let _ = out.flush();
+                        next = rev + 1;
+                        seen = true;
+                        true
+                    }
+                    "PROGRESS" => {
+                        // Nothing of the prefix up to `rev` is left unsent.
+                        next = next.max(rev + 1);
+                        seen = true;
+                        true
+                    }
+                    "END" => {
+                        ended = Some(w.reason.unwrap_or_default());
+                        false
+                    }
+                    _ => true,
+                }
+            })
+            .await;
+        let why = match (&ended, streamed) {
+            (Some(r), _) if r.starts_with("Expired") => bail!("watch {prefix} ended: {r}"),
+            (Some(r), _) => r.clone(),
+            (None, Err(e)) => e.to_string(),
+            (None, Ok(())) => "the stream closed".into(),
+        };
+        if seen {
+            pause = Duration::from_millis(100);
+        }
+        at += 1;
+        let to = clients[at % clients.len()].addr;
+        eprintln!("watch {prefix}: {why}; resuming from revision {next} on {to}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }

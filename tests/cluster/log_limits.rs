@@ -47,6 +47,8 @@ fn parent_of(pid: u32) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_lines_and_endless_output_stay_bounded_and_stream() {
+    // A /dev/zero writer loads the machine: never beside a timed test.
+    let _heavy = crate::timing_guard().await;
     let c = TestCluster::start_with(1, |cfg| {
         cfg.kubelet.runtime = shoal::kubelet::config::RuntimeKind::Process;
         cfg.kubelet.shim = env!("CARGO_BIN_EXE_shoal").into();

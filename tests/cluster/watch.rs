@@ -273,7 +273,10 @@ async fn isolate_and_expect_leader_lost(c: &TestCluster, i: usize, who: &str) {
 /// leader itself — ends its watches with `LeaderLost` within a bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_replica_ends_its_watches_with_leader_lost() {
-    let c = TestCluster::start(3).expect("cluster starts");
+    // Ended after 2 s without a leader (the default, 5 s, outlasts any
+    // ordinary election a replica of the majority sits through).
+    let c = TestCluster::start_with(3, |cfg| cfg.store.watch_leaderless_ms = 2_000)
+        .expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
     let l = c.wait_leader(1).await;
     let f = (1..=3).find(|&i| i != l).unwrap();

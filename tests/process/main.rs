@@ -16,6 +16,7 @@ mod kubectl;
 mod kubectl_process;
 mod kubectl_streams;
 mod secrets_on_disk;
+mod watch_failover;
 
 /// Held by each test whose cluster gives pods CNI sandboxes: those use the
 /// bridges `shoal-<n>` and the default pod CIDR, one cluster at a time.

@@ -35,6 +35,11 @@ pub struct StoreConfig {
     pub autopilot_down_after_ms: u64,
     /// 32-byte key (hex) sealing values under `/registry/secrets/`.
     pub secrets_key_file: PathBuf,
+    /// A replica that has heard from no leader this long ends its watches
+    /// with `LeaderLost` (it may be on a minority side). Several election
+    /// timeouts, so that an ordinary election, which a replica of the
+    /// majority sits through, ends no watch.
+    pub watch_leaderless_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -53,6 +58,7 @@ impl Default for StoreConfig {
             voters: 3,
             autopilot_down_after_ms: 30_000,
             secrets_key_file: PathBuf::from("secrets.key"),
+            watch_leaderless_ms: 5_000,
         }
     }
 }
