@@ -174,17 +174,6 @@ pub fn status(config: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_path_safe() {
-        assert_eq!(encode_key("a/b c?d"), "a/b%20c%3Fd");
-        assert_eq!(encode_key("x%y"), "x%25y");
-    }
-}
-
 /// `kv watch`: prints each event once, in order. A stream that ends for
 /// any reason but `Expired` (its replica lost the leader, its node went
 /// away) is resumed from the last revision seen + 1 on the next node, so
@@ -237,8 +226,11 @@ async fn watch_resuming(
                         true
                     }
                     "PROGRESS" => {
-                        // Nothing of the prefix up to `rev` is left unsent.
-                        next = next.max(rev + 1);
+                        // Nothing of the prefix up to `rev` is left unsent
+                        // (rev 0: the replica has applied nothing yet).
+                        if rev > 0 {
+                            next = next.max(rev + 1);
+                        }
                         seen = true;
                         true
                     }
@@ -264,5 +256,16 @@ async fn watch_resuming(
         eprintln!("watch {prefix}: {why}; resuming from revision {next} on {to}");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_path_safe() {
+        assert_eq!(encode_key("a/b c?d"), "a/b%20c%3Fd");
+        assert_eq!(encode_key("x%y"), "x%25y");
     }
 }
