@@ -7,7 +7,11 @@
 //!
 //! A conflict (the pod changed since the version the status was computed
 //! from) is dropped: the newer version is on its way to the kubelet's
-//! watch, which computes the status again.
+//! watch, which computes the status again. A write that fails for want of
+//! a leader (an election) is sent again with back-off: the kubelet's watch
+//! sits through the election, so nothing else would bring that status
+//! back. A retried write guarded by the pod's version cannot undo a newer
+//! one: it conflicts and is dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,14 +94,49 @@ async fn run(
         tokio::spawn(async move {
             stats.requests.fetch_add(1, Relaxed);
             stats.writes.fetch_add(batch.len() as u64, Relaxed);
-            if let Err(e) = store.write_many(batch).await {
-                // Unknown outcome (no leader): the pods' next events, or
-                // the watch that restarts, bring their status again.
-                tracing::debug!("pod status report failed: {e}");
-            }
+            send(&store, batch).await;
             drop(permit);
         });
     }
+}
+
+/// How often a batch is sent again while the store has no leader.
+const ATTEMPTS: u32 = 12;
+
+/// Sends one batch; the writes that fail for want of a leader go again
+/// with back-off (100 ms doubling to 2 s, about 15 s in all).
+async fn send(store: &Store, mut batch: Vec<Txn>) {
+    let mut pause = std::time::Duration::from_millis(100);
+    for attempt in 1..=ATTEMPTS {
+        match store.write_many(batch.clone()).await {
+            Ok(results) => {
+                batch = batch
+                    .into_iter()
+                    .zip(results)
+                    .filter_map(|(t, r)| match r {
+                        Err(e) if e.is_retryable() => Some(t),
+                        _ => None,
+                    })
+                    .collect();
+                if batch.is_empty() {
+                    return;
+                }
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::debug!("pod status report failed (attempt {attempt}): {e}");
+            }
+            Err(e) => {
+                tracing::warn!("pod status report failed: {e}");
+                return;
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
+    tracing::warn!(
+        "{} pod status reports still without a leader after {ATTEMPTS} attempts",
+        batch.len()
+    );
 }
 
 #[cfg(test)]

@@ -36,10 +36,9 @@ pub struct StoreConfig {
     /// 32-byte key (hex) sealing values under `/registry/secrets/`.
     pub secrets_key_file: PathBuf,
     /// A replica that has heard from no leader this long ends its watches
-    /// with `LeaderLost` (it may be on a minority side); at least two
-    /// election timeouts. (A longer default, so that a replica of the
-    /// majority sits through every election, waits on an internal watcher
-    /// that stalls after a leader change without this end: see the issue.)
+    /// with `LeaderLost` (it may be on a minority side). Several election
+    /// timeouts, so that an ordinary election, which a replica of the
+    /// majority sits through, ends no watch.
     pub watch_leaderless_ms: u64,
 }
 
@@ -59,7 +58,7 @@ impl Default for StoreConfig {
             voters: 3,
             autopilot_down_after_ms: 30_000,
             secrets_key_file: PathBuf::from("secrets.key"),
-            watch_leaderless_ms: 1_600,
+            watch_leaderless_ms: 5_000,
         }
     }
 }
