@@ -99,17 +99,27 @@ async fn send_pieces(sink: &Sink<String>, text: &str) -> bool {
 async fn read_on(path: &Path, pos: &mut u64) -> std::io::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut out = Vec::new();
-    let len = tokio::fs::metadata(path).await?.len();
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    // The file is opened first: its length is that of what was opened,
+    // even if the shim renames it meanwhile.
+    let mut f = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        // The shim is between renaming the file and creating the new one:
+        // nothing new to read yet.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && Path::new(&old).exists() => {
+            return Ok(out)
+        }
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata().await?.len();
     if len < *pos {
-        let mut old = path.as_os_str().to_owned();
-        old.push(".1");
-        if let Ok(mut f) = tokio::fs::File::open(&old).await {
-            f.seek(std::io::SeekFrom::Start(*pos)).await?;
-            f.read_to_end(&mut out).await?;
+        if let Ok(mut o) = tokio::fs::File::open(&old).await {
+            o.seek(std::io::SeekFrom::Start(*pos)).await?;
+            o.read_to_end(&mut out).await?;
         }
         *pos = 0;
     }
-    let mut f = tokio::fs::File::open(path).await?;
     f.seek(std::io::SeekFrom::Start(*pos)).await?;
     let n = f.read_to_end(&mut out).await?;
     *pos += n as u64;
