@@ -281,6 +281,9 @@ impl Node {
                 actors: actors.clone(),
                 timeout: Duration::from_millis(cfg.store.request_timeout_ms)
                     .max(Duration::from_secs(5)),
+                watches: crate::api::rest::watch::ClientWatches::new(
+                    cfg.api.max_watches_per_client,
+                ),
             });
             tokio::spawn(crate::api::rest::bootstrap(kube.clone()));
             Some(kube)

@@ -6,6 +6,7 @@
 mod adoption;
 mod autopilot;
 mod bad_input;
+mod client_limits;
 mod control_plane;
 mod kube_api;
 mod kube_watch;

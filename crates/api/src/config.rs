@@ -26,6 +26,8 @@ pub struct KubeApiConfig {
     /// A connection with no request in flight for this long is closed (a
     /// watch is in flight for as long as it runs).
     pub idle_timeout_ms: u64,
+    /// Watches one client address may hold open at once; more are 429.
+    pub max_watches_per_client: usize,
 }
 
 impl Default for KubeApiConfig {
@@ -38,6 +40,7 @@ impl Default for KubeApiConfig {
             tls_handshake_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 90_000,
+            max_watches_per_client: 1024,
         }
     }
 }

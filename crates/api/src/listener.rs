@@ -38,6 +38,11 @@ use tower::ServiceExt;
 
 use crate::config::KubeApiConfig;
 
+/// The address a request came from (a request extension the listener
+/// sets), for limits kept per client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
 /// The limits of one API listener (the `[api]` settings, clamped to what
 /// the process's descriptor limit can hold).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,8 +337,9 @@ impl Connection {
         let in_flight = Arc::new(in_flight);
         let router = self.router.clone();
         let proving = slot.clone();
-        let svc = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let svc = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             proving.prove();
+            req.extensions_mut().insert(ClientAddr(peer));
             let guard = InFlight::enter(in_flight.clone());
             let call = router.clone().oneshot(req);
             async move {

@@ -45,7 +45,7 @@ mod exec;
 mod logs;
 mod patches;
 mod portforward;
-mod watch;
+pub mod watch;
 
 use crate::ApiErrorResponse;
 use bodies::*;
@@ -67,6 +67,8 @@ pub struct KubeApi {
     pub registry: Registry,
     pub actors: shoal_fabric::actor::ActorSystem,
     pub timeout: Duration,
+    /// Watches open per client address, under `api.max_watches_per_client`.
+    pub watches: Arc<watch::ClientWatches>,
 }
 
 /// A parsed request path.
@@ -216,6 +218,10 @@ async fn serve(
     let ctx = Ctx {
         kube,
         q,
+        client: parts
+            .extensions
+            .get::<crate::listener::ClientAddr>()
+            .map(|a| a.0.ip()),
         headers: parts.headers,
         body,
     };
@@ -248,6 +254,9 @@ struct Ctx {
     q: HashMap<String, String>,
     headers: HeaderMap,
     body: Bytes,
+    /// Where the request came from (None for requests not from the
+    /// listener, in tests).
+    client: Option<std::net::IpAddr>,
 }
 
 impl Ctx {

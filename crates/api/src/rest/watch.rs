@@ -35,7 +35,68 @@ pub(super) async fn watch(ctx: Ctx, t: Target) -> Response {
     }
 }
 
+/// The watches each client address holds open, under a cap.
+pub struct ClientWatches {
+    per_client: usize,
+    open: std::sync::Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One open watch of a client; counted until dropped.
+pub struct WatchSlot {
+    book: Arc<ClientWatches>,
+    client: std::net::IpAddr,
+}
+
+impl ClientWatches {
+    pub fn new(per_client: usize) -> Arc<ClientWatches> {
+        Arc::new(ClientWatches {
+            per_client: per_client.max(1),
+            open: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for one more watch of `client`; 429 at the cap.
+    pub fn enter(
+        self: &Arc<Self>,
+        client: Option<std::net::IpAddr>,
+    ) -> ApiResult<Option<WatchSlot>> {
+        let Some(client) = client else {
+            return Ok(None);
+        };
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(client).or_default();
+        if *n >= self.per_client {
+            return Err(ApiError::new(
+                429,
+                "TooManyRequests",
+                format!(
+                    "too many watches from {client}: at most {} at once (api.max_watches_per_client)",
+                    self.per_client
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(Some(WatchSlot {
+            book: self.clone(),
+            client,
+        }))
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.book.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
 pub(super) async fn open_watch(ctx: Ctx, t: Target) -> ApiResult<Response> {
+    let slot = ctx.kube.watches.enter(ctx.client)?;
     let (labels, fields) = ctx.selectors(t.res)?;
     let initial_events = ctx.flag("sendInitialEvents");
     let rv = ctx.param("resourceVersion").unwrap_or("").to_string();
@@ -85,7 +146,10 @@ pub(super) async fn open_watch(ctx: Ctx, t: Target) -> ApiResult<Response> {
         fields,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
-    tokio::spawn(run_watch(spec, opened, tx, timeout));
+    tokio::spawn(async move {
+        run_watch(spec, opened, tx, timeout).await;
+        drop(slot);
+    });
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     let mut resp = Response::new(Body::from_stream(stream));
