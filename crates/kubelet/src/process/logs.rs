@@ -103,14 +103,21 @@ async fn read_on(path: &Path, pos: &mut u64) -> std::io::Result<Vec<u8>> {
     old.push(".1");
     // The file is opened first: its length is that of what was opened,
     // even if the shim renames it meanwhile.
-    let mut f = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        // The shim is between renaming the file and creating the new one:
-        // nothing new to read yet.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && Path::new(&old).exists() => {
-            return Ok(out)
+    let mut tries = 0;
+    let mut f = loop {
+        match tokio::fs::File::open(path).await {
+            Ok(f) => break f,
+            // The shim is between renaming the file and creating the new
+            // one (back to back): a moment, then nothing new yet.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && Path::new(&old).exists() => {
+                tries += 1;
+                if tries > 20 {
+                    return Ok(out);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
     };
     let len = f.metadata().await?.len();
     if len < *pos {
