@@ -14,11 +14,21 @@ async fn watches_per_client_are_capped() {
     let token = std::fs::read_to_string(&cfg.auth.admin_token_file).unwrap();
     let client = ApiClient::new(cfg.listen.api, &cfg.tls.ca, Some(token.trim().into())).unwrap();
     let path = "/api/v1/namespaces/default/configmaps?watch=true";
+    // A watch that is open says so with its first event: the ConfigMap
+    // made below, listed as ADDED.
+    let ended = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel::<()>();
     let open = |client: ApiClient| {
+        let ended = ended.clone();
+        let opened_tx = opened_tx.clone();
         tokio::spawn(async move {
-            client
-                .stream_lines(path, Duration::from_secs(10), |_| true)
-                .await
+            let r = client
+                .stream_lines(path, Duration::from_secs(10), |_| {
+                    let _ = opened_tx.send(());
+                    true
+                })
+                .await;
+            ended.lock().unwrap().push(format!("{r:?}"));
         })
     };
     // Three held open (once the API serves).
@@ -43,38 +53,59 @@ async fn watches_per_client_are_capped() {
     })
     .await
     .unwrap();
-    let held: Vec<_> = (0..3).map(|_| open(client.clone())).collect();
-    // A fourth: 429 once the three are open. (A watch that opens never
-    // answers a plain request in time: the probe then times out.)
-    let probe = |client: ApiClient| async move {
-        match client
-            .request(hyper::Method::GET, path, None, Duration::from_millis(500))
+    let cm = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"seen"}}"#.to_vec();
+    let (code, _) = client
+        .request(
+            hyper::Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            Some(cm),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert!(code.is_success(), "{code}");
+    // One at a time, each open before the next.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(open(client.clone()));
+        tokio::time::timeout(Duration::from_secs(20), opened.recv())
             .await
-        {
-            Ok((code, body)) if code.as_u16() == 429 => {
-                Ok(String::from_utf8_lossy(&body).into_owned())
-            }
-            Ok((code, _)) => Err(format!("{code}")),
-            Err(e) => Err(e.to_string()),
-        }
+            .expect("the watch opens")
+            .unwrap();
+    }
+    // A fourth: 429 once the three are open. The probe's own watch ends
+    // by itself after a second (timeoutSeconds) when it is let in.
+    let probe = |client: ApiClient| async move {
+        let path = format!("{path}&timeoutSeconds=1");
+        client
+            .request(hyper::Method::GET, &path, None, Duration::from_secs(20))
+            .await
+            .map(|(code, body)| (code.as_u16(), String::from_utf8_lossy(&body).into_owned()))
+            .map_err(|e| e.to_string())
     };
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         let client = client.clone();
-        async move { probe(client).await.map(|_| ()) }
+        let ended = ended.clone();
+        async move {
+            match probe(client).await? {
+                (429, body) if body.contains("too many watches") => Ok(()),
+                (code, body) => Err(format!(
+                    "{code}: {body}; held watches that ended: {:?}",
+                    ended.lock().unwrap()
+                )),
+            }
+        }
     })
     .await
     .unwrap();
-    let body = probe(client.clone()).await.unwrap();
-    assert!(body.contains("too many watches"), "{body}");
-    // One ends: room for another (the probe's watch opens and times out).
+    // One ends: room for another.
     held[0].abort();
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         let client = client.clone();
         async move {
-            match probe(client).await {
-                Ok(_) => Err("still 429".to_string()),
-                Err(e) if e.contains("did not answer") => Ok(()),
-                Err(e) => Err(e),
+            match probe(client).await? {
+                (200, _) => Ok(()),
+                (code, body) => Err(format!("{code}: {body}")),
             }
         }
     })
