@@ -139,12 +139,36 @@ async fn huge_lines_and_endless_output_stay_bounded_and_stream() {
         .and_then(|s| s.parse().ok())
         .unwrap();
     let shim = parent_of(container).expect("the container's shim");
-    // Let it write for a while (tens of MiB), then look at the shim.
+    // The shim's memory, sampled until it has written past two rotations
+    // (over 20 MiB without a newline, its old log overwritten once).
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    let log_dir = c.config(1).data_dir.join("pods").join(&uid).join("c");
     let mut peak = 0;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut rotations = 0;
+    let mut last_old: Option<std::time::SystemTime> = None;
+    let mut sample = || {
         peak = peak.max(rss_kib(shim));
-    }
+        let old = std::fs::metadata(log_dir.join("0.log.1"))
+            .and_then(|m| m.modified())
+            .ok();
+        if old.is_some() && old != last_old {
+            rotations += 1;
+            last_old = old;
+        }
+        rotations
+    };
+    wait_until(Duration::from_secs(30), || {
+        let n = sample();
+        async move {
+            if n >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{n} rotations"))
+            }
+        }
+    })
+    .await
+    .unwrap();
     eprintln!("the shim of a /dev/zero writer: peak RSS {peak} KiB");
     assert!(peak > 0, "the shim {shim} was seen");
     assert!(peak < 32 * 1024, "the shim holds {peak} KiB");

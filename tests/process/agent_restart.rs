@@ -12,6 +12,27 @@ use super::kubectl_process::{alive, http_get, pid_of};
 /// Kills on drop: an agent the test started itself.
 pub(super) struct Agent(pub(super) std::process::Child);
 
+impl Agent {
+    /// Node `node`'s agent of the `shoal dev` cluster `k` started again
+    /// by hand, as `shoal dev` starts it (the process runtime, CNI
+    /// sandboxes, dev's pod CIDR).
+    pub(super) fn restart(k: &Dev, node: usize) -> Agent {
+        Agent(
+            super::shoal()
+                .args(["agent", "--config"])
+                .arg(k.dir().join(format!("node-{node}.toml")))
+                .current_dir(k.dir())
+                .env("SHOAL_KUBELET_RUNTIME", "process")
+                .env("SHOAL_KUBELET_NETWORK", "auto")
+                .env("SHOAL_KUBELET_POD_CIDR", "10.88.0.0/16")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         // SAFETY: SIGTERM to our own child.
@@ -102,19 +123,7 @@ spec:
     k.ok(&["delete", "pod", "doomed", "--wait=false"]);
 
     // The agent again, as shoal dev starts it.
-    let _agent = Agent(
-        super::shoal()
-            .args(["agent", "--config"])
-            .arg(k.dir().join("node-2.toml"))
-            .current_dir(k.dir())
-            .env("SHOAL_KUBELET_RUNTIME", "process")
-            .env("SHOAL_KUBELET_NETWORK", "auto")
-            .env("SHOAL_KUBELET_POD_CIDR", "10.88.0.0/16")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = Agent::restart(&k, 2);
     // The deleted pod stops (process, sandbox, object), the other is
     // adopted: the same process, pod IP and network namespace, Ready.
     super::wait_for(

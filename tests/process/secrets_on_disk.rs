@@ -166,19 +166,7 @@ spec:
             Ok(())
         }
     });
-    let _agent = super::agent_restart::Agent(
-        super::shoal()
-            .args(["agent", "--config"])
-            .arg(k.dir().join("node-2.toml"))
-            .current_dir(k.dir())
-            .env("SHOAL_KUBELET_RUNTIME", "process")
-            .env("SHOAL_KUBELET_NETWORK", "auto")
-            .env("SHOAL_KUBELET_POD_CIDR", "10.88.0.0/16")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = super::agent_restart::Agent::restart(&k, 2);
     super::wait_for(Duration::from_secs(30), "the pod adopted", || {
         let p: Value =
             serde_json::from_str(&k.ok(&["get", "pod", "holder", "-o", "json"])).unwrap();
