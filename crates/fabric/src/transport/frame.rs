@@ -73,7 +73,16 @@ pub async fn read_frame_into<R: AsyncRead + Unpin>(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    body.reserve(len.min(FIRST_CHUNK));
+    if len <= FIRST_CHUNK {
+        // Small: allocated at once (bounded), read exactly.
+        body.resize(len, 0);
+        r.read_exact(body).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+            _ => FrameError::Io(e),
+        })?;
+        return Ok(true);
+    }
+    body.reserve(FIRST_CHUNK);
     let read = (&mut *r).take(len as u64).read_to_end(body).await?;
     if read < len {
         return Err(FrameError::Truncated);
