@@ -168,8 +168,8 @@ spec:
     });
     let _agent = super::agent_restart::Agent::restart(&k, 2);
     super::wait_for(Duration::from_secs(30), "the pod adopted", || {
-        let p: Value =
-            serde_json::from_str(&k.ok(&["get", "pod", "holder", "-o", "json"])).unwrap();
+        // Two voters, one restarting: the store answers once it is back.
+        let p = get_pod(&k)?;
         if pid_of(&p) == Some(pid) && p["status"]["containerStatuses"][0]["ready"] == true {
             Ok(())
         } else {
@@ -182,8 +182,7 @@ spec:
         Duration::from_secs(60),
         "a new instance with the secret",
         || {
-            let p: Value =
-                serde_json::from_str(&k.ok(&["get", "pod", "holder", "-o", "json"])).unwrap();
+            let p = get_pod(&k)?;
             let restarted = p["status"]["containerStatuses"][0]["restartCount"] == 1;
             let logs = k.run(&["logs", "holder"]);
             let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
@@ -204,4 +203,14 @@ spec:
             Ok(())
         }
     });
+}
+
+/// The pod `holder`, or kubectl's error (a store without quorum while an
+/// agent restarts answers 503; the caller's wait retries).
+fn get_pod(k: &Dev) -> Result<Value, String> {
+    let out = k.run(&["get", "pod", "holder", "-o", "json"]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
