@@ -146,6 +146,9 @@ impl NodeConfig {
         fix(&mut self.tls.cert);
         fix(&mut self.tls.key);
         fix(&mut self.auth.admin_token_file);
+        if let Some(p) = self.auth.admin_token_sha256_file.as_mut() {
+            fix(p);
+        }
         fix(&mut self.gossip.key_file);
         fix(&mut self.store.secrets_key_file);
     }
@@ -385,6 +388,7 @@ impl NodeConfig {
             },
             auth: Auth {
                 admin_token_file: cluster_dir.join("admin.token"),
+                admin_token_sha256_file: None,
             },
             peers: Vec::new(),
             gossip: Gossip {

@@ -115,6 +115,31 @@ pub fn cluster_configs_named(dir: &Path, names: &[String]) -> anyhow::Result<Vec
         .collect())
 }
 
+/// Issues again, from the cluster's CA in `dir`, the certificate of every
+/// node whose config names fewer than all roles, so that it certifies
+/// exactly those (as `shoal init --workers` does).
+pub fn certify_roles(dir: &Path, configs: &[NodeConfig]) -> anyhow::Result<()> {
+    let mut ca = None;
+    for c in configs {
+        let roles = c
+            .roles
+            .iter()
+            .filter_map(|r| crate::actor::Roles::named(r.as_str()))
+            .fold(crate::actor::Roles::NONE, |a, r| a | r);
+        if roles == crate::actor::Roles::ALL {
+            continue;
+        }
+        let ca = match &mut ca {
+            Some(ca) => ca,
+            None => ca.insert(shoal_fabric::pki::ClusterCa::load(dir)?),
+        };
+        let cert = ca.issue_with_roles(&c.name, &[], roles)?;
+        std::fs::write(&c.tls.cert, cert.cert_pem)?;
+        crate::private::write(&c.tls.key, cert.key_pem.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// An in-process cluster. Dropping it stops every node, then kills the
 /// processes of pods that the process runtime left running (they outlive
 /// an agent by design, not a test).
@@ -211,6 +236,7 @@ impl LocalCluster {
         for c in configs.iter_mut() {
             tweak(c);
         }
+        certify_roles(dir.path(), &configs)?;
         let options = (1..=n).map(options).collect();
         let mut cluster = LocalCluster {
             dir,

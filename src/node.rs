@@ -85,7 +85,9 @@ impl Node {
         let datadir = Arc::new(Mutex::new(datadir));
 
         let material = tls::TlsMaterial::load(&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key)?;
-        let token = crate::pki::read_token(&cfg.auth.admin_token_file)?;
+        // A node without the api role keeps only the token's digest, and
+        // one without the api and store roles no secrets key (`start_store`).
+        let token = admin_token_digest(&cfg)?;
         let key_bytes = crate::pki::read_hex_secret(&cfg.gossip.key_file, Some(32))?;
         let mut key = [0u8; 32];
         key.copy_from_slice(&key_bytes);
@@ -110,6 +112,18 @@ impl Node {
             faults.clone(),
             metrics.clone(),
         )?;
+        // A node acts only in the roles its certificate certifies: the
+        // others refuse what it asks beyond them.
+        let certified = transport.roles();
+        if let Some(r) = cfg.roles.iter().find(|r| {
+            !crate::actor::Roles::named(r.as_str()).is_some_and(|r| certified.contains(r))
+        }) {
+            anyhow::bail!(
+                "roles: the certificate {} certifies roles {certified}, not {:?}: issue it again (shoal init) or drop the role",
+                cfg.tls.cert.display(),
+                r.as_str()
+            );
+        }
         for p in &cfg.peers {
             transport.set_peer(&p.name, p.quic);
         }
@@ -368,33 +382,7 @@ impl Node {
                 },
                 mailbox,
             );
-            registry.serve::<crate::kubelet::KubeletActor, crate::kubelet_proto::PodLogs>(
-                crate::kubelet_proto::KUBELET,
-                kubelet_actor.clone(),
-            );
-            registry
-                .serve_subscription::<crate::kubelet::KubeletActor, crate::kubelet_proto::FollowLogs>(
-                    crate::kubelet_proto::KUBELET,
-                    kubelet_actor.clone(),
-                );
-            registry
-                .serve_subscription::<crate::kubelet::KubeletActor, crate::kubelet_proto::Exec>(
-                    crate::kubelet_proto::KUBELET,
-                    kubelet_actor.clone(),
-                );
-            registry
-                .serve_subscription::<crate::kubelet::KubeletActor, crate::kubelet_proto::PortForward>(
-                    crate::kubelet_proto::KUBELET,
-                    kubelet_actor.clone(),
-                );
-            registry.serve::<crate::kubelet::KubeletActor, crate::kubelet_proto::SessionInput>(
-                crate::kubelet_proto::KUBELET,
-                kubelet_actor.clone(),
-            );
-            registry.serve::<crate::kubelet::KubeletActor, crate::kubelet_proto::Ping>(
-                crate::kubelet_proto::KUBELET,
-                kubelet_actor,
-            );
+            crate::kubelet::serve_actor(&registry, kubelet_actor);
             let kubelet = crate::kubelet::KubeletStart {
                 pod_range,
                 runtime_name,
@@ -418,7 +406,7 @@ impl Node {
         let (api_stop, api_stop_rx) = watch::channel(false);
         let api_state = crate::api::ApiState {
             node: cfg.name.clone(),
-            token: token.into(),
+            token,
             membership: membership.clone(),
             faults: faults.clone(),
             metrics: metrics.clone(),
@@ -473,6 +461,23 @@ impl Node {
     }
 }
 
+/// The admin token's digest: hashed from the token on a node with the api
+/// role, read from `auth.admin_token_sha256_file` on one without (or from
+/// the token when no digest file is named).
+fn admin_token_digest(cfg: &NodeConfig) -> anyhow::Result<crate::api::TokenDigest> {
+    match &cfg.auth.admin_token_sha256_file {
+        Some(path) if !cfg.has_role(crate::config::Role::Api) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            crate::api::TokenDigest::from_hex(&text)
+                .ok_or_else(|| anyhow::anyhow!("{}: not a hex SHA-256 digest", path.display()))
+        }
+        _ => Ok(crate::api::TokenDigest::of(&crate::pki::read_token(
+            &cfg.auth.admin_token_file,
+        )?)),
+    }
+}
+
 /// Opens the store's databases, starts Raft and the `store` actor, and, on
 /// the first initial voter, the one-time bootstrap.
 async fn start_store(
@@ -520,19 +525,22 @@ async fn start_store(
     };
     let raft =
         openraft::Raft::<TypeConfig>::new(raft_id, Arc::new(raft_cfg), network, log, sm).await?;
-    let key = crate::pki::read_hex_secret(&st.secrets_key_file, Some(32))?;
-    let key: [u8; 32] = key
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("secrets key must be 32 bytes"))?;
     let mut store = Store::new(raft, actors.clone(), db, &cfg.name, raft_id)
-        .with_secrets(crate::store::secrets::SecretBox::new(&key))
-        .with_watch(hub, Duration::from_millis(st.watch_leaderless_ms));
+        .with_watch(hub, Duration::from_millis(st.watch_leaderless_ms))
+        .with_policy(Arc::new(crate::model::node_authorizer::NodeAuthorizer));
+    if cfg.has_role(crate::config::Role::Api) || cfg.has_role(crate::config::Role::Store) {
+        let key = crate::pki::read_hex_secret(&st.secrets_key_file, Some(32))?;
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("secrets key must be 32 bytes"))?;
+        store = store.with_secrets(crate::store::secrets::SecretBox::new(&key));
+    }
     store.timeout = Duration::from_millis(st.request_timeout_ms);
     let addr = actor::spawn(
         crate::store::actor::StoreActor::new(store.clone()),
         cfg.transport.mailbox_capacity,
     );
-    crate::store::actor::serve(registry, addr);
+    crate::store::actor::serve(registry, addr, store.raft());
     if st.initial_voters.first() == Some(&cfg.name) {
         let s = store.clone();
         let voters = st.initial_voters.clone();

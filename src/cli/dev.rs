@@ -81,6 +81,7 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
                 nodes,
                 zones: vec!["a".into(), "b".into(), "c".into()],
                 hosts: Vec::new(),
+                workers: 0,
             },
         )?;
         println!("created a {nodes}-node cluster in {}", data_dir.display());

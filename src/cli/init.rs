@@ -25,6 +25,8 @@ pub struct InitOptions {
     /// Node K's host address, for clusters that span machines (empty: all
     /// on loopback).
     pub hosts: Vec<IpAddr>,
+    /// How many of the nodes, the last ones, are worker-only.
+    pub workers: usize,
 }
 
 /// The ports of a node on its own host (`--hosts`): the API on upstream's
@@ -32,15 +34,8 @@ pub struct InitOptions {
 /// host takes the next of each.
 pub const HOST_PORTS: (u16, u16, u16) = (6443, 7443, 7946);
 
-pub fn run(out: &Path, nodes: usize, zones: &[String], hosts: &[IpAddr]) -> anyhow::Result<()> {
-    let cfgs = init_cluster(
-        out,
-        &InitOptions {
-            nodes,
-            zones: zones.to_vec(),
-            hosts: hosts.to_vec(),
-        },
-    )?;
+pub fn run(out: &Path, opts: &InitOptions) -> anyhow::Result<()> {
+    let cfgs = init_cluster(out, opts)?;
     println!(
         "initialized cluster {} with {} nodes in {}",
         cfgs[0].cluster_id,
@@ -111,18 +106,35 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
     {
         bail!("--hosts: {bad} is not an address a node can be reached at");
     }
+    if opts.workers >= opts.nodes {
+        bail!(
+            "--workers {} of {} nodes leaves no node to hold the store and serve the API",
+            opts.workers,
+            opts.nodes
+        );
+    }
+    let servers = opts.nodes - opts.workers;
+    let roles_of = |i: usize| {
+        if i <= servers {
+            vec![config::Role::Api, config::Role::Store, config::Role::Worker]
+        } else {
+            vec![config::Role::Worker]
+        }
+    };
     // The CA key, the admin token and the other keys live here.
     crate::private::dir(out).with_context(|| format!("cannot create {}", out.display()))?;
     let cluster_id = format!("shoal-{}", crate::pki::random_hex(6));
-    let certs: Vec<(String, Vec<IpAddr>)> = (1..=opts.nodes)
-        .map(|i| {
-            (
-                config::node_name(i),
-                opts.hosts.get(i - 1).copied().into_iter().collect(),
-            )
+    let certs: Vec<crate::pki::NodeToIssue> = (1..=opts.nodes)
+        .map(|i| crate::pki::NodeToIssue {
+            name: config::node_name(i),
+            ips: opts.hosts.get(i - 1).copied().into_iter().collect(),
+            roles: roles_of(i)
+                .iter()
+                .filter_map(|r| crate::actor::Roles::named(r.as_str()))
+                .fold(crate::actor::Roles::NONE, |a, r| a | r),
         })
         .collect();
-    let token = crate::pki::write_cluster_files_at(out, &cluster_id, &certs)?;
+    let token = crate::pki::write_cluster_files_for(out, &cluster_id, &certs)?;
 
     let mut listens = Vec::new();
     if opts.hosts.is_empty() {
@@ -166,7 +178,7 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
             cluster_id: cluster_id.clone(),
             name: name.clone(),
             data_dir: PathBuf::from(format!("{name}/data")),
-            roles: vec![config::Role::Api, config::Role::Store, config::Role::Worker],
+            roles: roles_of(i),
             region: "local".into(),
             zone: zones[(i - 1) % zones.len()].clone(),
             worker_threads: 2,
@@ -176,8 +188,12 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
                 cert: PathBuf::from(format!("{name}/cert.pem")),
                 key: PathBuf::from(format!("{name}/key.pem")),
             },
+            // A worker-only node checks tokens against the digest and
+            // never reads admin.token (nor secrets.key): its host needs
+            // neither file.
             auth: Auth {
                 admin_token_file: PathBuf::from("admin.token"),
+                admin_token_sha256_file: (i > servers).then(|| PathBuf::from("admin.token.sha256")),
             },
             peers,
             gossip: Gossip {
@@ -187,7 +203,7 @@ pub fn init_cluster(out: &Path, opts: &InitOptions) -> anyhow::Result<Vec<NodeCo
             transport: Transport::default(),
             capacity: Capacity::default(),
             store: StoreConfig {
-                initial_voters: (1..=opts.nodes.min(3)).map(config::node_name).collect(),
+                initial_voters: (1..=servers.min(3)).map(config::node_name).collect(),
                 ..StoreConfig::default()
             },
             api: config::KubeApiConfig::default(),
@@ -224,6 +240,7 @@ mod tests {
                 nodes: 4,
                 zones: vec!["x".into(), "y".into()],
                 hosts: Vec::new(),
+                workers: 0,
             },
         )
         .unwrap();
@@ -263,6 +280,7 @@ mod tests {
                 nodes: 1,
                 zones: vec!["a".into()],
                 hosts: Vec::new(),
+                workers: 0,
             },
         )
         .unwrap_err();
@@ -288,6 +306,7 @@ mod tests {
                 nodes: 3,
                 zones: vec!["a".into()],
                 hosts: hosts.clone(),
+                workers: 0,
             },
         )
         .unwrap();
@@ -321,9 +340,56 @@ mod tests {
                 nodes: 2,
                 zones: vec!["a".into()],
                 hosts: hosts[..1].to_vec(),
+                workers: 0,
             },
         )
         .unwrap_err();
         assert!(err.to_string().contains("one a node"), "{err}");
+    }
+
+    #[test]
+    fn worker_only_nodes_are_certified_as_workers_and_get_no_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("w");
+        let cfgs = init_cluster(
+            &dir,
+            &InitOptions {
+                nodes: 4,
+                zones: vec!["a".into()],
+                hosts: Vec::new(),
+                workers: 2,
+            },
+        )
+        .unwrap();
+        use rustls::pki_types::pem::PemObject;
+        let roles_of = |c: &NodeConfig| {
+            let pem = std::fs::read(&c.tls.cert).unwrap();
+            let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+            crate::actor::Roles::of_certificate(&der)
+        };
+        assert_eq!(roles_of(&cfgs[1]), crate::actor::Roles::ALL);
+        assert_eq!(roles_of(&cfgs[3]), crate::actor::Roles::WORKER);
+        assert_eq!(cfgs[3].roles, vec![config::Role::Worker]);
+        assert_eq!(cfgs[0].store.initial_voters, ["node-1", "node-2"]);
+        // The worker checks tokens against the digest of the real one.
+        assert!(cfgs[1].auth.admin_token_sha256_file.is_none());
+        let digest =
+            std::fs::read_to_string(cfgs[3].auth.admin_token_sha256_file.as_ref().unwrap())
+                .unwrap();
+        let token = crate::pki::read_token(&dir.join("admin.token")).unwrap();
+        let digest = crate::api::TokenDigest::from_hex(&digest).unwrap();
+        assert!(digest.matches(&token));
+        assert!(!digest.matches("not-the-token"));
+        let err = init_cluster(
+            &tmp.path().join("x"),
+            &InitOptions {
+                nodes: 2,
+                zones: vec!["a".into()],
+                hosts: Vec::new(),
+                workers: 2,
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--workers"), "{err}");
     }
 }

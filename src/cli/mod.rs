@@ -45,6 +45,11 @@ pub enum Command {
         /// (default: every node on loopback).
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<std::net::IpAddr>,
+        /// How many of the nodes (the last ones) are worker-only: certified
+        /// for the worker role alone, without the admin token or the
+        /// secrets key.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
     },
     /// Run one node.
     Agent {
@@ -138,7 +143,16 @@ pub fn main() -> ExitCode {
             nodes,
             zones,
             hosts,
-        } => init::run(&out, nodes, &zones, &hosts),
+            workers,
+        } => init::run(
+            &out,
+            &init::InitOptions {
+                nodes,
+                zones,
+                hosts,
+                workers,
+            },
+        ),
         Command::Agent { config } => agent::run(&config),
         Command::Leave { config } => members::leave(&config),
         Command::Dev {

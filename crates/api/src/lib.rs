@@ -46,7 +46,7 @@ pub use listener::serve_tls;
 #[derive(Clone)]
 pub struct ApiState {
     pub node: String,
-    pub token: Arc<str>,
+    pub token: TokenDigest,
     pub membership: Membership,
     pub faults: Faults,
     pub metrics: Metrics,
@@ -89,13 +89,50 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The admin token as a node keeps it: its SHA-256 only, so a node that
+/// was given just the digest (one without the `api` role) can check a
+/// bearer token without ever holding it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    /// The digest of `token`.
+    pub fn of(token: &str) -> TokenDigest {
+        let d = ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        TokenDigest(out)
+    }
+
+    /// A digest as written by `shoal init` (hex).
+    pub fn from_hex(text: &str) -> Option<TokenDigest> {
+        let bytes = hex::decode(text.trim()).ok()?;
+        Some(TokenDigest(bytes.try_into().ok()?))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Whether `presented` is the token (compared in constant time).
+    pub fn matches(&self, presented: &str) -> bool {
+        constant_time_eq(&TokenDigest::of(presented).0, &self.0)
+    }
+}
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(..)")
+    }
+}
+
 async fn auth(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let ok = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), st.token.as_bytes()));
+        .is_some_and(|t| st.token.matches(t));
     if ok {
         next.run(req).await
     } else {

@@ -68,6 +68,7 @@ pub fn client_error(e: ClientError) -> Response {
         ClientError::Conflict { .. } | ClientError::Fenced => (StatusCode::CONFLICT, "Conflict"),
         ClientError::Invalid(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
         ClientError::Compacted { .. } => (StatusCode::GONE, "Expired"),
+        ClientError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
         ClientError::Timeout | ClientError::LeaderChanged => {
             (StatusCode::GATEWAY_TIMEOUT, "Timeout")
         }

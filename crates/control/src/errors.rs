@@ -75,7 +75,7 @@ impl From<ClientError> for ReconcileError {
         match e {
             ClientError::Conflict { .. } => ReconcileError::Conflict(e.to_string()),
             ClientError::Fenced => ReconcileError::Fenced,
-            ClientError::Invalid(_) | ClientError::TooLarge(_) => {
+            ClientError::Invalid(_) | ClientError::TooLarge(_) | ClientError::Forbidden(_) => {
                 ReconcileError::invalid(None, "FailedWrite", e.to_string())
             }
             ClientError::NotLeader { .. }

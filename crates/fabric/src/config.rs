@@ -80,7 +80,12 @@ pub struct Tls {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
+    /// The admin token, read by nodes with the `api` role.
     pub admin_token_file: PathBuf,
+    /// The token's SHA-256 (hex), which a node without the `api` role
+    /// checks bearer tokens against instead: it never holds the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_sha256_file: Option<PathBuf>,
 }
 
 /// SWIM timing. See docs/ARCHITECTURE.md "Failure detection time" for the

@@ -17,9 +17,11 @@ use std::path::Path;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::actor::access::{Roles, NODES_ORGANIZATION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -36,7 +38,8 @@ pub enum PkiError {
 
 /// A CA able to sign node certificates.
 pub struct ClusterCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
     key_pem: String,
 }
 
@@ -60,22 +63,55 @@ impl ClusterCa {
         ];
         let key = KeyPair::generate()?;
         let key_pem = key.serialize_pem();
+        let cert_pem = CertifiedIssuer::self_signed(params, key)?.pem();
+        ClusterCa::from_pem(&cert_pem, &key_pem)
+    }
+
+    /// The CA of `ca.pem` and `ca.key` as `shoal init` wrote them, to issue
+    /// more certificates (a new node, or one with other roles).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<ClusterCa, PkiError> {
+        let key = KeyPair::from_pem(key_pem)?;
         Ok(ClusterCa {
-            issuer: CertifiedIssuer::self_signed(params, key)?,
-            key_pem,
+            issuer: Issuer::from_ca_cert_pem(cert_pem, key)?,
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
         })
     }
 
+    /// [`ClusterCa::from_pem`] of `dir/ca.pem` and `dir/ca.key`.
+    pub fn load(dir: &Path) -> Result<ClusterCa, PkiError> {
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).map_err(|source| PkiError::Io {
+                path: dir.join(name).display().to_string(),
+                source,
+            })
+        };
+        ClusterCa::from_pem(&read("ca.pem")?, &read("ca.key")?)
+    }
+
     pub fn cert_pem(&self) -> String {
-        self.issuer.pem()
+        self.cert_pem.clone()
     }
 
     pub fn key_pem(&self) -> String {
         self.key_pem.clone()
     }
 
-    /// Issues a certificate for `node_name`, valid as TLS server and client.
+    /// Issues a certificate for `node_name`, valid as TLS server and client,
+    /// certifying every role.
     pub fn issue(&self, node_name: &str, extra_ips: &[IpAddr]) -> Result<NodeCert, PkiError> {
+        self.issue_with_roles(node_name, extra_ips, Roles::ALL)
+    }
+
+    /// Issues a certificate for `node_name` certifying `roles` (the
+    /// subject's OrganizationalUnit under Organization `shoal:nodes`; see
+    /// `actor::access`).
+    pub fn issue_with_roles(
+        &self,
+        node_name: &str,
+        extra_ips: &[IpAddr],
+        roles: Roles,
+    ) -> Result<NodeCert, PkiError> {
         let mut params =
             CertificateParams::new(vec![node_name.to_string(), "localhost".to_string()])?;
         params
@@ -87,6 +123,12 @@ impl ClusterCa {
         params
             .distinguished_name
             .push(DnType::CommonName, node_name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, NODES_ORGANIZATION);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, roles.names().join(","));
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -138,11 +180,37 @@ pub fn write_cluster_files_at(
     cluster_id: &str,
     nodes: &[(String, Vec<IpAddr>)],
 ) -> Result<String, PkiError> {
+    let nodes: Vec<NodeToIssue> = nodes
+        .iter()
+        .map(|(name, ips)| NodeToIssue {
+            name: name.clone(),
+            ips: ips.clone(),
+            roles: Roles::ALL,
+        })
+        .collect();
+    write_cluster_files_for(dir, cluster_id, &nodes)
+}
+
+/// One node's certificate to issue: its name, host addresses and roles.
+pub struct NodeToIssue {
+    pub name: String,
+    pub ips: Vec<IpAddr>,
+    pub roles: Roles,
+}
+
+/// [`write_cluster_files_at`] with each node's certified roles; also writes
+/// `admin.token.sha256`, the digest a node without the api role checks
+/// tokens against.
+pub fn write_cluster_files_for(
+    dir: &Path,
+    cluster_id: &str,
+    nodes: &[NodeToIssue],
+) -> Result<String, PkiError> {
     let ca = ClusterCa::generate(cluster_id)?;
     write(dir, "ca.pem", &ca.cert_pem(), false)?;
     write(dir, "ca.key", &ca.key_pem(), true)?;
-    for (name, ips) in nodes {
-        let cert = ca.issue(name, ips)?;
+    for NodeToIssue { name, ips, roles } in nodes {
+        let cert = ca.issue_with_roles(name, ips, *roles)?;
         crate::private::dir(&dir.join(name)).map_err(|source| PkiError::Io {
             path: dir.join(name).display().to_string(),
             source,
@@ -152,6 +220,13 @@ pub fn write_cluster_files_at(
     }
     let token = random_hex(32);
     write(dir, "admin.token", &format!("{token}\n"), true)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    write(
+        dir,
+        "admin.token.sha256",
+        &format!("{}\n", hex::encode(digest.as_ref())),
+        false,
+    )?;
     write(dir, "gossip.key", &format!("{}\n", random_hex(32)), true)?;
     write(dir, "secrets.key", &format!("{}\n", random_hex(32)), true)?;
     Ok(token)

@@ -242,3 +242,33 @@ async fn forward(
     writer.abort();
     sink.end("closed").await;
 }
+
+/// Registers the kubelet actor's messages. Logs, exec, attach and
+/// port-forward reach into pods: only API nodes (which check the user's
+/// token) may open them; any member may ping.
+pub fn serve(
+    registry: &shoal_fabric::actor::Registry,
+    addr: shoal_fabric::actor::Addr<KubeletActor>,
+) {
+    use shoal_fabric::actor::{Access, Roles};
+    use shoal_kubelet_proto as proto;
+    let api = || Access::AnyOf(Roles::API);
+    registry.serve_with::<KubeletActor, proto::PodLogs>(proto::KUBELET, addr.clone(), api());
+    registry.serve_subscription_with::<KubeletActor, proto::FollowLogs>(
+        proto::KUBELET,
+        addr.clone(),
+        api(),
+    );
+    registry.serve_subscription_with::<KubeletActor, proto::Exec>(
+        proto::KUBELET,
+        addr.clone(),
+        api(),
+    );
+    registry.serve_subscription_with::<KubeletActor, proto::PortForward>(
+        proto::KUBELET,
+        addr.clone(),
+        api(),
+    );
+    registry.serve_with::<KubeletActor, proto::SessionInput>(proto::KUBELET, addr.clone(), api());
+    registry.serve::<KubeletActor, proto::Ping>(proto::KUBELET, addr);
+}

@@ -39,7 +39,7 @@ pub mod status;
 pub mod testing;
 pub mod volumes;
 
-pub use actor::{ExecSessions, KubeletActor};
+pub use actor::{serve as serve_actor, ExecSessions, KubeletActor};
 pub use node::{node_object, NodeSpec};
 pub use runtime::{
     ContainerState, ContainerStatus, PodConfig, PodState, ProjectedFile, Projection, RestartPolicy,

@@ -204,6 +204,7 @@ impl From<ClientError> for ApiError {
             // tell this apart from unavailability (it stops, not retries).
             ClientError::Fenced => ApiError::new(503, "Fenced", e.to_string()),
             ClientError::Conflict { .. } => ApiError::new(409, "Conflict", e.to_string()),
+            ClientError::Forbidden(_) => ApiError::new(403, "Forbidden", e.to_string()),
             other => ApiError::unavailable(other.to_string()),
         }
     }

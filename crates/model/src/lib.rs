@@ -18,6 +18,7 @@ pub mod cache;
 pub mod defaults;
 pub mod errors;
 pub mod events;
+pub mod node_authorizer;
 pub mod objects;
 pub mod podcidr;
 pub mod quantity;

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::command::{Request, Response, Txn, TxnResult};
 use super::network::{RaftAppend, RaftSnapshot, RaftVote, ACTOR};
 use super::service::{ClientError, Store};
-use shoal_fabric::actor::{Actor, Ctx, Handler, Message, RemoteMessage, Reply};
+use shoal_fabric::actor::{
+    Access, Actor, Called, Ctx, Handler, Message, RemoteMessage, Reply, Roles,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GetRaftId;
@@ -116,10 +118,10 @@ impl Handler<GetRaftId> for StoreActor {
     }
 }
 
-impl Handler<ClientWrite> for StoreActor {
+impl Handler<Called<ClientWrite>> for StoreActor {
     fn handle(
         &mut self,
-        msg: ClientWrite,
+        Called { caller, msg }: Called<ClientWrite>,
         _ctx: &mut Ctx<Self>,
     ) -> Reply<Result<TxnResult, ClientError>> {
         let store = self.store.clone();
@@ -127,15 +129,16 @@ impl Handler<ClientWrite> for StoreActor {
             msg.0
                 .validate()
                 .map_err(|e| ClientError::TooLarge(e.to_string()))?;
+            store.authorize_write(&caller, &msg.0).await?;
             store.write_local(msg.0).await
         })
     }
 }
 
-impl Handler<super::service::ClientWriteMany> for StoreActor {
+impl Handler<Called<super::service::ClientWriteMany>> for StoreActor {
     fn handle(
         &mut self,
-        msg: super::service::ClientWriteMany,
+        Called { caller, msg }: Called<super::service::ClientWriteMany>,
         _ctx: &mut Ctx<Self>,
     ) -> Reply<Result<super::service::ManyResults, ClientError>> {
         let store = self.store.clone();
@@ -143,6 +146,7 @@ impl Handler<super::service::ClientWriteMany> for StoreActor {
             for t in &msg.0 {
                 t.validate()
                     .map_err(|e| ClientError::TooLarge(e.to_string()))?;
+                store.authorize_write(&caller, t).await?;
             }
             store.write_many_local(msg.0).await
         })
@@ -177,14 +181,17 @@ impl Handler<ReadIndex> for StoreActor {
     }
 }
 
-impl Handler<super::service::ClientRead> for StoreActor {
+impl Handler<Called<super::service::ClientRead>> for StoreActor {
     fn handle(
         &mut self,
-        msg: super::service::ClientRead,
+        Called { caller, msg }: Called<super::service::ClientRead>,
         _ctx: &mut Ctx<Self>,
     ) -> Reply<Result<super::service::ReadResult, ClientError>> {
         let store = self.store.clone();
-        Reply::later(async move { store.read_for_peer(msg.0).await })
+        Reply::later(async move {
+            store.authorize_read(&caller, &msg.0).await?;
+            store.read_for_peer(msg.0).await
+        })
     }
 }
 
@@ -195,24 +202,66 @@ impl Handler<shoal_fabric::actor::Subscribe<super::watch::Watch>> for StoreActor
         _ctx: &mut Ctx<Self>,
     ) -> Reply<Result<(), String>> {
         let store = self.store.clone();
-        tokio::spawn(async move { store.serve_watch(msg.request, msg.sink).await });
+        tokio::spawn(async move { store.serve_watch(msg.request, msg.sink, msg.caller).await });
         Ok(()).into()
     }
 }
 
-/// Registers the store actor's messages.
+/// Registers the store actor's messages, each with who may call it (see
+/// `access`).
 pub fn serve(
     registry: &shoal_fabric::actor::Registry,
     addr: shoal_fabric::actor::Addr<StoreActor>,
+    raft: &openraft::Raft<super::TypeConfig>,
 ) {
-    registry.serve::<StoreActor, RaftAppend>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, RaftVote>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, RaftSnapshot>(ACTOR, addr.clone());
+    let raft_peers = raft_members(raft.clone());
+    registry.serve_with::<StoreActor, RaftAppend>(ACTOR, addr.clone(), raft_peers.clone());
+    registry.serve_with::<StoreActor, RaftVote>(ACTOR, addr.clone(), raft_peers.clone());
+    registry.serve_with::<StoreActor, RaftSnapshot>(ACTOR, addr.clone(), raft_peers);
     registry.serve::<StoreActor, GetRaftId>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, ClientWrite>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, super::service::ClientWriteMany>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, ClientCompact>(ACTOR, addr.clone());
+    registry.serve_called::<StoreActor, ClientWrite>(ACTOR, addr.clone(), Access::Members);
+    registry.serve_called::<StoreActor, super::service::ClientWriteMany>(
+        ACTOR,
+        addr.clone(),
+        Access::Members,
+    );
+    registry.serve_with::<StoreActor, ClientCompact>(
+        ACTOR,
+        addr.clone(),
+        Access::AnyOf(Roles::API | Roles::STORE),
+    );
     registry.serve::<StoreActor, ReadIndex>(ACTOR, addr.clone());
-    registry.serve::<StoreActor, super::service::ClientRead>(ACTOR, addr.clone());
+    registry.serve_called::<StoreActor, super::service::ClientRead>(
+        ACTOR,
+        addr.clone(),
+        Access::Members,
+    );
     registry.serve_subscription::<StoreActor, super::watch::Watch>(ACTOR, addr);
+}
+
+/// Raft RPCs come from members of this replica's configuration (voters and
+/// learners, joint ones included), or from a node certified for the
+/// `store` role: a replica that lags may not know yet of a new member that
+/// already leads, and must still hear from it.
+fn raft_members(raft: openraft::Raft<super::TypeConfig>) -> Access {
+    Access::check(move |caller| {
+        if caller.roles.contains(Roles::STORE) {
+            return Ok(());
+        }
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        let member = m
+            .membership_config
+            .membership()
+            .nodes()
+            .any(|(_, n)| n.addr == caller.node);
+        if member {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is neither a member of this replica's configuration nor a store node",
+                caller.node
+            ))
+        }
+    })
 }

@@ -12,6 +12,7 @@
 //! `command` is what the log carries; `mvcc` the tables and their rules;
 //! `log_store` and `state_machine` the openraft storage traits.
 
+pub mod access;
 pub mod actor;
 pub mod autopilot;
 pub mod batch;

@@ -75,6 +75,9 @@ pub enum ClientError {
     /// A singleton's write under a leader that is no longer the leader.
     #[error("fenced: proposed under a leader that no longer leads")]
     Fenced,
+    /// The caller's certificate does not allow the request (see `access`).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 impl ClientError {
@@ -190,6 +193,8 @@ pub struct Store {
     started: std::time::Instant,
     /// Where a node without a replica sends its requests.
     replicas: Arc<std::sync::Mutex<remote::Replicas>>,
+    /// What peers without the api role may read, write and watch.
+    policy: Arc<dyn super::access::PeerPolicy>,
 }
 
 impl Store {
@@ -213,6 +218,74 @@ impl Store {
             watch: None,
             started: std::time::Instant::now(),
             replicas: Arc::default(),
+            policy: Arc::new(super::access::Strict),
+        }
+    }
+
+    /// Decides with `policy` what peers without the api role may do.
+    pub fn with_policy(mut self, policy: Arc<dyn super::access::PeerPolicy>) -> Store {
+        self.policy = policy;
+        self
+    }
+
+    /// `Forbidden` unless `caller` may commit `txn` (see `access`).
+    pub async fn authorize_write(
+        &self,
+        caller: &shoal_fabric::actor::Caller,
+        txn: &Txn,
+    ) -> Result<(), ClientError> {
+        if super::access::writes_freely(caller) {
+            return Ok(());
+        }
+        let (db, policy, caller, txn) = (
+            self.db.clone(),
+            self.policy.clone(),
+            caller.clone(),
+            txn.clone(),
+        );
+        let decided = tokio::task::spawn_blocking(move || {
+            let mut current = |key: &[u8]| {
+                reads::read_state_blocking(&db, ReadRequest::key(key))
+                    .ok()
+                    .and_then(|r| r.kvs.into_iter().next())
+                    .map(|kv| kv.value)
+            };
+            policy.write(&caller, &txn, &mut current)
+        });
+        Self::decided(decided.await)
+    }
+
+    /// `Forbidden` unless `caller` may read `req` (see `access`).
+    pub async fn authorize_read(
+        &self,
+        caller: &shoal_fabric::actor::Caller,
+        req: &ReadRequest,
+    ) -> Result<(), ClientError> {
+        if super::access::reads_freely(caller) {
+            return Ok(());
+        }
+        let (db, policy, caller, req) = (
+            self.db.clone(),
+            self.policy.clone(),
+            caller.clone(),
+            req.clone(),
+        );
+        let decided = tokio::task::spawn_blocking(move || {
+            let mut scan = |prefix: &[u8]| {
+                reads::read_state_blocking(&db, ReadRequest::prefix(prefix))
+                    .map(|r| r.kvs)
+                    .unwrap_or_default()
+            };
+            policy.read(&caller, &req, &mut scan)
+        });
+        Self::decided(decided.await)
+    }
+
+    fn decided(r: Result<Result<(), String>, tokio::task::JoinError>) -> Result<(), ClientError> {
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(ClientError::Forbidden(reason)),
+            Err(e) => Err(ClientError::Unavailable(e.to_string())),
         }
     }
 
@@ -223,16 +296,24 @@ impl Store {
         self
     }
 
-    /// Serves one watch on this replica until it ends.
+    /// Serves one watch of `caller`'s on this replica until it ends; the
+    /// values the policy hides from `caller` are emptied.
     pub async fn serve_watch(
         &self,
         req: super::watch::Watch,
         sink: shoal_fabric::actor::Sink<super::watch::WatchEvent>,
+        caller: shoal_fabric::actor::Caller,
     ) {
         let Some((hub, after)) = self.watch.clone() else {
             return sink.end("this node does not serve watches").await;
         };
-        super::watch::serve(self.clone(), hub, req, sink, after).await
+        let hides: super::watch::Hides = if super::access::reads_freely(&caller) {
+            Arc::new(|_: &[u8]| false)
+        } else {
+            let policy = self.policy.clone();
+            Arc::new(move |key: &[u8]| policy.hides(&caller, key))
+        };
+        super::watch::serve(self.clone(), hub, req, sink, after, hides).await
     }
 
     /// This replica's hub of applied changes (in-process watchers such as

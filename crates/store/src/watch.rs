@@ -239,6 +239,9 @@ pub trait WatchSource: Send + Sync + 'static {
     fn open(&self, key: &[u8], value: &mut Vec<u8>);
 }
 
+/// Which keys' values a watcher sees emptied (see `access`).
+pub type Hides = std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// Serves one watch until the subscriber leaves or the stream must end.
 pub async fn serve<S: WatchSource>(
     src: S,
@@ -246,6 +249,7 @@ pub async fn serve<S: WatchSource>(
     req: Watch,
     sink: Sink<WatchEvent>,
     leader_lost_after: Duration,
+    hides: Hides,
 ) {
     // Subscribe first, so nothing applied after the history read is missed.
     let mut live = hub.subscribe();
@@ -262,9 +266,16 @@ pub async fn serve<S: WatchSource>(
         return sink.end(&why).await;
     }
     let visible = |mut c: Change| -> Option<Event> {
-        src.open(&c.event.key, &mut c.event.value);
-        if let Some(p) = c.prev.as_mut() {
-            src.open(&c.event.key, p);
+        if hides(&c.event.key) {
+            c.event.value.clear();
+            if let Some(p) = c.prev.as_mut() {
+                p.clear();
+            }
+        } else {
+            src.open(&c.event.key, &mut c.event.value);
+            if let Some(p) = c.prev.as_mut() {
+                src.open(&c.event.key, p);
+            }
         }
         match &req.filter {
             None => Some(c.event),

@@ -12,7 +12,9 @@
 //! A handler decodes the payload with postcard, asks the local actor within
 //! the remaining budget, and encodes the reply. A payload that does not
 //! decode is answered with `RemoteError::Malformed`; nothing panics. The
-//! registry belongs to one node: there is no process-global state.
+//! registry belongs to one node: there is no process-global state. Each
+//! served message has an [`Access`]; a caller it does not admit is
+//! answered `Forbidden` before the payload is decoded.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use tokio::sync::mpsc;
 
+use super::access::{Access, Caller};
 use super::envelope::RemoteError;
 use super::local::{Addr, Handler, LocalAskError, Message, TellError};
 
@@ -51,6 +54,8 @@ pub trait RemoteSubscription: Serialize + DeserializeOwned + Send + 'static {
 pub struct Subscribe<S: RemoteSubscription> {
     pub request: S,
     pub sink: Sink<S::Event>,
+    /// Who subscribed.
+    pub caller: Caller,
 }
 
 impl<S: RemoteSubscription> Message for Subscribe<S> {
@@ -171,9 +176,21 @@ impl<E: DeserializeOwned> Subscription<E> {
 /// An inbound request as the registry sees it.
 #[derive(Debug)]
 pub struct Inbound {
-    pub from: String,
+    /// The sender, as its certificate names and certifies it.
+    pub caller: Caller,
     pub payload: Vec<u8>,
     pub budget: Duration,
+}
+
+/// A message with the node that sent it, for actors whose answer depends
+/// on the caller (served with [`Registry::serve_called`]).
+pub struct Called<M> {
+    pub caller: Caller,
+    pub msg: M,
+}
+
+impl<M: Message> Message for Called<M> {
+    type Reply = M::Reply;
 }
 
 type AskFn = Arc<dyn Fn(Inbound) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> + Send + Sync>;
@@ -184,12 +201,12 @@ type SubFn = Arc<
         + Sync,
 >;
 
-/// The handlers of one actor name, by tag.
+/// The handlers of one actor name, by tag, and who may call each.
 #[derive(Default)]
 struct Handlers {
-    asks: HashMap<String, AskFn>,
-    tells: HashMap<String, TellFn>,
-    subs: HashMap<String, SubFn>,
+    asks: HashMap<String, (AskFn, Access)>,
+    tells: HashMap<String, (TellFn, Access)>,
+    subs: HashMap<String, (SubFn, Access)>,
 }
 
 /// Read-mostly: written at registration, read (without allocating) on
@@ -214,6 +231,14 @@ impl RegistryInner {
     }
 }
 
+/// `Forbidden` (logged) when `access` does not admit `caller`.
+fn refused(access: &Access, caller: &Caller, actor: &str, tag: &str) -> Result<(), RemoteError> {
+    access.allows(caller).map_err(|reason| {
+        tracing::warn!(from = %caller.node, roles = %caller.roles, actor, tag, "refused: {reason}");
+        RemoteError::Forbidden(format!("{actor}/{tag}: {reason}"))
+    })
+}
+
 fn mailbox_err(e: LocalAskError) -> RemoteError {
     match e {
         LocalAskError::Timeout => RemoteError::DeadlineExceeded,
@@ -222,10 +247,50 @@ fn mailbox_err(e: LocalAskError) -> RemoteError {
 }
 
 impl Registry {
-    /// Serves `M` (asked or told) at actor name `name` with `addr`.
+    /// Serves `M` (asked or told) at actor name `name` with `addr`, to any
+    /// member of the cluster.
     pub fn serve<A, M>(&self, name: &str, addr: Addr<A>)
     where
         A: Handler<M>,
+        M: RemoteMessage,
+        M::Reply: Serialize + DeserializeOwned,
+    {
+        self.serve_with::<A, M>(name, addr, Access::Members)
+    }
+
+    /// Serves `M` at `name` to the callers `access` admits.
+    pub fn serve_with<A, M>(&self, name: &str, addr: Addr<A>, access: Access)
+    where
+        A: Handler<M>,
+        M: RemoteMessage,
+        M::Reply: Serialize + DeserializeOwned,
+    {
+        self.serve_mapped::<A, M, M>(name, addr, access, |_, m| m)
+    }
+
+    /// Serves `M` at `name` to the callers `access` admits, handing the
+    /// actor the caller with each message.
+    pub fn serve_called<A, M>(&self, name: &str, addr: Addr<A>, access: Access)
+    where
+        A: Handler<Called<M>>,
+        M: RemoteMessage,
+        M::Reply: Serialize + DeserializeOwned,
+    {
+        self.serve_mapped::<A, M, Called<M>>(name, addr, access, |caller, msg| Called {
+            caller,
+            msg,
+        })
+    }
+
+    fn serve_mapped<A, M, H>(
+        &self,
+        name: &str,
+        addr: Addr<A>,
+        access: Access,
+        wrap: fn(Caller, M) -> H,
+    ) where
+        A: Handler<H>,
+        H: Message<Reply = M::Reply>,
         M: RemoteMessage,
         M::Reply: Serialize + DeserializeOwned,
     {
@@ -235,7 +300,10 @@ impl Registry {
             Box::pin(async move {
                 let msg: M = postcard::from_bytes(&inb.payload)
                     .map_err(|e| RemoteError::Malformed(e.to_string()))?;
-                let reply = a.ask(msg, inb.budget).await.map_err(mailbox_err)?;
+                let reply = a
+                    .ask(wrap(inb.caller, msg), inb.budget)
+                    .await
+                    .map_err(mailbox_err)?;
                 postcard::to_allocvec(&reply)
                     .map_err(|e| RemoteError::Handler(format!("reply does not encode: {e}")))
             })
@@ -247,20 +315,32 @@ impl Registry {
             Box::pin(async move {
                 let msg: M = postcard::from_bytes(&inb.payload)
                     .map_err(|e| RemoteError::Malformed(e.to_string()))?;
-                a.tell_wait(msg, inb.budget).await.map_err(|e| match e {
-                    TellError::Full => RemoteError::Mailbox("mailbox full".into()),
-                    TellError::Closed => RemoteError::Mailbox("actor stopped".into()),
-                })
+                let budget = inb.budget;
+                a.tell_wait(wrap(inb.caller, msg), budget)
+                    .await
+                    .map_err(|e| match e {
+                        TellError::Full => RemoteError::Mailbox("mailbox full".into()),
+                        TellError::Closed => RemoteError::Mailbox("actor stopped".into()),
+                    })
             })
         });
         let mut actors = self.inner.write();
         let h = actors.entry(name.to_string()).or_default();
-        h.asks.insert(M::TAG.to_string(), ask);
-        h.tells.insert(M::TAG.to_string(), tell);
+        h.asks.insert(M::TAG.to_string(), (ask, access.clone()));
+        h.tells.insert(M::TAG.to_string(), (tell, access));
     }
 
-    /// Serves subscriptions `S` at actor name `name`.
+    /// Serves subscriptions `S` at actor name `name` to any member.
     pub fn serve_subscription<A, S>(&self, name: &str, addr: Addr<A>)
+    where
+        A: Handler<Subscribe<S>>,
+        S: RemoteSubscription,
+    {
+        self.serve_subscription_with::<A, S>(name, addr, Access::Members)
+    }
+
+    /// Serves subscriptions `S` at `name` to the callers `access` admits.
+    pub fn serve_subscription_with<A, S>(&self, name: &str, addr: Addr<A>, access: Access)
     where
         A: Handler<Subscribe<S>>,
         S: RemoteSubscription,
@@ -274,10 +354,18 @@ impl Registry {
                     tx,
                     _event: PhantomData,
                 };
-                a.ask(Subscribe { request, sink }, inb.budget)
-                    .await
-                    .map_err(mailbox_err)?
-                    .map_err(RemoteError::Handler)
+                let caller = inb.caller;
+                a.ask(
+                    Subscribe {
+                        request,
+                        sink,
+                        caller,
+                    },
+                    inb.budget,
+                )
+                .await
+                .map_err(mailbox_err)?
+                .map_err(RemoteError::Handler)
             })
         });
         self.inner
@@ -285,7 +373,7 @@ impl Registry {
             .entry(name.to_string())
             .or_default()
             .subs
-            .insert(S::TAG.to_string(), sub);
+            .insert(S::TAG.to_string(), (sub, access));
     }
 
     fn missing(&self, actor: &str, tag: &str) -> RemoteError {
@@ -309,7 +397,8 @@ impl Registry {
             .and_then(|h| h.asks.get(tag))
             .cloned();
         match f {
-            Some(f) => {
+            Some((f, access)) => {
+                refused(&access, &inb.caller, actor, tag)?;
                 let budget = inb.budget;
                 tokio::time::timeout(budget, f(inb))
                     .await
@@ -332,7 +421,10 @@ impl Registry {
             .and_then(|h| h.tells.get(tag))
             .cloned();
         match f {
-            Some(f) => f(inb).await,
+            Some((f, access)) => {
+                refused(&access, &inb.caller, actor, tag)?;
+                f(inb).await
+            }
             None => Err(self.missing(actor, tag)),
         }
     }
@@ -351,7 +443,8 @@ impl Registry {
             .and_then(|h| h.subs.get(tag))
             .cloned();
         match f {
-            Some(f) => {
+            Some((f, access)) => {
+                refused(&access, &inb.caller, actor, tag)?;
                 let budget = inb.budget;
                 tokio::time::timeout(budget, f(inb, tx))
                     .await

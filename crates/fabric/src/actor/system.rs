@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::access::Caller;
 use super::envelope::{Envelope, Kind};
 use super::remote::{
     decode, encode, ActorPath, AskError, Inbound, RemoteMessage, RemoteSubscription, Subscription,
@@ -40,6 +41,11 @@ impl ActorSystem {
         &self.transport
     }
 
+    /// This node as the caller of its own actors.
+    fn myself(&self) -> Caller {
+        Caller::new(self.node(), self.transport.roles())
+    }
+
     fn envelope(&self, kind: Kind, to: &ActorPath, tag: &str, payload: Vec<u8>) -> Envelope {
         Envelope {
             kind,
@@ -67,7 +73,7 @@ impl ActorSystem {
         let payload = encode(&msg)?;
         let bytes = if to.node == self.node() {
             let inb = Inbound {
-                from: self.node().to_string(),
+                caller: self.myself(),
                 payload,
                 budget: timeout,
             };
@@ -97,7 +103,7 @@ impl ActorSystem {
         let payload = encode(&msg)?;
         if to.node == self.node() {
             let inb = Inbound {
-                from: self.node().to_string(),
+                caller: self.myself(),
                 payload,
                 budget: super::remote::DEFAULT_BUDGET,
             };
@@ -123,7 +129,7 @@ impl ActorSystem {
         let rx = if to.node == self.node() {
             let (tx, rx) = mpsc::channel(self.subscription_buffer);
             let inb = Inbound {
-                from: self.node().to_string(),
+                caller: self.myself(),
                 payload,
                 budget: timeout,
             };

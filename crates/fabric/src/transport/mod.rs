@@ -81,6 +81,8 @@ struct PeerConn {
 
 struct Inner {
     node: String,
+    /// The roles this node's own certificate certifies.
+    roles: crate::actor::access::Roles,
     endpoint: quinn::Endpoint,
     peers: DashMap<String, SocketAddr>,
     conns: DashMap<String, Arc<Mutex<Option<PeerConn>>>>,
@@ -136,6 +138,13 @@ impl Transport {
 
         let t = Transport {
             inner: Arc::new(Inner {
+                roles: s
+                    .tls
+                    .chain
+                    .first()
+                    .map_or(crate::actor::access::Roles::NONE, |c| {
+                        crate::actor::access::Roles::of_certificate(c)
+                    }),
                 node: s.node,
                 endpoint,
                 peers: DashMap::new(),
@@ -152,6 +161,11 @@ impl Transport {
         let acceptor = t.clone();
         tokio::spawn(async move { acceptor.accept_loop().await });
         Ok(t)
+    }
+
+    /// The roles this node's certificate certifies.
+    pub fn roles(&self) -> crate::actor::access::Roles {
+        self.inner.roles
     }
 
     pub fn node(&self) -> &str {

@@ -2,15 +2,20 @@
 //! certificate. Every envelope names its sender (`from`); the serving side
 //! accepts it only when the peer's certificate is valid for that name (a
 //! DNS name of the certificate, never `localhost` or an address), so a
-//! node's certificate speaks for that node alone.
+//! node's certificate speaks for that node alone, with the roles it
+//! certifies (`actor::access`).
 
 use std::sync::Mutex;
 
 use rustls::pki_types::{CertificateDer, DnsName, ServerName};
 
+use crate::actor::access::Roles;
+
 /// The certificate a connection's peer presented.
 pub struct Peer {
     cert: Option<CertificateDer<'static>>,
+    /// The roles the certificate certifies.
+    roles: Roles,
     /// The last name the certificate was found valid for.
     verified: Mutex<Option<String>>,
 }
@@ -27,10 +32,17 @@ impl Peer {
     }
 
     pub fn with_cert(cert: Option<CertificateDer<'static>>) -> Peer {
+        let roles = cert.as_ref().map_or(Roles::NONE, Roles::of_certificate);
         Peer {
             cert,
+            roles,
             verified: Mutex::new(None),
         }
+    }
+
+    /// The roles the peer's certificate certifies.
+    pub fn roles(&self) -> Roles {
+        self.roles
     }
 
     /// Whether the peer may send as node `from`.

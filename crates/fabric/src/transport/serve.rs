@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::frame::{read_frame, write_frame, FrameError};
 use super::peer::Peer;
 use super::{Transport, CODE_FAULT, CODE_FRAME_TOO_LARGE};
+use crate::actor::access::Caller;
 use crate::actor::envelope::{Envelope, Kind, RemoteError};
 use crate::actor::remote::{Inbound, StreamItem, DEFAULT_BUDGET};
 
@@ -142,7 +143,10 @@ impl Transport {
                 continue;
             }
             let inb = Inbound {
-                from: env.from,
+                caller: Caller {
+                    node: env.from,
+                    roles: peer.roles(),
+                },
                 payload: env.payload,
                 budget: DEFAULT_BUDGET,
             };
@@ -202,7 +206,7 @@ impl Transport {
             return;
         }
         let inb = Inbound {
-            from: env.from.clone(),
+            caller: Caller::new(&env.from, peer.roles()),
             payload: env.payload.clone(),
             budget,
         };

@@ -106,59 +106,7 @@ impl Store {
     /// Reads this node's state machine as it is (no freshness guarantee).
     pub async fn read_state(&self, req: ReadRequest) -> Result<ReadResult, ClientError> {
         let db = self.db.clone();
-        let join = tokio::task::spawn_blocking(move || -> Result<ReadResult, ClientError> {
-            let unavailable = |e: &dyn std::fmt::Display| ClientError::Unavailable(e.to_string());
-            let r = db.begin_read().map_err(|e| unavailable(&e))?;
-            let latest = r.open_table(LATEST).map_err(|e| unavailable(&e))?;
-            let kv = r.open_table(KV).map_err(|e| unavailable(&e))?;
-            let meta = r.open_table(META).map_err(|e| unavailable(&e))?;
-            let get_u64 = |k: &str| -> u64 {
-                meta.get(k)
-                    .ok()
-                    .flatten()
-                    .and_then(|g| postcard::from_bytes::<u64>(g.value()).ok())
-                    .unwrap_or(0)
-            };
-            let compacted = get_u64("compacted");
-            let applied = meta
-                .get("applied")
-                .ok()
-                .flatten()
-                .and_then(|g| postcard::from_bytes::<Option<openraft::LogId<u64>>>(g.value()).ok())
-                .flatten()
-                .map_or(0, |l| l.index);
-            let map = |e: mvcc::MvccError| match e {
-                mvcc::MvccError::Compacted {
-                    requested,
-                    compacted,
-                } => ClientError::Compacted {
-                    requested,
-                    compacted,
-                },
-                other => ClientError::Unavailable(other.to_string()),
-            };
-            let kvs = if req.prefix {
-                mvcc::list(
-                    &latest,
-                    &kv,
-                    &req.key,
-                    req.at,
-                    compacted,
-                    req.limit as usize,
-                )
-                .map_err(map)?
-            } else {
-                mvcc::get(&latest, &kv, &req.key, req.at, compacted)
-                    .map_err(map)?
-                    .into_iter()
-                    .collect()
-            };
-            Ok(ReadResult {
-                kvs,
-                revision: applied,
-                stale: false,
-            })
-        });
+        let join = tokio::task::spawn_blocking(move || read_state_blocking(&db, req));
         let mut result = join
             .await
             .map_err(|e| ClientError::Unavailable(e.to_string()))??;
@@ -167,4 +115,62 @@ impl Store {
         }
         Ok(result)
     }
+}
+
+/// [`Store::read_state`] on this thread, values as stored (secrets sealed).
+pub(super) fn read_state_blocking(
+    db: &Database,
+    req: ReadRequest,
+) -> Result<ReadResult, ClientError> {
+    let unavailable = |e: &dyn std::fmt::Display| ClientError::Unavailable(e.to_string());
+    let r = db.begin_read().map_err(|e| unavailable(&e))?;
+    let latest = r.open_table(LATEST).map_err(|e| unavailable(&e))?;
+    let kv = r.open_table(KV).map_err(|e| unavailable(&e))?;
+    let meta = r.open_table(META).map_err(|e| unavailable(&e))?;
+    let get_u64 = |k: &str| -> u64 {
+        meta.get(k)
+            .ok()
+            .flatten()
+            .and_then(|g| postcard::from_bytes::<u64>(g.value()).ok())
+            .unwrap_or(0)
+    };
+    let compacted = get_u64("compacted");
+    let applied = meta
+        .get("applied")
+        .ok()
+        .flatten()
+        .and_then(|g| postcard::from_bytes::<Option<openraft::LogId<u64>>>(g.value()).ok())
+        .flatten()
+        .map_or(0, |l| l.index);
+    let map = |e: mvcc::MvccError| match e {
+        mvcc::MvccError::Compacted {
+            requested,
+            compacted,
+        } => ClientError::Compacted {
+            requested,
+            compacted,
+        },
+        other => ClientError::Unavailable(other.to_string()),
+    };
+    let kvs = if req.prefix {
+        mvcc::list(
+            &latest,
+            &kv,
+            &req.key,
+            req.at,
+            compacted,
+            req.limit as usize,
+        )
+        .map_err(map)?
+    } else {
+        mvcc::get(&latest, &kv, &req.key, req.at, compacted)
+            .map_err(map)?
+            .into_iter()
+            .collect()
+    };
+    Ok(ReadResult {
+        kvs,
+        revision: applied,
+        stale: false,
+    })
 }
