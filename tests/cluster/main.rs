@@ -4,6 +4,7 @@
 //! each on its own thread and runtime; see `shoal_harness`.
 
 mod adoption;
+mod authorization;
 mod autopilot;
 mod bad_input;
 mod client_limits;
