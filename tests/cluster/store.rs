@@ -546,6 +546,7 @@ async fn compaction_on_request_drops_old_revisions_everywhere() {
                     prefix: false,
                     at: Some(rev),
                     limit: 0,
+                    start: None,
                 })
                 .await
         })

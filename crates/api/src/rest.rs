@@ -43,6 +43,7 @@ mod bodies;
 mod delete;
 mod exec;
 mod logs;
+mod pages;
 mod patches;
 mod portforward;
 pub mod watch;
@@ -384,24 +385,58 @@ async fn list(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
         _ => t.res.prefix(t.ns.as_deref()),
     };
     let exact = fields.name().is_some() && (!t.res.namespaced || t.ns.is_some());
-    let (items, rev) = ctx.kube.cache.list(&prefix, |o| {
+    // A name prefix would also match longer names: `exact` filters them.
+    let keep = |o: &Value| {
         (!exact || objects::name_of(o) == fields.name().unwrap_or(""))
             && labels.matches_object(o)
             && fields.matches(o)
-    });
-    // A name prefix would also match longer names: `exact` filters them.
-    let body = if ctx.wants_table() {
-        table(t.res, &items, Some(rev), ctx.param("includeObject"))
+    };
+    let limit = match ctx.param("limit") {
+        None | Some("") => 0,
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?
+            .max(0) as usize,
+    };
+    let page = match ctx.param("continue") {
+        Some(token) if !token.is_empty() => {
+            pages::next(&ctx.kube.store, &prefix, token, limit, keep).await?
+        }
+        _ => {
+            let (items, rev) = ctx.kube.cache.list(&prefix, keep);
+            let key = |o: &Value| key_of_object(t, o);
+            let selected = !labels.is_empty() || !fields.is_empty();
+            pages::first(items, rev, limit, &prefix, key, selected)
+        }
+    };
+    let mut body = if ctx.wants_table() {
+        table(
+            t.res,
+            &page.items,
+            Some(page.rev),
+            ctx.param("includeObject"),
+        )
     } else {
-        let items: Vec<Value> = items.iter().map(|o| (**o).clone()).collect();
+        let items: Vec<Value> = page.items.iter().map(|o| (**o).clone()).collect();
         json!({
             "kind": format!("{}List", t.res.kind),
             "apiVersion": t.res.api_version(),
-            "metadata": {"resourceVersion": rev.to_string()},
+            "metadata": {"resourceVersion": page.rev.to_string()},
             "items": items,
         })
     };
+    if let Some(next) = page.next {
+        body["metadata"]["continue"] = json!(next);
+    }
+    if let Some(n) = page.remaining {
+        body["metadata"]["remainingItemCount"] = json!(n);
+    }
     Ok(respond(StatusCode::OK, body, &[]))
+}
+
+/// The store key of `o`, an object of `t`'s resource.
+fn key_of_object(t: &Target, o: &Value) -> Vec<u8> {
+    t.res.key(objects::namespace_of(o), objects::name_of(o))
 }
 
 async fn get(ctx: &Ctx, t: &Target) -> ApiResult<(Arc<Value>, Vec<String>)> {

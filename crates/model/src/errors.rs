@@ -71,6 +71,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// A LIST's continue token to go on with (410 on an expired one).
+    pub list_continue: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -82,6 +84,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            list_continue: None,
         }
     }
 
@@ -92,6 +95,7 @@ impl ApiError {
     pub fn not_found(res: &Resource, name: &str) -> ApiError {
         ApiError {
             details: Some(json!({"name": name, "group": res.group, "kind": res.plural})),
+            list_continue: None,
             ..ApiError::new(
                 404,
                 "NotFound",
@@ -103,6 +107,7 @@ impl ApiError {
     pub fn already_exists(res: &Resource, name: &str) -> ApiError {
         ApiError {
             details: Some(json!({"name": name, "group": res.group, "kind": res.plural})),
+            list_continue: None,
             ..ApiError::new(
                 409,
                 "AlreadyExists",
@@ -114,6 +119,7 @@ impl ApiError {
     pub fn conflict(res: &Resource, name: &str) -> ApiError {
         ApiError {
             details: Some(json!({"name": name, "group": res.group, "kind": res.plural})),
+            list_continue: None,
             ..ApiError::new(
                 409,
                 "Conflict",
@@ -181,6 +187,9 @@ impl ApiError {
         });
         if let Some(d) = &self.details {
             body["details"] = d.clone();
+        }
+        if let Some(c) = &self.list_continue {
+            body["metadata"]["continue"] = Value::String(c.clone());
         }
         body
     }

@@ -264,6 +264,7 @@ pub fn list<L, K>(
     latest: &L,
     kv: &K,
     prefix: &[u8],
+    start: Option<&[u8]>,
     at: Option<u64>,
     compacted: u64,
     limit: usize,
@@ -275,11 +276,19 @@ where
     let end = prefix_end(prefix);
     let full = |n: usize| limit != 0 && n >= limit;
     let mut out = Vec::new();
+    // A page starts at `start` when it lies under the prefix.
+    let from = match start {
+        Some(s) if s > prefix => s,
+        _ => prefix,
+    };
+    if end.as_deref().is_some_and(|e| from >= e) {
+        return Ok(out);
+    }
     match at {
         None => {
             let iter = match &end {
-                Some(e) => latest.range(prefix..e.as_slice())?,
-                None => latest.range(prefix..)?,
+                Some(e) => latest.range(from..e.as_slice())?,
+                None => latest.range(from..)?,
             };
             for item in iter {
                 let (k, rev) = item?;
@@ -300,8 +309,8 @@ where
                 });
             }
             let iter = match &end {
-                Some(e) => kv.range((prefix, 0u64)..(e.as_slice(), 0u64))?,
-                None => kv.range((prefix, 0u64)..)?,
+                Some(e) => kv.range((from, 0u64)..(e.as_slice(), 0u64))?,
+                None => kv.range((from, 0u64)..)?,
             };
             // Versions of one key are adjacent and in revision order: keep
             // the last one at or below `at`.
@@ -467,7 +476,7 @@ mod tests {
         };
         let r = apply(&db, txn.clone(), 2);
         assert!(r.succeeded);
-        let keys: Vec<Vec<u8>> = read(&db, |l, k| list(l, k, b"", None, 0, 0).unwrap())
+        let keys: Vec<Vec<u8>> = read(&db, |l, k| list(l, k, b"", None, None, 0, 0).unwrap())
             .into_iter()
             .map(|kv| kv.key)
             .collect();
@@ -475,7 +484,7 @@ mod tests {
         // Same txn again: compare fails, failure branch runs.
         let r = apply(&db, txn, 3);
         assert!(!r.succeeded);
-        let keys: Vec<Vec<u8>> = read(&db, |l, k| list(l, k, b"", None, 0, 0).unwrap())
+        let keys: Vec<Vec<u8>> = read(&db, |l, k| list(l, k, b"", None, None, 0, 0).unwrap())
             .into_iter()
             .map(|kv| kv.key)
             .collect();
@@ -491,16 +500,35 @@ mod tests {
         apply(&db, Txn::put("/a/1", "1b"), 4);
         apply(&db, Txn::delete("/a/2", None), 5);
         apply(&db, Txn::put("/a", "not under /a/"), 6);
-        let now = read(&db, |l, k| list(l, k, b"/a/", None, 0, 0).unwrap());
+        let now = read(&db, |l, k| list(l, k, b"/a/", None, None, 0, 0).unwrap());
         assert_eq!(now.len(), 1);
         assert_eq!(now[0].value, b"1b");
-        let at3 = read(&db, |l, k| list(l, k, b"/a/", Some(3), 0, 0).unwrap());
+        let at3 = read(&db, |l, k| list(l, k, b"/a/", None, Some(3), 0, 0).unwrap());
         assert_eq!(
             at3.iter().map(|kv| kv.value.clone()).collect::<Vec<_>>(),
             vec![b"1".to_vec(), b"2".to_vec()]
         );
-        let limited = read(&db, |l, k| list(l, k, b"/", Some(3), 0, 2).unwrap());
+        let limited = read(&db, |l, k| list(l, k, b"/", None, Some(3), 0, 2).unwrap());
         assert_eq!(limited.len(), 2);
+        // Pages: from a start key on, now and at a revision; a start
+        // before the prefix reads from the prefix, one past it reads none.
+        let page = read(&db, |l, k| {
+            list(l, k, b"/a/", Some(b"/a/1\0"), Some(3), 0, 0).unwrap()
+        });
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].key, b"/a/2");
+        let page = read(&db, |l, k| {
+            list(l, k, b"/a/", Some(b"/a/1\0"), None, 0, 0).unwrap()
+        });
+        assert!(page.is_empty(), "/a/2 is deleted now");
+        let all = read(&db, |l, k| {
+            list(l, k, b"/a/", Some(b"/"), None, 0, 0).unwrap()
+        });
+        assert_eq!(all.len(), 1);
+        let none = read(&db, |l, k| {
+            list(l, k, b"/a/", Some(b"/b"), Some(3), 0, 0).unwrap()
+        });
+        assert!(none.is_empty());
         assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_end(b"\xff"), None);
     }

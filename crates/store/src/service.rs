@@ -101,6 +101,10 @@ pub struct ReadRequest {
     pub prefix: bool,
     pub at: Option<u64>,
     pub limit: u32,
+    /// With `prefix`: the first key to read (the keys under the prefix
+    /// from this one on), for a list read in pages.
+    #[serde(with = "serde_bytes")]
+    pub start: Option<Vec<u8>>,
 }
 
 impl ReadRequest {
@@ -111,6 +115,18 @@ impl ReadRequest {
             prefix: false,
             at: None,
             limit: 0,
+            start: None,
+        }
+    }
+
+    /// At most `limit` keys under `prefix` from `start` on, as of revision
+    /// `at` (latest if None): one page of a list.
+    pub fn page(prefix: &[u8], start: &[u8], at: Option<u64>, limit: u32) -> ReadRequest {
+        ReadRequest {
+            at,
+            limit,
+            start: Some(start.to_vec()),
+            ..ReadRequest::prefix(prefix)
         }
     }
 

@@ -157,6 +157,7 @@ pub(super) fn read_state_blocking(
             &latest,
             &kv,
             &req.key,
+            req.start.as_deref(),
             req.at,
             compacted,
             req.limit as usize,

@@ -24,7 +24,7 @@ impl Message for ClientRead {
     type Reply = Result<ReadResult, ClientError>;
 }
 impl RemoteMessage for ClientRead {
-    const TAG: &'static str = "shoal.store.read/1";
+    const TAG: &'static str = "shoal.store.read/2";
 }
 
 /// The replicas a node without one of its own works through.
