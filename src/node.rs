@@ -499,6 +499,7 @@ async fn start_store(
         cache,
         SmSettings {
             history_revisions: st.history_revisions,
+            history_min_age: std::time::Duration::from_millis(st.history_min_age_ms),
             durable_interval: std::time::Duration::from_millis(st.apply_sync_ms),
         },
         disks,

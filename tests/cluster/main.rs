@@ -12,6 +12,7 @@ mod control_plane;
 mod kube_api;
 mod kube_watch;
 mod linearizable;
+mod list_pages;
 mod log_limits;
 mod membership;
 mod node_lifecycle;

@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn a_kubelet_reads_the_secrets_and_config_maps_of_its_own_pods_only() {
         let w = Caller::new("w1", Roles::WORKER);
-        let pods = vec![kv(&PODS.key("ns", "p"), pod("w1", "mine"))];
+        let pods = [kv(&PODS.key("ns", "p"), pod("w1", "mine"))];
         let mut scan = |prefix: &[u8]| {
             pods.iter()
                 .filter(|kv| kv.key.starts_with(prefix))

@@ -22,6 +22,10 @@ pub struct StoreConfig {
     pub logs_to_keep: u64,
     /// Revisions of history kept before automatic compaction.
     pub history_revisions: u64,
+    /// And the history younger than this is kept too (like kube-apiserver's
+    /// 5-minute compaction interval), so that a LIST in pages is not
+    /// expired mid-way by a burst of writes.
+    pub history_min_age_ms: u64,
     /// The state machine is made durable at most this often (like etcd's
     /// backend batch interval); the fsynced Raft log replays what a crash
     /// lost. 0 makes every apply durable.
@@ -53,6 +57,7 @@ impl Default for StoreConfig {
             snapshot_every: 10_000,
             logs_to_keep: 1_000,
             history_revisions: 10_000,
+            history_min_age_ms: 300_000,
             apply_sync_ms: 100,
             request_timeout_ms: 5_000,
             voters: 3,

@@ -19,6 +19,7 @@ pub mod batch;
 pub mod command;
 pub mod config;
 pub mod log_store;
+pub mod marks;
 pub mod mvcc;
 pub mod network;
 pub mod secrets;

@@ -136,6 +136,10 @@ struct SnapshotRecord {
 pub struct SmSettings {
     /// Keep at least this many revisions of history; compact beyond it.
     pub history_revisions: u64,
+    /// And keep every revision younger than this (as this replica applied
+    /// it), so a LIST in pages or a watch resuming after a pause is not
+    /// expired by a burst of writes.
+    pub history_min_age: std::time::Duration,
     /// Make the applied state durable at most this often; zero makes
     /// every apply durable. Whatever is not yet durable is replayed from
     /// the (always durable) Raft log after a crash.
@@ -146,6 +150,7 @@ impl Default for SmSettings {
     fn default() -> Self {
         SmSettings {
             history_revisions: 10_000,
+            history_min_age: std::time::Duration::ZERO,
             durable_interval: std::time::Duration::ZERO,
         }
     }
@@ -160,6 +165,8 @@ pub struct StateMachine {
     /// When the applied state was last made durable.
     last_durable: Arc<std::sync::Mutex<std::time::Instant>>,
     hub: super::watch::Hub,
+    /// When revisions were applied here (one mark a second at most).
+    marks: Arc<std::sync::Mutex<super::marks::Marks>>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -257,6 +264,7 @@ impl StateMachine {
             seq: Arc::new(AtomicU64::new(0)),
             last_durable: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
             hub: super::watch::hub(),
+            marks: Arc::default(),
         };
         sm.recover_from_snapshot()
             .map_err(|e| super::StoreError::Io {
@@ -364,9 +372,24 @@ impl StateMachine {
         let compacted = self
             .compacted_in(&w)
             .map_err(|e| StorageIOError::apply(last, &e))?;
+        // Automatic compaction keeps `history_revisions` revisions and
+        // every revision younger than `history_min_age`.
         let keep = self.settings.history_revisions;
-        if last.index > compacted + 2 * keep {
-            self.compact_in(&w, last.index - keep)
+        let target = {
+            let now = std::time::Instant::now();
+            let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+            marks.note(now, last.index);
+            let by_count = last.index.saturating_sub(keep);
+            if self.settings.history_min_age.is_zero() {
+                by_count
+            } else {
+                marks
+                    .older_than(now, self.settings.history_min_age)
+                    .map_or(0, |by_age| by_count.min(by_age))
+            }
+        };
+        if target > compacted + keep {
+            self.compact_in(&w, target)
                 .map_err(|e| StorageIOError::apply(last, &e))?;
         }
         write_meta(&w, "applied", &Some(last)).map_err(|e| StorageIOError::apply(last, &e))?;
