@@ -2,7 +2,9 @@
 //! 500 at a time while pods are created and changed, every one of them
 //! seen exactly once, all pages at the first page's revision; a token whose
 //! revision was compacted is 410 Expired with an inconsistent-continue
-//! token that goes on at the latest revision.
+//! token that goes on at the latest revision. A watch from the oldest
+//! revision streams the whole history, a window at a time, each change
+//! once, while the node goes on answering.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +16,7 @@ use serde_json::{json, Value};
 use shoal::cli::http::ApiClient;
 use shoal::model::resources::PODS;
 use shoal::store::command::Txn;
+use shoal::store::watch::WatchEvent;
 use shoal_harness::TestCluster;
 
 const NS: &str = "pages";
@@ -141,6 +144,38 @@ async fn a_list_in_pages_under_write_load_sees_every_pod_once() {
         writes.load(Ordering::Relaxed) > 0,
         "the list ran under writes"
     );
+
+    // A watch from the oldest revision, over the whole history (nothing
+    // compacted yet): every change once, in order, while the node answers.
+    let now = store.read_index().await.unwrap();
+    let mut sub = store
+        .watch("node-1", &PODS.prefix(Some(NS)), 1)
+        .await
+        .unwrap();
+    let (mut events, mut last) = (0u64, 0u64);
+    let mut answered = false;
+    while last < now {
+        match tokio::time::timeout(Duration::from_secs(30), sub.next()).await {
+            Ok(Ok(WatchEvent::Events(batch))) => {
+                for e in batch {
+                    assert!(e.rev >= last, "in revision order");
+                    last = e.rev;
+                    events += 1;
+                }
+            }
+            Ok(Ok(WatchEvent::Progress { rev })) => last = last.max(rev),
+            other => panic!("the watch ended: {other:?}"),
+        }
+        if !answered {
+            let started = std::time::Instant::now();
+            let (code, _) = get(&client, "/api/v1/namespaces/pages/pods?limit=1").await;
+            assert_eq!(code, StatusCode::OK);
+            assert!(started.elapsed() < Duration::from_secs(5));
+            answered = true;
+        }
+    }
+    let expected = PODS_N as u64 + writes.load(Ordering::Relaxed);
+    assert_eq!(events, expected, "every change once");
 
     // The revision compacted: 410 with a token that goes on at the latest.
     let now = store.read_index().await.unwrap();

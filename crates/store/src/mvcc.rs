@@ -223,22 +223,37 @@ where
         None => kv.range((prefix, 0u64)..)?,
     };
     let mut out = Vec::new();
-    // Versions of one key come in revision order: remember the last value.
-    let mut prev: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
+    // Versions of one key come in revision order: remember the last one
+    // as stored, decoded only when a change in the window needs it (a
+    // window of a long history visits many versions it does not return).
+    let mut prev: Option<(Vec<u8>, Vec<u8>)> = None;
     for item in iter {
         let (k, v) = item?;
         let (key, rev) = k.value();
         if rev > to {
             continue;
         }
+        if rev < from {
+            match &mut prev {
+                Some((pk, pv)) if pk.as_slice() == key => {
+                    pv.clear();
+                    pv.extend_from_slice(v.value());
+                }
+                _ => prev = Some((key.to_vec(), v.value().to_vec())),
+            }
+            continue;
+        }
         let rec = decode_rec(v.value())?;
         let before = match &prev {
-            Some((k, val)) if k.as_slice() == key => val.clone(),
+            Some((k, raw)) if k.as_slice() == key => decode_rec(raw)?.value,
             _ => None,
         };
-        prev = Some((key.to_vec(), rec.value.clone()));
-        if rev < from {
-            continue;
+        match &mut prev {
+            Some((pk, pv)) if pk.as_slice() == key => {
+                pv.clear();
+                pv.extend_from_slice(v.value());
+            }
+            _ => prev = Some((key.to_vec(), v.value().to_vec())),
         }
         out.push(Change {
             event: Event {

@@ -661,6 +661,7 @@ impl super::watch::WatchSource for Store {
         &self,
         prefix: &[u8],
         from: u64,
+        window: u64,
     ) -> Result<(Vec<super::watch::Change>, u64, u64), String> {
         let db = self.db.clone();
         let prefix = prefix.to_vec();
@@ -682,7 +683,8 @@ impl super::watch::WatchSource for Store {
             let events = if from == 0 || from <= compacted {
                 Vec::new()
             } else {
-                mvcc::history(&kv, &prefix, from, applied).map_err(|e| e.to_string())?
+                let to = applied.min(from.saturating_add(window.max(1) - 1));
+                mvcc::history(&kv, &prefix, from, to).map_err(|e| e.to_string())?
             };
             Ok((events, applied, compacted))
         });

@@ -226,18 +226,24 @@ pub fn chunk_by_revision(events: Vec<Event>) -> Vec<Vec<Event>> {
 
 /// What the serving loop needs from the store.
 pub trait WatchSource: Send + Sync + 'static {
-    /// History under `prefix` with from ≤ rev ≤ applied, the applied
-    /// revision it was read at, and the compaction revision.
+    /// History under `prefix` with from ≤ rev ≤ min(from + window - 1,
+    /// applied), the applied revision it was read at, and the compaction
+    /// revision.
     fn history(
         &self,
         prefix: &[u8],
         from: u64,
+        window: u64,
     ) -> impl std::future::Future<Output = Result<(Vec<Change>, u64, u64), String>> + Send;
     /// How long this replica has been without a leader it hears from.
     fn leaderless_for(&self) -> Duration;
     /// Makes a value readable (secrets are sealed in the store).
     fn open(&self, key: &[u8], value: &mut Vec<u8>);
 }
+
+/// Revisions of history read (and held) at a time by a watch that starts
+/// in the past.
+pub const HISTORY_WINDOW: u64 = 1024;
 
 /// Which keys' values a watcher sees emptied (see `access`).
 pub type Hides = std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
@@ -251,20 +257,6 @@ pub async fn serve<S: WatchSource>(
     leader_lost_after: Duration,
     hides: Hides,
 ) {
-    // Subscribe first, so nothing applied after the history read is missed.
-    let mut live = hub.subscribe();
-    let (history, applied, compacted) = match src.history(&req.prefix, req.from_rev).await {
-        Ok(h) => h,
-        Err(e) => return sink.end(&format!("store unavailable: {e}")).await,
-    };
-    if req.from_rev != 0 && req.from_rev <= compacted {
-        let why = format!(
-            "{EXPIRED}revision {} is compacted (history starts at {})",
-            req.from_rev,
-            compacted + 1
-        );
-        return sink.end(&why).await;
-    }
     let visible = |mut c: Change| -> Option<Event> {
         if hides(&c.event.key) {
             c.event.value.clear();
@@ -282,13 +274,52 @@ pub async fn serve<S: WatchSource>(
             Some(f) => f.select(c),
         }
     };
-    let history: Vec<Event> = history.into_iter().filter_map(visible).collect();
-    for chunk in chunk_by_revision(history) {
-        if sink.send(&WatchEvent::Events(chunk)).await.is_err() {
-            return;
+    // History is read and sent a window of revisions at a time, so a watch
+    // from the oldest revision holds one window in memory, not the whole
+    // history. The hub is subscribed to only for the last window (the one
+    // that reaches the applied revision), so nothing applied after it is
+    // missed and nothing piles up while older windows stream.
+    let mut from = req.from_rev;
+    let mut live = None;
+    let last = loop {
+        if live.is_none() && from == 0 {
+            live = Some(hub.subscribe());
         }
-    }
-    let mut last = applied;
+        let (history, applied, compacted) =
+            match src.history(&req.prefix, from, HISTORY_WINDOW).await {
+                Ok(h) => h,
+                Err(e) => return sink.end(&format!("store unavailable: {e}")).await,
+            };
+        if from != 0 && from <= compacted {
+            let why = format!(
+                "{EXPIRED}revision {from} is compacted (history starts at {})",
+                compacted + 1
+            );
+            return sink.end(&why).await;
+        }
+        let history: Vec<Event> = history.into_iter().filter_map(visible).collect();
+        for chunk in chunk_by_revision(history) {
+            if sink.send(&WatchEvent::Events(chunk)).await.is_err() {
+                return;
+            }
+        }
+        if from == 0 {
+            break applied;
+        }
+        let to = applied.min(from.saturating_add(HISTORY_WINDOW - 1));
+        from = to + 1;
+        if to >= applied {
+            if live.is_some() {
+                break applied;
+            }
+            // Caught up: subscribe, then read what was applied since.
+            live = Some(hub.subscribe());
+        }
+    };
+    let Some(mut live) = live else {
+        return sink.end("store unavailable: no subscription").await;
+    };
+    let mut last = last;
     let mut quiet_since = tokio::time::Instant::now();
     let mut check = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -445,5 +476,76 @@ mod tests {
         assert!(matches!(e, WatchEnd::LeaderLost(_)));
         let e: WatchEnd = SubscriptionEnd::Ended("store stopped".into()).into();
         assert!(matches!(e, WatchEnd::Lost(_)));
+    }
+
+    /// A history of `revs` revisions of one change each; counts the
+    /// changes it has produced.
+    struct Fake {
+        revs: u64,
+        produced: Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl WatchSource for Fake {
+        async fn history(
+            &self,
+            _prefix: &[u8],
+            from: u64,
+            window: u64,
+        ) -> Result<(Vec<Change>, u64, u64), String> {
+            let to = self.revs.min(from.saturating_add(window - 1));
+            let out: Vec<Change> = (from..=to)
+                .map(|r| Change {
+                    event: ev(r, &format!("/k/{r}")),
+                    prev: None,
+                })
+                .collect();
+            self.produced
+                .fetch_add(out.len() as u64, std::sync::atomic::Ordering::SeqCst);
+            Ok((out, self.revs, 0))
+        }
+        fn leaderless_for(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn open(&self, _key: &[u8], _value: &mut Vec<u8>) {}
+    }
+
+    #[tokio::test]
+    async fn a_watch_from_the_oldest_revision_reads_its_history_a_window_at_a_time() {
+        let revs = 10 * HISTORY_WINDOW;
+        let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let src = Fake {
+            revs,
+            produced: produced.clone(),
+        };
+        let (sink, mut sub) = Sink::channel(1);
+        let req = Watch {
+            prefix: b"/k/".to_vec(),
+            from_rev: 1,
+            filter: None,
+        };
+        let hides: Hides = Arc::new(|_: &[u8]| false);
+        let server = tokio::spawn(serve(src, hub(), req, sink, Duration::from_secs(60), hides));
+        let mut next = 1;
+        let mut first = true;
+        while next <= revs {
+            match sub.next().await.unwrap() {
+                WatchEvent::Events(events) => {
+                    if first {
+                        // Sent before the rest of the history was read: at
+                        // most the next window is read while this one waits.
+                        let held = produced.load(std::sync::atomic::Ordering::SeqCst);
+                        assert!(held <= 2 * HISTORY_WINDOW, "{held} changes read up front");
+                        first = false;
+                    }
+                    for e in events {
+                        assert_eq!(e.rev, next, "in order, each once");
+                        next += 1;
+                    }
+                }
+                WatchEvent::Progress { .. } => {}
+            }
+        }
+        assert_eq!(produced.load(std::sync::atomic::Ordering::SeqCst), revs);
+        server.abort();
     }
 }

@@ -93,6 +93,21 @@ pub enum SinkError {
     Closed,
 }
 
+impl<E: Serialize + DeserializeOwned> Sink<E> {
+    /// A sink and its subscription in this process (`capacity` events in
+    /// flight), for serving code driven directly, as in tests.
+    pub fn channel(capacity: usize) -> (Sink<E>, Subscription<E>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Sink {
+                tx,
+                _event: PhantomData,
+            },
+            Subscription::new(rx),
+        )
+    }
+}
+
 impl<E: Serialize> Sink<E> {
     fn encode(event: &E) -> Result<Vec<u8>, SinkError> {
         // Encoding a serde value into a Vec only fails for types postcard
