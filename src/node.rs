@@ -175,6 +175,7 @@ impl Node {
                 advertise: cfg.listen.advertise,
                 key,
                 meta,
+                tls: material.clone(),
                 on_generation: Box::new(move |g| {
                     let mut d = dd.lock().unwrap_or_else(|p| p.into_inner());
                     if let Err(e) = d.set_generation(g) {

@@ -15,12 +15,13 @@ fn swim() -> SwimFoca {
     };
     let inbox = Arc::new(Mutex::new(Vec::new()));
     let cfg = foca_config(&crate::config::Gossip::default(), 3);
+    let tls = signed::tests::material_for("node-1");
     Foca::with_custom_broadcast(
         id,
         cfg,
         rand::rngs::StdRng::seed_from_u64(7),
         PostcardCodec,
-        MetaHandler::new(inbox),
+        MetaHandler::new(inbox, signed::MetaVerifier::new(&tls)),
     )
 }
 
@@ -33,12 +34,13 @@ fn announce() -> Vec<u8> {
     };
     let inbox = Arc::new(Mutex::new(Vec::new()));
     let cfg = foca_config(&crate::config::Gossip::default(), 3);
+    let tls = signed::tests::material_for("node-2");
     let mut foca = Foca::with_custom_broadcast(
         me,
         cfg,
         rand::rngs::StdRng::seed_from_u64(8),
         PostcardCodec,
-        MetaHandler::new(inbox),
+        MetaHandler::new(inbox, signed::MetaVerifier::new(&tls)),
     );
     let mut rt = AccumulatingRuntime::new();
     let target = NodeId {

@@ -4,7 +4,8 @@
 //! addresses, version) with a `(generation, seq)` version; a newer version of
 //! the same node invalidates older ones still queued. `leaving = true` is the
 //! decommission notice sent before `leave_cluster`, which is how a `left`
-//! member is told apart from a crashed (`down`) one.
+//! member is told apart from a crashed (`down`) one. Each broadcast is
+//! signed by its node (`signed`); one that is not is refused.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,18 +59,26 @@ impl foca::Invalidates for MetaKey {
 #[error("undecodable node metadata: {0}")]
 pub struct MetaError(String);
 
+impl MetaError {
+    pub(crate) fn new(why: impl Into<String>) -> MetaError {
+        MetaError(why.into())
+    }
+}
+
 /// Decodes broadcasts, keeps the newest version per node, and leaves new
 /// ones in a shared inbox for the membership loop.
 pub struct MetaHandler {
     latest: HashMap<String, (u64, u64)>,
     inbox: Arc<Mutex<Vec<NodeMeta>>>,
+    verifier: super::signed::MetaVerifier,
 }
 
 impl MetaHandler {
-    pub fn new(inbox: Arc<Mutex<Vec<NodeMeta>>>) -> Self {
+    pub fn new(inbox: Arc<Mutex<Vec<NodeMeta>>>, verifier: super::signed::MetaVerifier) -> Self {
         MetaHandler {
             latest: HashMap::new(),
             inbox,
+            verifier,
         }
     }
 }
@@ -83,15 +92,17 @@ impl foca::BroadcastHandler<NodeId> for MetaHandler {
         data: &[u8],
         _sender: Option<&NodeId>,
     ) -> Result<Option<MetaKey>, MetaError> {
-        let meta: NodeMeta = postcard::from_bytes(data).map_err(|e| MetaError(e.to_string()))?;
-        let version = meta.version_key();
+        // An old version is skipped before the (costlier) signature check.
+        let claimed = super::signed::MetaVerifier::claimed(data)?;
+        let version = claimed.version_key();
         if self
             .latest
-            .get(&meta.name)
+            .get(&claimed.name)
             .is_some_and(|old| *old >= version)
         {
             return Ok(None);
         }
+        let meta = self.verifier.verify(data)?;
         self.latest.insert(meta.name.clone(), version);
         let key = MetaKey {
             name: meta.name.clone(),
@@ -142,9 +153,12 @@ mod tests {
     #[test]
     fn keeps_only_newer_versions() {
         let inbox = Arc::new(Mutex::new(Vec::new()));
-        let mut h = MetaHandler::new(inbox.clone());
-        let b2 = postcard::to_allocvec(&meta(2)).unwrap();
-        let b1 = postcard::to_allocvec(&meta(1)).unwrap();
+        let tls = super::super::signed::tests::material_for("node-2");
+        let verifier = super::super::signed::MetaVerifier::new(&tls);
+        let signer = super::super::signed::MetaSigner::new(&tls).unwrap();
+        let mut h = MetaHandler::new(inbox.clone(), verifier);
+        let b2 = signer.sign(&meta(2)).unwrap();
+        let b1 = signer.sign(&meta(1)).unwrap();
         assert!(h.receive_item(&b2, None).unwrap().is_some());
         assert!(h.receive_item(&b1, None).unwrap().is_none());
         assert!(h.receive_item(&b2, None).unwrap().is_none());

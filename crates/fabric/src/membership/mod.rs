@@ -19,6 +19,7 @@
 pub mod gossip;
 pub mod identity;
 pub mod meta;
+pub mod signed;
 pub mod view;
 
 use std::cmp::Reverse;
@@ -57,6 +58,8 @@ pub enum MembershipError {
     },
     #[error("membership loop has stopped")]
     Stopped,
+    #[error("cannot sign node metadata: {0}")]
+    Signer(String),
 }
 
 /// Everything the membership loop needs to start.
@@ -71,6 +74,9 @@ pub struct MembershipSettings {
     pub advertise: Option<std::net::IpAddr>,
     pub key: [u8; 32],
     pub meta: NodeMeta,
+    /// This node's certificate and key (metadata is signed with them) and
+    /// the cluster CA (others' metadata is checked against it).
+    pub tls: crate::transport::tls::TlsMaterial,
     /// Called (on the loop) whenever the generation is renewed, so it can be
     /// persisted before the cluster relies on it.
     pub on_generation: Box<dyn FnMut(u64) + Send>,
@@ -122,7 +128,8 @@ impl Membership {
             ready: ready.clone(),
             local_addr,
         };
-        let lp = Loop::new(s, socket, local_addr, faults, metrics, ready);
+        let signer = signed::MetaSigner::new(&s.tls).map_err(MembershipError::Signer)?;
+        let lp = Loop::new(s, socket, local_addr, faults, metrics, ready, signer);
         tokio::spawn(lp.run(rx));
         Ok(handle)
     }
@@ -226,6 +233,7 @@ struct Loop {
     on_generation: Box<dyn FnMut(u64) + Send>,
     leave: Option<(Instant, oneshot::Sender<()>)>,
     left: bool,
+    signer: signed::MetaSigner,
 }
 
 fn foca_config(g: &crate::config::Gossip, n: usize) -> foca::Config {
@@ -266,6 +274,7 @@ impl Loop {
         faults: Faults,
         metrics: Metrics,
         ready: Arc<AtomicBool>,
+        signer: signed::MetaSigner,
     ) -> Loop {
         let id = NodeId {
             name: s.name.clone(),
@@ -280,7 +289,7 @@ impl Loop {
             cfg,
             rng,
             PostcardCodec,
-            MetaHandler::new(inbox.clone()),
+            MetaHandler::new(inbox.clone(), signed::MetaVerifier::new(&s.tls)),
         );
         let mut meta = s.meta;
         meta.generation = s.generation;
@@ -315,6 +324,7 @@ impl Loop {
             on_generation: s.on_generation,
             leave: None,
             left: false,
+            signer,
         }
     }
 
@@ -521,7 +531,7 @@ impl Loop {
 
     fn broadcast_meta(&mut self) {
         self.meta.seq += 1;
-        match postcard::to_allocvec(&self.meta) {
+        match self.signer.sign(&self.meta) {
             Ok(bytes) => {
                 if let Err(e) = self.foca.add_broadcast(&bytes) {
                     tracing::warn!(node = %self.name, "cannot broadcast metadata: {e}");
