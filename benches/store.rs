@@ -4,12 +4,19 @@
 //! traffic and fsync on. One harness drives both over HTTPS/JSON with
 //! persistent connections (shoal: `PUT /shoal/v1/kv/{key}`; etcd: its v3
 //! JSON gateway, `POST /v3/kv/put`), 1 KiB values, 1, 16 and 256
-//! concurrent clients spread over the three members. A separate short run
-//! under `strace -c -f -e trace=fsync,fdatasync` counts fsyncs per 1,000
-//! acknowledged writes (strace slows the servers, so it is not timed).
+//! concurrent clients spread over the three members. The same etcd cluster
+//! is also driven through its native gRPC client (clientv3, as
+//! kube-apiserver uses it) by `target/etcd-native-bench`, a small Go
+//! program (`benches/etcd-native/main.go`) with the same clients, keys,
+//! value size, spread over members and duration (after a 1 s unmeasured
+//! warm-up); shoal's writes/s is reported against both etcd figures. A
+//! separate short run under `strace -c -f -e trace=fsync,fdatasync` counts
+//! fsyncs per 1,000 acknowledged writes (strace slows the servers, so it is
+//! not timed).
 //!
-//! Run: `cargo bench --bench store` (needs `etcd` and `strace`; the README's
-//! test script does not install them, `scripts/bench-deps.sh` does).
+//! Run: `cargo bench --bench store` (needs `etcd`, `strace` and the Go
+//! program; the README's test script does not install them,
+//! `scripts/bench-deps.sh` does).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -313,6 +320,60 @@ async fn run_load(
     }
 }
 
+/// The Go program that drives etcd through clientv3 (built by
+/// `scripts/bench-deps.sh`).
+fn native_bench() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/etcd-native-bench");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/bench-deps.sh (it builds benches/etcd-native/main.go)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `etcd-native-bench` against the etcd members in `ep` (clientv3 over
+/// TLS, trusting `ep.ca`; etcd is not started with client-cert auth).
+async fn run_native(bin: &Path, ep: &Endpoints, clients: usize, duration: Duration) -> Figures {
+    let endpoints: Vec<String> = ep.addrs.iter().map(|a| format!("https://{a}")).collect();
+    let out = tokio::process::Command::new(bin)
+        .arg(format!("-endpoints={}", endpoints.join(",")))
+        .arg(format!("-cacert={}", ep.ca.display()))
+        .arg(format!("-clients={clients}"))
+        .arg(format!("-duration={}ms", duration.as_millis()))
+        .arg(format!("-value-size={VALUE}"))
+        .output()
+        .await
+        .expect("run target/etcd-native-bench (scripts/bench-deps.sh builds it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "etcd-native-bench failed ({}): {stderr}",
+        out.status
+    );
+    if !stderr.trim().is_empty() {
+        eprintln!("etcd-native-bench: {}", stderr.trim());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "etcd-native-bench printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let num = |k: &str| {
+        v[k].as_f64()
+            .unwrap_or_else(|| panic!("etcd-native-bench output lacks {k}: {v}"))
+    };
+    let us = |k: &str| Duration::from_nanos((num(k) * 1000.0).round() as u64);
+    Figures {
+        acked: num("acked") as u64,
+        writes_per_s: num("writes_per_sec"),
+        p50: us("p50_us"),
+        p99: us("p99_us"),
+        errors: num("errors") as u64,
+    }
+}
+
 /// Counts fsync + fdatasync calls of `pids` while `writes` writes run.
 async fn fsyncs_per_1000(target: Target, ep: &Endpoints, writes: u64) -> Option<f64> {
     let mut straces = Vec::new();
@@ -410,28 +471,35 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let native = native_bench();
     rt.block_on(async {
         let (_sp, shoal_ep) = start_shoal(&tmp.path().join("shoal"));
         let (_ep, etcd_ep) = start_etcd(&tmp.path().join("etcd"));
         wait_writable(Target::Shoal, &shoal_ep).await;
         wait_writable(Target::Etcd, &etcd_ep).await;
         let knobs = Knobs::from_env();
-        println!("| clients | system | writes/s | p50 | p99 | errors | shoal/etcd writes/s |");
-        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| clients | system | writes/s | p50 | p99 | errors | shoal/etcd-json | shoal/etcd-native |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
         for &clients in &knobs.clients {
             let e = run_load(Target::Etcd, &etcd_ep, clients, knobs.run, None).await;
+            let n = run_native(&native, &etcd_ep, clients, knobs.run).await;
             let s = run_load(Target::Shoal, &shoal_ep, clients, knobs.run, None).await;
+            for (name, f) in [("etcd 3.4 (JSON gateway)", &e), ("etcd 3.4 (native gRPC)", &n)] {
+                println!(
+                    "| {clients} | {name} | {:.0} | {:?} | {:?} | {} | | |",
+                    f.writes_per_s, f.p50, f.p99, f.errors
+                );
+            }
             println!(
-                "| {clients} | etcd 3.4 | {:.0} | {:?} | {:?} | {} | |",
-                e.writes_per_s, e.p50, e.p99, e.errors
-            );
-            println!(
-                "| {clients} | shoal | {:.0} | {:?} | {:?} | {} | {:.2}x |",
+                "| {clients} | shoal | {:.0} | {:?} | {:?} | {} | {:.2}x | {:.2}x |",
                 s.writes_per_s,
                 s.p50,
                 s.p99,
                 s.errors,
-                s.writes_per_s / e.writes_per_s
+                s.writes_per_s / e.writes_per_s,
+                s.writes_per_s / n.writes_per_s
             );
         }
         if !knobs.fsyncs {
