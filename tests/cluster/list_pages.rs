@@ -52,6 +52,9 @@ fn names(list: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_in_pages_under_write_load_sees_every_pod_once() {
+    // 20,000 pods and their history load both cores for seconds: no
+    // test with a time bound runs beside it.
+    let _heavy = crate::timing_guard().await;
     let c = TestCluster::start(1).unwrap();
     c.wait_leader(1).await;
     let cfg = c.config(1).clone();

@@ -16,6 +16,9 @@ fn one(key: &str) -> ReadRequest {
 /// it: randomized nodes and keys, many rounds (SHOAL_SEED replays).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_through_any_node_sees_a_write_through_any_other() {
+    // Each of its 800 requests has the store's 5 s budget: not beside a
+    // test that loads both cores.
+    let _timing = crate::timing_guard().await;
     let c = TestCluster::start(3).expect("cluster starts");
     c.wait_mesh(Duration::from_secs(15)).await.unwrap();
     c.wait_leader(1).await;
