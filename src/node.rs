@@ -384,7 +384,10 @@ impl Node {
                 mailbox,
             );
             crate::kubelet::serve_actor(&registry, kubelet_actor);
+            let kubelet_metrics = crate::kubelet::KubeletMetrics::default();
+            kubelet_metrics.register(&metrics);
             let kubelet = crate::kubelet::KubeletStart {
+                metrics: kubelet_metrics,
                 pod_range,
                 runtime_name,
                 data_dir: cfg.data_dir.clone(),

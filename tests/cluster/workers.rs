@@ -91,3 +91,47 @@ async fn a_worker_only_node_runs_pods_without_a_replica_and_outlives_the_leader(
         .unwrap();
     running(&pods, "w2").await;
 }
+
+/// The replica a worker's kubelet watches dies: its watches resume from
+/// their last revision on another replica, without listing every pod
+/// again, and a pod bound afterwards starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_resumes_its_watches_on_another_replica_without_listing_again() {
+    let mut c = TestCluster::start_with(4, |cfg| {
+        if cfg.name == "node-4" {
+            cfg.roles = vec![Role::Worker];
+        }
+    })
+    .unwrap();
+    c.wait_leader(1).await;
+    let watched = c.node(4).store.watch_replica();
+    let dies = c.index_of(&watched).expect("a replica of this cluster");
+    let via = (1..=3).find(|&i| i != dies).unwrap();
+    let k = api_ready(&c, via).await;
+    let pods: Api<Pod> = Api::default_namespaced(k);
+    pods.create(&PostParams::default(), &pod_on("r1", "node-4"))
+        .await
+        .unwrap();
+    running(&pods, "r1").await;
+    let metric = |c: &TestCluster, name: &str| -> u64 {
+        c.node(4)
+            .metrics
+            .render()
+            .lines()
+            .find(|l| l.starts_with(&format!("shoal_{name}_total")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(metric(&c, "kubelet_pod_lists"), 1);
+    c.kill(dies);
+    pods.create(&PostParams::default(), &pod_on("r2", "node-4"))
+        .await
+        .unwrap();
+    running(&pods, "r2").await;
+    assert!(
+        metric(&c, "kubelet_watch_resumes") >= 1,
+        "the watches resumed"
+    );
+    assert_eq!(metric(&c, "kubelet_pod_lists"), 1, "without listing again");
+    assert_ne!(c.node(4).store.watch_replica(), watched);
+}

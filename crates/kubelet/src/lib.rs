@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use shoal_model::events::{EventRecorder, EventType, ObjectRef};
 use shoal_model::objects;
 use shoal_model::registry::Registry;
-use shoal_model::resources::{find, Resource};
+use shoal_model::resources::Resource;
 use shoal_store::watch::{EventKind, FieldFilter, WatchEnd, WatchEvent};
 use shoal_store::{ReadRequest, Store};
 
@@ -190,6 +190,32 @@ pub struct Kubelet {
     pub runtime: Arc<dyn Runtime>,
     /// The kubelet's Events (`Killing` when it stops a deleted pod).
     pub events: EventRecorder,
+    pub metrics: KubeletMetrics,
+}
+
+/// How often the kubelet listed its pods, and how often its watches
+/// resumed on another replica instead.
+#[derive(Clone, Default)]
+pub struct KubeletMetrics {
+    pub pod_lists: prometheus_client::metrics::counter::Counter,
+    pub watch_resumes: prometheus_client::metrics::counter::Counter,
+}
+
+impl KubeletMetrics {
+    /// Registers them (`shoal_kubelet_pod_lists_total`,
+    /// `shoal_kubelet_watch_resumes_total`).
+    pub fn register(&self, m: &shoal_fabric::metrics::Metrics) {
+        m.register(
+            "kubelet_pod_lists",
+            "Lists of every pod by the kubelet (at start and after an expired watch)",
+            self.pod_lists.clone(),
+        );
+        m.register(
+            "kubelet_watch_resumes",
+            "Kubelet watches resumed from their last revision on another replica",
+            self.watch_resumes.clone(),
+        );
+    }
 }
 
 impl Kubelet {
@@ -215,6 +241,7 @@ impl Kubelet {
             .read(ReadRequest::prefix(pods().prefix(None)))
             .await
             .map_err(|e| e.to_string())?;
+        self.metrics.pod_lists.inc();
         let mut known: HashMap<Vec<u8>, Known> = HashMap::new();
         let bound: Vec<(&Vec<u8>, Value, u64)> = listed
             .kvs
@@ -238,68 +265,115 @@ impl Kubelet {
         for (key, pod, rev) in bound {
             self.sync_pod(key, pod, rev, &mut known, reporter).await;
         }
-        // This node's replica, or, on a worker-only node, another's.
-        let replica = self.store.watch_replica();
-        let mut sub = self
-            .store
-            .watch_filtered(
-                &replica,
-                &pods().prefix(None),
-                listed.revision + 1,
-                Some(filter),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        // ConfigMaps and Secrets: pods that mount one get its changes, and
-        // pods that could not start without one start once it is there.
-        let mut configs = Vec::new();
-        if self.runtime.needs_config() {
-            for plural in ["configmaps", "secrets"] {
-                let Some(res) = find("", "v1", plural) else {
-                    continue;
-                };
-                let sub = self
-                    .store
-                    .watch(&replica, &res.prefix(None), listed.revision + 1)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                configs.push((
-                    if plural == "secrets" {
-                        "Secret"
-                    } else {
-                        "ConfigMap"
-                    },
-                    sub,
-                ));
-            }
-        }
+        // Where each watch goes on from: the listed revision, then the last
+        // revision it saw. A watch that ends because its replica lost the
+        // leader or went away resumes from there on another replica; only
+        // an expired one (its revision compacted) lists again.
+        let mut revs = Revs {
+            pods: listed.revision,
+            configs: [listed.revision; 2],
+        };
         // State changes the runtime makes on its own (a container exited,
         // restarted): reported like any other.
         let mut changes = self.runtime.changes();
         loop {
+            // This node's replica, or, on a worker-only node, another's.
+            let replica = self.store.watch_replica();
+            let end = self
+                .watch_from(
+                    &replica,
+                    &filter,
+                    &mut revs,
+                    &mut known,
+                    &mut changes,
+                    reporter,
+                )
+                .await;
+            match end {
+                WatchEnd::Expired(why) => return Err(format!("a watch expired: {why}")),
+                WatchEnd::LeaderLost(why) | WatchEnd::Lost(why) => {
+                    tracing::debug!(node = %self.spec.name, %replica,
+                        "kubelet watches resume from revision {}: {why}", revs.pods + 1);
+                    self.store.watch_failed(&replica);
+                    self.metrics.watch_resumes.inc();
+                    // Back off before asking again (this node's own replica
+                    // may stay cut off for a while).
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Follows the pods bound here and the ConfigMaps and Secrets from
+    /// `revs` on `replica`, until a watch ends (how is returned).
+    async fn watch_from(
+        &self,
+        replica: &str,
+        filter: &FieldFilter,
+        revs: &mut Revs,
+        known: &mut HashMap<Vec<u8>, Known>,
+        changes: &mut Option<tokio::sync::broadcast::Receiver<String>>,
+        reporter: &StatusReporter,
+    ) -> WatchEnd {
+        let lost = |e: &dyn std::fmt::Display| WatchEnd::Lost(e.to_string());
+        let mut sub = match self
+            .store
+            .watch_filtered(
+                replica,
+                &pods().prefix(None),
+                revs.pods + 1,
+                Some(filter.clone()),
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return lost(&e),
+        };
+        // ConfigMaps and Secrets: pods that mount one get its changes, and
+        // pods that could not start without one start once it is there.
+        let mut configs = Vec::new();
+        if self.runtime.needs_config() {
+            for (i, (res, kind)) in [
+                (&shoal_model::resources::CONFIGMAPS, "ConfigMap"),
+                (&shoal_model::resources::SECRETS, "Secret"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                match self
+                    .store
+                    .watch(replica, &res.prefix(None), revs.configs[i] + 1)
+                    .await
+                {
+                    Ok(sub) => configs.push((i, kind, sub)),
+                    Err(e) => return lost(&e),
+                }
+            }
+        }
+        loop {
             let next = tokio::select! {
                 n = sub.next() => n,
-                (kind, n) = async {
+                (i, kind, n) = async {
                     if configs.is_empty() {
                         return std::future::pending().await;
                     }
-                    let nexts = configs.iter_mut().map(|(kind, s)| {
-                        let kind: &'static str = kind;
-                        Box::pin(async move { (kind, s.next().await) })
+                    let nexts = configs.iter_mut().map(|(i, kind, s)| {
+                        let (i, kind): (usize, &'static str) = (*i, kind);
+                        Box::pin(async move { (i, kind, s.next().await) })
                     });
                     futures::future::select_all(nexts).await.0
                 } => {
                     match n {
                         Ok(WatchEvent::Events(events)) => {
                             for e in events {
-                                self.config_changed(kind, &e.key, &known, reporter).await;
+                                revs.configs[i] = revs.configs[i].max(e.rev);
+                                self.config_changed(kind, &e.key, known, reporter).await;
                             }
                         }
-                        Ok(WatchEvent::Progress { .. }) => {}
-                        Err(end) => {
-                            let end: WatchEnd = end.into();
-                            return Err(format!("the {kind} watch ended: {end:?}"));
+                        Ok(WatchEvent::Progress { rev }) => {
+                            revs.configs[i] = revs.configs[i].max(rev);
                         }
+                        Err(end) => return end.into(),
                     }
                     continue;
                 }
@@ -310,15 +384,15 @@ impl Kubelet {
                     }
                 } => {
                     match uid {
-                        Ok(uid) => self.report_change(&uid, &known, reporter),
+                        Ok(uid) => self.report_change(&uid, known, reporter),
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                             // Missed some: report every pod's state.
                             let uids: Vec<String> = known.values().map(|k| k.uid.clone()).collect();
                             for uid in uids {
-                                self.report_change(&uid, &known, reporter);
+                                self.report_change(&uid, known, reporter);
                             }
                         }
-                        Err(_) => changes = None,
+                        Err(_) => *changes = None,
                     }
                     continue;
                 }
@@ -326,11 +400,11 @@ impl Kubelet {
             match next {
                 Ok(WatchEvent::Events(events)) => {
                     for e in events {
+                        revs.pods = revs.pods.max(e.rev);
                         match e.kind {
                             EventKind::Put => {
                                 if let Ok(pod) = serde_json::from_slice::<Value>(&e.value) {
-                                    self.sync_pod(&e.key, pod, e.rev, &mut known, reporter)
-                                        .await;
+                                    self.sync_pod(&e.key, pod, e.rev, known, reporter).await;
                                 }
                             }
                             EventKind::Delete => {
@@ -341,11 +415,8 @@ impl Kubelet {
                         }
                     }
                 }
-                Ok(WatchEvent::Progress { .. }) => {}
-                Err(end) => {
-                    let end: WatchEnd = end.into();
-                    return Err(format!("the pod watch ended: {end:?}"));
-                }
+                Ok(WatchEvent::Progress { rev }) => revs.pods = revs.pods.max(rev),
+                Err(end) => return end.into(),
             }
         }
     }
@@ -545,6 +616,13 @@ struct Known {
     uid: String,
     pod: Value,
     rev: u64,
+}
+
+/// The last revision each of the kubelet's watches saw: pods, then
+/// ConfigMaps and Secrets.
+struct Revs {
+    pods: u64,
+    configs: [u64; 2],
 }
 
 impl Kubelet {

@@ -37,6 +37,7 @@ pub struct KubeletStart {
     pub data_dir: PathBuf,
     pub cell: RuntimeCell,
     pub make: MakeRuntime,
+    pub metrics: crate::KubeletMetrics,
 }
 
 impl KubeletStart {
@@ -82,6 +83,7 @@ impl KubeletStart {
             spec: self.spec,
             runtime,
             events,
+            metrics: self.metrics,
         }
         .run()
         .await

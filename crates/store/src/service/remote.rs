@@ -95,6 +95,15 @@ impl Store {
         self.remote_target().unwrap_or_else(|| self.node.clone())
     }
 
+    /// A watch on `replica` ended without expiring (the replica lost its
+    /// leader, or went away): on a node without a replica of its own, the
+    /// next [`Store::watch_replica`] names another.
+    pub fn watch_failed(&self, replica: &str) {
+        if !self.is_replica() {
+            self.remote_answer(replica, None);
+        }
+    }
+
     pub(super) fn remote_target(&self) -> Option<String> {
         self.replicas
             .lock()
