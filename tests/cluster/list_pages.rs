@@ -148,6 +148,26 @@ async fn a_list_in_pages_under_write_load_sees_every_pod_once() {
         "the list ran under writes"
     );
 
+    // kubectl's `get --chunk-size=500` asks for Tables: they page alike.
+    let k = crate::kube_api::api_ready(&c, 1).await;
+    let req = http::Request::builder()
+        .uri(format!("{base}&continue={}", tokens[0]))
+        .header(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let table: Value = serde_json::from_str(&k.request_text(req).await.unwrap()).unwrap();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["rows"].as_array().unwrap().len(), 500);
+    assert_eq!(table["metadata"]["resourceVersion"], rv.as_str());
+    assert!(
+        table["metadata"]["continue"].is_string(),
+        "{}",
+        table["metadata"]
+    );
+
     // A watch from the oldest revision, over the whole history (nothing
     // compacted yet): every change once, in order, while the node answers.
     let now = store.read_index().await.unwrap();
