@@ -396,6 +396,23 @@ fn kubectl_apply_get_describe_scale_edit_delete() {
     assert_eq!(k.ok(&["get", "cm", "cfg", "-o=jsonpath={.data.a}"]), "b");
     let cms = k.ok(&["get", "cm"]);
     assert_eq!(header(&cms), ["NAME", "DATA", "AGE"]);
+    // kubectl pages a list through continue tokens (`--chunk-size`).
+    let names = |out: &str| -> Vec<String> {
+        out.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    };
+    let whole = names(&k.ok(&["get", "ns"]));
+    let out = k.run(&["get", "ns", "--chunk-size=1", "-v=6"]);
+    assert!(out.status.success());
+    let paged = names(&String::from_utf8_lossy(&out.stdout));
+    assert!(whole.len() >= 3, "{whole:?}");
+    assert_eq!(paged, whole);
+    // One request a namespace, each after the first going on from a token.
+    let log = String::from_utf8_lossy(&out.stderr);
+    let continued = log.lines().filter(|l| l.contains("continue=")).count();
+    assert!(continued >= whole.len() - 1, "{log}");
     assert_eq!(row(&cms, "cfg")[1], "1");
     assert_eq!(
         k.ok(&[
