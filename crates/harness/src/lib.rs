@@ -24,6 +24,31 @@ pub use shoal_fabric::testing::{seed, wait_for_blocking, wait_until, Timeout};
 /// through `Deref`) whose nodes log to the test output under `SHOAL_LOG`.
 pub struct TestCluster(LocalCluster);
 
+/// In-process nodes run with the open-file limit an agent gets from a
+/// default service manager, 1,024 (soft; the hard limit stays), as the
+/// hostile-input tests ask: a test binary's nodes, all of them, must live
+/// within it. Set once per test binary; `SHOAL_TEST_NOFILE` overrides.
+fn service_manager_fd_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let want: libc::rlim_t = std::env::var("SHOAL_TEST_NOFILE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1024);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                lim.rlim_cur = want.min(lim.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    });
+}
+
 impl Deref for TestCluster {
     type Target = LocalCluster;
     fn deref(&self) -> &LocalCluster {
@@ -63,6 +88,7 @@ impl TestCluster {
         tweak: impl Fn(&mut NodeConfig),
         options: impl Fn(usize) -> NodeOptions,
     ) -> anyhow::Result<TestCluster> {
+        service_manager_fd_limit();
         // SHOAL_LOG=<filter> shows the nodes' logs (with --nocapture).
         if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG") {
             let _ = tracing_subscriber::fmt()
