@@ -253,22 +253,17 @@ impl Store {
         if super::access::writes_freely(caller) {
             return Ok(());
         }
-        let (db, policy, caller, txn) = (
-            self.db.clone(),
-            self.policy.clone(),
-            caller.clone(),
-            txn.clone(),
-        );
-        let decided = tokio::task::spawn_blocking(move || {
+        let (caller, txn) = (caller.clone(), txn.clone());
+        self.policy_decides(move |db, policy| {
             let mut current = |key: &[u8]| {
-                reads::read_state_blocking(&db, ReadRequest::key(key))
+                reads::read_state_blocking(db, ReadRequest::key(key))
                     .ok()
                     .and_then(|r| r.kvs.into_iter().next())
                     .map(|kv| kv.value)
             };
             policy.write(&caller, &txn, &mut current)
-        });
-        Self::decided(decided.await)
+        })
+        .await
     }
 
     /// `Forbidden` unless `caller` may read `req` (see `access`).
@@ -280,25 +275,28 @@ impl Store {
         if super::access::reads_freely(caller) {
             return Ok(());
         }
-        let (db, policy, caller, req) = (
-            self.db.clone(),
-            self.policy.clone(),
-            caller.clone(),
-            req.clone(),
-        );
-        let decided = tokio::task::spawn_blocking(move || {
+        let (caller, req) = (caller.clone(), req.clone());
+        self.policy_decides(move |db, policy| {
             let mut scan = |prefix: &[u8]| {
-                reads::read_state_blocking(&db, ReadRequest::prefix(prefix))
+                reads::read_state_blocking(db, ReadRequest::prefix(prefix))
                     .map(|r| r.kvs)
                     .unwrap_or_default()
             };
             policy.read(&caller, &req, &mut scan)
-        });
-        Self::decided(decided.await)
+        })
+        .await
     }
 
-    fn decided(r: Result<Result<(), String>, tokio::task::JoinError>) -> Result<(), ClientError> {
-        match r {
+    /// Runs a policy decision over this replica's state on a blocking
+    /// thread; `Err(reason)` is `Forbidden`.
+    async fn policy_decides(
+        &self,
+        decide: impl FnOnce(&Database, &dyn super::access::PeerPolicy) -> Result<(), String>
+            + Send
+            + 'static,
+    ) -> Result<(), ClientError> {
+        let (db, policy) = (self.db.clone(), self.policy.clone());
+        match tokio::task::spawn_blocking(move || decide(&db, policy.as_ref())).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(ClientError::Forbidden(reason)),
             Err(e) => Err(ClientError::Unavailable(e.to_string())),
