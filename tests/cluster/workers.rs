@@ -104,15 +104,29 @@ async fn a_worker_resumes_its_watches_on_another_replica_without_listing_again()
     })
     .unwrap();
     c.wait_leader(1).await;
-    let watched = c.node(4).store.watch_replica();
-    let dies = c.index_of(&watched).expect("a replica of this cluster");
-    let via = (1..=3).find(|&i| i != dies).unwrap();
-    let k = api_ready(&c, via).await;
+    let k = api_ready(&c, 1).await;
     let pods: Api<Pod> = Api::default_namespaced(k);
     pods.create(&PostParams::default(), &pod_on("r1", "node-4"))
         .await
         .unwrap();
     running(&pods, "r1").await;
+    // The replica its watches are on, as it says on /metrics.
+    let on = |c: &TestCluster| -> Vec<String> {
+        c.node(4)
+            .metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("shoal_kubelet_watch_replica{") && l.ends_with(" 1"))
+            .filter_map(|l| Some(l.split("replica=\"").nth(1)?.split('"').next()?.to_string()))
+            .collect()
+    };
+    let watched = on(&c);
+    assert_eq!(watched.len(), 1, "{watched:?}");
+    let watched = watched[0].clone();
+    let dies = c.index_of(&watched).expect("a replica of this cluster");
+    let via = (1..=3).find(|&i| i != dies).unwrap();
+    let k = api_ready(&c, via).await;
+    let pods: Api<Pod> = Api::default_namespaced(k);
     let metric = |c: &TestCluster, name: &str| -> u64 {
         c.node(4)
             .metrics
@@ -133,5 +147,7 @@ async fn a_worker_resumes_its_watches_on_another_replica_without_listing_again()
         "the watches resumed"
     );
     assert_eq!(metric(&c, "kubelet_pod_lists"), 1, "without listing again");
-    assert_ne!(c.node(4).store.watch_replica(), watched);
+    let now = on(&c);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0], watched);
 }

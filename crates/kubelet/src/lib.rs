@@ -199,6 +199,11 @@ pub struct Kubelet {
 pub struct KubeletMetrics {
     pub pod_lists: prometheus_client::metrics::counter::Counter,
     pub watch_resumes: prometheus_client::metrics::counter::Counter,
+    /// 1 for the replica the kubelet's watches are on, 0 for those it left.
+    pub watch_replica: prometheus_client::metrics::family::Family<
+        Vec<(&'static str, String)>,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
 }
 
 impl KubeletMetrics {
@@ -214,6 +219,11 @@ impl KubeletMetrics {
             "kubelet_watch_resumes",
             "Kubelet watches resumed from their last revision on another replica",
             self.watch_resumes.clone(),
+        );
+        m.register(
+            "kubelet_watch_replica",
+            "1 for the store replica the kubelet's watches are on",
+            self.watch_replica.clone(),
         );
     }
 }
@@ -279,6 +289,11 @@ impl Kubelet {
         loop {
             // This node's replica, or, on a worker-only node, another's.
             let replica = self.store.watch_replica();
+            let on = |r: &str| vec![("replica", r.to_string())];
+            self.metrics
+                .watch_replica
+                .get_or_create(&on(&replica))
+                .set(1);
             let end = self
                 .watch_from(
                     &replica,
@@ -296,6 +311,10 @@ impl Kubelet {
                         "kubelet watches resume from revision {}: {why}", revs.pods + 1);
                     self.store.watch_failed(&replica);
                     self.metrics.watch_resumes.inc();
+                    self.metrics
+                        .watch_replica
+                        .get_or_create(&on(&replica))
+                        .set(0);
                     // Back off before asking again (this node's own replica
                     // may stay cut off for a while).
                     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -2,8 +2,8 @@
 //! store (the [`PeerPolicy`] every node installs), after upstream's Node
 //! authorizer and NodeRestriction admission. A kubelet:
 //!
-//! - writes its own Node, its pod-CIDR claim, the pods bound to it (their
-//!   status, and their final removal), and Events;
+//! - writes its own Node, its pod-CIDR claim, the status of the pods bound
+//!   to it (nothing else of them) and their final removal, and Events;
 //! - reads a Secret or a ConfigMap only by key, and only one that a pod
 //!   bound to it uses (env, envFrom, a volume or a projection); never a
 //!   list of them;
@@ -71,6 +71,18 @@ fn node_of(pod: &[u8]) -> Option<String> {
     v.pointer("/spec/nodeName")?.as_str().map(str::to_string)
 }
 
+/// A stored pod without what its status writes change (the status, the
+/// resourceVersion and managedFields).
+fn but_status(pod: &[u8]) -> Option<Value> {
+    let mut v: Value = serde_json::from_slice(pod).ok()?;
+    v.as_object_mut()?.remove("status");
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+    }
+    Some(v)
+}
+
 /// `(namespace, name)` of a namespaced key under `prefix`.
 fn split_key<'a>(key: &'a [u8], prefix: &[u8]) -> Option<(&'a str, &'a str)> {
     let rest = std::str::from_utf8(key.strip_prefix(prefix)?).ok()?;
@@ -111,6 +123,11 @@ impl NodeAuthorizer {
             if let Some(now) = current(key) {
                 if node_of(&now).as_deref() != Some(node) {
                     return refuse("the stored pod is not bound to it");
+                }
+                if let Op::Put { value, .. } = op {
+                    if but_status(value).is_none() || but_status(value) != but_status(&now) {
+                        return refuse("a kubelet changes only a pod's status");
+                    }
                 }
             } else if matches!(op, Op::Put { .. }) {
                 return refuse("a kubelet does not create pods");
@@ -291,6 +308,13 @@ mod tests {
         assert!(write(Txn::put(NODES.key("", "w1"), "{}")).is_ok());
         assert!(write(Txn::put(NODES.key("", "w2"), "{}")).is_err());
         assert!(write(Txn::put(mine.clone(), pod("w1", "s"))).is_ok());
+        let mut with_status: Value = serde_json::from_slice(&pod("w1", "s")).unwrap();
+        with_status["status"] = json!({"phase": "Running"});
+        let status_only = serde_json::to_vec(&with_status).unwrap();
+        assert!(write(Txn::put(mine.clone(), status_only)).is_ok());
+        // Its own pod's spec (another Secret, say): refused.
+        let err = write(Txn::put(mine.clone(), pod("w1", "other"))).unwrap_err();
+        assert!(err.contains("only a pod's status"), "{err}");
         assert!(write(Txn::delete(mine.clone(), None)).is_ok());
         // Moving a pod elsewhere, touching another node's, creating one.
         assert!(write(Txn::put(mine.clone(), pod("w2", "s"))).is_err());
