@@ -172,6 +172,25 @@ fn template(obj: &mut Value, at: &[&str]) {
     }
 }
 
+/// A Secret's `stringData` merged into `data` (base64, overriding the same
+/// key there) and dropped, as upstream does on every write: `stringData`
+/// is write-only and never stored or served.
+fn fold_string_data(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(plain)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = json!({});
+    }
+    for (k, v) in plain {
+        if let Some(text) = v.as_str() {
+            obj["data"][k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
+    }
+}
+
 /// The defaults of `kind`, applied in place.
 pub fn apply(kind: &str, obj: &mut Value) {
     match kind {
@@ -262,6 +281,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "Service" => service(obj),
         "Secret" => {
             default_at(obj, &["type"], json!("Opaque"));
+            fold_string_data(obj);
         }
         "Namespace" => {
             default_at(obj, &["spec", "finalizers"], json!(["kubernetes"]));
@@ -380,6 +400,19 @@ pub fn qos_class(pod: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secrets_string_data_is_folded_into_data_and_not_kept() {
+        let mut s =
+            json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "new", "c": "hi"}});
+        apply("Secret", &mut s);
+        assert_eq!(s["data"], json!({"a": "eA==", "b": "bmV3", "c": "aGk="}));
+        assert!(s.get("stringData").is_none());
+        assert_eq!(s["type"], "Opaque");
+        let mut only = json!({"stringData": {"k": "v"}});
+        apply("Secret", &mut only);
+        assert_eq!(only["data"], json!({"k": "dg=="}));
+    }
 
     #[test]
     fn pull_policy_follows_the_tag() {
