@@ -9,6 +9,7 @@ mod autopilot;
 mod bad_input;
 mod client_limits;
 mod control_plane;
+mod endpoints;
 mod kube_api;
 mod kube_watch;
 mod linearizable;

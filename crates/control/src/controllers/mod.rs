@@ -10,6 +10,7 @@
 //!                                  ├─ scheduler          (binds pending pods)
 //!                                  ├─ garbage-collector  (dependents follow their owners)
 //!                                  ├─ node-lifecycle     (unreachable nodes: taint, evict)
+//!                                  ├─ endpoints          (Endpoints and EndpointSlices of Services)
 //!                                  └─ …                  (each: runtime::run with its work queue)
 //! ```
 
@@ -24,6 +25,7 @@ use shoal_store::singleton::{Singleton, SingletonCtx};
 pub mod claim;
 pub mod deployment;
 pub mod deployment_plan;
+pub mod endpoints;
 pub mod gc;
 pub mod nodelifecycle;
 pub mod replicaset;
@@ -132,6 +134,16 @@ impl Singleton for ControlPlane {
             ));
             tasks.spawn(runtime::run(
                 deploy,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            let endpoints = Arc::new(endpoints::EndpointsController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+            });
+            tasks.spawn(runtime::run(
+                endpoints,
                 cache.clone(),
                 workers,
                 workers_ctx.clone(),
