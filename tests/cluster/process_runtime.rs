@@ -147,7 +147,7 @@ async fn environments_come_from_config_maps_secrets_and_fields() {
     let k = api_ready(&c, 1).await;
     let pods: Api<Pod> = Api::default_namespaced(k.clone());
     let cms: Api<ConfigMap> = Api::default_namespaced(k.clone());
-    let secrets: Api<Secret> = Api::default_namespaced(k);
+    let secrets: Api<Secret> = Api::default_namespaced(k.clone());
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"MODE": "fast"}}))
             .unwrap();
@@ -157,8 +157,16 @@ async fn environments_come_from_config_maps_secrets_and_fields() {
     )
     .unwrap();
     secrets.create(&PostParams::default(), &s).await.unwrap();
+    // A Service of the namespace: its variables, as upstream's.
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::default_namespaced(k.clone());
+    let backend: k8s_openapi::api::core::v1::Service = serde_json::from_value(
+        json!({"metadata": {"name": "backend"}, "spec": {"ports": [{"port": 8080}]}}),
+    )
+    .unwrap();
+    let backend = svcs.create(&PostParams::default(), &backend).await.unwrap();
+    let backend_ip = backend.spec.unwrap().cluster_ip.unwrap();
     let shell = json!({"name": "c", "image": "none",
-        "command": ["sh", "-c", "echo \"$MODE $PASS $POD_NAME $NODE $IP\"; exec sleep 3600"],
+        "command": ["sh", "-c", "echo \"$MODE $PASS $POD_NAME $NODE $IP $BACKEND_SERVICE_HOST:$BACKEND_SERVICE_PORT\"; exec sleep 3600"],
         "envFrom": [{"configMapRef": {"name": "cfg"}}],
         "env": [
             {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
@@ -171,7 +179,7 @@ async fn environments_come_from_config_maps_secrets_and_fields() {
     let v = status_until(&pods, "envpod", "ready", |cs| cs["ready"] == true).await;
     let node = v["spec"]["nodeName"].as_str().unwrap().to_string();
     let ip = v["status"]["podIP"].as_str().unwrap().to_string();
-    let want = format!("fast s3cr3t envpod {node} {ip}\n");
+    let want = format!("fast s3cr3t envpod {node} {ip} {backend_ip}:8080\n");
     wait_until(Duration::from_secs(10), || {
         let (pods, want) = (pods.clone(), want.clone());
         async move {

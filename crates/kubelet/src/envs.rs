@@ -105,6 +105,86 @@ pub fn data_of(kind: &str, obj: &Value) -> BTreeMap<String, String> {
 pub struct Node<'a> {
     pub name: &'a str,
     pub host_ip: &'a str,
+    /// The Services whose variables the pod's containers get (see
+    /// [`service_vars`]): `kubernetes` from `default`, and with
+    /// `enableServiceLinks` those of the pod's namespace.
+    pub services: &'a [ServiceEnv],
+}
+
+/// A Service as the variables it gives pods show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceEnv {
+    pub name: String,
+    pub cluster_ip: String,
+    /// (name, port, protocol), in the Service's order.
+    pub ports: Vec<(String, i64, String)>,
+}
+
+impl ServiceEnv {
+    /// `svc`'s variables' source, if it has a cluster IP and a port.
+    pub fn of(svc: &Value) -> Option<ServiceEnv> {
+        let ip = svc.pointer("/spec/clusterIP")?.as_str()?;
+        if ip.is_empty() || ip == "None" {
+            return None;
+        }
+        let ports: Vec<(String, i64, String)> = svc
+            .pointer("/spec/ports")?
+            .as_array()?
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    p.get("port")?.as_i64()?,
+                    p.get("protocol")
+                        .and_then(Value::as_str)
+                        .unwrap_or("TCP")
+                        .to_string(),
+                ))
+            })
+            .collect();
+        let name = svc.pointer("/metadata/name")?.as_str()?.to_string();
+        (!ports.is_empty()).then(|| ServiceEnv {
+            name,
+            cluster_ip: ip.to_string(),
+            ports,
+        })
+    }
+}
+
+/// Upstream's Service variables, in its order: `{SVC}_SERVICE_HOST`,
+/// `{SVC}_SERVICE_PORT` (the first port), `{SVC}_SERVICE_PORT_{NAME}` for
+/// named ports, then the Docker-link ones (`{SVC}_PORT`,
+/// `{SVC}_PORT_{port}_{PROTO}` and its `_PROTO`, `_PORT`, `_ADDR`).
+pub fn service_vars(services: &[ServiceEnv]) -> Vec<(String, String)> {
+    let var = |s: &str| s.to_uppercase().replace('-', "_");
+    let mut out = Vec::new();
+    for s in services {
+        let n = var(&s.name);
+        let ip = &s.cluster_ip;
+        out.push((format!("{n}_SERVICE_HOST"), ip.clone()));
+        out.push((format!("{n}_SERVICE_PORT"), s.ports[0].1.to_string()));
+        for (name, port, _) in &s.ports {
+            if !name.is_empty() {
+                out.push((format!("{n}_SERVICE_PORT_{}", var(name)), port.to_string()));
+            }
+        }
+        for (i, (_, port, proto)) in s.ports.iter().enumerate() {
+            let proto = proto.to_lowercase();
+            let url = format!("{proto}://{ip}:{port}");
+            if i == 0 {
+                out.push((format!("{n}_PORT"), url.clone()));
+            }
+            let p = format!("{n}_PORT_{port}_{}", proto.to_uppercase());
+            out.push((p.clone(), url));
+            out.push((format!("{p}_PROTO"), proto));
+            out.push((format!("{p}_PORT"), port.to_string()));
+            out.push((format!("{p}_ADDR"), ip.clone()));
+        }
+    }
+    out
 }
 
 /// A `fieldRef`'s value; None for the pod IP (the runtime's) or an
@@ -218,6 +298,11 @@ fn container_env(
         if vars.insert(k.clone(), v).is_none() {
             order.push(k);
         }
+    }
+    // The Services' variables come first: the container's own override
+    // them and may refer to them as $(VAR).
+    for (k, v) in service_vars(node.services) {
+        put(&mut vars, &mut order, k, v);
     }
     for e in c
         .get("envFrom")

@@ -522,6 +522,37 @@ impl Kubelet {
 
 impl Kubelet {
     /// The pod with its environments and projected volumes resolved (see
+    /// The Services whose variables `pod` gets, as upstream: `kubernetes`
+    /// of `default` always, and with `enableServiceLinks` (the default)
+    /// every Service of the pod's namespace, in name order.
+    async fn service_envs(&self, pod: &Value) -> Result<Vec<envs::ServiceEnv>, String> {
+        use shoal_model::resources::SERVICES;
+        let ns = objects::namespace_of(pod);
+        let links = pod
+            .pointer("/spec/enableServiceLinks")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let read = |req| async move {
+            self.store
+                .read(req)
+                .await
+                .map(|r| r.kvs)
+                .map_err(|e| e.to_string())
+        };
+        let mut kvs = Vec::new();
+        if ns != "default" || !links {
+            kvs.extend(read(ReadRequest::key(SERVICES.key("default", "kubernetes"))).await?);
+        }
+        if links {
+            kvs.extend(read(ReadRequest::prefix(SERVICES.prefix(Some(ns)))).await?);
+        }
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .filter_map(|svc| envs::ServiceEnv::of(&svc))
+            .collect())
+    }
+
     /// `envs` and `volumes`): the ConfigMaps and Secrets it names, read
     /// through the store.
     async fn resolved(&self, pod: &Value) -> Result<PodConfig, RuntimeError> {
@@ -551,9 +582,17 @@ impl Kubelet {
                 Err(e) => failed = Some(format!("reading {kind} {name:?}: {e}")),
             }
         }
+        let services = match self.service_envs(pod).await {
+            Ok(s) => s,
+            Err(e) => {
+                failed = Some(format!("reading Services: {e}"));
+                Vec::new()
+            }
+        };
         let node = envs::Node {
             name: &self.spec.name,
             host_ip: &self.spec.address,
+            services: &services,
         };
         let resolved = envs::resolve(pod, &sources, &node);
         let mut config = PodConfig::of(pod)?;

@@ -5,6 +5,7 @@ use super::*;
 
 fn node() -> Node<'static> {
     Node {
+        services: &[],
         name: "node-2",
         host_ip: "10.0.0.2",
     }
@@ -151,4 +152,57 @@ fn a_doubling_chain_is_a_config_error_not_an_exhausted_agent() {
     assert_eq!(expand("$(A)$(A)", &vars).unwrap().len(), 2000);
     let long = "$(A)".repeat(200);
     assert_eq!(expand(&long, &vars), Err(TooLong));
+}
+
+#[test]
+fn services_give_upstreams_variables_first_and_the_container_may_use_them() {
+    // The example of upstream's Service documentation.
+    let svc = json!({"metadata": {"name": "redis-primary"},
+        "spec": {"clusterIP": "10.0.0.11", "ports": [{"port": 6379, "protocol": "TCP"}]}});
+    let s = ServiceEnv::of(&svc).unwrap();
+    let vars = service_vars(std::slice::from_ref(&s));
+    let want = [
+        ("REDIS_PRIMARY_SERVICE_HOST", "10.0.0.11"),
+        ("REDIS_PRIMARY_SERVICE_PORT", "6379"),
+        ("REDIS_PRIMARY_PORT", "tcp://10.0.0.11:6379"),
+        ("REDIS_PRIMARY_PORT_6379_TCP", "tcp://10.0.0.11:6379"),
+        ("REDIS_PRIMARY_PORT_6379_TCP_PROTO", "tcp"),
+        ("REDIS_PRIMARY_PORT_6379_TCP_PORT", "6379"),
+        ("REDIS_PRIMARY_PORT_6379_TCP_ADDR", "10.0.0.11"),
+    ];
+    let got: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(got, want);
+    // Headless and port-less Services give none.
+    let headless =
+        json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 1}]}});
+    assert!(ServiceEnv::of(&headless).is_none());
+    // A named port gets its own variable; the container's env comes after
+    // and may refer to them.
+    let named = json!({"metadata": {"name": "web"},
+        "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "http-alt", "port": 8080}]}});
+    let services = [ServiceEnv::of(&named).unwrap()];
+    let node = Node {
+        services: &services,
+        ..node()
+    };
+    let pod = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": [{"name": "c",
+        "env": [{"name": "URL", "value": "http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT_HTTP_ALT)"},
+                {"name": "WEB_SERVICE_PORT", "value": "mine"}]}]}});
+    let r = resolve(&pod, &Sources::new(), &node);
+    let env: BTreeMap<String, String> = r.pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().into(),
+                e["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(env["URL"], "http://10.96.0.9:8080");
+    assert_eq!(env["WEB_SERVICE_PORT"], "mine");
+    assert_eq!(env["WEB_PORT_8080_TCP_ADDR"], "10.96.0.9");
+    let first = r.pod["spec"]["containers"][0]["env"][0]["name"].clone();
+    assert_eq!(first, "WEB_SERVICE_HOST");
 }
