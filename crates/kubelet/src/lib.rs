@@ -31,6 +31,7 @@ pub mod envs;
 pub mod fleet;
 mod node;
 pub mod process;
+mod resolve;
 mod runtime;
 pub mod sim;
 mod start;
@@ -517,102 +518,6 @@ impl Kubelet {
         // Through the status rules; batched with the other pods' reports
         // (see `status`).
         report_status(reporter, key, &pod, rev, status);
-    }
-}
-
-impl Kubelet {
-    /// The pod with its environments and projected volumes resolved (see
-    /// The Services whose variables `pod` gets, as upstream: `kubernetes`
-    /// of `default` always, and with `enableServiceLinks` (the default)
-    /// every Service of the pod's namespace, in name order.
-    async fn service_envs(&self, pod: &Value) -> Result<Vec<envs::ServiceEnv>, String> {
-        use shoal_model::resources::SERVICES;
-        let ns = objects::namespace_of(pod);
-        let links = pod
-            .pointer("/spec/enableServiceLinks")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        let read = |req| async move {
-            self.store
-                .read(req)
-                .await
-                .map(|r| r.kvs)
-                .map_err(|e| e.to_string())
-        };
-        let mut kvs = Vec::new();
-        if ns != "default" || !links {
-            kvs.extend(read(ReadRequest::key(SERVICES.key("default", "kubernetes"))).await?);
-        }
-        if links {
-            kvs.extend(read(ReadRequest::prefix(SERVICES.prefix(Some(ns)))).await?);
-        }
-        Ok(kvs
-            .iter()
-            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-            .filter_map(|svc| envs::ServiceEnv::of(&svc))
-            .collect())
-    }
-
-    /// `envs` and `volumes`): the ConfigMaps and Secrets it names, read
-    /// through the store.
-    async fn resolved(&self, pod: &Value) -> Result<PodConfig, RuntimeError> {
-        let ns = objects::namespace_of(pod);
-        let mut sources = envs::Sources::new();
-        let mut objects = volumes::Objects::new();
-        let mut failed: Option<String> = None;
-        let mut names = envs::referenced(pod);
-        names.extend(volumes::referenced(pod));
-        for (kind, name) in names {
-            let res = if kind == "Secret" {
-                &shoal_model::resources::SECRETS
-            } else {
-                &shoal_model::resources::CONFIGMAPS
-            };
-            match self.store.read(ReadRequest::key(res.key(ns, &name))).await {
-                Ok(r) => {
-                    let found = r
-                        .kvs
-                        .first()
-                        .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok());
-                    if let Some(v) = &found {
-                        sources.insert((kind, name.clone()), envs::data_of(kind, v));
-                    }
-                    objects.insert((kind, name), found);
-                }
-                Err(e) => failed = Some(format!("reading {kind} {name:?}: {e}")),
-            }
-        }
-        let services = match self.service_envs(pod).await {
-            Ok(s) => s,
-            Err(e) => {
-                failed = Some(format!("reading Services: {e}"));
-                Vec::new()
-            }
-        };
-        let node = envs::Node {
-            name: &self.spec.name,
-            host_ip: &self.spec.address,
-            services: &services,
-        };
-        let resolved = envs::resolve(pod, &sources, &node);
-        let mut config = PodConfig::of(pod)?;
-        config.envs = envs::literal_envs(&resolved.pod);
-        config.config_errors = resolved.errors;
-        config.projections = volumes::resolve(pod, &objects);
-        if let Some(why) = failed {
-            // The store could not say: refuse rather than start with a
-            // partial environment.
-            let names: Vec<String> = config
-                .init_containers()
-                .iter()
-                .chain(config.containers())
-                .map(|c| c.name.clone())
-                .collect();
-            for name in names {
-                config.config_errors.insert(name, why.clone());
-            }
-        }
-        Ok(config)
     }
 }
 
