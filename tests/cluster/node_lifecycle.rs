@@ -20,6 +20,25 @@ async fn ten_running(
     app: &str,
 ) -> (kube::Client, Api<Pod>, Vec<(String, String)>) {
     let k = api_ready(c, 1).await;
+    // Every node registered first, or a slow start (CI) can put all ten
+    // on the first one.
+    let nodes: Api<Node> = Api::all(k.clone());
+    wait_until(Duration::from_secs(60), || {
+        let nodes = nodes.clone();
+        async move {
+            let n = nodes
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            if n.items.len() == c.len() {
+                Ok(())
+            } else {
+                Err(format!("{} nodes registered", n.items.len()))
+            }
+        }
+    })
+    .await
+    .unwrap();
     let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
     let pods: Api<Pod> = Api::default_namespaced(k.clone());
     rss.create(&PostParams::default(), &replica_set(app, 10))
