@@ -22,23 +22,7 @@ async fn ten_running(
     let k = api_ready(c, 1).await;
     // Every node registered first, or a slow start (CI) can put all ten
     // on the first one.
-    let nodes: Api<Node> = Api::all(k.clone());
-    wait_until(Duration::from_secs(60), || {
-        let nodes = nodes.clone();
-        async move {
-            let n = nodes
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            if n.items.len() == c.len() {
-                Ok(())
-            } else {
-                Err(format!("{} nodes registered", n.items.len()))
-            }
-        }
-    })
-    .await
-    .unwrap();
+    all_registered(&k, c.len()).await;
     let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
     let pods: Api<Pod> = Api::default_namespaced(k.clone());
     rss.create(&PostParams::default(), &replica_set(app, 10))
@@ -49,6 +33,29 @@ async fn ten_running(
     })
     .await;
     (k, pods, running_by_node(&running))
+}
+
+/// Waits until `n` Nodes are registered.
+async fn all_registered(k: &kube::Client, n: usize) {
+    let nodes: Api<Node> = Api::all(k.clone());
+    wait_until(Duration::from_secs(60), || {
+        let nodes = nodes.clone();
+        async move {
+            let got = nodes
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            if got == n {
+                Ok(())
+            } else {
+                Err(format!("{got} nodes registered"))
+            }
+        }
+    })
+    .await
+    .unwrap();
 }
 
 /// Live pods of `app` that are Running, by node.
@@ -211,23 +218,7 @@ async fn node_death_with_1000_pods() {
     .unwrap();
     let k = api_ready(&c, 1).await;
     // All five kubelets first, so the pods spread (about 1,000 a node).
-    let nodes: Api<Node> = Api::all(k.clone());
-    wait_until(Duration::from_secs(60), || {
-        let nodes = nodes.clone();
-        async move {
-            let n = nodes
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            if n.items.len() == 5 {
-                Ok(())
-            } else {
-                Err(format!("{} nodes registered", n.items.len()))
-            }
-        }
-    })
-    .await
-    .unwrap();
+    all_registered(&k, 5).await;
     let rss: Api<ReplicaSet> = Api::default_namespaced(k.clone());
     let pods: Api<Pod> = Api::default_namespaced(k.clone());
     let total = 5000;
