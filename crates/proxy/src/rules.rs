@@ -1,0 +1,523 @@
+//! The nftables rules of one node, as data: a fixed [`base`] (hook chains,
+//! the verdict maps, masquerading) and one [`Part`] per Service port,
+//! after kube-proxy's nftables mode (KEP-3866):
+//!
+//! ```text
+//! nat-prerouting ─ iifname <bridge> ─► services ─ ip daddr . l4proto . dport vmap @service-ips
+//!                └ ip daddr <node>  ─► nodeports ─ l4proto . dport vmap @service-nodeports
+//! @service-ips       ─► service-<id>  (mark non-pod sources) ─► cluster-<id> | local-<id>
+//! @service-nodeports ─► external-<id> (mark unless Local)     ─► cluster-<id> | local-<id>
+//! cluster-<id> ─ affinity sets, then numgen random mod N vmap ─► endpoint-<id>__<ip>/<port>
+//! endpoint-…   ─ mark itself (hairpin), remember the client (affinity), dnat to ip:port
+//! nat-postrouting ─► masquerading ─ masquerade what was marked
+//! filter-{forward,output} ─ ct state new ─► @no-endpoint-services ─► reject
+//! ```
+//!
+//! Every chain and map element a Service port needs is named after the
+//! port (`namespace/name/proto/port`), so two ports never share one and a
+//! change to one Service touches only its own objects ([`crate::nft`]
+//! turns two parts into the commands between them).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::Ipv4Addr;
+
+use nftables::expr::{
+    BinaryOperation, Elem, Expression, Meta, MetaKey, NamedExpression, NgMode, Numgen, Payload,
+    PayloadField, Prefix, SetItem, Verdict, CT,
+};
+use nftables::stmt::{
+    JumpTarget, Mangle, Match, NATFlag, Operator, Set as SetStmt, SetOp, Statement, VerdictMap, NAT,
+};
+
+use crate::model::{Endpoint, Proto, ServicePort};
+
+/// One rule: its statements.
+pub type Rule = Vec<Statement<'static>>;
+
+/// The packet mark that asks for masquerading (kube-proxy's 0x4000).
+pub const MASQ_MARK: u32 = 0x4000;
+
+/// The verdict maps of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MapName {
+    /// `ipv4_addr . inet_proto . inet_service : verdict`.
+    ServiceIps,
+    /// `inet_proto . inet_service : verdict`.
+    NodePorts,
+    /// `ipv4_addr . inet_proto . inet_service : verdict`: Services without endpoints.
+    NoEndpoints,
+}
+
+impl MapName {
+    pub const ALL: [MapName; 3] = [
+        MapName::ServiceIps,
+        MapName::NodePorts,
+        MapName::NoEndpoints,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MapName::ServiceIps => "service-ips",
+            MapName::NodePorts => "service-nodeports",
+            MapName::NoEndpoints => "no-endpoint-services",
+        }
+    }
+
+    /// The key's types, as nft names them.
+    pub fn key_types(self) -> &'static [&'static str] {
+        match self {
+            MapName::ServiceIps | MapName::NoEndpoints => {
+                &["ipv4_addr", "inet_proto", "inet_service"]
+            }
+            MapName::NodePorts => &["inet_proto", "inet_service"],
+        }
+    }
+}
+
+/// A map element's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Ip(Ipv4Addr, Proto, u16),
+    Port(Proto, u16),
+}
+
+impl Key {
+    /// The key as an nftables expression (a concatenation).
+    pub fn expr(&self) -> Expression<'static> {
+        let parts = match *self {
+            Key::Ip(ip, proto, port) => vec![
+                Expression::String(ip.to_string().into()),
+                Expression::String(proto.nft().into()),
+                Expression::Number(port.into()),
+            ],
+            Key::Port(proto, port) => vec![
+                Expression::String(proto.nft().into()),
+                Expression::Number(port.into()),
+            ],
+        };
+        Expression::Named(NamedExpression::Concat(parts))
+    }
+}
+
+/// A chain: its hook (base chains only) and its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainDef {
+    pub hook: Option<Hook>,
+    pub rules: Vec<Rule>,
+}
+
+/// A base chain's type, hook and priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hook {
+    pub nat: bool,
+    pub hook: nftables::types::NfHook,
+    pub prio: i32,
+}
+
+/// What one Service port (or the base) puts in the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Part {
+    pub chains: BTreeMap<String, ChainDef>,
+    /// Map elements: (map, key) → the chain they go to.
+    pub elements: BTreeMap<(MapName, Key), String>,
+    /// Client-affinity sets (dynamic, with per-element timeouts).
+    pub sets: BTreeSet<String>,
+}
+
+/// The node a table belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeNet {
+    /// The nftables table (`ip` family), one per node.
+    pub table: String,
+    /// The node's pod bridge: traffic from its pods enters here.
+    pub bridge: String,
+    /// The node's address (NodePorts answer on it).
+    pub node_ip: Ipv4Addr,
+    /// The cluster's pod range: traffic from elsewhere is masqueraded.
+    pub pod_cidr: (Ipv4Addr, u8),
+}
+
+// Expressions.
+
+fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: protocol.into(),
+            field: field.into(),
+        },
+    )))
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn string(s: impl Into<Cow<'static, str>>) -> Expression<'static> {
+    Expression::String(s.into())
+}
+
+fn matches(
+    left: Expression<'static>,
+    op: Operator,
+    right: Expression<'static>,
+) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
+}
+
+fn jump(chain: &str) -> Statement<'static> {
+    Statement::Jump(JumpTarget {
+        target: chain.to_string().into(),
+    })
+}
+
+fn goto(chain: &str) -> Statement<'static> {
+    Statement::Goto(JumpTarget {
+        target: chain.to_string().into(),
+    })
+}
+
+fn mark_masq() -> Statement<'static> {
+    jump(MARK_CHAIN)
+}
+
+/// `ip daddr . meta l4proto . th dport` or `meta l4proto . th dport`.
+fn lookup(with_addr: bool, map: MapName) -> Statement<'static> {
+    let mut key = Vec::new();
+    if with_addr {
+        key.push(payload("ip", "daddr"));
+    }
+    key.push(meta(MetaKey::L4proto));
+    key.push(payload("th", "dport"));
+    Statement::VerdictMap(VerdictMap {
+        key: Expression::Named(NamedExpression::Concat(key)),
+        data: string(format!("@{}", map.as_str())),
+    })
+}
+
+// The base chains.
+
+const MARK_CHAIN: &str = "mark-for-masquerade";
+const SERVICES: &str = "services";
+const NODEPORTS: &str = "nodeports";
+const MASQUERADING: &str = "masquerading";
+const ENDPOINTS_CHECK: &str = "endpoints-check";
+/// Where Services without endpoints go: rejected, so clients fail fast.
+pub const REJECT: &str = "reject-chain";
+
+fn hooked(nat: bool, hook: nftables::types::NfHook, prio: i32, rules: Vec<Rule>) -> ChainDef {
+    ChainDef {
+        hook: Some(Hook { nat, hook, prio }),
+        rules,
+    }
+}
+
+fn plain(rules: Vec<Rule>) -> ChainDef {
+    ChainDef { hook: None, rules }
+}
+
+/// The chains every node's table has, whatever its Services.
+pub fn base(net: &NodeNet) -> Part {
+    use nftables::types::NfHook;
+    let node_ip = || string(net.node_ip.to_string());
+    let to_node_ports = vec![
+        matches(payload("ip", "daddr"), Operator::EQ, node_ip()),
+        jump(NODEPORTS),
+    ];
+    let mark = meta(MetaKey::Mark);
+    let new_conn = || {
+        matches(
+            Expression::Named(NamedExpression::CT(CT {
+                key: "state".into(),
+                family: None,
+                dir: None,
+            })),
+            Operator::IN,
+            string("new"),
+        )
+    };
+    let mut chains = BTreeMap::new();
+    // dstnat is -100, srcnat 100, filter 0.
+    chains.insert(
+        "nat-prerouting".to_string(),
+        hooked(
+            true,
+            NfHook::Prerouting,
+            -100,
+            vec![
+                vec![
+                    matches(
+                        meta(MetaKey::Iifname),
+                        Operator::EQ,
+                        string(net.bridge.clone()),
+                    ),
+                    jump(SERVICES),
+                ],
+                to_node_ports.clone(),
+            ],
+        ),
+    );
+    chains.insert(
+        "nat-output".to_string(),
+        hooked(
+            true,
+            NfHook::Output,
+            -100,
+            vec![vec![jump(SERVICES)], to_node_ports],
+        ),
+    );
+    chains.insert(
+        "nat-postrouting".to_string(),
+        hooked(
+            true,
+            NfHook::Postrouting,
+            100,
+            vec![vec![jump(MASQUERADING)]],
+        ),
+    );
+    chains.insert(
+        "filter-forward".to_string(),
+        hooked(
+            false,
+            NfHook::Forward,
+            -110,
+            vec![vec![new_conn(), jump(ENDPOINTS_CHECK)]],
+        ),
+    );
+    chains.insert(
+        "filter-output".to_string(),
+        hooked(
+            false,
+            NfHook::Output,
+            -110,
+            vec![vec![new_conn(), jump(ENDPOINTS_CHECK)]],
+        ),
+    );
+    chains.insert(
+        SERVICES.to_string(),
+        plain(vec![vec![lookup(true, MapName::ServiceIps)]]),
+    );
+    chains.insert(
+        NODEPORTS.to_string(),
+        plain(vec![vec![lookup(false, MapName::NodePorts)]]),
+    );
+    chains.insert(
+        ENDPOINTS_CHECK.to_string(),
+        plain(vec![vec![lookup(true, MapName::NoEndpoints)]]),
+    );
+    chains.insert(
+        REJECT.to_string(),
+        plain(vec![vec![Statement::Reject(None)]]),
+    );
+    chains.insert(
+        MARK_CHAIN.to_string(),
+        plain(vec![vec![Statement::Mangle(Mangle {
+            key: mark.clone(),
+            value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
+                mark.clone(),
+                Expression::Number(MASQ_MARK),
+            ]))),
+        })]]),
+    );
+    let masked = || {
+        Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            meta(MetaKey::Mark),
+            Expression::Number(MASQ_MARK),
+        )))
+    };
+    chains.insert(
+        MASQUERADING.to_string(),
+        plain(vec![
+            vec![
+                matches(masked(), Operator::EQ, Expression::Number(0)),
+                Statement::Return(None),
+            ],
+            vec![Statement::Mangle(Mangle {
+                key: mark.clone(),
+                value: Expression::BinaryOperation(Box::new(BinaryOperation::XOR(
+                    mark,
+                    Expression::Number(MASQ_MARK),
+                ))),
+            })],
+            vec![Statement::Masquerade(Some(NAT {
+                addr: None,
+                family: None,
+                port: None,
+                flags: Some(HashSet::from([NATFlag::FullyRandom])),
+            }))],
+        ]),
+    );
+    Part {
+        chains,
+        ..Part::default()
+    }
+}
+
+// One Service port.
+
+fn endpoint_chain(id: &str, e: &Endpoint) -> String {
+    format!("endpoint-{id}__{}/{}", e.ip, e.port)
+}
+
+fn affinity_set(id: &str, e: &Endpoint) -> String {
+    format!("affinity-{id}__{}/{}", e.ip, e.port)
+}
+
+/// A chain that picks one of `eps` (the client's remembered endpoint
+/// first, with affinity), or `None` when there is none to pick.
+fn picker(sp: &ServicePort, id: &str, eps: &[&Endpoint]) -> Option<ChainDef> {
+    if eps.is_empty() {
+        return None;
+    }
+    let mut rules = Vec::new();
+    if sp.affinity_secs.is_some() {
+        for e in eps {
+            rules.push(vec![
+                matches(
+                    payload("ip", "saddr"),
+                    Operator::EQ,
+                    string(format!("@{}", affinity_set(id, e))),
+                ),
+                goto(&endpoint_chain(id, e)),
+            ]);
+        }
+    }
+    let choices = eps
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            SetItem::Mapping(
+                Expression::Number(i as u32),
+                Expression::Verdict(Verdict::Goto(JumpTarget {
+                    target: endpoint_chain(id, e).into(),
+                })),
+            )
+        })
+        .collect();
+    rules.push(vec![Statement::VerdictMap(VerdictMap {
+        key: Expression::Named(NamedExpression::Numgen(Numgen {
+            mode: NgMode::Random,
+            ng_mod: eps.len() as u32,
+            offset: None,
+        })),
+        data: Expression::Named(NamedExpression::Set(choices)),
+    })]);
+    Some(plain(rules))
+}
+
+/// The chains, map elements and sets of one Service port on `net`'s node.
+pub fn service_part(net: &NodeNet, sp: &ServicePort) -> Part {
+    let id = sp.id();
+    let mut part = Part::default();
+    let cluster = sp.endpoints.iter().collect::<Vec<_>>();
+    let local = sp.endpoints.iter().filter(|e| e.local).collect::<Vec<_>>();
+    let cluster_chain = format!("cluster-{id}");
+    let local_chain = format!("local-{id}");
+    let mut pickers = BTreeMap::new();
+    pickers.insert(cluster_chain.clone(), picker(sp, &id, &cluster));
+    if sp.internal_local || sp.external_local {
+        pickers.insert(local_chain.clone(), picker(sp, &id, &local));
+    }
+    let internal = if sp.internal_local {
+        &local_chain
+    } else {
+        &cluster_chain
+    };
+    let external = if sp.external_local {
+        &local_chain
+    } else {
+        &cluster_chain
+    };
+    let has = |chain: &String| pickers.get(chain).is_some_and(Option::is_some);
+    if let Some(ip) = sp.cluster_ip {
+        let key = Key::Ip(ip, sp.proto, sp.port);
+        if has(internal) {
+            let entry = format!("service-{id}");
+            part.chains.insert(
+                entry.clone(),
+                plain(vec![
+                    vec![
+                        matches(
+                            payload("ip", "saddr"),
+                            Operator::NEQ,
+                            Expression::Named(NamedExpression::Prefix(Prefix {
+                                addr: Box::new(string(net.pod_cidr.0.to_string())),
+                                len: net.pod_cidr.1.into(),
+                            })),
+                        ),
+                        mark_masq(),
+                    ],
+                    vec![goto(internal)],
+                ]),
+            );
+            part.elements.insert((MapName::ServiceIps, key), entry);
+        } else {
+            part.elements
+                .insert((MapName::NoEndpoints, key), REJECT.to_string());
+        }
+    }
+    if let Some(node_port) = sp.node_port {
+        if has(external) {
+            let entry = format!("external-{id}");
+            let mut rules = Vec::new();
+            if !sp.external_local {
+                rules.push(vec![mark_masq()]);
+            }
+            rules.push(vec![goto(external)]);
+            part.chains.insert(entry.clone(), plain(rules));
+            part.elements
+                .insert((MapName::NodePorts, Key::Port(sp.proto, node_port)), entry);
+        }
+    }
+    let referenced = |c: &String| {
+        (sp.cluster_ip.is_some() && c == internal) || (sp.node_port.is_some() && c == external)
+    };
+    let mut endpoints: BTreeSet<&Endpoint> = BTreeSet::new();
+    for (name, chain) in pickers {
+        if let Some(chain) = chain.filter(|_| referenced(&name)) {
+            part.chains.insert(name.clone(), chain);
+            let eps = if name == cluster_chain {
+                &cluster
+            } else {
+                &local
+            };
+            endpoints.extend(eps.iter().copied());
+        }
+    }
+    for e in endpoints {
+        let mut rules = vec![vec![
+            matches(
+                payload("ip", "saddr"),
+                Operator::EQ,
+                string(e.ip.to_string()),
+            ),
+            mark_masq(),
+        ]];
+        if let Some(secs) = sp.affinity_secs {
+            let set = affinity_set(&id, e);
+            rules.push(vec![Statement::Set(SetStmt {
+                op: SetOp::Update,
+                elem: Expression::Named(NamedExpression::Elem(Elem {
+                    val: Box::new(payload("ip", "saddr")),
+                    timeout: Some(secs),
+                    expires: None,
+                    comment: None,
+                    counter: None,
+                })),
+                set: format!("@{set}").into(),
+            })]);
+            part.sets.insert(set);
+        }
+        rules.push(vec![
+            matches(meta(MetaKey::L4proto), Operator::EQ, string(sp.proto.nft())),
+            Statement::DNAT(Some(NAT {
+                addr: Some(string(e.ip.to_string())),
+                family: None,
+                port: Some(Expression::Number(e.port.into())),
+                flags: None,
+            })),
+        ]);
+        part.chains.insert(endpoint_chain(&id, e), plain(rules));
+    }
+    part
+}
