@@ -25,6 +25,10 @@ need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+# nft: the service proxy's rules (ClusterIP, NodePort); conntrack: it
+# deletes UDP flows to endpoints that went.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 # python3: the README's example server (`python3 -m http.server`).
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then

@@ -137,6 +137,9 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
                 .env("SHOAL_KUBELET_RUNTIME", opts.runtime.as_str())
                 .env("SHOAL_KUBELET_NETWORK", opts.network.as_str())
                 .env("SHOAL_KUBELET_POD_CIDR", &opts.pod_cidr)
+                // The nodes share one kernel: each publishes its bridge's
+                // gateway as its address (with sandboxes; else unused).
+                .env("SHOAL_KUBELET_NODE_ADDRESS", "bridge")
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

@@ -34,6 +34,19 @@ pub enum PodNetwork {
     Host,
 }
 
+/// Which address a node publishes as its InternalIP (`kubelet.node_address`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeAddress {
+    /// The address the agent advertises to its peers.
+    #[default]
+    Advertised,
+    /// Its pod bridge's gateway (`.1` of its /24): `shoal dev`, whose
+    /// nodes share one kernel and one loopback address, gives each node an
+    /// address of its own this way (NodePorts answer on it).
+    Bridge,
+}
+
 macro_rules! names {
     ($t:ty, $what:literal, $($v:ident => $s:literal),+) => {
         impl $t {
@@ -61,6 +74,7 @@ macro_rules! names {
 
 names!(RuntimeKind, "process or sim", Process => "process", Sim => "sim");
 names!(PodNetwork, "auto, cni or host", Auto => "auto", Cni => "cni", Host => "host");
+names!(NodeAddress, "advertised or bridge", Advertised => "advertised", Bridge => "bridge");
 
 /// The node agent of a worker node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +96,9 @@ pub struct KubeletConfig {
     /// registers (`spec.podCIDR`). The default /12 holds 4,096 nodes; it
     /// must not overlap a host route.
     pub pod_cidr: String,
+    /// The node's InternalIP: `advertised` (the default) or `bridge` (its
+    /// pod bridge's gateway; only with pod sandboxes).
+    pub node_address: NodeAddress,
 }
 
 /// The default pod range: a /12 cut into /24s (`shoal dev` uses
@@ -97,6 +114,7 @@ impl Default for KubeletConfig {
             shim: PathBuf::new(),
             network: PodNetwork::Auto,
             pod_cidr: DEFAULT_POD_CIDR.into(),
+            node_address: NodeAddress::Advertised,
         }
     }
 }

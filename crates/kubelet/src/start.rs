@@ -38,6 +38,12 @@ pub struct KubeletStart {
     pub cell: RuntimeCell,
     pub make: MakeRuntime,
     pub metrics: crate::KubeletMetrics,
+    /// Publish the pod bridge's gateway as the node's InternalIP
+    /// (`kubelet.node_address = bridge`).
+    pub bridge_address: bool,
+    /// Called once with the node's slot when it is registered (the service
+    /// proxy starts then: its table and addresses come from the slot).
+    pub on_registered: Option<Box<dyn FnOnce(&PodSlot, &NodeSpec) + Send>>,
 }
 
 impl KubeletStart {
@@ -63,6 +69,23 @@ impl KubeletStart {
                 }
             }
         };
+        if self.bridge_address {
+            // The gateway is known once the slot is: publish it (the node
+            // keeps its slot, so this second write only refreshes).
+            let gateway = std::net::Ipv4Addr::from(u32::from(slot.network()) + 1).to_string();
+            if self.spec.address != gateway {
+                self.spec.address = gateway;
+                while let Err(e) =
+                    register(&self.store, &self.spec, self.runtime_name, &self.pod_range).await
+                {
+                    tracing::debug!(node = %name, "kubelet: publishing the node's address: {}", e.message);
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        if let Some(f) = self.on_registered.take() {
+            f(&slot, &self.spec);
+        }
         if let Err(e) = save_slot(&self.data_dir, &slot) {
             tracing::warn!(node = %name, "kubelet: {e}");
         }

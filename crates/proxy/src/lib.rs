@@ -8,8 +8,10 @@
 //!
 //! See docs/ARCHITECTURE.md ("Service networking").
 
+pub mod actor;
 pub mod model;
 pub mod nft;
+pub mod proxy;
 pub mod rules;
 
 #[cfg(test)]

@@ -330,9 +330,20 @@ impl Sandboxes {
             }
         }
         let cidr = self.cidr.to_string();
+        // Docker's FORWARD policy drops; it leaves DOCKER-USER for rules
+        // of others, and re-inserts its own jumps above anything put in
+        // FORWARD itself when it restarts.
+        let forward = if run("iptables", &["-w", "-t", "filter", "-n", "-L", "DOCKER-USER"])
+            .await
+            .is_ok()
+        {
+            "DOCKER-USER"
+        } else {
+            "FORWARD"
+        };
         let rules: [(&str, &str, Vec<&str>); 3] = [
-            ("filter", "FORWARD", vec!["-s", &cidr, "-j", "ACCEPT"]),
-            ("filter", "FORWARD", vec!["-d", &cidr, "-j", "ACCEPT"]),
+            ("filter", forward, vec!["-s", &cidr, "-j", "ACCEPT"]),
+            ("filter", forward, vec!["-d", &cidr, "-j", "ACCEPT"]),
             (
                 "nat",
                 "POSTROUTING",
@@ -348,6 +359,7 @@ impl Sandboxes {
                 run("iptables", &add).await?;
             }
         }
+        self.ensure_bridge().await?;
         // IPAM records of pods that are gone.
         let dir = self.ipam_dir.join(self.bridge());
         if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -534,10 +546,35 @@ impl Sandboxes {
         })
     }
 
+    /// The node's bridge with its gateway address, up, before any pod
+    /// exists: the node's address (the gateway, its InternalIP in
+    /// `shoal dev`) answers NodePorts from the start. The CNI bridge
+    /// plugin takes it as it finds it.
+    async fn ensure_bridge(&self) -> Result<(), String> {
+        let bridge = self.bridge();
+        if !Path::new("/sys/class/net").join(&bridge).exists() {
+            run("ip", &["link", "add", &bridge, "type", "bridge"]).await?;
+        }
+        let gateway = format!("{}/{}", self.subnet.addr(1), self.subnet.prefix);
+        let have = run("ip", &["-4", "-o", "addr", "show", "dev", &bridge]).await?;
+        if !have.contains(&format!("inet {gateway} ")) {
+            run("ip", &["addr", "add", &gateway, "dev", &bridge]).await?;
+        }
+        run("ip", &["link", "set", &bridge, "up"]).await?;
+        Ok(())
+    }
+
+    /// The node's address when it is its bridge gateway (`shoal dev`).
+    pub fn gateway(&self) -> std::net::Ipv4Addr {
+        self.subnet.addr(1)
+    }
+
     /// Removes the node's bridge when no pod is left on it (a cluster torn
-    /// down whole).
+    /// down whole), and the service proxy's table of the node with it.
     pub async fn remove_bridge(&self) {
         let bridge = self.bridge();
+        // Named as the bridge (see shoal_proxy); gone already is fine.
+        let _ = run("nft", &["delete", "table", "ip", &bridge]).await;
         let dev = Path::new("/sys/class/net").join(&bridge);
         let ports = std::fs::read_dir(dev.join("brif")).map_or(0, |d| d.count());
         if dev.exists() && ports == 0 {

@@ -1,0 +1,417 @@
+//! The proxy's loop: it lists Services and EndpointSlices once, builds its
+//! node's table in one transaction, then follows both with store watches
+//! (pushed, nothing polls). Each change recomputes the [`Part`] of the one
+//! Service it touches and applies the commands between the committed part
+//! and the new one. The committed parts stay in memory: no sync reads the
+//! kernel's table. A delta the kernel refuses is followed by a full build
+//! from the desired state; a watch that breaks resumes from its last
+//! revision on another replica, and only an expired one lists again.
+//!
+//! UDP has no connection to end: when a UDP endpoint goes, the conntrack
+//! entries that still send a Service's traffic to it are deleted
+//! (`conntrack -D`, from Debian's conntrack package), as kube-proxy does.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use serde::{Deserialize, Serialize};
+use shoal_model::resources::{ENDPOINTSLICES, SERVICES};
+use shoal_store::watch::{WatchEnd, WatchEvent};
+use shoal_store::{ReadRequest, Store};
+
+use crate::model::{service_ports, Proto, ServicePort, SERVICE_NAME_LABEL};
+use crate::nft::{delta, full, Commands, Nft};
+use crate::rules::{base, service_part, NodeNet, Part};
+
+/// `namespace`, `name` of a Service.
+type SvcKey = (String, String);
+
+/// What the proxy has done, for its actor's `Status` and for tests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The table it keeps.
+    pub table: String,
+    /// The store revision its table reflects (0 before the first build).
+    pub revision: u64,
+    /// Services with rules in the table.
+    pub services: usize,
+    pub full_syncs: u64,
+    pub partial_syncs: u64,
+    pub failures: u64,
+}
+
+/// The proxy's metrics, named as kube-proxy's (under `shoal_`).
+#[derive(Clone)]
+pub struct ProxyMetrics {
+    pub sync_duration: Histogram,
+    pub full_sync_duration: Histogram,
+    pub partial_sync_duration: Histogram,
+    pub last_sync: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub sync_failures: Counter,
+    pub service_changes: Counter,
+    pub endpoint_changes: Counter,
+    pub conntrack_flushes: Counter,
+}
+
+impl Default for ProxyMetrics {
+    fn default() -> Self {
+        let buckets = || {
+            Histogram::new([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0])
+        };
+        ProxyMetrics {
+            sync_duration: buckets(),
+            full_sync_duration: buckets(),
+            partial_sync_duration: buckets(),
+            last_sync: Gauge::default(),
+            sync_failures: Counter::default(),
+            service_changes: Counter::default(),
+            endpoint_changes: Counter::default(),
+            conntrack_flushes: Counter::default(),
+        }
+    }
+}
+
+impl ProxyMetrics {
+    pub fn register(&self, m: &shoal_fabric::metrics::Metrics) {
+        let h = [
+            ("kubeproxy_sync_proxy_rules_duration_seconds", "Time to apply a sync of the rules", &self.sync_duration),
+            ("kubeproxy_sync_full_proxy_rules_duration_seconds", "Time to build the whole table", &self.full_sync_duration),
+            ("kubeproxy_sync_partial_proxy_rules_duration_seconds", "Time to apply a delta", &self.partial_sync_duration),
+        ];
+        for (name, help, metric) in h {
+            m.register(name, help, metric.clone());
+        }
+        m.register(
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            "When the rules were last applied (Unix seconds)",
+            self.last_sync.clone(),
+        );
+        m.register(
+            "kubeproxy_sync_proxy_rules_nftables_sync_failures",
+            "Transactions nft refused (each followed by a full build)",
+            self.sync_failures.clone(),
+        );
+        m.register(
+            "kubeproxy_sync_proxy_rules_service_changes",
+            "Service changes seen",
+            self.service_changes.clone(),
+        );
+        m.register(
+            "kubeproxy_sync_proxy_rules_endpoint_changes",
+            "EndpointSlice changes seen",
+            self.endpoint_changes.clone(),
+        );
+        m.register(
+            "kubeproxy_conntrack_flushes",
+            "conntrack deletions for removed UDP endpoints",
+            self.conntrack_flushes.clone(),
+        );
+    }
+}
+
+/// The proxy of one node.
+pub struct Proxy {
+    pub store: Store,
+    /// The node's name (endpoints with this `nodeName` are local).
+    pub node: String,
+    pub net: NodeNet,
+    pub nft: Nft,
+    pub metrics: ProxyMetrics,
+    pub status: Arc<Mutex<Status>>,
+}
+
+/// What the proxy knows and what the kernel holds.
+#[derive(Default)]
+struct State {
+    services: HashMap<SvcKey, Service>,
+    /// EndpointSlices by (namespace, slice name), with their Service's name.
+    slices: HashMap<SvcKey, (String, EndpointSlice)>,
+    /// The parts (and ports) the kernel holds, by Service.
+    committed: HashMap<SvcKey, (Part, Vec<ServicePort>)>,
+    /// Services changed since the last sync.
+    dirty: BTreeSet<SvcKey>,
+}
+
+fn split_key(key: &[u8], prefix: &[u8]) -> Option<SvcKey> {
+    let rest = std::str::from_utf8(key.strip_prefix(prefix)?).ok()?;
+    let (ns, name) = rest.split_once('/')?;
+    Some((ns.to_string(), name.to_string()))
+}
+
+impl State {
+    /// Takes in one change of a Service or an EndpointSlice.
+    fn apply(&mut self, key: &[u8], value: &[u8], metrics: &ProxyMetrics) {
+        let (svc_prefix, slice_prefix) = (SERVICES.prefix(None), ENDPOINTSLICES.prefix(None));
+        if let Some(k) = split_key(key, &svc_prefix) {
+            metrics.service_changes.inc();
+            match serde_json::from_slice::<Service>(value) {
+                Ok(s) if !value.is_empty() => {
+                    self.services.insert(k.clone(), s);
+                }
+                _ => {
+                    self.services.remove(&k);
+                }
+            }
+            self.dirty.insert(k);
+        } else if let Some(k) = split_key(key, &slice_prefix) {
+            metrics.endpoint_changes.inc();
+            if let Some((svc, _)) = self.slices.remove(&k) {
+                self.dirty.insert((k.0.clone(), svc));
+            }
+            if value.is_empty() {
+                return;
+            }
+            if let Ok(s) = serde_json::from_slice::<EndpointSlice>(value) {
+                let svc = s
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .cloned();
+                if let Some(svc) = svc {
+                    self.dirty.insert((k.0.clone(), svc.clone()));
+                    self.slices.insert(k, (svc, s));
+                }
+            }
+        }
+    }
+
+    /// The ports of Service `k` as the node `node` routes them.
+    fn ports(&self, k: &SvcKey, node: &str) -> Vec<ServicePort> {
+        let Some(svc) = self.services.get(k) else {
+            return Vec::new();
+        };
+        let slices = self
+            .slices
+            .iter()
+            .filter(|((ns, _), (name, _))| ns == &k.0 && name == &k.1)
+            .map(|(_, (_, s))| s);
+        service_ports(svc, slices, node)
+    }
+}
+
+fn part_of(net: &NodeNet, ports: &[ServicePort]) -> Part {
+    let mut part = Part::default();
+    for sp in ports {
+        let p = service_part(net, sp);
+        part.chains.extend(p.chains);
+        part.elements.extend(p.elements);
+        part.sets.extend(p.sets);
+    }
+    part
+}
+
+/// UDP endpoints in `old` that `new` no longer sends a port's traffic to,
+/// with the addresses traffic reached them by: (service address or None
+/// for a NodePort, port, endpoint).
+fn gone_udp(old: &[ServicePort], new: &[ServicePort]) -> Vec<(Option<std::net::Ipv4Addr>, u16, std::net::Ipv4Addr)> {
+    let mut out = Vec::new();
+    for o in old.iter().filter(|p| p.proto == Proto::Udp) {
+        let still: BTreeSet<_> = new
+            .iter()
+            .filter(|n| n.id() == o.id())
+            .flat_map(|n| n.endpoints.iter().map(|e| e.ip))
+            .collect();
+        for e in o.endpoints.iter().filter(|e| !still.contains(&e.ip)) {
+            if let Some(ip) = o.cluster_ip {
+                out.push((Some(ip), o.port, e.ip));
+            }
+            if let Some(np) = o.node_port {
+                out.push((None, np, e.ip));
+            }
+        }
+    }
+    out
+}
+
+/// Deletes the UDP conntrack entries that DNAT to `ep` for a Service
+/// address (or, for a NodePort, its port).
+async fn flush_conntrack(target: Option<std::net::Ipv4Addr>, port: u16, ep: std::net::Ipv4Addr) -> Result<(), String> {
+    let mut args = vec!["-D".to_string(), "-p".into(), "udp".into()];
+    if let Some(ip) = target {
+        args.extend(["--orig-dst".into(), ip.to_string()]);
+    }
+    args.extend(["--orig-port-dst".into(), port.to_string(), "--dst-nat".into(), ep.to_string()]);
+    let out = tokio::process::Command::new("conntrack")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("conntrack: {e}"))?;
+    // Exit 1 with "0 flow entries" when none matched.
+    if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("0 flow entries") {
+        Ok(())
+    } else {
+        Err(format!("conntrack {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Proxy {
+    /// Runs the proxy, forever.
+    pub async fn run(self) {
+        let mut state = State::default();
+        loop {
+            if let Err(e) = self.follow(&mut state).await {
+                tracing::debug!(node = %self.node, "proxy: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lists, builds the table, then follows changes until a watch expires.
+    async fn follow(&self, state: &mut State) -> Result<(), String> {
+        let base = base(&self.net);
+        let read = |prefix: Vec<u8>| self.store.read(ReadRequest::prefix(prefix));
+        let services = read(SERVICES.prefix(None)).await.map_err(|e| e.to_string())?;
+        let slices = read(ENDPOINTSLICES.prefix(None)).await.map_err(|e| e.to_string())?;
+        *state = State::default();
+        for kv in services.kvs.iter().chain(&slices.kvs) {
+            state.apply(&kv.key, &kv.value, &self.metrics);
+        }
+        let mut rev = services.revision.min(slices.revision);
+        self.full_build(state, &base, rev).await;
+        loop {
+            let replica = self.store.watch_replica();
+            match self.watch_from(&replica, state, &base, &mut rev).await {
+                WatchEnd::Expired(why) => return Err(format!("a watch expired: {why}")),
+                WatchEnd::LeaderLost(why) | WatchEnd::Lost(why) => {
+                    tracing::debug!(node = %self.node, %replica, "proxy watches resume from revision {}: {why}", rev + 1);
+                    self.store.watch_failed(&replica);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    async fn watch_from(&self, replica: &str, state: &mut State, base: &Part, rev: &mut u64) -> WatchEnd {
+        let lost = |e: &dyn std::fmt::Display| WatchEnd::Lost(e.to_string());
+        let mut svcs = match self.store.watch(replica, &SERVICES.prefix(None), *rev + 1).await {
+            Ok(s) => s,
+            Err(e) => return lost(&e),
+        };
+        let mut slices = match self.store.watch(replica, &ENDPOINTSLICES.prefix(None), *rev + 1).await {
+            Ok(s) => s,
+            Err(e) => return lost(&e),
+        };
+        // Each watch's revision; the table reflects the lower one.
+        let mut revs = [*rev; 2];
+        loop {
+            let (i, next) = tokio::select! {
+                n = svcs.next() => (0, n),
+                n = slices.next() => (1, n),
+            };
+            match next {
+                Ok(WatchEvent::Events(events)) => {
+                    for e in events {
+                        revs[i] = revs[i].max(e.rev);
+                        state.apply(&e.key, &e.value, &self.metrics);
+                    }
+                }
+                Ok(WatchEvent::Progress { rev }) => revs[i] = revs[i].max(rev),
+                Err(end) => return end.into(),
+            }
+            *rev = revs[0].min(revs[1]);
+            self.sync(state, base, *rev).await;
+        }
+    }
+
+    /// Builds the whole table from what the proxy knows.
+    async fn full_build(&self, state: &mut State, base: &Part, rev: u64) {
+        let start = Instant::now();
+        let keys: Vec<SvcKey> = state.services.keys().cloned().collect();
+        let mut committed = HashMap::new();
+        for k in keys {
+            let ports = state.ports(&k, &self.node);
+            committed.insert(k, (part_of(&self.net, &ports), ports));
+        }
+        let cmds = full(
+            &self.net.table,
+            std::iter::once(base).chain(committed.values().map(|(p, _)| p)),
+        );
+        let mut pause = Duration::from_millis(200);
+        while let Err(e) = self.nft.apply(&cmds).await {
+            self.metrics.sync_failures.inc();
+            self.status().failures += 1;
+            tracing::error!(node = %self.node, "proxy: building table {}: {e}", self.net.table);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+        state.committed = committed;
+        state.dirty.clear();
+        let took = start.elapsed().as_secs_f64();
+        self.metrics.full_sync_duration.observe(took);
+        self.synced(took, rev, state.committed.len(), true);
+    }
+
+    fn synced(&self, took: f64, rev: u64, services: usize, full: bool) {
+        self.metrics.sync_duration.observe(took);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.metrics.last_sync.set(now);
+        let mut s = self.status();
+        s.table = self.net.table.clone();
+        s.revision = rev;
+        s.services = services;
+        if full {
+            s.full_syncs += 1;
+        } else {
+            s.partial_syncs += 1;
+        }
+    }
+
+    /// Applies the changes of the dirty Services as one transaction.
+    async fn sync(&self, state: &mut State, base: &Part, rev: u64) {
+        if state.dirty.is_empty() {
+            self.status().revision = rev;
+            return;
+        }
+        let start = Instant::now();
+        let mut cmds: Commands = Vec::new();
+        let mut next: BTreeMap<SvcKey, (Part, Vec<ServicePort>)> = BTreeMap::new();
+        let empty = (Part::default(), Vec::new());
+        let mut gone = Vec::new();
+        for k in std::mem::take(&mut state.dirty) {
+            let ports = state.ports(&k, &self.node);
+            let part = part_of(&self.net, &ports);
+            let old = state.committed.get(&k).unwrap_or(&empty);
+            cmds.extend(delta(&self.net.table, &old.0, &part));
+            gone.extend(gone_udp(&old.1, &ports));
+            next.insert(k, (part, ports));
+        }
+        if let Err(e) = self.nft.apply(&cmds).await {
+            self.metrics.sync_failures.inc();
+            self.status().failures += 1;
+            tracing::warn!(node = %self.node, "proxy: a delta was refused, building the table afresh: {e}");
+            self.full_build(state, base, rev).await;
+        } else {
+            for (k, v) in next {
+                if v.0 == Part::default() {
+                    state.committed.remove(&k);
+                } else {
+                    state.committed.insert(k, v);
+                }
+            }
+            let took = start.elapsed().as_secs_f64();
+            self.metrics.partial_sync_duration.observe(took);
+            self.synced(took, rev, state.committed.len(), false);
+        }
+        for (target, port, ep) in gone {
+            self.metrics.conntrack_flushes.inc();
+            if let Err(e) = flush_conntrack(target, port, ep).await {
+                tracing::warn!(node = %self.node, "proxy: {e}");
+            }
+        }
+    }
+}
