@@ -129,8 +129,9 @@ impl NodeConfig {
             self.kubelet.network = n.parse().map_err(|e| invalid("SHOAL_KUBELET_NETWORK", e))?;
         }
         if let Some(a) = get("SHOAL_KUBELET_NODE_ADDRESS") {
-            self.kubelet.node_address =
-                a.parse().map_err(|e| invalid("SHOAL_KUBELET_NODE_ADDRESS", e))?;
+            self.kubelet.node_address = a
+                .parse()
+                .map_err(|e| invalid("SHOAL_KUBELET_NODE_ADDRESS", e))?;
         }
         if let Some(c) = get("SHOAL_KUBELET_POD_CIDR") {
             self.kubelet.pod_cidr = c;

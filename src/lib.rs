@@ -42,6 +42,6 @@ pub use shoal_fabric::{
 };
 pub use shoal_kubelet as kubelet;
 pub use shoal_kubelet_proto as kubelet_proto;
-pub use shoal_proxy as proxy;
 pub use shoal_model as model;
+pub use shoal_proxy as proxy;
 pub use shoal_store as store;

@@ -393,41 +393,47 @@ impl Node {
             let status = Arc::new(std::sync::Mutex::new(crate::proxy::proxy::Status::default()));
             crate::proxy::actor::serve(
                 &registry,
-                actor::spawn(crate::proxy::actor::ProxyActor { status: status.clone() }, mailbox),
+                actor::spawn(
+                    crate::proxy::actor::ProxyActor {
+                        status: status.clone(),
+                    },
+                    mailbox,
+                ),
             );
             let sandboxed = cfg.kubelet.runtime == RuntimeKind::Process
                 && crate::kubelet::process::sandbox::Sandboxes::wanted(cfg.kubelet.network)
                     .unwrap_or(false);
-            let on_registered: Option<Box<dyn FnOnce(&crate::model::podcidr::PodSlot, &crate::kubelet::NodeSpec) + Send>> =
-                if sandboxed {
-                    let proxy_metrics = crate::proxy::proxy::ProxyMetrics::default();
-                    proxy_metrics.register(&metrics);
-                    let store = store.clone();
-                    let node = cfg.name.clone();
-                    let range = pod_range.clone();
-                    Some(Box::new(move |slot, spec| {
-                        let bridge = format!("shoal-{}", slot.index);
-                        let node_ip = spec.address.parse().unwrap_or_else(|_| {
-                            std::net::Ipv4Addr::from(u32::from(slot.network()) + 1)
-                        });
-                        let proxy = crate::proxy::proxy::Proxy {
-                            store,
-                            node,
-                            net: crate::proxy::rules::NodeNet {
-                                table: bridge.clone(),
-                                bridge,
-                                node_ip,
-                                pod_cidr: range.network(),
-                            },
-                            nft: crate::proxy::nft::Nft::host(),
-                            metrics: proxy_metrics,
-                            status,
-                        };
-                        tokio::spawn(proxy.run());
-                    }))
-                } else {
-                    None
-                };
+            let on_registered: Option<
+                Box<dyn FnOnce(&crate::model::podcidr::PodSlot, &crate::kubelet::NodeSpec) + Send>,
+            > = if sandboxed {
+                let proxy_metrics = crate::proxy::proxy::ProxyMetrics::default();
+                proxy_metrics.register(&metrics);
+                let store = store.clone();
+                let node = cfg.name.clone();
+                let range = pod_range.clone();
+                Some(Box::new(move |slot, spec| {
+                    let bridge = format!("shoal-{}", slot.index);
+                    let node_ip = spec.address.parse().unwrap_or_else(|_| {
+                        std::net::Ipv4Addr::from(u32::from(slot.network()) + 1)
+                    });
+                    let proxy = crate::proxy::proxy::Proxy {
+                        store,
+                        node,
+                        net: crate::proxy::rules::NodeNet {
+                            table: bridge.clone(),
+                            bridge,
+                            node_ip,
+                            pod_cidr: range.network(),
+                        },
+                        nft: crate::proxy::nft::Nft::host(),
+                        metrics: proxy_metrics,
+                        status,
+                    };
+                    tokio::spawn(proxy.run());
+                }))
+            } else {
+                None
+            };
             let kubelet = crate::kubelet::KubeletStart {
                 bridge_address: sandboxed
                     && cfg.kubelet.node_address == crate::kubelet::config::NodeAddress::Bridge,

@@ -195,4 +195,6 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
     }
     let left = crate::sandbox_leftovers();
     assert!(left.is_empty(), "sandboxes left behind: {left:?}");
+    let tables = crate::proxy_tables();
+    assert!(tables.is_empty(), "proxy tables left behind: {tables:?}");
 }

@@ -16,6 +16,7 @@ mod kubectl;
 mod kubectl_process;
 mod kubectl_streams;
 mod secrets_on_disk;
+mod services;
 mod watch_failover;
 
 /// Held by each test whose cluster gives pods CNI sandboxes: those use the
@@ -62,6 +63,20 @@ fn sandbox_leftovers() -> Vec<String> {
         }
     }
     left
+}
+
+/// The service proxies' nftables tables (named as their bridges) on the
+/// machine.
+fn proxy_tables() -> Vec<String> {
+    let out = Command::new("nft").args(["list", "tables"]).output();
+    out.map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("table ip shoal-"))
+            .map(String::from)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 fn shoal() -> Command {

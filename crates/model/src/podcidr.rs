@@ -86,7 +86,10 @@ impl PodCidrs {
     /// The range's network address and prefix length.
     pub fn network(&self) -> (Ipv4Addr, u8) {
         // count = 2^(24 - bits), so bits = 24 - log2(count).
-        (Ipv4Addr::from(self.base), (24 - self.count.trailing_zeros()) as u8)
+        (
+            Ipv4Addr::from(self.base),
+            (24 - self.count.trailing_zeros()) as u8,
+        )
     }
 
     /// How many nodes the range holds.

@@ -34,11 +34,19 @@ impl Actor for ProxyActor {}
 
 impl Handler<ProxyStatus> for ProxyActor {
     fn handle(&mut self, _msg: ProxyStatus, _ctx: &mut Ctx<Self>) -> Reply<Status> {
-        Reply::Now(self.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        Reply::Now(
+            self.status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 }
 
 /// Serves the actor to every member.
-pub fn serve(registry: &shoal_fabric::actor::Registry, addr: shoal_fabric::actor::Addr<ProxyActor>) {
+pub fn serve(
+    registry: &shoal_fabric::actor::Registry,
+    addr: shoal_fabric::actor::Addr<ProxyActor>,
+) {
     registry.serve::<ProxyActor, ProxyStatus>(PROXY, addr);
 }

@@ -62,7 +62,9 @@ pub struct ProxyMetrics {
 impl Default for ProxyMetrics {
     fn default() -> Self {
         let buckets = || {
-            Histogram::new([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0])
+            Histogram::new([
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+            ])
         };
         ProxyMetrics {
             sync_duration: buckets(),
@@ -80,9 +82,21 @@ impl Default for ProxyMetrics {
 impl ProxyMetrics {
     pub fn register(&self, m: &shoal_fabric::metrics::Metrics) {
         let h = [
-            ("kubeproxy_sync_proxy_rules_duration_seconds", "Time to apply a sync of the rules", &self.sync_duration),
-            ("kubeproxy_sync_full_proxy_rules_duration_seconds", "Time to build the whole table", &self.full_sync_duration),
-            ("kubeproxy_sync_partial_proxy_rules_duration_seconds", "Time to apply a delta", &self.partial_sync_duration),
+            (
+                "kubeproxy_sync_proxy_rules_duration_seconds",
+                "Time to apply a sync of the rules",
+                &self.sync_duration,
+            ),
+            (
+                "kubeproxy_sync_full_proxy_rules_duration_seconds",
+                "Time to build the whole table",
+                &self.full_sync_duration,
+            ),
+            (
+                "kubeproxy_sync_partial_proxy_rules_duration_seconds",
+                "Time to apply a delta",
+                &self.partial_sync_duration,
+            ),
         ];
         for (name, help, metric) in h {
             m.register(name, help, metric.clone());
@@ -210,7 +224,10 @@ fn part_of(net: &NodeNet, ports: &[ServicePort]) -> Part {
 /// UDP endpoints in `old` that `new` no longer sends a port's traffic to,
 /// with the addresses traffic reached them by: (service address or None
 /// for a NodePort, port, endpoint).
-fn gone_udp(old: &[ServicePort], new: &[ServicePort]) -> Vec<(Option<std::net::Ipv4Addr>, u16, std::net::Ipv4Addr)> {
+fn gone_udp(
+    old: &[ServicePort],
+    new: &[ServicePort],
+) -> Vec<(Option<std::net::Ipv4Addr>, u16, std::net::Ipv4Addr)> {
     let mut out = Vec::new();
     for o in old.iter().filter(|p| p.proto == Proto::Udp) {
         let still: BTreeSet<_> = new
@@ -232,12 +249,21 @@ fn gone_udp(old: &[ServicePort], new: &[ServicePort]) -> Vec<(Option<std::net::I
 
 /// Deletes the UDP conntrack entries that DNAT to `ep` for a Service
 /// address (or, for a NodePort, its port).
-async fn flush_conntrack(target: Option<std::net::Ipv4Addr>, port: u16, ep: std::net::Ipv4Addr) -> Result<(), String> {
+async fn flush_conntrack(
+    target: Option<std::net::Ipv4Addr>,
+    port: u16,
+    ep: std::net::Ipv4Addr,
+) -> Result<(), String> {
     let mut args = vec!["-D".to_string(), "-p".into(), "udp".into()];
     if let Some(ip) = target {
         args.extend(["--orig-dst".into(), ip.to_string()]);
     }
-    args.extend(["--orig-port-dst".into(), port.to_string(), "--dst-nat".into(), ep.to_string()]);
+    args.extend([
+        "--orig-port-dst".into(),
+        port.to_string(),
+        "--dst-nat".into(),
+        ep.to_string(),
+    ]);
     let out = tokio::process::Command::new("conntrack")
         .args(&args)
         .stdin(std::process::Stdio::null())
@@ -248,7 +274,11 @@ async fn flush_conntrack(target: Option<std::net::Ipv4Addr>, port: u16, ep: std:
     if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("0 flow entries") {
         Ok(())
     } else {
-        Err(format!("conntrack {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "conntrack {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -272,8 +302,12 @@ impl Proxy {
     async fn follow(&self, state: &mut State) -> Result<(), String> {
         let base = base(&self.net);
         let read = |prefix: Vec<u8>| self.store.read(ReadRequest::prefix(prefix));
-        let services = read(SERVICES.prefix(None)).await.map_err(|e| e.to_string())?;
-        let slices = read(ENDPOINTSLICES.prefix(None)).await.map_err(|e| e.to_string())?;
+        let services = read(SERVICES.prefix(None))
+            .await
+            .map_err(|e| e.to_string())?;
+        let slices = read(ENDPOINTSLICES.prefix(None))
+            .await
+            .map_err(|e| e.to_string())?;
         *state = State::default();
         for kv in services.kvs.iter().chain(&slices.kvs) {
             state.apply(&kv.key, &kv.value, &self.metrics);
@@ -293,13 +327,27 @@ impl Proxy {
         }
     }
 
-    async fn watch_from(&self, replica: &str, state: &mut State, base: &Part, rev: &mut u64) -> WatchEnd {
+    async fn watch_from(
+        &self,
+        replica: &str,
+        state: &mut State,
+        base: &Part,
+        rev: &mut u64,
+    ) -> WatchEnd {
         let lost = |e: &dyn std::fmt::Display| WatchEnd::Lost(e.to_string());
-        let mut svcs = match self.store.watch(replica, &SERVICES.prefix(None), *rev + 1).await {
+        let mut svcs = match self
+            .store
+            .watch(replica, &SERVICES.prefix(None), *rev + 1)
+            .await
+        {
             Ok(s) => s,
             Err(e) => return lost(&e),
         };
-        let mut slices = match self.store.watch(replica, &ENDPOINTSLICES.prefix(None), *rev + 1).await {
+        let mut slices = match self
+            .store
+            .watch(replica, &ENDPOINTSLICES.prefix(None), *rev + 1)
+            .await
+        {
             Ok(s) => s,
             Err(e) => return lost(&e),
         };

@@ -333,9 +333,12 @@ impl Sandboxes {
         // Docker's FORWARD policy drops; it leaves DOCKER-USER for rules
         // of others, and re-inserts its own jumps above anything put in
         // FORWARD itself when it restarts.
-        let forward = if run("iptables", &["-w", "-t", "filter", "-n", "-L", "DOCKER-USER"])
-            .await
-            .is_ok()
+        let forward = if run(
+            "iptables",
+            &["-w", "-t", "filter", "-n", "-L", "DOCKER-USER"],
+        )
+        .await
+        .is_ok()
         {
             "DOCKER-USER"
         } else {

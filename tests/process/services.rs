@@ -1,0 +1,297 @@
+//! Services that route (issue 21), end to end with kubectl 1.33 on a
+//! 3-node `shoal dev` as root with pod sandboxes: the proxy's nftables
+//! rules take a ClusterIP from a pod on another node to every ready
+//! backend, follow scaling and readiness, answer NodePorts on every node's
+//! own address, and keep `externalTrafficPolicy: Local` NodePorts to nodes
+//! with a local endpoint. Without root there are no sandboxes and no
+//! ClusterIP routing (the README's degraded mode): the test says SKIPPED.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::kubectl::Dev;
+
+/// Backends answer `GET /` with their pod name, and fail readiness while
+/// the file `<dir>/<pod>.unready` exists.
+fn backends(dir: &str) -> String {
+    let server = format!(
+        "import http.server,os\n\
+         name=os.environ['POD_NAME']\n\
+         class H(http.server.BaseHTTPRequestHandler):\n  \
+           def do_GET(self):\n    \
+             bad=self.path=='/ready' and os.path.exists('{dir}/'+name+'.unready')\n    \
+             b=name.encode()\n    \
+             self.send_response(503 if bad else 200);self.send_header('Content-Length',str(len(b)));self.end_headers();self.wfile.write(b)\n  \
+           def log_message(self,*a): pass\n\
+         http.server.ThreadingHTTPServer(('0.0.0.0',8000),H).serve_forever()\n"
+    );
+    let server = serde_json::to_string(&server).unwrap();
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: backend
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: backend}}
+  template:
+    metadata:
+      labels: {{app: backend}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: http
+        image: python:3
+        command: ["python3", "-c", {server}]
+        env:
+        - name: POD_NAME
+          valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        ports: [{{name: http, containerPort: 8000}}]
+        readinessProbe:
+          httpGet: {{path: /ready, port: 8000}}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: backend
+spec:
+  type: NodePort
+  selector: {{app: backend}}
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: client
+    image: python:3
+    command: ["python3", "-c", "import time\nwhile True: time.sleep(3600)"]
+"#
+    )
+}
+
+/// `n` GETs of `url` from the client pod; the answers counted by body
+/// (failures as "error: …").
+fn from_client(k: &Dev, url: &str, n: usize) -> BTreeMap<String, usize> {
+    let script = format!(
+        "import urllib.request,json\n\
+         seen={{}}\n\
+         for i in range({n}):\n  \
+           try: a=urllib.request.urlopen('{url}',timeout=2).read().decode()\n  \
+           except Exception as e: a='error: '+type(e).__name__\n  \
+           seen[a]=seen.get(a,0)+1\n\
+         print(json.dumps(seen))\n"
+    );
+    let out = k.ok(&["exec", "client", "--", "python3", "-c", &script]);
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("client said {out:?}: {e}"))
+}
+
+fn curl(url: &str) -> Result<String, String> {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "2", url])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+fn names_of(k: &Dev, selector: &str) -> Vec<(String, String)> {
+    super::kubectl_process::pods(k, selector)
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `f` holds, returning how long that took.
+fn timed(deadline: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) -> Duration {
+    let start = Instant::now();
+    super::wait_for(deadline, what, || f());
+    let took = start.elapsed();
+    eprintln!("{what}: {took:?}");
+    took
+}
+
+#[test]
+fn cluster_ips_and_node_ports_route_to_ready_endpoints() {
+    if !super::cni_sandboxes() {
+        eprintln!("SKIPPED: ClusterIPs are routed only with pod sandboxes (root)");
+        return;
+    }
+    let Some(k) = Dev::start_with(3, "process") else {
+        return;
+    };
+    let flags = tempfile::tempdir().unwrap();
+    let flag_dir = flags.path().display().to_string();
+    let manifest = k.file("backend.yaml", &backends(&flag_dir));
+    k.ok(&["apply", "-f", &manifest]);
+    k.ok(&["rollout", "status", "deploy/backend", "--timeout=90s"]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=60s",
+    ]);
+
+    // Each node publishes an address of its own (its bridge gateway).
+    let nodes: Value = serde_json::from_str(&k.ok(&["get", "nodes", "-o", "json"])).unwrap();
+    let mut addresses = BTreeMap::new();
+    for n in nodes["items"].as_array().unwrap() {
+        let ip = n["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["type"] == "InternalIP")
+            .and_then(|a| a["address"].as_str())
+            .unwrap()
+            .to_string();
+        assert!(ip.starts_with("10.88.") && ip.ends_with(".1"), "{ip}");
+        addresses.insert(n["metadata"]["name"].as_str().unwrap().to_string(), ip);
+    }
+    let distinct: std::collections::BTreeSet<_> = addresses.values().collect();
+    assert_eq!(distinct.len(), 3, "{addresses:?}");
+
+    let svc: Value = serde_json::from_str(&k.ok(&["get", "svc", "backend", "-o", "json"])).unwrap();
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    let url = format!("http://{cluster_ip}/");
+
+    // From the client on node-1, 30 requests reach all three backends
+    // (on every node, node-1's own included).
+    let all: Vec<String> = names_of(&k, "app=backend")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(all.len(), 3);
+    timed(
+        Duration::from_secs(30),
+        "all three backends answer the ClusterIP",
+        || {
+            let seen = from_client(&k, &url, 30);
+            if all.iter().all(|n| seen.contains_key(n)) && seen.len() == 3 {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    );
+
+    // NodePort on every node's address, from the host.
+    for ip in addresses.values() {
+        let body = curl(&format!("http://{ip}:{node_port}/"))
+            .unwrap_or_else(|e| panic!("NodePort on {ip}: {e}"));
+        assert!(all.contains(&body), "{ip}: {body}");
+    }
+
+    // A pod failing readiness gets no traffic.
+    let sick = &all[0];
+    std::fs::write(flags.path().join(format!("{sick}.unready")), b"").unwrap();
+    timed(
+        Duration::from_secs(30),
+        "the unready backend leaves the rotation",
+        || {
+            let seen = from_client(&k, &url, 30);
+            if !seen.contains_key(sick) && seen.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    );
+    std::fs::remove_file(flags.path().join(format!("{sick}.unready"))).unwrap();
+
+    // Scaling to 1 and back to 3 is live (bounds: 5-10x the medians in
+    // docs/BENCHMARKS.md).
+    k.ok(&["scale", "deploy/backend", "--replicas=1"]);
+    let down = timed(
+        Duration::from_secs(40),
+        "scaled to 1: one backend answers",
+        || {
+            let left = names_of(&k, "app=backend");
+            let seen = from_client(&k, &url, 20);
+            match (&left[..], seen.len()) {
+                ([(one, _)], 1) if seen.contains_key(one) => Ok(()),
+                _ => Err(format!("pods {left:?}, answers {seen:?}")),
+            }
+        },
+    );
+    k.ok(&["scale", "deploy/backend", "--replicas=3"]);
+    let up = timed(
+        Duration::from_secs(40),
+        "scaled to 3: three backends answer",
+        || {
+            let seen = from_client(&k, &url, 30);
+            if seen.len() == 3 && seen.keys().all(|n| !n.starts_with("error")) {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    );
+    assert!(
+        down < Duration::from_secs(20) && up < Duration::from_secs(30),
+        "down {down:?}, up {up:?}"
+    );
+
+    // externalTrafficPolicy: Local answers only where an endpoint is local.
+    k.ok(&[
+        "create",
+        "deployment",
+        "solo",
+        "--image=python:3",
+        "--",
+        "python3",
+        "-m",
+        "http.server",
+        "8001",
+    ]);
+    k.ok(&[
+        "expose",
+        "deployment",
+        "solo",
+        "--type=NodePort",
+        "--port=80",
+        "--target-port=8001",
+        "--overrides",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    ]);
+    k.ok(&["rollout", "status", "deploy/solo", "--timeout=60s"]);
+    let solo: Value = serde_json::from_str(&k.ok(&["get", "svc", "solo", "-o", "json"])).unwrap();
+    let solo_port = solo["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    let [(_, home)] = &names_of(&k, "app=solo")[..] else {
+        panic!("one solo pod");
+    };
+    super::wait_for(
+        Duration::from_secs(30),
+        "the Local NodePort answers on its node only",
+        || {
+            for (node, ip) in &addresses {
+                let r = curl(&format!("http://{ip}:{solo_port}/"));
+                if (node == home) != r.is_ok() {
+                    return Err(format!("{node} ({ip}): {r:?}"));
+                }
+            }
+            Ok(())
+        },
+    );
+}
