@@ -421,6 +421,7 @@ impl Node {
                         node,
                         net: crate::proxy::rules::NodeNet {
                             table: bridge.clone(),
+                            shards: crate::proxy::rules::DEFAULT_SHARDS,
                             bridge,
                             node_ip,
                             pod_cidr: range.network(),

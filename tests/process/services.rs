@@ -85,6 +85,10 @@ spec:
 /// `n` GETs of `url` from the client pod; the answers counted by body
 /// (failures as "error: …").
 fn from_client(k: &Dev, url: &str, n: usize) -> BTreeMap<String, usize> {
+    from_pod(k, "client", url, n)
+}
+
+fn from_pod(k: &Dev, pod: &str, url: &str, n: usize) -> BTreeMap<String, usize> {
     let script = format!(
         "import urllib.request,json\n\
          seen={{}}\n\
@@ -94,7 +98,7 @@ fn from_client(k: &Dev, url: &str, n: usize) -> BTreeMap<String, usize> {
            seen[a]=seen.get(a,0)+1\n\
          print(json.dumps(seen))\n"
     );
-    let out = k.ok(&["exec", "client", "--", "python3", "-c", &script]);
+    let out = k.ok(&["exec", pod, "--", "python3", "-c", &script]);
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("client said {out:?}: {e}"))
 }
 
@@ -195,6 +199,14 @@ fn cluster_ips_and_node_ports_route_to_ready_endpoints() {
             }
         },
     );
+
+    // A backend reaches itself through its own Service (hairpin: the
+    // bridge sends the packet back out of the port it came in by, and the
+    // source is masqueraded so the answer returns the same way).
+    let me = &all[1];
+    let seen = from_pod(&k, me, &url, 30);
+    assert!(seen.contains_key(me), "{me} never reached itself: {seen:?}");
+    assert!(!seen.keys().any(|a| a.starts_with("error")), "{seen:?}");
 
     // NodePort on every node's address, from the host.
     for ip in addresses.values() {

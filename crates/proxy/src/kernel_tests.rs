@@ -55,6 +55,7 @@ fn can_run() -> bool {
 fn net() -> NodeNet {
     NodeNet {
         table: "shoal-7".into(),
+        shards: 1,
         bridge: "shoal-7".into(),
         node_ip: Ipv4Addr::new(10, 88, 7, 1),
         pod_cidr: (Ipv4Addr::new(10, 88, 0, 0), 16),

@@ -38,7 +38,7 @@ pub enum NftError {
 }
 
 /// How long one `nft` run may take.
-const NFT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+const NFT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Commands for `nft -j -f -`, in order.
 pub type Commands = Vec<Value>;

@@ -35,7 +35,7 @@ type SvcKey = (String, String);
 /// What the proxy has done, for its actor's `Status` and for tests.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
-    /// The table it keeps.
+    /// Its tables' name (`<table>-<shard>`).
     pub table: String,
     /// The store revision its table reflects (0 before the first build).
     pub revision: u64,
@@ -382,15 +382,23 @@ impl Proxy {
             let ports = state.ports(&k, &self.node);
             committed.insert(k, (part_of(&self.net, &ports), ports));
         }
-        let cmds = full(
-            &self.net.table,
-            std::iter::once(base).chain(committed.values().map(|(p, _)| p)),
-        );
+        // Every shard afresh, in one transaction.
+        let mut cmds = Vec::new();
+        for shard in 0..self.net.shards.max(1) {
+            let parts = committed
+                .iter()
+                .filter(|((ns, name), _)| self.net.shard_of(ns, name) == shard)
+                .map(|(_, (p, _))| p);
+            cmds.extend(full(
+                &self.net.shard_table(shard),
+                std::iter::once(base).chain(parts),
+            ));
+        }
         let mut pause = Duration::from_millis(200);
         while let Err(e) = self.nft.apply(&cmds).await {
             self.metrics.sync_failures.inc();
             self.status().failures += 1;
-            tracing::error!(node = %self.node, "proxy: building table {}: {e}", self.net.table);
+            tracing::error!(node = %self.node, "proxy: building tables {}-*: {e}", self.net.table);
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(10));
         }
@@ -434,7 +442,8 @@ impl Proxy {
             let ports = state.ports(&k, &self.node);
             let part = part_of(&self.net, &ports);
             let old = state.committed.get(&k).unwrap_or(&empty);
-            cmds.extend(delta(&self.net.table, &old.0, &part));
+            let table = self.net.shard_table(self.net.shard_of(&k.0, &k.1));
+            cmds.extend(delta(&table, &old.0, &part));
             gone.extend(gone_udp(&old.1, &ports));
             next.insert(k, (part, ports));
         }

@@ -1,14 +1,15 @@
 //! The nftables rules of one node, as data: a fixed [`base`] (hook chains,
 //! the verdict maps, masquerading) and one [`Part`] per Service port,
-//! after kube-proxy's nftables mode (KEP-3866):
+//! after kube-proxy's nftables mode (KEP-3866), with fewer chains (see
+//! [`service_part`]):
 //!
 //! ```text
 //! nat-prerouting ─ iifname <bridge> ─► services ─ ip daddr . l4proto . dport vmap @service-ips
 //!                └ ip daddr <node>  ─► nodeports ─ l4proto . dport vmap @service-nodeports
-//! @service-ips       ─► service-<id>  (mark non-pod sources) ─► cluster-<id> | local-<id>
-//! @service-nodeports ─► external-<id> (mark unless Local)     ─► cluster-<id> | local-<id>
-//! cluster-<id> ─ affinity sets, then numgen random mod N vmap ─► endpoint-<id>__<ip>/<port>
-//! endpoint-…   ─ mark itself (hairpin), remember the client (affinity), dnat to ip:port
+//! @service-ips       ─► service-<id>  (mark non-pod sources) ┐
+//! @service-nodeports ─► external-<id> (mark unless Local)     ┴─ mark clients that are endpoints
+//!                       (hairpin), remembered clients to their endpoint (affinity), then
+//!                       numgen random mod (N-i) == 0 ─ dnat to the i-th endpoint
 //! nat-postrouting ─► masquerading ─ masquerade what was marked
 //! filter-{forward,output} ─ ct state new ─► @no-endpoint-services ─► reject
 //! ```
@@ -24,7 +25,7 @@ use std::net::Ipv4Addr;
 
 use nftables::expr::{
     BinaryOperation, Elem, Expression, Meta, MetaKey, NamedExpression, NgMode, Numgen, Payload,
-    PayloadField, Prefix, SetItem, Verdict, CT,
+    PayloadField, Prefix, CT,
 };
 use nftables::stmt::{
     JumpTarget, Mangle, Match, NATFlag, Operator, Set as SetStmt, SetOp, Statement, VerdictMap, NAT,
@@ -125,17 +126,42 @@ pub struct Part {
     pub sets: BTreeSet<String>,
 }
 
+/// How many tables a node's Services are spread over by default.
+pub const DEFAULT_SHARDS: u32 = 16;
+
 /// The node a table belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeNet {
-    /// The nftables table (`ip` family), one per node.
+    /// The node's tables' name (`ip` family): its Services are spread
+    /// over `shards` tables `<table>-<k>`, each with the base chains. The
+    /// kernel validates, and `nft` lists, the whole table a transaction
+    /// touches, so a change costs the size of one shard, not of all
+    /// Services (a packet's first lookups pass every shard's hooks; the
+    /// first DNAT wins).
     pub table: String,
+    /// How many tables (at least 1).
+    pub shards: u32,
     /// The node's pod bridge: traffic from its pods enters here.
     pub bridge: String,
     /// The node's address (NodePorts answer on it).
     pub node_ip: Ipv4Addr,
     /// The cluster's pod range: traffic from elsewhere is masqueraded.
     pub pod_cidr: (Ipv4Addr, u8),
+}
+
+impl NodeNet {
+    /// The table of shard `k`.
+    pub fn shard_table(&self, k: u32) -> String {
+        format!("{}-{k}", self.table)
+    }
+
+    /// The shard Service `namespace/name` lives in (all its ports).
+    pub fn shard_of(&self, namespace: &str, name: &str) -> u32 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (namespace, name).hash(&mut h);
+        (h.finish() % u64::from(self.shards.max(1))) as u32
+    }
 }
 
 // Expressions.
@@ -167,12 +193,6 @@ fn matches(
 
 fn jump(chain: &str) -> Statement<'static> {
     Statement::Jump(JumpTarget {
-        target: chain.to_string().into(),
-    })
-}
-
-fn goto(chain: &str) -> Statement<'static> {
-    Statement::Goto(JumpTarget {
         target: chain.to_string().into(),
     })
 }
@@ -355,169 +375,148 @@ pub fn base(net: &NodeNet) -> Part {
 
 // One Service port.
 
-fn endpoint_chain(id: &str, e: &Endpoint) -> String {
-    format!("endpoint-{id}__{}/{}", e.ip, e.port)
-}
-
 fn affinity_set(id: &str, e: &Endpoint) -> String {
     format!("affinity-{id}__{}/{}", e.ip, e.port)
 }
 
-/// A chain that picks one of `eps` (the client's remembered endpoint
-/// first, with affinity), or `None` when there is none to pick.
-fn picker(sp: &ServicePort, id: &str, eps: &[&Endpoint]) -> Option<ChainDef> {
-    if eps.is_empty() {
-        return None;
+/// The statements that send a packet to `e` (and remember its client,
+/// with affinity).
+fn to_endpoint(sp: &ServicePort, id: &str, e: &Endpoint) -> Vec<Statement<'static>> {
+    let mut out = Vec::new();
+    if let Some(secs) = sp.affinity_secs {
+        out.push(Statement::Set(SetStmt {
+            op: SetOp::Update,
+            elem: Expression::Named(NamedExpression::Elem(Elem {
+                val: Box::new(payload("ip", "saddr")),
+                timeout: Some(secs),
+                expires: None,
+                comment: None,
+                counter: None,
+            })),
+            set: format!("@{}", affinity_set(id, e)).into(),
+        }));
     }
-    let mut rules = Vec::new();
-    if sp.affinity_secs.is_some() {
-        for e in eps {
-            rules.push(vec![
-                matches(
-                    payload("ip", "saddr"),
-                    Operator::EQ,
-                    string(format!("@{}", affinity_set(id, e))),
-                ),
-                goto(&endpoint_chain(id, e)),
-            ]);
-        }
-    }
-    let choices = eps
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            SetItem::Mapping(
-                Expression::Number(i as u32),
-                Expression::Verdict(Verdict::Goto(JumpTarget {
-                    target: endpoint_chain(id, e).into(),
-                })),
-            )
-        })
-        .collect();
-    rules.push(vec![Statement::VerdictMap(VerdictMap {
-        key: Expression::Named(NamedExpression::Numgen(Numgen {
-            mode: NgMode::Random,
-            ng_mod: eps.len() as u32,
-            offset: None,
-        })),
-        data: Expression::Named(NamedExpression::Set(choices)),
-    })]);
-    Some(plain(rules))
+    out.push(Statement::DNAT(Some(NAT {
+        addr: Some(string(e.ip.to_string())),
+        family: None,
+        port: Some(Expression::Number(e.port.into())),
+        flags: None,
+    })));
+    out
 }
 
-/// The chains, map elements and sets of one Service port on `net`'s node.
-pub fn service_part(net: &NodeNet, sp: &ServicePort) -> Part {
-    let id = sp.id();
-    let mut part = Part::default();
-    let cluster = sp.endpoints.iter().collect::<Vec<_>>();
-    let local = sp.endpoints.iter().filter(|e| e.local).collect::<Vec<_>>();
-    let cluster_chain = format!("cluster-{id}");
-    let local_chain = format!("local-{id}");
-    let mut pickers = BTreeMap::new();
-    pickers.insert(cluster_chain.clone(), picker(sp, &id, &cluster));
-    if sp.internal_local || sp.external_local {
-        pickers.insert(local_chain.clone(), picker(sp, &id, &local));
-    }
-    let internal = if sp.internal_local {
-        &local_chain
-    } else {
-        &cluster_chain
-    };
-    let external = if sp.external_local {
-        &local_chain
-    } else {
-        &cluster_chain
-    };
-    let has = |chain: &String| pickers.get(chain).is_some_and(Option::is_some);
-    if let Some(ip) = sp.cluster_ip {
-        let key = Key::Ip(ip, sp.proto, sp.port);
-        if has(internal) {
-            let entry = format!("service-{id}");
-            part.chains.insert(
-                entry.clone(),
-                plain(vec![
-                    vec![
-                        matches(
-                            payload("ip", "saddr"),
-                            Operator::NEQ,
-                            Expression::Named(NamedExpression::Prefix(Prefix {
-                                addr: Box::new(string(net.pod_cidr.0.to_string())),
-                                len: net.pod_cidr.1.into(),
-                            })),
-                        ),
-                        mark_masq(),
-                    ],
-                    vec![goto(internal)],
-                ]),
-            );
-            part.elements.insert((MapName::ServiceIps, key), entry);
-        } else {
-            part.elements
-                .insert((MapName::NoEndpoints, key), REJECT.to_string());
-        }
-    }
-    if let Some(node_port) = sp.node_port {
-        if has(external) {
-            let entry = format!("external-{id}");
-            let mut rules = Vec::new();
-            if !sp.external_local {
-                rules.push(vec![mark_masq()]);
-            }
-            rules.push(vec![goto(external)]);
-            part.chains.insert(entry.clone(), plain(rules));
-            part.elements
-                .insert((MapName::NodePorts, Key::Port(sp.proto, node_port)), entry);
-        }
-    }
-    let referenced = |c: &String| {
-        (sp.cluster_ip.is_some() && c == internal) || (sp.node_port.is_some() && c == external)
-    };
-    let mut endpoints: BTreeSet<&Endpoint> = BTreeSet::new();
-    for (name, chain) in pickers {
-        if let Some(chain) = chain.filter(|_| referenced(&name)) {
-            part.chains.insert(name.clone(), chain);
-            let eps = if name == cluster_chain {
-                &cluster
-            } else {
-                &local
-            };
-            endpoints.extend(eps.iter().copied());
-        }
-    }
-    for e in endpoints {
-        let mut rules = vec![vec![
+/// The rules that pick one of `eps` and DNAT to it: a client that is one
+/// of them is marked for masquerading (it may reach itself: hairpin), a
+/// client remembered by an endpoint goes there again (affinity), then
+/// one rule per endpoint takes the i-th with probability 1/(N-i), so each
+/// gets 1/N, as iptables' `statistic` chains did.
+///
+/// No chain per endpoint and no anonymous `numgen … vmap` (kube-proxy's
+/// nftables mode has both): `nft` lists every chain of the ruleset before
+/// each transaction, and the kernel's loop check walks every set of the
+/// table for each chain it visits, so both made every change cost the size
+/// of the whole table (docs/BENCHMARKS.md, "Services").
+fn pick(sp: &ServicePort, id: &str, eps: &[&Endpoint], rules: &mut Vec<Rule>) {
+    let proto = || matches(meta(MetaKey::L4proto), Operator::EQ, string(sp.proto.nft()));
+    for e in eps {
+        rules.push(vec![
             matches(
                 payload("ip", "saddr"),
                 Operator::EQ,
                 string(e.ip.to_string()),
             ),
             mark_masq(),
-        ]];
-        if let Some(secs) = sp.affinity_secs {
-            let set = affinity_set(&id, e);
-            rules.push(vec![Statement::Set(SetStmt {
-                op: SetOp::Update,
-                elem: Expression::Named(NamedExpression::Elem(Elem {
-                    val: Box::new(payload("ip", "saddr")),
-                    timeout: Some(secs),
-                    expires: None,
-                    comment: None,
-                    counter: None,
-                })),
-                set: format!("@{set}").into(),
-            })]);
-            part.sets.insert(set);
-        }
-        rules.push(vec![
-            matches(meta(MetaKey::L4proto), Operator::EQ, string(sp.proto.nft())),
-            Statement::DNAT(Some(NAT {
-                addr: Some(string(e.ip.to_string())),
-                family: None,
-                port: Some(Expression::Number(e.port.into())),
-                flags: None,
-            })),
         ]);
-        part.chains.insert(endpoint_chain(&id, e), plain(rules));
+    }
+    if sp.affinity_secs.is_some() {
+        for e in eps {
+            let mut rule = vec![
+                proto(),
+                matches(
+                    payload("ip", "saddr"),
+                    Operator::EQ,
+                    string(format!("@{}", affinity_set(id, e))),
+                ),
+            ];
+            rule.extend(to_endpoint(sp, id, e));
+            rules.push(rule);
+        }
+    }
+    let n = eps.len() as u32;
+    for (i, e) in eps.iter().enumerate() {
+        let left = n - i as u32;
+        let mut rule = vec![proto()];
+        if left > 1 {
+            rule.push(matches(
+                Expression::Named(NamedExpression::Numgen(Numgen {
+                    mode: NgMode::Random,
+                    ng_mod: left,
+                    offset: None,
+                })),
+                Operator::EQ,
+                Expression::Number(0),
+            ));
+        }
+        rule.extend(to_endpoint(sp, id, e));
+        rules.push(rule);
+    }
+}
+
+/// The chains, map elements and sets of one Service port on `net`'s node:
+/// `service-<id>` for its ClusterIP, `external-<id>` for its NodePort,
+/// each picking among the endpoints its traffic policy allows.
+pub fn service_part(net: &NodeNet, sp: &ServicePort) -> Part {
+    let id = sp.id();
+    let mut part = Part::default();
+    let internal = if sp.internal_local {
+        sp.endpoints.iter().filter(|e| e.local).collect()
+    } else {
+        sp.endpoints.iter().collect::<Vec<_>>()
+    };
+    let external = if sp.external_local {
+        sp.endpoints.iter().filter(|e| e.local).collect()
+    } else {
+        sp.endpoints.iter().collect::<Vec<_>>()
+    };
+    let mut used: BTreeSet<&Endpoint> = BTreeSet::new();
+    if let Some(ip) = sp.cluster_ip {
+        let key = Key::Ip(ip, sp.proto, sp.port);
+        if internal.is_empty() {
+            part.elements
+                .insert((MapName::NoEndpoints, key), REJECT.to_string());
+        } else {
+            let mut rules = vec![vec![
+                matches(
+                    payload("ip", "saddr"),
+                    Operator::NEQ,
+                    Expression::Named(NamedExpression::Prefix(Prefix {
+                        addr: Box::new(string(net.pod_cidr.0.to_string())),
+                        len: net.pod_cidr.1.into(),
+                    })),
+                ),
+                mark_masq(),
+            ]];
+            pick(sp, &id, &internal, &mut rules);
+            let chain = format!("service-{id}");
+            part.chains.insert(chain.clone(), plain(rules));
+            part.elements.insert((MapName::ServiceIps, key), chain);
+            used.extend(internal.iter().copied());
+        }
+    }
+    if let Some(node_port) = sp.node_port.filter(|_| !external.is_empty()) {
+        let mut rules = Vec::new();
+        if !sp.external_local {
+            rules.push(vec![mark_masq()]);
+        }
+        pick(sp, &id, &external, &mut rules);
+        let chain = format!("external-{id}");
+        part.chains.insert(chain.clone(), plain(rules));
+        part.elements
+            .insert((MapName::NodePorts, Key::Port(sp.proto, node_port)), chain);
+        used.extend(external.iter().copied());
+    }
+    if sp.affinity_secs.is_some() {
+        part.sets.extend(used.iter().map(|e| affinity_set(&id, e)));
     }
     part
 }

@@ -576,8 +576,18 @@ impl Sandboxes {
     /// down whole), and the service proxy's table of the node with it.
     pub async fn remove_bridge(&self) {
         let bridge = self.bridge();
-        // Named as the bridge (see shoal_proxy); gone already is fine.
-        let _ = run("nft", &["delete", "table", "ip", &bridge]).await;
+        // Named as the bridge, one per shard (`ip <bridge>-<k>`, see
+        // shoal_proxy::rules::NodeNet); gone already is fine.
+        let tables = run("nft", &["list", "tables"]).await.unwrap_or_default();
+        for line in tables.lines() {
+            let Some(name) = line.strip_prefix("table ip ") else {
+                continue;
+            };
+            let shard = name.strip_prefix(&bridge).and_then(|r| r.strip_prefix('-'));
+            if shard.is_some_and(|k| k.chars().all(|c| c.is_ascii_digit())) {
+                let _ = run("nft", &["delete", "table", "ip", name]).await;
+            }
+        }
         let dev = Path::new("/sys/class/net").join(&bridge);
         let ports = std::fs::read_dir(dev.join("brif")).map_or(0, |d| d.count());
         if dev.exists() && ports == 0 {
