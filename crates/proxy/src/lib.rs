@@ -1,6 +1,6 @@
 //! The service proxy of every node (`proxy@<node>`): Services and
 //! EndpointSlices, pushed to it by store watches, become nftables rules in
-//! a table of the node's own (`ip shoal-<slot>`), which route ClusterIPs
+//! tables of the node's own (`ip shoal-<slot>-<shard>`), which route ClusterIPs
 //! and NodePorts to endpoints. [`model`] reads what a Service routes,
 //! [`rules`] turns it into chains and map elements, [`nft`] into the
 //! commands between two versions, and [`proxy`] keeps the committed state
