@@ -128,6 +128,14 @@ impl NodeConfig {
         if let Some(n) = get("SHOAL_KUBELET_NETWORK") {
             self.kubelet.network = n.parse().map_err(|e| invalid("SHOAL_KUBELET_NETWORK", e))?;
         }
+        if let Some(u) = get("SHOAL_KUBELET_DNS_UPSTREAMS") {
+            self.kubelet.dns_upstreams = u
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
         if let Some(a) = get("SHOAL_KUBELET_NODE_ADDRESS") {
             self.kubelet.node_address = a
                 .parse()
@@ -302,6 +310,20 @@ impl NodeConfig {
             return Err(invalid(
                 "control_plane.percentage_of_nodes_to_score",
                 "0 to 100",
+            ));
+        }
+        for u in &self.kubelet.dns_upstreams {
+            if u.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    "kubelet.dns_upstreams",
+                    format!("{u:?} is not an address:port"),
+                ));
+            }
+        }
+        if !is_node_name(&self.kubelet.cluster_domain) {
+            return Err(invalid(
+                "kubelet.cluster_domain",
+                format!("{:?} is not a DNS name", self.kubelet.cluster_domain),
             ));
         }
         if let Err(e) = crate::model::podcidr::PodCidrs::new(&self.kubelet.pod_cidr) {

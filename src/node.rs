@@ -403,38 +403,37 @@ impl Node {
             let sandboxed = cfg.kubelet.runtime == RuntimeKind::Process
                 && crate::kubelet::process::sandbox::Sandboxes::wanted(cfg.kubelet.network)
                     .unwrap_or(false);
-            let on_registered: Option<
-                Box<dyn FnOnce(&crate::model::podcidr::PodSlot, &crate::kubelet::NodeSpec) + Send>,
-            > = if sandboxed {
-                let proxy_metrics = crate::proxy::proxy::ProxyMetrics::default();
-                proxy_metrics.register(&metrics);
-                let store = store.clone();
-                let node = cfg.name.clone();
-                let range = pod_range.clone();
-                Some(Box::new(move |slot, spec| {
-                    let bridge = format!("shoal-{}", slot.index);
-                    let node_ip = spec.address.parse().unwrap_or_else(|_| {
-                        std::net::Ipv4Addr::from(u32::from(slot.network()) + 1)
-                    });
-                    let proxy = crate::proxy::proxy::Proxy {
-                        store,
-                        node,
-                        net: crate::proxy::rules::NodeNet {
-                            table: bridge.clone(),
-                            shards: crate::proxy::rules::DEFAULT_SHARDS,
-                            bridge,
-                            node_ip,
-                            pod_cidr: range.network(),
-                        },
-                        nft: crate::proxy::nft::Nft::host(),
-                        metrics: proxy_metrics,
+            // The service proxy (rules where pods have sandboxes) and the
+            // cluster DNS start once the node has its slot and address.
+            let on_registered: Option<crate::kubelet::OnRegistered> =
+                if cfg.kubelet.runtime == RuntimeKind::Process {
+                    let start = crate::proxy::start::ProxyStart {
+                        store: store.clone(),
+                        node: cfg.name.clone(),
+                        pod_cidr: pod_range.network(),
+                        sandboxed,
+                        cluster_domain: cfg.kubelet.cluster_domain.clone(),
+                        upstreams: cfg
+                            .kubelet
+                            .dns_upstreams
+                            .iter()
+                            .filter_map(|u| u.parse().ok())
+                            .collect(),
+                        metrics: Default::default(),
+                        dns_metrics: Default::default(),
                         status,
                     };
-                    tokio::spawn(proxy.run());
-                }))
-            } else {
-                None
-            };
+                    start.metrics.register(&metrics);
+                    start.dns_metrics.register(&metrics);
+                    Some(Box::new(move |slot, spec| {
+                        let node_ip = spec.address.parse().unwrap_or_else(|_| {
+                            std::net::Ipv4Addr::from(u32::from(slot.network()) + 1)
+                        });
+                        tokio::spawn(start.run(slot.clone(), node_ip));
+                    }))
+                } else {
+                    None
+                };
             let kubelet = crate::kubelet::KubeletStart {
                 bridge_address: sandboxed
                     && cfg.kubelet.node_address == crate::kubelet::config::NodeAddress::Bridge,

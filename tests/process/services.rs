@@ -128,9 +128,9 @@ fn names_of(k: &Dev, selector: &str) -> Vec<(String, String)> {
 }
 
 /// Waits until `f` holds, returning how long that took.
-fn timed(deadline: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) -> Duration {
+fn timed(deadline: Duration, what: &str, f: impl FnMut() -> Result<(), String>) -> Duration {
     let start = Instant::now();
-    super::wait_for(deadline, what, || f());
+    super::wait_for(deadline, what, f);
     let took = start.elapsed();
     eprintln!("{what}: {took:?}");
     took

@@ -99,6 +99,11 @@ pub struct KubeletConfig {
     /// The node's InternalIP: `advertised` (the default) or `bridge` (its
     /// pod bridge's gateway; only with pod sandboxes).
     pub node_address: NodeAddress,
+    /// The cluster's DNS domain (`<svc>.<ns>.svc.<domain>`).
+    pub cluster_domain: String,
+    /// Where the node's DNS forwards names outside the cluster (`ip:port`
+    /// each); empty: the host's `/etc/resolv.conf`.
+    pub dns_upstreams: Vec<String>,
 }
 
 /// The default pod range: a /12 cut into /24s (`shoal dev` uses
@@ -115,6 +120,8 @@ impl Default for KubeletConfig {
             network: PodNetwork::Auto,
             pod_cidr: DEFAULT_POD_CIDR.into(),
             node_address: NodeAddress::Advertised,
+            cluster_domain: "cluster.local".into(),
+            dns_upstreams: Vec::new(),
         }
     }
 }

@@ -47,7 +47,9 @@ pub use runtime::{
     Runtime, RuntimeError,
 };
 pub use shoal_kubelet_proto::Ping;
-pub use start::{load_slot, register_node, slot_path, KubeletStart, MakeRuntime, RuntimeCell};
+pub use start::{
+    load_slot, register_node, slot_path, KubeletStart, MakeRuntime, OnRegistered, RuntimeCell,
+};
 use status::StatusReporter;
 
 pub(crate) fn pods() -> &'static Resource {

@@ -27,6 +27,9 @@ pub type RuntimeCell = Arc<OnceLock<Arc<dyn Runtime>>>;
 pub type MakeRuntime =
     Box<dyn FnMut(PodSlot) -> BoxFuture<'static, Result<Arc<dyn Runtime>, RuntimeError>> + Send>;
 
+/// What runs once a node is registered and its runtime built.
+pub type OnRegistered = Box<dyn FnOnce(&PodSlot, &NodeSpec) + Send>;
+
 /// Everything a kubelet needs before its node is registered.
 pub struct KubeletStart {
     pub store: Store,
@@ -41,9 +44,10 @@ pub struct KubeletStart {
     /// Publish the pod bridge's gateway as the node's InternalIP
     /// (`kubelet.node_address = bridge`).
     pub bridge_address: bool,
-    /// Called once with the node's slot when it is registered (the service
-    /// proxy starts then: its table and addresses come from the slot).
-    pub on_registered: Option<Box<dyn FnOnce(&PodSlot, &NodeSpec) + Send>>,
+    /// Called once with the node's slot when it is registered and its
+    /// runtime built (the service proxy and DNS start then: their tables
+    /// and addresses come from the slot, the bridge from the runtime).
+    pub on_registered: Option<OnRegistered>,
 }
 
 impl KubeletStart {
@@ -83,9 +87,6 @@ impl KubeletStart {
                 }
             }
         }
-        if let Some(f) = self.on_registered.take() {
-            f(&slot, &self.spec);
-        }
         if let Err(e) = save_slot(&self.data_dir, &slot) {
             tracing::warn!(node = %name, "kubelet: {e}");
         }
@@ -100,6 +101,11 @@ impl KubeletStart {
             }
         };
         let _ = self.cell.set(runtime.clone());
+        // The node's bridge and address exist now (the runtime prepared
+        // them): what listens on them may start.
+        if let Some(f) = self.on_registered.take() {
+            f(&slot, &self.spec);
+        }
         let events = EventRecorder::new(Arc::new(self.store.clone()), "kubelet", &name);
         Kubelet {
             store: self.store,

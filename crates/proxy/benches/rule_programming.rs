@@ -23,7 +23,7 @@ fn service(i: u32) -> ServicePort {
         proto: Proto::Tcp,
         cluster_ip: Some(ip(u32::from(Ipv4Addr::new(10, 96, 0, 0)))),
         port: 80,
-        node_port: (i % 4 == 0).then(|| 30_000 + (i / 4 % 2_700) as u16),
+        node_port: i.is_multiple_of(4).then(|| 30_000 + (i / 4 % 2_700) as u16),
         external_local: false,
         internal_local: false,
         affinity_secs: None,

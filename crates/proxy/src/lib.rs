@@ -9,10 +9,12 @@
 //! See docs/ARCHITECTURE.md ("Service networking").
 
 pub mod actor;
+pub mod dns;
 pub mod model;
 pub mod nft;
 pub mod proxy;
 pub mod rules;
+pub mod start;
 
 #[cfg(test)]
 mod kernel_tests;

@@ -25,6 +25,7 @@ use shoal_model::resources::{ENDPOINTSLICES, SERVICES};
 use shoal_store::watch::{WatchEnd, WatchEvent};
 use shoal_store::{ReadRequest, Store};
 
+use crate::dns::Zone;
 use crate::model::{service_ports, Proto, ServicePort, SERVICE_NAME_LABEL};
 use crate::nft::{delta, full, Commands, Nft};
 use crate::rules::{base, service_part, NodeNet, Part};
@@ -135,7 +136,11 @@ pub struct Proxy {
     /// The node's name (endpoints with this `nodeName` are local).
     pub node: String,
     pub net: NodeNet,
-    pub nft: Nft,
+    /// Where the rules go; `None` without pod sandboxes (no ClusterIP
+    /// routing, the README's degraded mode: DNS is still fed).
+    pub nft: Option<Nft>,
+    /// The cluster DNS names this node answers.
+    pub zone: Arc<std::sync::RwLock<Zone>>,
     pub metrics: ProxyMetrics,
     pub status: Arc<Mutex<Status>>,
 }
@@ -196,17 +201,25 @@ impl State {
         }
     }
 
+    /// The EndpointSlices of Service `k`.
+    fn slices_of<'a>(&'a self, k: &'a SvcKey) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        self.slices
+            .iter()
+            .filter(move |((ns, _), (name, _))| ns == &k.0 && name == &k.1)
+            .map(|(_, (_, s))| s)
+    }
+
     /// The ports of Service `k` as the node `node` routes them.
     fn ports(&self, k: &SvcKey, node: &str) -> Vec<ServicePort> {
         let Some(svc) = self.services.get(k) else {
             return Vec::new();
         };
-        let slices = self
-            .slices
-            .iter()
-            .filter(|((ns, _), (name, _))| ns == &k.0 && name == &k.1)
-            .map(|(_, (_, s))| s);
-        service_ports(svc, slices, node)
+        service_ports(svc, self.slices_of(k), node)
+    }
+
+    /// Sets Service `k`'s DNS names in `zone`.
+    fn name(&self, k: &SvcKey, zone: &mut Zone) {
+        zone.set(&k.0, &k.1, self.services.get(k), self.slices_of(k));
     }
 }
 
@@ -291,6 +304,18 @@ impl Proxy {
                 tracing::debug!(node = %self.node, "proxy: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+    }
+
+    fn zone(&self) -> std::sync::RwLockWriteGuard<'_, Zone> {
+        self.zone.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `cmds` where rules go (nowhere without sandboxes).
+    async fn apply(&self, cmds: &Commands) -> Result<(), crate::nft::NftError> {
+        match &self.nft {
+            Some(nft) => nft.apply(cmds).await,
+            None => Ok(()),
         }
     }
 
@@ -394,8 +419,15 @@ impl Proxy {
                 std::iter::once(base).chain(parts),
             ));
         }
+        {
+            let mut zone = self.zone();
+            *zone = Zone::new(zone.domain());
+            for k in state.services.keys() {
+                state.name(k, &mut zone);
+            }
+        }
         let mut pause = Duration::from_millis(200);
-        while let Err(e) = self.nft.apply(&cmds).await {
+        while let Err(e) = self.apply(&cmds).await {
             self.metrics.sync_failures.inc();
             self.status().failures += 1;
             tracing::error!(node = %self.node, "proxy: building tables {}-*: {e}", self.net.table);
@@ -438,7 +470,14 @@ impl Proxy {
         let mut next: BTreeMap<SvcKey, (Part, Vec<ServicePort>)> = BTreeMap::new();
         let empty = (Part::default(), Vec::new());
         let mut gone = Vec::new();
-        for k in std::mem::take(&mut state.dirty) {
+        let dirty = std::mem::take(&mut state.dirty);
+        {
+            let mut zone = self.zone();
+            for k in &dirty {
+                state.name(k, &mut zone);
+            }
+        }
+        for k in dirty {
             let ports = state.ports(&k, &self.node);
             let part = part_of(&self.net, &ports);
             let old = state.committed.get(&k).unwrap_or(&empty);
@@ -447,7 +486,7 @@ impl Proxy {
             gone.extend(gone_udp(&old.1, &ports));
             next.insert(k, (part, ports));
         }
-        if let Err(e) = self.nft.apply(&cmds).await {
+        if let Err(e) = self.apply(&cmds).await {
             self.metrics.sync_failures.inc();
             self.status().failures += 1;
             tracing::warn!(node = %self.node, "proxy: a delta was refused, building the table afresh: {e}");
@@ -464,7 +503,8 @@ impl Proxy {
             self.metrics.partial_sync_duration.observe(took);
             self.synced(took, rev, state.committed.len(), false);
         }
-        for (target, port, ep) in gone {
+        // Without rules there is no NAT, and no flow to forget.
+        for (target, port, ep) in gone.into_iter().filter(|_| self.nft.is_some()) {
             self.metrics.conntrack_flushes.inc();
             if let Err(e) = flush_conntrack(target, port, ep).await {
                 tracing::warn!(node = %self.node, "proxy: {e}");

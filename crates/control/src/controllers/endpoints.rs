@@ -117,6 +117,9 @@ struct Endpoint<'a> {
     ready: bool,
     terminating: bool,
     ports: Vec<Port>,
+    /// The pod's `hostname` when its `subdomain` is this Service (its DNS
+    /// name `<hostname>.<svc>.<ns>.svc.<domain>`), as upstream sets it.
+    hostname: Option<String>,
 }
 
 fn target_ref(pod: &Value) -> Value {
@@ -148,6 +151,9 @@ fn subsets(eps: &[Endpoint<'_>], publish_not_ready: bool) -> Vec<Value> {
         let mut addr = json!({"ip": e.ip, "targetRef": target_ref(e.pod)});
         if let Some(n) = e.pod.pointer("/spec/nodeName").and_then(Value::as_str) {
             addr["nodeName"] = json!(n);
+        }
+        if let Some(h) = &e.hostname {
+            addr["hostname"] = json!(h);
         }
         let entry = by_ports.entry(e.ports.clone()).or_default();
         if e.ready || publish_not_ready {
@@ -184,6 +190,9 @@ fn slices(eps: &[Endpoint<'_>], publish_not_ready: bool) -> Vec<(Vec<Value>, Vec
         });
         if let Some(n) = e.pod.pointer("/spec/nodeName").and_then(Value::as_str) {
             ep["nodeName"] = json!(n);
+        }
+        if let Some(h) = &e.hostname {
+            ep["hostname"] = json!(h);
         }
         by_ports.entry(e.ports.clone()).or_default().push(ep);
     }
@@ -256,6 +265,11 @@ impl EndpointsController {
                 ready: is_ready(p),
                 terminating: p.pointer("/metadata/deletionTimestamp").is_some(),
                 ports: ports_for(&svc, p),
+                hostname: p
+                    .pointer("/spec/hostname")
+                    .and_then(Value::as_str)
+                    .filter(|_| p.pointer("/spec/subdomain").and_then(Value::as_str) == Some(name))
+                    .map(String::from),
             })
             .collect();
         let publish = svc
@@ -425,6 +439,7 @@ mod tests {
                 ip: p["status"]["podIP"].as_str().unwrap().into(),
                 ready: is_ready(p),
                 terminating: false,
+                hostname: None,
                 ports: ports_for(&svc, p),
             })
             .collect();
@@ -460,6 +475,7 @@ mod tests {
                 ip: p["status"]["podIP"].as_str().unwrap().into(),
                 ready: true,
                 terminating: false,
+                hostname: None,
                 ports: ports_for(&svc, p),
             })
             .collect();

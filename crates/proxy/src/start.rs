@@ -1,0 +1,72 @@
+//! Starting a node's proxy once its kubelet registered the node (its
+//! slot names its tables and bridge, its address is where NodePorts and
+//! DNS answer): the DNS listener on the node's address, port 53, then
+//! the loop that feeds the rules and the zone.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+
+use shoal_model::podcidr::PodSlot;
+use shoal_store::Store;
+
+use crate::dns::{self, Dns, DnsMetrics, Zone};
+use crate::nft::Nft;
+use crate::proxy::{Proxy, ProxyMetrics, Status};
+use crate::rules::{NodeNet, DEFAULT_SHARDS};
+
+/// What a node's proxy needs before the node is registered.
+pub struct ProxyStart {
+    pub store: Store,
+    pub node: String,
+    /// The cluster's pod range.
+    pub pod_cidr: (Ipv4Addr, u8),
+    /// Pods have sandboxes: rules are programmed and DNS listens on the
+    /// node's address. Without, only the EndpointSlices' consumers run.
+    pub sandboxed: bool,
+    pub cluster_domain: String,
+    /// Where names outside the cluster go (empty: the host's resolvers).
+    pub upstreams: Vec<SocketAddr>,
+    pub metrics: ProxyMetrics,
+    pub dns_metrics: DnsMetrics,
+    pub status: Arc<Mutex<Status>>,
+}
+
+impl ProxyStart {
+    /// Runs the node's proxy (and DNS) for `slot`, the node at `node_ip`.
+    pub async fn run(self, slot: PodSlot, node_ip: Ipv4Addr) {
+        let bridge = format!("shoal-{}", slot.index);
+        let zone = Arc::new(RwLock::new(Zone::new(&self.cluster_domain)));
+        if self.sandboxed {
+            let upstreams = if self.upstreams.is_empty() {
+                dns::host_resolvers(node_ip.into())
+            } else {
+                self.upstreams.clone()
+            };
+            let handler = Dns::new(zone.clone(), &upstreams, self.dns_metrics.clone());
+            let addr = SocketAddr::new(node_ip.into(), 53);
+            match dns::serve(handler, addr).await {
+                Ok(at) => {
+                    tracing::info!(node = %self.node, "cluster DNS on {at} (forwarding to {upstreams:?})")
+                }
+                Err(e) => tracing::error!(node = %self.node, "cluster DNS on {addr}: {e}"),
+            }
+        }
+        Proxy {
+            store: self.store,
+            node: self.node,
+            net: NodeNet {
+                table: bridge.clone(),
+                shards: DEFAULT_SHARDS,
+                bridge,
+                node_ip,
+                pod_cidr: self.pod_cidr,
+            },
+            nft: self.sandboxed.then(Nft::host),
+            zone,
+            metrics: self.metrics,
+            status: self.status,
+        }
+        .run()
+        .await
+    }
+}
