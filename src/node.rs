@@ -339,13 +339,19 @@ impl Node {
                         );
                     }
                     let (range, data_dir) = (cfg.kubelet.pod_cidr.clone(), cfg.data_dir.clone());
+                    let domain = cfg.kubelet.cluster_domain.clone();
                     Box::new(move |slot| {
-                        let (shim, range, data_dir) =
-                            (shim.clone(), range.clone(), data_dir.clone());
+                        let (shim, range, data_dir, domain) = (
+                            shim.clone(),
+                            range.clone(),
+                            data_dir.clone(),
+                            domain.clone(),
+                        );
                         Box::pin(async move {
                             let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
                                 network, &range, &slot, &data_dir,
-                            )?;
+                            )?
+                            .map(|s| s.with_cluster_domain(&domain));
                             let rt = crate::kubelet::process::ProcessRuntime::new(
                                 &data_dir.join("pods"),
                                 &slot,

@@ -36,6 +36,7 @@ use super::{
 use shoal_kubelet_proto::PodLogs;
 use shoal_model::objects;
 
+pub mod dns;
 mod exec;
 mod forward;
 mod instance;
@@ -403,6 +404,11 @@ impl ProcessRuntime {
             _ => None,
         };
         let mut volumes = Volumes {
+            net_files: self
+                .inner
+                .sandboxes
+                .as_ref()
+                .map(|s| (s.gateway(), s.cluster_domain().to_string())),
             dir: dir.clone(),
             pod: pod.clone(),
             write: !resume,

@@ -1,6 +1,6 @@
 //! Starting a node's proxy once its kubelet registered the node (its
-//! slot names its tables and bridge, its address is where NodePorts and
-//! DNS answer): the DNS listener on the node's address, port 53, then
+//! slot names its tables and bridge, its address is where NodePorts
+//! answer): the DNS listener on the bridge gateway, port 53, then
 //! the loop that feeds the rules and the zone.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,12 +38,15 @@ impl ProxyStart {
         let zone = Arc::new(RwLock::new(Zone::new(&self.cluster_domain)));
         if self.sandboxed {
             let upstreams = if self.upstreams.is_empty() {
-                dns::host_resolvers(node_ip.into())
+                dns::host_resolvers(Ipv4Addr::from(u32::from(slot.network()) + 1).into())
             } else {
                 self.upstreams.clone()
             };
             let handler = Dns::new(zone.clone(), &upstreams, self.dns_metrics.clone());
-            let addr = SocketAddr::new(node_ip.into(), 53);
+            // Pods' resolv.conf names their bridge gateway (see
+            // shoal_kubelet::process::dns), the node's address in `shoal dev`.
+            let gateway = Ipv4Addr::from(u32::from(slot.network()) + 1);
+            let addr = SocketAddr::new(gateway.into(), 53);
             match dns::serve(handler, addr).await {
                 Ok(at) => {
                     tracing::info!(node = %self.node, "cluster DNS on {at} (forwarding to {upstreams:?})")

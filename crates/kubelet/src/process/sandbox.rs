@@ -81,6 +81,8 @@ pub struct Sandboxes {
     /// The cgroup directories pods go under, one per hierarchy
     /// (`memory` and `cpu` on v1; one directory on v2), if writable.
     cgroups: Vec<(Controller, PathBuf)>,
+    /// The cluster's DNS domain (pods' search list).
+    cluster_domain: String,
 }
 
 /// A cgroup hierarchy and which limits it takes.
@@ -279,7 +281,19 @@ impl Sandboxes {
             plugins,
             ipam_dir: data_dir.join("cni"),
             cgroups: cgroup_parents(node),
+            cluster_domain: "cluster.local".into(),
         })
+    }
+
+    /// With `domain` as the cluster's DNS domain (`kubelet.cluster_domain`).
+    pub fn with_cluster_domain(mut self, domain: &str) -> Sandboxes {
+        self.cluster_domain = domain.to_string();
+        self
+    }
+
+    /// The cluster's DNS domain.
+    pub fn cluster_domain(&self) -> &str {
+        &self.cluster_domain
     }
 
     /// This node's pod subnet.
@@ -639,6 +653,7 @@ mod tests {
             plugins: dir.path().join("plugins"),
             ipam_dir: dir.path().join("ipam"),
             cgroups,
+            cluster_domain: "cluster.local".into(),
         };
         let limited: Container = serde_json::from_value(
             json!({"name": "c", "resources": {"limits": {"memory": "64Mi"}}}),

@@ -49,6 +49,9 @@ pub(super) fn save_pod(dir: &Path, pod: &PodConfig, ip: &str, sandbox: Option<&s
 
 /// Sets a pod's volumes up before its containers start.
 pub(super) struct Volumes {
+    /// With sandboxes: the node's DNS address and the cluster domain, for
+    /// the pod's own resolv.conf and hosts files.
+    pub(super) net_files: Option<(std::net::Ipv4Addr, String)>,
     pub(super) dir: PathBuf,
     pub(super) pod: PodConfig,
     /// False for an adopted pod: its files are there already.
@@ -84,8 +87,18 @@ impl Volumes {
                 return false;
             }
         };
+        let net_files = match self.net_files(ip) {
+            Ok(m) => m,
+            Err(why) => {
+                tracing::warn!(pod = %self.uid, "the pod's resolv.conf and hosts: {why}");
+                Vec::new()
+            }
+        };
         for sup in sups {
-            match volumes::mounts(&sup.spec, &ready) {
+            match volumes::mounts(&sup.spec, &ready).map(|mut m| {
+                m.extend(net_files.iter().cloned());
+                m
+            }) {
                 Ok(m) if !m.is_empty() && !sandbox::is_root() => {
                     sup.config_error = Some(
                         "volume mounts need root (a mount namespace of the container's own); this agent is not root"
@@ -97,6 +110,46 @@ impl Volumes {
             }
         }
         true
+    }
+}
+
+impl Volumes {
+    /// Writes the pod's resolv.conf and hosts (sandboxed pods not on the
+    /// host's network) and gives their mounts over the host's.
+    fn net_files(&self, ip: &str) -> Result<Vec<sandbox::Mount>, String> {
+        let Some((nameserver, domain)) = &self.net_files else {
+            return Ok(Vec::new());
+        };
+        let pod = &self.pod.pod;
+        if pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+        {
+            return Ok(Vec::new());
+        }
+        let etc = self.dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| format!("{}: {e}", etc.display()))?;
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let files = [
+            (
+                "resolv.conf",
+                super::dns::resolv_conf(pod, *nameserver, domain, &host),
+            ),
+            ("hosts", super::dns::hosts(pod, ip, domain)),
+        ];
+        let mut mounts = Vec::new();
+        for (name, text) in files {
+            let path = etc.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            mounts.push(sandbox::Mount {
+                source: path,
+                target: std::path::Path::new("/etc").join(name),
+                read_only: true,
+            });
+        }
+        Ok(mounts)
     }
 }
 
