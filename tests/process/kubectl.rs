@@ -28,6 +28,11 @@ impl Dev {
 
     /// `start` with the nodes' pod runtime (`sim` or `process`).
     pub(crate) fn start_with(nodes: usize, runtime: &str) -> Option<Dev> {
+        Self::start_with_env(nodes, runtime, &[])
+    }
+
+    /// `start_with`, the agents getting `env` too (`SHOAL_*` overrides).
+    pub(crate) fn start_with_env(nodes: usize, runtime: &str, env: &[(&str, &str)]) -> Option<Dev> {
         let Ok(kubectl) = std::env::var("SHOAL_KUBECTL") else {
             eprintln!("SKIPPED: SHOAL_KUBECTL is not set (scripts/test.sh installs kubectl)");
             return None;
@@ -36,6 +41,7 @@ impl Dev {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("dev");
         let mut child = super::shoal()
+            .envs(env.iter().copied())
             .args([
                 "dev",
                 "--runtime",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod agent_restart;
+mod cluster_dns;
 mod dev;
 mod durability;
 mod hostile;
