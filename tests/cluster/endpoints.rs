@@ -156,3 +156,49 @@ async fn endpoints_and_slices_follow_the_pods_a_service_selects() {
     let kept = ready_of(&eps, "manual").await.unwrap();
     assert_eq!(kept, (1, vec![80]), "the user's Endpoints stay");
 }
+
+/// A Service asking for a nodePort or a clusterIP another Service holds
+/// gets upstream's 422, naming the field; the holder keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_node_port_or_cluster_ip_is_422() {
+    let c = TestCluster::start(1).unwrap();
+    let k = api_ready(&c, 1).await;
+    let svcs: Api<Service> = Api::default_namespaced(k.clone());
+    let svc = |name: &str, spec: serde_json::Value| -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+    };
+    let first = svcs
+        .create(
+            &PostParams::default(),
+            &svc("a", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30555}]})),
+        )
+        .await
+        .unwrap();
+    let ip = first.spec.unwrap().cluster_ip.unwrap();
+    let again = svc("b", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30555}]}));
+    let Err(kube::Error::Api(e)) = svcs.create(&PostParams::default(), &again).await else {
+        panic!("a taken nodePort was accepted")
+    };
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{e:?}");
+    assert!(
+        e.message.contains("spec.ports[0].nodePort")
+            && e.message.contains("provided port is already allocated"),
+        "{}",
+        e.message
+    );
+    let same_ip = svc("c", json!({"clusterIP": ip, "ports": [{"port": 80}]}));
+    let Err(kube::Error::Api(e)) = svcs.create(&PostParams::default(), &same_ip).await else {
+        panic!("a taken clusterIP was accepted")
+    };
+    assert_eq!(e.code, 422, "{e:?}");
+    assert!(e.message.contains("provided IP is already allocated"), "{}", e.message);
+    // Free ones still work, and the first keeps its port.
+    svcs.create(
+        &PostParams::default(),
+        &svc("d", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30556}]})),
+    )
+    .await
+    .unwrap();
+    let a = svcs.get("a").await.unwrap();
+    assert_eq!(a.spec.unwrap().ports.unwrap()[0].node_port, Some(30555));
+}

@@ -156,6 +156,41 @@ impl Ranges {
         Ok(claims)
     }
 
+    /// The addresses `svc` asks for by name (not picked at random), each as
+    /// (its claim key, the error if another Service holds it): a create
+    /// that fails over one of these is the user's error, upstream's 422
+    /// "provided port is already allocated".
+    pub fn requested(svc: &Value) -> Vec<(Vec<u8>, ApiError)> {
+        let name = svc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let invalid = |field: &str, value: &str, why: &str| {
+            let res = &crate::resources::SERVICES;
+            ApiError::invalid(res, name, vec![Cause::invalid(field, value, why)])
+        };
+        let mut out = Vec::new();
+        if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {
+            if ip.parse::<Ipv4Addr>().is_ok() {
+                out.push((
+                    format!("{IP_CLAIMS}{ip}").into_bytes(),
+                    invalid("spec.clusterIPs", ip, "failed to allocate IP: provided IP is already allocated"),
+                ));
+            }
+        }
+        let ports = svc.pointer("/spec/ports").and_then(Value::as_array);
+        for (i, p) in ports.into_iter().flatten().enumerate() {
+            if let Some(n) = p.get("nodePort").and_then(Value::as_u64) {
+                out.push((
+                    format!("{PORT_CLAIMS}{n}").into_bytes(),
+                    invalid(
+                        &format!("spec.ports[{i}].nodePort"),
+                        &n.to_string(),
+                        "provided port is already allocated",
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
     /// Releases `svc`'s claims in `txn`.
     pub fn release(&self, svc: &Value, txn: &mut Txn) {
         if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {

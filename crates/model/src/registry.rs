@@ -246,10 +246,18 @@ impl Registry {
             if r.succeeded {
                 return Ok(objects::with_rv(obj, r.revision));
             }
-            // Either the name is taken or an allocation raced another create.
+            // Either the name is taken, an address asked for by name is
+            // held, or a random allocation raced another create.
             let taken = self.writer.read(ReadRequest::key(key)).await?;
             if !taken.kvs.is_empty() {
                 return Err(ApiError::already_exists(res, &name));
+            }
+            if res == &crate::resources::SERVICES {
+                for (claim, held) in crate::alloc::Ranges::requested(&body) {
+                    if !self.writer.read(ReadRequest::key(claim)).await?.kvs.is_empty() {
+                        return Err(held);
+                    }
+                }
             }
         }
         Err(ApiError::new(
