@@ -161,7 +161,10 @@ impl Ranges {
     /// that fails over one of these is the user's error, upstream's 422
     /// "provided port is already allocated".
     pub fn requested(svc: &Value) -> Vec<(Vec<u8>, ApiError)> {
-        let name = svc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let name = svc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let invalid = |field: &str, value: &str, why: &str| {
             let res = &crate::resources::SERVICES;
             ApiError::invalid(res, name, vec![Cause::invalid(field, value, why)])
@@ -171,7 +174,11 @@ impl Ranges {
             if ip.parse::<Ipv4Addr>().is_ok() {
                 out.push((
                     format!("{IP_CLAIMS}{ip}").into_bytes(),
-                    invalid("spec.clusterIPs", ip, "failed to allocate IP: provided IP is already allocated"),
+                    invalid(
+                        "spec.clusterIPs",
+                        ip,
+                        "failed to allocate IP: provided IP is already allocated",
+                    ),
                 ));
             }
         }

@@ -254,7 +254,13 @@ impl Registry {
             }
             if res == &crate::resources::SERVICES {
                 for (claim, held) in crate::alloc::Ranges::requested(&body) {
-                    if !self.writer.read(ReadRequest::key(claim)).await?.kvs.is_empty() {
+                    if !self
+                        .writer
+                        .read(ReadRequest::key(claim))
+                        .await?
+                        .kvs
+                        .is_empty()
+                    {
                         return Err(held);
                     }
                 }

@@ -315,3 +315,102 @@ pub fn host_resolvers(own: IpAddr) -> Vec<SocketAddr> {
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_resolver::proto::op::{Message, Query};
+    use serde_json::json;
+
+    use super::*;
+
+    /// One A query for `name` over UDP to `at`; the response code and
+    /// addresses.
+    async fn ask(at: SocketAddr, name: &str) -> Result<(ResponseCode, Vec<Ipv4Addr>), String> {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut m = Message::new();
+        m.set_id(rand::random());
+        m.add_query(Query::query(
+            Name::from_ascii(name).map_err(|e| e.to_string())?,
+            RecordType::A,
+        ));
+        sock.send_to(&m.to_vec().map_err(|e| e.to_string())?, at)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
+            .await
+            .map_err(|_| "no answer in 2 s".to_string())?
+            .map_err(|e| e.to_string())?;
+        let r = Message::from_vec(&buf[..n]).map_err(|e| e.to_string())?;
+        let ips = r
+            .answers()
+            .iter()
+            .filter_map(|a| a.data().as_a().map(|a| a.0))
+            .collect();
+        Ok((r.response_code(), ips))
+    }
+
+    #[tokio::test]
+    async fn garbage_oversized_packets_and_a_flood_leave_it_answering() {
+        let mut zone = Zone::new("cluster.local");
+        let svc =
+            serde_json::from_value(json!({"metadata": {"namespace": "default", "name": "web"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}}))
+            .unwrap();
+        zone.set("default", "web", Some(&svc), []);
+        let dns = Dns::new(Arc::new(RwLock::new(zone)), &[], DnsMetrics::default());
+        let at = serve(dns, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let web = "web.default.svc.cluster.local.";
+        let want = (ResponseCode::NoError, vec![Ipv4Addr::new(10, 96, 0, 10)]);
+        assert_eq!(ask(at, web).await, Ok(want.clone()));
+        let bad = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // Garbage, a header alone, a header promising records that are not
+        // there, and a datagram of 65,000 bytes.
+        let mut header_lies = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x05, 0, 0, 0, 0, 0, 0];
+        header_lies.extend_from_slice(b"\x03www");
+        for packet in [
+            vec![0xff; 7],
+            vec![0u8; 12],
+            header_lies,
+            vec![0x41; 65_000],
+        ] {
+            let _ = bad.send_to(&packet, at).await;
+        }
+        // A flood: 20,000 queries as fast as one socket sends them.
+        let mut q = Message::new();
+        q.add_query(Query::query(Name::from_ascii(web).unwrap(), RecordType::A));
+        let q = q.to_vec().unwrap();
+        for _ in 0..20_000 {
+            let _ = bad.send_to(&q, at).await;
+        }
+        // TCP: a connection that sends a length and then nothing, and one
+        // that sends garbage.
+        let mut idle = tokio::net::TcpStream::connect(at).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut idle, &[0x01, 0x00])
+            .await
+            .unwrap();
+        let mut junk = tokio::net::TcpStream::connect(at).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut junk, &[0x00, 0x04, 1, 2, 3, 4])
+            .await
+            .unwrap();
+        // Still answering, correctly.
+        shoal_fabric::testing::wait_until(Duration::from_secs(10), || async {
+            match ask(at, web).await {
+                Ok(got) if got == want => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            ask(at, "nope.default.svc.cluster.local.")
+                .await
+                .map(|r| r.0),
+            Ok(ResponseCode::NXDomain)
+        );
+    }
+}
