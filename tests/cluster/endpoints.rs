@@ -158,9 +158,10 @@ async fn endpoints_and_slices_follow_the_pods_a_service_selects() {
 }
 
 /// A Service asking for a nodePort or a clusterIP another Service holds
-/// gets upstream's 422, naming the field; the holder keeps it.
+/// gets upstream's 422, naming the field; the holder keeps it. A
+/// LoadBalancer's status names the Ready nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_taken_node_port_or_cluster_ip_is_422() {
+async fn taken_addresses_are_422_and_load_balancers_name_the_nodes() {
     let c = TestCluster::start(1).unwrap();
     let k = api_ready(&c, 1).await;
     let svcs: Api<Service> = Api::default_namespaced(k.clone());
@@ -170,12 +171,18 @@ async fn a_taken_node_port_or_cluster_ip_is_422() {
     let first = svcs
         .create(
             &PostParams::default(),
-            &svc("a", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30555}]})),
+            &svc(
+                "a",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30555}]}),
+            ),
         )
         .await
         .unwrap();
     let ip = first.spec.unwrap().cluster_ip.unwrap();
-    let again = svc("b", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30555}]}));
+    let again = svc(
+        "b",
+        json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30555}]}),
+    );
     let Err(kube::Error::Api(e)) = svcs.create(&PostParams::default(), &again).await else {
         panic!("a taken nodePort was accepted")
     };
@@ -191,14 +198,72 @@ async fn a_taken_node_port_or_cluster_ip_is_422() {
         panic!("a taken clusterIP was accepted")
     };
     assert_eq!(e.code, 422, "{e:?}");
-    assert!(e.message.contains("provided IP is already allocated"), "{}", e.message);
+    assert!(
+        e.message.contains("provided IP is already allocated"),
+        "{}",
+        e.message
+    );
     // Free ones still work, and the first keeps its port.
     svcs.create(
         &PostParams::default(),
-        &svc("d", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30556}]})),
+        &svc(
+            "d",
+            json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30556}]}),
+        ),
     )
     .await
     .unwrap();
     let a = svcs.get("a").await.unwrap();
     assert_eq!(a.spec.unwrap().ports.unwrap()[0].node_port, Some(30555));
+
+    // A LoadBalancer gets a node port and a status naming the Ready
+    // nodes' addresses; as a ClusterIP again, the status is cleared.
+    let lb = svcs
+        .create(
+            &PostParams::default(),
+            &svc(
+                "lb",
+                json!({"type": "LoadBalancer", "ports": [{"port": 80}]}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(lb.spec.unwrap().ports.unwrap()[0].node_port.is_some());
+    let ingress = |s: &Service| -> Vec<String> {
+        s.status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|l| l.ingress.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| i.ip)
+            .collect()
+    };
+    wait_until(Duration::from_secs(20), || async {
+        let s = svcs.get("lb").await.map_err(|e| e.to_string())?;
+        match ingress(&s).as_slice() {
+            [ip] if ip == "127.0.0.1" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("the LoadBalancer names the nodes' address");
+    let patch = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "nodePort": null}]}});
+    svcs.patch(
+        "lb",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    wait_until(Duration::from_secs(20), || async {
+        let s = svcs.get("lb").await.map_err(|e| e.to_string())?;
+        if ingress(&s).is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", ingress(&s)))
+        }
+    })
+    .await
+    .expect("a ClusterIP has no load balancer ingress");
 }

@@ -12,7 +12,10 @@ use k8s_openapi::api::core::v1::Service;
 use shoal_proxy::dns::{serve, Dns, DnsMetrics, Zone};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let at: SocketAddr = args
         .first()
         .and_then(|a| a.parse().ok())
@@ -29,7 +32,10 @@ fn main() {
         zone.set("default", &format!("svc-{i}"), Some(&svc), []);
     }
     // One thread: the server is measured on the one core it is pinned to.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let dns = Dns::new(Arc::new(RwLock::new(zone)), &[], DnsMetrics::default());
         let bound = serve(dns, at).await.expect("bind");

@@ -27,6 +27,7 @@ pub mod deployment;
 pub mod deployment_plan;
 pub mod endpoints;
 pub mod gc;
+pub mod loadbalancer;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
@@ -144,6 +145,16 @@ impl Singleton for ControlPlane {
             });
             tasks.spawn(runtime::run(
                 endpoints,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            let lb = Arc::new(loadbalancer::LoadBalancerController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+            });
+            tasks.spawn(runtime::run(
+                lb,
                 cache.clone(),
                 workers,
                 workers_ctx.clone(),
