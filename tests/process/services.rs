@@ -307,3 +307,131 @@ fn cluster_ips_and_node_ports_route_to_ready_endpoints() {
         },
     );
 }
+
+const ROLLING: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: roll
+spec:
+  replicas: 3
+  strategy:
+    rollingUpdate: {maxUnavailable: 0, maxSurge: 1}
+  selector:
+    matchLabels: {app: roll}
+  template:
+    metadata:
+      labels: {app: roll}
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+      - name: http
+        image: python:3
+        command: ["python3", "-m", "http.server", "8000"]
+        ports: [{name: http, containerPort: 8000}]
+        readinessProbe:
+          tcpSocket: {port: 8000}
+          periodSeconds: 1
+        lifecycle:
+          preStop:
+            exec: {command: ["sleep", "2"]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: roll
+spec:
+  selector: {app: roll}
+  ports: [{port: 80, targetPort: http}]
+"#;
+
+/// A client opening a new connection per request at 20 requests/s sees
+/// no failure while the backends roll (readiness plus a preStop delay, the
+/// usual pattern: a stopping pod leaves the rules before it stops
+/// listening).
+#[test]
+fn a_rolling_update_loses_no_request() {
+    if !super::cni_sandboxes() {
+        eprintln!("SKIPPED: ClusterIPs are routed only with pod sandboxes (root)");
+        return;
+    }
+    let Some(k) = Dev::start_with(3, "process") else {
+        return;
+    };
+    let manifest = k.file("roll.yaml", ROLLING);
+    k.ok(&["apply", "-f", &manifest]);
+    k.ok(&[
+        "run",
+        "client",
+        "--image=python:3",
+        "--restart=Never",
+        "--command",
+        "--",
+        "python3",
+        "-c",
+        "import time\nwhile True: time.sleep(3600)",
+    ]);
+    k.ok(&["rollout", "status", "deploy/roll", "--timeout=90s"]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=60s",
+    ]);
+    // The client runs until the file it is told of appears (the test
+    // creates it once the rollout is done), then prints what it saw.
+    let script = "import urllib.request,time,json,os\n\
+                  ok=0;bad=[]\n\
+                  while not os.path.exists('/tmp/shoal-roll-done'):\n  \
+                    t=time.time()\n  \
+                    try: urllib.request.urlopen('http://roll/',timeout=2).read(); ok+=1\n  \
+                    except Exception as e: bad.append(repr(e))\n  \
+                    time.sleep(max(0,0.05-(time.time()-t)))\n\
+                  print(json.dumps({'ok':ok,'bad':bad}))\n";
+    let _ = std::fs::remove_file("/tmp/shoal-roll-done");
+    let client = k
+        .command(&["exec", "client", "--", "python3", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Some requests before the roll, then the roll itself (the client's
+    // pace, not a synchronization: it runs until told to stop).
+    std::thread::sleep(Duration::from_secs(3));
+    k.ok(&["set", "env", "deploy/roll", "ROLL=2"]);
+    k.ok(&["rollout", "status", "deploy/roll", "--timeout=120s"]);
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write("/tmp/shoal-roll-done", b"").unwrap();
+    let out = client.wait_with_output().unwrap();
+    let _ = std::fs::remove_file("/tmp/shoal-roll-done");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "client said {:?}: {e}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let ok = seen["ok"].as_u64().unwrap();
+    let bad = seen["bad"].as_array().unwrap();
+    eprintln!(
+        "rolling update: {ok} requests answered, {} failed",
+        bad.len()
+    );
+    assert!(ok > 60, "too few requests to tell: {seen}");
+    assert!(
+        bad.is_empty(),
+        "{} of {} requests failed: {bad:?}",
+        bad.len(),
+        ok + bad.len() as u64
+    );
+    // Every pod is new.
+    let pods = super::kubectl_process::pods(&k, "app=roll");
+    let env_of = |p: &Value| {
+        p.pointer("/spec/containers/0/env/0/value")
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    assert!(
+        pods.iter()
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            .all(|p| env_of(p).as_deref() == Some("2")),
+        "{pods:?}"
+    );
+}
