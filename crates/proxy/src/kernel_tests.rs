@@ -14,7 +14,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::model::{Endpoint, Proto, ServicePort};
 use crate::nft::{delta, full, Nft};
-use crate::rules::{base, service_part, NodeNet, Part};
+use crate::rules::{base, services_part, NodeNet, Part};
 
 /// A network namespace that is deleted when dropped.
 struct Netns(String);
@@ -104,16 +104,6 @@ fn random_service(rng: &mut StdRng, i: u8) -> Vec<ServicePort> {
     ports
 }
 
-fn part_of(net: &NodeNet, ports: &[ServicePort]) -> Part {
-    let mut part = Part::default();
-    for sp in ports {
-        let p = service_part(net, sp);
-        part.chains.extend(p.chains);
-        part.elements.extend(p.elements);
-        part.sets.extend(p.sets);
-    }
-    part
-}
 
 #[tokio::test]
 async fn deltas_leave_the_kernel_table_a_fresh_build_would() {
@@ -138,7 +128,7 @@ async fn deltas_leave_the_kernel_table_a_fresh_build_would() {
         let new = if rng.random_bool(0.2) {
             Part::default()
         } else {
-            part_of(&net, &random_service(&mut rng, i))
+            services_part(&net, &random_service(&mut rng, i))
         };
         let old = committed.remove(&i).unwrap_or_default();
         let cmds = delta(&net.table, &old, &new);

@@ -28,7 +28,7 @@ use shoal_store::{ReadRequest, Store};
 use crate::dns::Zone;
 use crate::model::{service_ports, Proto, ServicePort, SERVICE_NAME_LABEL};
 use crate::nft::{delta, full, Commands, Nft};
-use crate::rules::{base, service_part, NodeNet, Part};
+use crate::rules::{base, services_part, NodeNet, Part};
 
 /// `namespace`, `name` of a Service.
 type SvcKey = (String, String);
@@ -223,16 +223,6 @@ impl State {
     }
 }
 
-fn part_of(net: &NodeNet, ports: &[ServicePort]) -> Part {
-    let mut part = Part::default();
-    for sp in ports {
-        let p = service_part(net, sp);
-        part.chains.extend(p.chains);
-        part.elements.extend(p.elements);
-        part.sets.extend(p.sets);
-    }
-    part
-}
 
 /// UDP endpoints in `old` that `new` no longer sends a port's traffic to,
 /// with the addresses traffic reached them by: (service address or None
@@ -405,7 +395,7 @@ impl Proxy {
         let mut committed = HashMap::new();
         for k in keys {
             let ports = state.ports(&k, &self.node);
-            committed.insert(k, (part_of(&self.net, &ports), ports));
+            committed.insert(k, (services_part(&self.net, &ports), ports));
         }
         // Every shard afresh, in one transaction.
         let mut cmds = Vec::new();
@@ -479,7 +469,7 @@ impl Proxy {
         }
         for k in dirty {
             let ports = state.ports(&k, &self.node);
-            let part = part_of(&self.net, &ports);
+            let part = services_part(&self.net, &ports);
             let old = state.committed.get(&k).unwrap_or(&empty);
             let table = self.net.shard_table(self.net.shard_of(&k.0, &k.1));
             cmds.extend(delta(&table, &old.0, &part));

@@ -520,3 +520,16 @@ pub fn service_part(net: &NodeNet, sp: &ServicePort) -> Part {
     }
     part
 }
+
+/// The parts of a Service's ports together (what one Service puts in the
+/// table).
+pub fn services_part(net: &NodeNet, ports: &[ServicePort]) -> Part {
+    let mut part = Part::default();
+    for sp in ports {
+        let p = service_part(net, sp);
+        part.chains.extend(p.chains);
+        part.elements.extend(p.elements);
+        part.sets.extend(p.sets);
+    }
+    part
+}
