@@ -104,7 +104,6 @@ fn random_service(rng: &mut StdRng, i: u8) -> Vec<ServicePort> {
     ports
 }
 
-
 #[tokio::test]
 async fn deltas_leave_the_kernel_table_a_fresh_build_would() {
     if !can_run() {

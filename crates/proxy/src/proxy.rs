@@ -223,7 +223,6 @@ impl State {
     }
 }
 
-
 /// UDP endpoints in `old` that `new` no longer sends a port's traffic to,
 /// with the addresses traffic reached them by: (service address or None
 /// for a NodePort, port, endpoint).
