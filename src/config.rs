@@ -128,6 +128,11 @@ impl NodeConfig {
         if let Some(n) = get("SHOAL_KUBELET_NETWORK") {
             self.kubelet.network = n.parse().map_err(|e| invalid("SHOAL_KUBELET_NETWORK", e))?;
         }
+        if let Some(p) = get("SHOAL_KUBELET_DNS_PORT") {
+            self.kubelet.dns_port = p
+                .parse()
+                .map_err(|e| invalid("SHOAL_KUBELET_DNS_PORT", format!("{p:?}: {e}")))?;
+        }
         if let Some(u) = get("SHOAL_KUBELET_DNS_UPSTREAMS") {
             self.kubelet.dns_upstreams = u
                 .split(',')
@@ -434,6 +439,9 @@ impl NodeConfig {
             // processes.
             kubelet: KubeletConfig {
                 runtime: crate::kubelet::config::RuntimeKind::Sim,
+                // Nodes side by side on 127.0.0.1: each node's DNS on a
+                // port of its own (the proxy's status names it).
+                dns_port: 0,
                 ..KubeletConfig::default()
             },
         }

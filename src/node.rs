@@ -411,35 +411,34 @@ impl Node {
                     .unwrap_or(false);
             // The service proxy (rules where pods have sandboxes) and the
             // cluster DNS start once the node has its slot and address.
-            let on_registered: Option<crate::kubelet::OnRegistered> =
-                if cfg.kubelet.runtime == RuntimeKind::Process {
-                    let start = crate::proxy::start::ProxyStart {
-                        store: store.clone(),
-                        node: cfg.name.clone(),
-                        pod_cidr: pod_range.network(),
-                        sandboxed,
-                        cluster_domain: cfg.kubelet.cluster_domain.clone(),
-                        upstreams: cfg
-                            .kubelet
-                            .dns_upstreams
-                            .iter()
-                            .filter_map(|u| u.parse().ok())
-                            .collect(),
-                        metrics: Default::default(),
-                        dns_metrics: Default::default(),
-                        status,
-                    };
-                    start.metrics.register(&metrics);
-                    start.dns_metrics.register(&metrics);
-                    Some(Box::new(move |slot, spec| {
-                        let node_ip = spec.address.parse().unwrap_or_else(|_| {
-                            std::net::Ipv4Addr::from(u32::from(slot.network()) + 1)
-                        });
-                        tokio::spawn(start.run(slot.clone(), node_ip));
-                    }))
-                } else {
-                    None
+            // (Every worker: hollow pods have names too.)
+            let on_registered: Option<crate::kubelet::OnRegistered> = {
+                let start = crate::proxy::start::ProxyStart {
+                    store: store.clone(),
+                    node: cfg.name.clone(),
+                    pod_cidr: pod_range.network(),
+                    sandboxed,
+                    cluster_domain: cfg.kubelet.cluster_domain.clone(),
+                    upstreams: cfg
+                        .kubelet
+                        .dns_upstreams
+                        .iter()
+                        .filter_map(|u| u.parse().ok())
+                        .collect(),
+                    dns_port: cfg.kubelet.dns_port,
+                    metrics: Default::default(),
+                    dns_metrics: Default::default(),
+                    status,
                 };
+                start.metrics.register(&metrics);
+                start.dns_metrics.register(&metrics);
+                Some(Box::new(move |slot, spec| {
+                    let node_ip = spec.address.parse().unwrap_or_else(|_| {
+                        std::net::Ipv4Addr::from(u32::from(slot.network()) + 1)
+                    });
+                    tokio::spawn(start.run(slot.clone(), node_ip));
+                }))
+            };
             let kubelet = crate::kubelet::KubeletStart {
                 bridge_address: sandboxed
                     && cfg.kubelet.node_address == crate::kubelet::config::NodeAddress::Bridge,

@@ -125,7 +125,15 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
     super::client_runtime()?.block_on(async move {
         let exe = std::env::current_exe()?;
         let mut agents = Vec::new();
-        for (cfg, path) in cfgs.iter().zip(&paths) {
+        // Without sandboxes the nodes share 127.0.0.1 and may not bind port
+        // 53: each node's DNS gets a port of its own above 1023.
+        let host_network = opts.runtime != RuntimeKind::Process
+            || matches!(
+                crate::kubelet::process::sandbox::NetworkMode::resolve(opts.network),
+                crate::kubelet::process::sandbox::NetworkMode::Host { .. }
+            );
+        for (i, (cfg, path)) in cfgs.iter().zip(&paths).enumerate() {
+            let dns_port = if host_network { 10_053 + i as u16 } else { 53 };
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -140,6 +148,7 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
                 // The nodes share one kernel: each publishes its bridge's
                 // gateway as its address (with sandboxes; else unused).
                 .env("SHOAL_KUBELET_NODE_ADDRESS", "bridge")
+                .env("SHOAL_KUBELET_DNS_PORT", dns_port.to_string())
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

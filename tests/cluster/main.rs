@@ -10,6 +10,7 @@ mod bad_input;
 mod client_limits;
 mod control_plane;
 mod endpoints;
+mod host_network_dns;
 mod kube_api;
 mod kube_watch;
 mod linearizable;

@@ -104,6 +104,10 @@ pub struct KubeletConfig {
     /// Where the node's DNS forwards names outside the cluster (`ip:port`
     /// each); empty: the host's `/etc/resolv.conf`.
     pub dns_upstreams: Vec<String>,
+    /// The node's DNS port: on the bridge gateway with sandboxes, on the
+    /// node's own address without (where port 53 needs root: give a port
+    /// above 1023; `shoal dev` gives its i-th node, from 0, port 10053 + i).
+    pub dns_port: u16,
 }
 
 /// The default pod range: a /12 cut into /24s (`shoal dev` uses
@@ -122,6 +126,7 @@ impl Default for KubeletConfig {
             node_address: NodeAddress::Advertised,
             cluster_domain: "cluster.local".into(),
             dns_upstreams: Vec::new(),
+            dns_port: 53,
         }
     }
 }

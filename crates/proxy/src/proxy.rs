@@ -45,6 +45,8 @@ pub struct Status {
     pub full_syncs: u64,
     pub partial_syncs: u64,
     pub failures: u64,
+    /// Where the node's DNS answers, once it does.
+    pub dns: Option<String>,
 }
 
 /// The proxy's metrics, named as kube-proxy's (under `shoal_`).

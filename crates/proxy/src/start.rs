@@ -1,6 +1,7 @@
 //! Starting a node's proxy once its kubelet registered the node (its
 //! slot names its tables and bridge, its address is where NodePorts
-//! answer): the DNS listener on the bridge gateway, port 53, then
+//! answer): the DNS listener (on the bridge gateway with sandboxes, on
+//! the node's address without), then
 //! the loop that feeds the rules and the zone.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,6 +27,8 @@ pub struct ProxyStart {
     pub cluster_domain: String,
     /// Where names outside the cluster go (empty: the host's resolvers).
     pub upstreams: Vec<SocketAddr>,
+    /// The DNS port (see `kubelet.dns_port`).
+    pub dns_port: u16,
     pub metrics: ProxyMetrics,
     pub dns_metrics: DnsMetrics,
     pub status: Arc<Mutex<Status>>,
@@ -36,24 +39,42 @@ impl ProxyStart {
     pub async fn run(self, slot: PodSlot, node_ip: Ipv4Addr) {
         let bridge = format!("shoal-{}", slot.index);
         let zone = Arc::new(RwLock::new(Zone::new(&self.cluster_domain)));
-        if self.sandboxed {
-            let upstreams = if self.upstreams.is_empty() {
-                dns::host_resolvers(Ipv4Addr::from(u32::from(slot.network()) + 1).into())
-            } else {
-                self.upstreams.clone()
-            };
-            let handler = Dns::new(zone.clone(), &upstreams, self.dns_metrics.clone());
-            // Pods' resolv.conf names their bridge gateway (see
-            // shoal_kubelet::process::dns), the node's address in `shoal dev`.
-            let gateway = Ipv4Addr::from(u32::from(slot.network()) + 1);
-            let addr = SocketAddr::new(gateway.into(), 53);
-            match dns::serve(handler, addr).await {
-                Ok(at) => {
-                    tracing::info!(node = %self.node, "cluster DNS on {at} (forwarding to {upstreams:?})")
+        // With sandboxes pods' resolv.conf names their bridge gateway (see
+        // shoal_kubelet::process::dns), the node's address in `shoal dev`;
+        // without, clients ask the node's own address on `dns_port`.
+        let gateway = Ipv4Addr::from(u32::from(slot.network()) + 1);
+        let listen = if self.sandboxed { gateway } else { node_ip };
+        let addr = SocketAddr::new(listen.into(), self.dns_port);
+        let upstreams = if self.upstreams.is_empty() {
+            dns::host_resolvers(listen.into())
+        } else {
+            self.upstreams.clone()
+        };
+        let (zone2, metrics, node, status) = (
+            zone.clone(),
+            self.dns_metrics.clone(),
+            self.node.clone(),
+            self.status.clone(),
+        );
+        tokio::spawn(async move {
+            // The address may come up after the node starts (a bridge
+            // being made): try again, saying why now and then.
+            for attempt in 0u32.. {
+                let handler = Dns::new(zone2.clone(), &upstreams, metrics.clone());
+                match dns::serve(handler, addr).await {
+                    Ok(at) => {
+                        tracing::info!(%node, "cluster DNS on {at} (forwarding to {upstreams:?})");
+                        status.lock().unwrap_or_else(|p| p.into_inner()).dns = Some(at.to_string());
+                        return;
+                    }
+                    Err(e) if attempt % 30 == 0 => {
+                        tracing::error!(%node, "cluster DNS on {addr}: {e} (kubelet.dns_port)");
+                    }
+                    Err(_) => {}
                 }
-                Err(e) => tracing::error!(node = %self.node, "cluster DNS on {addr}: {e}"),
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
-        }
+        });
         Proxy {
             store: self.store,
             node: self.node,
