@@ -12,6 +12,7 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::rr::RecordType;
 use hickory_resolver::TokioResolver;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use shoal_harness::{wait_until, TestCluster};
@@ -44,7 +45,7 @@ async fn without_sandboxes_dns_answers_on_a_high_port() {
         .port();
     let c = TestCluster::start_with(1, |cfg| cfg.kubelet.dns_port = port).unwrap();
     let k = api_ready(&c, 1).await;
-    let svcs: Api<Service> = Api::default_namespaced(k);
+    let svcs: Api<Service> = Api::default_namespaced(k.clone());
     let svc: Service = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {"ports": [{"name": "http", "port": 80}]}
@@ -84,4 +85,32 @@ async fn without_sandboxes_dns_answers_on_a_high_port() {
         .await
         .unwrap_err();
     assert!(missing.is_nx_domain(), "{missing}");
+    // kube-system/kube-dns names the node's listener.
+    let slices: Api<EndpointSlice> = Api::namespaced(k, "kube-system");
+    wait_until(Duration::from_secs(30), || async {
+        let list = slices
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let found = list.items.iter().any(|s| {
+            s.ports
+                .iter()
+                .flatten()
+                .any(|p| p.port == Some(i32::from(port)))
+                && s.endpoints.iter().any(|e| e.addresses == ["127.0.0.1"])
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}",
+                list.items
+                    .iter()
+                    .map(|s| &s.metadata.name)
+                    .collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await
+    .expect("kube-dns's slice names the node's DNS");
 }

@@ -3,7 +3,8 @@
 //! reach Services by short and full names through their own resolv.conf;
 //! headless Services, SRV, ExternalName and NXDOMAIN answer as the DNS
 //! spec says; names outside the cluster reach an upstream the test runs
-//! itself (`SHOAL_KUBELET_DNS_UPSTREAMS`). Without root: SKIPPED (no
+//! itself (`SHOAL_KUBELET_DNS_UPSTREAMS`); `kube-system/kube-dns`'s
+//! ClusterIP reaches the nodes' DNS. Without root: SKIPPED (no
 //! sandboxes, no per-pod resolv.conf; see the README).
 
 use std::collections::BTreeSet;
@@ -222,6 +223,34 @@ fn cluster_dns_answers_pods_and_forwards_the_rest() {
     }
     // Outside the cluster: the upstream's answer.
     assert_eq!(a("www.outside.test."), Ok(BTreeSet::from([OUTSIDE])));
+
+    // kube-system/kube-dns: its ClusterIP reaches the nodes' DNS.
+    let kube_dns: Value =
+        serde_json::from_str(&k.ok(&["get", "svc", "-n", "kube-system", "kube-dns", "-o", "json"]))
+            .unwrap();
+    let kube_dns_ip: Ipv4Addr = kube_dns["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let via_service = resolver(kube_dns_ip);
+    super::wait_for(
+        Duration::from_secs(30),
+        "kube-dns answers through its ClusterIP",
+        || {
+            let got: BTreeSet<Ipv4Addr> = rt
+                .block_on(via_service.lookup("backend.default.svc.cluster.local.", RecordType::A))
+                .map_err(|e| e.to_string())?
+                .iter()
+                .filter_map(|r| r.as_a().map(|a| a.0))
+                .collect();
+            if got == BTreeSet::from([cluster_ip]) {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    );
 
     // Inside a pod, through its own resolv.conf: short and full names,
     // and a name outside.

@@ -687,6 +687,41 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
             pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
+    // The Service clients look the cluster DNS up by; its endpoints are
+    // the nodes' DNS listeners (the control plane's kube-dns controller).
+    let (ns, name) = shoal_model::objects::KUBE_DNS;
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns,
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
+        "spec": {"ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+        ]},
+    });
+    loop {
+        let key = resources::SERVICES.key(ns, name);
+        if kube.cache.get(&key).is_some() {
+            return;
+        }
+        match kube
+            .registry
+            .create(&resources::SERVICES, ns, svc.clone(), false)
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if e.code == 409 => return,
+            Err(e) if e.code >= 500 || e.code == 404 => {
+                tracing::debug!("creating Service {ns}/{name}: {}", e.message);
+            }
+            Err(e) => {
+                tracing::error!("Service {ns}/{name}: {}", e.message);
+                return;
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
 }
 
 #[cfg(test)]

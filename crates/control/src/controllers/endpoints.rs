@@ -287,7 +287,8 @@ impl EndpointsController {
             "metadata": {"name": name, "namespace": ns, "labels": labels},
             "subsets": subsets(&eps, publish),
         });
-        *written = (*written).max(self.put(&ENDPOINTS, ns, endpoints.as_deref(), want).await?);
+        *written =
+            (*written).max(put(&self.registry, &ENDPOINTS, ns, endpoints.as_deref(), want).await?);
 
         // EndpointSlices: the n-th of this Service is `<svc>-<n>`.
         let uid = svc.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
@@ -309,8 +310,14 @@ impl EndpointsController {
             });
             let have = owned.iter().find(|s| objects::name_of(s) == slice_name);
             *written = (*written).max(
-                self.put(&ENDPOINTSLICES, ns, have.map(|a| &**a), want)
-                    .await?,
+                put(
+                    &self.registry,
+                    &ENDPOINTSLICES,
+                    ns,
+                    have.map(|a| &**a),
+                    want,
+                )
+                .await?,
             );
             names.push(slice_name);
         }
@@ -324,40 +331,41 @@ impl EndpointsController {
         }
         Ok(Action::Done)
     }
+}
 
-    /// Creates `want`, or updates `have` to it unless nothing changed.
-    async fn put(
-        &self,
-        res: &shoal_model::resources::Resource,
-        ns: &str,
-        have: Option<&Value>,
-        want: Value,
-    ) -> Result<u64, ReconcileError> {
-        let Some(have) = have else {
-            return create_object(&self.registry, res, ns, want).await;
-        };
-        let mut next = have.clone();
-        let mut changed = false;
-        for (k, v) in want.as_object().into_iter().flatten() {
-            if k == "metadata" {
-                for field in ["labels", "ownerReferences"] {
-                    if let Some(v) = v.get(field) {
-                        if next["metadata"].get(field) != Some(v) {
-                            next["metadata"][field] = v.clone();
-                            changed = true;
-                        }
+/// Creates `want`, or updates `have` to it unless nothing changed (labels,
+/// owners and every top-level field but metadata).
+pub(super) async fn put(
+    registry: &Registry,
+    res: &shoal_model::resources::Resource,
+    ns: &str,
+    have: Option<&Value>,
+    want: Value,
+) -> Result<u64, ReconcileError> {
+    let Some(have) = have else {
+        return create_object(registry, res, ns, want).await;
+    };
+    let mut next = have.clone();
+    let mut changed = false;
+    for (k, v) in want.as_object().into_iter().flatten() {
+        if k == "metadata" {
+            for field in ["labels", "ownerReferences"] {
+                if let Some(v) = v.get(field) {
+                    if next["metadata"].get(field) != Some(v) {
+                        next["metadata"][field] = v.clone();
+                        changed = true;
                     }
                 }
-            } else if next.get(k) != Some(v) {
-                next[k.as_str()] = v.clone();
-                changed = true;
             }
+        } else if next.get(k) != Some(v) {
+            next[k.as_str()] = v.clone();
+            changed = true;
         }
-        if !changed {
-            return Ok(0);
-        }
-        update_object(&self.registry, res, &next).await
     }
+    if !changed {
+        return Ok(0);
+    }
+    update_object(registry, res, &next).await
 }
 
 impl Reconciler for EndpointsController {

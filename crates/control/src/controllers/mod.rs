@@ -27,6 +27,7 @@ pub mod deployment;
 pub mod deployment_plan;
 pub mod endpoints;
 pub mod gc;
+pub mod kubedns;
 pub mod loadbalancer;
 pub mod nodelifecycle;
 pub mod replicaset;
@@ -157,6 +158,16 @@ impl Singleton for ControlPlane {
                 lb,
                 cache.clone(),
                 workers,
+                workers_ctx.clone(),
+            ));
+            let kube_dns = Arc::new(kubedns::KubeDnsController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+            });
+            tasks.spawn(runtime::run(
+                kube_dns,
+                cache.clone(),
+                1,
                 workers_ctx.clone(),
             ));
             tasks.spawn(runtime::run(gc, cache.clone(), workers, workers_ctx));
