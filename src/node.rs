@@ -307,6 +307,11 @@ impl Node {
         };
         // Worker nodes run a kubelet (`kubelet.runtime`: sim or process)
         // and serve `pods/log` as the `kubelet` actor.
+        // Where this node's kubelet registered: the address pods reach the
+        // node by, and whether they have sandboxes (the API announces
+        // itself there, see below).
+        let (registered_tx, registered_rx) =
+            tokio::sync::oneshot::channel::<(std::net::Ipv4Addr, bool)>();
         if cfg.has_role(crate::config::Role::Worker) {
             use crate::kubelet::config::RuntimeKind;
             use crate::kubelet::{MakeRuntime, Runtime};
@@ -433,9 +438,10 @@ impl Node {
                 start.metrics.register(&metrics);
                 start.dns_metrics.register(&metrics);
                 Some(Box::new(move |slot, spec| {
-                    let node_ip = spec.address.parse().unwrap_or_else(|_| {
-                        std::net::Ipv4Addr::from(u32::from(slot.network()) + 1)
-                    });
+                    let gateway = std::net::Ipv4Addr::from(u32::from(slot.network()) + 1);
+                    let node_ip = spec.address.parse().unwrap_or(gateway);
+                    let reach = if sandboxed { gateway } else { node_ip };
+                    let _ = registered_tx.send((reach, sandboxed));
                     tokio::spawn(start.run(slot.clone(), node_ip));
                 }))
             };
@@ -478,10 +484,57 @@ impl Node {
         let limits = crate::api::listener::Limits::new(&cfg.api, crate::fdlimit::current());
         let listener_metrics = crate::api::listener::ListenerMetrics::default();
         listener_metrics.register(&metrics);
+        let router = crate::api::router(api_state);
+        // An API node with a kubelet announces where pods reach its API
+        // (the `default/kubernetes` Service's endpoints): with sandboxes,
+        // a second listener on its bridge gateway (pods cannot reach the
+        // host's 127.0.0.1); without, its own address.
+        if kube.is_some() {
+            let (https, router, limits, m, stop) = (
+                https.clone(),
+                router.clone(),
+                limits,
+                listener_metrics.clone(),
+                api_stop_rx.clone(),
+            );
+            let (store, node, advertised) = (
+                store.clone(),
+                cfg.name.clone(),
+                cfg.listen.advertised(api_addr),
+            );
+            tokio::spawn(async move {
+                let Ok((reach, sandboxed)) = registered_rx.await else {
+                    return; // no kubelet here: no Node to announce on
+                };
+                let at = if sandboxed {
+                    let at = SocketAddr::new(reach.into(), api_addr.port());
+                    match tokio::net::TcpListener::bind(at).await {
+                        Ok(l) => {
+                            tokio::spawn(crate::api::serve_tls(l, https, router, limits, m, stop));
+                            at
+                        }
+                        Err(e) => {
+                            tracing::error!(%node, "the API on the pods' side ({at}): {e}");
+                            return;
+                        }
+                    }
+                } else {
+                    advertised
+                };
+                let at = at.to_string();
+                crate::model::announce::announce(
+                    &store,
+                    &node,
+                    crate::model::announce::API_ADDRESS,
+                    &at,
+                )
+                .await;
+            });
+        }
         tokio::spawn(crate::api::serve_tls(
             listener,
             https,
-            crate::api::router(api_state),
+            router,
             limits,
             listener_metrics,
             api_stop_rx,

@@ -4,7 +4,8 @@
 //! headless Services, SRV, ExternalName and NXDOMAIN answer as the DNS
 //! spec says; names outside the cluster reach an upstream the test runs
 //! itself (`SHOAL_KUBELET_DNS_UPSTREAMS`); `kube-system/kube-dns`'s
-//! ClusterIP reaches the nodes' DNS. Without root: SKIPPED (no
+//! ClusterIP reaches the nodes' DNS, and `kubernetes.default.svc` an API
+//! node from a pod. Without root: SKIPPED (no
 //! sandboxes, no per-pod resolv.conf; see the README).
 
 use std::collections::BTreeSet;
@@ -283,5 +284,30 @@ fn cluster_dns_answers_pods_and_forwards_the_rest() {
         lines,
         vec![ip.as_str(), ip.as_str(), outside.as_str()],
         "{out}"
+    );
+
+    // `kubernetes.default.svc` resolves to the kubernetes Service and
+    // reaches an API node from the pod (TLS; the answer's status is the
+    // API's: 200, or 401 without a token).
+    let api: Value =
+        serde_json::from_str(&k.ok(&["get", "svc", "kubernetes", "-o", "json"])).unwrap();
+    let api_ip = api["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let script = "import socket,ssl,urllib.request,urllib.error\n\
+                  print(socket.gethostbyname('kubernetes.default.svc'))\n\
+                  ctx=ssl._create_unverified_context()\n\
+                  try: print(urllib.request.urlopen('https://kubernetes.default.svc/version',context=ctx,timeout=5).status)\n\
+                  except urllib.error.HTTPError as e: print(e.code)\n";
+    super::wait_for(
+        Duration::from_secs(30),
+        "a pod reaches the API through kubernetes.default.svc",
+        || {
+            let out = k.run(&["exec", pod, "--", "python3", "-c", script]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            match lines.as_slice() {
+                [ip, code] if *ip == api_ip && (*code == "200" || *code == "401") => Ok(()),
+                _ => Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr))),
+            }
+        },
     );
 }

@@ -687,40 +687,52 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
             pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
-    // The Service clients look the cluster DNS up by; its endpoints are
-    // the nodes' DNS listeners (the control plane's kube-dns controller).
-    let (ns, name) = shoal_model::objects::KUBE_DNS;
-    let svc = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": ns,
-            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
-        "spec": {"ports": [
-            {"name": "dns", "port": 53, "protocol": "UDP"},
-            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
-        ]},
-    });
-    loop {
-        let key = resources::SERVICES.key(ns, name);
-        if kube.cache.get(&key).is_some() {
-            return;
-        }
-        match kube
-            .registry
-            .create(&resources::SERVICES, ns, svc.clone(), false)
-            .await
-        {
-            Ok(_) => return,
-            Err(e) if e.code == 409 => return,
-            Err(e) if e.code >= 500 || e.code == 404 => {
-                tracing::debug!("creating Service {ns}/{name}: {}", e.message);
+    // The Services that stand for the nodes: the cluster DNS, and the API
+    // as pods reach it; their endpoints are the nodes' announcements (the
+    // control plane's system-endpoints controllers).
+    let (dns_ns, dns) = shoal_model::objects::KUBE_DNS;
+    let (api_ns, api) = shoal_model::objects::KUBERNETES;
+    let services = [
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": dns, "namespace": dns_ns,
+                "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
+            "spec": {"ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            ]},
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": api, "namespace": api_ns,
+                "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP"}]},
+        }),
+    ];
+    for svc in services {
+        let (ns, name) = (objects::namespace_of(&svc), objects::name_of(&svc));
+        loop {
+            if kube.cache.get(&resources::SERVICES.key(ns, name)).is_some() {
+                break;
             }
-            Err(e) => {
-                tracing::error!("Service {ns}/{name}: {}", e.message);
-                return;
+            match kube
+                .registry
+                .create(&resources::SERVICES, ns, svc.clone(), false)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.code == 409 => break,
+                Err(e) if e.code >= 500 || e.code == 404 => {
+                    tracing::debug!("creating Service {ns}/{name}: {}", e.message);
+                }
+                Err(e) => {
+                    tracing::error!("Service {ns}/{name}: {}", e.message);
+                    break;
+                }
             }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod alloc;
+pub mod announce;
 pub mod cache;
 pub mod defaults;
 pub mod errors;

@@ -51,12 +51,10 @@ pub fn now() -> String {
         .to_string()
 }
 
-/// The annotation on a Node naming where its cluster DNS answers
-/// (`ip:port`), written by the node once it listens; the `kube-dns`
-/// Service's endpoints are made from it.
-pub const NODE_DNS_ANNOTATION: &str = "dns.shoal.io/address";
 /// The Service clients look the cluster DNS up by (`kube-system/kube-dns`).
 pub const KUBE_DNS: (&str, &str) = ("kube-system", "kube-dns");
+/// The Service pods reach the API by (`default/kubernetes`).
+pub const KUBERNETES: (&str, &str) = ("default", "kubernetes");
 
 /// The finalizer of a delete with `propagationPolicy: Orphan`: the garbage
 /// collector releases the dependents, then removes it.

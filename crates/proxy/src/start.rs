@@ -66,7 +66,14 @@ impl ProxyStart {
                     Ok(at) => {
                         tracing::info!(%node, "cluster DNS on {at} (forwarding to {upstreams:?})");
                         status.lock().unwrap_or_else(|p| p.into_inner()).dns = Some(at.to_string());
-                        announce(&store, &node, at).await;
+                        let at = at.to_string();
+                        shoal_model::announce::announce(
+                            &store,
+                            &node,
+                            shoal_model::announce::DNS_ADDRESS,
+                            &at,
+                        )
+                        .await;
                         return;
                     }
                     Err(e) if attempt % 30 == 0 => {
@@ -94,55 +101,5 @@ impl ProxyStart {
         }
         .run()
         .await
-    }
-}
-
-/// Writes where this node's DNS answers on its Node (the `kube-dns`
-/// Service's endpoints are made from it), retrying until it sticks.
-async fn announce(store: &Store, node: &str, at: SocketAddr) {
-    use shoal_model::objects::NODE_DNS_ANNOTATION;
-    use shoal_store::command::Txn;
-    use shoal_store::ReadRequest;
-    let key = shoal_model::resources::NODES.key("", node);
-    let mut pause = std::time::Duration::from_millis(200);
-    loop {
-        let done = async {
-            let read = store
-                .read(ReadRequest::key(key.clone()))
-                .await
-                .map_err(|e| e.to_string())?;
-            let kv = read.kvs.first().ok_or("the Node is not there")?;
-            let mut obj: serde_json::Value =
-                serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
-            if obj
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(NODE_DNS_ANNOTATION))
-                == Some(&serde_json::json!(at.to_string()))
-            {
-                return Ok(true);
-            }
-            if !obj["metadata"]["annotations"].is_object() {
-                obj["metadata"]["annotations"] = serde_json::json!({});
-            }
-            obj["metadata"]["annotations"][NODE_DNS_ANNOTATION] = serde_json::json!(at.to_string());
-            let txn = Txn::update(
-                key.clone(),
-                shoal_model::objects::stored_bytes(&obj),
-                kv.mod_rev,
-            );
-            store
-                .write(txn)
-                .await
-                .map(|r| r.succeeded)
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        match done {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => tracing::debug!(%node, "announcing the node's DNS: {e}"),
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(5));
     }
 }

@@ -27,11 +27,11 @@ pub mod deployment;
 pub mod deployment_plan;
 pub mod endpoints;
 pub mod gc;
-pub mod kubedns;
 pub mod loadbalancer;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
+pub mod system_endpoints;
 
 pub use crate::fenced::{
     create_object, delete_object, delete_pod, update_object, update_object_and_status,
@@ -160,16 +160,17 @@ impl Singleton for ControlPlane {
                 workers,
                 workers_ctx.clone(),
             ));
-            let kube_dns = Arc::new(kubedns::KubeDnsController {
-                cache: cache.clone(),
-                registry: registry.clone(),
-            });
-            tasks.spawn(runtime::run(
-                kube_dns,
-                cache.clone(),
-                1,
-                workers_ctx.clone(),
-            ));
+            for system in [
+                system_endpoints::SystemEndpoints::kube_dns(cache.clone(), registry.clone()),
+                system_endpoints::SystemEndpoints::kubernetes(cache.clone(), registry.clone()),
+            ] {
+                tasks.spawn(runtime::run(
+                    Arc::new(system),
+                    cache.clone(),
+                    1,
+                    workers_ctx.clone(),
+                ));
+            }
             tasks.spawn(runtime::run(gc, cache.clone(), workers, workers_ctx));
             let lifecycle = nodelifecycle::NodeLifecycle {
                 cache: cache.clone(),

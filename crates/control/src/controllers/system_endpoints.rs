@@ -1,18 +1,21 @@
-//! The `kube-system/kube-dns` Service's endpoints: every Ready node's
-//! cluster DNS, as the node announces it on its Node
-//! (`dns.shoal.io/address`, written once its listener is up). Clients that
-//! look the DNS up by that Service (as kubeadm's and CoreDNS's manifests
-//! do) reach one through its ClusterIP; pods themselves ask their own
-//! node (see shoal_kubelet::process::dns). One slice per distinct port,
-//! managed by this controller; the Service itself is made at bootstrap.
+//! The endpoints of the Services that stand for the nodes themselves:
+//! `kube-system/kube-dns` (every Ready node's cluster DNS) and
+//! `default/kubernetes` (every Ready API node's API server), made from
+//! what each node announces on its own Node (`shoal_model::announce`,
+//! written once its listener is up). Clients that look the DNS or the API
+//! up by those Services (kubeadm's and CoreDNS's manifests, client
+//! libraries in pods) reach one through the Service's ClusterIP. One slice
+//! per distinct port, managed by this controller; the Services themselves
+//! are made at bootstrap.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
+use shoal_model::announce::{API_ADDRESS, DNS_ADDRESS};
 use shoal_model::cache::Cache;
-use shoal_model::objects::{KUBE_DNS, NODE_DNS_ANNOTATION};
+use shoal_model::objects::{KUBERNETES, KUBE_DNS};
 use shoal_model::registry::Registry;
 use shoal_model::resources::{ENDPOINTSLICES, NODES, SERVICES};
 
@@ -21,21 +24,56 @@ use super::runtime::{Action, KeyFn, Reconciler};
 use super::{delete_object, is_ready};
 use crate::errors::ReconcileError;
 
-const MANAGER: &str = "kube-dns.shoal.io";
+const MANAGER: &str = "system-endpoints.shoal.io";
 
-pub struct KubeDnsController {
+/// One such Service's controller.
+pub struct SystemEndpoints {
     pub cache: Cache,
     pub registry: Registry,
+    /// The Service (namespace, name).
+    service: (&'static str, &'static str),
+    /// The Node annotation its endpoints come from.
+    annotation: &'static str,
+    /// The slice's ports: (name, protocol), all on the announced port.
+    ports: &'static [(&'static str, &'static str)],
+    name: &'static str,
 }
 
-/// The DNS listeners of the Ready nodes, by port: (node, address).
-pub fn listeners(nodes: &[Arc<Value>]) -> BTreeMap<u16, Vec<(String, String)>> {
+impl SystemEndpoints {
+    /// `kube-system/kube-dns`: the nodes' DNS, UDP and TCP.
+    pub fn kube_dns(cache: Cache, registry: Registry) -> SystemEndpoints {
+        SystemEndpoints {
+            cache,
+            registry,
+            service: KUBE_DNS,
+            annotation: DNS_ADDRESS,
+            ports: &[("dns", "UDP"), ("dns-tcp", "TCP")],
+            name: "kube-dns-endpoints",
+        }
+    }
+
+    /// `default/kubernetes`: the API nodes' API servers.
+    pub fn kubernetes(cache: Cache, registry: Registry) -> SystemEndpoints {
+        SystemEndpoints {
+            cache,
+            registry,
+            service: KUBERNETES,
+            annotation: API_ADDRESS,
+            ports: &[("https", "TCP")],
+            name: "kubernetes-endpoints",
+        }
+    }
+}
+
+/// What the Ready nodes announce under `annotation`, by port: (node,
+/// address).
+pub fn listeners(nodes: &[Arc<Value>], annotation: &str) -> BTreeMap<u16, Vec<(String, String)>> {
     let mut by_port: BTreeMap<u16, Vec<(String, String)>> = BTreeMap::new();
     for n in nodes.iter().filter(|n| is_ready(n)) {
         let at = n
             .pointer(&format!(
                 "/metadata/annotations/{}",
-                NODE_DNS_ANNOTATION.replace('/', "~1")
+                annotation.replace('/', "~1")
             ))
             .and_then(Value::as_str)
             .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
@@ -53,9 +91,15 @@ pub fn listeners(nodes: &[Arc<Value>]) -> BTreeMap<u16, Vec<(String, String)>> {
     by_port
 }
 
-/// The slice of the listeners on `port`.
-fn slice(port: u16, eps: &[(String, String)]) -> Value {
-    let (ns, svc) = KUBE_DNS;
+/// The slice of `service`'s listeners on `port`, with `ports` (name,
+/// protocol).
+fn slice(
+    service: (&str, &str),
+    ports: &[(&str, &str)],
+    port: u16,
+    eps: &[(String, String)],
+) -> Value {
+    let (ns, svc) = service;
     json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": format!("{svc}-{port}"), "namespace": ns, "labels": {
@@ -63,10 +107,8 @@ fn slice(port: u16, eps: &[(String, String)]) -> Value {
             "endpointslice.kubernetes.io/managed-by": MANAGER,
         }},
         "addressType": "IPv4",
-        "ports": [
-            {"name": "dns", "port": port, "protocol": "UDP"},
-            {"name": "dns-tcp", "port": port, "protocol": "TCP"},
-        ],
+        "ports": ports.iter().map(|(name, proto)| json!({"name": name, "port": port, "protocol": proto}))
+            .collect::<Vec<_>>(),
         "endpoints": eps.iter().map(|(node, ip)| json!({
             "addresses": [ip], "nodeName": node,
             "conditions": {"ready": true, "serving": true, "terminating": false},
@@ -74,20 +116,23 @@ fn slice(port: u16, eps: &[(String, String)]) -> Value {
     })
 }
 
-impl KubeDnsController {
+impl SystemEndpoints {
     async fn sync(&self) -> Result<Action, ReconcileError> {
-        let (ns, name) = KUBE_DNS;
+        let (ns, name) = self.service;
         let managed = |s: &Value| {
             s.pointer("/metadata/labels/endpointslice.kubernetes.io~1managed-by")
                 .and_then(Value::as_str)
                 == Some(MANAGER)
+                && s.pointer("/metadata/labels/kubernetes.io~1service-name")
+                    .and_then(Value::as_str)
+                    == Some(name)
         };
         let (have, _) = self.cache.list(&ENDPOINTSLICES.prefix(Some(ns)), managed);
         let mut want = BTreeMap::new();
         if self.cache.get(&SERVICES.key(ns, name)).is_some() {
             let (nodes, _) = self.cache.list(&NODES.prefix(None), |_| true);
-            for (port, eps) in listeners(&nodes) {
-                let s = slice(port, &eps);
+            for (port, eps) in listeners(&nodes, self.annotation) {
+                let s = slice(self.service, self.ports, port, &eps);
                 want.insert(shoal_model::objects::name_of(&s).to_string(), s);
             }
         }
@@ -122,13 +167,14 @@ impl KubeDnsController {
     }
 }
 
-impl Reconciler for KubeDnsController {
+impl Reconciler for SystemEndpoints {
     fn name(&self) -> &'static str {
-        "kube-dns-endpoints"
+        self.name
     }
 
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
-        let (ns, name) = KUBE_DNS;
+        let (ns, name) = self.service;
+        let annotation = self.annotation;
         let one = format!("{ns}/{name}");
         let always: KeyFn = {
             let one = one.clone();
@@ -140,7 +186,7 @@ impl Reconciler for KubeDnsController {
                 (
                     is_ready(n),
                     n.pointer("/metadata/annotations")
-                        .and_then(|a| a.get(NODE_DNS_ANNOTATION))
+                        .and_then(|a| a.get(annotation))
                         .cloned(),
                 )
             };
@@ -187,11 +233,12 @@ mod tests {
 
     #[test]
     fn ready_nodes_announcing_a_listener_are_the_endpoints() {
+        // (The API's announcements work alike, under their own annotation.)
         let node = |name: &str, ready: &str, at: Option<&str>| {
             let mut n = json!({"metadata": {"name": name},
                 "status": {"conditions": [{"type": "Ready", "status": ready}]}});
             if let Some(at) = at {
-                n["metadata"]["annotations"] = json!({NODE_DNS_ANNOTATION: at});
+                n["metadata"]["annotations"] = json!({DNS_ADDRESS: at});
             }
             Arc::new(n)
         };
@@ -202,7 +249,7 @@ mod tests {
             node("d", "True", None),
             node("e", "True", Some("127.0.0.1:10054")),
         ];
-        let l = listeners(&nodes);
+        let l = listeners(&nodes, DNS_ADDRESS);
         assert_eq!(
             l[&53],
             vec![
@@ -211,7 +258,7 @@ mod tests {
             ]
         );
         assert_eq!(l[&10054], vec![("e".to_string(), "127.0.0.1".to_string())]);
-        let s = slice(53, &l[&53]);
+        let s = slice(KUBE_DNS, &[("dns", "UDP"), ("dns-tcp", "TCP")], 53, &l[&53]);
         assert_eq!(s["metadata"]["name"], "kube-dns-53");
         assert_eq!(s["endpoints"][1]["addresses"][0], "10.88.1.1");
         assert_eq!(s["ports"][0]["protocol"], "UDP");
