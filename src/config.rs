@@ -439,8 +439,8 @@ impl NodeConfig {
             // processes.
             kubelet: KubeletConfig {
                 runtime: crate::kubelet::config::RuntimeKind::Sim,
-                // Nodes side by side on 127.0.0.1: each node's DNS on a
-                // port of its own (the proxy's status names it).
+                // No cluster DNS (nor proxy) unless a test asks for one:
+                // in-process nodes run side by side on 127.0.0.1.
                 dns_port: 0,
                 ..KubeletConfig::default()
             },

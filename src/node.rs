@@ -417,34 +417,39 @@ impl Node {
             // The service proxy (rules where pods have sandboxes) and the
             // cluster DNS start once the node has its slot and address.
             // (Every worker: hollow pods have names too.)
-            let on_registered: Option<crate::kubelet::OnRegistered> = {
-                let start = crate::proxy::start::ProxyStart {
-                    store: store.clone(),
-                    node: cfg.name.clone(),
-                    pod_cidr: pod_range.network(),
-                    sandboxed,
-                    cluster_domain: cfg.kubelet.cluster_domain.clone(),
-                    upstreams: cfg
-                        .kubelet
-                        .dns_upstreams
-                        .iter()
-                        .filter_map(|u| u.parse().ok())
-                        .collect(),
-                    dns_port: cfg.kubelet.dns_port,
-                    metrics: Default::default(),
-                    dns_metrics: Default::default(),
-                    status,
+            // `kubelet.dns_port = 0` without sandboxes: no DNS and no rules,
+            // so nothing of the proxy runs (in-process test clusters).
+            let on_registered: Option<crate::kubelet::OnRegistered> =
+                if !sandboxed && cfg.kubelet.dns_port == 0 {
+                    None
+                } else {
+                    let start = crate::proxy::start::ProxyStart {
+                        store: store.clone(),
+                        node: cfg.name.clone(),
+                        pod_cidr: pod_range.network(),
+                        sandboxed,
+                        cluster_domain: cfg.kubelet.cluster_domain.clone(),
+                        upstreams: cfg
+                            .kubelet
+                            .dns_upstreams
+                            .iter()
+                            .filter_map(|u| u.parse().ok())
+                            .collect(),
+                        dns_port: cfg.kubelet.dns_port,
+                        metrics: Default::default(),
+                        dns_metrics: Default::default(),
+                        status,
+                    };
+                    start.metrics.register(&metrics);
+                    start.dns_metrics.register(&metrics);
+                    Some(Box::new(move |slot, spec| {
+                        let gateway = std::net::Ipv4Addr::from(u32::from(slot.network()) + 1);
+                        let node_ip = spec.address.parse().unwrap_or(gateway);
+                        let reach = if sandboxed { gateway } else { node_ip };
+                        let _ = registered_tx.send((reach, sandboxed));
+                        tokio::spawn(start.run(slot.clone(), node_ip));
+                    }))
                 };
-                start.metrics.register(&metrics);
-                start.dns_metrics.register(&metrics);
-                Some(Box::new(move |slot, spec| {
-                    let gateway = std::net::Ipv4Addr::from(u32::from(slot.network()) + 1);
-                    let node_ip = spec.address.parse().unwrap_or(gateway);
-                    let reach = if sandboxed { gateway } else { node_ip };
-                    let _ = registered_tx.send((reach, sandboxed));
-                    tokio::spawn(start.run(slot.clone(), node_ip));
-                }))
-            };
             let kubelet = crate::kubelet::KubeletStart {
                 bridge_address: sandboxed
                     && cfg.kubelet.node_address == crate::kubelet::config::NodeAddress::Bridge,

@@ -435,3 +435,131 @@ fn a_rolling_update_loses_no_request() {
         "{pods:?}"
     );
 }
+
+const UDP: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: echo
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: echo}
+  template:
+    metadata:
+      labels: {app: echo}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: udp
+        image: python:3
+        command: ["python3", "-c", "import socket,os\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5353))\nn=os.environ['POD_NAME'].encode()\nwhile True:\n  d,a=s.recvfrom(512)\n  s.sendto(n,a)\n"]
+        env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        readinessProbe:
+          exec: {command: ["true"]}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+spec:
+  selector: {app: echo}
+  ports: [{port: 53, targetPort: 5353, protocol: UDP}]
+"#;
+
+/// UDP has no connection to end: a client that keeps sending from one
+/// port keeps its conntrack entry (and so its old endpoint) alive. When
+/// the endpoint goes, the proxy deletes those entries, so the client's
+/// next datagrams reach the new one.
+#[test]
+fn udp_flows_move_when_their_endpoint_goes() {
+    if !super::cni_sandboxes() {
+        eprintln!("SKIPPED: ClusterIPs are routed only with pod sandboxes (root)");
+        return;
+    }
+    let Some(k) = Dev::start_with(2, "process") else {
+        return;
+    };
+    let manifest = k.file("echo.yaml", UDP);
+    k.ok(&["apply", "-f", &manifest]);
+    k.ok(&[
+        "run",
+        "client",
+        "--image=python:3",
+        "--restart=Never",
+        "--command",
+        "--",
+        "python3",
+        "-c",
+        "import time\nwhile True: time.sleep(3600)",
+    ]);
+    k.ok(&["rollout", "status", "deploy/echo", "--timeout=90s"]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=60s",
+    ]);
+    let svc: Value = serde_json::from_str(&k.ok(&["get", "svc", "echo", "-o", "json"])).unwrap();
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let [(first, _)] = &names_of(&k, "app=echo")[..] else {
+        panic!("one echo pod");
+    };
+    // One socket, one source port, a datagram every 100 ms, each answer
+    // printed as it comes, until the test's marker file appears.
+    let marker = format!("/tmp/shoal-udp-done-{}", std::process::id());
+    let script = format!(
+        "import socket,os,sys\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0',40053))\n\
+         s.settimeout(0.1)\n\
+         while not os.path.exists('{marker}'):\n  \
+           s.sendto(b'hi',('{ip}',53))\n  \
+           try: print(s.recv(512).decode(),flush=True)\n  \
+           except socket.timeout: pass\n"
+    );
+    let mut client = k
+        .command(&["exec", "client", "--", "python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = client.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let answered_by = |who: &dyn Fn(&str) -> bool, within: Duration| -> Option<String> {
+        let until = std::time::Instant::now() + within;
+        while let Ok(l) =
+            rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+        {
+            if who(&l) {
+                return Some(l);
+            }
+        }
+        None
+    };
+    assert!(
+        answered_by(&|l| l == first, Duration::from_secs(20)).is_some(),
+        "the first endpoint never answered"
+    );
+    // The endpoint goes; its replacement must answer the same flow well
+    // within UDP's conntrack timeout (30 s, renewed by every datagram).
+    k.ok(&["delete", "pod", first, "--wait=false"]);
+    let moved = answered_by(&|l| !l.is_empty() && l != first, Duration::from_secs(20));
+    std::fs::write(&marker, b"").unwrap();
+    let _ = client.wait();
+    let _ = std::fs::remove_file(&marker);
+    assert!(
+        moved.is_some(),
+        "the flow stayed with the gone endpoint {first}"
+    );
+}

@@ -107,6 +107,7 @@ pub struct KubeletConfig {
     /// The node's DNS port: on the bridge gateway with sandboxes, on the
     /// node's own address without (where port 53 needs root: give a port
     /// above 1023; `shoal dev` gives its i-th node, from 0, port 10053 + i).
+    /// 0: no DNS on this node (and, without sandboxes, no proxy at all).
     pub dns_port: u16,
 }
 

@@ -58,6 +58,9 @@ impl ProxyStart {
             self.store.clone(),
         );
         tokio::spawn(async move {
+            if addr.port() == 0 {
+                return; // kubelet.dns_port = 0: no DNS on this node
+            }
             // The address may come up after the node starts (a bridge
             // being made): try again, saying why now and then.
             for attempt in 0u32.. {
