@@ -39,6 +39,9 @@ async fn running(pods: &Api<Pod>, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_only_node_runs_pods_without_a_replica_and_outlives_the_leader() {
+    // Kills the leader and waits on scheduling: not beside the other heavy
+    // tests (a full run once saw its pod Pending for 30 s).
+    let _timing = crate::timing_guard().await;
     let mut c = TestCluster::start_with(4, |cfg| {
         if cfg.name == "node-4" {
             cfg.roles = vec![Role::Worker];
