@@ -377,6 +377,7 @@ const PRINTERS: &[Printer] = &[
     kind("Node", NODE_COLUMNS, node_row),
     kind("Event", EVENT_COLUMNS, event_row),
     kind("Ingress", INGRESS_COLUMNS, ingress_row),
+    kind("IngressClass", INGRESS_CLASS_COLUMNS, ingress_class_row),
     kind("Lease", LEASE_COLUMNS, lease_row),
 ];
 

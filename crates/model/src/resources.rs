@@ -225,6 +225,18 @@ pub const INGRESSES: Resource = r(
     &["status"],
 );
 
+/// `IngressClass` (`shoal` is the built-in one, made at bootstrap).
+pub const INGRESSCLASSES: Resource = r(
+    "networking.k8s.io",
+    "IngressClass",
+    "ingressclasses",
+    "ingressclass",
+    &[],
+    false,
+    &[],
+    &[],
+);
+
 /// `EndpointSlice`.
 pub const ENDPOINTSLICES: Resource = r(
     "discovery.k8s.io",
@@ -266,6 +278,7 @@ pub const RESOURCES: &[Resource] = &[
     STATEFULSETS,
     JOBS,
     INGRESSES,
+    INGRESSCLASSES,
     ENDPOINTSLICES,
     LEASES,
 ];

@@ -10,6 +10,8 @@
 
 pub mod actor;
 pub mod dns;
+pub mod follow;
+pub mod ingress;
 pub mod model;
 pub mod nft;
 pub mod proxy;

@@ -174,7 +174,7 @@ pub fn service_ports<'a>(
 
 /// The endpoints of the port named `port_name` in `slices`: the ready
 /// ones, else the serving-and-terminating ones.
-fn endpoints_of(
+pub(crate) fn endpoints_of(
     slices: &[&EndpointSlice],
     port_name: &str,
     proto: Proto,

@@ -22,8 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use serde::{Deserialize, Serialize};
 use shoal_model::resources::{ENDPOINTSLICES, SERVICES};
-use shoal_store::watch::{WatchEnd, WatchEvent};
-use shoal_store::{ReadRequest, Store};
+use shoal_store::Store;
 
 use crate::dns::Zone;
 use crate::model::{service_ports, Proto, ServicePort, SERVICE_NAME_LABEL};
@@ -47,6 +46,17 @@ pub struct Status {
     pub failures: u64,
     /// Where the node's DNS answers, once it does.
     pub dns: Option<String>,
+    /// Where the node's Ingress serves HTTP and HTTPS, once it does.
+    #[serde(default)]
+    pub ingress_http: Option<String>,
+    #[serde(default)]
+    pub ingress_https: Option<String>,
+    /// Ingresses in the Ingress's routing table.
+    #[serde(default)]
+    pub ingresses: usize,
+    /// The store revision the Ingress's table reflects.
+    #[serde(default)]
+    pub ingress_revision: u64,
 }
 
 /// The proxy's metrics, named as kube-proxy's (under `shoal_`).
@@ -289,13 +299,14 @@ async fn flush_conntrack(
 impl Proxy {
     /// Runs the proxy, forever.
     pub async fn run(self) {
-        let mut state = State::default();
-        loop {
-            if let Err(e) = self.follow(&mut state).await {
-                tracing::debug!(node = %self.node, "proxy: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        let mut run = Run {
+            base: base(&self.net),
+            proxy: &self,
+            state: State::default(),
+        };
+        let prefixes = [SERVICES.prefix(None), ENDPOINTSLICES.prefix(None)];
+        let who = format!("proxy of {}", self.node);
+        crate::follow::follow(&self.store, &who, &prefixes, &mut run).await
     }
 
     fn zone(&self) -> std::sync::RwLockWriteGuard<'_, Zone> {
@@ -312,81 +323,6 @@ impl Proxy {
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Lists, builds the table, then follows changes until a watch expires.
-    async fn follow(&self, state: &mut State) -> Result<(), String> {
-        let base = base(&self.net);
-        let read = |prefix: Vec<u8>| self.store.read(ReadRequest::prefix(prefix));
-        let services = read(SERVICES.prefix(None))
-            .await
-            .map_err(|e| e.to_string())?;
-        let slices = read(ENDPOINTSLICES.prefix(None))
-            .await
-            .map_err(|e| e.to_string())?;
-        *state = State::default();
-        for kv in services.kvs.iter().chain(&slices.kvs) {
-            state.apply(&kv.key, &kv.value, &self.metrics);
-        }
-        let mut rev = services.revision.min(slices.revision);
-        self.full_build(state, &base, rev).await;
-        loop {
-            let replica = self.store.watch_replica();
-            match self.watch_from(&replica, state, &base, &mut rev).await {
-                WatchEnd::Expired(why) => return Err(format!("a watch expired: {why}")),
-                WatchEnd::LeaderLost(why) | WatchEnd::Lost(why) => {
-                    tracing::debug!(node = %self.node, %replica, "proxy watches resume from revision {}: {why}", rev + 1);
-                    self.store.watch_failed(&replica);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    }
-
-    async fn watch_from(
-        &self,
-        replica: &str,
-        state: &mut State,
-        base: &Part,
-        rev: &mut u64,
-    ) -> WatchEnd {
-        let lost = |e: &dyn std::fmt::Display| WatchEnd::Lost(e.to_string());
-        let mut svcs = match self
-            .store
-            .watch(replica, &SERVICES.prefix(None), *rev + 1)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return lost(&e),
-        };
-        let mut slices = match self
-            .store
-            .watch(replica, &ENDPOINTSLICES.prefix(None), *rev + 1)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return lost(&e),
-        };
-        // Each watch's revision; the table reflects the lower one.
-        let mut revs = [*rev; 2];
-        loop {
-            let (i, next) = tokio::select! {
-                n = svcs.next() => (0, n),
-                n = slices.next() => (1, n),
-            };
-            match next {
-                Ok(WatchEvent::Events(events)) => {
-                    for e in events {
-                        revs[i] = revs[i].max(e.rev);
-                        state.apply(&e.key, &e.value, &self.metrics);
-                    }
-                }
-                Ok(WatchEvent::Progress { rev }) => revs[i] = revs[i].max(rev),
-                Err(end) => return end.into(),
-            }
-            *rev = revs[0].min(revs[1]);
-            self.sync(state, base, *rev).await;
-        }
     }
 
     /// Builds the whole table from what the proxy knows.
@@ -501,5 +437,33 @@ impl Proxy {
                 tracing::warn!(node = %self.node, "proxy: {e}");
             }
         }
+    }
+}
+
+/// The proxy following Services and EndpointSlices.
+struct Run<'a> {
+    proxy: &'a Proxy,
+    state: State,
+    base: Part,
+}
+
+#[async_trait::async_trait]
+impl crate::follow::Follower for Run<'_> {
+    fn reset(&mut self) {
+        self.state = State::default();
+    }
+
+    fn apply(&mut self, key: &[u8], value: &[u8]) {
+        self.state.apply(key, value, &self.proxy.metrics);
+    }
+
+    async fn listed(&mut self, rev: u64) {
+        self.proxy
+            .full_build(&mut self.state, &self.base, rev)
+            .await;
+    }
+
+    async fn changed(&mut self, rev: u64) {
+        self.proxy.sync(&mut self.state, &self.base, rev).await;
     }
 }

@@ -454,6 +454,21 @@ pub(super) const INGRESS_COLUMNS: &[Col] = &[
     AGE,
 ];
 
+pub(super) const INGRESS_CLASS_COLUMNS: &[Col] = &[
+    NAME,
+    col(
+        "Controller",
+        Str,
+        "Controller refers to the name of the controller that should handle this class.",
+    ),
+    col(
+        "Parameters",
+        Str,
+        "Parameters is a link to a custom resource containing additional configuration for the controller.",
+    ),
+    AGE,
+];
+
 pub(super) const LEASE_COLUMNS: &[Col] = &[
     NAME,
     col(

@@ -1,4 +1,4 @@
-//! Printers of Services and networking: Service, Endpoints, EndpointSlice, Ingress.
+//! Printers of Services and networking: Service, Endpoints, EndpointSlice, Ingress, IngressClass.
 
 use super::*;
 
@@ -157,4 +157,24 @@ pub(super) fn ingress_hosts(ingress: &Value) -> String {
         (false, true) => format!("{} + {} more...", hosts.join(","), rules.len() - MAX),
         (false, false) => hosts.join(","),
     }
+}
+
+pub(super) fn ingress_class_row(ctx: &Ctx) -> Vec<Value> {
+    let params = ctx.obj.pointer("/spec/parameters").map_or_else(
+        || "<none>".to_string(),
+        |p| {
+            let kind = p["kind"].as_str().unwrap_or("");
+            let name = p["name"].as_str().unwrap_or("");
+            match p["apiGroup"].as_str() {
+                Some(g) => format!("{kind}.{g}/{name}"),
+                None => format!("{kind}/{name}"),
+            }
+        },
+    );
+    vec![
+        ctx.name(),
+        json!(ctx.str("/spec/controller")),
+        json!(params),
+        ctx.age(),
+    ]
 }

@@ -1,0 +1,469 @@
+//! The Ingress controller's listeners and its reverse proxy (hyper):
+//! HTTP/1.1 and HTTP/2 from clients, on plain TCP and on TLS; HTTP/1.1 to
+//! the endpoints, through a pool of kept-alive connections per endpoint.
+//!
+//! Each request is routed by the table current when it arrives (a swap
+//! never touches a request in flight, and no listener restarts). Its
+//! backend's endpoints are tried round-robin: a failed connect moves on to
+//! the next endpoint, which is safe for every method since nothing was
+//! sent; the body is kept for that (up to [`RETRY_BODY_LIMIT`]; a larger
+//! one is streamed and not retried). A backend with no endpoint answers
+//! 503, no matching rule 404, an endpoint that fails 502, and one that
+//! sends no response head within [`RESPONSE_TIMEOUT`] 504.
+//!
+//! Requests carry `X-Forwarded-For` (the client appended), `-Proto`,
+//! `-Host` and `-Port`, and `X-Real-IP`; hop-by-hop headers are dropped
+//! both ways. A WebSocket (any `Upgrade`) passes through: the 101 is
+//! relayed and both upgraded streams are spliced.
+//!
+//! Limits: [`MAX_CONNECTIONS`] client connections per listener (more are
+//! closed at accept), a client's headers within 30 s, a TLS handshake
+//! within 10 s.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::metrics::IngressMetrics;
+use super::routes::{Routed, Routes};
+
+/// A proxied body, either way.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Client connections per listener.
+pub const MAX_CONNECTIONS: usize = 16_384;
+/// Bodies up to this size are kept so a failed connect can be retried.
+pub const RETRY_BODY_LIMIT: u64 = 1 << 20;
+/// How long an endpoint may take to send its response head.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every connection of a node's Ingress shares.
+pub struct Shared {
+    pub routes: Arc<RwLock<Arc<Routes>>>,
+    pub metrics: IngressMetrics,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Shared {
+    pub fn new(routes: Arc<RwLock<Arc<Routes>>>, metrics: IngressMetrics) -> Arc<Shared> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1024)
+            .pool_timer(TokioTimer::new())
+            .set_host(false)
+            .build(connector);
+        Arc::new(Shared {
+            routes,
+            metrics,
+            client,
+        })
+    }
+
+    fn routes(&self) -> Arc<Routes> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Serves `listener` (TLS when `tls` is set) until the process ends.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and the like: wait for connections to close.
+                tracing::warn!("ingress: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            shared.metrics.refused_connections.inc();
+            continue; // dropped: over the limit
+        };
+        let _ = stream.set_nodelay(true);
+        let (shared, tls) = (shared.clone(), tls.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            shared.metrics.connections.inc();
+            match tls {
+                None => connection(TokioIo::new(stream), peer, false, shared.clone()).await,
+                Some(acceptor) => {
+                    let accept = acceptor.accept(stream);
+                    match tokio::time::timeout(Duration::from_secs(10), accept).await {
+                        Ok(Ok(s)) => connection(TokioIo::new(s), peer, true, shared.clone()).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "ingress: TLS handshake: {e}"),
+                        Err(_) => tracing::debug!(%peer, "ingress: TLS handshake timed out"),
+                    }
+                }
+            }
+            shared.metrics.connections.dec();
+        });
+    }
+}
+
+async fn connection<I>(io: I, peer: SocketAddr, https: bool, shared: Arc<Shared>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(req, peer, https, &shared).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
+        tracing::debug!(%peer, "ingress: connection: {e}");
+    }
+}
+
+/// A response of the proxy's own.
+fn own(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(format!("{text}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The request's host without its port: the Host header, else (HTTP/2)
+/// the URI's authority.
+fn host_of(req: &Request<Incoming>) -> String {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+        .unwrap_or_default();
+    match raw.rsplit_once(':') {
+        // Not an IPv6 literal's colon.
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => {
+            h.to_string()
+        }
+        _ => raw,
+    }
+}
+
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Drops hop-by-hop headers (and those `Connection` names), keeping the
+/// upgrade pair when `upgrade`.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(&HOP_BY_HOP) {
+        if upgrade && (n == header::CONNECTION || n == header::UPGRADE) {
+            continue;
+        }
+        headers.remove(n);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// Sets the forwarding headers.
+fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, https: bool, host: &str, port: u16) {
+    let ip = peer.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {ip}"),
+        None => ip.clone(),
+    };
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    set("x-forwarded-for", xff);
+    set("x-real-ip", ip);
+    set(
+        "x-forwarded-proto",
+        if https { "https" } else { "http" }.into(),
+    );
+    set("x-forwarded-host", host.to_string());
+    set("x-forwarded-port", port.to_string());
+}
+
+/// The request's body, kept whole when small enough to send again.
+enum Outgoing {
+    Kept(Bytes),
+    Streamed(Option<Incoming>),
+}
+
+impl Outgoing {
+    fn next(&mut self) -> Option<Body> {
+        match self {
+            Outgoing::Kept(b) => Some(Full::new(b.clone()).map_err(|never| match never {}).boxed()),
+            Outgoing::Streamed(b) => b.take().map(BodyExt::boxed),
+        }
+    }
+}
+
+async fn handle(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    https: bool,
+    shared: &Shared,
+) -> Response<Body> {
+    let start = Instant::now();
+    let routes = shared.routes();
+    let host = host_of(&req);
+    let backend = match routes.route(&host, req.uri().path()) {
+        Routed::Backend(b) => b.clone(),
+        Routed::NotFound => {
+            shared.metrics.count(None, 404, start);
+            return own(
+                StatusCode::NOT_FOUND,
+                "404 Not Found: no Ingress rule matches",
+            );
+        }
+    };
+    drop(routes);
+    if backend.endpoints.is_empty() {
+        shared.metrics.count(Some(&backend), 503, start);
+        let why = backend.why_none.as_deref().unwrap_or("no endpoint");
+        return own(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("503 Service Unavailable: {why}"),
+        );
+    }
+    let upgrade = is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let port = if https { 443 } else { 80 };
+    let port = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(port);
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    forwarded(&mut parts.headers, peer, https, &host, port);
+    let mut outgoing = match body.size_hint().upper() {
+        Some(0) => Outgoing::Kept(Bytes::new()),
+        Some(n) if n <= RETRY_BODY_LIMIT => {
+            match Limited::new(body, RETRY_BODY_LIMIT as usize)
+                .collect()
+                .await
+            {
+                Ok(b) => Outgoing::Kept(b.to_bytes()),
+                Err(e) => {
+                    shared.metrics.count(Some(&backend), 400, start);
+                    return own(
+                        StatusCode::BAD_REQUEST,
+                        &format!("reading the request body: {e}"),
+                    );
+                }
+            }
+        }
+        _ => Outgoing::Streamed(Some(body)),
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let mut last = String::new();
+    for (attempt, ep) in backend.order().enumerate() {
+        let Some(body) = outgoing.next() else { break };
+        if attempt > 0 {
+            shared.metrics.retries.inc();
+        }
+        let Ok(uri) = format!("http://{ep}{path}").parse::<Uri>() else {
+            return own(StatusCode::BAD_REQUEST, "400 Bad Request: the path");
+        };
+        let mut up = Request::new(body);
+        *up.method_mut() = parts.method.clone();
+        *up.uri_mut() = uri;
+        *up.headers_mut() = parts.headers.clone();
+        match tokio::time::timeout(RESPONSE_TIMEOUT, shared.client.request(up)).await {
+            Ok(Ok(resp)) => {
+                shared
+                    .metrics
+                    .count(Some(&backend), resp.status().as_u16(), start);
+                return respond(resp, client_upgrade);
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                last = format!("{ep}: {e}");
+                tracing::debug!(%ep, "ingress: connect failed, trying the next endpoint: {e}");
+            }
+            Ok(Err(e)) => {
+                shared.metrics.count(Some(&backend), 502, start);
+                let e =
+                    std::error::Error::source(&e).map_or(e.to_string(), |s| format!("{e}: {s}"));
+                return own(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("502 Bad Gateway: {ep}: {e}"),
+                );
+            }
+            Err(_) => {
+                shared.metrics.count(Some(&backend), 504, start);
+                return own(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!("504 Gateway Timeout: {ep}"),
+                );
+            }
+        }
+    }
+    shared.metrics.count(Some(&backend), 502, start);
+    own(
+        StatusCode::BAD_GATEWAY,
+        &format!("502 Bad Gateway: no endpoint answered ({last})"),
+    )
+}
+
+/// Relays an endpoint's response; a 101 splices the two upgraded streams.
+fn respond(
+    mut resp: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<Body> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client)) = (switching, client_upgrade) {
+        let upstream = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(client, upstream) {
+                Ok((c, u)) => {
+                    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                }
+                Err(e) => tracing::debug!("ingress: upgrade: {e}"),
+            }
+        });
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, switching);
+    let body = if switching {
+        Empty::new().map_err(|never| match never {}).boxed()
+    } else {
+        body.boxed()
+    };
+    Response::from_parts(parts, body)
+}
+
+/// Binds `addr`, trying again (and saying why now and then) until it can:
+/// the node's address may come up after the node starts.
+pub async fn bind(addr: SocketAddr, what: &str) -> TcpListener {
+    for attempt in 0u32.. {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) if attempt % 30 == 0 => tracing::error!("ingress {what} on {addr}: {e}"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    unreachable!("the loop above only ends by returning")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_and_upgrades_keep_their_pair() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-kept"]);
+
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h[header::CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        forwarded(
+            &mut h,
+            "10.0.0.9:5555".parse().unwrap(),
+            true,
+            "a.example",
+            443,
+        );
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
+        assert_eq!(h["x-real-ip"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.example");
+        assert_eq!(h["x-forwarded-port"], "443");
+    }
+}
