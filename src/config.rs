@@ -133,6 +133,20 @@ impl NodeConfig {
                 .parse()
                 .map_err(|e| invalid("SHOAL_KUBELET_DNS_PORT", format!("{p:?}: {e}")))?;
         }
+        for (var, port) in [
+            (
+                "SHOAL_KUBELET_INGRESS_HTTP_PORT",
+                &mut self.kubelet.ingress_http_port,
+            ),
+            (
+                "SHOAL_KUBELET_INGRESS_HTTPS_PORT",
+                &mut self.kubelet.ingress_https_port,
+            ),
+        ] {
+            if let Some(p) = get(var) {
+                *port = p.parse().map_err(|e| invalid(var, format!("{p:?}: {e}")))?;
+            }
+        }
         if let Some(u) = get("SHOAL_KUBELET_DNS_UPSTREAMS") {
             self.kubelet.dns_upstreams = u
                 .split(',')
@@ -442,6 +456,9 @@ impl NodeConfig {
                 // No cluster DNS (nor proxy) unless a test asks for one:
                 // in-process nodes run side by side on 127.0.0.1.
                 dns_port: 0,
+                // Nor an Ingress (the ports would clash).
+                ingress_http_port: 0,
+                ingress_https_port: 0,
                 ..KubeletConfig::default()
             },
         }

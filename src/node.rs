@@ -419,8 +419,21 @@ impl Node {
             // (Every worker: hollow pods have names too.)
             // `kubelet.dns_port = 0` without sandboxes: no DNS and no rules,
             // so nothing of the proxy runs (in-process test clusters).
+            // The Ingress controller serves on the node's address from the
+            // same moment (its ports 0: none).
+            let ingress = crate::proxy::ingress::IngressStart {
+                store: store.clone(),
+                node: cfg.name.clone(),
+                http_port: cfg.kubelet.ingress_http_port,
+                https_port: cfg.kubelet.ingress_https_port,
+                metrics: Default::default(),
+                status: status.clone(),
+            };
+            ingress.metrics.register(&metrics);
+            let with_proxy = sandboxed || cfg.kubelet.dns_port != 0;
+            let with_ingress = ingress.http_port != 0 || ingress.https_port != 0;
             let on_registered: Option<crate::kubelet::OnRegistered> =
-                if !sandboxed && cfg.kubelet.dns_port == 0 {
+                if !with_proxy && !with_ingress {
                     None
                 } else {
                     let start = crate::proxy::start::ProxyStart {
@@ -447,7 +460,12 @@ impl Node {
                         let node_ip = spec.address.parse().unwrap_or(gateway);
                         let reach = if sandboxed { gateway } else { node_ip };
                         let _ = registered_tx.send((reach, sandboxed));
-                        tokio::spawn(start.run(slot.clone(), node_ip));
+                        if with_proxy {
+                            tokio::spawn(start.run(slot.clone(), node_ip));
+                        }
+                        if with_ingress {
+                            tokio::spawn(ingress.run(node_ip.into()));
+                        }
                     }))
                 };
             let kubelet = crate::kubelet::KubeletStart {

@@ -134,6 +134,11 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
             );
         for (i, (cfg, path)) in cfgs.iter().zip(&paths).enumerate() {
             let dns_port = if host_network { 10_053 + i as u16 } else { 53 };
+            let (http, https) = if host_network {
+                (18_080 + i as u16, 18_443 + i as u16)
+            } else {
+                (80, 443)
+            };
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -149,6 +154,8 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
                 // gateway as its address (with sandboxes; else unused).
                 .env("SHOAL_KUBELET_NODE_ADDRESS", "bridge")
                 .env("SHOAL_KUBELET_DNS_PORT", dns_port.to_string())
+                .env("SHOAL_KUBELET_INGRESS_HTTP_PORT", http.to_string())
+                .env("SHOAL_KUBELET_INGRESS_HTTPS_PORT", https.to_string())
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

@@ -11,6 +11,7 @@ mod client_limits;
 mod control_plane;
 mod endpoints;
 mod host_network_dns;
+mod ingress;
 mod kube_api;
 mod kube_watch;
 mod linearizable;

@@ -689,7 +689,8 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
     }
     // The Services that stand for the nodes: the cluster DNS, and the API
     // as pods reach it; their endpoints are the nodes' announcements (the
-    // control plane's system-endpoints controllers).
+    // control plane's system-endpoints controllers). And the built-in
+    // Ingress controller's class, the default one.
     let (dns_ns, dns) = shoal_model::objects::KUBE_DNS;
     let (api_ns, api) = shoal_model::objects::KUBERNETES;
     let services = [
@@ -708,25 +709,32 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
                 "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP"}]},
         }),
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": shoal_model::objects::INGRESS_CLASS,
+                "annotations": {shoal_model::objects::DEFAULT_INGRESS_CLASS_ANNOTATION: "true"}},
+            "spec": {"controller": shoal_model::objects::INGRESS_CONTROLLER},
+        }),
     ];
-    for svc in services {
-        let (ns, name) = (objects::namespace_of(&svc), objects::name_of(&svc));
+    for obj in services {
+        let (ns, name) = (objects::namespace_of(&obj), objects::name_of(&obj));
+        let res = if obj["kind"] == "Service" {
+            &resources::SERVICES
+        } else {
+            &resources::INGRESSCLASSES
+        };
         loop {
-            if kube.cache.get(&resources::SERVICES.key(ns, name)).is_some() {
+            if kube.cache.get(&res.key(ns, name)).is_some() {
                 break;
             }
-            match kube
-                .registry
-                .create(&resources::SERVICES, ns, svc.clone(), false)
-                .await
-            {
+            match kube.registry.create(res, ns, obj.clone(), false).await {
                 Ok(_) => break,
                 Err(e) if e.code == 409 => break,
                 Err(e) if e.code >= 500 || e.code == 404 => {
-                    tracing::debug!("creating Service {ns}/{name}: {}", e.message);
+                    tracing::debug!("creating {} {ns}/{name}: {}", res.kind, e.message);
                 }
                 Err(e) => {
-                    tracing::error!("Service {ns}/{name}: {}", e.message);
+                    tracing::error!("{} {ns}/{name}: {}", res.kind, e.message);
                     break;
                 }
             }

@@ -109,6 +109,11 @@ pub struct KubeletConfig {
     /// above 1023; `shoal dev` gives its i-th node, from 0, port 10053 + i).
     /// 0: no DNS on this node (and, without sandboxes, no proxy at all).
     pub dns_port: u16,
+    /// The Ingress controller's HTTP port on the node's address (0: off;
+    /// `shoal dev` without sandboxes gives its i-th node 18080 + i).
+    pub ingress_http_port: u16,
+    /// Its HTTPS port (0: off; `shoal dev` without sandboxes: 18443 + i).
+    pub ingress_https_port: u16,
 }
 
 /// The default pod range: a /12 cut into /24s (`shoal dev` uses
@@ -128,6 +133,8 @@ impl Default for KubeletConfig {
             cluster_domain: "cluster.local".into(),
             dns_upstreams: Vec::new(),
             dns_port: 53,
+            ingress_http_port: 80,
+            ingress_https_port: 443,
         }
     }
 }

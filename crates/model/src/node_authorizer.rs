@@ -5,8 +5,9 @@
 //! - writes its own Node, its pod-CIDR claim, the status of the pods bound
 //!   to it (nothing else of them) and their final removal, and Events;
 //! - reads a Secret or a ConfigMap only by key, and only one that a pod
-//!   bound to it uses (env, envFrom, a volume or a projection); never a
-//!   list of them;
+//!   bound to it uses (env, envFrom, a volume or a projection), or a
+//!   Secret an Ingress names for TLS (its Ingress controller serves it);
+//!   never a list of them;
 //! - watches Secrets and ConfigMaps with their values emptied: it learns
 //!   that one changed and reads it by key.
 //!
@@ -22,7 +23,7 @@ use shoal_store::access::{covers, PeerPolicy};
 use shoal_store::command::{KeyValue, Op, Txn};
 use shoal_store::ReadRequest;
 
-use crate::resources::{CONFIGMAPS, EVENTS, NODES, PODS, SECRETS};
+use crate::resources::{CONFIGMAPS, EVENTS, INGRESSES, NODES, PODS, SECRETS};
 
 /// The policy of every node (see the module doc).
 pub struct NodeAuthorizer;
@@ -166,6 +167,26 @@ impl NodeAuthorizer {
     }
 }
 
+impl NodeAuthorizer {
+    /// Whether an Ingress in `ns` names Secret `name` for TLS (every
+    /// node's Ingress controller serves its certificate).
+    fn named_by_an_ingress(
+        ns: &str,
+        name: &str,
+        scan: &mut dyn FnMut(&[u8]) -> Vec<KeyValue>,
+    ) -> bool {
+        scan(&INGRESSES.prefix(Some(ns))).iter().any(|kv| {
+            serde_json::from_slice::<Value>(&kv.value).is_ok_and(|i| {
+                i.pointer("/spec/tls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["secretName"] == name)
+            })
+        })
+    }
+}
+
 impl PeerPolicy for NodeAuthorizer {
     fn write(
         &self,
@@ -205,8 +226,9 @@ impl PeerPolicy for NodeAuthorizer {
             let Some((ns, name)) = split_key(&req.key, &prefix) else {
                 return Err(format!("node {} may not read {kind} keys", caller.node));
             };
+            let for_ingress = kind == "Secret" && Self::named_by_an_ingress(ns, name, scan);
             if !caller.roles.contains(Roles::WORKER)
-                || !Self::used_by_a_pod_of(&caller.node, ns, kind, name, scan)
+                || !(for_ingress || Self::used_by_a_pod_of(&caller.node, ns, kind, name, scan))
             {
                 return Err(format!(
                     "node {} runs no pod that uses {kind} {ns}/{name}",
@@ -288,6 +310,35 @@ mod tests {
         assert!(r.is_err());
         assert!(NodeAuthorizer.hides(&w, &SECRETS.key("ns", "mine")));
         assert!(!NodeAuthorizer.hides(&w, &PODS.key("ns", "p")));
+    }
+
+    #[test]
+    fn any_node_reads_the_tls_secrets_ingresses_name_and_only_those() {
+        let w = Caller::new("w1", Roles::WORKER);
+        let ing = serde_json::to_vec(&json!({
+            "metadata": {"name": "i", "namespace": "ns"},
+            "spec": {"tls": [{"hosts": ["a.example"], "secretName": "cert"}]}
+        }))
+        .unwrap();
+        let objects = [kv(&INGRESSES.key("ns", "i"), ing)];
+        let mut scan = |prefix: &[u8]| {
+            objects
+                .iter()
+                .filter(|kv| kv.key.starts_with(prefix))
+                .cloned()
+                .collect()
+        };
+        let mut read = |key: Vec<u8>| NodeAuthorizer.read(&w, &ReadRequest::key(key), &mut scan);
+        assert!(read(SECRETS.key("ns", "cert")).is_ok());
+        assert!(read(SECRETS.key("ns", "other")).is_err());
+        assert!(
+            read(SECRETS.key("ns2", "cert")).is_err(),
+            "another namespace's"
+        );
+        assert!(
+            read(CONFIGMAPS.key("ns", "cert")).is_err(),
+            "a ConfigMap of that name"
+        );
     }
 
     #[test]

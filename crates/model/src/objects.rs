@@ -53,6 +53,30 @@ pub fn now() -> String {
 
 /// The Service clients look the cluster DNS up by (`kube-system/kube-dns`).
 pub const KUBE_DNS: (&str, &str) = ("kube-system", "kube-dns");
+
+/// The built-in Ingress controller's IngressClass (made the default at
+/// bootstrap) and its controller name.
+pub const INGRESS_CLASS: &str = "shoal";
+pub const INGRESS_CONTROLLER: &str = "shoal.io/ingress";
+/// The annotation marking an IngressClass as the default.
+pub const DEFAULT_INGRESS_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+/// The annotation older Ingresses name their class by.
+pub const INGRESS_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
+/// Whether an Ingress is the built-in controller's, given its
+/// `spec.ingressClassName` and its class annotation: class `shoal` by the
+/// field, else by the annotation, else (neither set) when `shoal` is the
+/// default class.
+pub fn ingress_is_shoals(
+    field: Option<&str>,
+    annotation: Option<&str>,
+    shoal_is_default: bool,
+) -> bool {
+    match (field, annotation) {
+        (Some(c), _) | (None, Some(c)) => c == INGRESS_CLASS,
+        (None, None) => shoal_is_default,
+    }
+}
 /// The Service pods reach the API by (`default/kubernetes`).
 pub const KUBERNETES: (&str, &str) = ("default", "kubernetes");
 

@@ -1,6 +1,8 @@
 //! Following a few store prefixes as one: list each, hand every key to a
 //! [`Follower`], then watch them all from the lowest listed revision and
-//! hand over each change as it is pushed. A watch that breaks resumes from
+//! hand over each change as it is pushed. Some prefixes are only watched,
+//! never listed (a node may not list Secrets; it learns from the watch
+//! which changed, values emptied, and reads the ones it may by key). A watch that breaks resumes from
 //! its last revision on another replica; only an expired one lists again.
 //! The service proxy follows Services and EndpointSlices this way, the
 //! Ingress controller Ingresses, Services, EndpointSlices and Secrets.
@@ -24,10 +26,17 @@ pub trait Follower: Send {
     async fn changed(&mut self, rev: u64);
 }
 
-/// Follows `prefixes` into `f`, forever (`who` names the follower in logs).
-pub async fn follow(store: &Store, who: &str, prefixes: &[Vec<u8>], f: &mut dyn Follower) {
+/// Follows `prefixes` (listed, then watched) and `watched` (only watched)
+/// into `f`, forever (`who` names the follower in logs).
+pub async fn follow(
+    store: &Store,
+    who: &str,
+    prefixes: &[Vec<u8>],
+    watched: &[Vec<u8>],
+    f: &mut dyn Follower,
+) {
     loop {
-        if let Err(e) = follow_once(store, prefixes, f).await {
+        if let Err(e) = follow_once(store, prefixes, watched, f).await {
             tracing::debug!("{who}: {e}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -38,6 +47,7 @@ pub async fn follow(store: &Store, who: &str, prefixes: &[Vec<u8>], f: &mut dyn 
 async fn follow_once(
     store: &Store,
     prefixes: &[Vec<u8>],
+    watched: &[Vec<u8>],
     f: &mut dyn Follower,
 ) -> Result<(), String> {
     let mut listed = Vec::with_capacity(prefixes.len());
@@ -55,9 +65,10 @@ async fn follow_once(
     }
     let mut rev = listed.iter().map(|l| l.revision).min().unwrap_or(0);
     f.listed(rev).await;
+    let all: Vec<Vec<u8>> = prefixes.iter().chain(watched).cloned().collect();
     loop {
         let replica = store.watch_replica();
-        match watch_from(store, &replica, prefixes, f, &mut rev).await {
+        match watch_from(store, &replica, &all, f, &mut rev).await {
             WatchEnd::Expired(why) => return Err(format!("a watch expired: {why}")),
             WatchEnd::LeaderLost(why) | WatchEnd::Lost(why) => {
                 tracing::debug!(%replica, "watches resume from revision {}: {why}", rev + 1);

@@ -306,7 +306,7 @@ impl Proxy {
         };
         let prefixes = [SERVICES.prefix(None), ENDPOINTSLICES.prefix(None)];
         let who = format!("proxy of {}", self.node);
-        crate::follow::follow(&self.store, &who, &prefixes, &mut run).await
+        crate::follow::follow(&self.store, &who, &prefixes, &[], &mut run).await
     }
 
     fn zone(&self) -> std::sync::RwLockWriteGuard<'_, Zone> {

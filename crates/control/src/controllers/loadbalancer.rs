@@ -29,7 +29,7 @@ fn is_load_balancer(svc: &Value) -> bool {
 }
 
 /// The InternalIPs of the Ready nodes, sorted.
-fn node_addresses(cache: &Cache) -> Vec<String> {
+pub(super) fn node_addresses(cache: &Cache) -> Vec<String> {
     let (nodes, _) = cache.list(&NODES.prefix(None), is_ready);
     let ips: BTreeSet<String> = nodes
         .iter()

@@ -27,6 +27,7 @@ pub mod deployment;
 pub mod deployment_plan;
 pub mod endpoints;
 pub mod gc;
+pub mod ingress;
 pub mod loadbalancer;
 pub mod nodelifecycle;
 pub mod replicaset;
@@ -156,6 +157,16 @@ impl Singleton for ControlPlane {
             });
             tasks.spawn(runtime::run(
                 lb,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            let ingress = Arc::new(ingress::IngressController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+            });
+            tasks.spawn(runtime::run(
+                ingress,
                 cache.clone(),
                 workers,
                 workers_ctx.clone(),

@@ -117,10 +117,10 @@ impl IngressStart {
             INGRESSCLASSES.prefix(None),
             SERVICES.prefix(None),
             ENDPOINTSLICES.prefix(None),
-            SECRETS.prefix(None),
         ];
         let who = format!("ingress of {}", self.node);
-        crate::follow::follow(&self.store, &who, &prefixes, &mut state).await
+        let secrets = [SECRETS.prefix(None)];
+        crate::follow::follow(&self.store, &who, &prefixes, &secrets, &mut state).await
     }
 }
 
@@ -202,7 +202,7 @@ impl State {
             let cert = match read {
                 Ok(r) => match r.kvs.first() {
                     Some(kv) => serde_json::from_slice::<Secret>(&kv.value)
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| format!("not a Secret: {e}"))
                         .and_then(|s| tls::from_secret(&s)),
                     None => Err("the Secret does not exist".into()),
                 },

@@ -30,31 +30,26 @@ use rustls::sign::CertifiedKey;
 use crate::model::{endpoints_of, Proto};
 
 /// The class this controller serves.
-pub const CLASS: &str = "shoal";
-/// The controller name in the `shoal` IngressClass.
-pub const CONTROLLER: &str = "shoal.io/ingress";
-/// The annotation marking an IngressClass as the default.
-pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
-/// The annotation older Ingresses name their class by.
-pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+pub const CLASS: &str = shoal_model::objects::INGRESS_CLASS;
+pub use shoal_model::objects::{
+    DEFAULT_INGRESS_CLASS_ANNOTATION as DEFAULT_CLASS_ANNOTATION,
+    INGRESS_CLASS_ANNOTATION as CLASS_ANNOTATION,
+};
 
-/// Whether `ing` is this controller's: class `shoal` by field or
-/// annotation, or no class at all while `shoal` is the default class.
+/// Whether `ing` is this controller's (see
+/// `shoal_model::objects::ingress_is_shoals`).
 pub fn is_ours(ing: &Ingress, shoal_is_default: bool) -> bool {
-    let by_field = ing
-        .spec
-        .as_ref()
-        .and_then(|s| s.ingress_class_name.as_deref());
-    let by_annotation = ing
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CLASS_ANNOTATION))
-        .map(String::as_str);
-    match (by_field, by_annotation) {
-        (Some(c), _) | (None, Some(c)) => c == CLASS,
-        (None, None) => shoal_is_default,
-    }
+    shoal_model::objects::ingress_is_shoals(
+        ing.spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref()),
+        ing.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CLASS_ANNOTATION))
+            .map(String::as_str),
+        shoal_is_default,
+    )
 }
 
 /// How a path rule matches.
