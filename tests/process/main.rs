@@ -13,6 +13,7 @@ mod dev;
 mod durability;
 mod hostile;
 mod hosts;
+mod ingress;
 mod kubectl;
 mod kubectl_process;
 mod kubectl_streams;

@@ -1,3 +1,6 @@
+//! The routing table: host and path matching by the spec, precedence
+//! across Ingresses, backend resolution, round-robin, and class selection.
+
 use serde_json::json;
 
 use super::*;
