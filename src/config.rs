@@ -147,6 +147,11 @@ impl NodeConfig {
                 *port = p.parse().map_err(|e| invalid(var, format!("{p:?}: {e}")))?;
             }
         }
+        if let Some(t) = get("SHOAL_KUBELET_INGRESS_THREADS") {
+            self.kubelet.ingress_threads = t
+                .parse()
+                .map_err(|e| invalid("SHOAL_KUBELET_INGRESS_THREADS", format!("{t:?}: {e}")))?;
+        }
         if let Some(u) = get("SHOAL_KUBELET_DNS_UPSTREAMS") {
             self.kubelet.dns_upstreams = u
                 .split(',')

@@ -426,6 +426,7 @@ impl Node {
                 node: cfg.name.clone(),
                 http_port: cfg.kubelet.ingress_http_port,
                 https_port: cfg.kubelet.ingress_https_port,
+                threads: cfg.kubelet.ingress_threads,
                 metrics: Default::default(),
                 status: status.clone(),
             };

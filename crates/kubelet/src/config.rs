@@ -114,6 +114,8 @@ pub struct KubeletConfig {
     pub ingress_http_port: u16,
     /// Its HTTPS port (0: off; `shoal dev` without sandboxes: 18443 + i).
     pub ingress_https_port: u16,
+    /// Threads of the Ingress's data plane (0: one per core).
+    pub ingress_threads: usize,
 }
 
 /// The default pod range: a /12 cut into /24s (`shoal dev` uses
@@ -135,6 +137,7 @@ impl Default for KubeletConfig {
             dns_port: 53,
             ingress_http_port: 80,
             ingress_https_port: 443,
+            ingress_threads: 0,
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct IngressStart {
     /// Where it listens (the node's address); port 0: that listener is off.
     pub http_port: u16,
     pub https_port: u16,
+    /// Threads of the data plane's own runtime (0: one per core).
+    pub threads: usize,
     pub metrics: IngressMetrics,
     pub status: Arc<Mutex<Status>>,
 }
@@ -70,11 +72,18 @@ impl IngressStart {
             routes: routes.clone(),
             default: default_cert,
         });
+        let data_plane = match data_plane(self.threads) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("ingress: no runtime for the data plane: {e}");
+                return;
+            }
+        };
         let listeners = [(self.http_port, false), (self.https_port, true)];
         for (port, https) in listeners.into_iter().filter(|(p, _)| *p != 0) {
             let (shared, status, resolver) =
                 (shared.clone(), self.status.clone(), resolver.clone());
-            tokio::spawn(async move {
+            data_plane.spawn(async move {
                 let what = if https { "HTTPS" } else { "HTTP" };
                 let listener = server::bind(SocketAddr::new(ip, port), what).await;
                 let at = listener
@@ -122,6 +131,32 @@ impl IngressStart {
         let secrets = [SECRETS.prefix(None)];
         crate::follow::follow(&self.store, &who, &prefixes, &secrets, &mut state).await
     }
+}
+
+/// The data plane's own runtime, on threads of its own (so requests do
+/// not queue behind the node's other work, and an operator can size it as
+/// nginx's `worker_processes`): one thread runs a current-thread runtime.
+fn data_plane(threads: usize) -> std::io::Result<tokio::runtime::Handle> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("ingress")
+            .enable_all()
+            .build()?
+    };
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("ingress".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+    Ok(handle)
 }
 
 /// What the controller knows, and the table it serves.

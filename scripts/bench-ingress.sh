@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# The Service data path side by side (issue 21): wrk against one nginx pod
+# (Debian nginx, a static file, keep-alive) on a 1-node `shoal dev` as
+# root, reached five ways in interleaved runs:
+#   pod       the pod IP directly
+#   clusterip the Service's ClusterIP (shoal's nftables rules)
+#   ingress   shoal's Ingress on the node's address (Host: bench.test)
+#   nginx     Debian nginx as a reverse proxy (1 worker, upstream keepalive)
+#   haproxy   Debian HAProxy as a reverse proxy (1 thread, http-reuse always)
+# Everything but wrk is pinned to core 0 (the shoal agent and its pods, the
+# proxies), wrk to core 1. Prints each run, then the medians and ratios.
+# Installs wrk, nginx-light and haproxy (Debian) if missing; builds shoal
+# in release.
+#
+#   sudo ./scripts/bench-ingress.sh [RUNS=5] [SECONDS=10] [CONNECTIONS=32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}; secs=${2:-10}; conns=${3:-32}
+[ "$(id -u)" -eq 0 ] || { echo "bench-ingress: needs root (pod sandboxes, ClusterIP rules)"; exit 1; }
+need=()
+for p in wrk:wrk nginx:nginx-light haproxy:haproxy curl:curl; do
+  command -v "${p%%:*}" >/dev/null 2>&1 || need+=("${p#*:}")
+done
+if ((${#need[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+./scripts/dev.sh --install-only
+cargo build -q --release --bin shoal
+kubectl=$(./scripts/kubectl.sh)
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+  [ -f "$tmp/haproxy.pid" ] && kill "$(cat "$tmp/haproxy.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# One data-plane thread, as nginx's one worker and HAProxy's one thread.
+SHOAL_KUBELET_INGRESS_THREADS=1 target/release/shoal dev --runtime process --nodes 1 --data-dir "$tmp/dev" > "$tmp/dev.out" 2>&1 &
+for _ in $(seq 1 300); do grep -q '^READY$' "$tmp/dev.out" 2>/dev/null && break; sleep 0.2; done
+grep -q '^READY$' "$tmp/dev.out" || { cat "$tmp/dev.out"; exit 1; }
+k() { KUBECONFIG="$tmp/dev/kubeconfig" "$kubectl" "$@"; }
+
+# The backend: nginx serving a 612-byte page (nginx's own index) on 8080.
+mkdir -p "$tmp/www"
+head -c 612 /dev/zero | tr '\0' 'x' > "$tmp/www/index.html"
+cat > "$tmp/backend.conf" <<EOF
+user root;
+worker_processes 1;
+pid $tmp/backend.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $tmp/b-body; proxy_temp_path $tmp/b-proxy;
+  fastcgi_temp_path $tmp/b-fcgi; uwsgi_temp_path $tmp/b-uwsgi; scgi_temp_path $tmp/b-scgi;
+  server { listen 8080; root $tmp/www; }
+}
+EOF
+cat > "$tmp/app.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: backend, labels: {app: backend}}
+spec:
+  containers:
+  - name: nginx
+    image: nginx
+    command: ["nginx", "-c", "$tmp/backend.conf", "-g", "daemon off;"]
+    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend}
+spec:
+  selector: {app: backend}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bench}
+spec:
+  rules:
+  - host: bench.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: backend, port: {number: 80}}}}
+EOF
+k apply -f "$tmp/app.yaml" >/dev/null
+k wait --for=condition=Ready pod/backend --timeout=90s >/dev/null
+pod_ip=$(k get pod backend -o jsonpath='{.status.podIP}')
+cluster_ip=$(k get svc backend -o jsonpath='{.spec.clusterIP}')
+node_ip=$(k get node node-1 -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+
+cat > "$tmp/nginx.conf" <<EOF
+worker_processes 1;
+pid $tmp/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/n-body; proxy_temp_path $tmp/n-proxy;
+  fastcgi_temp_path $tmp/n-fcgi; uwsgi_temp_path $tmp/n-uwsgi; scgi_temp_path $tmp/n-scgi;
+  upstream backend { server $pod_ip:8080; keepalive 128; }
+  server {
+    listen 127.0.0.1:9081;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+EOF
+cat > "$tmp/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+  pidfile $tmp/haproxy.pid
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+  option forwardfor
+frontend f
+  bind 127.0.0.1:9082
+  default_backend b
+backend b
+  server s1 $pod_ip:8080
+EOF
+taskset -c 0 nginx -c "$tmp/nginx.conf" -g 'daemon off;' 2>"$tmp/nginx.err" &
+taskset -c 0 haproxy -f "$tmp/haproxy.cfg" -db 2>"$tmp/haproxy.err" &
+# The agent (every thread) and its pods on core 0.
+for pid in $(pgrep -f "shoal agent") $(pgrep -f "$tmp/backend.conf"); do
+  taskset -a -cp 0 "$pid" >/dev/null
+done
+
+declare -A url=(
+  [pod]="http://$pod_ip:8080/"
+  [clusterip]="http://$cluster_ip/"
+  [ingress]="http://$node_ip/"
+  [nginx]="http://127.0.0.1:9081/"
+  [haproxy]="http://127.0.0.1:9082/"
+)
+order=(pod clusterip ingress nginx haproxy)
+for t in "${order[@]}"; do
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null -H 'Host: bench.test' --max-time 1 "${url[$t]}" && break
+    sleep 0.1
+  done
+  curl -fsS -o /dev/null -H 'Host: bench.test' --max-time 1 "${url[$t]}" || { echo "$t (${url[$t]}) does not answer"; exit 1; }
+done
+echo "backend $pod_ip:8080, ClusterIP $cluster_ip, Ingress $node_ip:80; wrk -t1 -c$conns -d${secs}s, $runs interleaved runs"
+: > "$tmp/results"
+for r in $(seq 1 "$runs"); do
+  for t in "${order[@]}"; do
+    out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency -H 'Host: bench.test' "${url[$t]}")
+    rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
+    p50=$(awk '$1=="50%"{print $2}' <<<"$out")
+    p99=$(awk '$1=="99%"{print $2}' <<<"$out")
+    errs=$(awk '/Non-2xx|Socket errors/' <<<"$out" | tr '\n' ' ')
+    echo "run $r  $t  $rps req/s  p50 $p50  p99 $p99 $errs"
+    echo "$t $rps $p50 $p99" >> "$tmp/results"
+  done
+done
+python3 - "$tmp/results" <<'PY'
+import sys, statistics
+def us(v):
+    for suf, f in (("us", 1), ("ms", 1e3), ("s", 1e6)):
+        if v.endswith(suf):
+            return float(v[: -len(suf)]) * f
+    return float(v)
+rows = {}
+for line in open(sys.argv[1]):
+    t, rps, p50, p99 = line.split()
+    rows.setdefault(t, []).append((float(rps), us(p50), us(p99)))
+med = {t: tuple(statistics.median(x[i] for x in v) for i in range(3)) for t, v in rows.items()}
+print("\nmedians:")
+for t, (rps, p50, p99) in med.items():
+    spread = [x[2] for x in rows[t]]
+    print(f"  {t:10} {rps:10.0f} req/s  p50 {p50:7.0f} us  p99 {p99:7.0f} us  (p99 {min(spread):.0f}-{max(spread):.0f})")
+pod = med["pod"]
+added = [c[2] - p[2] for c, p in zip(rows["clusterip"], rows["pod"])]
+print(f"ClusterIP added p99 over the pod IP: median {statistics.median(added):.0f} us (runs {', '.join(f'{a:.0f}' for a in added)})")
+print(f"Ingress / nginx req/s: {med['ingress'][0] / med['nginx'][0]:.2f}x   Ingress / HAProxy: {med['ingress'][0] / med['haproxy'][0]:.2f}x")
+print(f"added p99 over the pod IP: Ingress {med['ingress'][2] - pod[2]:.0f} us, HAProxy {med['haproxy'][2] - pod[2]:.0f} us, nginx {med['nginx'][2] - pod[2]:.0f} us")
+PY

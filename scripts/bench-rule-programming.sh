@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Rule programming end to end (issue 21): on a 3-node `shoal dev` as root
+# holding N Services (each with an EndpointSlice), the time from writing a
+# new Service plus its EndpointSlice (two API requests, the clock read just
+# before the first) to the first TCP connection through its ClusterIP from
+# a pod on every node. Each node's probe pod tries to connect every few
+# milliseconds (5 ms connect timeout) and prints the time of its first
+# success; all processes share the host's clock. Prints each trial, then
+# the median per node and overall.
+#
+#   sudo ./scripts/bench-rule-programming.sh [N=10000] [TRIALS=5]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-10000}; trials=${2:-5}
+[ "$(id -u)" -eq 0 ] || { echo "bench-rule-programming: needs root (pod sandboxes, nftables)"; exit 1; }
+./scripts/dev.sh --install-only
+cargo build -q --release --bin shoal
+kubectl=$(./scripts/kubectl.sh)
+tmp=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+target/release/shoal dev --runtime process --nodes 3 --data-dir "$tmp/dev" > "$tmp/dev.out" 2>&1 &
+for _ in $(seq 1 300); do grep -q '^READY$' "$tmp/dev.out" 2>/dev/null && break; sleep 0.2; done
+grep -q '^READY$' "$tmp/dev.out" || { cat "$tmp/dev.out"; exit 1; }
+KUBECONFIG="$tmp/dev/kubeconfig" python3 - "$kubectl" "$n" "$trials" <<'PY'
+import json, os, ssl, statistics, subprocess, sys, threading, time, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+kubectl, n, trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+cfg = json.load(open(os.environ["KUBECONFIG"]))
+server = cfg["clusters"][0]["cluster"]["server"]
+ctx = ssl.create_default_context(cafile=cfg["clusters"][0]["cluster"]["certificate-authority"])
+ctx.check_hostname = False
+token = cfg["users"][0]["user"]["token"]
+
+def api(method, path, body=None):
+    req = urllib.request.Request(server + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+        return json.load(r)
+
+def k(*args):
+    return subprocess.run([kubectl, *args], check=True, capture_output=True, text=True).stdout
+
+# A backend on node-1.
+server_py = "import http.server\nclass H(http.server.BaseHTTPRequestHandler):\n  def do_GET(self):\n    self.send_response(200);self.end_headers()\n  def log_message(self,*a): pass\nhttp.server.ThreadingHTTPServer(('0.0.0.0',8080),H).serve_forever()\n"
+api("POST", "/api/v1/namespaces/default/pods", {"metadata": {"name": "backend"}, "spec": {"nodeName": "node-1",
+    "containers": [{"name": "c", "image": "python:3", "command": ["python3", "-c", server_py],
+                    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}})
+k("wait", "--for=condition=Ready", "pod/backend", "--timeout=90s")
+backend_ip = api("GET", "/api/v1/namespaces/default/pods/backend")["status"]["podIP"]
+
+def service(name, ip=None):
+    spec = {"ports": [{"name": "http", "port": 80}]}
+    if ip:
+        spec["clusterIP"] = ip
+    return {"metadata": {"name": name}, "spec": spec}
+
+def slice_of(name):
+    return {"metadata": {"name": name + "-1", "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [backend_ip], "conditions": {"ready": True}}]}
+
+def make(i):
+    name = f"svc-{i}"
+    api("POST", "/api/v1/namespaces/default/services", service(name))
+    api("POST", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", slice_of(name))
+
+start = time.time()
+with ThreadPoolExecutor(16) as pool:
+    list(pool.map(make, range(n)))
+print(f"{n} Services with EndpointSlices written in {time.time() - start:.0f} s", flush=True)
+
+probe_py = """import socket,sys,time
+ip=sys.argv[1]
+print('probing',flush=True)
+while True:
+  s=socket.socket();s.settimeout(0.005)
+  try:
+    s.connect((ip,80));print('connected',repr(time.time()),flush=True);break
+  except OSError: pass
+  finally: s.close()
+time.sleep(3600)
+"""
+per_node = {f"node-{i}": [] for i in (1, 2, 3)}
+for t in range(trials):
+    ip = f"10.111.{t // 250}.{t % 250 + 1}"
+    name = f"probe-svc-{t}"
+    for node in per_node:
+        api("POST", "/api/v1/namespaces/default/pods", {"metadata": {"name": f"probe-{t}-{node}"},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [
+                {"name": "c", "image": "python:3", "command": ["python3", "-c", probe_py, ip]}]}})
+    # Wait until every probe is trying.
+    deadline = time.time() + 90
+    while True:
+        logs = [subprocess.run([kubectl, "logs", f"probe-{t}-{node}"], capture_output=True, text=True).stdout for node in per_node]
+        if all("probing" in l for l in logs):
+            break
+        if time.time() > deadline:
+            sys.exit(f"probes did not start: {logs}")
+        time.sleep(0.2)
+    time.sleep(1)  # every probe well into its loop
+    t0 = time.time()
+    api("POST", "/api/v1/namespaces/default/services", service(name, ip))
+    api("POST", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", slice_of(name))
+    got = {}
+    deadline = time.time() + 60
+    while len(got) < len(per_node) and time.time() < deadline:
+        for node in per_node:
+            if node in got:
+                continue
+            out = subprocess.run([kubectl, "logs", f"probe-{t}-{node}"], capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if line.startswith("connected"):
+                    got[node] = (float(line.split()[1]) - t0) * 1000
+        time.sleep(0.1)
+    print(f"trial {t + 1}: " + ", ".join(f"{nd} {ms:.0f} ms" for nd, ms in sorted(got.items())), flush=True)
+    for nd, ms in got.items():
+        per_node[nd].append(ms)
+    for node in per_node:
+        subprocess.run([kubectl, "delete", "pod", f"probe-{t}-{node}", "--wait=false"], capture_output=True)
+print(f"\nwith {n} Services: write -> first connection, medians:")
+for nd, v in per_node.items():
+    if v:
+        print(f"  {nd}: {statistics.median(v):.0f} ms ({', '.join(f'{x:.0f}' for x in v)})")
+last = [max(per_node[nd][i] for nd in per_node) for i in range(min(len(v) for v in per_node.values()))]
+if last:
+    print(f"  every node (the slowest per trial): median {statistics.median(last):.0f} ms")
+PY
