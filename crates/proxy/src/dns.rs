@@ -11,6 +11,7 @@
 //! #56903). Answers for cluster names carry a 5 s TTL, as CoreDNS's;
 //! negative ones the zone's SOA.
 
+pub mod tcp;
 pub mod zone;
 
 use std::net::{IpAddr, SocketAddr};
@@ -227,6 +228,16 @@ struct Reply {
     additionals: Vec<Record>,
 }
 
+/// One handler for both listeners.
+struct Shared(Arc<Dns>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Shared {
+    async fn handle_request<R: ResponseHandler>(&self, request: &Request, response: R) -> ResponseInfo {
+        self.0.handle_request(request, response).await
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Dns {
     async fn handle_request<R: ResponseHandler>(
@@ -293,9 +304,12 @@ pub async fn serve(dns: Dns, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let udp = tokio::net::UdpSocket::bind(addr).await?;
     let bound = udp.local_addr()?;
     let tcp = tokio::net::TcpListener::bind(bound).await?;
-    let mut server = ServerFuture::new(dns);
+    let dns = Arc::new(dns);
+    // UDP through hickory's listener; TCP through our own, which caps
+    // its connections (see `tcp`).
+    let mut server = ServerFuture::new(Shared(dns.clone()));
     server.register_socket(udp);
-    server.register_listener(tcp, TCP_IDLE);
+    tokio::spawn(tcp::serve(dns, tcp, TCP_IDLE, tcp::MAX_TCP_CONNECTIONS));
     tokio::spawn(async move {
         if let Err(e) = server.block_until_done().await {
             tracing::error!("dns on {bound}: {e}");

@@ -83,16 +83,23 @@ impl IngressMetrics {
     /// Counts one request's answer.
     pub fn count(&self, backend: Option<&Backend>, status: u16, start: Instant) {
         self.request_duration.observe(start.elapsed().as_secs_f64());
-        let (ingress, namespace, service) = backend.map_or_else(Default::default, |b| {
-            (b.ingress.clone(), b.namespace.clone(), b.service.clone())
-        });
-        self.requests
-            .get_or_create(&vec![
+        let labels = |status: u16| {
+            let (ingress, namespace, service) = backend.map_or_else(Default::default, |b| {
+                (b.ingress.clone(), b.namespace.clone(), b.service.clone())
+            });
+            vec![
                 ("ingress", ingress),
                 ("namespace", namespace),
                 ("service", service),
                 ("status", status.to_string()),
-            ])
-            .inc();
+            ]
+        };
+        match backend {
+            Some(b) if status == 200 => b
+                .ok
+                .get_or_init(|| self.requests.get_or_create(&labels(200)).clone())
+                .inc(),
+            _ => self.requests.get_or_create(&labels(status)).inc(),
+        };
     }
 }

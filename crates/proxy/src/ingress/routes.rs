@@ -72,6 +72,9 @@ pub struct Backend {
     pub why_none: Option<String>,
     /// Round-robin position.
     next: AtomicUsize,
+    /// Its `requests_total{status="200"}` counter, once counted (the
+    /// common case skips building labels).
+    pub ok: std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Backend {
@@ -264,6 +267,7 @@ fn resolve(
         endpoints: Vec::new(),
         why_none: None,
         next: AtomicUsize::new(0),
+        ok: Default::default(),
     };
     let Some(sb) = &b.service else {
         out.why_none = Some("resource backends are not supported".into());

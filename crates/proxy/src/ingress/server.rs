@@ -342,7 +342,12 @@ async fn handle(
         let mut up = Request::new(body);
         *up.method_mut() = parts.method.clone();
         *up.uri_mut() = uri;
-        *up.headers_mut() = parts.headers.clone();
+        // The headers move on the first try; a retry (rare) clones them.
+        *up.headers_mut() = if attempt + 1 < backend.endpoints.len() {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
         match tokio::time::timeout(RESPONSE_TIMEOUT, shared.client.request(up)).await {
             Ok(Ok(resp)) => {
                 shared

@@ -185,6 +185,7 @@ fn round_robin_visits_every_endpoint_then_the_rest_in_order() {
             .collect(),
         why_none: None,
         next: AtomicUsize::new(0),
+        ok: Default::default(),
     };
     let firsts: Vec<_> = (0..3).map(|_| b.order().next().unwrap()).collect();
     assert_eq!(firsts, b.endpoints);
