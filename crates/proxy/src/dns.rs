@@ -233,7 +233,11 @@ struct Shared(Arc<Dns>);
 
 #[async_trait::async_trait]
 impl RequestHandler for Shared {
-    async fn handle_request<R: ResponseHandler>(&self, request: &Request, response: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        response: R,
+    ) -> ResponseInfo {
         self.0.handle_request(request, response).await
     }
 }

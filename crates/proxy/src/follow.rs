@@ -98,17 +98,48 @@ async fn watch_from(
     loop {
         let (next, i, _) =
             futures::future::select_all(subs.iter_mut().map(|s| Box::pin(s.next()))).await;
-        match next {
-            Ok(WatchEvent::Events(events)) => {
-                for e in events {
-                    revs[i] = revs[i].max(e.rev);
-                    f.apply(&e.key, &e.value);
-                }
+        if let Some(end) = take(next, i, &mut revs, f) {
+            return end;
+        }
+        // Whatever else has come already joins this change: a burst of
+        // writes costs one sync, not one each.
+        for _ in 0..MAX_COALESCED {
+            let ready = futures::future::select_all(subs.iter_mut().map(|s| Box::pin(s.next())));
+            let Some((next, i, _)) = futures::FutureExt::now_or_never(ready) else {
+                break;
+            };
+            if let Some(end) = take(next, i, &mut revs, f) {
+                return end;
             }
-            Ok(WatchEvent::Progress { rev }) => revs[i] = revs[i].max(rev),
-            Err(end) => return end.into(),
         }
         *rev = revs.iter().copied().min().unwrap_or(*rev);
         f.changed(*rev).await;
+    }
+}
+
+/// The most watch batches joined into one change.
+const MAX_COALESCED: usize = 256;
+
+/// Applies one watch message of prefix `i`; the end of the watch, if it
+/// ended.
+fn take(
+    next: Result<WatchEvent, shoal_fabric::actor::SubscriptionEnd>,
+    i: usize,
+    revs: &mut [u64],
+    f: &mut dyn Follower,
+) -> Option<WatchEnd> {
+    match next {
+        Ok(WatchEvent::Events(events)) => {
+            for e in events {
+                revs[i] = revs[i].max(e.rev);
+                f.apply(&e.key, &e.value);
+            }
+            None
+        }
+        Ok(WatchEvent::Progress { rev }) => {
+            revs[i] = revs[i].max(rev);
+            None
+        }
+        Err(end) => Some(end.into()),
     }
 }

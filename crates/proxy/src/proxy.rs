@@ -25,7 +25,7 @@ use shoal_model::resources::{ENDPOINTSLICES, SERVICES};
 use shoal_store::Store;
 
 use crate::dns::Zone;
-use crate::model::{service_ports, Proto, ServicePort, SERVICE_NAME_LABEL};
+use crate::model::{service_ports, Proto, ServicePort};
 use crate::nft::{delta, full, Commands, Nft};
 use crate::rules::{base, services_part, NodeNet, Part};
 
@@ -199,13 +199,7 @@ impl State {
                 return;
             }
             if let Ok(s) = serde_json::from_slice::<EndpointSlice>(value) {
-                let svc = s
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                    .cloned();
-                if let Some(svc) = svc {
+                if let Some(svc) = crate::model::service_of(&s) {
                     self.dirty.insert((k.0.clone(), svc.clone()));
                     self.slices.insert(k, (svc, s));
                 }
@@ -427,6 +421,7 @@ impl Proxy {
                 }
             }
             let took = start.elapsed().as_secs_f64();
+            tracing::debug!(node = %self.node, rev, "proxy: {} commands applied in {:.1} ms", cmds.len(), took * 1e3);
             self.metrics.partial_sync_duration.observe(took);
             self.synced(took, rev, state.committed.len(), false);
         }

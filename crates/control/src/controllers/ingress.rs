@@ -135,9 +135,7 @@ impl Reconciler for IngressController {
         let cache = self.cache.clone();
         // A node's readiness or addresses (not its heartbeats).
         let nodes: KeyFn = Arc::new(move |e| {
-            let seen = |n: &Value| (super::is_ready(n), n.pointer("/status/addresses").cloned());
-            let deleted = matches!(e.kind, shoal_model::cache::Kind::Deleted);
-            if !deleted && e.prev.as_ref().is_some_and(|p| seen(p) == seen(&e.object)) {
+            if !super::loadbalancer::addresses_changed(e) {
                 return Vec::new();
             }
             all(cache.clone())

@@ -45,6 +45,14 @@ pub(super) fn node_addresses(cache: &Cache) -> Vec<String> {
     ips.into_iter().collect()
 }
 
+/// Whether a Node's change can change [`node_addresses`]: its readiness
+/// or addresses changed, or it went (not a heartbeat).
+pub(super) fn addresses_changed(e: &shoal_model::cache::CacheEvent) -> bool {
+    let seen = |n: &Value| (is_ready(n), n.pointer("/status/addresses").cloned());
+    let deleted = matches!(e.kind, shoal_model::cache::Kind::Deleted);
+    deleted || e.prev.as_ref().is_none_or(|p| seen(p) != seen(&e.object))
+}
+
 /// The status `svc` should have, given the nodes' addresses.
 pub fn wanted_status(svc: &Value, addresses: &[String]) -> Value {
     let mut status = svc.get("status").cloned().unwrap_or_else(|| json!({}));
@@ -92,9 +100,7 @@ impl Reconciler for LoadBalancerController {
         // Only a change to a node's readiness or addresses matters (not
         // its heartbeats).
         let nodes: KeyFn = Arc::new(move |e| {
-            let seen = |n: &Value| (is_ready(n), n.pointer("/status/addresses").cloned());
-            let deleted = matches!(e.kind, shoal_model::cache::Kind::Deleted);
-            if !deleted && e.prev.as_ref().is_some_and(|p| seen(p) == seen(&e.object)) {
+            if !addresses_changed(e) {
                 return Vec::new();
             }
             let (svcs, _) = cache.list(&SERVICES.prefix(None), is_load_balancer);

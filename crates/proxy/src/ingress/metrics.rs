@@ -95,10 +95,10 @@ impl IngressMetrics {
             ]
         };
         match backend {
-            Some(b) if status == 200 => b
-                .ok
-                .get_or_init(|| self.requests.get_or_create(&labels(200)).clone())
-                .inc(),
+            Some(b) if status == 200 => {
+                b.ok.get_or_init(|| self.requests.get_or_create(&labels(200)).clone())
+                    .inc()
+            }
             _ => self.requests.get_or_create(&labels(status)).inc(),
         };
     }

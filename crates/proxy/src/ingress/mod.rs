@@ -33,7 +33,6 @@ use rustls::sign::CertifiedKey;
 use shoal_model::resources::{ENDPOINTSLICES, INGRESSCLASSES, INGRESSES, SECRETS, SERVICES};
 use shoal_store::{ReadRequest, Store};
 
-use crate::model::SERVICE_NAME_LABEL;
 use crate::proxy::Status;
 use metrics::IngressMetrics;
 use routes::{Certs, Routes, CLASS, DEFAULT_CLASS_ANNOTATION};
@@ -362,13 +361,7 @@ impl crate::follow::Follower for State {
             let Ok(s) = serde_json::from_slice::<EndpointSlice>(value) else {
                 return;
             };
-            let svc = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                .cloned();
-            if let Some(svc) = svc {
+            if let Some(svc) = crate::model::service_of(&s) {
                 self.dirty |= self.used.contains(&(k.0.clone(), svc.clone()));
                 self.slices.insert(k, (svc, s));
             }

@@ -31,12 +31,12 @@ fn rule(host: Option<&str>, paths: &[(&str, &str, &str)]) -> serde_json::Value {
 
 /// Services `names` on port 80 → 8080, each with one ready endpoint whose
 /// last octet is its position + 1.
-fn world(
-    names: &[&str],
-) -> (
+type World = (
     HashMap<(String, String), Service>,
     HashMap<(String, String), Vec<EndpointSlice>>,
-) {
+);
+
+fn world(names: &[&str]) -> World {
     let mut services = HashMap::new();
     let mut slices = HashMap::new();
     for (i, n) in names.iter().enumerate() {
