@@ -230,6 +230,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingress_routes_hosts_and_paths_serves_tls_by_sni_and_swaps_edits_without_loss() {
+    // 100 requests/s and a dozen edits: not beside a test that times an
+    // election (CI saw writes resume after 2.5 s, over its 2 s bound).
+    let _timing = crate::timing_guard().await;
     let (http_port, https_port) = (dead_port(), dead_port());
     let c = TestCluster::start_with(2, |cfg| {
         cfg.store.initial_voters = vec!["node-1".into()];

@@ -125,8 +125,10 @@ async fn leader_loss_writes_resume_quickly() {
         }
     };
     eprintln!("writes resumed {resumed:?} after killing the leader {old}");
+    // About 5x the median alone (1.5 s, docs/BENCHMARKS.md "Writes after
+    // a leader loss"); a CI run beside other tests saw 2.5 s.
     assert!(
-        resumed < Duration::from_secs(2),
+        resumed < Duration::from_secs(8),
         "writes resumed only after {resumed:?}"
     );
     assert_eq!(
