@@ -98,7 +98,9 @@ for t in range(trials + 1):
     name = f"probe-svc-{t}"
     for node in per_node:
         api("POST", "/api/v1/namespaces/default/pods", {"metadata": {"name": f"probe-{t}-{node}"},
-            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [
+            # No Service variables: N Services make an environment over
+            # the kubelet's limit (upstream fails too: argument list too long).
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "enableServiceLinks": False, "containers": [
                 {"name": "c", "image": "python:3", "command": ["python3", "-c", probe_py, ip]}]}})
     # Wait until every probe is trying.
     # Pods start slowly while the proxies still program the N Services.
