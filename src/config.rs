@@ -306,6 +306,17 @@ impl NodeConfig {
                 format!("{v:?} is not a DNS-1123 name"),
             ));
         }
+        // A voter without the store role would hold a replica without the
+        // secrets key, and serve its readers sealed Secrets.
+        if st.initial_voters.contains(&self.name) && !self.has_role(Role::Store) {
+            return Err(invalid(
+                "store.initial_voters",
+                format!(
+                    "names this node ({}), whose roles lack \"store\"",
+                    self.name
+                ),
+            ));
+        }
         if self.transport.subscription_buffer == 0 || self.transport.mailbox_capacity == 0 {
             return Err(invalid(
                 "transport.subscription_buffer",
@@ -530,6 +541,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("kubelet.pod_cidr"));
+        // A worker-only node among the initial voters.
+        let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
+        cfg.store.initial_voters = vec![cfg.name.clone()];
+        cfg.roles = vec![Role::Worker];
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("store.initial_voters") && err.contains("store"),
+            "{err}"
+        );
         let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
         cfg.transport.max_frame_bytes = 1024;
         assert!(cfg
