@@ -173,18 +173,8 @@ fn an_ingress_applied_with_kubectl_routes_hosts_paths_and_tls_on_every_node() {
     k.ok(&["rollout", "status", "deploy/beta", "--timeout=90s"]);
 
     // Every node's address, and its ports.
-    let nodes: Value = serde_json::from_str(&k.ok(&["get", "nodes", "-o", "json"])).unwrap();
     let mut at: Vec<(String, u16, u16)> = Vec::new();
-    for n in nodes["items"].as_array().unwrap() {
-        let name = n["metadata"]["name"].as_str().unwrap();
-        let ip = n["status"]["addresses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["type"] == "InternalIP")
-            .and_then(|a| a["address"].as_str())
-            .unwrap()
-            .to_string();
+    for (name, ip) in super::services::internal_ips(&k) {
         let i: u16 = name.trim_start_matches("node-").parse::<u16>().unwrap() - 1;
         let ports = if sandboxed {
             (80, 443)

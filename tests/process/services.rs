@@ -127,6 +127,24 @@ fn names_of(k: &Dev, selector: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Each node's InternalIP, by node name.
+pub(crate) fn internal_ips(k: &Dev) -> BTreeMap<String, String> {
+    let nodes: Value = serde_json::from_str(&k.ok(&["get", "nodes", "-o", "json"])).unwrap();
+    let mut out = BTreeMap::new();
+    for n in nodes["items"].as_array().unwrap() {
+        let ip = n["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["type"] == "InternalIP")
+            .and_then(|a| a["address"].as_str())
+            .unwrap()
+            .to_string();
+        out.insert(n["metadata"]["name"].as_str().unwrap().to_string(), ip);
+    }
+    out
+}
+
 /// Waits until `f` holds, returning how long that took.
 fn timed(deadline: Duration, what: &str, f: impl FnMut() -> Result<(), String>) -> Duration {
     let start = Instant::now();
@@ -235,19 +253,9 @@ fn cluster_ips_and_node_ports_route_to_ready_endpoints() {
     ]);
 
     // Each node publishes an address of its own (its bridge gateway).
-    let nodes: Value = serde_json::from_str(&k.ok(&["get", "nodes", "-o", "json"])).unwrap();
-    let mut addresses = BTreeMap::new();
-    for n in nodes["items"].as_array().unwrap() {
-        let ip = n["status"]["addresses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["type"] == "InternalIP")
-            .and_then(|a| a["address"].as_str())
-            .unwrap()
-            .to_string();
+    let addresses = internal_ips(&k);
+    for ip in addresses.values() {
         assert!(ip.starts_with("10.88.") && ip.ends_with(".1"), "{ip}");
-        addresses.insert(n["metadata"]["name"].as_str().unwrap().to_string(), ip);
     }
     let distinct: std::collections::BTreeSet<_> = addresses.values().collect();
     assert_eq!(distinct.len(), 3, "{addresses:?}");
