@@ -280,14 +280,7 @@ impl State {
                 }
             }
         }
-        let mut slices: HashMap<Key, Vec<EndpointSlice>> = HashMap::new();
-        for ((ns, _), (svc, s)) in &self.slices {
-            slices
-                .entry((ns.clone(), svc.clone()))
-                .or_default()
-                .push(s.clone());
-        }
-        let used = ours
+        let used: BTreeSet<Key> = ours
             .iter()
             .flat_map(|i| {
                 let ns = i.metadata.namespace.clone().unwrap_or_default();
@@ -306,6 +299,15 @@ impl State {
                     .collect::<Vec<_>>()
             })
             .collect();
+        // Only the slices of Services an Ingress uses (not every slice of
+        // the cluster, on every rebuild).
+        let mut slices: HashMap<Key, Vec<EndpointSlice>> = HashMap::new();
+        for ((ns, _), (svc, s)) in &self.slices {
+            let key = (ns.clone(), svc.clone());
+            if used.contains(&key) {
+                slices.entry(key).or_default().push(s.clone());
+            }
+        }
         let table = Routes::build(&ours, &self.services, &slices, certs, &self.node);
         let count = table.ingresses;
         self.used = used;
