@@ -6,12 +6,15 @@
 //! Service to 10,000 (kubernetes PR #126013). Needs root and `nft`.
 //!
 //!     cargo bench -p shoal-proxy --bench rule_programming -- [N] [R] [SHARDS]
+//!
+//! `SHOAL_BENCH_NODES=K` first builds K-1 other nodes' tables in the same
+//! namespace, as `shoal dev`'s nodes share one kernel.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use shoal_proxy::model::{Endpoint, Proto, ServicePort};
-use shoal_proxy::nft::{delta, full, Nft};
+use shoal_proxy::nft::{delta, full, Netlink, Nft};
 use shoal_proxy::rules::{base, service_part, NodeNet, Part};
 
 fn service(i: u32) -> ServicePort {
@@ -69,14 +72,46 @@ async fn main() {
         .args(["netns", "add", &ns])
         .status();
     assert!(ok.is_ok_and(|s| s.success()), "ip netns add");
-    let nft = Nft::in_netns(&ns);
-    let net = NodeNet {
-        table: "shoal-0".into(),
+    // SHOAL_BENCH_NFT=1 sends the transactions through `nft -j -f -`
+    // instead of netlink, for comparison.
+    let via_nft = std::env::var_os("SHOAL_BENCH_NFT").is_some();
+    let (nft, netlink) = (Nft::in_netns(&ns), Netlink::in_netns(&ns).expect("netlink"));
+    let apply = |ops: Vec<shoal_proxy::nft::Op>| {
+        let (nft, netlink) = (&nft, &netlink);
+        async move {
+            if via_nft {
+                nft.apply(&ops).await
+            } else {
+                netlink.apply(&ops).await
+            }
+        }
+    };
+    // `shoal dev` nodes share one kernel: SHOAL_BENCH_NODES=K builds K
+    // nodes' tables (all with the same Services) before measuring node 0.
+    let nodes: u32 = std::env::var("SHOAL_BENCH_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let node_net = |k: u32| NodeNet {
+        table: format!("shoal-{k}"),
         shards,
-        bridge: "shoal-0".into(),
-        node_ip: Ipv4Addr::new(10, 88, 0, 1),
+        bridge: format!("shoal-{k}"),
+        node_ip: Ipv4Addr::new(10, 88, k as u8, 1),
         pod_cidr: (Ipv4Addr::new(10, 80, 0, 0), 12),
     };
+    for k in (1..nodes).rev() {
+        let other = node_net(k);
+        let base = base(&other);
+        for s in 0..shards {
+            let mine: Vec<Part> = (0..n)
+                .filter(|i| other.shard_of("bench", &format!("svc-{i}")) == s)
+                .map(|i| service_part(&other, &service(i)))
+                .collect();
+            let cmds = full(&other.shard_table(s), std::iter::once(&base).chain(&mine));
+            apply(cmds).await.expect("other node's build");
+        }
+    }
+    let net = node_net(0);
     let base = base(&net);
     let parts: Vec<(u32, Part)> = (0..n)
         .map(|i| {
@@ -97,7 +132,7 @@ async fn main() {
                 std::iter::once(&base).chain(mine),
             ));
         }
-        nft.apply(&cmds).await.expect("full build");
+        apply(cmds).await.expect("full build");
         fulls.push(start.elapsed());
     }
     let mut adds = Vec::new();
@@ -106,7 +141,7 @@ async fn main() {
         let start = Instant::now();
         let table = net.shard_table(net.shard_of("bench", &format!("svc-{}", n + r)));
         let cmds = delta(&table, &Part::default(), &new);
-        nft.apply(&cmds).await.expect("delta");
+        apply(cmds).await.expect("delta");
         adds.push(start.elapsed());
     }
     if std::env::var_os("SHOAL_BENCH_KEEP").is_some() {
@@ -117,7 +152,8 @@ async fn main() {
             .status();
     }
     println!(
-        "services {n} in {shards} shards: full build median {:?} (of {:?}); add one Service median {:?} (min {:?}, max {:?}, {rounds} rounds)",
+        "services {n} in {shards} shards ({nodes} nodes' tables in the kernel, via {}): full build median {:?} (of {:?}); add one Service median {:?} (min {:?}, max {:?}, {rounds} rounds)",
+        if via_nft { "nft" } else { "netlink" },
         median(fulls.clone()),
         fulls,
         median(adds.clone()),

@@ -1,10 +1,11 @@
 //! Deltas against the kernel: a seeded random sequence of Service and
-//! endpoint changes is applied to nftables as deltas in a throw-away
-//! network namespace, and the table the kernel then lists must equal the
-//! one built afresh from the final state in another namespace. Comparing
-//! the model with itself would prove nothing; this compares what the
-//! kernel holds. Needs root and `nft`; says SKIPPED otherwise.
-//! Replay with `SHOAL_SEED`.
+//! endpoint changes is applied to nftables as deltas, through netlink as
+//! the proxy sends them, in a throw-away network namespace. The table the
+//! kernel then lists must equal the one `nft` builds afresh from the final
+//! state (from libnftables JSON) in another namespace. Comparing the model
+//! with itself would prove nothing; this compares what the kernel holds,
+//! and the netlink encoding with nft's own. Needs root and `nft`; says
+//! SKIPPED otherwise. Replay with `SHOAL_SEED`.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -13,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::model::{Endpoint, Proto, ServicePort};
-use crate::nft::{delta, full, Nft};
+use crate::nft::{delta, full, Netlink, Nft};
 use crate::rules::{base, services_part, NodeNet, Part};
 
 /// A network namespace that is deleted when dropped.
@@ -114,8 +115,9 @@ async fn deltas_leave_the_kernel_table_a_fresh_build_would() {
     let net = net();
     let (a, b) = (Netns::new("a"), Netns::new("b"));
     let (nft_a, nft_b) = (Nft::in_netns(&a.0), Nft::in_netns(&b.0));
+    let netlink_a = Netlink::in_netns(&a.0).expect("a netlink socket in the namespace");
     let base = base(&net);
-    nft_a
+    netlink_a
         .apply(&full(&net.table, [&base]))
         .await
         .expect("the base table");
@@ -132,11 +134,11 @@ async fn deltas_leave_the_kernel_table_a_fresh_build_would() {
         let old = committed.remove(&i).unwrap_or_default();
         let cmds = delta(&net.table, &old, &new);
         commands += cmds.len();
-        if let Err(e) = nft_a.apply(&cmds).await {
+        if let Err(e) = netlink_a.apply(&cmds).await {
             let listing = nft_a.list_table(&net.table).await;
             let _ = std::fs::write(
                 std::env::temp_dir().join("shoal-nft-failed.json"),
-                serde_json::json!({"nftables": cmds}).to_string(),
+                format!("{cmds:#?}"),
             );
             let _ = std::fs::write(
                 std::env::temp_dir().join("shoal-nft-before.json"),
@@ -151,15 +153,30 @@ async fn deltas_leave_the_kernel_table_a_fresh_build_would() {
         .apply(&full(&net.table, parts.iter().copied()))
         .await
         .expect("the fresh build");
-    let (got, want) = (
-        nft_a.list_table(&net.table).await.unwrap(),
-        nft_b.list_table(&net.table).await.unwrap(),
-    );
+    let want = nft_b.list_table(&net.table).await.unwrap();
     assert!(
         want["chains"].as_object().unwrap().len() > 11,
         "the fresh table has Service chains: {want:#}"
     );
-    // Name what differs (the whole listing is tens of kilobytes).
+    let got = nft_a.list_table(&net.table).await.unwrap();
+    assert_same(seed, "the delta-built table", &got, &want);
+    // The proxy's full build, over what the deltas left: the same again.
+    netlink_a
+        .apply(&full(&net.table, parts.iter().copied()))
+        .await
+        .expect("the full build through netlink");
+    let got = nft_a.list_table(&net.table).await.unwrap();
+    assert_same(seed, "the table built afresh through netlink", &got, &want);
+    eprintln!(
+        "{} chains, {} delta commands",
+        want["chains"].as_object().unwrap().len(),
+        commands
+    );
+}
+
+/// Fails naming what differs between two canonical listings (the whole
+/// listing is tens of kilobytes).
+fn assert_same(seed: u64, what: &str, got: &serde_json::Value, want: &serde_json::Value) {
     let mut differ = Vec::new();
     for kind in ["chains", "maps", "sets"] {
         let (g, w) = (
@@ -173,7 +190,7 @@ async fn deltas_leave_the_kernel_table_a_fresh_build_would() {
         {
             if g.get(name) != w.get(name) {
                 differ.push(format!(
-                    "{kind} {name}: delta-built {:?}, fresh {:?}",
+                    "{kind} {name}: got {:?}, fresh from nft {:?}",
                     g.get(name),
                     w.get(name)
                 ));
@@ -182,12 +199,7 @@ async fn deltas_leave_the_kernel_table_a_fresh_build_would() {
     }
     assert!(
         differ.is_empty(),
-        "seed {seed}: the delta-built table differs:\n{}",
+        "seed {seed}: {what} differs:\n{}",
         differ.join("\n")
-    );
-    eprintln!(
-        "{} chains, {} delta commands",
-        want["chains"].as_object().unwrap().len(),
-        commands
     );
 }

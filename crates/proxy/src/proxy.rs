@@ -26,7 +26,7 @@ use shoal_store::Store;
 
 use crate::dns::Zone;
 use crate::model::{service_ports, Proto, ServicePort};
-use crate::nft::{delta, full, Commands, Nft};
+use crate::nft::{delta, full, Netlink, Ops};
 use crate::rules::{base, services_part, NodeNet, Part};
 
 /// `namespace`, `name` of a Service.
@@ -150,7 +150,7 @@ pub struct Proxy {
     pub net: NodeNet,
     /// Where the rules go; `None` without pod sandboxes (no ClusterIP
     /// routing, the README's degraded mode: DNS is still fed).
-    pub nft: Option<Nft>,
+    pub nft: Option<Netlink>,
     /// The cluster DNS names this node answers.
     pub zone: Arc<std::sync::RwLock<Zone>>,
     pub metrics: ProxyMetrics,
@@ -308,7 +308,7 @@ impl Proxy {
     }
 
     /// Applies `cmds` where rules go (nowhere without sandboxes).
-    async fn apply(&self, cmds: &Commands) -> Result<(), crate::nft::NftError> {
+    async fn apply(&self, cmds: &Ops) -> Result<(), crate::nft::NftError> {
         match &self.nft {
             Some(nft) => nft.apply(cmds).await,
             None => Ok(()),
@@ -387,7 +387,7 @@ impl Proxy {
             return;
         }
         let start = Instant::now();
-        let mut cmds: Commands = Vec::new();
+        let mut cmds: Ops = Vec::new();
         let mut next: BTreeMap<SvcKey, (Part, Vec<ServicePort>)> = BTreeMap::new();
         let empty = (Part::default(), Vec::new());
         let mut gone = Vec::new();

@@ -18,23 +18,61 @@
 //! port (`namespace/name/proto/port`), so two ports never share one and a
 //! change to one Service touches only its own objects ([`crate::nft`]
 //! turns two parts into the commands between them).
+//!
+//! A rule is a list of [`Stmt`]: the few statements these rules use, as
+//! data. [`crate::nft`] writes them as netlink expressions (what the
+//! proxy sends the kernel) and as libnftables JSON (what `nft` reads, to
+//! check the two against each other).
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-
-use nftables::expr::{
-    BinaryOperation, Elem, Expression, Meta, MetaKey, NamedExpression, NgMode, Numgen, Payload,
-    PayloadField, Prefix, CT,
-};
-use nftables::stmt::{
-    JumpTarget, Mangle, Match, NATFlag, Operator, Set as SetStmt, SetOp, Statement, VerdictMap, NAT,
-};
 
 use crate::model::{Endpoint, Proto, ServicePort};
 
+/// One statement of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stmt {
+    /// `meta iifname "<name>"`.
+    Iifname(String),
+    /// `ip daddr <addr>`.
+    Daddr(Ipv4Addr),
+    /// `ip saddr <addr>`.
+    Saddr(Ipv4Addr),
+    /// `ip saddr != <addr>/<len>`.
+    SaddrNotIn(Ipv4Addr, u8),
+    /// `ip saddr @<set>`.
+    SaddrInSet(String),
+    /// `ct state new`.
+    CtNew,
+    /// `meta l4proto <proto>`.
+    L4proto(Proto),
+    /// `numgen random mod <n> 0`: true once in `n`.
+    OneIn(u32),
+    /// `meta mark & <bits> == 0`.
+    MarkClear(u32),
+    /// `meta mark set meta mark | <bits>`.
+    MarkSet(u32),
+    /// `meta mark set meta mark ^ <bits>`.
+    MarkFlip(u32),
+    /// `[ip daddr .] meta l4proto . th dport vmap @<map>` (the address
+    /// when the map's key has one).
+    Vmap(MapName),
+    /// `jump <chain>`.
+    Jump(String),
+    /// `return`.
+    Return,
+    /// `reject` (ICMP port unreachable).
+    Reject,
+    /// `masquerade fully-random`.
+    Masquerade,
+    /// `update @<set> { ip saddr timeout <secs>s }`.
+    Remember(String, u32),
+    /// `dnat to <addr>:<port>`.
+    Dnat(Ipv4Addr, u16),
+}
+
 /// One rule: its statements.
-pub type Rule = Vec<Statement<'static>>;
+pub type Rule = Vec<Stmt>;
 
 /// The packet mark that asks for masquerading (kube-proxy's 0x4000).
 pub const MASQ_MARK: u32 = 0x4000;
@@ -67,12 +105,16 @@ impl MapName {
 
     /// The key's types, as nft names them.
     pub fn key_types(self) -> &'static [&'static str] {
-        match self {
-            MapName::ServiceIps | MapName::NoEndpoints => {
-                &["ipv4_addr", "inet_proto", "inet_service"]
-            }
-            MapName::NodePorts => &["inet_proto", "inet_service"],
+        if self.has_addr() {
+            &["ipv4_addr", "inet_proto", "inet_service"]
+        } else {
+            &["inet_proto", "inet_service"]
         }
+    }
+
+    /// Whether the key starts with the destination address.
+    pub fn has_addr(self) -> bool {
+        self != MapName::NodePorts
     }
 }
 
@@ -81,24 +123,6 @@ impl MapName {
 pub enum Key {
     Ip(Ipv4Addr, Proto, u16),
     Port(Proto, u16),
-}
-
-impl Key {
-    /// The key as an nftables expression (a concatenation).
-    pub fn expr(&self) -> Expression<'static> {
-        let parts = match *self {
-            Key::Ip(ip, proto, port) => vec![
-                Expression::String(ip.to_string().into()),
-                Expression::String(proto.nft().into()),
-                Expression::Number(port.into()),
-            ],
-            Key::Port(proto, port) => vec![
-                Expression::String(proto.nft().into()),
-                Expression::Number(port.into()),
-            ],
-        };
-        Expression::Named(NamedExpression::Concat(parts))
-    }
 }
 
 /// A chain: its hook (base chains only) and its rules.
@@ -112,8 +136,17 @@ pub struct ChainDef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hook {
     pub nat: bool,
-    pub hook: nftables::types::NfHook,
+    pub hook: HookPoint,
     pub prio: i32,
+}
+
+/// Where a base chain hooks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPoint {
+    Prerouting,
+    Output,
+    Postrouting,
+    Forward,
 }
 
 /// What one Service port (or the base) puts in the table.
@@ -164,57 +197,6 @@ impl NodeNet {
     }
 }
 
-// Expressions.
-
-fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-        PayloadField {
-            protocol: protocol.into(),
-            field: field.into(),
-        },
-    )))
-}
-
-fn meta(key: MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(Meta { key }))
-}
-
-fn string(s: impl Into<Cow<'static, str>>) -> Expression<'static> {
-    Expression::String(s.into())
-}
-
-fn matches(
-    left: Expression<'static>,
-    op: Operator,
-    right: Expression<'static>,
-) -> Statement<'static> {
-    Statement::Match(Match { left, right, op })
-}
-
-fn jump(chain: &str) -> Statement<'static> {
-    Statement::Jump(JumpTarget {
-        target: chain.to_string().into(),
-    })
-}
-
-fn mark_masq() -> Statement<'static> {
-    jump(MARK_CHAIN)
-}
-
-/// `ip daddr . meta l4proto . th dport` or `meta l4proto . th dport`.
-fn lookup(with_addr: bool, map: MapName) -> Statement<'static> {
-    let mut key = Vec::new();
-    if with_addr {
-        key.push(payload("ip", "daddr"));
-    }
-    key.push(meta(MetaKey::L4proto));
-    key.push(payload("th", "dport"));
-    Statement::VerdictMap(VerdictMap {
-        key: Expression::Named(NamedExpression::Concat(key)),
-        data: string(format!("@{}", map.as_str())),
-    })
-}
-
 // The base chains.
 
 const MARK_CHAIN: &str = "mark-for-masquerade";
@@ -225,7 +207,7 @@ const ENDPOINTS_CHECK: &str = "endpoints-check";
 /// Where Services without endpoints go: rejected, so clients fail fast.
 pub const REJECT: &str = "reject-chain";
 
-fn hooked(nat: bool, hook: nftables::types::NfHook, prio: i32, rules: Vec<Rule>) -> ChainDef {
+fn hooked(nat: bool, hook: HookPoint, prio: i32, rules: Vec<Rule>) -> ChainDef {
     ChainDef {
         hook: Some(Hook { nat, hook, prio }),
         rules,
@@ -236,43 +218,24 @@ fn plain(rules: Vec<Rule>) -> ChainDef {
     ChainDef { hook: None, rules }
 }
 
+fn jump(chain: &str) -> Stmt {
+    Stmt::Jump(chain.to_string())
+}
+
 /// The chains every node's table has, whatever its Services.
 pub fn base(net: &NodeNet) -> Part {
-    use nftables::types::NfHook;
-    let node_ip = || string(net.node_ip.to_string());
-    let to_node_ports = vec![
-        matches(payload("ip", "daddr"), Operator::EQ, node_ip()),
-        jump(NODEPORTS),
-    ];
-    let mark = meta(MetaKey::Mark);
-    let new_conn = || {
-        matches(
-            Expression::Named(NamedExpression::CT(CT {
-                key: "state".into(),
-                family: None,
-                dir: None,
-            })),
-            Operator::IN,
-            string("new"),
-        )
-    };
+    let to_node_ports = vec![Stmt::Daddr(net.node_ip), jump(NODEPORTS)];
+    let new_conn = || vec![Stmt::CtNew, jump(ENDPOINTS_CHECK)];
     let mut chains = BTreeMap::new();
     // dstnat is -100, srcnat 100, filter 0.
     chains.insert(
         "nat-prerouting".to_string(),
         hooked(
             true,
-            NfHook::Prerouting,
+            HookPoint::Prerouting,
             -100,
             vec![
-                vec![
-                    matches(
-                        meta(MetaKey::Iifname),
-                        Operator::EQ,
-                        string(net.bridge.clone()),
-                    ),
-                    jump(SERVICES),
-                ],
+                vec![Stmt::Iifname(net.bridge.clone()), jump(SERVICES)],
                 to_node_ports.clone(),
             ],
         ),
@@ -281,7 +244,7 @@ pub fn base(net: &NodeNet) -> Part {
         "nat-output".to_string(),
         hooked(
             true,
-            NfHook::Output,
+            HookPoint::Output,
             -100,
             vec![vec![jump(SERVICES)], to_node_ports],
         ),
@@ -290,81 +253,42 @@ pub fn base(net: &NodeNet) -> Part {
         "nat-postrouting".to_string(),
         hooked(
             true,
-            NfHook::Postrouting,
+            HookPoint::Postrouting,
             100,
             vec![vec![jump(MASQUERADING)]],
         ),
     );
     chains.insert(
         "filter-forward".to_string(),
-        hooked(
-            false,
-            NfHook::Forward,
-            -110,
-            vec![vec![new_conn(), jump(ENDPOINTS_CHECK)]],
-        ),
+        hooked(false, HookPoint::Forward, -110, vec![new_conn()]),
     );
     chains.insert(
         "filter-output".to_string(),
-        hooked(
-            false,
-            NfHook::Output,
-            -110,
-            vec![vec![new_conn(), jump(ENDPOINTS_CHECK)]],
-        ),
+        hooked(false, HookPoint::Output, -110, vec![new_conn()]),
     );
     chains.insert(
         SERVICES.to_string(),
-        plain(vec![vec![lookup(true, MapName::ServiceIps)]]),
+        plain(vec![vec![Stmt::Vmap(MapName::ServiceIps)]]),
     );
     chains.insert(
         NODEPORTS.to_string(),
-        plain(vec![vec![lookup(false, MapName::NodePorts)]]),
+        plain(vec![vec![Stmt::Vmap(MapName::NodePorts)]]),
     );
     chains.insert(
         ENDPOINTS_CHECK.to_string(),
-        plain(vec![vec![lookup(true, MapName::NoEndpoints)]]),
+        plain(vec![vec![Stmt::Vmap(MapName::NoEndpoints)]]),
     );
-    chains.insert(
-        REJECT.to_string(),
-        plain(vec![vec![Statement::Reject(None)]]),
-    );
+    chains.insert(REJECT.to_string(), plain(vec![vec![Stmt::Reject]]));
     chains.insert(
         MARK_CHAIN.to_string(),
-        plain(vec![vec![Statement::Mangle(Mangle {
-            key: mark.clone(),
-            value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
-                mark.clone(),
-                Expression::Number(MASQ_MARK),
-            ]))),
-        })]]),
+        plain(vec![vec![Stmt::MarkSet(MASQ_MARK)]]),
     );
-    let masked = || {
-        Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-            meta(MetaKey::Mark),
-            Expression::Number(MASQ_MARK),
-        )))
-    };
     chains.insert(
         MASQUERADING.to_string(),
         plain(vec![
-            vec![
-                matches(masked(), Operator::EQ, Expression::Number(0)),
-                Statement::Return(None),
-            ],
-            vec![Statement::Mangle(Mangle {
-                key: mark.clone(),
-                value: Expression::BinaryOperation(Box::new(BinaryOperation::XOR(
-                    mark,
-                    Expression::Number(MASQ_MARK),
-                ))),
-            })],
-            vec![Statement::Masquerade(Some(NAT {
-                addr: None,
-                family: None,
-                port: None,
-                flags: Some(HashSet::from([NATFlag::FullyRandom])),
-            }))],
+            vec![Stmt::MarkClear(MASQ_MARK), Stmt::Return],
+            vec![Stmt::MarkFlip(MASQ_MARK)],
+            vec![Stmt::Masquerade],
         ]),
     );
     Part {
@@ -381,27 +305,12 @@ fn affinity_set(id: &str, e: &Endpoint) -> String {
 
 /// The statements that send a packet to `e` (and remember its client,
 /// with affinity).
-fn to_endpoint(sp: &ServicePort, id: &str, e: &Endpoint) -> Vec<Statement<'static>> {
+fn to_endpoint(sp: &ServicePort, id: &str, e: &Endpoint) -> Vec<Stmt> {
     let mut out = Vec::new();
     if let Some(secs) = sp.affinity_secs {
-        out.push(Statement::Set(SetStmt {
-            op: SetOp::Update,
-            elem: Expression::Named(NamedExpression::Elem(Elem {
-                val: Box::new(payload("ip", "saddr")),
-                timeout: Some(secs),
-                expires: None,
-                comment: None,
-                counter: None,
-            })),
-            set: format!("@{}", affinity_set(id, e)).into(),
-        }));
+        out.push(Stmt::Remember(affinity_set(id, e), secs));
     }
-    out.push(Statement::DNAT(Some(NAT {
-        addr: Some(string(e.ip.to_string())),
-        family: None,
-        port: Some(Expression::Number(e.port.into())),
-        flags: None,
-    })));
+    out.push(Stmt::Dnat(e.ip, e.port));
     out
 }
 
@@ -417,26 +326,14 @@ fn to_endpoint(sp: &ServicePort, id: &str, e: &Endpoint) -> Vec<Statement<'stati
 /// table for each chain it visits, so both made every change cost the size
 /// of the whole table (docs/BENCHMARKS.md, "Services").
 fn pick(sp: &ServicePort, id: &str, eps: &[&Endpoint], rules: &mut Vec<Rule>) {
-    let proto = || matches(meta(MetaKey::L4proto), Operator::EQ, string(sp.proto.nft()));
     for e in eps {
-        rules.push(vec![
-            matches(
-                payload("ip", "saddr"),
-                Operator::EQ,
-                string(e.ip.to_string()),
-            ),
-            mark_masq(),
-        ]);
+        rules.push(vec![Stmt::Saddr(e.ip), jump(MARK_CHAIN)]);
     }
     if sp.affinity_secs.is_some() {
         for e in eps {
             let mut rule = vec![
-                proto(),
-                matches(
-                    payload("ip", "saddr"),
-                    Operator::EQ,
-                    string(format!("@{}", affinity_set(id, e))),
-                ),
+                Stmt::L4proto(sp.proto),
+                Stmt::SaddrInSet(affinity_set(id, e)),
             ];
             rule.extend(to_endpoint(sp, id, e));
             rules.push(rule);
@@ -445,17 +342,9 @@ fn pick(sp: &ServicePort, id: &str, eps: &[&Endpoint], rules: &mut Vec<Rule>) {
     let n = eps.len() as u32;
     for (i, e) in eps.iter().enumerate() {
         let left = n - i as u32;
-        let mut rule = vec![proto()];
+        let mut rule = vec![Stmt::L4proto(sp.proto)];
         if left > 1 {
-            rule.push(matches(
-                Expression::Named(NamedExpression::Numgen(Numgen {
-                    mode: NgMode::Random,
-                    ng_mod: left,
-                    offset: None,
-                })),
-                Operator::EQ,
-                Expression::Number(0),
-            ));
+            rule.push(Stmt::OneIn(left));
         }
         rule.extend(to_endpoint(sp, id, e));
         rules.push(rule);
@@ -486,15 +375,8 @@ pub fn service_part(net: &NodeNet, sp: &ServicePort) -> Part {
                 .insert((MapName::NoEndpoints, key), REJECT.to_string());
         } else {
             let mut rules = vec![vec![
-                matches(
-                    payload("ip", "saddr"),
-                    Operator::NEQ,
-                    Expression::Named(NamedExpression::Prefix(Prefix {
-                        addr: Box::new(string(net.pod_cidr.0.to_string())),
-                        len: net.pod_cidr.1.into(),
-                    })),
-                ),
-                mark_masq(),
+                Stmt::SaddrNotIn(net.pod_cidr.0, net.pod_cidr.1),
+                jump(MARK_CHAIN),
             ]];
             pick(sp, &id, &internal, &mut rules);
             let chain = format!("service-{id}");
@@ -506,7 +388,7 @@ pub fn service_part(net: &NodeNet, sp: &ServicePort) -> Part {
     if let Some(node_port) = sp.node_port.filter(|_| !external.is_empty()) {
         let mut rules = Vec::new();
         if !sp.external_local {
-            rules.push(vec![mark_masq()]);
+            rules.push(vec![jump(MARK_CHAIN)]);
         }
         pick(sp, &id, &external, &mut rules);
         let chain = format!("external-{id}");

@@ -11,7 +11,7 @@ use shoal_model::podcidr::PodSlot;
 use shoal_store::Store;
 
 use crate::dns::{self, Dns, DnsMetrics, Zone};
-use crate::nft::Nft;
+use crate::nft::Netlink;
 use crate::proxy::{Proxy, ProxyMetrics, Status};
 use crate::rules::{NodeNet, DEFAULT_SHARDS};
 
@@ -97,7 +97,14 @@ impl ProxyStart {
                 node_ip,
                 pod_cidr: self.pod_cidr,
             },
-            nft: self.sandboxed.then(Nft::host),
+            nft: self.sandboxed.then(Netlink::host).and_then(|n| {
+                n.inspect_err(|e| {
+                    tracing::error!(
+                        "proxy: no netlink socket to nf_tables, so no ClusterIP routing: {e}"
+                    )
+                })
+                .ok()
+            }),
             zone,
             metrics: self.metrics,
             status: self.status,
