@@ -163,6 +163,9 @@ struct State {
     services: HashMap<SvcKey, Service>,
     /// EndpointSlices by (namespace, slice name), with their Service's name.
     slices: HashMap<SvcKey, (String, EndpointSlice)>,
+    /// The names of each Service's slices (a sync reads one Service's
+    /// slices; scanning all of them cost the number in the cluster).
+    slices_by_service: HashMap<SvcKey, BTreeSet<String>>,
     /// The parts (and ports) the kernel holds, by Service.
     committed: HashMap<SvcKey, (Part, Vec<ServicePort>)>,
     /// Services changed since the last sync.
@@ -193,14 +196,26 @@ impl State {
         } else if let Some(k) = split_key(key, &slice_prefix) {
             metrics.endpoint_changes.inc();
             if let Some((svc, _)) = self.slices.remove(&k) {
-                self.dirty.insert((k.0.clone(), svc));
+                let owner = (k.0.clone(), svc);
+                if let Some(names) = self.slices_by_service.get_mut(&owner) {
+                    names.remove(&k.1);
+                    if names.is_empty() {
+                        self.slices_by_service.remove(&owner);
+                    }
+                }
+                self.dirty.insert(owner);
             }
             if value.is_empty() {
                 return;
             }
             if let Ok(s) = serde_json::from_slice::<EndpointSlice>(value) {
                 if let Some(svc) = crate::model::service_of(&s) {
-                    self.dirty.insert((k.0.clone(), svc.clone()));
+                    let owner = (k.0.clone(), svc.clone());
+                    self.slices_by_service
+                        .entry(owner.clone())
+                        .or_default()
+                        .insert(k.1.clone());
+                    self.dirty.insert(owner);
                     self.slices.insert(k, (svc, s));
                 }
             }
@@ -209,10 +224,12 @@ impl State {
 
     /// The EndpointSlices of Service `k`.
     fn slices_of<'a>(&'a self, k: &'a SvcKey) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
-        self.slices
-            .iter()
-            .filter(move |((ns, _), (name, _))| ns == &k.0 && name == &k.1)
-            .map(|(_, (_, s))| s)
+        self.slices_by_service
+            .get(k)
+            .into_iter()
+            .flatten()
+            .filter_map(move |name| self.slices.get(&(k.0.clone(), name.clone())))
+            .map(|(_, s)| s)
     }
 
     /// The ports of Service `k` as the node `node` routes them.
@@ -460,5 +477,73 @@ impl crate::follow::Follower for Run<'_> {
 
     async fn changed(&mut self, rev: u64) {
         self.proxy.sync(&mut self.state, &self.base, rev).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(prefix: Vec<u8>, ns: &str, name: &str) -> Vec<u8> {
+        let mut k = prefix;
+        k.extend_from_slice(format!("{ns}/{name}").as_bytes());
+        k
+    }
+
+    fn slice(name: &str, svc: &str, ip: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "a",
+                         "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip]}],
+        }))
+        .unwrap()
+    }
+
+    fn addresses(state: &State, ns: &str, svc: &str) -> Vec<String> {
+        let k = (ns.to_string(), svc.to_string());
+        let mut out: Vec<String> = state
+            .slices_of(&k)
+            .flat_map(|s| s.endpoints.iter().flat_map(|e| e.addresses.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_services_slices_follow_adds_moves_and_deletes() {
+        let (m, mut st) = (ProxyMetrics::default(), State::default());
+        let p = || ENDPOINTSLICES.prefix(None);
+        st.apply(
+            &key(p(), "a", "web-1"),
+            &slice("web-1", "web", "10.0.0.1"),
+            &m,
+        );
+        st.apply(
+            &key(p(), "a", "web-2"),
+            &slice("web-2", "web", "10.0.0.2"),
+            &m,
+        );
+        st.apply(&key(p(), "a", "db-1"), &slice("db-1", "db", "10.0.0.3"), &m);
+        assert_eq!(addresses(&st, "a", "web"), ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(addresses(&st, "a", "db"), ["10.0.0.3"]);
+        assert!(addresses(&st, "b", "web").is_empty(), "another namespace");
+        // A slice relabelled to another Service leaves the first.
+        st.dirty.clear();
+        st.apply(
+            &key(p(), "a", "web-2"),
+            &slice("web-2", "db", "10.0.0.2"),
+            &m,
+        );
+        assert_eq!(addresses(&st, "a", "web"), ["10.0.0.1"]);
+        assert_eq!(addresses(&st, "a", "db"), ["10.0.0.2", "10.0.0.3"]);
+        let both: BTreeSet<SvcKey> = [("a".into(), "web".into()), ("a".into(), "db".into())].into();
+        assert_eq!(st.dirty, both, "both Services are synced again");
+        st.apply(&key(p(), "a", "web-1"), b"", &m);
+        assert!(addresses(&st, "a", "web").is_empty());
+        assert!(!st
+            .slices_by_service
+            .contains_key(&("a".into(), "web".into())));
     }
 }
