@@ -23,7 +23,7 @@ target/release/shoal dev --runtime process --nodes 3 --data-dir "$tmp/dev" > "$t
 for _ in $(seq 1 300); do grep -q '^READY$' "$tmp/dev.out" 2>/dev/null && break; sleep 0.2; done
 grep -q '^READY$' "$tmp/dev.out" || { cat "$tmp/dev.out"; exit 1; }
 KUBECONFIG="$tmp/dev/kubeconfig" python3 - "$kubectl" "$n" "$trials" <<'PY'
-import json, os, ssl, statistics, subprocess, sys, threading, time, urllib.request
+import http.client, json, os, ssl, statistics, subprocess, sys, threading, time, urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 kubectl, n, trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -33,12 +33,28 @@ ctx = ssl.create_default_context(cafile=cfg["clusters"][0]["cluster"]["certifica
 ctx.check_hostname = False
 token = cfg["users"][0]["user"]["token"]
 
+# One kept-alive connection per thread, as a real client (client-go,
+# kubectl) keeps: a TLS handshake per request would be timed as the write.
+local = threading.local()
+url = urllib.parse.urlparse(server)
+
 def api(method, path, body=None):
-    req = urllib.request.Request(server + path, method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
-        return json.load(r)
+    for attempt in (0, 1):
+        if getattr(local, "conn", None) is None:
+            local.conn = http.client.HTTPSConnection(url.hostname, url.port, context=ctx, timeout=30)
+        try:
+            local.conn.request(method, path, body=None if body is None else json.dumps(body),
+                headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+            r = local.conn.getresponse()
+            data = r.read()
+        except (http.client.HTTPException, OSError):
+            local.conn.close(); local.conn = None
+            if attempt:
+                raise
+            continue
+        if r.status >= 300:
+            sys.exit(f"{method} {path}: {r.status} {data[:300]!r}")
+        return json.loads(data)
 
 def k(*args):
     return subprocess.run([kubectl, *args], check=True, capture_output=True, text=True).stdout

@@ -215,19 +215,12 @@ impl EndpointsController {
     async fn sync_writing(&self, key: &str, written: &mut u64) -> Result<Action, ReconcileError> {
         let (ns, name) = super::runtime::split_key(key)?;
         let svc = self.cache.get(&SERVICES.key(ns, name));
+        // Built once: the filter runs for every slice in the namespace.
+        let service_label = format!("/metadata/labels/{}", SERVICE_NAME.replace('/', "~1"));
+        let managed_label = format!("/metadata/labels/{}", MANAGED_BY.replace('/', "~1"));
         let (owned, _) = self.cache.list(&ENDPOINTSLICES.prefix(Some(ns)), |s| {
-            s.pointer(&format!(
-                "/metadata/labels/{}",
-                SERVICE_NAME.replace('/', "~1")
-            ))
-            .and_then(Value::as_str)
-                == Some(name)
-                && s.pointer(&format!(
-                    "/metadata/labels/{}",
-                    MANAGED_BY.replace('/', "~1")
-                ))
-                .and_then(Value::as_str)
-                    == Some(CONTROLLER)
+            s.pointer(&service_label).and_then(Value::as_str) == Some(name)
+                && s.pointer(&managed_label).and_then(Value::as_str) == Some(CONTROLLER)
         });
         let endpoints = self.cache.get(&ENDPOINTS.key(ns, name));
         let Some(svc) = svc.filter(|s| selector_of(s).is_some()) else {
