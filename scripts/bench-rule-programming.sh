@@ -99,7 +99,7 @@ while True:
     s.connect((ip,80));s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
     if b'shoal-bench' in s.recv(4096):
       print('connected',repr(time.time()),flush=True);break
-  except OSError: pass
+  except OSError: time.sleep(0.001)
   finally: s.close()
 time.sleep(3600)
 """
@@ -129,6 +129,14 @@ for t in range(trials + 1):
             sys.exit(f"probes did not start: {logs}")
         time.sleep(0.2)
     time.sleep(1)  # every probe well into its loop
+    # The same two writes on a Service no probe tries, for their cost
+    # alone while the probes run.
+    q0 = time.time()
+    api("POST", "/api/v1/namespaces/default/services", service(f"quiet-svc-{t}"))
+    q1 = time.time()
+    api("POST", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", slice_of(f"quiet-svc-{t}"))
+    q2 = time.time()
+    time.sleep(0.5)
     t0 = time.time()
     api("POST", "/api/v1/namespaces/default/services", service(name, ip))
     t1 = time.time()
@@ -148,7 +156,8 @@ for t in range(trials + 1):
         time.sleep(0.1)
     label = "warm-up" if t == 0 else f"trial {t}"
     print(f"{label}: " + ", ".join(f"{nd} {ms:.0f} ms" for nd, ms in sorted(got.items()))
-          + f" (the two writes took {(t1 - t0) * 1000:.0f} + {(t2 - t1) * 1000:.0f} ms)", flush=True)
+          + f" (the two writes took {(t1 - t0) * 1000:.0f} + {(t2 - t1) * 1000:.0f} ms;"
+          + f" on a Service no probe tries, {(q1 - q0) * 1000:.0f} + {(q2 - q1) * 1000:.0f} ms)", flush=True)
     for nd, ms in got.items():
         if t > 0:
             per_node[nd].append(ms)
