@@ -17,7 +17,13 @@ n=${1:-10000}; trials=${2:-5}
 cargo build -q --release --bin shoal
 kubectl=$(./scripts/kubectl.sh)
 tmp=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
+# The probes try a ClusterIP before its rules exist: without this route
+# those packets would follow the host's default route off the machine.
+# Unreachable, they fail at once (EHOSTUNREACH) until the DNAT is in
+# (DNAT comes before the route lookup).
+probe_net=10.111.0.0/16
+ip route add unreachable "$probe_net"
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; ip route del unreachable "$probe_net" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 target/release/shoal dev --runtime process --nodes 3 --data-dir "$tmp/dev" > "$tmp/dev.out" 2>&1 &
 for _ in $(seq 1 300); do grep -q '^READY$' "$tmp/dev.out" 2>/dev/null && break; sleep 0.2; done
