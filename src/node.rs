@@ -441,6 +441,7 @@ impl Node {
                         store: store.clone(),
                         node: cfg.name.clone(),
                         pod_cidr: pod_range.network(),
+                        service_cidr: parse_cidr(&cfg.api.service_cidr),
                         sandboxed,
                         cluster_domain: cfg.kubelet.cluster_domain.clone(),
                         upstreams: cfg
@@ -685,4 +686,11 @@ async fn start_store(
         tokio::spawn(async move { s.bootstrap(voters).await });
     }
     Ok(store)
+}
+
+/// `a.b.c.d/len` (`api.service_cidr`, checked when the config loads).
+fn parse_cidr(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (ip, len) = s.split_once('/')?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+    Some((ip.parse().ok()?, len))
 }

@@ -285,6 +285,22 @@ fn cluster_ips_and_node_ports_route_to_ready_endpoints() {
         },
     );
 
+    // An address of the Service range that no Service holds: refused on
+    // the node at once (kube-proxy drops it), from a pod and from the
+    // host, instead of following the default route off the machine.
+    let unallocated = "10.111.255.254";
+    let probe = format!(
+        "import socket,time\nt=time.time()\ntry:\n  socket.create_connection(('{unallocated}',80),timeout=5);print('connected')\nexcept OSError as e: print(type(e).__name__, round(time.time()-t,2))"
+    );
+    let out = k.ok(&["exec", "client", "--", "python3", "-c", &probe]);
+    assert!(
+        out.starts_with("ConnectionRefusedError"),
+        "from a pod: {out}"
+    );
+    let err = curl(&format!("http://{unallocated}/")).expect_err("nothing answers");
+    // curl's 7 is "couldn't connect" (refused), not a timeout (28).
+    assert!(err.contains("(7)"), "from the host: {err}");
+
     // A backend reaches itself through its own Service (hairpin: the
     // bridge sends the packet back out of the port it came in by, and the
     // source is masqueraded so the answer returns the same way).

@@ -98,6 +98,7 @@ async fn main() {
         bridge: format!("shoal-{k}"),
         node_ip: Ipv4Addr::new(10, 88, k as u8, 1),
         pod_cidr: (Ipv4Addr::new(10, 80, 0, 0), 12),
+        service_cidr: Some((Ipv4Addr::new(10, 96, 0, 0), 12)),
     };
     for k in (1..nodes).rev() {
         let other = node_net(k);

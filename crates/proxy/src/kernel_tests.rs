@@ -60,6 +60,7 @@ fn net() -> NodeNet {
         bridge: "shoal-7".into(),
         node_ip: Ipv4Addr::new(10, 88, 7, 1),
         pod_cidr: (Ipv4Addr::new(10, 88, 0, 0), 16),
+        service_cidr: Some((Ipv4Addr::new(10, 96, 0, 0), 12)),
     }
 }
 

@@ -40,6 +40,8 @@ pub enum Stmt {
     Saddr(Ipv4Addr),
     /// `ip saddr != <addr>/<len>`.
     SaddrNotIn(Ipv4Addr, u8),
+    /// `ip daddr <addr>/<len>`.
+    DaddrIn(Ipv4Addr, u8),
     /// `ip saddr @<set>`.
     SaddrInSet(String),
     /// `ct state new`.
@@ -180,6 +182,10 @@ pub struct NodeNet {
     pub node_ip: Ipv4Addr,
     /// The cluster's pod range: traffic from elsewhere is masqueraded.
     pub pod_cidr: (Ipv4Addr, u8),
+    /// The cluster's Service range: a new connection still addressed to
+    /// it after DNAT (no Service holds the address, or not that port) is
+    /// rejected on the node, never routed off it.
+    pub service_cidr: Option<(Ipv4Addr, u8)>,
 }
 
 impl NodeNet {
@@ -204,6 +210,7 @@ const SERVICES: &str = "services";
 const NODEPORTS: &str = "nodeports";
 const MASQUERADING: &str = "masquerading";
 const ENDPOINTS_CHECK: &str = "endpoints-check";
+const CLUSTER_IPS_CHECK: &str = "cluster-ips-check";
 /// Where Services without endpoints go: rejected, so clients fail fast.
 pub const REJECT: &str = "reject-chain";
 
@@ -226,6 +233,11 @@ fn jump(chain: &str) -> Stmt {
 pub fn base(net: &NodeNet) -> Part {
     let to_node_ports = vec![Stmt::Daddr(net.node_ip), jump(NODEPORTS)];
     let new_conn = || vec![Stmt::CtNew, jump(ENDPOINTS_CHECK)];
+    // After DNAT: forward comes after prerouting's NAT; locally made
+    // packets need a hook after output's NAT (-100).
+    let unallocated = net
+        .service_cidr
+        .map(|_| vec![Stmt::CtNew, jump(CLUSTER_IPS_CHECK)]);
     let mut chains = BTreeMap::new();
     // dstnat is -100, srcnat 100, filter 0.
     chains.insert(
@@ -260,8 +272,26 @@ pub fn base(net: &NodeNet) -> Part {
     );
     chains.insert(
         "filter-forward".to_string(),
-        hooked(false, HookPoint::Forward, -110, vec![new_conn()]),
+        hooked(
+            false,
+            HookPoint::Forward,
+            -110,
+            std::iter::once(new_conn())
+                .chain(unallocated.clone())
+                .collect(),
+        ),
     );
+    if let (Some((ip, len)), Some(rule)) = (net.service_cidr, unallocated) {
+        chains.insert(
+            "filter-output-post-dnat".to_string(),
+            hooked(false, HookPoint::Output, -90, vec![rule]),
+        );
+        // kube-proxy drops these; a reject fails the client at once.
+        chains.insert(
+            CLUSTER_IPS_CHECK.to_string(),
+            plain(vec![vec![Stmt::DaddrIn(ip, len), Stmt::Reject]]),
+        );
+    }
     chains.insert(
         "filter-output".to_string(),
         hooked(false, HookPoint::Output, -110, vec![new_conn()]),

@@ -21,6 +21,8 @@ pub struct ProxyStart {
     pub node: String,
     /// The cluster's pod range.
     pub pod_cidr: (Ipv4Addr, u8),
+    /// The cluster's Service range (`api.service_cidr`).
+    pub service_cidr: Option<(Ipv4Addr, u8)>,
     /// Pods have sandboxes: rules are programmed and DNS listens on the
     /// node's address. Without, only the EndpointSlices' consumers run.
     pub sandboxed: bool,
@@ -96,6 +98,7 @@ impl ProxyStart {
                 bridge,
                 node_ip,
                 pod_cidr: self.pod_cidr,
+                service_cidr: self.service_cidr,
             },
             nft: self.sandboxed.then(Netlink::host).and_then(|n| {
                 n.inspect_err(|e| {

@@ -113,20 +113,23 @@ fn mark_op(
     })
 }
 
+fn prefix(ip: std::net::Ipv4Addr, len: u8) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(string(ip.to_string())),
+        len: len.into(),
+    }))
+}
+
 /// A statement as libnftables JSON.
 pub fn statement(s: &Stmt) -> Statement<'static> {
     match s {
         Stmt::Iifname(name) => matches(meta(MetaKey::Iifname), Operator::EQ, string(name.clone())),
         Stmt::Daddr(ip) => matches(payload("ip", "daddr"), Operator::EQ, string(ip.to_string())),
         Stmt::Saddr(ip) => matches(payload("ip", "saddr"), Operator::EQ, string(ip.to_string())),
-        Stmt::SaddrNotIn(ip, len) => matches(
-            payload("ip", "saddr"),
-            Operator::NEQ,
-            Expression::Named(NamedExpression::Prefix(Prefix {
-                addr: Box::new(string(ip.to_string())),
-                len: (*len).into(),
-            })),
-        ),
+        Stmt::SaddrNotIn(ip, len) => {
+            matches(payload("ip", "saddr"), Operator::NEQ, prefix(*ip, *len))
+        }
+        Stmt::DaddrIn(ip, len) => matches(payload("ip", "daddr"), Operator::EQ, prefix(*ip, *len)),
         Stmt::SaddrInSet(set) => matches(
             payload("ip", "saddr"),
             Operator::EQ,

@@ -265,6 +265,21 @@ fn prefix_mask(len: u8) -> u32 {
     }
 }
 
+/// `ip <saddr|daddr> [!=] <ip>/<len>`: masked, then compared.
+fn in_prefix(rule: Rule, offset: u32, ip: Ipv4Addr, len: u8, op: CmpOp) -> Rule {
+    let m = prefix_mask(len);
+    let net = Ipv4Addr::from(u32::from(ip) & m);
+    rule.expr(payload(offset, 4))
+        .expr(Expr::Bitwise {
+            sreg: R,
+            dreg: R,
+            len: 4,
+            mask: m.to_be_bytes().to_vec(),
+            xor: vec![0; 4],
+        })
+        .expr(cmp(op, net.octets()))
+}
+
 /// Appends one statement's expressions to `rule`.
 fn lower(rule: Rule, s: &Stmt) -> Result<Rule, NftError> {
     Ok(match s {
@@ -280,19 +295,8 @@ fn lower(rule: Rule, s: &Stmt) -> Result<Rule, NftError> {
         Stmt::Saddr(ip) => rule
             .expr(payload(SADDR, 4))
             .expr(cmp(CmpOp::Eq, ip.octets())),
-        Stmt::SaddrNotIn(ip, len) => {
-            let m = prefix_mask(*len);
-            let net = Ipv4Addr::from(u32::from(*ip) & m);
-            rule.expr(payload(SADDR, 4))
-                .expr(Expr::Bitwise {
-                    sreg: R,
-                    dreg: R,
-                    len: 4,
-                    mask: m.to_be_bytes().to_vec(),
-                    xor: vec![0; 4],
-                })
-                .expr(cmp(CmpOp::Neq, net.octets()))
-        }
+        Stmt::SaddrNotIn(ip, len) => in_prefix(rule, SADDR, *ip, *len, CmpOp::Neq),
+        Stmt::DaddrIn(ip, len) => in_prefix(rule, DADDR, *ip, *len, CmpOp::Eq),
         Stmt::SaddrInSet(set) => rule
             .expr(payload(SADDR, 4))
             .expr(LookupExpr::new(set.as_str(), R)),
