@@ -5,7 +5,9 @@
 //! `DIR/node-K.pid`, writes `DIR/kubeconfig`, prints
 //! `export KUBECONFIG=DIR/kubeconfig`, the pods' network mode (`network:
 //! cni …` or `network: host …`, saying why when degraded), then `READY` once every node's
-//! `/readyz` answers 200. Ctrl-C (or SIGTERM) stops every child cleanly.
+//! `/readyz` answers 200 and the cluster's own objects exist (the
+//! `kubernetes` and `kube-dns` Services, the `shoal` IngressClass). Ctrl-C
+//! (or SIGTERM) stops every child cleanly.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tokio::process::{Child, Command};
 
 use crate::config::NodeConfig;
 use crate::kubelet::config::{PodNetwork, RuntimeKind};
+use crate::model::objects;
 
 struct Agent {
     name: String,
@@ -259,6 +262,35 @@ async fn wait_ready(cfgs: &[NodeConfig], token: &str, agents: &mut [Agent]) -> a
         pending = still;
         if !pending.is_empty() {
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Then the cluster's own objects, which the API nodes create once the
+    // store has a leader: a pod made right after READY gets the
+    // `KUBERNETES_SERVICE_*` variables, and the Ingress class is there.
+    let Some(c) = cfgs.first() else {
+        return Ok(());
+    };
+    let client = super::http::ApiClient::new(c.listen.api, &c.tls.ca, Some(token.to_string()))?;
+    let ((api_ns, api), (dns_ns, dns)) = (objects::KUBERNETES, objects::KUBE_DNS);
+    for path in [
+        format!("/api/v1/namespaces/{api_ns}/services/{api}"),
+        format!("/api/v1/namespaces/{dns_ns}/services/{dns}"),
+        format!(
+            "/apis/networking.k8s.io/v1/ingressclasses/{}",
+            objects::INGRESS_CLASS
+        ),
+    ] {
+        loop {
+            if tokio::time::Instant::now() > deadline {
+                bail!("the cluster did not create {path} within 60s (see the nodes' .log files)");
+            }
+            match client
+                .request(Method::GET, &path, None, Duration::from_secs(1))
+                .await
+            {
+                Ok((StatusCode::OK, _)) => break,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
         }
     }
     Ok(())

@@ -110,6 +110,27 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
     );
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.len(), 3);
+    // READY waits for the cluster's own objects: the `kubernetes` Service
+    // is there at once (a pod made now gets its variables).
+    let svc = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--cacert",
+            &ca,
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+        ])
+        .arg(format!(
+            "{server}/api/v1/namespaces/default/services/kubernetes"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        svc.status.success(),
+        "the kubernetes Service right after READY: {}",
+        String::from_utf8_lossy(&svc.stderr)
+    );
 
     // A pod runs as a real process (the process runtime is the default).
     let curl = |args: &[&str]| -> Value {
@@ -128,8 +149,8 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
     };
     let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
         "spec": {"containers": [{"name": "c", "image": "none", "command": ["sleep", "3600"]}]}});
-    // The system namespaces appear once the store has elected a leader,
-    // which READY does not wait for.
+    // READY waited for the system namespaces; the deadline is for the
+    // create itself.
     wait_for(Duration::from_secs(30), "the pod is created", || {
         let created = curl(&[
             "-H",
