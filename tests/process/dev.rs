@@ -91,18 +91,22 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
         .unwrap()
         .to_string();
     assert_eq!(kube["current-context"], "node-1");
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--fail",
-            "--cacert",
-            &ca,
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-        ])
-        .arg(format!("{server}/shoal/v1/members"))
-        .output()
-        .expect("curl is installed (the README's test command installs it)");
+    // GET `path` with the kubeconfig's credentials; fails on an HTTP error.
+    let get = |path: &str| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--cacert",
+                &ca,
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+            ])
+            .arg(format!("{server}{path}"))
+            .output()
+            .expect("curl is installed (the README's test command installs it)")
+    };
+    let out = get("/shoal/v1/members");
     assert!(
         out.status.success(),
         "curl: {}",
@@ -112,20 +116,7 @@ fn dev_prints_ready_and_ctrl_c_leaves_nothing_behind() {
     assert_eq!(rows.len(), 3);
     // READY waits for the cluster's own objects: the `kubernetes` Service
     // is there at once (a pod made now gets its variables).
-    let svc = Command::new("curl")
-        .args([
-            "-sS",
-            "--fail",
-            "--cacert",
-            &ca,
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-        ])
-        .arg(format!(
-            "{server}/api/v1/namespaces/default/services/kubernetes"
-        ))
-        .output()
-        .unwrap();
+    let svc = get("/api/v1/namespaces/default/services/kubernetes");
     assert!(
         svc.status.success(),
         "the kubernetes Service right after READY: {}",
