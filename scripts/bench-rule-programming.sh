@@ -22,7 +22,7 @@ tmp=$(mktemp -d)
 # Unreachable, they fail at once (EHOSTUNREACH) until the DNAT is in
 # (DNAT comes before the route lookup).
 probe_net=10.111.0.0/16
-ip route add unreachable "$probe_net"
+ip route replace unreachable "$probe_net"
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; ip route del unreachable "$probe_net" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 target/release/shoal dev --runtime process --nodes 3 --data-dir "$tmp/dev" > "$tmp/dev.out" 2>&1 &
