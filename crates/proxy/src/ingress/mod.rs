@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod tls;
+pub mod upstream;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};

@@ -1,15 +1,16 @@
 //! The Ingress controller's listeners and its reverse proxy (hyper):
 //! HTTP/1.1 and HTTP/2 from clients, on plain TCP and on TLS; HTTP/1.1 to
-//! the endpoints, through a pool of kept-alive connections per endpoint.
+//! the endpoints, through a pool of kept-alive connections per endpoint
+//! that the requests' own tasks drive ([`super::upstream`]).
 //!
 //! Each request is routed by the table current when it arrives (a swap
 //! never touches a request in flight, and no listener restarts). Its
 //! backend's endpoints are tried round-robin: a failed connect moves on to
-//! the next endpoint, which is safe for every method since nothing was
-//! sent; the body is kept for that (up to [`RETRY_BODY_LIMIT`]; a larger
-//! one is streamed and not retried). A backend with no endpoint answers
-//! 503, no matching rule 404, an endpoint that fails 502, and one that
-//! sends no response head within [`RESPONSE_TIMEOUT`] 504.
+//! the next endpoint, which is safe for every method since the connection
+//! is made before the request (and its body) is handed over. A backend
+//! with no endpoint answers 503, no matching rule 404, an endpoint that
+//! fails 502, and one that sends no response head within
+//! [`RESPONSE_TIMEOUT`] 504.
 //!
 //! Requests carry `X-Forwarded-For` (the client appended), `-Proto`,
 //! `-Host` and `-Port`, and `X-Real-IP`; hop-by-hop headers are dropped
@@ -27,26 +28,23 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
-use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::metrics::IngressMetrics;
 use super::routes::{Routed, Routes};
+use super::upstream::{self, Pool, Relay, Upstream};
 
 /// A proxied body, either way.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Client connections per listener.
 pub const MAX_CONNECTIONS: usize = 16_384;
-/// Bodies up to this size are kept so a failed connect can be retried.
-pub const RETRY_BODY_LIMIT: u64 = 1 << 20;
 /// How long an endpoint may take to send its response head.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -54,24 +52,15 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Shared {
     pub routes: Arc<RwLock<Arc<Routes>>>,
     pub metrics: IngressMetrics,
-    client: Client<HttpConnector, Body>,
+    pool: Arc<Pool>,
 }
 
 impl Shared {
     pub fn new(routes: Arc<RwLock<Arc<Routes>>>, metrics: IngressMetrics) -> Arc<Shared> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1024)
-            .pool_timer(TokioTimer::new())
-            .set_host(false)
-            .build(connector);
         Arc::new(Shared {
             routes,
             metrics,
-            client,
+            pool: Arc::default(),
         })
     }
 
@@ -243,21 +232,6 @@ fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, https: bool, host: &str,
     set("x-forwarded-port", port.to_string());
 }
 
-/// The request's body, kept whole when small enough to send again.
-enum Outgoing {
-    Kept(Bytes),
-    Streamed(Option<Incoming>),
-}
-
-impl Outgoing {
-    fn next(&mut self) -> Option<Body> {
-        match self {
-            Outgoing::Kept(b) => Some(Full::new(b.clone()).map_err(|never| match never {}).boxed()),
-            Outgoing::Streamed(b) => b.take().map(BodyExt::boxed),
-        }
-    }
-}
-
 async fn handle(
     mut req: Request<Incoming>,
     peer: SocketAddr,
@@ -306,74 +280,86 @@ async fn handle(
     }
     strip_hop_by_hop(&mut parts.headers, upgrade);
     forwarded(&mut parts.headers, peer, https, &host, port);
-    let mut outgoing = match body.size_hint().upper() {
-        Some(0) => Outgoing::Kept(Bytes::new()),
-        Some(n) if n <= RETRY_BODY_LIMIT => {
-            match Limited::new(body, RETRY_BODY_LIMIT as usize)
-                .collect()
-                .await
-            {
-                Ok(b) => Outgoing::Kept(b.to_bytes()),
-                Err(e) => {
-                    shared.metrics.count(Some(&backend), 400, start);
-                    return own(
-                        StatusCode::BAD_REQUEST,
-                        &format!("reading the request body: {e}"),
-                    );
-                }
-            }
-        }
-        _ => Outgoing::Streamed(Some(body)),
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    // To the endpoint: HTTP/1.1 in origin form, nothing of hyper's own.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    }
+    parts.version = Version::HTTP_11;
+    parts.extensions.clear();
+    let mut req = Some(Request::from_parts(parts, body.boxed()));
     let mut last = String::new();
     for (attempt, ep) in backend.order().enumerate() {
-        let Some(body) = outgoing.next() else { break };
         if attempt > 0 {
             shared.metrics.retries.inc();
         }
-        let Ok(uri) = format!("http://{ep}{path}").parse::<Uri>() else {
-            return own(StatusCode::BAD_REQUEST, "400 Bad Request: the path");
-        };
-        let mut up = Request::new(body);
-        *up.method_mut() = parts.method.clone();
-        *up.uri_mut() = uri;
-        // The headers move on the first try; a retry (rare) clones them.
-        *up.headers_mut() = if attempt + 1 < backend.endpoints.len() {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        match tokio::time::timeout(RESPONSE_TIMEOUT, shared.client.request(up)).await {
-            Ok(Ok(resp)) => {
-                shared
-                    .metrics
-                    .count(Some(&backend), resp.status().as_u16(), start);
-                return respond(resp, client_upgrade);
-            }
-            Ok(Err(e)) if e.is_connect() => {
-                last = format!("{ep}: {e}");
-                tracing::debug!(%ep, "ingress: connect failed, trying the next endpoint: {e}");
-            }
-            Ok(Err(e)) => {
-                shared.metrics.count(Some(&backend), 502, start);
-                let e =
-                    std::error::Error::source(&e).map_or(e.to_string(), |s| format!("{e}: {s}"));
-                return own(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("502 Bad Gateway: {ep}: {e}"),
-                );
-            }
-            Err(_) => {
-                shared.metrics.count(Some(&backend), 504, start);
-                return own(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &format!("504 Gateway Timeout: {ep}"),
-                );
+        // A request hyper hands back unsent from a reused connection goes
+        // again on a new one; one refused at connect, to the next endpoint.
+        let mut pooled = !upgrade;
+        while let Some(r) = req.take() {
+            let (up, reused) = match pooled.then(|| shared.pool.checkout(ep)).flatten() {
+                Some(up) => (up, true),
+                None => match Upstream::connect(ep).await {
+                    Ok(up) => (up, false),
+                    Err(e) => {
+                        tracing::debug!(%ep, "ingress: connect failed, trying the next endpoint: {e}");
+                        last = format!("{ep}: {e}");
+                        req = Some(r);
+                        break;
+                    }
+                },
+            };
+            let sent = async {
+                if upgrade {
+                    upstream::exchange_upgrade(up, r)
+                        .await
+                        .map(|resp| (resp, None))
+                } else {
+                    match upstream::exchange(up, r).await {
+                        (up, Ok(resp)) => Ok((resp, Some(up))),
+                        (_, Err(e)) => Err(e),
+                    }
+                }
+            };
+            let failed = match tokio::time::timeout(RESPONSE_TIMEOUT, sent).await {
+                Ok(Ok((resp, up))) => {
+                    shared
+                        .metrics
+                        .count(Some(&backend), resp.status().as_u16(), start);
+                    return respond(resp, up.map(|up| (up, ep, &shared.pool)), client_upgrade);
+                }
+                Ok(Err(failed)) => failed,
+                Err(_) => {
+                    shared.metrics.count(Some(&backend), 504, start);
+                    return own(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!("504 Gateway Timeout: {ep}"),
+                    );
+                }
+            };
+            let mut failed = failed;
+            match failed.take_message() {
+                Some(back) => {
+                    req = Some(back);
+                    last = format!("{ep}: {}", failed.error());
+                    if !reused {
+                        break;
+                    }
+                    pooled = false;
+                    shared.metrics.retries.inc();
+                }
+                None => {
+                    shared.metrics.count(Some(&backend), 502, start);
+                    let e = failed.into_error();
+                    let e = std::error::Error::source(&e)
+                        .map_or(e.to_string(), |s| format!("{e}: {s}"));
+                    return own(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("502 Bad Gateway: {ep}: {e}"),
+                    );
+                }
             }
         }
     }
@@ -384,9 +370,12 @@ async fn handle(
     )
 }
 
-/// Relays an endpoint's response; a 101 splices the two upgraded streams.
+/// Relays an endpoint's response: its body through [`Relay`], which gives
+/// the connection back to the pool at its end; a 101 splices the two
+/// upgraded streams.
 fn respond(
     mut resp: Response<Incoming>,
+    up: Option<(Upstream, SocketAddr, &Arc<Pool>)>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<Body> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -404,10 +393,10 @@ fn respond(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, switching);
-    let body = if switching {
-        Empty::new().map_err(|never| match never {}).boxed()
-    } else {
-        body.boxed()
+    let body = match up {
+        _ if switching => Empty::new().map_err(|never| match never {}).boxed(),
+        Some((up, ep, pool)) => Relay::new(body, up, pool.clone(), ep).boxed(),
+        None => body.boxed(),
     };
     Response::from_parts(parts, body)
 }
