@@ -9,6 +9,10 @@
 #   haproxy   Debian HAProxy as a reverse proxy (1 thread, http-reuse always)
 # Everything but wrk is pinned to core 0 (the shoal agent and its pods, the
 # proxies), wrk to core 1. Prints each run, then the medians and ratios.
+# For the three proxies it also reads the CPU time each spent per request
+# (the Ingress's data-plane thread, nginx's worker, HAProxy's process:
+# /proc schedstat, and user/system from stat), a figure the machine's
+# noise moves less than latency.
 # Installs wrk, nginx-light and haproxy (Debian) if missing; builds shoal
 # in release.
 #
@@ -163,13 +167,27 @@ echo "backend $pod_ip:8080, ClusterIP $cluster_ip, Ingress $node_ip:80; wrk -t1 
 : > "$tmp/results"
 for r in $(seq 1 "$runs"); do
   for t in "${order[@]}"; do
+    case $t in
+      ingress) task=$(for p in $(pgrep -f "shoal agent"); do for d in /proc/$p/task/*; do
+          if [ "$(cat "$d/comm")" = ingress ]; then echo "$d"; fi; done; done | head -1 || true);;
+      nginx) task=/proc/$(pgrep -P "$(cat "$tmp/nginx.pid")" | head -1);;
+      haproxy) task=/proc/$(pgrep -f "haproxy -f $tmp/haproxy.cfg" | head -1);;
+      *) task=;;
+    esac
+    cpu() { [ -n "$task" ] && echo "$(awk '{print $1}' "$task/schedstat") $(awk '{print $14, $15}' "$task/stat")" || echo "0 0 0"; }
+    read -r c0 u0 s0 <<<"$(cpu)"
     out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency -H 'Host: bench.test' "${url[$t]}")
     rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
     p50=$(awk '$1=="50%"{print $2}' <<<"$out")
     p99=$(awk '$1=="99%"{print $2}' <<<"$out")
     errs=$(awk '/Non-2xx|Socket errors/' <<<"$out" | tr '\n' ' ')
-    echo "run $r  $t  $rps req/s  p50 $p50  p99 $p99 $errs"
-    echo "$t $rps $p50 $p99" >> "$tmp/results"
+    read -r c1 u1 s1 <<<"$(cpu)"
+    reqs=$(awk '/requests in/{print $1}' <<<"$out")
+    tick=$((1000000000 / $(getconf CLK_TCK)))
+    per="$(( (c1 - c0) / reqs )) $(( (u1 - u0) * tick / reqs )) $(( (s1 - s0) * tick / reqs ))"
+    [ -n "$task" ] && cpu_text="  cpu/req $(cut -d' ' -f1 <<<"$per") ns (user $(cut -d' ' -f2 <<<"$per"), sys $(cut -d' ' -f3 <<<"$per"))" || cpu_text=
+    echo "run $r  $t  $rps req/s  p50 $p50  p99 $p99$cpu_text $errs"
+    echo "$t $rps $p50 $p99 $per" >> "$tmp/results"
   done
 done
 python3 - "$tmp/results" <<'PY'
@@ -181,16 +199,18 @@ def us(v):
     return float(v)
 rows = {}
 for line in open(sys.argv[1]):
-    t, rps, p50, p99 = line.split()
-    rows.setdefault(t, []).append((float(rps), us(p50), us(p99)))
-med = {t: tuple(statistics.median(x[i] for x in v) for i in range(3)) for t, v in rows.items()}
+    t, rps, p50, p99, cpu, user, sys_ = line.split()
+    rows.setdefault(t, []).append((float(rps), us(p50), us(p99), float(cpu), float(user), float(sys_)))
+med = {t: tuple(statistics.median(x[i] for x in v) for i in range(6)) for t, v in rows.items()}
 print("\nmedians:")
-for t, (rps, p50, p99) in med.items():
+for t, (rps, p50, p99, cpu, user, sys_) in med.items():
     spread = [x[2] for x in rows[t]]
-    print(f"  {t:10} {rps:10.0f} req/s  p50 {p50:7.0f} us  p99 {p99:7.0f} us  (p99 {min(spread):.0f}-{max(spread):.0f})")
+    per = f"  cpu/req {cpu / 1e3:.1f} us (user {user / 1e3:.1f}, sys {sys_ / 1e3:.1f})" if cpu else ""
+    print(f"  {t:10} {rps:10.0f} req/s  p50 {p50:7.0f} us  p99 {p99:7.0f} us  (p99 {min(spread):.0f}-{max(spread):.0f}){per}")
 pod = med["pod"]
 added = [c[2] - p[2] for c, p in zip(rows["clusterip"], rows["pod"])]
 print(f"ClusterIP added p99 over the pod IP: median {statistics.median(added):.0f} us (runs {', '.join(f'{a:.0f}' for a in added)})")
 print(f"Ingress / nginx req/s: {med['ingress'][0] / med['nginx'][0]:.2f}x   Ingress / HAProxy: {med['ingress'][0] / med['haproxy'][0]:.2f}x")
+print(f"user CPU per request, Ingress / HAProxy: {med['ingress'][4] / med['haproxy'][4]:.2f}x, Ingress / nginx: {med['ingress'][4] / med['nginx'][4]:.2f}x")
 print(f"added p99 over the pod IP: Ingress {med['ingress'][2] - pod[2]:.0f} us, HAProxy {med['haproxy'][2] - pod[2]:.0f} us, nginx {med['nginx'][2] - pod[2]:.0f} us")
 PY

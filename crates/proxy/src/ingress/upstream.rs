@@ -45,10 +45,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 type Connection = http1::Connection<TokioIo<TcpStream>, Body>;
 
 /// One connection to an endpoint: its request half, and the future that
-/// does its I/O.
+/// does its I/O (boxed: it moves from the pool to a request and back, and
+/// hyper's connection state is large).
 pub struct Upstream {
     send: http1::SendRequest<Body>,
-    conn: Connection,
+    conn: Pin<Box<Connection>>,
     ended: bool,
 }
 
@@ -67,7 +68,7 @@ impl Upstream {
             .map_err(std::io::Error::other)?;
         Ok(Upstream {
             send,
-            conn,
+            conn: Box::pin(conn),
             ended: false,
         })
     }
@@ -75,7 +76,7 @@ impl Upstream {
     /// Does the connection's pending I/O; false once it has ended.
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
         if !self.ended {
-            if let Poll::Ready(r) = Pin::new(&mut self.conn).poll(cx) {
+            if let Poll::Ready(r) = self.conn.as_mut().poll(cx) {
                 if let Err(e) = r {
                     tracing::debug!("ingress: upstream connection: {e}");
                 }
@@ -184,7 +185,7 @@ pub async fn exchange_upgrade(
 ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>> {
     let Upstream { mut send, conn, .. } = up;
     tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
+        if let Err(e) = Pin::into_inner(conn).with_upgrades().await {
             tracing::debug!("ingress: upgraded upstream connection: {e}");
         }
     });
