@@ -25,6 +25,9 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (rustup.rs)"; exit 1; }
+# The docker runtime's test images, imported from Debian's busybox-static
+# (no registry is reachable, and tests never pull from the internet).
+./scripts/images.sh
 # The real kubectl, into .tools/ (the kubectl tests require it when run here).
 SHOAL_KUBECTL="$(./scripts/kubectl.sh)"
 export SHOAL_KUBECTL

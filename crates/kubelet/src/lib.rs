@@ -27,6 +27,7 @@ use shoal_store::{ReadRequest, Store};
 
 mod actor;
 pub mod config;
+pub mod docker;
 pub mod envs;
 pub mod fleet;
 mod node;

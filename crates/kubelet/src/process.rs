@@ -162,7 +162,10 @@ fn argv_of(c: &Container) -> Result<Vec<String>, String> {
 
 /// A container's environment: the literal values the kubelet resolved
 /// (`kubelet::envs`), and the pod IP for `status.podIP` references.
-fn env_of(env: &[k8s_openapi::api::core::v1::EnvVar], pod_ip: &str) -> Vec<(String, String)> {
+pub(crate) fn env_of(
+    env: &[k8s_openapi::api::core::v1::EnvVar],
+    pod_ip: &str,
+) -> Vec<(String, String)> {
     env.iter()
         .map(|e| {
             let path = e

@@ -16,8 +16,15 @@ use crate::{PodConfig, PodState, Runtime};
 /// A pod whose two containers print a line and keep running (the sim
 /// runtime ignores the command).
 pub fn pod(uid: &str) -> PodConfig {
+    pod_with(uid, None)
+}
+
+/// The same pod with both containers of `image` (a runtime of images
+/// needs one that has `sh` and `sleep`); None: `img-a`, `img-b`.
+pub fn pod_with(uid: &str, image: Option<&str>) -> PodConfig {
     let c = |name: &str| {
-        json!({"name": name, "image": format!("img-{name}"),
+        let image = image.map_or_else(|| format!("img-{name}"), str::to_string);
+        json!({"name": name, "image": image,
         "command": ["sh", "-c", "echo started; exec sleep 3600"]})
     };
     let pod = json!({"metadata": {"uid": uid, "name": format!("p-{uid}"), "namespace": "default"},
@@ -27,7 +34,7 @@ pub fn pod(uid: &str) -> PodConfig {
 
 /// Starts `p` until every container is ready; returns that state.
 pub async fn ready(rt: &dyn Runtime, p: &PodConfig) -> PodState {
-    wait_until(Duration::from_secs(10), || async {
+    wait_until(Duration::from_secs(30), || async {
         let s = rt.start(p).await;
         if !s.containers.is_empty() && s.containers.iter().all(|c| c.ready) {
             Ok(())
@@ -42,6 +49,12 @@ pub async fn ready(rt: &dyn Runtime, p: &PodConfig) -> PodState {
 
 /// Runs the suite against `rt`.
 pub async fn suite(rt: &dyn Runtime) {
+    suite_with(rt, None).await
+}
+
+/// Runs the suite against `rt` with pods of `image` (see [`pod_with`]).
+pub async fn suite_with(rt: &dyn Runtime, image: Option<&str>) {
+    let pod = |uid: &str| pod_with(uid, image);
     let p = pod("u1");
     let first = ready(rt, &p).await;
     assert_eq!(first.containers.len(), 2);
@@ -62,7 +75,7 @@ pub async fn suite(rt: &dyn Runtime) {
         timestamps: false,
         follow: false,
     };
-    wait_until(Duration::from_secs(10), || async {
+    wait_until(Duration::from_secs(30), || async {
         let logs = rt.logs(&req, "u1").await.map_err(|e| e.to_string())?;
         if logs.lines().count() == 1 {
             Ok(())

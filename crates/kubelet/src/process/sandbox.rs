@@ -398,9 +398,35 @@ impl Sandboxes {
     }
 
     async fn create_host(&self, uid: &str) -> Result<Sandbox, String> {
+        let sandbox = self.wire(uid, None).await?;
+        let ipc = self.ipc_of(uid);
+        if !is_pinned(&ipc) {
+            std::fs::create_dir_all(IPC_DIR).map_err(|e| format!("{IPC_DIR}: {e}"))?;
+            std::fs::write(&ipc, b"").map_err(|e| format!("{}: {e}", ipc.display()))?;
+            let pin = format!("--ipc={}", ipc.display());
+            run("unshare", &[&pin, "true"]).await?;
+        }
+        Ok(sandbox)
+    }
+
+    /// Gives pod `uid` the network namespace of process `holder` (a
+    /// docker sandbox's pause process), named and wired as the process
+    /// runtime's own: mounted under /run/netns, then CNI ADD.
+    pub async fn wire_process(&self, uid: &str, holder: u32) -> Result<Sandbox, RuntimeError> {
+        self.wire(uid, Some(holder))
+            .await
+            .map_err(RuntimeError::Host)
+    }
+
+    /// The pod's network namespace (a new one, or `holder`'s), with `lo`
+    /// up and `eth0` on the node's bridge with an address of its subnet.
+    async fn wire(&self, uid: &str, holder: Option<u32>) -> Result<Sandbox, String> {
         let netns = self.netns_of(uid);
         if !Path::new(NETNS_DIR).join(&netns).exists() {
-            run("ip", &["netns", "add", &netns]).await?;
+            match holder {
+                None => run("ip", &["netns", "add", &netns]).await?,
+                Some(pid) => run("ip", &["netns", "attach", &netns, &pid.to_string()]).await?,
+            };
         }
         let lo = json!({"cniVersion": "1.0.0", "name": "shoal-lo", "type": "loopback"});
         self.cni("ADD", uid, "lo", &lo).await?;
@@ -411,13 +437,6 @@ impl Sandboxes {
             .and_then(|a| a.split('/').next())
             .ok_or_else(|| format!("CNI ADD bridge: no address in its result {result}"))?
             .to_string();
-        let ipc = self.ipc_of(uid);
-        if !is_pinned(&ipc) {
-            std::fs::create_dir_all(IPC_DIR).map_err(|e| format!("{IPC_DIR}: {e}"))?;
-            std::fs::write(&ipc, b"").map_err(|e| format!("{}: {e}", ipc.display()))?;
-            let pin = format!("--ipc={}", ipc.display());
-            run("unshare", &[&pin, "true"]).await?;
-        }
         Ok(Sandbox { netns, ip })
     }
 

@@ -1,0 +1,17 @@
+//! The `docker` runtime (issue 22), built on the Docker Engine API through
+//! bollard: a sandbox container per pod running shoal's own pause program,
+//! which holds the pod's network and IPC namespaces for its app
+//! containers, wired by the same CNI bridge as the process runtime.
+//!
+//! Built so far: the engine client pinned to API 1.41 and the pause image,
+//! imported at first use without a registry ([`engine`]); pods with a
+//! sandbox and containers under the restartPolicy, logs ([`runtime`],
+//! [`pod`]). Not yet: probes, exec, limits, volumes, pull policy, RuntimeClass
+//! and node wiring: no node offers it, `[kubelet] runtime = "docker"` is
+//! still refused.
+
+pub mod engine;
+mod pod;
+pub mod runtime;
+
+pub use runtime::DockerRuntime;

@@ -1,0 +1,213 @@
+//! The Docker Engine as the docker runtime reaches it: bollard over the
+//! engine's unix socket, pinned to API 1.41 (Docker 20.10, the oldest
+//! engine shoal supports; newer engines serve it too), and the pause image
+//! the pod sandboxes run, built by shoal itself at first use.
+//!
+//! The pause image holds one file, the static `pause` program that
+//! build.rs compiles from `pause.c`. It is brought in with the equivalent
+//! of `docker import` (`POST /images/create?fromSrc=-`), so no registry is
+//! ever asked for it. Its tag carries a hash of the program, so an agent
+//! with a changed program imports its own image beside the old one.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::query_parameters::CreateImageOptionsBuilder;
+use bollard::{ClientVersion, Docker};
+use futures::StreamExt;
+
+/// The engine's default socket.
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+/// The API version shoal speaks (Docker Engine 20.10).
+pub const API: ClientVersion = ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+/// How long one API call may take before it fails (pulls stream, and
+/// have deadlines of their own).
+const CALL_TIMEOUT_SECS: u64 = 120;
+
+/// The static pause program (see build.rs).
+pub static PAUSE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pause"));
+
+/// The repository of the pause image.
+pub const PAUSE_REPO: &str = "shoal/pause";
+
+/// The pause image's tag for this build: a hash of the program.
+pub fn pause_tag() -> String {
+    let digest = fnv1a(PAUSE);
+    format!("{digest:016x}")
+}
+
+/// The pause image for this build, `shoal/pause:<hash>`.
+pub fn pause_image() -> String {
+    format!("{PAUSE_REPO}:{}", pause_tag())
+}
+
+/// FNV-1a over the bytes: enough to tell builds of the program apart (it
+/// names an image, it guards nothing).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A connection to one Docker Engine.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+impl Engine {
+    /// A client of the engine at `socket` (nothing is sent yet: see
+    /// [`Engine::ping`]).
+    pub fn connect(socket: &Path) -> Result<Engine, String> {
+        let path = socket
+            .to_str()
+            .ok_or_else(|| format!("the Docker socket path {socket:?} is not UTF-8"))?;
+        let docker = Docker::connect_with_unix(path, CALL_TIMEOUT_SECS, &API)
+            .map_err(|e| format!("the Docker Engine at {path}: {e}"))?;
+        Ok(Engine { docker })
+    }
+
+    /// The bollard client.
+    pub fn api(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Whether the engine answers within `deadline`, and its API version.
+    pub async fn ping(&self, deadline: Duration) -> Result<String, String> {
+        let version = tokio::time::timeout(deadline, self.docker.version())
+            .await
+            .map_err(|_| format!("the Docker Engine did not answer within {deadline:?}"))?
+            .map_err(|e| format!("the Docker Engine: {e}"))?;
+        let api = version.api_version.unwrap_or_default();
+        let (major, minor) = api
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .unwrap_or((0, 0));
+        if (major, minor) < (API.major_version, API.minor_version) {
+            return Err(format!(
+                "the Docker Engine speaks API {api}; shoal needs 1.41 (Docker 20.10) or later"
+            ));
+        }
+        Ok(api)
+    }
+
+    /// Whether the engine has `image` locally.
+    pub async fn has_image(&self, image: &str) -> Result<bool, String> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(format!("inspecting the image {image}: {e}")),
+        }
+    }
+
+    /// Imports the pause image unless the engine has it; returns its name.
+    pub async fn ensure_pause(&self) -> Result<String, String> {
+        let image = pause_image();
+        if self.has_image(&image).await? {
+            return Ok(image);
+        }
+        let rootfs = pause_rootfs().map_err(|e| format!("the pause image's archive: {e}"))?;
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(PAUSE_REPO)
+            .tag(&pause_tag())
+            .changes(vec![
+                r#"ENTRYPOINT ["/pause"]"#.to_string(),
+                "LABEL io.shoal.pause=1".to_string(),
+            ])
+            .build();
+        let mut progress =
+            self.docker
+                .create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+        while let Some(step) = progress.next().await {
+            step.map_err(|e| format!("importing {image}: {e}"))?;
+        }
+        if !self.has_image(&image).await? {
+            return Err(format!(
+                "importing {image}: the engine does not show it after the import"
+            ));
+        }
+        tracing::info!(%image, "docker runtime: imported the pause image");
+        Ok(image)
+    }
+}
+
+/// The pause image's root filesystem as a tar archive: `/pause` alone.
+fn pause_rootfs() -> std::io::Result<Vec<u8>> {
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(PAUSE.len() as u64);
+    header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    archive.append_data(&mut header, "pause", PAUSE)?;
+    archive.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_rootfs_holds_the_static_program_alone() {
+        let bytes = pause_rootfs().unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let entries: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.size().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![("pause".to_string(), 0o755, PAUSE.len() as u64)]
+        );
+        // An ELF executable, statically linked: no interpreter to find in
+        // an image that holds nothing else.
+        assert_eq!(&PAUSE[..4], b"\x7fELF");
+        assert!(
+            !program_headers(PAUSE).contains(&PT_INTERP),
+            "the pause program must not need a dynamic loader"
+        );
+    }
+
+    const PT_INTERP: u32 = 3;
+
+    /// The types of an ELF64 little-endian file's program headers.
+    fn program_headers(elf: &[u8]) -> Vec<u32> {
+        let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+        let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
+        let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
+        let (size, count) = (u16_at(54), u16_at(56));
+        (0..count).map(|i| u32_at(phoff + i * size)).collect()
+    }
+
+    #[test]
+    fn a_dynamic_executable_has_an_interpreter_header() {
+        // This test binary is dynamically linked: the check can fail.
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(program_headers(&me).contains(&PT_INTERP));
+    }
+
+    #[test]
+    fn the_pause_tag_follows_the_program() {
+        assert_eq!(pause_tag(), pause_tag());
+        assert_eq!(pause_tag().len(), 16);
+        assert_ne!(fnv1a(b"a"), fnv1a(b"b"));
+        assert!(pause_image().starts_with("shoal/pause:"));
+    }
+}

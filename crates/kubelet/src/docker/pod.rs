@@ -1,0 +1,412 @@
+//! One pod's task under the docker runtime: its sandbox (the pause
+//! container, then CNI), its init containers in order, its app containers
+//! together; each container a loop of engine containers under the
+//! restartPolicy and its back-off, every change of state pushed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Container;
+use tokio::sync::{broadcast, watch};
+
+use super::engine::Engine;
+use super::runtime::{container_name, entrypoint_and_cmd, labels, lock, Ctr};
+use crate::process::sandbox::Sandboxes;
+use crate::process::Backoff;
+use crate::{ContainerState, PodConfig, RestartPolicy};
+use shoal_model::objects;
+
+/// What one pod's task needs.
+pub(super) struct PodTask {
+    pub(super) engine: Engine,
+    pub(super) node: u32,
+    pub(super) sandboxes: Arc<Sandboxes>,
+    pub(super) pod: PodConfig,
+    pub(super) ip: Arc<Mutex<String>>,
+    pub(super) init: Vec<Arc<Mutex<Ctr>>>,
+    pub(super) containers: Vec<Arc<Mutex<Ctr>>>,
+    pub(super) stop: watch::Receiver<Option<Duration>>,
+    pub(super) changes: broadcast::Sender<String>,
+    pub(super) backoff: Backoff,
+}
+
+impl PodTask {
+    fn uid(&self) -> String {
+        self.pod.uid().to_string()
+    }
+
+    fn labels(&self, container: &str, attempt: u32) -> HashMap<String, String> {
+        pod_labels(&self.pod, self.node, container, attempt)
+    }
+
+    /// Every container shows `state` (the sandbox failed or is pending).
+    fn set_all(&self, state: &ContainerState) {
+        for c in self.init.iter().chain(&self.containers) {
+            let mut c = lock(c);
+            c.state = state.clone();
+            c.ready = false;
+        }
+        let _ = self.changes.send(self.uid());
+    }
+
+    /// Creates and starts the pause container and wires its network;
+    /// returns the sandbox container's id.
+    async fn sandbox(&self) -> Result<String, String> {
+        let image = self.engine.ensure_pause().await?;
+        let uid = self.uid();
+        let name = container_name(self.node, &uid, labels::SANDBOX, 0);
+        let docker = self.engine.api();
+        // What a failed earlier attempt left under the name goes first.
+        let _ = docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await;
+        let share_pid = self
+            .pod
+            .spec()
+            .and_then(|s| s.share_process_namespace)
+            .unwrap_or(false);
+        let body = ContainerCreateBody {
+            image: Some(image),
+            hostname: Some(self.pod.name().chars().take(63).collect()),
+            labels: Some(self.labels(labels::SANDBOX, 0)),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                ipc_mode: Some("shareable".into()),
+                // Its own PID namespace either way; the app containers
+                // join it only when the pod shares one.
+                pid_mode: (!share_pid).then(String::new),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                body,
+            )
+            .await
+            .map_err(|e| format!("creating the pod sandbox: {e}"))?;
+        docker
+            .start_container(&created.id, None)
+            .await
+            .map_err(|e| format!("starting the pod sandbox: {e}"))?;
+        let pid = docker
+            .inspect_container(&created.id, None)
+            .await
+            .map_err(|e| format!("inspecting the pod sandbox: {e}"))?
+            .state
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+            .ok_or("the pod sandbox has no process")?;
+        let sandbox = self
+            .sandboxes
+            .wire_process(&uid, pid as u32)
+            .await
+            .map_err(|e| e.to_string())?;
+        *lock(&self.ip) = sandbox.ip;
+        Ok(created.id)
+    }
+
+    /// Runs the pod until it is stopped.
+    pub(super) async fn run(self) {
+        let sandbox = tokio::select! {
+            s = self.sandbox() => s,
+            _ = stopped(self.stop.clone()) => return,
+        };
+        let sandbox = match sandbox {
+            Ok(id) => id,
+            Err(message) => {
+                tracing::warn!(pod = %self.uid(), "docker runtime: {message}");
+                self.set_all(&ContainerState::Waiting {
+                    reason: "CreatePodSandboxError".into(),
+                    message,
+                });
+                stopped(self.stop.clone()).await;
+                return;
+            }
+        };
+        let share_pid = self
+            .pod
+            .spec()
+            .and_then(|s| s.share_process_namespace)
+            .unwrap_or(false);
+        let loops = |list: &[Arc<Mutex<Ctr>>], specs: &[Container], init: bool| -> Vec<CtrLoop> {
+            list.iter()
+                .zip(specs)
+                .map(|(ctr, spec)| CtrLoop {
+                    task: self.shared(),
+                    sandbox: sandbox.clone(),
+                    share_pid,
+                    spec: spec.clone(),
+                    ctr: ctr.clone(),
+                    policy: if init {
+                        self.pod.restart_policy().for_init()
+                    } else {
+                        self.pod.restart_policy()
+                    },
+                    init,
+                })
+                .collect()
+        };
+        let init = loops(&self.init, self.pod.init_containers(), true);
+        let apps = loops(&self.containers, self.pod.containers(), false);
+        for l in init {
+            if !l.run().await {
+                return;
+            }
+        }
+        futures::future::join_all(apps.into_iter().map(CtrLoop::run)).await;
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        Arc::new(Shared {
+            engine: self.engine.clone(),
+            node: self.node,
+            uid: self.uid(),
+            pod: self.pod.clone(),
+            ip: self.ip.clone(),
+            stop: self.stop.clone(),
+            changes: self.changes.clone(),
+            backoff: self.backoff,
+        })
+    }
+}
+
+/// Resolves once the pod is told to stop.
+pub(super) async fn stopped(mut stop: watch::Receiver<Option<Duration>>) {
+    let _ = stop.wait_for(Option::is_some).await;
+}
+
+/// What every container loop of a pod shares.
+struct Shared {
+    engine: Engine,
+    node: u32,
+    uid: String,
+    pod: PodConfig,
+    ip: Arc<Mutex<String>>,
+    stop: watch::Receiver<Option<Duration>>,
+    changes: broadcast::Sender<String>,
+    backoff: Backoff,
+}
+
+/// One container's loop of engine containers.
+struct CtrLoop {
+    task: Arc<Shared>,
+    sandbox: String,
+    share_pid: bool,
+    spec: Container,
+    ctr: Arc<Mutex<Ctr>>,
+    policy: RestartPolicy,
+    init: bool,
+}
+
+impl CtrLoop {
+    fn set(&self, state: ContainerState) {
+        let mut c = lock(&self.ctr);
+        if matches!(c.state, ContainerState::Terminated { .. })
+            && !matches!(state, ContainerState::Terminated { .. })
+        {
+            c.last = Some(c.state.clone());
+        }
+        c.ready = matches!(state, ContainerState::Running { .. });
+        c.state = state;
+        drop(c);
+        let _ = self.task.changes.send(self.task.uid.clone());
+    }
+
+    fn stopping(&self) -> Option<Duration> {
+        *self.task.stop.borrow()
+    }
+
+    /// Runs the container by its restartPolicy until the pod stops; an
+    /// init container returns true once it succeeded.
+    async fn run(self) -> bool {
+        let mut failures: u32 = 0;
+        loop {
+            if self.stopping().is_some() {
+                return false;
+            }
+            let started = Instant::now();
+            let Some((code, reason, message)) = self.run_once().await else {
+                return false; // stopped
+            };
+            self.set(ContainerState::Terminated {
+                exit_code: code,
+                reason: if message.is_empty() {
+                    reason
+                } else {
+                    format!("{reason}: {message}")
+                },
+                finished_at: objects::now(),
+            });
+            if !self.policy.restarts(code) {
+                if self.init {
+                    return code == 0;
+                }
+                stopped(self.task.stop.clone()).await;
+                return false;
+            }
+            if started.elapsed() >= self.task.backoff.reset_after {
+                failures = 0;
+            }
+            let delay = self.task.backoff.delay(failures);
+            failures = failures.saturating_add(1);
+            lock(&self.ctr).restarts += 1;
+            self.set(ContainerState::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: format!(
+                    "back-off {delay:?} restarting failed container={} pod={}",
+                    self.spec.name, self.task.uid
+                ),
+            });
+            let mut stop = self.task.stop.clone();
+            if tokio::time::timeout(delay, stop.wait_for(Option::is_some))
+                .await
+                .is_ok()
+            {
+                return false;
+            }
+        }
+    }
+
+    /// One engine container: Some(exit code, reason, message) when it
+    /// ended by itself or could not start, None when the pod stopped.
+    async fn run_once(&self) -> Option<(i32, String, String)> {
+        let docker = self.task.engine.api();
+        let attempt = lock(&self.ctr).restarts;
+        let name = container_name(self.task.node, &self.task.uid, &self.spec.name, attempt);
+        let ip = lock(&self.task.ip).clone();
+        let env = crate::process::env_of(self.task.pod.env_of(&self.spec), &ip);
+        let (entrypoint, cmd) = match entrypoint_and_cmd(&self.spec, &env) {
+            Ok(v) => v,
+            Err(why) => return Some((128, "CreateContainerConfigError".into(), why)),
+        };
+        let join = format!("container:{}", self.sandbox);
+        let body = ContainerCreateBody {
+            image: self.spec.image.clone(),
+            entrypoint,
+            cmd,
+            env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            working_dir: self.spec.working_dir.clone(),
+            labels: Some(self.labels(attempt)),
+            tty: self.spec.tty,
+            open_stdin: self.spec.stdin,
+            host_config: Some(HostConfig {
+                network_mode: Some(join.clone()),
+                ipc_mode: Some(join.clone()),
+                pid_mode: self.share_pid.then(|| join.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let _ = docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await;
+        let created = match docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                body,
+            )
+            .await
+        {
+            Ok(c) => c.id,
+            Err(e) => return Some((128, "CreateContainerError".into(), e.to_string())),
+        };
+        // The instance before stays for `logs --previous`; older ones go.
+        let older = {
+            let mut c = lock(&self.ctr);
+            let current = c.id.replace(created.clone());
+            std::mem::replace(&mut c.previous, current)
+        };
+        if let Some(old) = older {
+            let _ = docker
+                .remove_container(
+                    &old,
+                    Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+                )
+                .await;
+        }
+        if let Err(e) = docker.start_container(&created, None).await {
+            return Some((128, "StartError".into(), e.to_string()));
+        }
+        self.set(ContainerState::Running {
+            started_at: objects::now(),
+        });
+        let mut wait = docker.wait_container(&created, None);
+        let grace = tokio::select! {
+            _ = wait.next() => None,
+            g = stopped_with(self.task.stop.clone()) => Some(g),
+        };
+        if let Some(grace) = grace {
+            let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+            let _ = docker
+                .stop_container(
+                    &created,
+                    Some(StopContainerOptionsBuilder::new().t(t).build()),
+                )
+                .await;
+            return None;
+        }
+        let state = match docker.inspect_container(&created, None).await {
+            Ok(i) => i.state.unwrap_or_default(),
+            Err(e) => return Some((128, "Error".into(), format!("the engine: {e}"))),
+        };
+        let code = state.exit_code.unwrap_or(128) as i32;
+        let reason = if state.oom_killed == Some(true) {
+            "OOMKilled"
+        } else if code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        };
+        Some((code, reason.into(), state.error.unwrap_or_default()))
+    }
+
+    fn labels(&self, attempt: u32) -> HashMap<String, String> {
+        pod_labels(&self.task.pod, self.task.node, &self.spec.name, attempt)
+    }
+}
+
+/// The grace period the pod is stopped with, once it is.
+async fn stopped_with(mut stop: watch::Receiver<Option<Duration>>) -> Duration {
+    match stop.wait_for(Option::is_some).await {
+        Ok(g) => g.unwrap_or(Duration::ZERO),
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// The labels of one engine container of pod `pod` on node `node`.
+fn pod_labels(
+    pod: &PodConfig,
+    node: u32,
+    container: &str,
+    attempt: u32,
+) -> HashMap<String, String> {
+    let meta = &pod.pod.metadata;
+    HashMap::from([
+        (labels::NODE.to_string(), node.to_string()),
+        (labels::POD_UID.to_string(), pod.uid().to_string()),
+        (
+            labels::POD_NAMESPACE.to_string(),
+            meta.namespace.clone().unwrap_or_default(),
+        ),
+        (
+            labels::POD_NAME.to_string(),
+            meta.name.clone().unwrap_or_default(),
+        ),
+        (labels::CONTAINER.to_string(), container.to_string()),
+        (labels::ATTEMPT.to_string(), attempt.to_string()),
+    ])
+}

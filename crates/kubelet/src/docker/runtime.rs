@@ -1,0 +1,410 @@
+//! The docker runtime's pods: one task per pod creates its sandbox (the
+//! pause container, whose network namespace the node's CNI bridge wires
+//! as the process runtime's), then runs its init containers in order and
+//! its app containers together, each as a loop of engine containers:
+//! create, start, wait, and the restartPolicy with its back-off.
+//!
+//! ```text
+//! start(pod) ─► pause container (network none, IPC shareable) ─► ip netns attach + CNI ADD
+//!                  └─► per container: create (container:<pause> network, IPC[, PID]) ─► start ─► wait ─► restartPolicy
+//! ```
+//!
+//! Every engine container carries labels naming its pod (uid, namespace,
+//! name), its container and attempt, and the node, so stopping a pod
+//! removes exactly its containers, by label. An instance's container is
+//! kept until the next one has started, for `logs --previous`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Container;
+use tokio::sync::{broadcast, watch};
+
+use super::engine::Engine;
+use crate::process::sandbox::Sandboxes;
+use crate::process::Backoff;
+use crate::RuntimeError;
+use crate::{ContainerState, ContainerStatus, PodConfig, PodState, Runtime};
+use shoal_kubelet_proto::PodLogs;
+
+/// The most of one container's log a `logs` request returns.
+const MAX_LOG_BYTES: usize = 10 << 20;
+
+/// The label keys every engine container of shoal's carries.
+pub mod labels {
+    pub const NODE: &str = "io.shoal.node";
+    pub const POD_UID: &str = "io.kubernetes.pod.uid";
+    pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+    pub const POD_NAME: &str = "io.kubernetes.pod.name";
+    pub const CONTAINER: &str = "io.kubernetes.container.name";
+    pub const ATTEMPT: &str = "io.shoal.container.attempt";
+    /// The sandbox container's container name.
+    pub const SANDBOX: &str = "POD";
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One container as the runtime keeps it.
+#[derive(Debug, Clone)]
+pub(super) struct Ctr {
+    pub(super) name: String,
+    pub(super) image: String,
+    pub(super) state: ContainerState,
+    pub(super) last: Option<ContainerState>,
+    pub(super) restarts: u32,
+    /// The engine's id of the current instance, and of the one before.
+    pub(super) id: Option<String>,
+    pub(super) previous: Option<String>,
+    pub(super) ready: bool,
+}
+
+struct PodRun {
+    ip: Arc<Mutex<String>>,
+    init: Vec<Arc<Mutex<Ctr>>>,
+    containers: Vec<Arc<Mutex<Ctr>>>,
+    stop: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    engine: Engine,
+    node: u32,
+    sandboxes: Arc<Sandboxes>,
+    pods: Mutex<HashMap<String, PodRun>>,
+    changes: broadcast::Sender<String>,
+    backoff: Backoff,
+}
+
+/// The docker runtime of one node (cheap to clone).
+#[derive(Clone)]
+pub struct DockerRuntime {
+    inner: Arc<Inner>,
+}
+
+impl DockerRuntime {
+    /// A runtime on `engine` whose pods get `sandboxes`' CNI network.
+    /// `node` (the node's slot index) names its engine containers, so
+    /// several nodes may share one engine.
+    pub fn new(engine: Engine, node: u32, sandboxes: Sandboxes, backoff: Backoff) -> DockerRuntime {
+        DockerRuntime {
+            inner: Arc::new(Inner {
+                engine,
+                node,
+                sandboxes: Arc::new(sandboxes),
+                pods: Mutex::new(HashMap::new()),
+                changes: broadcast::channel(1024).0,
+                backoff,
+            }),
+        }
+    }
+
+    fn state_of(run: &PodRun) -> PodState {
+        let statuses = |list: &[Arc<Mutex<Ctr>>]| -> Vec<ContainerStatus> {
+            list.iter()
+                .map(|c| {
+                    let c = lock(c);
+                    ContainerStatus {
+                        name: c.name.clone(),
+                        image: c.image.clone(),
+                        ready: c.ready,
+                        state: c.state.clone(),
+                        last_state: c.last.clone(),
+                        restart_count: c.restarts,
+                        container_id: c
+                            .id
+                            .as_ref()
+                            .map(|id| format!("docker://{id}"))
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect()
+        };
+        PodState {
+            pod_ip: lock(&run.ip).clone(),
+            containers: statuses(&run.containers),
+            init_containers: statuses(&run.init),
+        }
+    }
+
+    /// The engine container a logs request names.
+    fn instance_of(&self, req: &PodLogs, uid: &str) -> Result<String, RuntimeError> {
+        let pods = lock(&self.inner.pods);
+        let not_here = || {
+            RuntimeError::NotFound(format!(
+                "container {:?} is not running on this node",
+                req.container
+            ))
+        };
+        let run = pods.get(uid).ok_or_else(not_here)?;
+        let ctr = run
+            .containers
+            .iter()
+            .chain(&run.init)
+            .find(|c| req.container.is_empty() || lock(c).name == req.container)
+            .ok_or_else(not_here)?;
+        let c = lock(ctr);
+        let id = if req.previous {
+            c.previous.clone().ok_or_else(|| {
+                RuntimeError::NotFound(format!(
+                    "previous terminated container {:?} not found",
+                    c.name
+                ))
+            })?
+        } else {
+            c.id.clone().ok_or_else(|| {
+                RuntimeError::NotFound(format!("container {:?} has not started yet", c.name))
+            })?
+        };
+        Ok(id)
+    }
+}
+
+/// The engine container name of a pod's sandbox or of one instance of a
+/// container (unique per node, so nodes may share an engine).
+pub(super) fn container_name(node: u32, uid: &str, container: &str, attempt: u32) -> String {
+    format!("shoal-{node}-{uid}-{container}-{attempt}")
+}
+
+/// What the engine is given for a container's process: its Entrypoint
+/// and Cmd, each None to keep the image's.
+pub type Argv = (Option<Vec<String>>, Option<Vec<String>>);
+
+/// Entrypoint and Cmd for the engine from a container's command and args,
+/// by Kubernetes' rules: neither given runs the image's own; `command`
+/// replaces the image's ENTRYPOINT and drops its CMD; `args` alone keeps
+/// the ENTRYPOINT and replaces the CMD. `$(VAR)` is expanded from the
+/// container's environment.
+pub fn entrypoint_and_cmd(c: &Container, env: &[(String, String)]) -> Result<Argv, String> {
+    let vars: std::collections::BTreeMap<String, String> = env.iter().cloned().collect();
+    let expand = |list: &Option<Vec<String>>| -> Result<Option<Vec<String>>, String> {
+        match list {
+            None => Ok(None),
+            Some(items) => items
+                .iter()
+                .map(|s| {
+                    crate::envs::expand(s, &vars).map_err(|e| format!("command and args: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+        }
+    };
+    let command = expand(&c.command)?.filter(|v| !v.is_empty());
+    let args = expand(&c.args)?;
+    Ok(match (command, args) {
+        (None, None) => (None, None),
+        (None, Some(args)) => (None, Some(args)),
+        (Some(command), args) => (Some(command), Some(args.unwrap_or_default())),
+    })
+}
+
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn start(&self, pod: &PodConfig) -> BoxFuture<'static, PodState> {
+        let uid = pod.uid().to_string();
+        let mut pods = lock(&self.inner.pods);
+        if let Some(run) = pods.get(&uid) {
+            let state = Self::state_of(run);
+            return Box::pin(async move { state });
+        }
+        let has_init = !pod.init_containers().is_empty();
+        let ctr = |c: &Container, app: bool| {
+            Arc::new(Mutex::new(Ctr {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                state: ContainerState::Waiting {
+                    reason: if has_init && app {
+                        "PodInitializing"
+                    } else {
+                        "ContainerCreating"
+                    }
+                    .into(),
+                    message: String::new(),
+                },
+                last: None,
+                restarts: 0,
+                id: None,
+                previous: None,
+                ready: false,
+            }))
+        };
+        let init: Vec<_> = pod
+            .init_containers()
+            .iter()
+            .map(|c| ctr(c, false))
+            .collect();
+        let containers: Vec<_> = pod.containers().iter().map(|c| ctr(c, true)).collect();
+        let (stop, stop_rx) = watch::channel(None);
+        let ip = Arc::new(Mutex::new(String::new()));
+        let task = super::pod::PodTask {
+            engine: self.inner.engine.clone(),
+            node: self.inner.node,
+            sandboxes: self.inner.sandboxes.clone(),
+            pod: pod.clone(),
+            ip: ip.clone(),
+            init: init.clone(),
+            containers: containers.clone(),
+            stop: stop_rx,
+            changes: self.inner.changes.clone(),
+            backoff: self.inner.backoff,
+        };
+        let run = PodRun {
+            ip,
+            init,
+            containers,
+            stop,
+            task: tokio::spawn(task.run()),
+        };
+        let state = Self::state_of(&run);
+        pods.insert(uid, run);
+        Box::pin(async move { state })
+    }
+
+    fn stop(&self, uid: &str, grace: Duration) -> BoxFuture<'static, ()> {
+        let run = lock(&self.inner.pods).remove(uid);
+        let inner = self.inner.clone();
+        let uid = uid.to_string();
+        Box::pin(async move {
+            if let Some(run) = run {
+                let _ = run.stop.send(Some(grace));
+                let _ = run.task.await;
+            }
+            // Its containers are stopped: then every engine container of
+            // the pod (the sandbox last), then its network.
+            let docker = inner.engine.api();
+            let filters = HashMap::from([(
+                "label".to_string(),
+                vec![format!("{}={uid}", labels::POD_UID)],
+            )]);
+            let list = docker
+                .list_containers(Some(
+                    ListContainersOptionsBuilder::new()
+                        .all(true)
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .unwrap_or_default();
+            let (sandbox, apps): (Vec<_>, Vec<_>) = list.into_iter().partition(|c| {
+                c.labels
+                    .as_ref()
+                    .and_then(|l| l.get(labels::CONTAINER))
+                    .map(String::as_str)
+                    == Some(labels::SANDBOX)
+            });
+            let remove = RemoveContainerOptionsBuilder::new().force(true).build();
+            for c in apps.iter().chain(&sandbox) {
+                if let Some(id) = &c.id {
+                    if let Err(e) = docker.remove_container(id, Some(remove.clone())).await {
+                        tracing::warn!(pod = %uid, "docker runtime: removing {id}: {e}");
+                    }
+                }
+            }
+            inner.sandboxes.destroy(&uid).await;
+        })
+    }
+
+    fn running(&self) -> Vec<String> {
+        lock(&self.inner.pods).keys().cloned().collect()
+    }
+
+    fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, RuntimeError>> {
+        let id = self.instance_of(req, uid);
+        let docker = self.inner.engine.api().clone();
+        let req = req.clone();
+        Box::pin(async move {
+            let id = id?;
+            let mut options = LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .timestamps(req.timestamps);
+            if let Some(n) = req.tail_lines {
+                options = options.tail(&n.to_string());
+            }
+            let mut stream = docker.logs(&id, Some(options.build()));
+            let mut text = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk =
+                    chunk.map_err(|e| RuntimeError::Host(format!("the engine's logs: {e}")))?;
+                text.extend_from_slice(&chunk.into_bytes());
+                if text.len() > MAX_LOG_BYTES {
+                    break;
+                }
+            }
+            Ok(String::from_utf8_lossy(&text).into_owned())
+        })
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.inner.changes.subscribe())
+    }
+
+    fn state(&self, uid: &str) -> Option<PodState> {
+        lock(&self.inner.pods).get(uid).map(Self::state_of)
+    }
+
+    fn needs_config(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn container(v: serde_json::Value) -> Container {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn command_and_args_follow_kubernetes_rules_for_entrypoint_and_cmd() {
+        let env = vec![("WHO".to_string(), "you".to_string())];
+        let plain = container(json!({"name": "c"}));
+        assert_eq!(entrypoint_and_cmd(&plain, &env).unwrap(), (None, None));
+        let args = container(json!({"name": "c", "args": ["-v", "$(WHO)"]}));
+        assert_eq!(
+            entrypoint_and_cmd(&args, &env).unwrap(),
+            (None, Some(vec!["-v".into(), "you".into()]))
+        );
+        let command = container(json!({"name": "c", "command": ["echo"]}));
+        assert_eq!(
+            entrypoint_and_cmd(&command, &env).unwrap(),
+            (Some(vec!["echo".into()]), Some(vec![]))
+        );
+        let both =
+            container(json!({"name": "c", "command": ["echo", "$(WHO)"], "args": ["$$(WHO)"]}));
+        assert_eq!(
+            entrypoint_and_cmd(&both, &env).unwrap(),
+            (
+                Some(vec!["echo".into(), "you".into()]),
+                Some(vec!["$(WHO)".into()])
+            )
+        );
+        // An empty command is no command: the image's ENTRYPOINT stays.
+        let empty = container(json!({"name": "c", "command": [], "args": ["x"]}));
+        assert_eq!(
+            entrypoint_and_cmd(&empty, &env).unwrap(),
+            (None, Some(vec!["x".into()]))
+        );
+    }
+
+    #[test]
+    fn names_are_unique_per_node_pod_container_and_attempt() {
+        assert_eq!(container_name(3, "u-1", "web", 2), "shoal-3-u-1-web-2");
+        assert_ne!(
+            container_name(1, "u", "c", 0),
+            container_name(2, "u", "c", 0)
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The docker runtime against this machine's Docker Engine (CI has one;
+//! these tests never pull: the pause image is imported from the program
+//! build.rs compiled, and the pods run `shoal-test/busybox:1`, which
+//! scripts/images.sh builds). Pods get CNI sandboxes on a bridge and pod
+//! CIDR of their own (`shoal-200`, 10.89.200.0/24), so they need root and
+//! the CNI plugins, as scripts/test.sh provides.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use shoal_kubelet::config::PodNetwork;
+use shoal_kubelet::docker::engine::{self, Engine};
+use shoal_kubelet::docker::DockerRuntime;
+use shoal_kubelet::process::sandbox::Sandboxes;
+use shoal_kubelet::process::Backoff;
+use shoal_kubelet::testing as conformance;
+
+/// The image the pods run (scripts/images.sh).
+const BUSYBOX: &str = "shoal-test/busybox:1";
+
+fn engine() -> Engine {
+    Engine::connect(Path::new(engine::DEFAULT_SOCKET))
+        .unwrap_or_else(|e| panic!("these tests need the machine's Docker Engine: {e}"))
+}
+
+#[tokio::test]
+async fn the_pause_image_is_imported_once_and_its_container_stops_at_sigterm() {
+    let engine = engine();
+    let api = engine.ping(Duration::from_secs(10)).await.unwrap();
+    assert!(api.starts_with("1."), "API version {api}");
+    let image = engine.ensure_pause().await.unwrap();
+    assert_eq!(image, engine::pause_image());
+    assert!(engine.has_image(&image).await.unwrap());
+    // A second agent finds it there.
+    assert_eq!(engine.ensure_pause().await.unwrap(), image);
+
+    let name = format!("shoal-test-pause-{}", std::process::id());
+    let docker = engine.api();
+    let _ = docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
+        .await;
+    let body = ContainerCreateBody {
+        image: Some(image.clone()),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+            body,
+        )
+        .await
+        .unwrap();
+    docker.start_container(&created.id, None).await.unwrap();
+    let state = docker
+        .inspect_container(&created.id, None)
+        .await
+        .unwrap()
+        .state
+        .unwrap();
+    assert_eq!(state.running, Some(true), "{state:?}");
+    assert!(state.pid.unwrap_or(0) > 0);
+
+    // SIGTERM ends it at once (a pause that ignored it would take the
+    // whole 10 s grace and a SIGKILL).
+    let t0 = Instant::now();
+    docker
+        .stop_container(
+            &created.id,
+            Some(StopContainerOptionsBuilder::new().t(10).build()),
+        )
+        .await
+        .unwrap();
+    let took = t0.elapsed();
+    let state = docker
+        .inspect_container(&created.id, None)
+        .await
+        .unwrap()
+        .state
+        .unwrap();
+    docker
+        .remove_container(
+            &created.id,
+            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state.exit_code, Some(0), "{state:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "stopping the pause container took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_engine_that_is_not_there_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    // A socket path nobody listens on: refused at connect or at the call.
+    let err = match Engine::connect(&socket) {
+        Err(e) => e,
+        Ok(engine) => engine.ping(Duration::from_secs(5)).await.unwrap_err(),
+    };
+    assert!(err.contains("Docker Engine"), "{err}");
+}
+
+/// Held by each test whose pods get CNI sandboxes (they share the pod
+/// CIDR's host rules).
+static CNI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A docker runtime for node slot `index` (bridge `shoal-<index>`, pods in
+/// 10.89.<index>.0/24), and the directory its CNI records live in.
+async fn runtime(index: u32) -> (DockerRuntime, tempfile::TempDir) {
+    let engine = engine();
+    assert!(
+        engine.has_image(BUSYBOX).await.unwrap(),
+        "{BUSYBOX} is missing: run ./scripts/images.sh (scripts/test.sh does)"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let slot = shoal_model::podcidr::PodSlot {
+        index,
+        cidr: format!("10.89.{index}.0/24"),
+    };
+    let sandboxes = Sandboxes::for_mode(PodNetwork::Cni, "10.89.0.0/16", &slot, data.path())
+        .unwrap_or_else(|e| panic!("pod sandboxes (root and the CNI plugins): {e}"))
+        .expect("kubelet.network = cni gives sandboxes");
+    sandboxes.prepare(&[]).await.unwrap();
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        reset_after: Duration::from_secs(600),
+    };
+    (DockerRuntime::new(engine, index, sandboxes, backoff), data)
+}
+
+/// Asserts nothing of node `index`'s pods `uids` is left: no engine
+/// container, no network namespace.
+async fn assert_clean(index: u32, uids: &[&str]) {
+    let left = engine()
+        .api()
+        .list_containers(Some(
+            bollard::query_parameters::ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&std::collections::HashMap::from([(
+                    "label".to_string(),
+                    vec![format!("io.shoal.node={index}")],
+                )]))
+                .build(),
+        ))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "containers left: {left:?}");
+    for uid in uids {
+        let netns = Path::new("/run/netns").join(format!("shoal-{index}-{uid}"));
+        assert!(!netns.exists(), "{} is left", netns.display());
+    }
+}
+
+#[tokio::test]
+async fn the_docker_runtime_passes_the_conformance_suite() {
+    let _cni = CNI.lock().await;
+    let (rt, _data) = runtime(200).await;
+    conformance::suite_with(&rt, Some(BUSYBOX)).await;
+    assert_clean(200, &["u1", "u2"]).await;
+}
+
+#[tokio::test]
+async fn an_images_cmd_runs_and_a_pods_containers_share_its_network() {
+    use shoal_kubelet::Runtime;
+    let _cni = CNI.lock().await;
+    let (rt, _data) = runtime(201).await;
+    // `web` has no command: the image's CMD (busybox httpd on 8080) runs.
+    // `client` reaches it over the pod's loopback.
+    let pod = serde_json::json!({
+        "metadata": {"uid": "net1", "name": "net", "namespace": "default"},
+        "spec": {"containers": [
+            {"name": "web", "image": "shoal-test/web:1"},
+            {"name": "client", "image": BUSYBOX, "command": ["sh", "-c",
+                "until wget -q -O- http://127.0.0.1:8080/; do sleep 1; done; exec sleep 3600"]}
+        ]}
+    });
+    let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
+    let state = conformance::ready(&rt, &pod).await;
+    let logs = shoal_kubelet_proto::PodLogs {
+        namespace: "default".into(),
+        pod: "net".into(),
+        container: "client".into(),
+        tail_lines: None,
+        previous: false,
+        timestamps: false,
+        follow: false,
+    };
+    shoal_fabric::testing::wait_until(Duration::from_secs(30), || async {
+        let text = rt.logs(&logs, "net1").await.map_err(|e| e.to_string())?;
+        if text.contains("shoal-test web") {
+            Ok(())
+        } else {
+            Err(format!("client logs: {text:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    // The pod IP (CNI's, on the node's bridge) reaches the same server.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect((state.pod_ip.as_str(), 8080))
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {}:8080: {e}", state.pod_ip));
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.contains("shoal-test web"), "{answer}");
+    rt.stop("net1", Duration::ZERO).await;
+    assert_clean(201, &["net1"]).await;
+}
