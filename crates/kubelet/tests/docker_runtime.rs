@@ -140,7 +140,8 @@ async fn runtime(index: u32) -> (DockerRuntime, tempfile::TempDir) {
         max: Duration::from_secs(1),
         reset_after: Duration::from_secs(600),
     };
-    (DockerRuntime::new(engine, index, sandboxes, backoff), data)
+    let rt = DockerRuntime::new(engine, index, sandboxes, backoff, &data.path().join("pods"));
+    (rt, data)
 }
 
 /// Asserts nothing of node `index`'s pods `uids` is left: no engine
@@ -186,7 +187,7 @@ async fn an_images_cmd_runs_and_a_pods_containers_share_its_network() {
         "spec": {"containers": [
             {"name": "web", "image": "shoal-test/web:1"},
             {"name": "client", "image": BUSYBOX, "command": ["sh", "-c",
-                "until wget -q -O- http://127.0.0.1:8080/; do sleep 1; done; exec sleep 3600"]}
+                "cat /etc/resolv.conf; until wget -q -O- http://127.0.0.1:8080/; do sleep 1; done; exec sleep 3600"]}
         ]}
     });
     let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
@@ -202,7 +203,7 @@ async fn an_images_cmd_runs_and_a_pods_containers_share_its_network() {
     };
     shoal_fabric::testing::wait_until(Duration::from_secs(30), || async {
         let text = rt.logs(&logs, "net1").await.map_err(|e| e.to_string())?;
-        if text.contains("shoal-test web") {
+        if text.contains("shoal-test web") && text.contains("search default.svc.cluster.local") {
             Ok(())
         } else {
             Err(format!("client logs: {text:?}"))
@@ -221,4 +222,65 @@ async fn an_images_cmd_runs_and_a_pods_containers_share_its_network() {
     assert!(answer.contains("shoal-test web"), "{answer}");
     rt.stop("net1", Duration::ZERO).await;
     assert_clean(201, &["net1"]).await;
+}
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    use shoal_kubelet::{ContainerState, Runtime};
+    let _cni = CNI.lock().await;
+    let (rt, _data) = runtime(202).await;
+    // The shell holds 100 MB in a variable under a 24 MiB limit.
+    let pod = serde_json::json!({
+        "metadata": {"uid": "oom1", "name": "oom", "namespace": "default"},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "hog", "image": BUSYBOX, "command": ["sh", "-c",
+                "x=$(head -c 100000000 /dev/zero | tr '\\0' x); echo survived"],
+             "resources": {"limits": {"memory": "24Mi"}}}
+        ]}
+    });
+    let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
+    rt.start(&pod).await;
+    shoal_fabric::testing::wait_until(Duration::from_secs(60), || async {
+        let state = rt.start(&pod).await;
+        match &state.containers[0].state {
+            ContainerState::Terminated { .. } => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    let end = match &rt.start(&pod).await.containers[0].state {
+        ContainerState::Terminated {
+            exit_code, reason, ..
+        } => (*exit_code, reason.clone()),
+        other => panic!("{other:?}"),
+    };
+    assert!(end.1.starts_with("OOMKilled"), "{end:?}");
+    assert_eq!(end.0, 137, "{end:?}");
+    rt.stop("oom1", Duration::ZERO).await;
+    assert_clean(202, &["oom1"]).await;
+}
+
+#[tokio::test]
+async fn a_pod_the_runtime_cannot_honour_waits_saying_why() {
+    use shoal_kubelet::{ContainerState, Runtime};
+    let _cni = CNI.lock().await;
+    let (rt, _data) = runtime(203).await;
+    let pod = serde_json::json!({
+        "metadata": {"uid": "vol1", "name": "vol", "namespace": "default"},
+        "spec": {"volumes": [{"name": "v", "emptyDir": {}}], "containers": [
+            {"name": "c", "image": BUSYBOX, "volumeMounts": [{"name": "v", "mountPath": "/v"}]}
+        ]}
+    });
+    let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
+    let state = rt.start(&pod).await;
+    match &state.containers[0].state {
+        ContainerState::Waiting { reason, message } => {
+            assert_eq!(reason, "CreateContainerConfigError");
+            assert!(message.contains("volumes"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    rt.stop("vol1", Duration::ZERO).await;
+    assert_clean(203, &["vol1"]).await;
 }

@@ -4,6 +4,7 @@
 //! restartPolicy and its back-off, every change of state pushed.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::engine::Engine;
 use super::runtime::{container_name, entrypoint_and_cmd, labels, lock, Ctr};
-use crate::process::sandbox::Sandboxes;
+use crate::process::sandbox::{CgroupLimits, Sandboxes, CPU_PERIOD_US};
 use crate::process::Backoff;
 use crate::{ContainerState, PodConfig, RestartPolicy};
 use shoal_model::objects;
@@ -34,6 +35,8 @@ pub(super) struct PodTask {
     pub(super) stop: watch::Receiver<Option<Duration>>,
     pub(super) changes: broadcast::Sender<String>,
     pub(super) backoff: Backoff,
+    /// The pod's own files (its resolv.conf and hosts).
+    pub(super) dir: PathBuf,
 }
 
 impl PodTask {
@@ -55,9 +58,35 @@ impl PodTask {
         let _ = self.changes.send(self.uid());
     }
 
+    /// The pod's resolv.conf (the node's DNS, the cluster's search list)
+    /// and hosts, as the process runtime writes them, bound read-only
+    /// into each container.
+    fn net_files(&self, ip: &str) -> Result<Vec<String>, String> {
+        let etc = self.dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| format!("{}: {e}", etc.display()))?;
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let domain = self.sandboxes.cluster_domain();
+        let pod = &self.pod.pod;
+        let files = [
+            (
+                "resolv.conf",
+                crate::process::dns::resolv_conf(pod, self.sandboxes.gateway(), domain, &host),
+            ),
+            ("hosts", crate::process::dns::hosts(pod, ip, domain)),
+        ];
+        let mut binds = Vec::new();
+        for (name, text) in files {
+            let path = etc.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            binds.push(format!("{}:/etc/{name}:ro", path.display()));
+        }
+        Ok(binds)
+    }
+
     /// Creates and starts the pause container and wires its network;
-    /// returns the sandbox container's id.
-    async fn sandbox(&self) -> Result<String, String> {
+    /// returns the sandbox container's id and the binds of the pod's
+    /// network files.
+    async fn sandbox(&self) -> Result<(String, Vec<String>), String> {
         let image = self.engine.ensure_pause().await?;
         let uid = self.uid();
         let name = container_name(self.node, &uid, labels::SANDBOX, 0);
@@ -112,8 +141,9 @@ impl PodTask {
             .wire_process(&uid, pid as u32)
             .await
             .map_err(|e| e.to_string())?;
+        let binds = self.net_files(&sandbox.ip)?;
         *lock(&self.ip) = sandbox.ip;
-        Ok(created.id)
+        Ok((created.id, binds))
     }
 
     /// Runs the pod until it is stopped.
@@ -122,8 +152,8 @@ impl PodTask {
             s = self.sandbox() => s,
             _ = stopped(self.stop.clone()) => return,
         };
-        let sandbox = match sandbox {
-            Ok(id) => id,
+        let (sandbox, binds) = match sandbox {
+            Ok(made) => made,
             Err(message) => {
                 tracing::warn!(pod = %self.uid(), "docker runtime: {message}");
                 self.set_all(&ContainerState::Waiting {
@@ -143,7 +173,7 @@ impl PodTask {
             list.iter()
                 .zip(specs)
                 .map(|(ctr, spec)| CtrLoop {
-                    task: self.shared(),
+                    task: self.shared(binds.clone()),
                     sandbox: sandbox.clone(),
                     share_pid,
                     spec: spec.clone(),
@@ -167,8 +197,9 @@ impl PodTask {
         futures::future::join_all(apps.into_iter().map(CtrLoop::run)).await;
     }
 
-    fn shared(&self) -> Arc<Shared> {
+    fn shared(&self, binds: Vec<String>) -> Arc<Shared> {
         Arc::new(Shared {
+            binds,
             engine: self.engine.clone(),
             node: self.node,
             uid: self.uid(),
@@ -196,6 +227,8 @@ struct Shared {
     stop: watch::Receiver<Option<Duration>>,
     changes: broadcast::Sender<String>,
     backoff: Backoff,
+    /// Bind mounts every container gets (the pod's network files).
+    binds: Vec<String>,
 }
 
 /// One container's loop of engine containers.
@@ -291,6 +324,7 @@ impl CtrLoop {
             Err(why) => return Some((128, "CreateContainerConfigError".into(), why)),
         };
         let join = format!("container:{}", self.sandbox);
+        let limits = CgroupLimits::of(&self.spec);
         let body = ContainerCreateBody {
             image: self.spec.image.clone(),
             entrypoint,
@@ -304,6 +338,11 @@ impl CtrLoop {
                 network_mode: Some(join.clone()),
                 ipc_mode: Some(join.clone()),
                 pid_mode: self.share_pid.then(|| join.clone()),
+                binds: Some(self.task.binds.clone()),
+                // The same limits the process runtime writes to cgroups.
+                memory: limits.memory_bytes.and_then(|m| i64::try_from(m).ok()),
+                cpu_period: limits.cpu_quota_us.map(|_| CPU_PERIOD_US as i64),
+                cpu_quota: limits.cpu_quota_us.and_then(|q| i64::try_from(q).ok()),
                 ..Default::default()
             }),
             ..Default::default()

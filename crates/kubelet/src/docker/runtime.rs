@@ -15,6 +15,7 @@
 //! kept until the next one has started, for `logs --previous`.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,6 +82,8 @@ struct Inner {
     pods: Mutex<HashMap<String, PodRun>>,
     changes: broadcast::Sender<String>,
     backoff: Backoff,
+    /// Pods' own files, `<root>/<uid>/`.
+    root: PathBuf,
 }
 
 /// The docker runtime of one node (cheap to clone).
@@ -92,8 +95,14 @@ pub struct DockerRuntime {
 impl DockerRuntime {
     /// A runtime on `engine` whose pods get `sandboxes`' CNI network.
     /// `node` (the node's slot index) names its engine containers, so
-    /// several nodes may share one engine.
-    pub fn new(engine: Engine, node: u32, sandboxes: Sandboxes, backoff: Backoff) -> DockerRuntime {
+    /// several nodes may share one engine. Pods' files go under `root`.
+    pub fn new(
+        engine: Engine,
+        node: u32,
+        sandboxes: Sandboxes,
+        backoff: Backoff,
+        root: &Path,
+    ) -> DockerRuntime {
         DockerRuntime {
             inner: Arc::new(Inner {
                 engine,
@@ -102,6 +111,7 @@ impl DockerRuntime {
                 pods: Mutex::new(HashMap::new()),
                 changes: broadcast::channel(1024).0,
                 backoff,
+                root: root.to_owned(),
             }),
         }
     }
@@ -165,6 +175,44 @@ impl DockerRuntime {
         };
         Ok(id)
     }
+}
+
+/// What a pod asks that this runtime does not do yet, if anything: such a
+/// pod's containers wait with `CreateContainerConfigError` saying so,
+/// rather than run without it.
+pub fn unsupported(pod: &PodConfig) -> Option<String> {
+    let spec = pod.spec()?;
+    let mut missing = Vec::new();
+    if spec.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
+        missing.push("volumes");
+    }
+    if spec.host_network == Some(true) {
+        missing.push("hostNetwork");
+    }
+    for c in pod.init_containers().iter().chain(pod.containers()) {
+        if c.volume_mounts.as_ref().is_some_and(|v| !v.is_empty()) {
+            missing.push("volumeMounts");
+        }
+        if c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() {
+            missing.push("probes");
+        }
+        if c.lifecycle.is_some() {
+            missing.push("lifecycle hooks");
+        }
+        let pod_security = spec.security_context.as_ref();
+        match crate::process::security::of(pod_security, c) {
+            Ok(s) if !s.is_set() => {}
+            _ => missing.push("securityContext"),
+        }
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the docker runtime does not support {} yet (the process runtime does)",
+            missing.join(", ")
+        )
+    })
 }
 
 /// The engine container name of a pod's sandbox or of one instance of a
@@ -244,6 +292,15 @@ impl Runtime for DockerRuntime {
             .map(|c| ctr(c, false))
             .collect();
         let containers: Vec<_> = pod.containers().iter().map(|c| ctr(c, true)).collect();
+        let refused = unsupported(pod);
+        if let Some(message) = &refused {
+            for c in init.iter().chain(&containers) {
+                lock(c).state = ContainerState::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: message.clone(),
+                };
+            }
+        }
         let (stop, stop_rx) = watch::channel(None);
         let ip = Arc::new(Mutex::new(String::new()));
         let task = super::pod::PodTask {
@@ -257,13 +314,18 @@ impl Runtime for DockerRuntime {
             stop: stop_rx,
             changes: self.inner.changes.clone(),
             backoff: self.inner.backoff,
+            dir: self.inner.root.join(&uid),
         };
         let run = PodRun {
             ip,
             init,
             containers,
             stop,
-            task: tokio::spawn(task.run()),
+            task: tokio::spawn(async move {
+                if refused.is_none() {
+                    task.run().await
+                }
+            }),
         };
         let state = Self::state_of(&run);
         pods.insert(uid, run);
@@ -311,6 +373,8 @@ impl Runtime for DockerRuntime {
                 }
             }
             inner.sandboxes.destroy(&uid).await;
+            let dir = inner.root.join(&uid);
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
         })
     }
 
@@ -396,6 +460,26 @@ mod tests {
         assert_eq!(
             entrypoint_and_cmd(&empty, &env).unwrap(),
             (None, Some(vec!["x".into()]))
+        );
+    }
+
+    #[test]
+    fn what_the_runtime_cannot_do_yet_is_named_not_skipped() {
+        let pod = |spec: serde_json::Value| {
+            PodConfig::of(&json!({"metadata": {"uid": "u", "name": "p"}, "spec": spec})).unwrap()
+        };
+        let plain = pod(json!({"containers": [{"name": "c", "image": "i",
+            "resources": {"limits": {"memory": "64Mi", "cpu": "250m"}}}]}));
+        assert_eq!(unsupported(&plain), None);
+        let much = pod(json!({
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "containers": [{"name": "c", "image": "i",
+                "volumeMounts": [{"name": "v", "mountPath": "/v"}],
+                "readinessProbe": {"tcpSocket": {"port": 80}},
+                "securityContext": {"runAsUser": 1000}}]}));
+        assert_eq!(
+            unsupported(&much).unwrap(),
+            "the docker runtime does not support probes, securityContext, volumeMounts, volumes yet (the process runtime does)"
         );
     }
 
