@@ -561,11 +561,11 @@ mod tests {
         // naming the variable (the TOML spelling is checked by serde).
         let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
         let err = cfg
-            .apply_env(|k| (k == "SHOAL_KUBELET_RUNTIME").then(|| "docker".to_string()))
+            .apply_env(|k| (k == "SHOAL_KUBELET_RUNTIME").then(|| "kata".to_string()))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("SHOAL_KUBELET_RUNTIME") && err.contains("process or sim"),
+            err.contains("SHOAL_KUBELET_RUNTIME") && err.contains("process, sim or docker"),
             "{err}"
         );
         let err = cfg
@@ -575,10 +575,10 @@ mod tests {
         assert!(err.contains("auto, cni or host"), "{err}");
         let text = toml::to_string(&cfg)
             .unwrap()
-            .replace("runtime = \"sim\"", "runtime = \"docker\"");
-        assert!(text.contains("runtime = \"docker\""), "{text}");
+            .replace("runtime = \"sim\"", "runtime = \"kata\"");
+        assert!(text.contains("runtime = \"kata\""), "{text}");
         let err = toml::from_str::<NodeConfig>(&text).unwrap_err().to_string();
-        assert!(err.contains("docker"), "{err}");
+        assert!(err.contains("kata"), "{err}");
         let mut cfg = NodeConfig::for_test(Path::new("/tmp/x"), "c1", 1);
         cfg.kubelet.restart_backoff_max_ms = 1;
         assert!(cfg

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::kubelet::config::{PodNetwork, RuntimeKind};
+use crate::kubelet::config::PodNetwork;
 
 use crate::config::{NodeConfig, Peer};
 use crate::node::{Node, NodeHandle, NodeOptions};
@@ -167,9 +167,7 @@ impl Drop for LocalCluster {
         )> = self
             .configs
             .iter()
-            .filter(|c| {
-                c.kubelet.network != PodNetwork::Host && c.kubelet.runtime == RuntimeKind::Process
-            })
+            .filter(|c| c.kubelet.network != PodNetwork::Host && c.kubelet.runtime.sandboxed())
             .filter_map(|c| {
                 let slot = shoal_kubelet::load_slot(&c.data_dir)?;
                 let sb = shoal_kubelet::process::sandbox::Sandboxes::for_mode(

@@ -374,6 +374,46 @@ impl Node {
                         })
                     })
                 }
+                RuntimeKind::Docker => {
+                    let network = cfg.kubelet.network;
+                    if !crate::kubelet::process::sandbox::Sandboxes::wanted(network)
+                        .map_err(|e| anyhow::anyhow!("kubelet: {e}"))?
+                    {
+                        anyhow::bail!(
+                            "kubelet: the docker runtime gives each pod a CNI sandbox, so it needs root, the CNI plugins and kubelet.network auto or cni (it is {network})"
+                        );
+                    }
+                    let backoff = crate::kubelet::process::Backoff {
+                        initial: Duration::from_millis(cfg.kubelet.restart_backoff_ms),
+                        max: Duration::from_millis(cfg.kubelet.restart_backoff_max_ms),
+                        ..Default::default()
+                    };
+                    let (range, data_dir) = (cfg.kubelet.pod_cidr.clone(), cfg.data_dir.clone());
+                    let domain = cfg.kubelet.cluster_domain.clone();
+                    Box::new(move |slot| {
+                        let (range, data_dir, domain) =
+                            (range.clone(), data_dir.clone(), domain.clone());
+                        Box::pin(async move {
+                            let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
+                                network, &range, &slot, &data_dir,
+                            )?
+                            .map(|s| s.with_cluster_domain(&domain))
+                            .ok_or_else(|| {
+                                crate::kubelet::RuntimeError::Unsupported(
+                                    "the docker runtime needs pod sandboxes".into(),
+                                )
+                            })?;
+                            let rt = crate::kubelet::docker::DockerRuntime::start(
+                                slot.index,
+                                sandboxes,
+                                backoff,
+                                &data_dir.join("pods"),
+                            )
+                            .await?;
+                            Ok(Arc::new(rt) as Arc<dyn Runtime>)
+                        })
+                    })
+                }
                 RuntimeKind::Sim => Box::new(|slot| {
                     Box::pin(async move {
                         Ok(Arc::new(crate::kubelet::sim::SimRuntime::new(&slot))
@@ -381,10 +421,7 @@ impl Node {
                     })
                 }),
             };
-            let runtime_name = match cfg.kubelet.runtime {
-                RuntimeKind::Process => "process",
-                RuntimeKind::Sim => "sim",
-            };
+            let runtime_name = cfg.kubelet.runtime.as_str();
             let cell = crate::kubelet::RuntimeCell::default();
             let kubelet_actor = actor::spawn(
                 crate::kubelet::KubeletActor {
@@ -411,7 +448,7 @@ impl Node {
                     mailbox,
                 ),
             );
-            let sandboxed = cfg.kubelet.runtime == RuntimeKind::Process
+            let sandboxed = cfg.kubelet.runtime.sandboxed()
                 && crate::kubelet::process::sandbox::Sandboxes::wanted(cfg.kubelet.network)
                     .unwrap_or(false);
             // The service proxy (rules where pods have sandboxes) and the

@@ -130,7 +130,7 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
         let mut agents = Vec::new();
         // Without sandboxes the nodes share 127.0.0.1 and may not bind port
         // 53: each node's DNS gets a port of its own above 1023.
-        let host_network = opts.runtime != RuntimeKind::Process
+        let host_network = !opts.runtime.sandboxed()
             || matches!(
                 crate::kubelet::process::sandbox::NetworkMode::resolve(opts.network),
                 crate::kubelet::process::sandbox::NetworkMode::Host { .. }
@@ -176,7 +176,7 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
         println!("export KUBECONFIG={}", kube.display());
         // Which pod network the nodes got: a degraded mode says why here,
         // not only in a node's log.
-        if opts.runtime == RuntimeKind::Process {
+        if opts.runtime.sandboxed() {
             let mode = crate::kubelet::process::sandbox::NetworkMode::resolve(opts.network);
             println!("{}", mode.describe(&opts.pod_cidr));
         } else {
@@ -300,12 +300,9 @@ async fn wait_ready(cfgs: &[NodeConfig], token: &str, agents: &mut [Agent]) -> a
 /// Pods outlive their agents by design; the dev cluster stops them too.
 async fn stop_all(agents: &mut [Agent], cfgs: &[NodeConfig]) {
     stop_agents(agents).await;
-    // Only the process runtime makes sandboxes: a sim cluster must not
-    // touch the bridges another cluster on this machine uses.
-    for cfg in cfgs
-        .iter()
-        .filter(|c| c.kubelet.runtime == RuntimeKind::Process)
-    {
+    // Only the process and docker runtimes make sandboxes: a sim cluster
+    // must not touch the bridges another cluster on this machine uses.
+    for cfg in cfgs.iter().filter(|c| c.kubelet.runtime.sandboxed()) {
         // The node's bridge is named after the /24 it registered with.
         let sandboxes = crate::kubelet::load_slot(&cfg.data_dir).and_then(|slot| {
             crate::kubelet::process::sandbox::Sandboxes::for_mode(
@@ -317,8 +314,19 @@ async fn stop_all(agents: &mut [Agent], cfgs: &[NodeConfig]) {
             .ok()
             .flatten()
         });
-        crate::kubelet::process::stop_leftovers(&cfg.data_dir.join("pods"), sandboxes.as_ref())
-            .await;
+        if cfg.kubelet.runtime == RuntimeKind::Docker {
+            if let Some(slot) = crate::kubelet::load_slot(&cfg.data_dir) {
+                crate::kubelet::docker::stop_leftovers(
+                    slot.index,
+                    &cfg.data_dir.join("pods"),
+                    sandboxes.as_ref(),
+                )
+                .await;
+            }
+        } else {
+            crate::kubelet::process::stop_leftovers(&cfg.data_dir.join("pods"), sandboxes.as_ref())
+                .await;
+        }
         if let Some(sbs) = sandboxes {
             sbs.remove_bridge().await;
         }

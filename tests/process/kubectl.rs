@@ -37,7 +37,7 @@ impl Dev {
             eprintln!("SKIPPED: SHOAL_KUBECTL is not set (scripts/test.sh installs kubectl)");
             return None;
         };
-        let cni = (runtime == "process").then(super::cni_lock);
+        let cni = (runtime != "sim").then(super::cni_lock);
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("dev");
         let mut child = super::shoal()

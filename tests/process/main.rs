@@ -10,6 +10,7 @@ use serde_json::Value;
 mod agent_restart;
 mod cluster_dns;
 mod dev;
+mod docker;
 mod durability;
 mod hostile;
 mod hosts;

@@ -18,6 +18,17 @@ pub enum RuntimeKind {
     Process,
     /// Hollow pods that report Running at once (scale runs).
     Sim,
+    /// Images, through the Docker Engine (`docker`): a pause container per
+    /// pod on the node's CNI bridge (needs root and the CNI plugins).
+    Docker,
+}
+
+impl RuntimeKind {
+    /// Whether the runtime's pods get the node's CNI sandboxes (bridge,
+    /// pod subnet, service rules).
+    pub fn sandboxed(self) -> bool {
+        matches!(self, RuntimeKind::Process | RuntimeKind::Docker)
+    }
 }
 
 /// How the process runtime networks its pods (`kubelet.network`).
@@ -72,7 +83,7 @@ macro_rules! names {
     };
 }
 
-names!(RuntimeKind, "process or sim", Process => "process", Sim => "sim");
+names!(RuntimeKind, "process, sim or docker", Process => "process", Sim => "sim", Docker => "docker");
 names!(PodNetwork, "auto, cni or host", Auto => "auto", Cni => "cni", Host => "host");
 names!(NodeAddress, "advertised or bridge", Advertised => "advertised", Bridge => "bridge");
 
@@ -148,20 +159,20 @@ mod tests {
 
     #[test]
     fn choices_parse_from_their_names_and_nothing_else() {
-        for k in [RuntimeKind::Process, RuntimeKind::Sim] {
+        for k in [RuntimeKind::Process, RuntimeKind::Sim, RuntimeKind::Docker] {
             assert_eq!(k.as_str().parse::<RuntimeKind>(), Ok(k));
         }
         for n in [PodNetwork::Auto, PodNetwork::Cni, PodNetwork::Host] {
             assert_eq!(n.as_str().parse::<PodNetwork>(), Ok(n));
         }
         assert_eq!(
-            "docker".parse::<RuntimeKind>(),
-            Err("\"docker\" is not process or sim".into())
+            "kata".parse::<RuntimeKind>(),
+            Err("\"kata\" is not process, sim or docker".into())
         );
         assert!("Host".parse::<PodNetwork>().is_err());
         // The TOML spelling is the same.
         let c: KubeletConfig = toml::from_str("runtime = \"sim\"\nnetwork = \"host\"").unwrap();
         assert_eq!((c.runtime, c.network), (RuntimeKind::Sim, PodNetwork::Host));
-        assert!(toml::from_str::<KubeletConfig>("runtime = \"docker\"").is_err());
+        assert!(toml::from_str::<KubeletConfig>("runtime = \"kata\"").is_err());
     }
 }

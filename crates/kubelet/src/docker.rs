@@ -15,3 +15,17 @@ mod pod;
 pub mod runtime;
 
 pub use runtime::DockerRuntime;
+
+/// Removes what node `node`'s docker runtime left on this machine's
+/// engine and in `root` (`shoal dev` at exit; an engine that does not
+/// answer leaves its containers, said in the log).
+pub async fn stop_leftovers(
+    node: u32,
+    root: &std::path::Path,
+    sandboxes: Option<&crate::process::sandbox::Sandboxes>,
+) {
+    match engine::Engine::connect(std::path::Path::new(engine::DEFAULT_SOCKET)) {
+        Ok(engine) => runtime::remove_node(&engine, node, root, sandboxes).await,
+        Err(e) => tracing::warn!("docker runtime: the pods' containers stay: {e}"),
+    }
+}

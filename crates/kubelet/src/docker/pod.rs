@@ -88,6 +88,8 @@ impl PodTask {
     /// network files.
     async fn sandbox(&self) -> Result<(String, Vec<String>), String> {
         let image = self.engine.ensure_pause().await?;
+        // The pod's directory first: what names it to clean-up later.
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         let uid = self.uid();
         let name = container_name(self.node, &uid, labels::SANDBOX, 0);
         let docker = self.engine.api();

@@ -116,6 +116,31 @@ impl DockerRuntime {
         }
     }
 
+    /// The runtime of node `node` on this machine's engine: the engine must
+    /// answer (API 1.41 or later), the pause image is imported if missing,
+    /// and what a previous agent of this node left (its engine containers,
+    /// sandboxes and pod files) is removed before any pod starts: pods are
+    /// not adopted yet, they start again.
+    pub async fn start(
+        node: u32,
+        sandboxes: Sandboxes,
+        backoff: Backoff,
+        root: &Path,
+    ) -> Result<DockerRuntime, RuntimeError> {
+        let engine = Engine::connect(Path::new(super::engine::DEFAULT_SOCKET))
+            .map_err(RuntimeError::Unsupported)?;
+        engine
+            .ping(Duration::from_secs(10))
+            .await
+            .map_err(RuntimeError::Unsupported)?;
+        engine.ensure_pause().await.map_err(RuntimeError::Host)?;
+        shoal_fabric::private::dir(root)
+            .map_err(|e| RuntimeError::Host(format!("{}: {e}", root.display())))?;
+        remove_node(&engine, node, root, Some(&sandboxes)).await;
+        sandboxes.prepare(&[]).await?;
+        Ok(DockerRuntime::new(engine, node, sandboxes, backoff, root))
+    }
+
     fn state_of(run: &PodRun) -> PodState {
         let statuses = |list: &[Arc<Mutex<Ctr>>]| -> Vec<ContainerStatus> {
             list.iter()
@@ -174,6 +199,54 @@ impl DockerRuntime {
             })?
         };
         Ok(id)
+    }
+}
+
+/// Removes every engine container of node `node` (app containers first,
+/// sandboxes last), then each pod's sandbox network and files under
+/// `root`: what an agent finds from a previous one, and what `shoal dev`
+/// removes at exit.
+pub async fn remove_node(engine: &Engine, node: u32, root: &Path, sandboxes: Option<&Sandboxes>) {
+    remove_labelled(engine, &format!("{}={node}", labels::NODE)).await;
+    if let Ok(pods) = std::fs::read_dir(root) {
+        for pod in pods.flatten() {
+            if let Some(sbs) = sandboxes {
+                sbs.destroy(&pod.file_name().to_string_lossy()).await;
+            }
+            let _ = std::fs::remove_dir_all(pod.path());
+        }
+    }
+}
+
+/// Removes the engine containers carrying `label` (`key=value`): app
+/// containers first, sandboxes last.
+async fn remove_labelled(engine: &Engine, label: &str) {
+    let docker = engine.api();
+    let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap_or_default();
+    let is_sandbox = |c: &bollard::models::ContainerSummary| {
+        c.labels
+            .as_ref()
+            .and_then(|l| l.get(labels::CONTAINER))
+            .map(String::as_str)
+            == Some(labels::SANDBOX)
+    };
+    let (sandbox, apps): (Vec<_>, Vec<_>) = list.into_iter().partition(is_sandbox);
+    let remove = RemoveContainerOptionsBuilder::new().force(true).build();
+    for c in apps.iter().chain(&sandbox) {
+        if let Some(id) = &c.id {
+            if let Err(e) = docker.remove_container(id, Some(remove.clone())).await {
+                tracing::warn!("docker runtime: removing {id}: {e}");
+            }
+        }
     }
 }
 
@@ -343,35 +416,7 @@ impl Runtime for DockerRuntime {
             }
             // Its containers are stopped: then every engine container of
             // the pod (the sandbox last), then its network.
-            let docker = inner.engine.api();
-            let filters = HashMap::from([(
-                "label".to_string(),
-                vec![format!("{}={uid}", labels::POD_UID)],
-            )]);
-            let list = docker
-                .list_containers(Some(
-                    ListContainersOptionsBuilder::new()
-                        .all(true)
-                        .filters(&filters)
-                        .build(),
-                ))
-                .await
-                .unwrap_or_default();
-            let (sandbox, apps): (Vec<_>, Vec<_>) = list.into_iter().partition(|c| {
-                c.labels
-                    .as_ref()
-                    .and_then(|l| l.get(labels::CONTAINER))
-                    .map(String::as_str)
-                    == Some(labels::SANDBOX)
-            });
-            let remove = RemoveContainerOptionsBuilder::new().force(true).build();
-            for c in apps.iter().chain(&sandbox) {
-                if let Some(id) = &c.id {
-                    if let Err(e) = docker.remove_container(id, Some(remove.clone())).await {
-                        tracing::warn!(pod = %uid, "docker runtime: removing {id}: {e}");
-                    }
-                }
-            }
+            remove_labelled(&inner.engine, &format!("{}={uid}", labels::POD_UID)).await;
             inner.sandboxes.destroy(&uid).await;
             let dir = inner.root.join(&uid);
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
