@@ -284,3 +284,63 @@ async fn a_pod_the_runtime_cannot_honour_waits_saying_why() {
     rt.stop("vol1", Duration::ZERO).await;
     assert_clean(203, &["vol1"]).await;
 }
+
+#[tokio::test]
+async fn images_that_cannot_be_had_wait_with_upstreams_reasons_and_others_run() {
+    use shoal_kubelet::{ContainerState, Runtime};
+    let _cni = CNI.lock().await;
+    let (rt, _data) = runtime(204).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed); // nothing listens there now
+    let pod = serde_json::json!({
+        "metadata": {"uid": "img1", "name": "img", "namespace": "default"},
+        "spec": {"containers": [
+            {"name": "never", "image": "shoal-test/absent:1", "imagePullPolicy": "Never"},
+            {"name": "invalid", "image": "Not//Valid:tag"},
+            {"name": "unreachable", "image": format!("127.0.0.1:{port}/x:1")},
+            {"name": "fine", "image": BUSYBOX, "command": ["sleep", "3600"]}
+        ]}
+    });
+    let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
+    let reason = |s: &shoal_kubelet::ContainerStatus| match &s.state {
+        ContainerState::Waiting { reason, .. } => reason.clone(),
+        ContainerState::Running { .. } => "Running".into(),
+        ContainerState::Terminated { reason, .. } => format!("Terminated {reason}"),
+    };
+    // Every reason shows at some point, the back-off after the pull
+    // error; the container with an image runs all along.
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    shoal_fabric::testing::wait_until(Duration::from_secs(60), || {
+        let (rt, pod, seen) = (&rt, &pod, &seen);
+        async move {
+            let state = rt.start(pod).await;
+            let mut seen = seen.lock().unwrap();
+            for s in &state.containers {
+                seen.insert(format!("{} {}", s.name, reason(s)));
+            }
+            let want = [
+                "never ErrImageNeverPull",
+                "invalid InvalidImageName",
+                "unreachable ErrImagePull",
+                "unreachable ImagePullBackOff",
+                "fine Running",
+            ];
+            if want.iter().all(|w| seen.contains(*w)) {
+                Ok(())
+            } else {
+                Err(format!("seen {seen:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let state = rt.start(&pod).await;
+    assert_eq!(reason(&state.containers[3]), "Running", "{state:?}");
+    assert!(
+        state.containers.iter().all(|c| c.restart_count == 0),
+        "{state:?}"
+    );
+    rt.stop("img1", Duration::ZERO).await;
+    assert_clean(204, &["img1"]).await;
+}

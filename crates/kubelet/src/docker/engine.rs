@@ -105,6 +105,39 @@ impl Engine {
         }
     }
 
+    /// Pulls `image` through the engine within `deadline` (`credentials`:
+    /// a registry login, from imagePullSecrets).
+    pub async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<bollard::auth::DockerCredentials>,
+        deadline: Duration,
+    ) -> Result<(), PullError> {
+        let options = CreateImageOptionsBuilder::new().from_image(image).build();
+        let pull = async {
+            let mut progress = self.docker.create_image(Some(options), None, credentials);
+            while let Some(step) = progress.next().await {
+                step.map_err(|e| PullError::of(image, e))?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(deadline, pull).await.map_err(|_| {
+            PullError::Failed(format!("pulling {image}: no answer within {deadline:?}"))
+        })?
+    }
+
+    /// Whether the engine has `image` locally; an error for a reference the
+    /// engine cannot parse (`InvalidImageName`).
+    pub async fn image_present(&self, image: &str) -> Result<bool, PullError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(PullError::of(image, e)),
+        }
+    }
+
     /// Imports the pause image unless the engine has it; returns its name.
     pub async fn ensure_pause(&self) -> Result<String, String> {
         let image = pause_image();
@@ -134,6 +167,28 @@ impl Engine {
         }
         tracing::info!(%image, "docker runtime: imported the pause image");
         Ok(image)
+    }
+}
+
+/// Why an image could not be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullError {
+    /// The reference does not parse (`InvalidImageName`).
+    InvalidName(String),
+    /// The pull failed or timed out (`ErrImagePull`).
+    Failed(String),
+}
+
+impl PullError {
+    fn of(image: &str, e: bollard::errors::Error) -> PullError {
+        let text = e.to_string();
+        if text.contains("invalid reference format") {
+            PullError::InvalidName(format!(
+                "Failed to apply default image tag {image:?}: {text}"
+            ))
+        } else {
+            PullError::Failed(format!("pulling {image}: {text}"))
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Container;
 use tokio::sync::{broadcast, watch};
 
-use super::engine::Engine;
+use super::engine::{Engine, PullError};
 use super::runtime::{container_name, entrypoint_and_cmd, labels, lock, Ctr};
 use crate::process::sandbox::{CgroupLimits, Sandboxes, CPU_PERIOD_US};
 use crate::process::Backoff;
@@ -262,12 +262,75 @@ impl CtrLoop {
         *self.task.stop.borrow()
     }
 
+    /// Has the container's image by its pull policy, retrying with
+    /// back-off (`ErrImagePull`, then `ImagePullBackOff`; `ErrImageNeverPull`
+    /// and `InvalidImageName` wait the same way); false if the pod stopped
+    /// first.
+    async fn image(&self) -> bool {
+        let image = self.spec.image.clone().unwrap_or_default();
+        let policy = pull_policy(&self.spec);
+        let mut failures: u32 = 0;
+        loop {
+            let present = match self.task.engine.image_present(&image).await {
+                // An answer that is neither the image nor its absence (the
+                // engine redirects some malformed names): the pull says why.
+                Err(PullError::Failed(_)) => Ok(false),
+                other => other,
+            };
+            let why = match present {
+                Ok(true) if policy != "Always" => return true,
+                Ok(false) if policy == "Never" => (
+                    "ErrImageNeverPull",
+                    format!("Container image {image:?} is not present with pull policy of Never"),
+                ),
+                Ok(_) => match self.task.engine.pull(&image, None, PULL_DEADLINE).await {
+                    Ok(()) => return true,
+                    Err(PullError::InvalidName(m)) => ("InvalidImageName", m),
+                    Err(PullError::Failed(m)) => ("ErrImagePull", m),
+                },
+                Err(PullError::InvalidName(m)) => ("InvalidImageName", m),
+                Err(PullError::Failed(m)) => ("ErrImagePull", m),
+            };
+            let (reason, message) = why;
+            self.set(ContainerState::Waiting {
+                reason: reason.into(),
+                message: message.clone(),
+            });
+            let delay = self.task.backoff.delay(failures);
+            failures = failures.saturating_add(1);
+            let mut stop = self.task.stop.clone();
+            let until = Instant::now() + delay;
+            // The failure shows first; then, for a failed pull, the back-off
+            // until the next try (as the kubelet's next sync would show).
+            let first = delay.min(Duration::from_secs(1));
+            if tokio::time::timeout(first, stop.wait_for(Option::is_some))
+                .await
+                .is_ok()
+            {
+                return false;
+            }
+            if reason == "ErrImagePull" {
+                self.set(ContainerState::Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: format!("Back-off pulling image {image:?}: {message}"),
+                });
+            }
+            let rest = until.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(rest, stop.wait_for(Option::is_some))
+                .await
+                .is_ok()
+            {
+                return false;
+            }
+        }
+    }
+
     /// Runs the container by its restartPolicy until the pod stops; an
     /// init container returns true once it succeeded.
     async fn run(self) -> bool {
         let mut failures: u32 = 0;
         loop {
-            if self.stopping().is_some() {
+            if self.stopping().is_some() || !self.image().await {
                 return false;
             }
             let started = Instant::now();
@@ -420,6 +483,32 @@ impl CtrLoop {
     }
 }
 
+/// How long one pull may take.
+const PULL_DEADLINE: Duration = Duration::from_secs(300);
+
+/// A container's image pull policy: as given, else upstream's default
+/// (`Always` for `:latest` or no tag, `IfNotPresent` otherwise).
+pub(super) fn pull_policy(c: &Container) -> &'static str {
+    match c.image_pull_policy.as_deref() {
+        Some("Always") => "Always",
+        Some("Never") => "Never",
+        Some("IfNotPresent") => "IfNotPresent",
+        _ => {
+            let image = c.image.as_deref().unwrap_or("");
+            let name = image.split('@').next().unwrap_or("");
+            let digest = image.contains('@');
+            // The tag follows the last ':' after the last '/' (a port in
+            // the registry's host is not a tag).
+            let last = name.rsplit('/').next().unwrap_or(name);
+            match last.rsplit_once(':') {
+                _ if digest => "IfNotPresent",
+                Some((_, "latest")) | None => "Always",
+                Some(_) => "IfNotPresent",
+            }
+        }
+    }
+}
+
 /// The grace period the pod is stopped with, once it is.
 async fn stopped_with(mut stop: watch::Receiver<Option<Duration>>) -> Duration {
     match stop.wait_for(Option::is_some).await {
@@ -450,4 +539,27 @@ fn pod_labels(
         (labels::CONTAINER.to_string(), container.to_string()),
         (labels::ATTEMPT.to_string(), attempt.to_string()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pull_policy_defaults_as_upstreams() {
+        let c = |image: &str, policy: Option<&str>| -> Container {
+            serde_json::from_value(serde_json::json!({
+                "name": "c", "image": image, "imagePullPolicy": policy
+            }))
+            .unwrap()
+        };
+        assert_eq!(pull_policy(&c("nginx", None)), "Always");
+        assert_eq!(pull_policy(&c("nginx:latest", None)), "Always");
+        assert_eq!(pull_policy(&c("nginx:1.27", None)), "IfNotPresent");
+        assert_eq!(pull_policy(&c("127.0.0.1:5000/x", None)), "Always");
+        assert_eq!(pull_policy(&c("127.0.0.1:5000/x:2", None)), "IfNotPresent");
+        assert_eq!(pull_policy(&c("x@sha256:abc", None)), "IfNotPresent");
+        assert_eq!(pull_policy(&c("nginx", Some("Never"))), "Never");
+        assert_eq!(pull_policy(&c("nginx:1", Some("Always"))), "Always");
+    }
 }
