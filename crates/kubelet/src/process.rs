@@ -38,7 +38,7 @@ use shoal_model::objects;
 
 pub mod dns;
 mod exec;
-mod forward;
+pub(crate) mod forward;
 mod instance;
 mod logs;
 pub mod probe;

@@ -176,7 +176,7 @@ async fn the_docker_runtime_passes_the_conformance_suite() {
 }
 
 #[tokio::test]
-async fn an_images_cmd_runs_and_a_pods_containers_share_its_network() {
+async fn an_images_cmd_runs_and_a_pods_containers_share_its_network_and_port_forward() {
     use shoal_kubelet::Runtime;
     let _cni = CNI.lock().await;
     let (rt, _data) = runtime(201).await;
@@ -219,6 +219,12 @@ async fn an_images_cmd_runs_and_a_pods_containers_share_its_network() {
     conn.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.contains("shoal-test web"), "{answer}");
+    // port-forward's connection, made inside the pod's network namespace.
+    let mut fwd = rt.connect("net1", 8080).await.unwrap();
+    fwd.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    fwd.read_to_string(&mut answer).await.unwrap();
     assert!(answer.contains("shoal-test web"), "{answer}");
     rt.stop("net1", Duration::ZERO).await;
     assert_clean(201, &["net1"]).await;

@@ -465,6 +465,42 @@ impl Runtime for DockerRuntime {
     fn needs_config(&self) -> bool {
         true
     }
+
+    fn exec(
+        &self,
+        _req: &shoal_kubelet_proto::Exec,
+        _uid: &str,
+        _input: Option<tokio::sync::mpsc::Receiver<shoal_kubelet_proto::Input>>,
+        sink: shoal_fabric::actor::Sink<shoal_kubelet_proto::ExecEvent>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            sink.end("kubectl exec is not supported by the docker runtime yet (the process runtime has it)")
+                .await
+        })
+    }
+
+    /// `kubectl port-forward`: from inside the pod's network namespace
+    /// (the sandbox's, mounted as the process runtime's are).
+    fn connect(
+        &self,
+        uid: &str,
+        port: u16,
+    ) -> BoxFuture<'static, Result<tokio::net::TcpStream, RuntimeError>> {
+        let ip = lock(&self.inner.pods)
+            .get(uid)
+            .map(|run| lock(&run.ip).clone())
+            .filter(|ip| !ip.is_empty());
+        let netns = self.inner.sandboxes.netns_path(uid);
+        let uid = uid.to_string();
+        Box::pin(async move {
+            match ip {
+                Some(ip) => crate::process::forward::connect(Some(netns), &ip, port).await,
+                None => Err(RuntimeError::NotFound(format!(
+                    "pod {uid} is not running on this node"
+                ))),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
