@@ -1,7 +1,8 @@
 //! The docker runtime through kubectl 1.33 on `shoal dev --runtime docker`
 //! (root, the CNI plugins and this machine's Docker Engine; the images
 //! come from scripts/images.sh, nothing is pulled): a Deployment of an
-//! image with no command runs the image's CMD and becomes Ready; a pod on
+//! image with no command runs the image's CMD and becomes Ready; `kubectl
+//! exec` (output, stdin, exit code) goes through the engine; a pod on
 //! the other node reaches both pods by IP and their Service by its DNS
 //! name; deleting everything leaves no engine container, network
 //! namespace or veth behind.
@@ -68,6 +69,27 @@ fn an_image_deployment_runs_its_cmd_and_is_reached_by_ip_and_service_name() {
         "--target-port",
         "8080",
     ]);
+
+    // kubectl exec through the engine: output, stdin, the exit code.
+    let first = web[0]["metadata"]["name"].as_str().unwrap();
+    let page = k.ok(&["exec", first, "--", "cat", "/www/index.html"]);
+    assert_eq!(page.trim(), "shoal-test web");
+    let mut upper = k
+        .command(&["exec", "-i", first, "--", "sh", "-c", "tr a-z A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = upper.stdin.take().unwrap();
+        stdin.write_all(b"through stdin\n").unwrap();
+    } // closed: tr sees the end of its input
+    let out = upper.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "THROUGH STDIN");
+    let exit = k.run(&["exec", first, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(exit.status.code(), Some(3), "{exit:?}");
 
     // A pod on node-2 fetches both pods by IP (whichever nodes they are
     // on) and the Service by name through the cluster DNS.

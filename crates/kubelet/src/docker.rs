@@ -11,6 +11,7 @@
 //! still refused.
 
 pub mod engine;
+mod exec;
 mod pod;
 pub mod runtime;
 

@@ -466,16 +466,37 @@ impl Runtime for DockerRuntime {
         true
     }
 
+    /// `kubectl exec`: an exec instance in the container, through the
+    /// engine (`docker::exec`).
     fn exec(
         &self,
-        _req: &shoal_kubelet_proto::Exec,
-        _uid: &str,
-        _input: Option<tokio::sync::mpsc::Receiver<shoal_kubelet_proto::Input>>,
+        req: &shoal_kubelet_proto::Exec,
+        uid: &str,
+        input: Option<tokio::sync::mpsc::Receiver<shoal_kubelet_proto::Input>>,
         sink: shoal_fabric::actor::Sink<shoal_kubelet_proto::ExecEvent>,
     ) -> BoxFuture<'static, ()> {
+        let running = lock(&self.inner.pods).get(uid).and_then(|run| {
+            let c = run
+                .containers
+                .iter()
+                .find(|c| lock(c).name == req.container)?;
+            let c = lock(c);
+            matches!(c.state, ContainerState::Running { .. })
+                .then(|| c.id.clone())
+                .flatten()
+        });
+        let (engine, req, uid) = (self.inner.engine.clone(), req.clone(), uid.to_string());
         Box::pin(async move {
-            sink.end("kubectl exec is not supported by the docker runtime yet (the process runtime has it)")
-                .await
+            match running {
+                Some(id) => super::exec::run(engine, id, req.command, req.tty, input, sink).await,
+                None => {
+                    let why = format!(
+                        "container {:?} of pod {uid} is not running on this node",
+                        req.container
+                    );
+                    sink.end(&why).await
+                }
+            }
         })
     }
 
