@@ -696,8 +696,11 @@ async fn start_store(
     let network = crate::store::network::Network {
         actors: actors.clone(),
         me: raft_id,
-        // Half a frame: room for postcard and envelope overhead.
-        max_append_bytes: cfg.transport.max_frame_bytes / 2,
+        // Half a frame (room for postcard and envelope overhead), and no
+        // more than one heartbeat can carry: openraft gives each
+        // AppendEntries the heartbeat interval to be answered in.
+        max_append_bytes: (cfg.transport.max_frame_bytes / 2)
+            .min(crate::store::network::MAX_APPEND_BYTES),
     };
     let raft =
         openraft::Raft::<TypeConfig>::new(raft_id, Arc::new(raft_cfg), network, log, sm).await?;

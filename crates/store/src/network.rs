@@ -57,6 +57,15 @@ impl RemoteMessage for RaftSnapshot {
     const TAG: &'static str = "shoal.raft.snapshot/1";
 }
 
+/// The most entry bytes one AppendEntries carries (one entry always goes,
+/// however large). openraft answers an AppendEntries that takes longer
+/// than the heartbeat interval (100 ms) with a timeout and sends the same
+/// batch again, so a batch the follower cannot receive, write and fsync
+/// within it never gets through: a lagging follower behind several large
+/// entries stalled for good on a slow machine (4 MiB batches of 1.4 MiB
+/// entries, `a_lagging_follower_catches_up_on_more_than_a_frame_of_entries`).
+pub const MAX_APPEND_BYTES: usize = 1 << 20;
+
 /// Creates one client per Raft peer.
 #[derive(Clone)]
 pub struct Network {
