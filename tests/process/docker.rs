@@ -121,6 +121,9 @@ fn an_image_deployment_runs_its_cmd_and_is_reached_by_ip_and_service_name() {
     });
     let logs = k.ok(&["logs", "probe"]);
     assert_eq!(logs.matches("shoal-test web").count(), 3, "{logs}");
+    // Followed, the logs of an ended container are all there, then end.
+    let followed = k.ok(&["logs", "-f", "probe"]);
+    assert_eq!(followed, logs);
     let probe: Value = serde_json::from_str(&k.ok(&["get", "pod", "probe", "-o", "json"])).unwrap();
     uids.push(probe["metadata"]["uid"].as_str().unwrap().to_string());
 

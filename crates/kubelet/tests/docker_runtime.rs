@@ -350,3 +350,58 @@ async fn images_that_cannot_be_had_wait_with_upstreams_reasons_and_others_run() 
     rt.stop("img1", Duration::ZERO).await;
     assert_clean(204, &["img1"]).await;
 }
+
+#[tokio::test]
+async fn logs_follow_what_a_container_writes_as_it_writes_it() {
+    use shoal_kubelet::Runtime;
+    let _cni = CNI.lock().await;
+    let (rt, _data) = runtime(205).await;
+    // "two" only comes once the test has seen "one" through the follow.
+    let pod = serde_json::json!({
+        "metadata": {"uid": "log1", "name": "log", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": BUSYBOX, "command": ["sh", "-c",
+            "echo one; until [ -e /tmp/go ]; do sleep 1; done; echo two; exec sleep 3600"]}]}
+    });
+    let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
+    conformance::ready(&rt, &pod).await;
+    let req = shoal_kubelet_proto::PodLogs {
+        namespace: "default".into(),
+        pod: "log".into(),
+        container: "c".into(),
+        tail_lines: None,
+        previous: false,
+        timestamps: false,
+        follow: true,
+    };
+    let (sink, mut sub) = shoal_fabric::actor::Sink::<String>::channel(16);
+    let follow = tokio::spawn(rt.follow(&req, "log1", sink));
+    let mut seen = String::new();
+    let deadline = Duration::from_secs(30);
+    while !seen.contains("one") {
+        let chunk = tokio::time::timeout(deadline, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push_str(&chunk);
+    }
+    assert!(!seen.contains("two"), "{seen}");
+    let exec = std::process::Command::new("docker")
+        .args(["exec"])
+        .arg("shoal-205-log1-c-0")
+        .args(["touch", "/tmp/go"])
+        .status()
+        .unwrap();
+    assert!(exec.success());
+    while !seen.contains("two") {
+        let chunk = tokio::time::timeout(deadline, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push_str(&chunk);
+    }
+    assert_eq!(seen, "one\ntwo\n");
+    drop(sub);
+    rt.stop("log1", Duration::ZERO).await;
+    let _ = follow.await;
+    assert_clean(205, &["log1"]).await;
+}

@@ -454,6 +454,49 @@ impl Runtime for DockerRuntime {
         })
     }
 
+    /// `logs -f`: the engine's log stream of the container, followed
+    /// until the container ends or the client goes.
+    fn follow(
+        &self,
+        req: &PodLogs,
+        uid: &str,
+        sink: shoal_fabric::actor::Sink<String>,
+    ) -> BoxFuture<'static, ()> {
+        let id = self.instance_of(req, uid);
+        let docker = self.inner.engine.api().clone();
+        let req = req.clone();
+        Box::pin(async move {
+            let id = match id {
+                Ok(id) => id,
+                Err(e) => return sink.end(&e.to_string()).await,
+            };
+            let mut options = LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .follow(true)
+                .timestamps(req.timestamps);
+            if let Some(n) = req.tail_lines {
+                options = options.tail(&n.to_string());
+            }
+            let mut stream = docker.logs(&id, Some(options.build()));
+            loop {
+                tokio::select! {
+                    chunk = stream.next() => match chunk {
+                        Some(Ok(c)) => {
+                            let text = String::from_utf8_lossy(&c.into_bytes()).into_owned();
+                            if sink.send(&text).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Err(e)) => return sink.end(&format!("the engine's logs: {e}")).await,
+                        None => return sink.end("the container ended").await,
+                    },
+                    _ = sink.closed() => return,
+                }
+            }
+        })
+    }
+
     fn changes(&self) -> Option<broadcast::Receiver<String>> {
         Some(self.inner.changes.subscribe())
     }
