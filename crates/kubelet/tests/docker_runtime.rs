@@ -167,6 +167,19 @@ async fn assert_clean(index: u32, uids: &[&str]) {
     }
 }
 
+/// A logs request for container `container` of pod `pod` in `default`.
+fn logs_of(pod: &str, container: &str, follow: bool) -> shoal_kubelet_proto::PodLogs {
+    shoal_kubelet_proto::PodLogs {
+        namespace: "default".into(),
+        pod: pod.into(),
+        container: container.into(),
+        tail_lines: None,
+        previous: false,
+        timestamps: false,
+        follow,
+    }
+}
+
 #[tokio::test]
 async fn the_docker_runtime_passes_the_conformance_suite() {
     let _cni = CNI.lock().await;
@@ -192,15 +205,7 @@ async fn an_images_cmd_runs_and_a_pods_containers_share_its_network_and_port_for
     });
     let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
     let state = conformance::ready(&rt, &pod).await;
-    let logs = shoal_kubelet_proto::PodLogs {
-        namespace: "default".into(),
-        pod: "net".into(),
-        container: "client".into(),
-        tail_lines: None,
-        previous: false,
-        timestamps: false,
-        follow: false,
-    };
+    let logs = logs_of("net", "client", false);
     shoal_fabric::testing::wait_until(Duration::from_secs(30), || async {
         let text = rt.logs(&logs, "net1").await.map_err(|e| e.to_string())?;
         if text.contains("shoal-test web") && text.contains("search default.svc.cluster.local") {
@@ -364,15 +369,7 @@ async fn logs_follow_what_a_container_writes_as_it_writes_it() {
     });
     let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
     conformance::ready(&rt, &pod).await;
-    let req = shoal_kubelet_proto::PodLogs {
-        namespace: "default".into(),
-        pod: "log".into(),
-        container: "c".into(),
-        tail_lines: None,
-        previous: false,
-        timestamps: false,
-        follow: true,
-    };
+    let req = logs_of("log", "c", true);
     let (sink, mut sub) = shoal_fabric::actor::Sink::<String>::channel(16);
     let follow = tokio::spawn(rt.follow(&req, "log1", sink));
     let mut seen = String::new();

@@ -96,13 +96,11 @@ impl Engine {
 
     /// Whether the engine has `image` locally.
     pub async fn has_image(&self, image: &str) -> Result<bool, String> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(format!("inspecting the image {image}: {e}")),
-        }
+        self.image_present(image).await.map_err(|e| match e {
+            PullError::InvalidName(m) | PullError::Failed(m) => {
+                format!("inspecting the image {image}: {m}")
+            }
+        })
     }
 
     /// Pulls `image` through the engine within `deadline` (`credentials`:
