@@ -125,6 +125,18 @@ impl NodeConfig {
         if let Some(r) = get("SHOAL_KUBELET_RUNTIME") {
             self.kubelet.runtime = r.parse().map_err(|e| invalid("SHOAL_KUBELET_RUNTIME", e))?;
         }
+        if let Some(list) = get("SHOAL_KUBELET_RUNTIMES") {
+            self.kubelet.runtimes = list
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|e| invalid("SHOAL_KUBELET_RUNTIMES", e))?;
+        }
+        if let Some(s) = get("SHOAL_KUBELET_DOCKER_SOCKET") {
+            self.kubelet.docker_socket = PathBuf::from(s);
+        }
         if let Some(n) = get("SHOAL_KUBELET_NETWORK") {
             self.kubelet.network = n.parse().map_err(|e| invalid("SHOAL_KUBELET_NETWORK", e))?;
         }
@@ -213,6 +225,9 @@ impl NodeConfig {
         if self.zone.is_empty() {
             return Err(invalid("zone", "must not be empty"));
         }
+        self.kubelet
+            .offered()
+            .map_err(|e| invalid("kubelet.runtimes", e))?;
         let g = &self.gossip;
         if g.probe_period_ms == 0 || g.probe_rtt_ms == 0 || g.probe_rtt_ms >= g.probe_period_ms {
             return Err(invalid(

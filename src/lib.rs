@@ -1,7 +1,7 @@
 //! shoal: a Kubernetes-shaped container orchestrator built as a distributed
 //! actor system. This root package is the `shoal` binary: the command line
 //! (`cli`), the node config file (`config`), the data dir (`datadir`), the
-//! wiring of one node's components (`node`) and an in-process cluster of
+//! wiring of one node's components (`node`, its runtimes `runtimes`) and an in-process cluster of
 //! nodes (`local`, for `shoal sim` and the test harness).
 //!
 //! The components are library crates under `crates/`, each a layer that
@@ -34,6 +34,7 @@ pub mod local;
 pub mod node;
 #[cfg(test)]
 mod quantity_agreement;
+pub mod runtimes;
 
 pub use shoal_api as api;
 pub use shoal_control::{controllers, scheduler};

@@ -313,114 +313,11 @@ impl Node {
         let (registered_tx, registered_rx) =
             tokio::sync::oneshot::channel::<(std::net::Ipv4Addr, bool)>();
         if cfg.has_role(crate::config::Role::Worker) {
-            use crate::kubelet::config::RuntimeKind;
-            use crate::kubelet::{MakeRuntime, Runtime};
             let pod_range = crate::model::podcidr::PodCidrs::new(&cfg.kubelet.pod_cidr)
                 .map_err(|e| anyhow::anyhow!("kubelet.pod_cidr: {e}"))?;
-            // The runtime needs the node's /24, which registration gives:
-            // it is built then; what can be checked now is, so a node that
-            // cannot give pods what was asked for does not start.
-            let make: MakeRuntime = match cfg.kubelet.runtime {
-                RuntimeKind::Process => {
-                    // The `shoal` binary runs each container's shim.
-                    let shim = if cfg.kubelet.shim.as_os_str().is_empty() {
-                        std::env::current_exe()
-                            .map_err(|e| anyhow::anyhow!("kubelet: the shoal binary: {e}"))?
-                    } else {
-                        cfg.kubelet.shim.clone()
-                    };
-                    let backoff = crate::kubelet::process::Backoff {
-                        initial: Duration::from_millis(cfg.kubelet.restart_backoff_ms),
-                        max: Duration::from_millis(cfg.kubelet.restart_backoff_max_ms),
-                        ..Default::default()
-                    };
-                    let network = cfg.kubelet.network;
-                    let sandboxed = crate::kubelet::process::sandbox::Sandboxes::wanted(network)
-                        .map_err(|e| anyhow::anyhow!("kubelet: {e}"))?;
-                    if !sandboxed {
-                        tracing::info!(
-                            "kubelet: pods share the host's network (loopback pod IPs): kubelet.network = {network}, root: {}",
-                            crate::kubelet::process::sandbox::is_root()
-                        );
-                    }
-                    let (range, data_dir) = (cfg.kubelet.pod_cidr.clone(), cfg.data_dir.clone());
-                    let domain = cfg.kubelet.cluster_domain.clone();
-                    Box::new(move |slot| {
-                        let (shim, range, data_dir, domain) = (
-                            shim.clone(),
-                            range.clone(),
-                            data_dir.clone(),
-                            domain.clone(),
-                        );
-                        Box::pin(async move {
-                            let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
-                                network, &range, &slot, &data_dir,
-                            )?
-                            .map(|s| s.with_cluster_domain(&domain));
-                            let rt = crate::kubelet::process::ProcessRuntime::new(
-                                &data_dir.join("pods"),
-                                &slot,
-                                backoff,
-                                &shim,
-                                sandboxes,
-                            )
-                            .map_err(|e| {
-                                crate::kubelet::RuntimeError::Host(format!(
-                                    "the pods directory: {e}"
-                                ))
-                            })?;
-                            rt.prepare().await?;
-                            Ok(Arc::new(rt) as Arc<dyn Runtime>)
-                        })
-                    })
-                }
-                RuntimeKind::Docker => {
-                    let network = cfg.kubelet.network;
-                    if !crate::kubelet::process::sandbox::Sandboxes::wanted(network)
-                        .map_err(|e| anyhow::anyhow!("kubelet: {e}"))?
-                    {
-                        anyhow::bail!(
-                            "kubelet: the docker runtime gives each pod a CNI sandbox, so it needs root, the CNI plugins and kubelet.network auto or cni (it is {network})"
-                        );
-                    }
-                    let backoff = crate::kubelet::process::Backoff {
-                        initial: Duration::from_millis(cfg.kubelet.restart_backoff_ms),
-                        max: Duration::from_millis(cfg.kubelet.restart_backoff_max_ms),
-                        ..Default::default()
-                    };
-                    let (range, data_dir) = (cfg.kubelet.pod_cidr.clone(), cfg.data_dir.clone());
-                    let domain = cfg.kubelet.cluster_domain.clone();
-                    Box::new(move |slot| {
-                        let (range, data_dir, domain) =
-                            (range.clone(), data_dir.clone(), domain.clone());
-                        Box::pin(async move {
-                            let sandboxes = crate::kubelet::process::sandbox::Sandboxes::for_mode(
-                                network, &range, &slot, &data_dir,
-                            )?
-                            .map(|s| s.with_cluster_domain(&domain))
-                            .ok_or_else(|| {
-                                crate::kubelet::RuntimeError::Unsupported(
-                                    "the docker runtime needs pod sandboxes".into(),
-                                )
-                            })?;
-                            let rt = crate::kubelet::docker::DockerRuntime::start(
-                                slot.index,
-                                sandboxes,
-                                backoff,
-                                &data_dir.join("pods"),
-                            )
-                            .await?;
-                            Ok(Arc::new(rt) as Arc<dyn Runtime>)
-                        })
-                    })
-                }
-                RuntimeKind::Sim => Box::new(|slot| {
-                    Box::pin(async move {
-                        Ok(Arc::new(crate::kubelet::sim::SimRuntime::new(&slot))
-                            as Arc<dyn Runtime>)
-                    })
-                }),
-            };
+            // The runtimes need the node's /24, which registration gives:
+            // they are built then (`runtimes`).
+            let make = crate::runtimes::make(&cfg, store.clone())?;
             let runtime_name = cfg.kubelet.runtime.as_str();
             let cell = crate::kubelet::RuntimeCell::default();
             let kubelet_actor = actor::spawn(

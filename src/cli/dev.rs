@@ -111,9 +111,27 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
         .iter()
         .map(|p| NodeConfig::load(p))
         .collect::<Result<Vec<_>, _>>()?;
+    // Nodes with sandboxes offer both the process and docker runtimes
+    // (the default is `--runtime`) where the Docker Engine's socket is.
+    let runtimes: Vec<RuntimeKind> = if opts.runtime.sandboxed()
+        && (opts.runtime == RuntimeKind::Docker
+            || cfgs
+                .first()
+                .is_some_and(|c| c.kubelet.docker_socket.exists()))
+    {
+        vec![RuntimeKind::Process, RuntimeKind::Docker]
+    } else {
+        Vec::new()
+    };
+    let runtimes_env = runtimes
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     for c in &mut cfgs {
         // As the agents will see them (the same variables).
         c.kubelet.runtime = opts.runtime;
+        c.kubelet.runtimes = runtimes.clone();
         c.kubelet.network = opts.network;
         c.kubelet.pod_cidr = opts.pod_cidr.clone();
     }
@@ -151,6 +169,7 @@ pub fn run(nodes: usize, data_dir: &Path, opts: &Options) -> anyhow::Result<()> 
                 .arg("--config")
                 .arg(path)
                 .env("SHOAL_KUBELET_RUNTIME", opts.runtime.as_str())
+                .env("SHOAL_KUBELET_RUNTIMES", &runtimes_env)
                 .env("SHOAL_KUBELET_NETWORK", opts.network.as_str())
                 .env("SHOAL_KUBELET_POD_CIDR", &opts.pod_cidr)
                 // The nodes share one kernel: each publishes its bridge's
@@ -314,16 +333,19 @@ async fn stop_all(agents: &mut [Agent], cfgs: &[NodeConfig]) {
             .ok()
             .flatten()
         });
-        if cfg.kubelet.runtime == RuntimeKind::Docker {
+        let offered = cfg.kubelet.offered().unwrap_or_default();
+        if offered.contains(&RuntimeKind::Docker) {
             if let Some(slot) = crate::kubelet::load_slot(&cfg.data_dir) {
                 crate::kubelet::docker::stop_leftovers(
+                    &cfg.kubelet.docker_socket,
                     slot.index,
-                    &cfg.data_dir.join("pods"),
+                    &cfg.data_dir.join("docker"),
                     sandboxes.as_ref(),
                 )
                 .await;
             }
-        } else {
+        }
+        if offered.contains(&RuntimeKind::Process) {
             crate::kubelet::process::stop_leftovers(&cfg.data_dir.join("pods"), sandboxes.as_ref())
                 .await;
         }

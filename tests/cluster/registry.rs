@@ -300,3 +300,105 @@ async fn a_pod_deleted_by_rest_the_gc_or_its_replicaset_leaves_the_same_history(
     .await
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_class_admission_merges_the_class_into_the_pod() {
+    use k8s_openapi::api::node::v1::RuntimeClass;
+    let c = TestCluster::start(1).unwrap();
+    let k = api_ready(&c, 1).await;
+    // The built-in classes, made at bootstrap.
+    let classes: Api<RuntimeClass> = Api::all(k.clone());
+    wait_until(Duration::from_secs(30), || {
+        let classes = classes.clone();
+        async move {
+            let names: Vec<String> = classes
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}={}",
+                        c.metadata.name.clone().unwrap_or_default(),
+                        c.handler
+                    )
+                })
+                .collect();
+            if names == ["docker=docker", "process=process"] {
+                Ok(())
+            } else {
+                Err(format!("classes {names:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let fast: RuntimeClass = serde_json::from_value(json!({
+        "metadata": {"name": "fast"},
+        "handler": "docker",
+        "overhead": {"podFixed": {"cpu": "250m", "memory": "64Mi"}},
+        "scheduling": {
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "fast", "effect": "NoSchedule"}],
+        },
+    }))
+    .unwrap();
+    classes.create(&PostParams::default(), &fast).await.unwrap();
+
+    let pods: Api<Pod> = Api::namespaced(k.clone(), "default");
+    let pod = |class: &str, selector: serde_json::Value| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"runtimeClassName": class, "nodeSelector": selector,
+                "containers": [{"name": "c", "image": "x"}]},
+        }))
+        .unwrap()
+    };
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    // The class's overhead, node selector and tolerations join the pod's.
+    let admitted = pods
+        .create(&dry, &pod("fast", json!({"zone": "a"})))
+        .await
+        .unwrap();
+    let spec = admitted.spec.unwrap();
+    let overhead = spec.overhead.unwrap();
+    assert_eq!(overhead["cpu"].0, "250m");
+    assert_eq!(overhead["memory"].0, "64Mi");
+    let selector = spec.node_selector.unwrap();
+    assert_eq!(selector.get("disk").map(String::as_str), Some("ssd"));
+    assert_eq!(selector.get("zone").map(String::as_str), Some("a"));
+    let tolerations = spec.tolerations.unwrap();
+    assert!(tolerations
+        .iter()
+        .any(|t| t.key.as_deref() == Some("dedicated")));
+
+    // A selector that contradicts the class's, and a class that does not
+    // exist, are refused (403, as upstream's admission).
+    for (class, selector, says) in [
+        ("fast", json!({"disk": "hdd"}), "conflict"),
+        ("nope", json!({}), "RuntimeClass \"nope\" not found"),
+    ] {
+        let err = pods.create(&dry, &pod(class, selector)).await.unwrap_err();
+        let kube::Error::Api(e) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(e.code, 403, "{e:?}");
+        assert!(e.message.contains(says), "{}", e.message);
+    }
+
+    // The handler of a class does not change.
+    let mut changed = classes.get("fast").await.unwrap();
+    changed.handler = "process".into();
+    let err = classes
+        .replace("fast", &PostParams::default(), &changed)
+        .await
+        .unwrap_err();
+    let kube::Error::Api(e) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.code, 422, "{e:?}");
+}

@@ -5,7 +5,10 @@
 //! exec` (output, stdin, exit code) goes through the engine; a pod on
 //! the other node reaches both pods by IP and their Service by its DNS
 //! name; deleting everything leaves no engine container, network
-//! namespace or veth behind.
+//! namespace or veth behind. On `shoal dev` with the process default,
+//! pods of the `docker` and `process` RuntimeClasses run side by side on
+//! one node, and the engine's socket going away (a relay in front of it)
+//! marks the node, keeps new docker pods off it, and heals.
 
 use std::time::Duration;
 
@@ -153,4 +156,225 @@ fn an_image_deployment_runs_its_cmd_and_is_reached_by_ip_and_service_name() {
             Err(format!("left: {left:?}"))
         }
     });
+}
+
+/// The Node's `runtime.shoal.io/docker` label and its
+/// ContainerRuntimeUnhealthy condition (status, message).
+fn docker_on_node(k: &Dev, node: &str) -> (bool, String, String) {
+    let out = k.run(&["get", "node", node, "-o", "json"]);
+    let n: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let labelled = n["metadata"]["labels"]["runtime.shoal.io/docker"] == "true";
+    let cond = n["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "ContainerRuntimeUnhealthy"))
+        .cloned()
+        .unwrap_or_default();
+    let text = |f: &str| cond[f].as_str().unwrap_or_default().to_string();
+    (labelled, text("status"), text("message"))
+}
+
+fn pod_json(k: &Dev, name: &str) -> Value {
+    serde_json::from_str(&k.ok(&["get", "pod", name, "-o", "json"])).unwrap()
+}
+
+fn wait_running(k: &Dev, name: &str) -> Value {
+    super::wait_for(
+        Duration::from_secs(90),
+        &format!("pod {name} running"),
+        || {
+            let p = pod_json(k, name);
+            let ready = p["status"]["containerStatuses"][0]["ready"] == true;
+            if p["status"]["phase"] == "Running" && ready {
+                Ok(p)
+            } else {
+                Err(format!("status {}", p["status"]))
+            }
+        },
+    )
+}
+
+#[test]
+fn runtime_classes_choose_the_runtime_and_an_engine_outage_marks_the_node() {
+    use shoal_fabric::testing::UnixRelay;
+    if !super::cni_sandboxes() {
+        eprintln!("SKIPPED: the docker runtime needs root and the CNI plugins");
+        return;
+    }
+    // The node reaches the engine through a relay the test takes away.
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("docker.sock");
+    let real = std::path::Path::new("/var/run/docker.sock");
+    let mut relay = UnixRelay::start(&socket, real).unwrap();
+    let env = [("SHOAL_KUBELET_DOCKER_SOCKET", socket.to_str().unwrap())];
+    // The process runtime is the default; docker is offered beside it.
+    let Some(k) = Dev::start_with_env(1, "process", &env) else {
+        return;
+    };
+    let classes = k.ok(&["get", "runtimeclass"]);
+    for class in ["docker", "process"] {
+        let row = classes
+            .lines()
+            .find(|l| l.starts_with(class))
+            .unwrap_or_else(|| panic!("no RuntimeClass {class}: {classes}"));
+        assert_eq!(row.split_whitespace().nth(1), Some(class), "{classes}");
+    }
+    super::wait_for(
+        Duration::from_secs(60),
+        "node-1 to offer docker",
+        || match docker_on_node(&k, "node-1") {
+            (true, s, _) if s == "False" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+
+    // Pods of both runtimes side by side on the one node.
+    let manifest = k.file(
+        "pods.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: in-docker}
+spec:
+  runtimeClassName: docker
+  containers: [{name: web, image: "shoal-test/web:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: in-process}
+spec:
+  runtimeClassName: process
+  containers: [{name: main, image: none, command: [sleep, "3600"]}]
+"#,
+    );
+    k.ok(&["apply", "-f", &manifest]);
+    let docker_pod = wait_running(&k, "in-docker");
+    let process_pod = wait_running(&k, "in-process");
+    let id = |p: &Value| {
+        p["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let docker_id = id(&docker_pod);
+    assert!(docker_id.starts_with("docker://"), "{docker_id}");
+    assert!(!id(&process_pod).starts_with("docker://"), "{process_pod}");
+    assert_eq!(docker_pod["spec"]["nodeName"], "node-1");
+    assert_eq!(process_pod["spec"]["nodeName"], "node-1");
+    // The class's scheduling was merged into the pod (RuntimeClass admission).
+    assert_eq!(
+        docker_pod["spec"]["nodeSelector"]["runtime.shoal.io/docker"],
+        "true"
+    );
+    // A class that does not exist is refused at admission.
+    let refused = k.fails(&[
+        "run",
+        "nope",
+        "--image=shoal-test/busybox:1",
+        "--overrides",
+        r#"{"spec": {"runtimeClassName": "nope"}}"#,
+    ]);
+    assert!(
+        refused.contains("RuntimeClass \"nope\" not found"),
+        "{refused}"
+    );
+
+    // The engine's socket goes: the node says so and loses its label,
+    // a new docker pod is not scheduled, and the node serves on.
+    relay.stop();
+    super::wait_for(
+        Duration::from_secs(30),
+        "node-1 to be marked",
+        || match docker_on_node(&k, "node-1") {
+            (false, s, m) if s == "True" && m.contains("docker.sock") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    k.ok(&[
+        "run",
+        "later",
+        "--image=shoal-test/busybox:1",
+        "--overrides",
+        r#"{"spec": {"runtimeClassName": "docker"}}"#,
+        "--command",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    k.ok(&[
+        "run",
+        "meanwhile",
+        "--image=none",
+        "--overrides",
+        r#"{"spec": {"runtimeClassName": "process"}}"#,
+        "--command",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    wait_running(&k, "meanwhile");
+    super::wait_for(Duration::from_secs(30), "later to be unschedulable", || {
+        let p = pod_json(&k, "later");
+        let cond = p["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
+            .cloned()
+            .unwrap_or_default();
+        let msg = cond["message"].as_str().unwrap_or_default();
+        if cond["status"] == "False" && msg.contains("node affinity/selector") {
+            Ok(())
+        } else {
+            Err(format!("{cond}"))
+        }
+    });
+
+    // It comes back: the label and condition recover, the waiting pod
+    // runs, and the docker pod that ran through it was never restarted.
+    relay = UnixRelay::start(&socket, real).unwrap();
+    super::wait_for(
+        Duration::from_secs(30),
+        "node-1 to recover",
+        || match docker_on_node(&k, "node-1") {
+            (true, s, _) if s == "False" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let later = wait_running(&k, "later");
+    assert!(id(&later).starts_with("docker://"), "{later}");
+    let docker_pod = pod_json(&k, "in-docker");
+    assert_eq!(id(&docker_pod), docker_id);
+    assert_eq!(
+        docker_pod["status"]["containerStatuses"][0]["restartCount"],
+        0
+    );
+
+    let uids: Vec<String> = ["in-docker", "later"]
+        .iter()
+        .map(|n| {
+            pod_json(&k, n)["metadata"]["uid"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    k.ok(&[
+        "delete",
+        "pod",
+        "in-docker",
+        "in-process",
+        "later",
+        "meanwhile",
+    ]);
+    super::wait_for(
+        Duration::from_secs(60),
+        "the docker pods' containers to go",
+        || {
+            let left: Vec<String> = uids.iter().flat_map(|u| containers_of(u)).collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("containers left: {left:?}"))
+            }
+        },
+    );
+    drop(k);
+    drop(relay);
 }

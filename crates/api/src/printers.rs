@@ -379,6 +379,7 @@ const PRINTERS: &[Printer] = &[
     kind("Ingress", INGRESS_COLUMNS, ingress_row),
     kind("IngressClass", INGRESS_CLASS_COLUMNS, ingress_class_row),
     kind("Lease", LEASE_COLUMNS, lease_row),
+    kind("RuntimeClass", RUNTIME_CLASS_COLUMNS, runtime_class_row),
 ];
 
 const DEFAULT_PRINTER: Printer = kind("", DEFAULT_COLUMNS, default_row);

@@ -690,10 +690,10 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
     // The Services that stand for the nodes: the cluster DNS, and the API
     // as pods reach it; their endpoints are the nodes' announcements (the
     // control plane's system-endpoints controllers). And the built-in
-    // Ingress controller's class, the default one.
+    // Ingress controller's class, the default one, and the RuntimeClasses.
     let (dns_ns, dns) = shoal_model::objects::KUBE_DNS;
     let (api_ns, api) = shoal_model::objects::KUBERNETES;
-    let services = [
+    let mut services = vec![
         json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": dns, "namespace": dns_ns,
@@ -716,12 +716,18 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
             "spec": {"controller": shoal_model::objects::INGRESS_CONTROLLER},
         }),
     ];
+    // The RuntimeClasses of the runtimes kubelets offer.
+    services.extend(
+        shoal_model::objects::RUNTIME_CLASSES
+            .iter()
+            .map(|h| shoal_model::objects::runtime_class(h)),
+    );
     for obj in services {
         let (ns, name) = (objects::namespace_of(&obj), objects::name_of(&obj));
-        let res = if obj["kind"] == "Service" {
-            &resources::SERVICES
-        } else {
-            &resources::INGRESSCLASSES
+        let res = match obj["kind"].as_str() {
+            Some("Service") => &resources::SERVICES,
+            Some("RuntimeClass") => &resources::RUNTIMECLASSES,
+            _ => &resources::INGRESSCLASSES,
         };
         loop {
             if kube.cache.get(&res.key(ns, name)).is_some() {

@@ -1,6 +1,11 @@
 //! Wait and seed helpers for tests (the `testing` feature): every tier
 //! waits for a condition with a deadline instead of sleeping, and every
-//! randomized test prints the seed that replays it.
+//! randomized test prints the seed that replays it. [`UnixRelay`] stands
+//! in front of a unix socket a test takes away and brings back.
+
+mod relay;
+
+pub use relay::UnixRelay;
 
 use std::fmt::Display;
 use std::future::Future;

@@ -91,8 +91,15 @@ names!(NodeAddress, "advertised or bridge", Advertised => "advertised", Bridge =
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubeletConfig {
-    /// `process` (the default) or `sim`.
+    /// The node's default runtime, which runs the pods that name no
+    /// RuntimeClass: `process` (the default), `docker` or `sim`.
     pub runtime: RuntimeKind,
+    /// Further runtimes the node offers beside its default, for pods whose
+    /// RuntimeClass names them (`process` and `docker`; `sim` runs alone).
+    /// `shoal dev` offers both where the Docker Engine's socket exists.
+    pub runtimes: Vec<RuntimeKind>,
+    /// The Docker Engine's socket (the docker runtime).
+    pub docker_socket: PathBuf,
     /// First restart back-off of a failing container, doubled per restart.
     pub restart_backoff_ms: u64,
     /// The back-off's cap.
@@ -129,6 +136,30 @@ pub struct KubeletConfig {
     pub ingress_threads: usize,
 }
 
+impl KubeletConfig {
+    /// The runtimes the node offers: its default first, then the others
+    /// once each; Err when `sim` is combined with another (hollow pods
+    /// cannot share a node with real ones).
+    pub fn offered(&self) -> Result<Vec<RuntimeKind>, String> {
+        let mut all = vec![self.runtime];
+        for r in &self.runtimes {
+            if !all.contains(r) {
+                all.push(*r);
+            }
+        }
+        if all.len() > 1 && all.contains(&RuntimeKind::Sim) {
+            return Err(format!(
+                "kubelet.runtimes: the sim runtime runs alone (the node offers {})",
+                all.iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(all)
+    }
+}
+
 /// The default pod range: a /12 cut into /24s (`shoal dev` uses
 /// 10.88.0.0/16 of it).
 pub const DEFAULT_POD_CIDR: &str = "10.80.0.0/12";
@@ -137,6 +168,8 @@ impl Default for KubeletConfig {
     fn default() -> Self {
         KubeletConfig {
             runtime: RuntimeKind::Process,
+            runtimes: Vec::new(),
+            docker_socket: PathBuf::from("/var/run/docker.sock"),
             restart_backoff_ms: 10_000,
             restart_backoff_max_ms: 300_000,
             shim: PathBuf::new(),
@@ -174,5 +207,22 @@ mod tests {
         let c: KubeletConfig = toml::from_str("runtime = \"sim\"\nnetwork = \"host\"").unwrap();
         assert_eq!((c.runtime, c.network), (RuntimeKind::Sim, PodNetwork::Host));
         assert!(toml::from_str::<KubeletConfig>("runtime = \"kata\"").is_err());
+    }
+
+    #[test]
+    fn a_node_offers_its_default_runtime_first_and_sim_alone() {
+        let c: KubeletConfig =
+            toml::from_str("runtime = \"docker\"\nruntimes = [\"process\", \"docker\"]").unwrap();
+        assert_eq!(
+            c.offered(),
+            Ok(vec![RuntimeKind::Docker, RuntimeKind::Process])
+        );
+        assert_eq!(
+            KubeletConfig::default().offered(),
+            Ok(vec![RuntimeKind::Process])
+        );
+        let c: KubeletConfig =
+            toml::from_str("runtime = \"sim\"\nruntimes = [\"process\"]").unwrap();
+        assert!(c.offered().unwrap_err().contains("sim runtime runs alone"));
     }
 }

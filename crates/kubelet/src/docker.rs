@@ -3,12 +3,12 @@
 //! which holds the pod's network and IPC namespaces for its app
 //! containers, wired by the same CNI bridge as the process runtime.
 //!
-//! Built so far: the engine client pinned to API 1.41 and the pause image,
-//! imported at first use without a registry ([`engine`]); pods with a
-//! sandbox and containers under the restartPolicy, logs ([`runtime`],
-//! [`pod`]). Not yet: probes, exec, limits, volumes, pull policy, RuntimeClass
-//! and node wiring: no node offers it, `[kubelet] runtime = "docker"` is
-//! still refused.
+//! Built so far: the engine client pinned to API 1.41, its health, and
+//! the pause image, imported at first use without a registry ([`engine`]);
+//! pods with a sandbox and containers under the restartPolicy, image pull
+//! policy, limits, logs, exec and port-forward ([`runtime`], [`pod`]). A
+//! node offers it as its default or beside the process runtime (see
+//! `multi`). Not yet: probes, volumes, securityContext, hooks, adoption.
 
 pub mod engine;
 mod exec;
@@ -17,15 +17,16 @@ pub mod runtime;
 
 pub use runtime::DockerRuntime;
 
-/// Removes what node `node`'s docker runtime left on this machine's
-/// engine and in `root` (`shoal dev` at exit; an engine that does not
+/// Removes what node `node`'s docker runtime left on the engine at
+/// `socket` and in `root` (`shoal dev` at exit; an engine that does not
 /// answer leaves its containers, said in the log).
 pub async fn stop_leftovers(
+    socket: &std::path::Path,
     node: u32,
     root: &std::path::Path,
     sandboxes: Option<&crate::process::sandbox::Sandboxes>,
 ) {
-    match engine::Engine::connect(std::path::Path::new(engine::DEFAULT_SOCKET)) {
+    match engine::Engine::connect(socket) {
         Ok(engine) => runtime::remove_node(&engine, node, root, sandboxes).await,
         Err(e) => tracing::warn!("docker runtime: the pods' containers stay: {e}"),
     }

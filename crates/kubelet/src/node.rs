@@ -11,7 +11,7 @@ use shoal_model::quantity::Quantity;
 use shoal_store::command::{Op, Txn};
 use shoal_store::{ReadRequest, Store};
 
-use crate::nodes;
+use crate::{nodes, Handler};
 
 /// What the kubelet knows of its node.
 #[derive(Debug, Clone)]
@@ -29,8 +29,12 @@ fn saturating(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The Node object of `spec` (labels, capacity, addresses, conditions).
-pub fn node_object(spec: &NodeSpec, runtime: &str) -> Value {
+/// The Node object of `spec` (labels, capacity, addresses, conditions),
+/// whose runtime is `runtime` offering `handlers`: each handler able to
+/// start pods now is a label (`runtime.shoal.io/<handler>=true`, what the
+/// built-in RuntimeClasses select), and the `ContainerRuntimeUnhealthy`
+/// condition (node-problem-detector's name) says which is not and why.
+pub fn node_object(spec: &NodeSpec, runtime: &str, handlers: &[Handler]) -> Value {
     let now = objects::now();
     let capacity = json!({
         "cpu": Quantity::from_milli(saturating(spec.milli_cpu)).to_string(),
@@ -42,18 +46,45 @@ pub fn node_object(spec: &NodeSpec, runtime: &str) -> Value {
         json!({"type": ty, "status": status, "reason": reason, "message": message,
                "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
+    let mut labels = json!({
+        "kubernetes.io/hostname": spec.name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": arch(),
+        "topology.kubernetes.io/region": spec.region,
+        "topology.kubernetes.io/zone": spec.zone,
+    });
+    for h in handlers.iter().filter(|h| h.problem.is_none()) {
+        labels[format!("{}{}", objects::RUNTIME_LABEL_PREFIX, h.name)] = json!("true");
+    }
+    let problems: Vec<String> = handlers
+        .iter()
+        .filter_map(|h| Some(format!("{}: {}", h.name, h.problem.as_ref()?)))
+        .collect();
+    let runtime_health = if problems.is_empty() {
+        condition(
+            "ContainerRuntimeUnhealthy",
+            "False",
+            "ContainerRuntimeIsHealthy",
+            "every container runtime of the node answers",
+        )
+    } else {
+        condition(
+            "ContainerRuntimeUnhealthy",
+            "True",
+            "ContainerRuntimeIsUnhealthy",
+            &problems.join("; "),
+        )
+    };
+    let runtime_handlers: Vec<Value> = handlers
+        .iter()
+        .map(|h| json!({"name": h.name, "features": {"recursiveReadOnlyMounts": false, "userNamespaces": false}}))
+        .collect();
     json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": spec.name,
-            "labels": {
-                "kubernetes.io/hostname": spec.name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": arch(),
-                "topology.kubernetes.io/region": spec.region,
-                "topology.kubernetes.io/zone": spec.zone,
-            },
+            "labels": labels,
         },
         "spec": {},
         "status": {
@@ -68,7 +99,9 @@ pub fn node_object(spec: &NodeSpec, runtime: &str) -> Value {
                 condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
                 condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
                 condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+                runtime_health,
             ],
+            "runtimeHandlers": runtime_handlers,
             "nodeInfo": {
                 "kubeletVersion": format!("v1.33.0-shoal-{}", shoal_fabric::VERSION),
                 "kubeProxyVersion": "",
@@ -99,10 +132,11 @@ pub(crate) async fn register(
     store: &Store,
     spec: &NodeSpec,
     runtime: &str,
+    handlers: &[Handler],
     range: &PodCidrs,
 ) -> ApiResult<PodSlot> {
     let key = nodes().key("", &spec.name);
-    let fresh = node_object(spec, runtime);
+    let fresh = node_object(spec, runtime, handlers);
     loop {
         let current = store.read(ReadRequest::key(key.clone())).await?;
         let (mut obj, mut txn) = match current.kvs.first() {
@@ -124,6 +158,11 @@ pub(crate) async fn register(
                         .and_then(Value::as_object_mut),
                     fresh.pointer("/metadata/labels").and_then(Value::as_object),
                 ) {
+                    // The runtime labels are the kubelet's: those of
+                    // handlers unable now go.
+                    have.retain(|k, _| {
+                        !k.starts_with(objects::RUNTIME_LABEL_PREFIX) || want.contains_key(k)
+                    });
                     for (k, v) in want {
                         have.insert(k.clone(), v.clone());
                     }

@@ -218,6 +218,18 @@ impl RuntimeError {
     }
 }
 
+/// A runtime handler a node offers (what a RuntimeClass's `handler`
+/// names), and whether it can start pods now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handler {
+    pub name: String,
+    /// Whether it runs the pods that name no RuntimeClass.
+    pub default: bool,
+    /// Why it cannot start pods now (the Docker Engine does not answer),
+    /// or None.
+    pub problem: Option<String>,
+}
+
 /// Runs pods on one node. The conformance suite (`sim::tests`) pins what
 /// every runtime must do.
 pub trait Runtime: Send + Sync + 'static {
@@ -304,6 +316,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// a pod adopted from a previous agent until `update` gives it).
     fn resolved(&self, _uid: &str) -> bool {
         true
+    }
+    /// The handlers it offers and whether each can start pods now,
+    /// pushed as that changes (the default: itself, always able).
+    fn handlers(&self) -> tokio::sync::watch::Receiver<Vec<Handler>> {
+        tokio::sync::watch::channel(vec![Handler {
+            name: self.name().to_string(),
+            default: true,
+            problem: None,
+        }])
+        .1
     }
 }
 

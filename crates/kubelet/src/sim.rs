@@ -130,6 +130,10 @@ impl Runtime for SimRuntime {
         self.lock().keys().cloned().collect()
     }
 
+    fn state(&self, uid: &str) -> Option<PodState> {
+        self.lock().get(uid).map(|p| p.state.clone())
+    }
+
     fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, RuntimeError>> {
         let pods = self.lock();
         let out = match pods.get(uid) {

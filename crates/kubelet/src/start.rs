@@ -59,7 +59,15 @@ impl KubeletStart {
         let mut pause = Duration::from_millis(100);
         let mut tries = 0u32;
         let slot = loop {
-            match register(&self.store, &self.spec, self.runtime_name, &self.pod_range).await {
+            match register(
+                &self.store,
+                &self.spec,
+                self.runtime_name,
+                &[],
+                &self.pod_range,
+            )
+            .await
+            {
                 Ok(slot) => break slot,
                 Err(e) => {
                     tries += 1;
@@ -79,8 +87,14 @@ impl KubeletStart {
             let gateway = std::net::Ipv4Addr::from(u32::from(slot.network()) + 1).to_string();
             if self.spec.address != gateway {
                 self.spec.address = gateway;
-                while let Err(e) =
-                    register(&self.store, &self.spec, self.runtime_name, &self.pod_range).await
+                while let Err(e) = register(
+                    &self.store,
+                    &self.spec,
+                    self.runtime_name,
+                    &[],
+                    &self.pod_range,
+                )
+                .await
                 {
                     tracing::debug!(node = %name, "kubelet: publishing the node's address: {}", e.message);
                     tokio::time::sleep(pause).await;
@@ -101,6 +115,15 @@ impl KubeletStart {
             }
         };
         let _ = self.cell.set(runtime.clone());
+        // The Node says which runtime handlers can start pods now, as
+        // that changes (labels the RuntimeClasses select, a condition).
+        tokio::spawn(publish_handlers(
+            self.store.clone(),
+            self.spec.clone(),
+            self.runtime_name,
+            self.pod_range.clone(),
+            runtime.handlers(),
+        ));
         // The node's bridge and address exist now (the runtime prepared
         // them): what listens on them may start.
         if let Some(f) = self.on_registered.take() {
@@ -119,6 +142,32 @@ impl KubeletStart {
     }
 }
 
+/// Writes the node's runtime handlers into its Node each time they
+/// change, until the runtime is gone.
+async fn publish_handlers(
+    store: Store,
+    spec: NodeSpec,
+    runtime_name: &'static str,
+    range: PodCidrs,
+    mut handlers: tokio::sync::watch::Receiver<Vec<crate::Handler>>,
+) {
+    loop {
+        let now = handlers.borrow_and_update().clone();
+        let mut pause = Duration::from_millis(100);
+        while let Err(e) = register(&store, &spec, runtime_name, &now, &range).await {
+            tracing::debug!(node = %spec.name, "kubelet: publishing the runtime handlers: {}", e.message);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            if handlers.has_changed().unwrap_or(false) {
+                break;
+            }
+        }
+        if handlers.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Registers `spec`'s Node (or refreshes it) and returns its slot of
 /// `range`; the error says why (an exhausted range names it).
 pub async fn register_node(
@@ -127,7 +176,7 @@ pub async fn register_node(
     runtime_name: &str,
     range: &PodCidrs,
 ) -> ApiResult<PodSlot> {
-    register(store, spec, runtime_name, range).await
+    register(store, spec, runtime_name, &[], range).await
 }
 
 /// Where a node's slot is kept in its data dir.

@@ -121,7 +121,11 @@ static CNI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A docker runtime for node slot `index` (bridge `shoal-<index>`, pods in
 /// 10.89.<index>.0/24), and the directory its CNI records live in.
 async fn runtime(index: u32) -> (DockerRuntime, tempfile::TempDir) {
-    let engine = engine();
+    runtime_on(index, engine()).await
+}
+
+/// `runtime`, on `engine`.
+async fn runtime_on(index: u32, engine: Engine) -> (DockerRuntime, tempfile::TempDir) {
     assert!(
         engine.has_image(BUSYBOX).await.unwrap(),
         "{BUSYBOX} is missing: run ./scripts/images.sh (scripts/test.sh does)"
@@ -401,4 +405,89 @@ async fn logs_follow_what_a_container_writes_as_it_writes_it() {
     rt.stop("log1", Duration::ZERO).await;
     let _ = follow.await;
     assert_clean(205, &["log1"]).await;
+}
+
+/// Waits until the runtime's handler says the engine answers (`up`) or
+/// not; returns the problem it gives.
+async fn handler_up(rt: &DockerRuntime, up: bool) -> Option<String> {
+    use shoal_kubelet::Runtime;
+    let handlers = rt.handlers();
+    shoal_fabric::testing::wait_until(Duration::from_secs(30), || {
+        let problem = handlers.borrow().first().and_then(|h| h.problem.clone());
+        async move {
+            if problem.is_none() == up {
+                Ok(())
+            } else {
+                Err(format!("the handler's problem: {problem:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the handler (up: {up}): {e}"));
+    let problem = handlers.borrow().first().and_then(|h| h.problem.clone());
+    problem
+}
+
+#[tokio::test]
+async fn an_engine_outage_marks_the_handler_and_no_container_starts_twice() {
+    use shoal_fabric::testing::UnixRelay;
+    use shoal_kubelet::Runtime;
+    let _cni = CNI.lock().await;
+    // The runtime reaches the engine through a relay the test takes away.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let real = Path::new(engine::DEFAULT_SOCKET);
+    let mut relay = UnixRelay::start(&socket, real).unwrap();
+    let (rt, _data) = runtime_on(206, Engine::connect(&socket).unwrap()).await;
+    rt.follow_health();
+    assert_eq!(handler_up(&rt, true).await, None);
+    let pod = conformance::pod_with("outage1", Some(BUSYBOX));
+    let before = conformance::ready(&rt, &pod).await;
+
+    // The socket goes: the handler says so, naming it, at once (the
+    // engine's event stream closes).
+    let gone = Instant::now();
+    relay.stop();
+    let problem = handler_up(&rt, false).await.unwrap_or_default();
+    assert!(
+        problem.contains(&socket.display().to_string()),
+        "the problem names the socket: {problem}"
+    );
+    println!("the outage was seen after {:?}", gone.elapsed());
+
+    // It comes back: the handler is able again, and the containers that
+    // ran through the outage are the same ones, never restarted.
+    relay = UnixRelay::start(&socket, real).unwrap();
+    handler_up(&rt, true).await;
+    let after = rt.start(&pod).await;
+    for (b, a) in before.containers.iter().zip(&after.containers) {
+        assert_eq!(
+            a.container_id, b.container_id,
+            "{} kept its container",
+            a.name
+        );
+        assert_eq!(a.restart_count, 0, "{a:?}");
+        assert!(a.ready, "{a:?}");
+    }
+    let running = engine()
+        .api()
+        .list_containers(Some(
+            bollard::query_parameters::ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&std::collections::HashMap::from([(
+                    "label".to_string(),
+                    vec!["io.kubernetes.pod.uid=outage1".to_string()],
+                )]))
+                .build(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        running.len(),
+        3,
+        "the sandbox and two containers: {running:?}"
+    );
+    rt.stop("outage1", Duration::ZERO).await;
+    assert_clean(206, &["outage1"]).await;
+    drop(relay);
 }

@@ -63,6 +63,25 @@ pub const DEFAULT_INGRESS_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/i
 /// The annotation older Ingresses name their class by.
 pub const INGRESS_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
+/// The RuntimeClasses made at bootstrap, one per runtime a kubelet may
+/// offer; each class's handler is its name.
+pub const RUNTIME_CLASSES: &[&str] = &["process", "docker"];
+/// The label prefix a node carries for each runtime handler it offers
+/// now (`runtime.shoal.io/docker=true`), dropped while that runtime does
+/// not answer; the built-in RuntimeClasses select nodes by it.
+pub const RUNTIME_LABEL_PREFIX: &str = "runtime.shoal.io/";
+
+/// The built-in RuntimeClass for `handler`: its pods go to nodes that
+/// offer the handler now.
+pub fn runtime_class(handler: &str) -> Value {
+    json!({
+        "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": handler},
+        "handler": handler,
+        "scheduling": {"nodeSelector": {format!("{RUNTIME_LABEL_PREFIX}{handler}"): "true"}},
+    })
+}
+
 /// Whether an Ingress is the built-in controller's, given its
 /// `spec.ingressClassName` and its class annotation: class `shoal` by the
 /// field, else by the annotation, else (neither set) when `shoal` is the
@@ -151,7 +170,7 @@ fn rt<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
 /// The object through its k8s-openapi type: wrong field types are an
 /// error; fields the type lacks are gone.
 fn typed(kind: &str, v: Value) -> Result<Value, String> {
-    use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking};
+    use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, node};
     match kind {
         "Namespace" => rt::<core::v1::Namespace>(v),
         "Node" => rt::<core::v1::Node>(v),
@@ -170,6 +189,7 @@ fn typed(kind: &str, v: Value) -> Result<Value, String> {
         "Ingress" => rt::<networking::v1::Ingress>(v),
         "EndpointSlice" => rt::<discovery::v1::EndpointSlice>(v),
         "Lease" => rt::<coordination::v1::Lease>(v),
+        "RuntimeClass" => rt::<node::v1::RuntimeClass>(v),
         _ => Ok(v),
     }
 }
@@ -473,6 +493,11 @@ pub fn prepare_update(
         meta_mut(&mut new).insert("generation".into(), json!(g + 1));
     }
     validate(res, &new)?;
+    let mut causes = Vec::new();
+    validation::validate_update(res.kind, old, &new, &mut causes);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(res, name_of(&new), causes));
+    }
     Ok(new)
 }
 
@@ -730,5 +755,34 @@ mod tests {
         assert_eq!(decode(deployments(), b"[1]").unwrap_err().code, 400);
         let e = decode(deployments(), br#"{"apiVersion":"v1","kind":"Pod"}"#).unwrap_err();
         assert_eq!(e.code, 400);
+    }
+
+    #[test]
+    fn a_runtime_class_needs_a_handler_that_never_changes() {
+        let res = &crate::resources::RUNTIMECLASSES;
+        let class = prepare_create(res, "", runtime_class("docker")).unwrap();
+        assert_eq!(class["handler"], "docker");
+        assert_eq!(
+            class["scheduling"]["nodeSelector"]["runtime.shoal.io/docker"],
+            "true"
+        );
+        // The built-in classes pass strict decoding.
+        assert!(check_fields(res, &class, FieldValidation::Strict)
+            .unwrap()
+            .is_empty());
+        for bad in [json!(null), json!(""), json!("Not_A_Label")] {
+            let mut c = runtime_class("x");
+            c["handler"] = bad.clone();
+            let e = prepare_create(res, "", c).unwrap_err();
+            assert_eq!(e.code, 422, "handler {bad}: {}", e.message);
+        }
+        let mut changed = class.clone();
+        changed["handler"] = json!("process");
+        let e = prepare_update(res, None, &class, changed).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(e.message.contains("field is immutable"), "{}", e.message);
+        let mut labelled = class.clone();
+        labelled["metadata"]["labels"] = json!({"tier": "fast"});
+        assert!(prepare_update(res, None, &class, labelled).is_ok());
     }
 }

@@ -35,6 +35,8 @@ use crate::podcidr::PodCidrs;
 use crate::resources::Resource;
 use crate::writer::Writer;
 
+mod admission;
+
 /// Attempts of a read-modify-write racing other writers.
 const RETRIES: usize = 8;
 
@@ -292,6 +294,7 @@ impl Registry {
                     });
                 }
             }
+            "Pod" => self.admit_runtime_class(obj).await?,
             "Node" => {
                 let read = self
                     .writer

@@ -237,6 +237,19 @@ pub const INGRESSCLASSES: Resource = r(
     &[],
 );
 
+/// `RuntimeClass` (`process` and `docker` are made at bootstrap; the
+/// kubelet runs a pod with the handler its class names).
+pub const RUNTIMECLASSES: Resource = r(
+    "node.k8s.io",
+    "RuntimeClass",
+    "runtimeclasses",
+    "runtimeclass",
+    &[],
+    false,
+    &[],
+    &[],
+);
+
 /// `EndpointSlice`.
 pub const ENDPOINTSLICES: Resource = r(
     "discovery.k8s.io",
@@ -281,6 +294,7 @@ pub const RESOURCES: &[Resource] = &[
     INGRESSCLASSES,
     ENDPOINTSLICES,
     LEASES,
+    RUNTIMECLASSES,
 ];
 
 /// The named groups, in the order `/apis` lists them.
@@ -290,6 +304,7 @@ pub const GROUPS: &[&str] = &[
     "networking.k8s.io",
     "discovery.k8s.io",
     "coordination.k8s.io",
+    "node.k8s.io",
 ];
 
 /// The store prefix of every Kubernetes object.

@@ -1,4 +1,4 @@
-//! Printers of configuration, identity and cluster objects: ConfigMap, Secret, ServiceAccount, Namespace, Lease, Node, and Event.
+//! Printers of configuration, identity and cluster objects: ConfigMap, Secret, ServiceAccount, Namespace, Lease, RuntimeClass, Node, and Event.
 
 use super::*;
 
@@ -50,6 +50,10 @@ pub(super) fn lease_row(ctx: &Ctx) -> Vec<Value> {
         json!(ctx.str("/spec/holderIdentity")),
         ctx.age(),
     ]
+}
+
+pub(super) fn runtime_class_row(ctx: &Ctx) -> Vec<Value> {
+    vec![ctx.name(), json!(ctx.str("/handler")), ctx.age()]
 }
 
 pub(super) fn node_row(ctx: &Ctx) -> Vec<Value> {

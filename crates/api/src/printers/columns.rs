@@ -479,4 +479,14 @@ pub(super) const LEASE_COLUMNS: &[Col] = &[
     AGE,
 ];
 
+pub(super) const RUNTIME_CLASS_COLUMNS: &[Col] = &[
+    NAME,
+    col(
+        "Handler",
+        Str,
+        "handler specifies the underlying runtime and configuration that the CRI implementation will use to handle pods of this class.",
+    ),
+    AGE,
+];
+
 pub(super) const DEFAULT_COLUMNS: &[Col] = &[NAME, AGE];

@@ -27,6 +27,10 @@ pub const API: ClientVersion = ClientVersion {
 /// have deadlines of their own).
 const CALL_TIMEOUT_SECS: u64 = 120;
 
+/// How often the engine is pinged while it answers (and how long a ping
+/// may take).
+pub const HEALTH_PERIOD: Duration = Duration::from_secs(5);
+
 /// The static pause program (see build.rs).
 pub static PAUSE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pause"));
 
@@ -56,6 +60,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
+    socket: String,
 }
 
 impl Engine {
@@ -67,7 +72,57 @@ impl Engine {
             .ok_or_else(|| format!("the Docker socket path {socket:?} is not UTF-8"))?;
         let docker = Docker::connect_with_unix(path, CALL_TIMEOUT_SECS, &API)
             .map_err(|e| format!("the Docker Engine at {path}: {e}"))?;
-        Ok(Engine { docker })
+        Ok(Engine {
+            docker,
+            socket: path.to_string(),
+        })
+    }
+
+    /// The socket it reaches the engine by.
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
+    /// Follows whether the engine answers, telling `health` each change
+    /// (None: it does; else why not), until `alive` says the runtime is
+    /// gone. The engine's
+    /// event stream is kept open, so a socket that closes is seen at once;
+    /// a ping every [`HEALTH_PERIOD`] sees an engine that hangs.
+    pub async fn follow_health(self, health: impl Fn(Option<String>), alive: impl Fn() -> bool) {
+        use bollard::query_parameters::EventsOptionsBuilder;
+        let filters = std::collections::HashMap::from([("type", vec!["daemon"])]);
+        let mut events = None;
+        let mut last: Option<Option<String>> = None;
+        while alive() {
+            let state = self
+                .ping(HEALTH_PERIOD)
+                .await
+                .err()
+                .map(|e| format!("{e} (socket {})", self.socket));
+            let up = state.is_none();
+            if last.as_ref() != Some(&state) {
+                match &state {
+                    Some(why) => tracing::warn!("docker runtime: {why}"),
+                    None => tracing::info!("docker runtime: the Docker Engine answers"),
+                }
+                health(state.clone());
+                last = Some(state);
+            }
+            if !up {
+                events = None;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            let stream = events.get_or_insert_with(|| {
+                self.docker
+                    .events(Some(EventsOptionsBuilder::new().filters(&filters).build()))
+            });
+            tokio::select! {
+                // The stream ends (or fails) when the socket closes.
+                _ = async { while let Some(Ok(_)) = stream.next().await {} } => events = None,
+                _ = tokio::time::sleep(HEALTH_PERIOD) => {}
+            }
+        }
     }
 
     /// The bollard client.
@@ -92,6 +147,13 @@ impl Engine {
             ));
         }
         Ok(api)
+    }
+
+    /// Returns once the engine answers a ping (tried each second).
+    pub async fn answers(&self) {
+        while self.ping(Duration::from_secs(1)).await.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// Whether the engine has `image` locally.

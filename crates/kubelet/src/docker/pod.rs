@@ -448,24 +448,48 @@ impl CtrLoop {
         self.set(ContainerState::Running {
             started_at: objects::now(),
         });
-        let mut wait = docker.wait_container(&created, None);
-        let grace = tokio::select! {
-            _ = wait.next() => None,
-            g = stopped_with(self.task.stop.clone()) => Some(g),
+        // The container's end, or the pod's stop. A wait that breaks
+        // because the engine went away is not the container's end: the
+        // container runs on, and is waited for again once the engine
+        // answers (never started twice).
+        let ended = loop {
+            let mut wait = docker.wait_container(&created, None);
+            tokio::select! {
+                _ = wait.next() => {}
+                g = stopped_with(self.task.stop.clone()) => break Err(g),
+            };
+            match docker.inspect_container(&created, None).await {
+                Ok(i) if i.state.as_ref().and_then(|s| s.running) == Some(true) => continue,
+                Ok(i) => break Ok(i.state.unwrap_or_default()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                }) => {
+                    let why = format!("the container was removed: {message}");
+                    return Some((137, "Error".into(), why));
+                }
+                Err(e) => {
+                    tracing::debug!(pod = %self.task.uid, container = %self.spec.name,
+                        "docker runtime: the engine: {e}; waiting for it");
+                    tokio::select! {
+                        () = self.task.engine.answers() => continue,
+                        g = stopped_with(self.task.stop.clone()) => break Err(g),
+                    }
+                }
+            }
         };
-        if let Some(grace) = grace {
-            let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-            let _ = docker
-                .stop_container(
-                    &created,
-                    Some(StopContainerOptionsBuilder::new().t(t).build()),
-                )
-                .await;
-            return None;
-        }
-        let state = match docker.inspect_container(&created, None).await {
-            Ok(i) => i.state.unwrap_or_default(),
-            Err(e) => return Some((128, "Error".into(), format!("the engine: {e}"))),
+        let state = match ended {
+            Ok(state) => state,
+            Err(grace) => {
+                let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+                let _ = docker
+                    .stop_container(
+                        &created,
+                        Some(StopContainerOptionsBuilder::new().t(t).build()),
+                    )
+                    .await;
+                return None;
+            }
         };
         let code = state.exit_code.unwrap_or(128) as i32;
         let reason = if state.oom_killed == Some(true) {

@@ -84,6 +84,9 @@ struct Inner {
     backoff: Backoff,
     /// Pods' own files, `<root>/<uid>/`.
     root: PathBuf,
+    /// Its handler, `docker`, with why the engine does not answer if it
+    /// does not (see `Engine::follow_health`).
+    handlers: watch::Sender<Vec<crate::Handler>>,
 }
 
 /// The docker runtime of one node (cheap to clone).
@@ -112,23 +115,48 @@ impl DockerRuntime {
                 changes: broadcast::channel(1024).0,
                 backoff,
                 root: root.to_owned(),
+                handlers: watch::channel(vec![crate::Handler {
+                    name: "docker".into(),
+                    default: true,
+                    problem: None,
+                }])
+                .0,
             }),
         }
     }
 
-    /// The runtime of node `node` on this machine's engine: the engine must
-    /// answer (API 1.41 or later), the pause image is imported if missing,
-    /// and what a previous agent of this node left (its engine containers,
-    /// sandboxes and pod files) is removed before any pod starts: pods are
-    /// not adopted yet, they start again.
+    /// Follows whether the engine answers (the runtime's handler state),
+    /// until the runtime is dropped.
+    pub fn follow_health(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let (engine, me) = (self.inner.engine.clone(), weak.clone());
+        let health = move |problem: Option<String>| {
+            if let Some(inner) = me.upgrade() {
+                inner.handlers.send_modify(|hs| {
+                    for h in hs {
+                        h.problem = problem.clone();
+                    }
+                });
+            }
+        };
+        tokio::spawn(engine.follow_health(health, move || weak.strong_count() > 0));
+    }
+
+    /// The runtime of node `node` on the engine at `socket`: the engine
+    /// must answer (API 1.41 or later), the pause image is imported if
+    /// missing, and what a previous agent of this node left (its engine
+    /// containers, sandboxes and pod files) is removed before any pod
+    /// starts: pods are not adopted yet, they start again. The caller
+    /// prepares the node's sandboxes (`Sandboxes::prepare`) with the pods
+    /// its other runtime keeps. It then follows whether the engine answers.
     pub async fn start(
+        socket: &Path,
         node: u32,
         sandboxes: Sandboxes,
         backoff: Backoff,
         root: &Path,
     ) -> Result<DockerRuntime, RuntimeError> {
-        let engine = Engine::connect(Path::new(super::engine::DEFAULT_SOCKET))
-            .map_err(RuntimeError::Unsupported)?;
+        let engine = Engine::connect(socket).map_err(RuntimeError::Unsupported)?;
         engine
             .ping(Duration::from_secs(10))
             .await
@@ -137,8 +165,9 @@ impl DockerRuntime {
         shoal_fabric::private::dir(root)
             .map_err(|e| RuntimeError::Host(format!("{}: {e}", root.display())))?;
         remove_node(&engine, node, root, Some(&sandboxes)).await;
-        sandboxes.prepare(&[]).await?;
-        Ok(DockerRuntime::new(engine, node, sandboxes, backoff, root))
+        let rt = DockerRuntime::new(engine, node, sandboxes, backoff, root);
+        rt.follow_health();
+        Ok(rt)
     }
 
     fn state_of(run: &PodRun) -> PodState {
@@ -327,6 +356,10 @@ pub fn entrypoint_and_cmd(c: &Container, env: &[(String, String)]) -> Result<Arg
 }
 
 impl Runtime for DockerRuntime {
+    fn handlers(&self) -> watch::Receiver<Vec<crate::Handler>> {
+        self.inner.handlers.subscribe()
+    }
+
     fn name(&self) -> &'static str {
         "docker"
     }

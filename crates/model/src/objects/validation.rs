@@ -101,7 +101,33 @@ pub(super) fn validate_kind(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
             validate_workload(kind, obj, causes)
         }
         "Service" => validate_service(obj, causes),
+        "RuntimeClass" => validate_runtime_class(obj, causes),
         _ => {}
+    }
+}
+
+/// A RuntimeClass names its handler with a DNS-1123 label (upstream's
+/// rule: the handler is what the node's runtime is asked for).
+pub(super) fn validate_runtime_class(obj: &Value, causes: &mut Vec<Cause>) {
+    match obj.get("handler").and_then(Value::as_str) {
+        None | Some("") => causes.push(Cause::required("handler")),
+        Some(h) if !is_dns1123_label(h) => causes.push(Cause::invalid("handler", h, LABEL_MSG)),
+        Some(_) => {}
+    }
+}
+
+/// The rules an update adds to those of the new object alone: fields
+/// that never change once set.
+pub(super) fn validate_update(kind: &str, old: &Value, new: &Value, causes: &mut Vec<Cause>) {
+    if kind == "RuntimeClass" && old.get("handler") != new.get("handler") {
+        causes.push(Cause {
+            reason: "FieldValueInvalid",
+            field: "handler".into(),
+            message: format!(
+                "Invalid value: {}: field is immutable",
+                new.get("handler").unwrap_or(&Value::Null)
+            ),
+        });
     }
 }
 

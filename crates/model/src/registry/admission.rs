@@ -1,0 +1,99 @@
+//! Admission the registry applies to a new object beyond validation:
+//! the RuntimeClass plugin, as upstream's, for Pods.
+
+use serde_json::Value;
+
+use super::Registry;
+use crate::errors::{ApiError, ApiResult};
+use shoal_store::ReadRequest;
+
+impl Registry {
+    /// The RuntimeClass admission plugin, as upstream's: a pod naming a
+    /// class that does not exist is refused; the class's fixed overhead
+    /// becomes the pod's, and its scheduling constraints (node selector,
+    /// tolerations) are merged into the pod's, so the scheduler places it
+    /// on nodes that offer the class's handler.
+    pub(super) async fn admit_runtime_class(&self, pod: &mut Value) -> ApiResult<()> {
+        let Some(class_name) = pod
+            .pointer("/spec/runtimeClassName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+        else {
+            return Ok(());
+        };
+        let res = &crate::resources::RUNTIMECLASSES;
+        let key = res.key("", &class_name);
+        let class: Option<Value> = match self.cache.as_ref().and_then(|c| c.get(&key)) {
+            Some(obj) => Some((*obj).clone()),
+            None => {
+                let r = self.writer.read(ReadRequest::key(key)).await?;
+                r.kvs
+                    .first()
+                    .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+            }
+        };
+        let forbidden =
+            |why: String| ApiError::new(403, "Forbidden", format!("pod rejected: {why}"));
+        let Some(class) = class else {
+            return Err(forbidden(format!("RuntimeClass {class_name:?} not found")));
+        };
+        let spec = match pod.get_mut("spec").and_then(Value::as_object_mut) {
+            Some(s) => s,
+            None => return Ok(()),
+        };
+        if let Some(fixed) = class.pointer("/overhead/podFixed") {
+            match spec.get("overhead") {
+                Some(o) if o != fixed => {
+                    return Err(forbidden(
+                        "Pod's Overhead doesn't match RuntimeClass's defined Overhead".into(),
+                    ))
+                }
+                _ => {
+                    spec.insert("overhead".into(), fixed.clone());
+                }
+            }
+        }
+        if let Some(want) = class
+            .pointer("/scheduling/nodeSelector")
+            .and_then(Value::as_object)
+        {
+            let sel = spec
+                .entry("nodeSelector")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !sel.is_object() {
+                *sel = Value::Object(Default::default());
+            }
+            if let Some(sel) = sel.as_object_mut() {
+                for (k, v) in want {
+                    match sel.get(k) {
+                        Some(have) if have != v => {
+                            return Err(forbidden(format!(
+                                "conflict: RuntimeClass {class_name:?} wants node selector {k}={v}, the pod has {k}={have}"
+                            )))
+                        }
+                        _ => {
+                            sel.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(add) = class
+            .pointer("/scheduling/tolerations")
+            .and_then(Value::as_array)
+        {
+            let tols = spec
+                .entry("tolerations")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(tols) = tols.as_array_mut() {
+                for t in add {
+                    if !tols.contains(t) {
+                        tols.push(t.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
