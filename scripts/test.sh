@@ -28,6 +28,9 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo is required (rustup.rs)"; exit
 # The docker runtime's test images, imported from Debian's busybox-static
 # (no registry is reachable, and tests never pull from the internet).
 ./scripts/images.sh
+# A local registry with a password (Debian's docker-registry on 127.0.0.1)
+# holding copies of them, for the private-registry pull tests.
+./scripts/registry.sh
 # The real kubectl, into .tools/ (the kubectl tests require it when run here).
 SHOAL_KUBECTL="$(./scripts/kubectl.sh)"
 export SHOAL_KUBECTL

@@ -17,8 +17,10 @@ use std::time::Duration;
 use crate::config::NodeConfig;
 use crate::kubelet::config::RuntimeKind;
 use crate::kubelet::multi::{Build, ClassLookup, MultiRuntime};
+use crate::kubelet::podevents::PodEvents;
 use crate::kubelet::process::sandbox::Sandboxes;
 use crate::kubelet::{MakeRuntime, Runtime, RuntimeError};
+use crate::model::events::EventRecorder;
 use crate::model::podcidr::PodSlot;
 use crate::store::{ReadRequest, Store};
 
@@ -71,15 +73,18 @@ pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
     let (range, data_dir) = (cfg.kubelet.pod_cidr.clone(), cfg.data_dir.clone());
     let domain = cfg.kubelet.cluster_domain.clone();
     let socket = cfg.kubelet.docker_socket.clone();
-    let lookup = class_lookup(store);
+    let lookup = class_lookup(store.clone());
+    let node_name = cfg.name.clone();
     Ok(Box::new(move |slot: PodSlot| {
-        let (shim, range, data_dir, domain, socket, lookup) = (
+        let (shim, range, data_dir, domain, socket, lookup, store, node_name) = (
             shim.clone(),
             range.clone(),
             data_dir.clone(),
             domain.clone(),
             socket.clone(),
             lookup.clone(),
+            store.clone(),
+            node_name.clone(),
         );
         Box::pin(async move {
             let sandboxes = Sandboxes::for_mode(network, &range, &slot, &data_dir)?
@@ -105,8 +110,14 @@ pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
             let docker = with_docker.then(|| {
                 let (sbs, root) = (sandboxes.clone(), data_dir.join("docker"));
                 let index = slot.index;
+                let events = PodEvents::new(EventRecorder::new(
+                    Arc::new(store.clone()),
+                    "kubelet",
+                    &node_name,
+                ));
                 let build: Build = Box::new(move || {
-                    let (sbs, root, socket) = (sbs.clone(), root.clone(), socket.clone());
+                    let (sbs, root, socket, events) =
+                        (sbs.clone(), root.clone(), socket.clone(), events.clone());
                     Box::pin(async move {
                         let sbs = sbs.ok_or_else(|| {
                             RuntimeError::Unsupported(
@@ -114,7 +125,12 @@ pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
                             )
                         })?;
                         let rt = crate::kubelet::docker::DockerRuntime::start(
-                            &socket, index, sbs, backoff, &root,
+                            &socket,
+                            index,
+                            sbs,
+                            backoff,
+                            &root,
+                            events.clone(),
                         )
                         .await?;
                         Ok(Arc::new(rt) as Arc<dyn Runtime>)

@@ -130,6 +130,12 @@ fn an_image_deployment_runs_its_cmd_and_is_reached_by_ip_and_service_name() {
     let probe: Value = serde_json::from_str(&k.ok(&["get", "pod", "probe", "-o", "json"])).unwrap();
     uids.push(probe["metadata"]["uid"].as_str().unwrap().to_string());
 
+    // A private registry (scripts/registry.sh: basic auth on 127.0.0.1):
+    // an Always pull with the pod's imagePullSecrets, Pulling and Pulled
+    // Events; without the secret the pull is refused; a registry that does
+    // not answer gives ErrImagePull, then ImagePullBackOff.
+    uids.extend(private_registry_pulls(&k));
+
     // Deleting the pods leaves nothing of them on the engine or the host.
     k.ok(&["delete", "deployment", "web"]);
     k.ok(&["delete", "pod", "probe"]);
@@ -156,6 +162,160 @@ fn an_image_deployment_runs_its_cmd_and_is_reached_by_ip_and_service_name() {
             Err(format!("left: {left:?}"))
         }
     });
+}
+
+/// The local registry scripts/registry.sh runs (address, user, password).
+fn registry() -> (String, String, String) {
+    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let addr = format!("127.0.0.1:{}", var("SHOAL_REGISTRY_PORT", "5055"));
+    let up = std::net::TcpStream::connect(&addr).is_ok();
+    assert!(
+        up,
+        "no registry at {addr}: run ./scripts/registry.sh (scripts/test.sh does)"
+    );
+    (
+        addr,
+        var("SHOAL_REGISTRY_USER", "shoal"),
+        var("SHOAL_REGISTRY_PASSWORD", "shoal-test"),
+    )
+}
+
+/// The reasons of the Events about pod `name`, in order.
+fn event_reasons(k: &Dev, name: &str) -> Vec<String> {
+    let selector = format!("involvedObject.name={name}");
+    let list: Value = serde_json::from_str(&k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &selector,
+        "--sort-by=.firstTimestamp",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["reason"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// The first container's waiting reason of pod `name`.
+fn waiting_reason(k: &Dev, name: &str) -> String {
+    let p = pod_json(k, name);
+    p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Pulls through the private registry; returns the uids of the pods made.
+fn private_registry_pulls(k: &Dev) -> Vec<String> {
+    let (addr, user, password) = registry();
+    k.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={addr}"),
+        &format!("--docker-username={user}"),
+        &format!("--docker-password={password}"),
+    ]);
+    let image = format!("{addr}/shoal-test/web:1");
+    let pod = |name: &str, image: &str, secret: bool| {
+        let secrets = if secret {
+            r#"[{"name": "regcred"}]"#
+        } else {
+            "[]"
+        };
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+                "spec": {{"imagePullSecrets": {secrets}, "containers": [{{"name": "web",
+                "image": "{image}", "imagePullPolicy": "Always"}}]}}}}"#
+        )
+    };
+    let closed = {
+        // A port nothing listens on: bound, then let go.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let files = [
+        k.file("private.json", &pod("private", &image, true)),
+        k.file("no-secret.json", &pod("no-secret", &image, false)),
+        k.file(
+            "nowhere.json",
+            &pod("nowhere", &format!("127.0.0.1:{closed}/x:1"), true),
+        ),
+    ];
+    for f in &files {
+        k.ok(&["apply", "-f", f]);
+    }
+    wait_running(k, "private");
+    super::wait_for(Duration::from_secs(30), "Pulling and Pulled Events", || {
+        let reasons = event_reasons(k, "private");
+        let pulling = reasons
+            .iter()
+            .any(|r| r.starts_with("Pulling") && r.contains(&image));
+        let pulled = reasons
+            .iter()
+            .any(|r| r.starts_with("Pulled Successfully pulled"));
+        let started = reasons.iter().any(|r| r.starts_with("Started"));
+        if pulling && pulled && started {
+            Ok(())
+        } else {
+            Err(format!("events {reasons:?}"))
+        }
+    });
+    super::wait_for(
+        Duration::from_secs(60),
+        "the pull without a secret to fail",
+        || match waiting_reason(k, "no-secret").as_str() {
+            "ErrImagePull" | "ImagePullBackOff" => Ok(()),
+            other => Err(format!("waiting {other:?}")),
+        },
+    );
+    let failed = event_reasons(k, "no-secret");
+    assert!(
+        failed
+            .iter()
+            .any(|r| r.starts_with("Failed Failed to pull image")),
+        "{failed:?}"
+    );
+    super::wait_for(
+        Duration::from_secs(60),
+        "ImagePullBackOff",
+        || match waiting_reason(k, "nowhere").as_str() {
+            "ImagePullBackOff" => Ok(()),
+            other => Err(format!("waiting {other:?}")),
+        },
+    );
+    let back_off = event_reasons(k, "nowhere");
+    assert!(
+        back_off
+            .iter()
+            .any(|r| r.starts_with("BackOff Back-off pulling")),
+        "{back_off:?}"
+    );
+    // The other pods run on.
+    assert_eq!(pod_json(k, "private")["status"]["phase"], "Running");
+    let uids = ["private", "no-secret", "nowhere"]
+        .iter()
+        .map(|n| {
+            pod_json(k, n)["metadata"]["uid"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    k.ok(&["delete", "pod", "private", "no-secret", "nowhere"]);
+    uids
 }
 
 /// The Node's `runtime.shoal.io/docker` label and its

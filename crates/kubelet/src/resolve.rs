@@ -6,7 +6,7 @@ use serde_json::Value;
 use shoal_model::objects;
 use shoal_store::ReadRequest;
 
-use crate::{envs, volumes, Kubelet, PodConfig, RuntimeError};
+use crate::{envs, pullsecrets, volumes, Kubelet, PodConfig, RuntimeError};
 
 impl Kubelet {
     /// The pod with its environments and projected volumes resolved (see
@@ -50,6 +50,7 @@ impl Kubelet {
         let mut failed: Option<String> = None;
         let mut names = envs::referenced(pod);
         names.extend(volumes::referenced(pod));
+        names.extend(pullsecrets::referenced(pod));
         for (kind, name) in names {
             let res = if kind == "Secret" {
                 &shoal_model::resources::SECRETS
@@ -87,6 +88,12 @@ impl Kubelet {
         config.envs = envs::literal_envs(&resolved.pod);
         config.config_errors = resolved.errors;
         config.projections = volumes::resolve(pod, &objects);
+        let (auths, problems) = pullsecrets::resolve(pod, &objects);
+        config.pull_auths = auths;
+        for why in problems {
+            // As upstream: the pull goes on without it.
+            tracing::warn!(pod = %config.uid(), "imagePullSecrets: {why}");
+        }
         if let Some(why) = failed {
             // The store could not say: refuse rather than start with a
             // partial environment.

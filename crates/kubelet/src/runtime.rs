@@ -83,6 +83,9 @@ pub struct PodConfig {
     /// volume projects, or why it cannot be set up.
     #[serde(default)]
     pub projections: BTreeMap<String, Projection>,
+    /// The registry logins of its `imagePullSecrets`, in order.
+    #[serde(default)]
+    pub pull_auths: Vec<crate::pullsecrets::RegistryAuth>,
 }
 
 /// A projected volume's content, as the kubelet resolved it.

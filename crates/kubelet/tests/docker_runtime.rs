@@ -144,7 +144,15 @@ async fn runtime_on(index: u32, engine: Engine) -> (DockerRuntime, tempfile::Tem
         max: Duration::from_secs(1),
         reset_after: Duration::from_secs(600),
     };
-    let rt = DockerRuntime::new(engine, index, sandboxes, backoff, &data.path().join("pods"));
+    let events = shoal_kubelet::podevents::PodEvents::default();
+    let rt = DockerRuntime::new(
+        engine,
+        index,
+        sandboxes,
+        backoff,
+        &data.path().join("pods"),
+        events,
+    );
     (rt, data)
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::engine::{Engine, PullError};
 use super::runtime::{container_name, entrypoint_and_cmd, labels, lock, Ctr};
+use crate::podevents::PodEvents;
 use crate::process::sandbox::{CgroupLimits, Sandboxes, CPU_PERIOD_US};
 use crate::process::Backoff;
 use crate::{ContainerState, PodConfig, RestartPolicy};
@@ -34,6 +35,7 @@ pub(super) struct PodTask {
     pub(super) containers: Vec<Arc<Mutex<Ctr>>>,
     pub(super) stop: watch::Receiver<Option<Duration>>,
     pub(super) changes: broadcast::Sender<String>,
+    pub(super) events: PodEvents,
     pub(super) backoff: Backoff,
     /// The pod's own files (its resolv.conf and hosts).
     pub(super) dir: PathBuf,
@@ -209,6 +211,7 @@ impl PodTask {
             ip: self.ip.clone(),
             stop: self.stop.clone(),
             changes: self.changes.clone(),
+            events: self.events.clone(),
             backoff: self.backoff,
         })
     }
@@ -228,6 +231,7 @@ struct Shared {
     ip: Arc<Mutex<String>>,
     stop: watch::Receiver<Option<Duration>>,
     changes: broadcast::Sender<String>,
+    events: PodEvents,
     backoff: Backoff,
     /// Bind mounts every container gets (the pod's network files).
     binds: Vec<String>,
@@ -277,13 +281,19 @@ impl CtrLoop {
                 Err(PullError::Failed(_)) => Ok(false),
                 other => other,
             };
+            let events = &self.task.events;
+            let pod = &self.task.pod;
             let why = match present {
-                Ok(true) if policy != "Always" => return true,
+                Ok(true) if policy != "Always" => {
+                    let message = format!("Container image {image:?} already present on machine");
+                    events.normal(pod, "Pulled", message);
+                    return true;
+                }
                 Ok(false) if policy == "Never" => (
                     "ErrImageNeverPull",
                     format!("Container image {image:?} is not present with pull policy of Never"),
                 ),
-                Ok(_) => match self.task.engine.pull(&image, None, PULL_DEADLINE).await {
+                Ok(_) => match self.pull(&image).await {
                     Ok(()) => return true,
                     Err(PullError::InvalidName(m)) => ("InvalidImageName", m),
                     Err(PullError::Failed(m)) => ("ErrImagePull", m),
@@ -292,6 +302,16 @@ impl CtrLoop {
                 Err(PullError::Failed(m)) => ("ErrImagePull", m),
             };
             let (reason, message) = why;
+            match reason {
+                "ErrImageNeverPull" => events.warning(pod, "ErrImageNeverPull", message.clone()),
+                "InvalidImageName" => events.warning(pod, "InspectFailed", message.clone()),
+                _ => events.warning(
+                    pod,
+                    "Failed",
+                    format!("Failed to pull image {image:?}: {message}"),
+                ),
+            }
+            events.warning(pod, "Failed", format!("Error: {reason}"));
             self.set(ContainerState::Waiting {
                 reason: reason.into(),
                 message: message.clone(),
@@ -310,6 +330,8 @@ impl CtrLoop {
                 return false;
             }
             if reason == "ErrImagePull" {
+                events.normal(pod, "BackOff", format!("Back-off pulling image {image:?}"));
+                events.warning(pod, "Failed", "Error: ImagePullBackOff".into());
                 self.set(ContainerState::Waiting {
                     reason: "ImagePullBackOff".into(),
                     message: format!("Back-off pulling image {image:?}: {message}"),
@@ -323,6 +345,53 @@ impl CtrLoop {
                 return false;
             }
         }
+    }
+
+    /// Pulls `image` (Pulling, then Pulled with the time it took), with
+    /// each of the pod's logins for its registry in turn, or none if it
+    /// has none; the last failure is the answer.
+    async fn pull(&self, image: &str) -> Result<(), PullError> {
+        let pod = &self.task.pod;
+        self.task
+            .events
+            .normal(pod, "Pulling", format!("Pulling image {image:?}"));
+        let began = Instant::now();
+        let logins: Vec<Option<bollard::auth::DockerCredentials>> = pod
+            .pull_auths
+            .iter()
+            .filter(|a| a.matches(image))
+            .map(|a| {
+                Some(bollard::auth::DockerCredentials {
+                    username: Some(a.username.clone()),
+                    password: Some(a.password.clone()),
+                    serveraddress: Some(a.server.clone()),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let tries = if logins.is_empty() {
+            vec![None]
+        } else {
+            logins
+        };
+        let mut last = Err(PullError::Failed(format!(
+            "pulling {image}: no login tried"
+        )));
+        for login in tries {
+            last = self.task.engine.pull(image, login, PULL_DEADLINE).await;
+            if last.is_ok() || matches!(last, Err(PullError::InvalidName(_))) {
+                break;
+            }
+        }
+        if last.is_ok() {
+            let took = began.elapsed();
+            self.task.events.normal(
+                pod,
+                "Pulled",
+                format!("Successfully pulled image {image:?} in {took:.3?}"),
+            );
+        }
+        last
     }
 
     /// Runs the container by its restartPolicy until the pod stops; an
@@ -359,6 +428,18 @@ impl CtrLoop {
             let delay = self.task.backoff.delay(failures);
             failures = failures.saturating_add(1);
             lock(&self.ctr).restarts += 1;
+            let pod = &self.task.pod;
+            self.task.events.warning(
+                pod,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {}_{}({})",
+                    self.spec.name,
+                    pod.name(),
+                    pod.pod.metadata.namespace.as_deref().unwrap_or(""),
+                    self.task.uid
+                ),
+            );
             self.set(ContainerState::Waiting {
                 reason: "CrashLoopBackOff".into(),
                 message: format!(
@@ -426,8 +507,20 @@ impl CtrLoop {
             .await
         {
             Ok(c) => c.id,
-            Err(e) => return Some((128, "CreateContainerError".into(), e.to_string())),
+            Err(e) => {
+                let pod = &self.task.pod;
+                self.task
+                    .events
+                    .warning(pod, "Failed", format!("Error: {e}"));
+                return Some((128, "CreateContainerError".into(), e.to_string()));
+            }
         };
+        let name_of = &self.spec.name;
+        self.task.events.normal(
+            &self.task.pod,
+            "Created",
+            format!("Created container: {name_of}"),
+        );
         // The instance before stays for `logs --previous`; older ones go.
         let older = {
             let mut c = lock(&self.ctr);
@@ -443,8 +536,17 @@ impl CtrLoop {
                 .await;
         }
         if let Err(e) = docker.start_container(&created, None).await {
+            let pod = &self.task.pod;
+            self.task
+                .events
+                .warning(pod, "Failed", format!("Error: {e}"));
             return Some((128, "StartError".into(), e.to_string()));
         }
+        self.task.events.normal(
+            &self.task.pod,
+            "Started",
+            format!("Started container {name_of}"),
+        );
         self.set(ContainerState::Running {
             started_at: objects::now(),
         });

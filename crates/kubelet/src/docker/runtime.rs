@@ -81,6 +81,7 @@ struct Inner {
     sandboxes: Arc<Sandboxes>,
     pods: Mutex<HashMap<String, PodRun>>,
     changes: broadcast::Sender<String>,
+    events: crate::podevents::PodEvents,
     backoff: Backoff,
     /// Pods' own files, `<root>/<uid>/`.
     root: PathBuf,
@@ -98,13 +99,15 @@ pub struct DockerRuntime {
 impl DockerRuntime {
     /// A runtime on `engine` whose pods get `sandboxes`' CNI network.
     /// `node` (the node's slot index) names its engine containers, so
-    /// several nodes may share one engine. Pods' files go under `root`.
+    /// several nodes may share one engine. Pods' files go under `root`;
+    /// their containers' Events go to `events`.
     pub fn new(
         engine: Engine,
         node: u32,
         sandboxes: Sandboxes,
         backoff: Backoff,
         root: &Path,
+        events: crate::podevents::PodEvents,
     ) -> DockerRuntime {
         DockerRuntime {
             inner: Arc::new(Inner {
@@ -113,6 +116,7 @@ impl DockerRuntime {
                 sandboxes: Arc::new(sandboxes),
                 pods: Mutex::new(HashMap::new()),
                 changes: broadcast::channel(1024).0,
+                events,
                 backoff,
                 root: root.to_owned(),
                 handlers: watch::channel(vec![crate::Handler {
@@ -155,6 +159,7 @@ impl DockerRuntime {
         sandboxes: Sandboxes,
         backoff: Backoff,
         root: &Path,
+        events: crate::podevents::PodEvents,
     ) -> Result<DockerRuntime, RuntimeError> {
         let engine = Engine::connect(socket).map_err(RuntimeError::Unsupported)?;
         engine
@@ -165,7 +170,7 @@ impl DockerRuntime {
         shoal_fabric::private::dir(root)
             .map_err(|e| RuntimeError::Host(format!("{}: {e}", root.display())))?;
         remove_node(&engine, node, root, Some(&sandboxes)).await;
-        let rt = DockerRuntime::new(engine, node, sandboxes, backoff, root);
+        let rt = DockerRuntime::new(engine, node, sandboxes, backoff, root, events);
         rt.follow_health();
         Ok(rt)
     }
@@ -419,6 +424,7 @@ impl Runtime for DockerRuntime {
             containers: containers.clone(),
             stop: stop_rx,
             changes: self.inner.changes.clone(),
+            events: self.inner.events.clone(),
             backoff: self.inner.backoff,
             dir: self.inner.root.join(&uid),
         };
