@@ -11,6 +11,7 @@
 //! `multi`). Not yet: probes, volumes, securityContext, hooks, adoption.
 
 pub mod engine;
+mod ctr;
 mod exec;
 mod pod;
 pub mod runtime;
