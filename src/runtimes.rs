@@ -7,9 +7,10 @@
 //! built here is a [`MakeRuntime`] called then. Order matters because the
 //! process and docker runtimes share the node's CNI sandboxes: the process
 //! runtime is built first (it adopts the pods a previous agent left), then
-//! the sandboxes are prepared keeping those pods, then docker starts (at
-//! once when it is the default; in the background, and again while its
-//! engine does not answer, when it is not).
+//! the sandboxes are prepared keeping those pods and the docker runtime's
+//! (its pod directories), then docker starts and adopts its own (at once
+//! when it is the default; in the background, and again while its engine
+//! does not answer, when it is not).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +90,19 @@ pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
         Box::pin(async move {
             let sandboxes = Sandboxes::for_mode(network, &range, &slot, &data_dir)?
                 .map(|s| s.with_cluster_domain(&domain));
+            // The docker runtime's pods (adopted when it starts) keep
+            // their sandboxes too.
+            let docker_pods: Vec<String> = if with_docker {
+                std::fs::read_dir(data_dir.join("docker"))
+                    .map(|d| {
+                        d.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             let process = if with_process {
                 let rt = crate::kubelet::process::ProcessRuntime::new(
                     &data_dir.join("pods"),
@@ -99,11 +113,11 @@ pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
                 )
                 .map_err(|e| RuntimeError::Host(format!("the pods directory: {e}")))?;
                 // Keeps the sandboxes of the pods it adopted.
-                rt.prepare().await?;
+                rt.prepare_keeping(&docker_pods).await?;
                 Some(Arc::new(rt) as Arc<dyn Runtime>)
             } else {
                 if let Some(sbs) = &sandboxes {
-                    sbs.prepare(&[]).await?;
+                    sbs.prepare(&docker_pods).await?;
                 }
                 None
             };

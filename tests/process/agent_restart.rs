@@ -1,6 +1,7 @@
 //! An agent killed with SIGKILL and started again (as `shoal dev` starts
 //! it) keeps its running pods, with the same processes, pod IPs and
-//! network namespaces, and stops the pod deleted while it was down.
+//! network namespaces, and stops the pod deleted while it was down; with
+//! sandboxes, the same for docker pods (the same containers, adopted).
 
 use std::time::Duration;
 
@@ -23,6 +24,15 @@ impl Agent {
                 .arg(k.dir().join(format!("node-{node}.toml")))
                 .current_dir(k.dir())
                 .env("SHOAL_KUBELET_RUNTIME", "process")
+                // As dev offers it with sandboxes.
+                .env(
+                    "SHOAL_KUBELET_RUNTIMES",
+                    if super::cni_sandboxes() {
+                        "process,docker"
+                    } else {
+                        ""
+                    },
+                )
                 .env("SHOAL_KUBELET_NETWORK", "auto")
                 .env("SHOAL_KUBELET_POD_CIDR", "10.88.0.0/16")
                 .stdout(std::process::Stdio::null())
@@ -74,15 +84,42 @@ spec:
     image: none
     command: ["sleep", "3600"]
 "#;
-    let f = k.file("pods.yaml", manifest);
+    // With sandboxes the node offers docker too: a docker pod to keep and
+    // one to delete while the agent is down.
+    let cni = super::cni_sandboxes();
+    let docker_pods = r#"---
+apiVersion: v1
+kind: Pod
+metadata: {name: dkeeper}
+spec:
+  nodeName: node-2
+  runtimeClassName: docker
+  terminationGracePeriodSeconds: 2
+  containers: [{name: web, image: "shoal-test/web:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ddoomed}
+spec:
+  nodeName: node-2
+  runtimeClassName: docker
+  terminationGracePeriodSeconds: 2
+  containers: [{name: c, image: "shoal-test/busybox:1", command: [sleep, "3600"]}]
+"#;
+    let manifest = if cni {
+        format!("{manifest}{docker_pods}")
+    } else {
+        manifest.to_string()
+    };
+    let f = k.file("pods.yaml", &manifest);
     k.ok(&["apply", "-f", &f]);
-    k.ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/keeper",
-        "pod/doomed",
-        "--timeout=60s",
-    ]);
+    let mut names = vec!["pod/keeper", "pod/doomed"];
+    if cni {
+        names.extend(["pod/dkeeper", "pod/ddoomed"]);
+    }
+    let mut wait = vec!["wait", "--for=condition=Ready", "--timeout=90s"];
+    wait.extend(&names);
+    k.ok(&wait);
     let get = |name: &str| -> Value {
         serde_json::from_str(&k.ok(&["get", "pod", name, "-o", "json"])).unwrap()
     };
@@ -101,7 +138,6 @@ spec:
         .and_then(|k3| k3.parse().ok())
         .expect("node-2 has a /24 of 10.88.0.0/16");
     let netns = |p: &Value| format!("shoal-{slot}-{}", p["metadata"]["uid"].as_str().unwrap());
-    let cni = super::cni_sandboxes();
     let has_netns = |name: &str| std::path::Path::new("/run/netns").join(name).exists();
     if cni {
         assert!(has_netns(&netns(&keeper)) && has_netns(&netns(&doomed)));
@@ -121,6 +157,10 @@ spec:
     assert!(alive(keeper_pid) && alive(doomed_pid));
     // A pod deleted while its agent is down.
     k.ok(&["delete", "pod", "doomed", "--wait=false"]);
+    let docker_before = cni.then(|| {
+        k.ok(&["delete", "pod", "ddoomed", "--wait=false"]);
+        (get("dkeeper"), get("ddoomed"))
+    });
 
     // The agent again, as shoal dev starts it.
     let _agent = Agent::restart(&k, 2);
@@ -158,4 +198,40 @@ spec:
     }
     let body = http_get(&keeper_ip).unwrap_or_else(|e| panic!("{keeper_ip}: {e}"));
     assert!(body.contains("Directory listing"), "{body}");
+
+    // The docker pods: the kept one is adopted (the same container, no
+    // restart), the deleted one's containers go.
+    if let Some((dkeeper, ddoomed)) = docker_before {
+        let id = |p: &Value| p["status"]["containerStatuses"][0]["containerID"].clone();
+        let uid = ddoomed["metadata"]["uid"].as_str().unwrap().to_string();
+        super::wait_for(
+            Duration::from_secs(60),
+            "ddoomed gone, dkeeper adopted",
+            || {
+                let left = super::docker::containers_of(&uid);
+                let gone = !k.ok(&["get", "pods", "-o", "name"]).contains("pod/ddoomed");
+                let p = get("dkeeper");
+                let ready = p["status"]["containerStatuses"][0]["ready"] == true;
+                if gone && left.is_empty() && ready {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "ddoomed gone {gone}, its containers {left:?}; dkeeper {}",
+                        p["status"]
+                    ))
+                }
+            },
+        );
+        let after = get("dkeeper");
+        assert_eq!(id(&after), id(&dkeeper), "dkeeper kept its container");
+        assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 0);
+        assert_eq!(after["status"]["podIP"], dkeeper["status"]["podIP"]);
+        let ip = after["status"]["podIP"].as_str().unwrap();
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", &format!("http://{ip}:8080/")])
+            .output()
+            .unwrap();
+        let page = String::from_utf8_lossy(&out.stdout);
+        assert!(page.contains("shoal-test web"), "{page}");
+    }
 }

@@ -18,7 +18,7 @@ use super::kubectl::Dev;
 use super::kubectl_process::pods;
 
 /// The engine containers of the pod with `uid` (any state).
-fn containers_of(uid: &str) -> Vec<String> {
+pub(super) fn containers_of(uid: &str) -> Vec<String> {
     let out = std::process::Command::new("docker")
         .args(["ps", "-aq", "--filter"])
         .arg(format!("label=io.kubernetes.pod.uid={uid}"))

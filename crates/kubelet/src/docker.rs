@@ -8,10 +8,12 @@
 //! pods with a sandbox and containers under the restartPolicy, image pull
 //! policy, limits, logs, exec and port-forward ([`runtime`], [`pod`]). A
 //! node offers it as its default or beside the process runtime (see
-//! `multi`). Not yet: probes, volumes, securityContext, hooks, adoption.
+//! `multi`); an agent that starts again adopts its pods ([`adopt`]). Not
+//! yet: probes, volumes, securityContext, hooks.
 
-pub mod engine;
+pub mod adopt;
 mod ctr;
+pub mod engine;
 mod exec;
 mod pod;
 pub mod runtime;

@@ -253,6 +253,10 @@ impl Kubelet {
             field: "spec.nodeName".into(),
             equals: self.spec.name.clone(),
         };
+        // State changes the runtime makes on its own (a container exited,
+        // restarted; a pod adopted): reported like any other, from before
+        // the list, so none made while the list is read is missed.
+        let mut changes = self.runtime.changes();
         let listed = self
             .store
             .read(ReadRequest::prefix(pods().prefix(None)))
@@ -290,9 +294,6 @@ impl Kubelet {
             pods: listed.revision,
             configs: [listed.revision; 2],
         };
-        // State changes the runtime makes on its own (a container exited,
-        // restarted): reported like any other.
-        let mut changes = self.runtime.changes();
         loop {
             // This node's replica, or, on a worker-only node, another's.
             let replica = self.store.watch_replica();
@@ -598,6 +599,12 @@ impl Kubelet {
     /// Reports the runtime's current state of pod `uid`, if it changed.
     fn report_change(&self, uid: &str, known: &HashMap<Vec<u8>, Known>, reporter: &StatusReporter) {
         let Some((key, k)) = known.iter().find(|(_, k)| k.uid == uid) else {
+            // A pod the runtime runs that is not bound here (one a runtime
+            // built after the kubelet's list adopted): it stops.
+            if self.runtime.state(uid).is_some() {
+                tracing::info!(node = %self.spec.name, pod = %uid, "stopping a pod no longer bound here");
+                tokio::spawn(self.runtime.stop(uid, Duration::ZERO));
+            }
             return;
         };
         let Some(state) = self.runtime.state(uid) else {

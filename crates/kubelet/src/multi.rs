@@ -56,6 +56,9 @@ struct Inner {
     waiting: Mutex<HashMap<String, Waiting>>,
     lookup: ClassLookup,
     changes: broadcast::Sender<String>,
+    /// Changes made while nobody listened (a runtime built before the
+    /// kubelet subscribed), told to the next subscriber.
+    unheard: Mutex<Vec<String>>,
     /// Each handler's state, by name; `handlers` is pushed its values.
     states: Mutex<BTreeMap<String, Handler>>,
     handlers: watch::Sender<Vec<Handler>>,
@@ -111,6 +114,7 @@ impl MultiRuntime {
                 waiting: Mutex::new(HashMap::new()),
                 lookup,
                 changes: broadcast::channel(1024).0,
+                unheard: Mutex::new(Vec::new()),
                 handlers: watch::channel(states.values().cloned().collect()).0,
                 states: Mutex::new(states),
             }),
@@ -156,10 +160,31 @@ impl MultiRuntime {
                 .map(|w| w.config)
                 .collect()
         };
+        // The pods it adopted from a previous agent: pushed, so the kubelet
+        // reports them, or stops those no longer bound here.
+        for uid in rt.running() {
+            lock(&self.inner.placed).insert(uid.clone(), name.clone());
+            self.announce(uid);
+        }
         for config in ready {
             let uid = config.uid().to_string();
             lock(&self.inner.placed).insert(uid.clone(), name.clone());
+            if !rt.resolved(&uid) {
+                // Adopted: the kubelet resolved it for the waiting start.
+                rt.update(&config);
+            }
             rt.start(&config).await;
+            self.announce(uid);
+        }
+    }
+
+    /// Tells the kubelet that pod `uid` changed, now or, if it does not
+    /// listen yet, when it does.
+    fn announce(&self, uid: String) {
+        let mut unheard = lock(&self.inner.unheard);
+        if self.inner.changes.receiver_count() == 0 {
+            unheard.push(uid);
+        } else {
             let _ = self.inner.changes.send(uid);
         }
     }
@@ -347,7 +372,12 @@ impl Runtime for MultiRuntime {
     }
 
     fn changes(&self) -> Option<broadcast::Receiver<String>> {
-        Some(self.inner.changes.subscribe())
+        let mut unheard = lock(&self.inner.unheard);
+        let rx = self.inner.changes.subscribe();
+        for uid in unheard.drain(..) {
+            let _ = self.inner.changes.send(uid);
+        }
+        Some(rx)
     }
 
     fn exec(

@@ -220,10 +220,17 @@ impl ProcessRuntime {
     /// overlaps a host route is refused) and drops what pods that are gone
     /// left; before any pod starts.
     pub async fn prepare(&self) -> Result<(), RuntimeError> {
+        self.prepare_keeping(&[]).await
+    }
+
+    /// `prepare`, keeping the sandboxes of the pods `also` names too (the
+    /// pods another runtime of the node keeps).
+    pub async fn prepare_keeping(&self, also: &[String]) -> Result<(), RuntimeError> {
         let Some(sb) = self.inner.sandboxes.clone() else {
             return Ok(());
         };
-        let keep = self.running();
+        let mut keep = self.running();
+        keep.extend_from_slice(also);
         sb.prepare(&keep).await
     }
 

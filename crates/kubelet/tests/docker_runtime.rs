@@ -499,3 +499,168 @@ async fn an_engine_outage_marks_the_handler_and_no_container_starts_twice() {
     assert_clean(206, &["outage1"]).await;
     drop(relay);
 }
+
+/// Node slot `index`'s sandboxes with their CNI records under `data`.
+fn sandboxes_of(index: u32, data: &Path) -> Sandboxes {
+    let slot = shoal_model::podcidr::PodSlot {
+        index,
+        cidr: format!("10.89.{index}.0/24"),
+    };
+    Sandboxes::for_mode(PodNetwork::Cni, "10.89.0.0/16", &slot, data)
+        .unwrap_or_else(|e| panic!("pod sandboxes (root and the CNI plugins): {e}"))
+        .expect("kubelet.network = cni gives sandboxes")
+}
+
+/// The engine containers of pod `uid` named `container` (`POD`: its sandbox).
+async fn engine_ids(uid: &str, container: &str) -> Vec<String> {
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("io.kubernetes.pod.uid={uid}"),
+            format!("io.kubernetes.container.name={container}"),
+        ],
+    )]);
+    engine()
+        .api()
+        .list_containers(Some(
+            bollard::query_parameters::ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+/// An agent of node slot 207 on the machine's engine, adopting what the
+/// one before it left under `data`.
+async fn agent(data: &Path) -> DockerRuntime {
+    let sandboxes = sandboxes_of(207, data);
+    // As a node does: the sandboxes of the pods the runtime will adopt
+    // (its pod directories) are kept.
+    let keep: Vec<String> = std::fs::read_dir(data.join("pods"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    sandboxes.prepare(&keep).await.unwrap();
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        reset_after: Duration::from_secs(600),
+    };
+    DockerRuntime::start(
+        Path::new(engine::DEFAULT_SOCKET),
+        207,
+        sandboxes,
+        backoff,
+        &data.join("pods"),
+        Default::default(),
+    )
+    .await
+    .expect("the docker runtime starts")
+}
+
+#[test]
+fn an_agent_that_starts_again_adopts_its_containers_and_not_a_dead_sandbox() {
+    use shoal_kubelet::{ContainerState, Runtime};
+    let _cni = CNI.blocking_lock();
+    let data = tempfile::tempdir().unwrap();
+    let pod = shoal_kubelet::PodConfig::of(&serde_json::json!({
+        "metadata": {"uid": "adopt1", "name": "adopt", "namespace": "default"},
+        "spec": {
+            "initContainers": [{"name": "init", "image": BUSYBOX, "command": ["true"]}],
+            "containers": [
+                {"name": "a", "image": BUSYBOX, "command": ["sleep", "3600"]},
+                {"name": "b", "image": BUSYBOX, "command": ["sleep", "3600"]},
+            ]}
+    }))
+    .unwrap();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let before = first.block_on(async {
+        let rt = agent(data.path()).await;
+        let state = conformance::ready(&rt, &pod).await;
+        state
+    });
+    // The agent dies (kill -9): its tasks go, its containers stay.
+    first.shutdown_background();
+
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        let rt = agent(data.path()).await;
+        assert_eq!(rt.running(), ["adopt1"], "the pod is adopted");
+        let after = rt.state("adopt1").unwrap();
+        assert_eq!(after.pod_ip, before.pod_ip);
+        for (b, a) in before.containers.iter().zip(&after.containers) {
+            assert_eq!(
+                a.container_id, b.container_id,
+                "{} is the same container",
+                a.name
+            );
+            assert_eq!(a.restart_count, 0, "{a:?}");
+            assert!(a.ready, "{a:?}");
+        }
+        assert_eq!(
+            after.init_containers[0].container_id,
+            before.init_containers[0].container_id
+        );
+        assert!(
+            matches!(
+                &after.init_containers[0].state,
+                ContainerState::Terminated { exit_code: 0, .. }
+            ),
+            "{:?}",
+            after.init_containers[0]
+        );
+        // Its resolved configuration is the kubelet's to give again.
+        assert!(!rt.resolved("adopt1"));
+        rt.update(&pod);
+        assert!(rt.resolved("adopt1"));
+        // Supervised again: container `a` killed in the engine restarts.
+        let a = before.containers[0]
+            .container_id
+            .trim_start_matches("docker://")
+            .to_string();
+        engine()
+            .api()
+            .kill_container(&a, None::<bollard::query_parameters::KillContainerOptions>)
+            .await
+            .unwrap();
+        shoal_fabric::testing::wait_until(Duration::from_secs(30), || {
+            let s = rt.state("adopt1").unwrap();
+            let replaced = !s.containers[0].container_id.ends_with(&a);
+            async move {
+                let c = &s.containers[0];
+                if c.restart_count == 1 && c.ready && replaced {
+                    Ok(())
+                } else {
+                    Err(format!("{c:?}"))
+                }
+            }
+        })
+        .await
+        .expect("the adopted container restarts under its policy");
+        // The sandbox dies while no agent runs.
+        for id in engine_ids("adopt1", "POD").await {
+            engine()
+                .api()
+                .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
+                .await
+                .unwrap();
+        }
+    });
+    second.shutdown_background();
+
+    // A pod whose sandbox died is not adopted: everything of it goes.
+    let third = tokio::runtime::Runtime::new().unwrap();
+    third.block_on(async {
+        let rt = agent(data.path()).await;
+        assert!(rt.running().is_empty(), "{:?}", rt.running());
+        assert_clean(207, &["adopt1"]).await;
+    });
+}

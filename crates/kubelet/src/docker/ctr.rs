@@ -30,7 +30,9 @@ pub(super) struct Shared {
     pub(super) engine: Engine,
     pub(super) node: u32,
     pub(super) uid: String,
+    /// The pod as stored, and as resolved once it is.
     pub(super) pod: PodConfig,
+    pub(super) config: watch::Receiver<Option<Arc<PodConfig>>>,
     pub(super) ip: Arc<Mutex<String>>,
     pub(super) stop: watch::Receiver<Option<Duration>>,
     pub(super) changes: broadcast::Sender<String>,
@@ -159,7 +161,10 @@ impl CtrLoop {
             .events
             .normal(pod, "Pulling", format!("Pulling image {image:?}"));
         let began = Instant::now();
-        let logins: Vec<Option<bollard::auth::DockerCredentials>> = pod
+        let resolved = self.task.config.borrow().clone();
+        let logins: Vec<Option<bollard::auth::DockerCredentials>> = resolved
+            .as_deref()
+            .unwrap_or(pod)
             .pull_auths
             .iter()
             .filter(|a| a.matches(image))
@@ -201,12 +206,20 @@ impl CtrLoop {
     /// init container returns true once it succeeded.
     pub(super) async fn run(self) -> bool {
         let mut failures: u32 = 0;
+        // An adopted container's instance goes on: it is waited for.
+        let mut resume = lock(&self.ctr).id.clone();
         loop {
-            if self.stopping().is_some() || !self.image().await {
-                return false;
-            }
             let started = Instant::now();
-            let Some((code, reason, message)) = self.run_once().await else {
+            let ended = match resume.take() {
+                Some(id) => self.wait_for(&id).await,
+                None => {
+                    if self.stopping().is_some() || !self.image().await {
+                        return false;
+                    }
+                    self.run_once().await
+                }
+            };
+            let Some((code, reason, message)) = ended else {
                 return false; // stopped
             };
             self.set(ContainerState::Terminated {
@@ -267,7 +280,14 @@ impl CtrLoop {
         let attempt = lock(&self.ctr).restarts;
         let name = container_name(self.task.node, &self.task.uid, &self.spec.name, attempt);
         let ip = lock(&self.task.ip).clone();
-        let env = crate::process::env_of(self.task.pod.env_of(&self.spec), &ip);
+        // An adopted pod's next instance waits for its resolved environment.
+        let mut config = self.task.config.clone();
+        let resolved = tokio::select! {
+            c = config.wait_for(Option::is_some) => c.ok().and_then(|c| c.clone()),
+            _ = stopped(self.task.stop.clone()) => None,
+        };
+        let resolved = resolved?;
+        let env = crate::process::env_of(resolved.env_of(&self.spec), &ip);
         let (entrypoint, cmd) = match entrypoint_and_cmd(&self.spec, &env) {
             Ok(v) => v,
             Err(why) => return Some((128, "CreateContainerConfigError".into(), why)),
@@ -353,10 +373,18 @@ impl CtrLoop {
         self.set(ContainerState::Running {
             started_at: objects::now(),
         });
-        // The container's end, or the pod's stop. A wait that breaks
-        // because the engine went away is not the container's end: the
-        // container runs on, and is waited for again once the engine
-        // answers (never started twice).
+        self.wait_for(&created).await
+    }
+
+    /// Waits for instance `created` to end (Some(exit code, reason,
+    /// message)) or the pod to stop (None; the instance is stopped with
+    /// the pod's grace).
+    async fn wait_for(&self, created: &str) -> Option<(i32, String, String)> {
+        let docker = self.task.engine.api();
+        let created = created.to_string(); // The container's end, or the pod's stop. A wait that breaks
+                                           // because the engine went away is not the container's end: the
+                                           // container runs on, and is waited for again once the engine
+                                           // answers (never started twice).
         let ended = loop {
             let mut wait = docker.wait_container(&created, None);
             tokio::select! {

@@ -25,7 +25,12 @@ pub(super) struct PodTask {
     pub(super) engine: Engine,
     pub(super) node: u32,
     pub(super) sandboxes: Arc<Sandboxes>,
+    /// The pod as stored (nothing resolved: what may be saved to disk).
     pub(super) pod: PodConfig,
+    /// The pod as resolved, once it is (see `PodRun::config`).
+    pub(super) config: watch::Receiver<Option<Arc<PodConfig>>>,
+    /// The sandbox container of a pod adopted from a previous agent.
+    pub(super) resume: Option<String>,
     pub(super) ip: Arc<Mutex<String>>,
     pub(super) init: Vec<Arc<Mutex<Ctr>>>,
     pub(super) containers: Vec<Arc<Mutex<Ctr>>>,
@@ -72,13 +77,24 @@ impl PodTask {
             ),
             ("hosts", crate::process::dns::hosts(pod, ip, domain)),
         ];
-        let mut binds = Vec::new();
         for (name, text) in files {
             let path = etc.join(name);
             std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-            binds.push(format!("{}:/etc/{name}:ro", path.display()));
         }
-        Ok(binds)
+        Ok(self.binds())
+    }
+
+    /// The binds of the pod's network files (written by `net_files`).
+    fn binds(&self) -> Vec<String> {
+        ["resolv.conf", "hosts"]
+            .iter()
+            .map(|name| {
+                format!(
+                    "{}:/etc/{name}:ro",
+                    self.dir.join("etc").join(name).display()
+                )
+            })
+            .collect()
     }
 
     /// Creates and starts the pause container and wires its network;
@@ -142,15 +158,20 @@ impl PodTask {
             .await
             .map_err(|e| e.to_string())?;
         let binds = self.net_files(&sandbox.ip)?;
+        // What an agent after this one adopts the pod by.
+        super::adopt::save(&self.dir, &self.pod, &sandbox.ip, &created.id)?;
         *lock(&self.ip) = sandbox.ip;
         Ok((created.id, binds))
     }
 
     /// Runs the pod until it is stopped.
     pub(super) async fn run(self) {
-        let sandbox = tokio::select! {
-            s = self.sandbox() => s,
-            _ = stopped(self.stop.clone()) => return,
+        let sandbox = match &self.resume {
+            Some(id) => Ok((id.clone(), self.binds())),
+            None => tokio::select! {
+                s = self.sandbox() => s,
+                _ = stopped(self.stop.clone()) => return,
+            },
         };
         let (sandbox, binds) = match sandbox {
             Ok(made) => made,
@@ -204,6 +225,7 @@ impl PodTask {
             node: self.node,
             uid: self.uid(),
             pod: self.pod.clone(),
+            config: self.config.clone(),
             ip: self.ip.clone(),
             stop: self.stop.clone(),
             changes: self.changes.clone(),
@@ -241,4 +263,3 @@ pub(super) fn pod_labels(
         (labels::ATTEMPT.to_string(), attempt.to_string()),
     ])
 }
-

@@ -72,7 +72,19 @@ struct PodRun {
     init: Vec<Arc<Mutex<Ctr>>>,
     containers: Vec<Arc<Mutex<Ctr>>>,
     stop: watch::Sender<Option<Duration>>,
+    /// The pod as resolved (None for a pod adopted from a previous agent
+    /// until the kubelet resolves it again: its containers' next
+    /// instances wait for it).
+    config: watch::Sender<Option<Arc<PodConfig>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What a pod adopted from a previous agent brings (see `adopt`).
+pub(super) struct Adopted {
+    pub(super) ip: String,
+    pub(super) sandbox: String,
+    pub(super) init: Vec<Ctr>,
+    pub(super) containers: Vec<Ctr>,
 }
 
 struct Inner {
@@ -148,11 +160,11 @@ impl DockerRuntime {
 
     /// The runtime of node `node` on the engine at `socket`: the engine
     /// must answer (API 1.41 or later), the pause image is imported if
-    /// missing, and what a previous agent of this node left (its engine
-    /// containers, sandboxes and pod files) is removed before any pod
-    /// starts: pods are not adopted yet, they start again. The caller
-    /// prepares the node's sandboxes (`Sandboxes::prepare`) with the pods
-    /// its other runtime keeps. It then follows whether the engine answers.
+    /// missing, and the pods a previous agent of this node left are
+    /// adopted (`adopt`: their containers go on, the same ones) or, what
+    /// cannot be, removed. The caller prepares the node's sandboxes
+    /// (`Sandboxes::prepare`) keeping the pods under `root` and those its
+    /// other runtime keeps. It then follows whether the engine answers.
     pub async fn start(
         socket: &Path,
         node: u32,
@@ -169,10 +181,116 @@ impl DockerRuntime {
         engine.ensure_pause().await.map_err(RuntimeError::Host)?;
         shoal_fabric::private::dir(root)
             .map_err(|e| RuntimeError::Host(format!("{}: {e}", root.display())))?;
-        remove_node(&engine, node, root, Some(&sandboxes)).await;
         let rt = DockerRuntime::new(engine, node, sandboxes, backoff, root, events);
+        super::adopt::adopt(&rt).await;
         rt.follow_health();
         Ok(rt)
+    }
+
+    /// Starts pod `pod`'s task: a new pod, or one `adopted` from a
+    /// previous agent (its sandbox and containers go on; `pod` is then the
+    /// unresolved pod it saved).
+    fn launch(&self, pod: &PodConfig, adopted: Option<Adopted>) -> PodRun {
+        let has_init = !pod.init_containers().is_empty();
+        let fresh = |c: &Container, app: bool| Ctr {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            state: ContainerState::Waiting {
+                reason: if has_init && app {
+                    "PodInitializing"
+                } else {
+                    "ContainerCreating"
+                }
+                .into(),
+                message: String::new(),
+            },
+            last: None,
+            restarts: 0,
+            id: None,
+            previous: None,
+            ready: false,
+        };
+        let shared = |list: Vec<Ctr>| -> Vec<Arc<Mutex<Ctr>>> {
+            list.into_iter().map(|c| Arc::new(Mutex::new(c))).collect()
+        };
+        let (init, containers, ip, resume) = match adopted {
+            Some(a) => (shared(a.init), shared(a.containers), a.ip, Some(a.sandbox)),
+            None => (
+                shared(
+                    pod.init_containers()
+                        .iter()
+                        .map(|c| fresh(c, false))
+                        .collect(),
+                ),
+                shared(pod.containers().iter().map(|c| fresh(c, true)).collect()),
+                String::new(),
+                None,
+            ),
+        };
+        let refused = unsupported(pod);
+        if let Some(message) = &refused {
+            for c in init.iter().chain(&containers) {
+                lock(c).state = ContainerState::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: message.clone(),
+                };
+            }
+        }
+        let (stop, stop_rx) = watch::channel(None);
+        let resolved = resume.is_none().then(|| Arc::new(pod.clone()));
+        let (config, config_rx) = watch::channel(resolved);
+        let ip = Arc::new(Mutex::new(ip));
+        let uid = pod.uid().to_string();
+        let task = super::pod::PodTask {
+            engine: self.inner.engine.clone(),
+            node: self.inner.node,
+            sandboxes: self.inner.sandboxes.clone(),
+            pod: pod.unresolved(),
+            config: config_rx,
+            resume,
+            ip: ip.clone(),
+            init: init.clone(),
+            containers: containers.clone(),
+            stop: stop_rx,
+            changes: self.inner.changes.clone(),
+            events: self.inner.events.clone(),
+            backoff: self.inner.backoff,
+            dir: self.inner.root.join(&uid),
+        };
+        PodRun {
+            ip,
+            init,
+            containers,
+            stop,
+            config,
+            task: tokio::spawn(async move {
+                if refused.is_none() {
+                    task.run().await
+                }
+            }),
+        }
+    }
+
+    /// Keeps an adopted pod.
+    pub(super) fn adopt_pod(&self, pod: &PodConfig, adopted: Adopted) {
+        let run = self.launch(pod, Some(adopted));
+        lock(&self.inner.pods).insert(pod.uid().to_string(), run);
+    }
+
+    pub(super) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(super) fn node(&self) -> u32 {
+        self.inner.node
+    }
+
+    pub(super) fn sandboxes(&self) -> &Sandboxes {
+        &self.inner.sandboxes
+    }
+
+    pub(super) fn root(&self) -> &Path {
+        &self.inner.root
     }
 
     fn state_of(run: &PodRun) -> PodState {
@@ -254,7 +372,7 @@ pub async fn remove_node(engine: &Engine, node: u32, root: &Path, sandboxes: Opt
 
 /// Removes the engine containers carrying `label` (`key=value`): app
 /// containers first, sandboxes last.
-async fn remove_labelled(engine: &Engine, label: &str) {
+pub(super) async fn remove_labelled(engine: &Engine, label: &str) {
     let docker = engine.api();
     let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
     let list = docker
@@ -376,69 +494,7 @@ impl Runtime for DockerRuntime {
             let state = Self::state_of(run);
             return Box::pin(async move { state });
         }
-        let has_init = !pod.init_containers().is_empty();
-        let ctr = |c: &Container, app: bool| {
-            Arc::new(Mutex::new(Ctr {
-                name: c.name.clone(),
-                image: c.image.clone().unwrap_or_default(),
-                state: ContainerState::Waiting {
-                    reason: if has_init && app {
-                        "PodInitializing"
-                    } else {
-                        "ContainerCreating"
-                    }
-                    .into(),
-                    message: String::new(),
-                },
-                last: None,
-                restarts: 0,
-                id: None,
-                previous: None,
-                ready: false,
-            }))
-        };
-        let init: Vec<_> = pod
-            .init_containers()
-            .iter()
-            .map(|c| ctr(c, false))
-            .collect();
-        let containers: Vec<_> = pod.containers().iter().map(|c| ctr(c, true)).collect();
-        let refused = unsupported(pod);
-        if let Some(message) = &refused {
-            for c in init.iter().chain(&containers) {
-                lock(c).state = ContainerState::Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message: message.clone(),
-                };
-            }
-        }
-        let (stop, stop_rx) = watch::channel(None);
-        let ip = Arc::new(Mutex::new(String::new()));
-        let task = super::pod::PodTask {
-            engine: self.inner.engine.clone(),
-            node: self.inner.node,
-            sandboxes: self.inner.sandboxes.clone(),
-            pod: pod.clone(),
-            ip: ip.clone(),
-            init: init.clone(),
-            containers: containers.clone(),
-            stop: stop_rx,
-            changes: self.inner.changes.clone(),
-            events: self.inner.events.clone(),
-            backoff: self.inner.backoff,
-            dir: self.inner.root.join(&uid),
-        };
-        let run = PodRun {
-            ip,
-            init,
-            containers,
-            stop,
-            task: tokio::spawn(async move {
-                if refused.is_none() {
-                    task.run().await
-                }
-            }),
-        };
+        let run = self.launch(pod, None);
         let state = Self::state_of(&run);
         pods.insert(uid, run);
         Box::pin(async move { state })
@@ -464,6 +520,18 @@ impl Runtime for DockerRuntime {
 
     fn running(&self) -> Vec<String> {
         lock(&self.inner.pods).keys().cloned().collect()
+    }
+
+    fn update(&self, pod: &PodConfig) {
+        if let Some(run) = lock(&self.inner.pods).get(pod.uid()) {
+            run.config.send_replace(Some(Arc::new(pod.clone())));
+        }
+    }
+
+    fn resolved(&self, uid: &str) -> bool {
+        lock(&self.inner.pods)
+            .get(uid)
+            .is_none_or(|run| run.config.borrow().is_some())
     }
 
     fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, RuntimeError>> {
