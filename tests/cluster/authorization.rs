@@ -163,6 +163,7 @@ async fn a_worker_certificate_reaches_only_what_its_node_authorizer_allows() {
 
     // Exec into a pod of another node: refused before it is decoded.
     let exec = shoal::kubelet_proto::Exec {
+        attach: false,
         namespace: "default".into(),
         pod: "holder".into(),
         container: "c".into(),

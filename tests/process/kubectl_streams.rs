@@ -2,7 +2,9 @@
 //! `exec -i` and `-t`: stdin reaches the command in order and its end ends
 //! the command (v5's close signal); on a terminal the command sees a tty
 //! of the client's size, its input echoed and its exit code returned.
-//! `cp`: a file into the pod's emptyDir and back (tar over exec -i).
+//! `cp`: a file into the pod's emptyDir and back (tar over exec -i). The
+//! same on a docker pod, and `attach -it` to a container's own shell (a
+//! process pod refuses attach, saying why).
 //! `port-forward`: over the WebSocket tunnel (kubectl's default) and plain
 //! SPDY (its fallback), to a server bound to the pod's localhost, several
 //! connections at once, a megabyte each way with half-closes, and a port
@@ -29,9 +31,9 @@ spec:
 "#;
 
 /// Drives kubectl on a pseudo-terminal of 33 rows and 101 columns, as a
-/// person at a terminal would: waits for the shell's prompt, types
-/// `script`, and prints everything the terminal showed; exits with
-/// kubectl's code.
+/// person at a terminal would: waits for the shell's prompt (or attach's
+/// "try pressing enter"), types `script`, and prints everything the
+/// terminal showed; exits with kubectl's code.
 const ON_A_TERMINAL: &str = r##"
 import fcntl, os, select, struct, subprocess, sys, termios, time
 master, slave = os.openpty()
@@ -40,7 +42,7 @@ p = subprocess.Popen(sys.argv[2:], stdin=slave, stdout=slave, stderr=slave, star
 os.close(slave)
 seen, typed, deadline = b"", False, time.time() + 60
 while time.time() < deadline:
-    if not typed and (b"# " in seen or b"$ " in seen):
+    if not typed and (b"# " in seen or b"$ " in seen or b"pressing enter" in seen):
         os.write(master, sys.argv[1].encode())
         typed = True
     r, _, _ = select.select([master], [], [], 0.5)
@@ -143,6 +145,134 @@ fn kubectl_exec_with_stdin_and_a_terminal() {
         std::fs::read_to_string(&back).unwrap(),
         "first line\nsecond line\n"
     );
+
+    // The same verbs on a docker pod (the dev node offers docker beside
+    // processes where it has sandboxes), and attach.
+    if super::cni_sandboxes() {
+        docker_streams(&k);
+    }
+}
+
+/// Two docker pods: one to exec and cp into, one whose shell keeps its
+/// stdin and terminal open to attach to.
+const DOCKER_PODS: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: dbox}
+spec:
+  runtimeClassName: docker
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: shoal-test/busybox:1
+    command: ["sleep", "3600"]
+    env: [{name: GREETING, value: hello-from-docker}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: dsh}
+spec:
+  runtimeClassName: docker
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sh
+    image: shoal-test/busybox:1
+    command: ["sh"]
+    stdin: true
+    tty: true
+"#;
+
+/// Runs kubectl `args` on a terminal, typing `script` (see ON_A_TERMINAL).
+fn on_a_terminal(k: &Dev, script: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", ON_A_TERMINAL, script])
+        .arg(k.kubectl())
+        .args(args)
+        .env("KUBECONFIG", k.dir().join("kubeconfig"))
+        .env("HOME", k.dir())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn docker_streams(k: &Dev) {
+    let pods = k.file("docker-pods.yaml", DOCKER_PODS);
+    k.ok(&["apply", "-f", &pods]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/dbox",
+        "pod/dsh",
+        "--timeout=90s",
+    ]);
+    // -i with the end of stdin, and the exit code.
+    let mut read = k
+        .command(&[
+            "exec",
+            "-i",
+            "dbox",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo \"got $line $GREETING\"; exit 4",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    read.stdin.take().unwrap().write_all(b"one two\n").unwrap();
+    let out = read.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "got one two hello-from-docker\n"
+    );
+    // -it: a shell on a terminal of the client's size, in the container.
+    let script = "tty; stty size; echo \"hi-$((6*7)) $TERM\"; exit 3\n";
+    let (code, shown) = on_a_terminal(k, script, &["exec", "-it", "dbox", "--", "sh"]);
+    assert_eq!(code, Some(3), "{shown}");
+    assert!(shown.contains("/dev/pts/"), "not a terminal: {shown}");
+    assert!(shown.contains("33 101"), "the client's size: {shown}");
+    assert!(shown.contains("hi-42 xterm"), "{shown}");
+    // cp both ways: tar in the image, through exec -i.
+    let local = k.file("dnotes.txt", "docker line\n");
+    k.ok(&["cp", &local, "dbox:/tmp/notes.txt"]);
+    assert_eq!(
+        k.ok(&["exec", "dbox", "--", "cat", "/tmp/notes.txt"]),
+        "docker line\n"
+    );
+    let back = k.dir().join("dback.txt");
+    k.ok(&["cp", "dbox:/tmp/notes.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "docker line\n");
+    // attach -it: the container's own shell, on the client's terminal;
+    // what is typed runs there, and its end ends the attachment.
+    let script = "echo \"attached-$((6*7))\"; stty size; exit 5\n";
+    let (code, shown) = on_a_terminal(k, script, &["attach", "-it", "dsh"]);
+    assert!(shown.contains("attached-42"), "{shown}");
+    assert!(shown.contains("33 101"), "the client's size: {shown}");
+    assert_ne!(code, Some(0), "the shell's exit 5 is an error: {shown}");
+    super::wait_for(
+        std::time::Duration::from_secs(30),
+        "dsh to end with 5",
+        || {
+            let p: serde_json::Value =
+                serde_json::from_str(&k.ok(&["get", "pod", "dsh", "-o", "json"])).unwrap();
+            match p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"].as_i64() {
+                Some(5) => Ok(()),
+                other => Err(format!("exit code {other:?}")),
+            }
+        },
+    );
+    // A process pod has no terminal to attach to: said, not hung.
+    let refused = k.run(&["attach", "box"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("cannot attach"), "{said}");
+    k.ok(&["delete", "pod", "dbox", "dsh"]);
 }
 
 const ECHO: &str = r#"apiVersion: v1

@@ -174,7 +174,7 @@ async fn serve(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    if t.sub.as_deref() == Some("exec") && t.name.is_some() {
+    if matches!(t.sub.as_deref(), Some("exec" | "attach")) && t.name.is_some() {
         return exec::exec(kube, t, req).await;
     }
     if t.sub.as_deref() == Some("portforward") && t.name.is_some() {

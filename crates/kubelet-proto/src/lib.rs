@@ -73,6 +73,10 @@ pub struct Exec {
     pub tty: bool,
     /// Names the exec for its [`SessionInput`]s (random, from the API).
     pub session: String,
+    /// `kubectl attach`: no command; the container's own process's
+    /// stdio (its stdin when it keeps one open, `stdin: true` in its spec).
+    #[serde(default)]
+    pub attach: bool,
 }
 
 /// What an exec streams back.

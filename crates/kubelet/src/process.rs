@@ -632,6 +632,11 @@ impl Runtime for ProcessRuntime {
         let (req, uid) = (req.clone(), uid.to_string());
         Box::pin(async move {
             match pid {
+                // The shim holds the process's stdio and writes it to the
+                // container's log: there is no terminal to attach to.
+                Some(_) if req.attach => {
+                    sink.end("the process runtime cannot attach to a container: follow its output with kubectl logs -f, or run the pod with runtimeClassName: docker").await
+                }
                 Some(pid) => exec::run(pid, &req.command, req.tty, input, sink).await,
                 None => {
                     let why = format!(

@@ -96,7 +96,7 @@ pub const PODS: Resource = r(
     &["po"],
     true,
     &["all"],
-    &["status", "log", "exec", "portforward"],
+    &["status", "log", "exec", "attach", "portforward"],
 );
 
 /// `Service`.
@@ -379,6 +379,7 @@ impl Resource {
                 "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
                 "log" => ("Pod", "", "", &["get"]),
                 "exec" => ("PodExecOptions", "", "", &["create", "get"]),
+                "attach" => ("PodAttachOptions", "", "", &["create", "get"]),
                 "portforward" => ("PodPortForwardOptions", "", "", &["create", "get"]),
                 _ => (self.kind, "", "", &["get", "patch", "update"]),
             };

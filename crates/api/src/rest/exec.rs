@@ -1,4 +1,4 @@
-//! `pods/exec` over WebSocket (`v5.channel.k8s.io`, and `v4`), as kubectl
+//! `pods/exec` and `pods/attach` over WebSocket (`v5.channel.k8s.io`, and `v4`), as kubectl
 //! 1.30+ speaks it: the command's stdout and stderr arrive as binary
 //! messages on channels 1 and 2, its end as a Status on channel 3. The
 //! client's stdin comes on channel 0, terminal resizes on channel 4
@@ -32,12 +32,13 @@ async fn prepare(kube: &Arc<KubeApi>, t: &Target, req: Request) -> ApiResult<Res
         serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap_or_default();
     let one = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let on = |k: &str| matches!(one(k), Some("true" | "1"));
+    let attach = t.sub.as_deref() == Some("attach");
     let command: Vec<String> = pairs
         .iter()
         .filter(|(k, _)| k == "command")
         .map(|(_, v)| v.clone())
         .collect();
-    if command.is_empty() {
+    if command.is_empty() && !attach {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
     }
     let key = t.res.key(t.ns.as_deref().unwrap_or(""), name_of(t));
@@ -87,7 +88,7 @@ async fn prepare(kube: &Arc<KubeApi>, t: &Target, req: Request) -> ApiResult<Res
         .await
         .map_err(|e| {
             ApiError::bad_request(format!(
-                "pods/exec is served over WebSocket ({}): {e}",
+                "pods/exec and pods/attach are served over WebSocket ({}): {e}",
                 PROTOCOLS.join(", ")
             ))
         })?;
@@ -99,6 +100,7 @@ async fn prepare(kube: &Arc<KubeApi>, t: &Target, req: Request) -> ApiResult<Res
         stdin: on("stdin"),
         tty: on("tty"),
         session: shoal_fabric::pki::random_hex(16),
+        attach,
     };
     let kube = kube.clone();
     Ok(ws

@@ -303,6 +303,7 @@ impl CtrLoop {
             labels: Some(self.labels(attempt)),
             tty: self.spec.tty,
             open_stdin: self.spec.stdin,
+            stdin_once: self.spec.stdin_once,
             host_config: Some(HostConfig {
                 network_mode: Some(join.clone()),
                 ipc_mode: Some(join.clone()),

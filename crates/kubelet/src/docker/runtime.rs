@@ -638,6 +638,7 @@ impl Runtime for DockerRuntime {
         let (engine, req, uid) = (self.inner.engine.clone(), req.clone(), uid.to_string());
         Box::pin(async move {
             match running {
+                Some(id) if req.attach => super::exec::attach(engine, id, input, sink).await,
                 Some(id) => super::exec::run(engine, id, req.command, req.tty, input, sink).await,
                 None => {
                     let why = format!(
