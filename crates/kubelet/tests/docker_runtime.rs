@@ -664,3 +664,89 @@ fn an_agent_that_starts_again_adopts_its_containers_and_not_a_dead_sandbox() {
         assert_clean(207, &["adopt1"]).await;
     });
 }
+
+/// The agent's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_container_writing_without_newlines_does_not_grow_the_agent() {
+    use shoal_kubelet::Runtime;
+    let _cni = CNI.lock().await;
+    let (rt, _data) = runtime(208).await;
+    // 12 MB on one line: the engine keeps it (in 16 KiB records), the
+    // agent reads at most its limit (10 MiB) of it, and a follow gets it
+    // in pieces. (The engine serves logs at a few MB/s here.)
+    let pod = serde_json::json!({
+        "metadata": {"uid": "flood1", "name": "flood", "namespace": "default"},
+        "spec": {"containers": [
+            {"name": "c", "image": BUSYBOX, "command": ["sh", "-c",
+                "head -c 12000000 /dev/zero | tr '\\0' x; echo; echo done; exec sleep 3600"]},
+            // On a terminal the engine's log stream has no frames to cut it.
+            {"name": "t", "image": BUSYBOX, "tty": true, "command": ["sh", "-c",
+                "head -c 12000000 /dev/zero | tr '\\0' x; echo; echo done; exec sleep 3600"]}]}
+    });
+    let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
+    conformance::ready(&rt, &pod).await;
+    for name in ["c", "t"] {
+        let req = logs_of("flood", name, false);
+        let before = rss_kib();
+        shoal_fabric::testing::wait_until(Duration::from_secs(120), || async {
+            let tail = logs_of_tail("flood", name, 1);
+            let last = rt.logs(&tail, "flood1").await.map_err(|e| e.to_string())?;
+            if last.contains("done") {
+                Ok(())
+            } else {
+                Err(format!("the last line: {} bytes", last.len()))
+            }
+        })
+        .await
+        .expect("the container writes its flood");
+        // Read from the start, the limit is reached before "done".
+        let text = rt.logs(&req, "flood1").await.unwrap();
+        let largest = text.len();
+        assert!(!text.contains("done"));
+        assert!(
+            text.len() >= 10 << 20 && text.len() <= (10 << 20) + (1 << 20),
+            "one logs request returns about its 10 MiB limit: {} bytes",
+            text.len()
+        );
+        // A follow from the start: pieces, never the whole line at once.
+        let (sink, mut sub) = shoal_fabric::actor::Sink::<String>::channel(4);
+        let follow = tokio::spawn(rt.follow(&logs_of("flood", name, true), "flood1", sink));
+        let (mut got, mut biggest) = (0usize, 0usize);
+        while got < 4 << 20 {
+            let chunk = tokio::time::timeout(Duration::from_secs(30), sub.next())
+                .await
+                .expect("the follow goes on")
+                .expect("the follow has more");
+            biggest = biggest.max(chunk.len());
+            got += chunk.len();
+        }
+        drop(sub);
+        let _ = follow.await;
+        assert!(biggest <= 1 << 20, "a follow's piece is {biggest} bytes");
+        let grown = rss_kib().saturating_sub(before);
+        println!("{name}: largest response {largest} bytes, biggest piece {biggest}, RSS grew {grown} KiB");
+        assert!(
+            grown < 100 << 10,
+            "the agent grew {grown} KiB reading a 12 MB line"
+        );
+    }
+    rt.stop("flood1", Duration::ZERO).await;
+    assert_clean(208, &["flood1"]).await;
+}
+
+/// A logs request for the last `n` lines.
+fn logs_of_tail(pod: &str, container: &str, n: u64) -> shoal_kubelet_proto::PodLogs {
+    shoal_kubelet_proto::PodLogs {
+        tail_lines: Some(n),
+        ..logs_of(pod, container, false)
+    }
+}

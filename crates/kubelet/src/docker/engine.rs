@@ -149,6 +149,89 @@ impl Engine {
         Ok(api)
     }
 
+    /// Container `id`'s log (stdout and stderr; `follow`, `timestamps`,
+    /// the last `tail` lines) in the pieces the engine sends. A terminal's
+    /// log is one raw stream, which bollard's decoder holds until a
+    /// newline that may never come; it is read here off the socket as it
+    /// arrives instead. Other containers' frames go through bollard.
+    pub async fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        timestamps: bool,
+        tail: Option<u64>,
+    ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>, String> {
+        let tty = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| format!("the engine: {e}"))?
+            .config
+            .and_then(|c| c.tty)
+            .unwrap_or(false);
+        if !tty {
+            let mut options = bollard::query_parameters::LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .follow(follow)
+                .timestamps(timestamps);
+            if let Some(n) = tail {
+                options = options.tail(&n.to_string());
+            }
+            let stream = self.docker.logs(id, Some(options.build()));
+            return Ok(stream
+                .map(|c| {
+                    c.map(|c| c.into_bytes())
+                        .map_err(|e| format!("the engine's logs: {e}"))
+                })
+                .boxed());
+        }
+        use http_body_util::BodyExt;
+        let sock = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| format!("the Docker socket {}: {e}", self.socket))?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(sock))
+                .await
+                .map_err(|e| format!("the engine: {e}"))?;
+        // Drives the connection; ends with the response or its reader.
+        tokio::spawn(conn);
+        let mut query = format!("stdout=1&stderr=1&follow={follow}&timestamps={timestamps}");
+        if let Some(n) = tail {
+            query.push_str(&format!("&tail={n}"));
+        }
+        let uri = format!(
+            "/v{}.{}/containers/{id}/logs?{query}",
+            API.major_version, API.minor_version
+        );
+        let req = hyper::Request::get(uri)
+            .header(hyper::header::HOST, "docker")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| format!("the logs request: {e}"))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("the engine: {e}"))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+            let text = body.map(|b| String::from_utf8_lossy(&b).into_owned());
+            return Err(format!(
+                "the engine's logs: {status}: {}",
+                text.unwrap_or_default()
+            ));
+        }
+        let body = http_body_util::BodyStream::new(resp.into_body());
+        Ok(body
+            .filter_map(|frame| async move {
+                match frame {
+                    Ok(f) => f.into_data().ok().map(Ok),
+                    Err(e) => Some(Err(format!("the engine's logs: {e}"))),
+                }
+            })
+            .boxed())
+    }
+
     /// Returns once the engine answers a ping (tried each second).
     pub async fn answers(&self) {
         while self.ping(Duration::from_secs(1)).await.is_err() {

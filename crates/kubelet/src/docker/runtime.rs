@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Container;
@@ -536,23 +534,17 @@ impl Runtime for DockerRuntime {
 
     fn logs(&self, req: &PodLogs, uid: &str) -> BoxFuture<'static, Result<String, RuntimeError>> {
         let id = self.instance_of(req, uid);
-        let docker = self.inner.engine.api().clone();
+        let engine = self.inner.engine.clone();
         let req = req.clone();
         Box::pin(async move {
             let id = id?;
-            let mut options = LogsOptionsBuilder::new()
-                .stdout(true)
-                .stderr(true)
-                .timestamps(req.timestamps);
-            if let Some(n) = req.tail_lines {
-                options = options.tail(&n.to_string());
-            }
-            let mut stream = docker.logs(&id, Some(options.build()));
+            let mut stream = engine
+                .logs(&id, false, req.timestamps, req.tail_lines)
+                .await
+                .map_err(RuntimeError::Host)?;
             let mut text = Vec::new();
             while let Some(chunk) = stream.next().await {
-                let chunk =
-                    chunk.map_err(|e| RuntimeError::Host(format!("the engine's logs: {e}")))?;
-                text.extend_from_slice(&chunk.into_bytes());
+                text.extend_from_slice(&chunk.map_err(RuntimeError::Host)?);
                 if text.len() > MAX_LOG_BYTES {
                     break;
                 }
@@ -570,32 +562,27 @@ impl Runtime for DockerRuntime {
         sink: shoal_fabric::actor::Sink<String>,
     ) -> BoxFuture<'static, ()> {
         let id = self.instance_of(req, uid);
-        let docker = self.inner.engine.api().clone();
+        let engine = self.inner.engine.clone();
         let req = req.clone();
         Box::pin(async move {
             let id = match id {
                 Ok(id) => id,
                 Err(e) => return sink.end(&e.to_string()).await,
             };
-            let mut options = LogsOptionsBuilder::new()
-                .stdout(true)
-                .stderr(true)
-                .follow(true)
-                .timestamps(req.timestamps);
-            if let Some(n) = req.tail_lines {
-                options = options.tail(&n.to_string());
-            }
-            let mut stream = docker.logs(&id, Some(options.build()));
+            let mut stream = match engine.logs(&id, true, req.timestamps, req.tail_lines).await {
+                Ok(s) => s,
+                Err(e) => return sink.end(&e).await,
+            };
             loop {
                 tokio::select! {
                     chunk = stream.next() => match chunk {
                         Some(Ok(c)) => {
-                            let text = String::from_utf8_lossy(&c.into_bytes()).into_owned();
+                            let text = String::from_utf8_lossy(&c).into_owned();
                             if sink.send(&text).await.is_err() {
                                 return;
                             }
                         }
-                        Some(Err(e)) => return sink.end(&format!("the engine's logs: {e}")).await,
+                        Some(Err(e)) => return sink.end(&e).await,
                         None => return sink.end("the container ended").await,
                     },
                     _ = sink.closed() => return,
