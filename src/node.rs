@@ -317,7 +317,7 @@ impl Node {
                 .map_err(|e| anyhow::anyhow!("kubelet.pod_cidr: {e}"))?;
             // The runtimes need the node's /24, which registration gives:
             // they are built then (`runtimes`).
-            let make = crate::runtimes::make(&cfg, store.clone())?;
+            let make = crate::runtimes::make(&cfg, store.clone(), &metrics)?;
             let runtime_name = cfg.kubelet.runtime.as_str();
             let cell = crate::kubelet::RuntimeCell::default();
             let kubelet_actor = actor::spawn(

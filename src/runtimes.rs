@@ -27,7 +27,11 @@ use crate::store::{ReadRequest, Store};
 
 /// The node's runtimes, built once it has its slot; the config is checked
 /// now, so a node that cannot give pods what was asked for does not start.
-pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
+pub fn make(
+    cfg: &NodeConfig,
+    store: Store,
+    metrics: &crate::metrics::Metrics,
+) -> anyhow::Result<MakeRuntime> {
     let offered = cfg
         .kubelet
         .offered()
@@ -75,6 +79,10 @@ pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
     let domain = cfg.kubelet.cluster_domain.clone();
     let socket = cfg.kubelet.docker_socket.clone();
     let lookup = class_lookup(store.clone());
+    let docker_metrics = crate::kubelet::docker::metrics::DockerMetrics::default();
+    if with_docker {
+        docker_metrics.register(metrics);
+    }
     let node_name = cfg.name.clone();
     Ok(Box::new(move |slot: PodSlot| {
         let (shim, range, data_dir, domain, socket, lookup, store, node_name) = (
@@ -87,6 +95,7 @@ pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
             store.clone(),
             node_name.clone(),
         );
+        let docker_metrics = docker_metrics.clone();
         Box::pin(async move {
             let sandboxes = Sandboxes::for_mode(network, &range, &slot, &data_dir)?
                 .map(|s| s.with_cluster_domain(&domain));
@@ -130,8 +139,13 @@ pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
                     &node_name,
                 ));
                 let build: Build = Box::new(move || {
-                    let (sbs, root, socket, events) =
-                        (sbs.clone(), root.clone(), socket.clone(), events.clone());
+                    let (sbs, root, socket, events, metrics) = (
+                        sbs.clone(),
+                        root.clone(),
+                        socket.clone(),
+                        events.clone(),
+                        docker_metrics.clone(),
+                    );
                     Box::pin(async move {
                         let sbs = sbs.ok_or_else(|| {
                             RuntimeError::Unsupported(
@@ -139,12 +153,7 @@ pub fn make(cfg: &NodeConfig, store: Store) -> anyhow::Result<MakeRuntime> {
                             )
                         })?;
                         let rt = crate::kubelet::docker::DockerRuntime::start(
-                            &socket,
-                            index,
-                            sbs,
-                            backoff,
-                            &root,
-                            events.clone(),
+                            &socket, index, sbs, backoff, &root, events, metrics,
                         )
                         .await?;
                         Ok(Arc::new(rt) as Arc<dyn Runtime>)

@@ -8,15 +8,18 @@
 //! pods with a sandbox and containers under the restartPolicy, image pull
 //! policy, limits, logs, exec and port-forward ([`runtime`], [`pod`]). A
 //! node offers it as its default or beside the process runtime (see
-//! `multi`); an agent that starts again adopts its pods ([`adopt`]). Not
-//! yet: probes, volumes, securityContext, hooks.
+//! `multi`); an agent that starts again adopts its pods ([`adopt`]);
+//! probes and hooks through engine exec instances, volumes as bind
+//! mounts, securityContext and termination messages (`spec`).
 
 pub mod adopt;
 mod ctr;
 pub mod engine;
 mod exec;
+pub mod metrics;
 mod pod;
 pub mod runtime;
+mod spec;
 
 pub use runtime::DockerRuntime;
 

@@ -124,8 +124,12 @@ pub fn pod_status(pod: &Value, state: &PodState, host_ip: &str) -> Value {
                 ContainerState::Waiting { reason, message } => {
                     json!({"waiting": {"reason": reason, "message": message}})
                 }
-                ContainerState::Terminated { exit_code, reason, finished_at } => {
-                    json!({"terminated": {"exitCode": exit_code, "reason": reason, "finishedAt": finished_at}})
+                ContainerState::Terminated { exit_code, reason, message, finished_at } => {
+                    let mut t = json!({"exitCode": exit_code, "reason": reason, "finishedAt": finished_at});
+                    if !message.is_empty() {
+                        t["message"] = json!(message);
+                    }
+                    json!({"terminated": t})
                 }
             };
             let mut v = json!({
@@ -723,6 +727,7 @@ mod tests {
                 ContainerState::Terminated {
                     exit_code: code,
                     reason: "Completed".into(),
+                    message: String::new(),
                     finished_at: "t".into(),
                 },
                 false,

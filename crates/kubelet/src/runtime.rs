@@ -32,6 +32,10 @@ pub enum ContainerState {
     Terminated {
         exit_code: i32,
         reason: String,
+        /// What ended it, in words (a probe's failure, the container's
+        /// termination message), or empty.
+        #[serde(default)]
+        message: String,
         finished_at: String,
     },
 }

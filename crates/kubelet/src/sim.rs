@@ -83,6 +83,7 @@ impl Runtime for SimRuntime {
                             ContainerState::Terminated {
                                 exit_code: code,
                                 reason: if code == 0 { "Completed" } else { "Error" }.into(),
+                                message: String::new(),
                                 finished_at: now.clone(),
                             },
                             false,

@@ -152,6 +152,7 @@ async fn runtime_on(index: u32, engine: Engine) -> (DockerRuntime, tempfile::Tem
         backoff,
         &data.path().join("pods"),
         events,
+        Default::default(),
     );
     (rt, data)
 }
@@ -284,28 +285,168 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
     assert_clean(202, &["oom1"]).await;
 }
 
+/// Waits until pod `uid`'s state satisfies `ok`; returns it.
+async fn until(
+    rt: &DockerRuntime,
+    uid: &str,
+    what: &str,
+    ok: impl Fn(&shoal_kubelet::PodState) -> bool,
+) -> shoal_kubelet::PodState {
+    use shoal_kubelet::Runtime;
+    shoal_fabric::testing::wait_until(Duration::from_secs(60), || {
+        let s = rt.state(uid);
+        let pass = s.as_ref().is_some_and(&ok);
+        async move {
+            if pass {
+                Ok(())
+            } else {
+                Err(format!("{s:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    rt.state(uid).unwrap()
+}
+
+fn terminated(c: &shoal_kubelet::ContainerStatus) -> Option<(i32, String)> {
+    match &c.state {
+        shoal_kubelet::ContainerState::Terminated {
+            exit_code, message, ..
+        } => Some((*exit_code, message.clone())),
+        _ => None,
+    }
+}
+
 #[tokio::test]
-async fn a_pod_the_runtime_cannot_honour_waits_saying_why() {
-    use shoal_kubelet::{ContainerState, Runtime};
+async fn volumes_security_probes_and_termination_messages_work_in_containers() {
+    use shoal_kubelet::{ContainerState, ProjectedFile, Projection, Runtime};
     let _cni = CNI.lock().await;
-    let (rt, _data) = runtime(203).await;
+    let (rt, data) = runtime(203).await;
+    let file = |path: &str, text: &str| ProjectedFile {
+        path: path.into(),
+        data: k8s_openapi::ByteString(text.as_bytes().to_vec()),
+        mode: 0o644,
+    };
+    // `a` runs as 1000:3000 on a read-only root with its volumes, ready
+    // once `b` made /data/ready; `b` leaves a termination message; `c`
+    // fails with its log as the message; `d` asks runAsNonRoot of an image
+    // that runs as root.
     let pod = serde_json::json!({
-        "metadata": {"uid": "vol1", "name": "vol", "namespace": "default"},
-        "spec": {"volumes": [{"name": "v", "emptyDir": {}}], "containers": [
-            {"name": "c", "image": BUSYBOX, "volumeMounts": [{"name": "v", "mountPath": "/v"}]}
+        "metadata": {"uid": "spec1", "name": "spec", "namespace": "default", "labels": {"app": "spec"}},
+        "spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cfg"}},
+                {"name": "sec", "secret": {"secretName": "sec"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}],
+            "containers": [
+            {"name": "a", "image": BUSYBOX, "command": ["sh", "-c",
+                "id > /data/id; cat /cfg/greeting > /data/cfg; cat /sec/token > /data/token; cat /info/labels > /data/labels; touch /rootfs 2> /data/ro; exec sleep 3600"],
+             "securityContext": {"runAsUser": 1000, "runAsGroup": 3000, "readOnlyRootFilesystem": true,
+                "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+             "readinessProbe": {"exec": {"command": ["cat", "/data/ready"]}, "periodSeconds": 1},
+             "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "cfg", "mountPath": "/cfg"},
+                {"name": "sec", "mountPath": "/sec"}, {"name": "info", "mountPath": "/info"}]},
+            {"name": "b", "image": BUSYBOX, "command": ["sh", "-c",
+                "until [ -e /data/id ]; do sleep 0.2; done; touch /data/ready; echo 'bye from b' > /dev/termination-log; exit 2"],
+             "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+            {"name": "c", "image": BUSYBOX, "terminationMessagePolicy": "FallbackToLogsOnError",
+             "command": ["sh", "-c", "echo last words; exit 3"]},
+            {"name": "d", "image": BUSYBOX, "securityContext": {"runAsNonRoot": true}, "command": ["true"]}
+        ]}
+    });
+    let mut pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
+    pod.projections.insert(
+        "cfg".into(),
+        Projection::Files(vec![file("greeting", "hi")]),
+    );
+    pod.projections.insert(
+        "sec".into(),
+        Projection::Files(vec![file("token", "s3cret")]),
+    );
+    rt.start(&pod).await;
+    let s = until(&rt, "spec1", "a ready, b and c ended", |s| {
+        s.containers[0].ready
+            && terminated(&s.containers[1]).is_some()
+            && terminated(&s.containers[2]).is_some()
+    })
+    .await;
+    assert_eq!(
+        terminated(&s.containers[1]),
+        Some((2, "bye from b\n".into()))
+    );
+    let (code, message) = terminated(&s.containers[2]).unwrap();
+    assert_eq!(code, 3);
+    assert!(message.contains("last words"), "{message}");
+    match &s.containers[3].state {
+        ContainerState::Waiting { reason, message } => {
+            assert_eq!(reason, "CreateContainerConfigError");
+            assert!(
+                message.contains("runAsNonRoot and image will run as root"),
+                "{message}"
+            );
+        }
+        other => panic!("d: {other:?}"),
+    }
+    let volumes = data.path().join("pods/spec1/volumes");
+    let read = |f: &str| std::fs::read_to_string(volumes.join("data").join(f)).unwrap_or_default();
+    let id = read("id");
+    assert!(id.contains("uid=1000") && id.contains("gid=3000"), "{id}");
+    assert_eq!(read("cfg"), "hi");
+    assert_eq!(read("token"), "s3cret");
+    assert!(
+        read("labels").contains("app=\"spec\""),
+        "{}",
+        read("labels")
+    );
+    assert!(
+        read("ro").contains("Read-only file system"),
+        "{}",
+        read("ro")
+    );
+    assert!(
+        shoal_kubelet::process::volumes::is_tmpfs(&volumes.join("sec")),
+        "secrets stay in memory"
+    );
+    rt.stop("spec1", Duration::ZERO).await;
+
+    // Liveness kills and restarts; postStart and preStop hooks run (seen
+    // through a hostPath).
+    let host = tempfile::tempdir().unwrap();
+    let pod = serde_json::json!({
+        "metadata": {"uid": "spec2", "name": "hooks", "namespace": "default"},
+        "spec": {"terminationGracePeriodSeconds": 5,
+            "volumes": [{"name": "host", "hostPath": {"path": host.path().to_str().unwrap()}}],
+            "containers": [
+            {"name": "hooked", "image": BUSYBOX, "command": ["sleep", "3600"],
+             "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo up > /host/post-start"]}},
+                           "preStop": {"exec": {"command": ["sh", "-c", "echo down > /host/pre-stop"]}}},
+             "volumeMounts": [{"name": "host", "mountPath": "/host"}]},
+            {"name": "unwell", "image": BUSYBOX, "command": ["sleep", "3600"],
+             "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}}
         ]}
     });
     let pod = shoal_kubelet::PodConfig::of(&pod).unwrap();
-    let state = rt.start(&pod).await;
-    match &state.containers[0].state {
-        ContainerState::Waiting { reason, message } => {
-            assert_eq!(reason, "CreateContainerConfigError");
-            assert!(message.contains("volumes"), "{message}");
+    rt.start(&pod).await;
+    let s = until(&rt, "spec2", "unwell restarted", |s| {
+        s.containers[1].restart_count >= 1
+    })
+    .await;
+    match &s.containers[1].last_state {
+        Some(ContainerState::Terminated { message, .. }) => {
+            assert!(message.contains("Liveness probe failed"), "{message}")
         }
-        other => panic!("{other:?}"),
+        other => panic!("unwell's last state: {other:?}"),
     }
-    rt.stop("vol1", Duration::ZERO).await;
-    assert_clean(203, &["vol1"]).await;
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("post-start")).unwrap(),
+        "up\n"
+    );
+    rt.stop("spec2", Duration::from_secs(5)).await;
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("pre-stop")).unwrap(),
+        "down\n"
+    );
+    assert_clean(203, &["spec1", "spec2"]).await;
 }
 
 #[tokio::test]
@@ -561,13 +702,28 @@ async fn agent(data: &Path) -> DockerRuntime {
         backoff,
         &data.join("pods"),
         Default::default(),
+        Default::default(),
     )
     .await
     .expect("the docker runtime starts")
 }
 
+/// Pod adopt1's running sandbox containers, through the docker CLI.
+fn second_sandbox() -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", "label=io.kubernetes.pod.uid=adopt1"])
+        .args(["--filter", "label=io.kubernetes.container.name=POD"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn an_agent_that_starts_again_adopts_its_containers_and_not_a_dead_sandbox() {
+    // (And a sandbox that dies under a running agent makes the pod again.)
     use shoal_kubelet::{ContainerState, Runtime};
     let _cni = CNI.blocking_lock();
     let data = tempfile::tempdir().unwrap();
@@ -645,16 +801,40 @@ fn an_agent_that_starts_again_adopts_its_containers_and_not_a_dead_sandbox() {
         })
         .await
         .expect("the adopted container restarts under its policy");
-        // The sandbox dies while no agent runs.
-        for id in engine_ids("adopt1", "POD").await {
+        // A sandbox that dies under a running agent: the pod is made
+        // again, a new sandbox and new instances of every container.
+        let before = rt.state("adopt1").unwrap();
+        let sandbox = engine_ids("adopt1", "POD").await;
+        for id in &sandbox {
             engine()
                 .api()
-                .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
+                .kill_container(id, None::<bollard::query_parameters::KillContainerOptions>)
                 .await
                 .unwrap();
         }
+        let again = until(&rt, "adopt1", "the pod made again", |s| {
+            s.containers
+                .iter()
+                .zip(&before.containers)
+                .all(|(a, b)| a.ready && a.restart_count == b.restart_count + 1)
+        })
+        .await;
+        let now = engine_ids("adopt1", "POD").await;
+        assert!(
+            now.iter().all(|id| !sandbox.contains(id)),
+            "a new sandbox: {now:?}"
+        );
+        assert!(!again.pod_ip.is_empty());
     });
     second.shutdown_background();
+    // The sandbox dies while no agent runs.
+    for id in second_sandbox() {
+        let out = std::process::Command::new("docker")
+            .args(["kill", &id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
 
     // A pod whose sandbox died is not adopted: everything of it goes.
     let third = tokio::runtime::Runtime::new().unwrap();

@@ -109,7 +109,7 @@ pub(super) async fn adopt(rt: &DockerRuntime) {
 async fn remove_pod(rt: &DockerRuntime, uid: &str, dir: &Path) {
     remove_labelled(rt.engine(), &format!("{}={uid}", labels::POD_UID)).await;
     rt.sandboxes().destroy(uid).await;
-    let _ = std::fs::remove_dir_all(dir);
+    crate::process::volumes::remove_pod_dir(dir);
 }
 
 /// The pod recorded in `dir` and what its containers (`found`) are now;
@@ -241,6 +241,7 @@ async fn inspected(rt: &DockerRuntime, id: &str) -> Option<ContainerState> {
     Some(ContainerState::Terminated {
         exit_code: code,
         reason: reason.into(),
+        message: state.error.unwrap_or_default(),
         finished_at: time(&state.finished_at),
     })
 }

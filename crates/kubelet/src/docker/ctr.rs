@@ -19,7 +19,9 @@ use tokio::sync::{broadcast, watch};
 use super::engine::{Engine, PullError};
 use super::pod::{pod_labels, stopped};
 use super::runtime::{container_name, entrypoint_and_cmd, lock, Ctr};
+use super::spec;
 use crate::podevents::PodEvents;
+use crate::process::probe;
 use crate::process::sandbox::{CgroupLimits, CPU_PERIOD_US};
 use crate::process::Backoff;
 use crate::{ContainerState, PodConfig, RestartPolicy};
@@ -37,9 +39,12 @@ pub(super) struct Shared {
     pub(super) stop: watch::Receiver<Option<Duration>>,
     pub(super) changes: broadcast::Sender<String>,
     pub(super) events: PodEvents,
+    pub(super) metrics: super::metrics::DockerMetrics,
     pub(super) backoff: Backoff,
     /// Bind mounts every container gets (the pod's network files).
     pub(super) binds: Vec<String>,
+    /// The pod's own directory (its termination message files).
+    pub(super) dir: std::path::PathBuf,
 }
 
 /// One container's loop of engine containers.
@@ -51,6 +56,8 @@ pub(super) struct CtrLoop {
     pub(super) ctr: Arc<Mutex<Ctr>>,
     pub(super) policy: RestartPolicy,
     pub(super) init: bool,
+    /// Its volume mounts, or why they cannot be made.
+    pub(super) mounts: Result<Vec<crate::process::sandbox::Mount>, String>,
 }
 
 impl CtrLoop {
@@ -61,7 +68,9 @@ impl CtrLoop {
         {
             c.last = Some(c.state.clone());
         }
-        c.ready = matches!(state, ContainerState::Running { .. });
+        // A readiness or startup probe decides when it is ready.
+        c.ready =
+            matches!(state, ContainerState::Running { .. }) && !probe::gates_readiness(&self.spec);
         c.state = state;
         drop(c);
         let _ = self.task.changes.send(self.task.uid.clone());
@@ -69,6 +78,35 @@ impl CtrLoop {
 
     fn stopping(&self) -> Option<Duration> {
         *self.task.stop.borrow()
+    }
+
+    /// Waits with `CreateContainerConfigError` (why) until the pod stops:
+    /// the pod asks what cannot be done as it is.
+    async fn config_error(&self, why: String) -> Option<(i32, String, String)> {
+        let pod = &self.task.pod;
+        self.task
+            .events
+            .warning(pod, "Failed", format!("Error: {why}"));
+        self.set(ContainerState::Waiting {
+            reason: "CreateContainerConfigError".into(),
+            message: why,
+        });
+        stopped(self.task.stop.clone()).await;
+        None
+    }
+
+    /// Where its probes and hooks go: the pod's IP, and engine exec
+    /// instances in `created`.
+    fn target(&self, created: &str) -> probe::Target {
+        probe::Target {
+            ip: lock(&self.task.ip).clone(),
+            env: Vec::new(),
+            enter: None,
+            exec: Some(super::exec::hook(
+                self.task.engine.clone(),
+                created.to_string(),
+            )),
+        }
     }
 
     /// Has the container's image by its pull policy, retrying with
@@ -186,7 +224,8 @@ impl CtrLoop {
             "pulling {image}: no login tried"
         )));
         for login in tries {
-            last = self.task.engine.pull(image, login, PULL_DEADLINE).await;
+            let pull = self.task.engine.pull(image, login, PULL_DEADLINE);
+            last = self.task.metrics.time("pull_image", pull).await;
             if last.is_ok() || matches!(last, Err(PullError::InvalidName(_))) {
                 break;
             }
@@ -206,6 +245,10 @@ impl CtrLoop {
     /// init container returns true once it succeeded.
     pub(super) async fn run(self) -> bool {
         let mut failures: u32 = 0;
+        if let Err(why) = &self.mounts {
+            self.config_error(why.clone()).await;
+            return false;
+        }
         // An adopted container's instance goes on: it is waited for.
         let mut resume = lock(&self.ctr).id.clone();
         loop {
@@ -224,11 +267,8 @@ impl CtrLoop {
             };
             self.set(ContainerState::Terminated {
                 exit_code: code,
-                reason: if message.is_empty() {
-                    reason
-                } else {
-                    format!("{reason}: {message}")
-                },
+                reason,
+                message,
                 finished_at: objects::now(),
             });
             if !self.policy.restarts(code) {
@@ -290,8 +330,39 @@ impl CtrLoop {
         let env = crate::process::env_of(resolved.env_of(&self.spec), &ip);
         let (entrypoint, cmd) = match entrypoint_and_cmd(&self.spec, &env) {
             Ok(v) => v,
-            Err(why) => return Some((128, "CreateContainerConfigError".into(), why)),
+            Err(why) => return self.config_error(why).await,
         };
+        // The security context, checked against the image's USER.
+        let image = self.spec.image.clone().unwrap_or_default();
+        let image_user = docker
+            .inspect_image(&image)
+            .await
+            .ok()
+            .and_then(|i| i.config?.user)
+            .unwrap_or_default();
+        let pod_security = self
+            .task
+            .pod
+            .spec()
+            .and_then(|s| s.security_context.as_ref());
+        let sec = match spec::security(pod_security, &self.spec, &image_user) {
+            Ok(s) => s,
+            Err(why) => return self.config_error(why).await,
+        };
+        // Its volumes, and the file its termination message goes to.
+        let mut mounts = spec::mounts(self.mounts.as_deref().unwrap_or_default());
+        let (term_target, term_host) = spec::termination_file(&self.task.dir, &self.spec, attempt);
+        if let Err(e) = new_termination_file(&term_host) {
+            let why = format!("{}: {e}", term_host.display());
+            return Some((128, "CreateContainerError".into(), why));
+        }
+        mounts.push(bollard::models::Mount {
+            target: Some(term_target),
+            source: Some(term_host.display().to_string()),
+            typ: Some(bollard::models::MountType::BIND),
+            read_only: Some(false),
+            ..Default::default()
+        });
         let join = format!("container:{}", self.sandbox);
         let limits = CgroupLimits::of(&self.spec);
         let body = ContainerCreateBody {
@@ -300,6 +371,7 @@ impl CtrLoop {
             cmd,
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: self.spec.working_dir.clone(),
+            user: sec.user,
             labels: Some(self.labels(attempt)),
             tty: self.spec.tty,
             open_stdin: self.spec.stdin,
@@ -309,6 +381,13 @@ impl CtrLoop {
                 ipc_mode: Some(join.clone()),
                 pid_mode: self.share_pid.then(|| join.clone()),
                 binds: Some(self.task.binds.clone()),
+                mounts: Some(mounts),
+                group_add: (!sec.group_add.is_empty()).then_some(sec.group_add),
+                privileged: Some(sec.privileged),
+                cap_add: (!sec.cap_add.is_empty()).then_some(sec.cap_add),
+                cap_drop: (!sec.cap_drop.is_empty()).then_some(sec.cap_drop),
+                readonly_rootfs: Some(sec.readonly_rootfs),
+                security_opt: (!sec.security_opt.is_empty()).then_some(sec.security_opt),
                 // The same limits the process runtime writes to cgroups.
                 memory: limits.memory_bytes.and_then(|m| i64::try_from(m).ok()),
                 cpu_period: limits.cpu_quota_us.map(|_| CPU_PERIOD_US as i64),
@@ -323,13 +402,11 @@ impl CtrLoop {
                 Some(RemoveContainerOptionsBuilder::new().force(true).build()),
             )
             .await;
-        let created = match docker
-            .create_container(
-                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-                body,
-            )
-            .await
-        {
+        let create = docker.create_container(
+            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+            body,
+        );
+        let created = match self.task.metrics.time("create_container", create).await {
             Ok(c) => c.id,
             Err(e) => {
                 let pod = &self.task.pod;
@@ -359,7 +436,8 @@ impl CtrLoop {
                 )
                 .await;
         }
-        if let Err(e) = docker.start_container(&created, None).await {
+        let start = docker.start_container(&created, None);
+        if let Err(e) = self.task.metrics.time("start_container", start).await {
             let pod = &self.task.pod;
             self.task
                 .events
@@ -371,30 +449,96 @@ impl CtrLoop {
             "Started",
             format!("Started container {name_of}"),
         );
+        // postStart runs before the container counts as running; a hook
+        // that fails kills it.
+        if let Some(hook) = probe::Probe::post_start(
+            &self.spec,
+            self.task.pod.grace().max(Duration::from_secs(1)),
+        ) {
+            if let Err(e) = hook.check(&self.target(&created)).await {
+                let why = format!("PostStartHook failed: {e}");
+                self.task
+                    .events
+                    .warning(&self.task.pod, "FailedPostStartHook", why.clone());
+                let code = self.kill(&created, self.task.pod.grace()).await;
+                return Some((code, "Error".into(), why));
+            }
+        }
         self.set(ContainerState::Running {
             started_at: objects::now(),
         });
         self.wait_for(&created).await
     }
 
+    /// Stops instance `id` within `grace` (SIGTERM, then SIGKILL); its
+    /// exit code.
+    async fn kill(&self, id: &str, grace: Duration) -> i32 {
+        let docker = self.task.engine.api();
+        let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let _ = docker
+            .stop_container(id, Some(StopContainerOptionsBuilder::new().t(t).build()))
+            .await;
+        docker
+            .inspect_container(id, None)
+            .await
+            .ok()
+            .and_then(|i| i.state?.exit_code)
+            .map_or(137, |c| i32::try_from(c).unwrap_or(137))
+    }
+
     /// Waits for instance `created` to end (Some(exit code, reason,
-    /// message)) or the pod to stop (None; the instance is stopped with
-    /// the pod's grace).
+    /// message)) or the pod to stop (None; the preStop hook runs, then
+    /// the instance is stopped with what is left of the pod's grace),
+    /// probing it meanwhile: a failed liveness or startup probe kills it.
     async fn wait_for(&self, created: &str) -> Option<(i32, String, String)> {
         let docker = self.task.engine.api();
-        let created = created.to_string(); // The container's end, or the pod's stop. A wait that breaks
-                                           // because the engine went away is not the container's end: the
-                                           // container runs on, and is waited for again once the engine
-                                           // answers (never started twice).
-        let ended = loop {
+        let created = created.to_string();
+        let attempt = lock(&self.ctr).restarts;
+        let (ctr, changes, uid) = (
+            self.ctr.clone(),
+            self.task.changes.clone(),
+            self.task.uid.clone(),
+        );
+        let set_ready = move |ready: bool| {
+            let mut c = lock(&ctr);
+            if c.ready != ready && matches!(c.state, ContainerState::Running { .. }) {
+                c.ready = ready;
+                drop(c);
+                let _ = changes.send(uid.clone());
+            }
+        };
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<String>();
+        let prober = AbortOnDrop(tokio::spawn(probe::run(
+            self.spec.clone(),
+            self.target(&created),
+            set_ready,
+            kill_tx,
+        )));
+        let killed = async move {
+            match kill_rx.await {
+                Ok(why) => why,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::pin!(killed);
+        enum End {
+            Exited(bollard::models::ContainerState),
+            Stopped(Duration),
+            Killed(String),
+        }
+        // A wait that breaks because the engine went away is not the
+        // container's end: it runs on, and is waited for again once the
+        // engine answers (never started twice).
+        let end = loop {
             let mut wait = docker.wait_container(&created, None);
             tokio::select! {
                 _ = wait.next() => {}
-                g = stopped_with(self.task.stop.clone()) => break Err(g),
+                g = stopped_with(self.task.stop.clone()) => break End::Stopped(g),
+                why = &mut killed => break End::Killed(why),
             };
             match docker.inspect_container(&created, None).await {
                 Ok(i) if i.state.as_ref().and_then(|s| s.running) == Some(true) => continue,
-                Ok(i) => break Ok(i.state.unwrap_or_default()),
+                Ok(i) => break End::Exited(i.state.unwrap_or_default()),
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404,
                     message,
@@ -407,22 +551,43 @@ impl CtrLoop {
                         "docker runtime: the engine: {e}; waiting for it");
                     tokio::select! {
                         () = self.task.engine.answers() => continue,
-                        g = stopped_with(self.task.stop.clone()) => break Err(g),
+                        g = stopped_with(self.task.stop.clone()) => break End::Stopped(g),
                     }
                 }
             }
         };
-        let state = match ended {
-            Ok(state) => state,
-            Err(grace) => {
-                let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-                let _ = docker
-                    .stop_container(
-                        &created,
-                        Some(StopContainerOptionsBuilder::new().t(t).build()),
-                    )
+        drop(prober);
+        let state = match end {
+            End::Exited(state) => state,
+            End::Stopped(grace) => {
+                let began = Instant::now();
+                if let Some(hook) = probe::Probe::pre_stop(&self.spec) {
+                    let hook = probe::Probe {
+                        timeout: grace.max(Duration::from_millis(1)),
+                        ..hook
+                    };
+                    if let Err(e) = hook.check(&self.target(&created)).await {
+                        let why = format!("PreStopHook failed: {e}");
+                        self.task
+                            .events
+                            .warning(&self.task.pod, "FailedPreStopHook", why);
+                    }
+                }
+                self.kill(&created, grace.saturating_sub(began.elapsed()))
                     .await;
                 return None;
+            }
+            End::Killed(why) => {
+                let pod = &self.task.pod;
+                self.task.events.warning(pod, "Unhealthy", why.clone());
+                let name = &self.spec.name;
+                self.task.events.normal(
+                    pod,
+                    "Killing",
+                    format!("Container {name} failed a probe, will be restarted"),
+                );
+                let code = self.kill(&created, pod.grace()).await;
+                return Some((code, "Error".into(), why));
             }
         };
         let code = state.exit_code.unwrap_or(128) as i32;
@@ -433,7 +598,33 @@ impl CtrLoop {
         } else {
             "Error"
         };
-        Some((code, reason.into(), state.error.unwrap_or_default()))
+        // The container's own words first, then (FallbackToLogsOnError,
+        // a failure) the end of its log, then the engine's.
+        let (_, term_host) = spec::termination_file(&self.task.dir, &self.spec, attempt);
+        let mut message = spec::termination_message(&term_host);
+        let fallback =
+            self.spec.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+        if message.is_empty() && fallback && code != 0 {
+            message = self.last_log_lines(&created).await;
+        }
+        if message.is_empty() {
+            message = state.error.unwrap_or_default();
+        }
+        Some((code, reason.into(), message))
+    }
+
+    /// The last 80 lines of instance `id`'s log, at most 2048 bytes (what
+    /// upstream's FallbackToLogsOnError keeps).
+    async fn last_log_lines(&self, id: &str) -> String {
+        let Ok(mut stream) = self.task.engine.logs(id, false, false, Some(80)).await else {
+            return String::new();
+        };
+        let mut text = Vec::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            text.extend_from_slice(&chunk);
+        }
+        let keep = text.len().saturating_sub(2048);
+        String::from_utf8_lossy(&text[keep..]).into_owned()
     }
 
     fn labels(&self, attempt: u32) -> HashMap<String, String> {
@@ -473,6 +664,26 @@ async fn stopped_with(mut stop: watch::Receiver<Option<Duration>>) -> Duration {
         Ok(g) => g.unwrap_or(Duration::ZERO),
         Err(_) => Duration::ZERO,
     }
+}
+
+/// Aborts the task when dropped (a container's prober ends with its wait).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Makes `path` an empty file any user in the container may write (its
+/// process may not run as root).
+fn new_termination_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, b"")?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
 }
 
 #[cfg(test)]

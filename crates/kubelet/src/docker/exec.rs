@@ -198,3 +198,43 @@ where
     }
     Ok(())
 }
+
+/// Runs `argv` in engine container `container` for a probe or hook:
+/// Ok when it exits 0; its output is read and dropped.
+pub async fn run_quiet(engine: Engine, container: String, argv: Vec<String>) -> Result<(), String> {
+    let docker = engine.api();
+    let options = CreateExecOptions {
+        cmd: Some(argv.clone()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker
+        .create_exec(&container, options)
+        .await
+        .map_err(|e| format!("exec {argv:?}: {e}"))?
+        .id;
+    match docker.start_exec(&exec, None).await {
+        Ok(StartExecResults::Attached { mut output, .. }) => {
+            while let Some(Ok(_)) = output.next().await {}
+        }
+        Ok(StartExecResults::Detached) => {}
+        Err(e) => return Err(format!("exec {argv:?}: {e}")),
+    }
+    let code = docker
+        .inspect_exec(&exec)
+        .await
+        .map_err(|e| format!("exec {argv:?}: {e}"))?
+        .exit_code
+        .unwrap_or(128);
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(format!("command {:?} exited with {code}", argv.join(" ")))
+    }
+}
+
+/// The probe exec hook of engine container `container`.
+pub fn hook(engine: Engine, container: String) -> crate::process::probe::ExecHook {
+    std::sync::Arc::new(move |argv| Box::pin(run_quiet(engine.clone(), container.clone(), argv)))
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Container;
 use tokio::sync::{broadcast, watch};
 
@@ -37,6 +38,7 @@ pub(super) struct PodTask {
     pub(super) stop: watch::Receiver<Option<Duration>>,
     pub(super) changes: broadcast::Sender<String>,
     pub(super) events: PodEvents,
+    pub(super) metrics: super::metrics::DockerMetrics,
     pub(super) backoff: Backoff,
     /// The pod's own files (its resolv.conf and hosts).
     pub(super) dir: PathBuf,
@@ -133,15 +135,22 @@ impl PodTask {
             }),
             ..Default::default()
         };
-        let created = docker
-            .create_container(
-                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-                body,
+        let created = self
+            .metrics
+            .time(
+                "create_sandbox_container",
+                docker.create_container(
+                    Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                    body,
+                ),
             )
             .await
             .map_err(|e| format!("creating the pod sandbox: {e}"))?;
-        docker
-            .start_container(&created.id, None)
+        self.metrics
+            .time(
+                "start_sandbox_container",
+                docker.start_container(&created.id, None),
+            )
             .await
             .map_err(|e| format!("starting the pod sandbox: {e}"))?;
         let pid = docker
@@ -153,8 +162,11 @@ impl PodTask {
             .filter(|p| *p > 0)
             .ok_or("the pod sandbox has no process")?;
         let sandbox = self
-            .sandboxes
-            .wire_process(&uid, pid as u32)
+            .metrics
+            .time(
+                "set_up_pod_network",
+                self.sandboxes.wire_process(&uid, pid as u32),
+            )
             .await
             .map_err(|e| e.to_string())?;
         let binds = self.net_files(&sandbox.ip)?;
@@ -166,23 +178,82 @@ impl PodTask {
 
     /// Runs the pod until it is stopped.
     pub(super) async fn run(self) {
-        let sandbox = match &self.resume {
-            Some(id) => Ok((id.clone(), self.binds())),
-            None => tokio::select! {
-                s = self.sandbox() => s,
-                _ = stopped(self.stop.clone()) => return,
-            },
+        let mut resume = self.resume.clone();
+        loop {
+            let resumed = resume.is_some();
+            let sandbox = match resume.take() {
+                Some(id) => Ok((id, self.binds())),
+                None => tokio::select! {
+                    s = self.metrics.time("run_podsandbox", self.sandbox()) => s,
+                    _ = stopped(self.stop.clone()) => return,
+                },
+            };
+            let (sandbox, binds) = match sandbox {
+                Ok(made) => made,
+                Err(message) => {
+                    tracing::warn!(pod = %self.uid(), "docker runtime: {message}");
+                    self.set_all(&ContainerState::Waiting {
+                        reason: "CreatePodSandboxError".into(),
+                        message,
+                    });
+                    stopped(self.stop.clone()).await;
+                    return;
+                }
+            };
+            if !self.run_in(&sandbox, binds, resumed).await {
+                return;
+            }
+            // The sandbox died: the pod is made again, a new sandbox and
+            // new instances of its containers (containers joined to a lost
+            // network namespace break silently).
+            self.events.normal(
+                &self.pod,
+                "SandboxChanged",
+                "Pod sandbox changed, it will be killed and re-created.".into(),
+            );
+            let docker = self.engine.api();
+            let _ = docker
+                .remove_container(
+                    &sandbox,
+                    Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+                )
+                .await;
+            self.sandboxes.destroy(&self.uid()).await;
+            for c in self.init.iter().chain(&self.containers) {
+                let mut c = lock(c);
+                if let Some(id) = c.id.take() {
+                    c.previous = Some(id);
+                    c.restarts += 1;
+                }
+            }
+        }
+    }
+
+    /// Runs the pod's containers in `sandbox` until the pod stops or its
+    /// containers are done (false), or the sandbox dies (true, its
+    /// containers stopped).
+    async fn run_in(&self, sandbox: &str, binds: Vec<String>, resumed: bool) -> bool {
+        // Its volumes, from the resolved pod (an adopted pod's files are
+        // in place: only their paths are computed).
+        let ip = lock(&self.ip).clone();
+        let resolved = self.config.borrow().clone();
+        let (volume_pod, write) = match &resolved {
+            Some(c) => (c.as_ref(), !resumed),
+            None => (&self.pod, false),
         };
-        let (sandbox, binds) = match sandbox {
-            Ok(made) => made,
-            Err(message) => {
-                tracing::warn!(pod = %self.uid(), "docker runtime: {message}");
+        let ready = match crate::process::volumes::set_up(&self.dir, volume_pod, &ip, write) {
+            Ok(r) => r,
+            Err(e) => {
+                let message = e.to_string();
+                tracing::info!(pod = %self.uid(), "docker runtime: {message}");
+                self.events
+                    .warning(&self.pod, "FailedMount", message.clone());
                 self.set_all(&ContainerState::Waiting {
-                    reason: "CreatePodSandboxError".into(),
+                    reason: "ContainerCreating".into(),
                     message,
                 });
                 stopped(self.stop.clone()).await;
-                return;
+                return false;
             }
         };
         let share_pid = self
@@ -190,12 +261,14 @@ impl PodTask {
             .spec()
             .and_then(|s| s.share_process_namespace)
             .unwrap_or(false);
+        // The containers stop when the pod does, or when the sandbox dies.
+        let (halt, halted) = watch::channel(None);
         let loops = |list: &[Arc<Mutex<Ctr>>], specs: &[Container], init: bool| -> Vec<CtrLoop> {
             list.iter()
                 .zip(specs)
                 .map(|(ctr, spec)| CtrLoop {
-                    task: self.shared(binds.clone()),
-                    sandbox: sandbox.clone(),
+                    task: self.shared(binds.clone(), halted.clone()),
+                    sandbox: sandbox.to_string(),
                     share_pid,
                     spec: spec.clone(),
                     ctr: ctr.clone(),
@@ -205,20 +278,57 @@ impl PodTask {
                         self.pod.restart_policy()
                     },
                     init,
+                    mounts: crate::process::volumes::mounts(spec, &ready)
+                        .map_err(|e| e.to_string()),
                 })
                 .collect()
         };
         let init = loops(&self.init, self.pod.init_containers(), true);
         let apps = loops(&self.containers, self.pod.containers(), false);
-        for l in init {
-            if !l.run().await {
-                return;
+        let work = async move {
+            for l in init {
+                if !l.run().await {
+                    return;
+                }
+            }
+            futures::future::join_all(apps.into_iter().map(CtrLoop::run)).await;
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            () = &mut work => false,
+            grace = stopped_grace(self.stop.clone()) => {
+                let _ = halt.send(Some(grace));
+                work.await;
+                false
+            }
+            () = self.sandbox_ends(sandbox) => {
+                tracing::info!(pod = %self.uid(), "docker runtime: the pod's sandbox died; making the pod again");
+                let _ = halt.send(Some(Duration::ZERO));
+                work.await;
+                true
             }
         }
-        futures::future::join_all(apps.into_iter().map(CtrLoop::run)).await;
     }
 
-    fn shared(&self, binds: Vec<String>) -> Arc<Shared> {
+    /// Returns once sandbox container `id` no longer runs (an engine that
+    /// does not answer is waited for, not taken for the sandbox's end).
+    async fn sandbox_ends(&self, id: &str) {
+        let docker = self.engine.api();
+        loop {
+            let mut wait = docker.wait_container(id, None);
+            let _ = wait.next().await;
+            match docker.inspect_container(id, None).await {
+                Ok(i) if i.state.as_ref().and_then(|s| s.running) == Some(true) => continue,
+                Ok(_) => return,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return,
+                Err(_) => self.engine.answers().await,
+            }
+        }
+    }
+
+    fn shared(&self, binds: Vec<String>, stop: watch::Receiver<Option<Duration>>) -> Arc<Shared> {
         Arc::new(Shared {
             binds,
             engine: self.engine.clone(),
@@ -227,11 +337,21 @@ impl PodTask {
             pod: self.pod.clone(),
             config: self.config.clone(),
             ip: self.ip.clone(),
-            stop: self.stop.clone(),
+            stop,
             changes: self.changes.clone(),
             events: self.events.clone(),
+            metrics: self.metrics.clone(),
             backoff: self.backoff,
+            dir: self.dir.clone(),
         })
+    }
+}
+
+/// The grace period the pod is stopped with, once it is.
+async fn stopped_grace(mut stop: watch::Receiver<Option<Duration>>) -> Duration {
+    match stop.wait_for(Option::is_some).await {
+        Ok(g) => g.unwrap_or(Duration::ZERO),
+        Err(_) => Duration::ZERO,
     }
 }
 

@@ -92,6 +92,7 @@ struct Inner {
     pods: Mutex<HashMap<String, PodRun>>,
     changes: broadcast::Sender<String>,
     events: crate::podevents::PodEvents,
+    metrics: super::metrics::DockerMetrics,
     backoff: Backoff,
     /// Pods' own files, `<root>/<uid>/`.
     root: PathBuf,
@@ -118,6 +119,7 @@ impl DockerRuntime {
         backoff: Backoff,
         root: &Path,
         events: crate::podevents::PodEvents,
+        metrics: super::metrics::DockerMetrics,
     ) -> DockerRuntime {
         DockerRuntime {
             inner: Arc::new(Inner {
@@ -127,6 +129,7 @@ impl DockerRuntime {
                 pods: Mutex::new(HashMap::new()),
                 changes: broadcast::channel(1024).0,
                 events,
+                metrics,
                 backoff,
                 root: root.to_owned(),
                 handlers: watch::channel(vec![crate::Handler {
@@ -170,6 +173,7 @@ impl DockerRuntime {
         backoff: Backoff,
         root: &Path,
         events: crate::podevents::PodEvents,
+        metrics: super::metrics::DockerMetrics,
     ) -> Result<DockerRuntime, RuntimeError> {
         let engine = Engine::connect(socket).map_err(RuntimeError::Unsupported)?;
         engine
@@ -179,7 +183,7 @@ impl DockerRuntime {
         engine.ensure_pause().await.map_err(RuntimeError::Host)?;
         shoal_fabric::private::dir(root)
             .map_err(|e| RuntimeError::Host(format!("{}: {e}", root.display())))?;
-        let rt = DockerRuntime::new(engine, node, sandboxes, backoff, root, events);
+        let rt = DockerRuntime::new(engine, node, sandboxes, backoff, root, events, metrics);
         super::adopt::adopt(&rt).await;
         rt.follow_health();
         Ok(rt)
@@ -252,6 +256,7 @@ impl DockerRuntime {
             stop: stop_rx,
             changes: self.inner.changes.clone(),
             events: self.inner.events.clone(),
+            metrics: self.inner.metrics.clone(),
             backoff: self.inner.backoff,
             dir: self.inner.root.join(&uid),
         };
@@ -363,7 +368,7 @@ pub async fn remove_node(engine: &Engine, node: u32, root: &Path, sandboxes: Opt
             if let Some(sbs) = sandboxes {
                 sbs.destroy(&pod.file_name().to_string_lossy()).await;
             }
-            let _ = std::fs::remove_dir_all(pod.path());
+            crate::process::volumes::remove_pod_dir(&pod.path());
         }
     }
 }
@@ -405,36 +410,8 @@ pub(super) async fn remove_labelled(engine: &Engine, label: &str) {
 /// rather than run without it.
 pub fn unsupported(pod: &PodConfig) -> Option<String> {
     let spec = pod.spec()?;
-    let mut missing = Vec::new();
-    if spec.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
-        missing.push("volumes");
-    }
-    if spec.host_network == Some(true) {
-        missing.push("hostNetwork");
-    }
-    for c in pod.init_containers().iter().chain(pod.containers()) {
-        if c.volume_mounts.as_ref().is_some_and(|v| !v.is_empty()) {
-            missing.push("volumeMounts");
-        }
-        if c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() {
-            missing.push("probes");
-        }
-        if c.lifecycle.is_some() {
-            missing.push("lifecycle hooks");
-        }
-        let pod_security = spec.security_context.as_ref();
-        match crate::process::security::of(pod_security, c) {
-            Ok(s) if !s.is_set() => {}
-            _ => missing.push("securityContext"),
-        }
-    }
-    missing.sort_unstable();
-    missing.dedup();
-    (!missing.is_empty()).then(|| {
-        format!(
-            "the docker runtime does not support {} yet (the process runtime does)",
-            missing.join(", ")
-        )
+    (spec.host_network == Some(true)).then(|| {
+        "the docker runtime does not support hostNetwork yet (the process runtime does)".into()
     })
 }
 
@@ -512,7 +489,9 @@ impl Runtime for DockerRuntime {
             remove_labelled(&inner.engine, &format!("{}={uid}", labels::POD_UID)).await;
             inner.sandboxes.destroy(&uid).await;
             let dir = inner.root.join(&uid);
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+            let _ =
+                tokio::task::spawn_blocking(move || crate::process::volumes::remove_pod_dir(&dir))
+                    .await;
         })
     }
 
@@ -520,9 +499,22 @@ impl Runtime for DockerRuntime {
         lock(&self.inner.pods).keys().cloned().collect()
     }
 
+    /// The pod resolved again: its projected volumes get the new files
+    /// (each swapped at once), its containers' next instances the new
+    /// environment.
     fn update(&self, pod: &PodConfig) {
-        if let Some(run) = lock(&self.inner.pods).get(pod.uid()) {
-            run.config.send_replace(Some(Arc::new(pod.clone())));
+        let ip = match lock(&self.inner.pods).get(pod.uid()) {
+            Some(run) => {
+                run.config.send_replace(Some(Arc::new(pod.clone())));
+                lock(&run.ip).clone()
+            }
+            None => return,
+        };
+        let dir = self.inner.root.join(pod.uid());
+        if dir.join("volumes").exists() {
+            if let Err(e) = crate::process::volumes::update(&dir, pod, &ip) {
+                tracing::warn!(pod = %pod.uid(), "docker runtime: updating the pod's volumes: {e}");
+            }
         }
     }
 
@@ -718,8 +710,14 @@ mod tests {
                 "readinessProbe": {"tcpSocket": {"port": 80}},
                 "securityContext": {"runAsUser": 1000}}]}));
         assert_eq!(
-            unsupported(&much).unwrap(),
-            "the docker runtime does not support probes, securityContext, volumeMounts, volumes yet (the process runtime does)"
+            unsupported(&much),
+            None,
+            "volumes, probes and securityContext run"
+        );
+        let host = pod(json!({"hostNetwork": true, "containers": [{"name": "c", "image": "i"}]}));
+        assert_eq!(
+            unsupported(&host).unwrap(),
+            "the docker runtime does not support hostNetwork yet (the process runtime does)"
         );
     }
 

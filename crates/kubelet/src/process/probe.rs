@@ -129,6 +129,25 @@ impl Probe {
         })
     }
 
+    /// The container's postStart hook (exec, httpGet or tcpSocket) as a
+    /// probe run once, within `timeout`.
+    pub fn post_start(container: &Container, timeout: Duration) -> Option<Probe> {
+        let h = container.lifecycle.as_ref()?.post_start.as_ref()?;
+        Some(Probe {
+            action: action(
+                h.exec.as_ref(),
+                h.http_get.as_ref(),
+                h.tcp_socket.as_ref(),
+                container,
+            ),
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(10),
+            timeout,
+            success_threshold: 1,
+            failure_threshold: 1,
+        })
+    }
+
     /// The container's preStop hook (exec, httpGet or tcpSocket) as a
     /// probe run once.
     pub fn pre_stop(container: &Container) -> Option<Probe> {
@@ -161,6 +180,10 @@ impl Probe {
                         .map(|_| ())
                         .map_err(|e| format!("dial tcp {addr}: {e}"))
                 }
+                Action::Exec { argv } if target.exec.is_some() => match &target.exec {
+                    Some(run) => run(argv.clone()).await,
+                    None => unreachable!("matched on is_some"),
+                },
                 Action::Exec { argv } => {
                     // In the container's namespaces when it has a sandbox.
                     let mut cmd = match target.enter {
@@ -213,14 +236,33 @@ impl Probe {
 #[error("{0}")]
 pub struct Failure(pub String);
 
+/// Runs an exec probe's command in the container some other way than
+/// `nsenter` (the docker runtime: an engine exec instance); Err says why
+/// it failed.
+pub type ExecHook = std::sync::Arc<
+    dyn Fn(Vec<String>) -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync,
+>;
+
 /// What a probe or hook runs against: the pod's IP, the container's
 /// environment, and the container's pid when exec commands enter its
-/// namespaces (a sandboxed pod).
-#[derive(Debug, Clone, Default)]
+/// namespaces (a sandboxed pod), or the runtime's own way of running
+/// them (`exec`).
+#[derive(Clone, Default)]
 pub struct Target {
     pub ip: String,
     pub env: Vec<(String, String)>,
     pub enter: Option<u32>,
+    pub exec: Option<ExecHook>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("ip", &self.ip)
+            .field("enter", &self.enter)
+            .field("exec", &self.exec.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Target {
@@ -229,6 +271,7 @@ impl Target {
             ip: ip.to_string(),
             env: env.to_vec(),
             enter: None,
+            exec: None,
         }
     }
 }
@@ -307,28 +350,25 @@ impl Verdict {
     }
 }
 
+/// Whether the container has a probe that decides its readiness (a
+/// readiness or startup probe): until it passes, the container is not
+/// ready.
+pub fn gates_readiness(c: &Container) -> bool {
+    c.readiness_probe.is_some() || c.startup_probe.is_some()
+}
+
 /// Probes one running container instance until aborted: the startup
 /// probe first (liveness and readiness wait for it), then liveness and
-/// readiness on their own periods. Readiness sets the container's `ready`
-/// (and pushes the change); a failed startup or liveness probe asks the
-/// supervisor, through `kill`, to kill the instance.
-pub(super) async fn run(
+/// readiness on their own periods. Readiness goes to `set_ready` (the
+/// container's `ready`, its change pushed); a failed startup or liveness
+/// probe asks the runtime, through `kill`, to kill the instance.
+pub async fn run(
     spec: Container,
     target: Target,
-    ctr: std::sync::Arc<std::sync::Mutex<super::Ctr>>,
-    uid: String,
-    changes: tokio::sync::broadcast::Sender<String>,
+    set_ready: impl Fn(bool),
     kill: tokio::sync::oneshot::Sender<String>,
 ) {
     let started = tokio::time::Instant::now();
-    let set_ready = |ready: bool| {
-        let mut c = super::lock(&ctr);
-        if c.ready != ready && matches!(c.state, super::ContainerState::Running { .. }) {
-            c.ready = ready;
-            drop(c);
-            let _ = changes.send(uid.clone());
-        }
-    };
     if let Some(p) = Probe::of(&spec, Kind::Startup) {
         tokio::time::sleep_until(started + p.initial_delay).await;
         let mut v = Verdict::new(false);

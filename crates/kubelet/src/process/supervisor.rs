@@ -58,6 +58,7 @@ impl Supervisor {
             ip: self.ip.clone(),
             env: self.env.clone(),
             enter: self.enter.as_ref().map(|_| pid),
+            exec: None,
         }
     }
 
@@ -132,11 +133,8 @@ impl Supervisor {
             self.set(
                 ContainerState::Terminated {
                     exit_code: code,
-                    reason: if message.is_empty() {
-                        reason
-                    } else {
-                        format!("{reason}: {message}")
-                    },
+                    reason,
+                    message,
                     finished_at,
                 },
                 None,
@@ -251,12 +249,19 @@ impl Supervisor {
         }
         self.persist(instance, waiter.pid());
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<String>();
+        let (ctr, uid, changes) = (self.ctr.clone(), self.uid.clone(), self.changes.clone());
+        let set_ready = move |ready: bool| {
+            let mut c = lock(&ctr);
+            if c.ready != ready && matches!(c.state, ContainerState::Running { .. }) {
+                c.ready = ready;
+                drop(c);
+                let _ = changes.send(uid.clone());
+            }
+        };
         let prober = tokio::spawn(probe::run(
             self.spec.clone(),
             self.target(pid),
-            self.ctr.clone(),
-            self.uid.clone(),
-            self.changes.clone(),
+            set_ready,
             kill_tx,
         ));
         let mut kill_rx = std::pin::pin!(kill_rx);
