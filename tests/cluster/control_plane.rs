@@ -537,7 +537,7 @@ async fn an_unschedulable_pod_is_scheduled_when_a_fitting_node_joins() {
         pods: 110,
     };
     let node: Node =
-        serde_json::from_value(shoal::kubelet::node_object(&spec, "sim", &[])).unwrap();
+        serde_json::from_value(shoal::kubelet::node_object(&spec, "sim", &[], &[])).unwrap();
     nodes.create(&PostParams::default(), &node).await.unwrap();
     let bound = pods_until(&pods, "big", "bound to the big node", |p| {
         p.iter()

@@ -419,6 +419,11 @@ spec:
     assert!(!id(&process_pod).starts_with("docker://"), "{process_pod}");
     assert_eq!(docker_pod["spec"]["nodeName"], "node-1");
     assert_eq!(process_pod["spec"]["nodeName"], "node-1");
+    // The node lists its images (status.images).
+    let node: Value =
+        serde_json::from_str(&k.ok(&["get", "node", "node-1", "-o", "json"])).unwrap();
+    let images = node["status"]["images"].to_string();
+    assert!(images.contains("shoal-test/web:1"), "{images}");
     // The class's scheduling was merged into the pod (RuntimeClass admission).
     assert_eq!(
         docker_pod["spec"]["nodeSelector"]["runtime.shoal.io/docker"],

@@ -50,7 +50,7 @@ impl Fleet {
         let gate = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
         for spec in &self.nodes {
-            let mut obj = objects::prepare_create(nodes, "", node_object(spec, "sim", &[]))?;
+            let mut obj = objects::prepare_create(nodes, "", node_object(spec, "sim", &[], &[]))?;
             let key = nodes.key("", &spec.name);
             let mut txn = Txn::create(key, Vec::new());
             let slot = self

@@ -47,8 +47,8 @@ pub mod volumes;
 pub use actor::{serve as serve_actor, ExecSessions, KubeletActor};
 pub use node::{node_object, NodeSpec};
 pub use runtime::{
-    ContainerState, ContainerStatus, Handler, PodConfig, PodState, ProjectedFile, Projection,
-    RestartPolicy, Runtime, RuntimeError,
+    ContainerState, ContainerStatus, Handler, NodeImage, PodConfig, PodState, ProjectedFile,
+    Projection, RestartPolicy, Runtime, RuntimeError,
 };
 pub use shoal_kubelet_proto::Ping;
 pub use start::{
@@ -677,7 +677,7 @@ mod tests {
             memory_bytes: 8 << 30,
             pods: 110,
         };
-        let n = node_object(&spec, "sim", &[]);
+        let n = node_object(&spec, "sim", &[], &[]);
         assert_eq!(n["metadata"]["labels"]["topology.kubernetes.io/zone"], "b");
         assert_eq!(n["status"]["allocatable"]["cpu"], "2");
         assert_eq!(n["status"]["allocatable"]["pods"], "110");

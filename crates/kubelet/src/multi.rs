@@ -25,7 +25,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use shoal_kubelet_proto::PodLogs;
 
-use crate::{ContainerState, ContainerStatus, Handler, PodConfig, PodState, Runtime, RuntimeError};
+use crate::{
+    ContainerState, ContainerStatus, Handler, NodeImage, PodConfig, PodState, Runtime, RuntimeError,
+};
 
 /// The handler a RuntimeClass names: Ok(None) when there is no such
 /// class, Err when the store could not say.
@@ -217,6 +219,8 @@ impl MultiRuntime {
                 if rx.changed().await.is_err() {
                     break;
                 }
+                // Told even when no problem changed: its images may have.
+                me.inner.handlers.send_modify(|_| {});
             }
         });
     }
@@ -424,6 +428,19 @@ impl Runtime for MultiRuntime {
 
     fn handlers(&self) -> watch::Receiver<Vec<Handler>> {
         self.inner.handlers.subscribe()
+    }
+
+    fn images(&self) -> BoxFuture<'static, Vec<NodeImage>> {
+        let all: Vec<_> = self.built().iter().map(|rt| rt.images()).collect();
+        Box::pin(async move {
+            let mut images: Vec<NodeImage> = futures::future::join_all(all)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            images.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
+            images
+        })
     }
 }
 

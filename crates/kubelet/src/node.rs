@@ -11,7 +11,7 @@ use shoal_model::quantity::Quantity;
 use shoal_store::command::{Op, Txn};
 use shoal_store::{ReadRequest, Store};
 
-use crate::{nodes, Handler};
+use crate::{nodes, Handler, NodeImage};
 
 /// What the kubelet knows of its node.
 #[derive(Debug, Clone)]
@@ -34,7 +34,12 @@ fn saturating(n: u64) -> i64 {
 /// start pods now is a label (`runtime.shoal.io/<handler>=true`, what the
 /// built-in RuntimeClasses select), and the `ContainerRuntimeUnhealthy`
 /// condition (node-problem-detector's name) says which is not and why.
-pub fn node_object(spec: &NodeSpec, runtime: &str, handlers: &[Handler]) -> Value {
+pub fn node_object(
+    spec: &NodeSpec,
+    runtime: &str,
+    handlers: &[Handler],
+    images: &[NodeImage],
+) -> Value {
     let now = objects::now();
     let capacity = json!({
         "cpu": Quantity::from_milli(saturating(spec.milli_cpu)).to_string(),
@@ -102,6 +107,7 @@ pub fn node_object(spec: &NodeSpec, runtime: &str, handlers: &[Handler]) -> Valu
                 runtime_health,
             ],
             "runtimeHandlers": runtime_handlers,
+            "images": images.iter().map(|i| json!({"names": i.names, "sizeBytes": i.size_bytes})).collect::<Vec<_>>(),
             "nodeInfo": {
                 "kubeletVersion": format!("v1.33.0-shoal-{}", shoal_fabric::VERSION),
                 "kubeProxyVersion": "",
@@ -133,10 +139,11 @@ pub(crate) async fn register(
     spec: &NodeSpec,
     runtime: &str,
     handlers: &[Handler],
+    images: &[NodeImage],
     range: &PodCidrs,
 ) -> ApiResult<PodSlot> {
     let key = nodes().key("", &spec.name);
-    let fresh = node_object(spec, runtime, handlers);
+    let fresh = node_object(spec, runtime, handlers, images);
     loop {
         let current = store.read(ReadRequest::key(key.clone())).await?;
         let (mut obj, mut txn) = match current.kvs.first() {

@@ -237,6 +237,13 @@ pub struct Handler {
     pub problem: Option<String>,
 }
 
+/// An image the node holds (the Node's `status.images`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeImage {
+    pub names: Vec<String>,
+    pub size_bytes: i64,
+}
+
 /// Runs pods on one node. The conformance suite (`sim::tests`) pins what
 /// every runtime must do.
 pub trait Runtime: Send + Sync + 'static {
@@ -324,8 +331,14 @@ pub trait Runtime: Send + Sync + 'static {
     fn resolved(&self, _uid: &str) -> bool {
         true
     }
+    /// The images the node holds for it (the default: none).
+    fn images(&self) -> BoxFuture<'static, Vec<NodeImage>> {
+        Box::pin(async { Vec::new() })
+    }
     /// The handlers it offers and whether each can start pods now,
-    /// pushed as that changes (the default: itself, always able).
+    /// pushed as that changes, and also when its images changed (a
+    /// pull): what the Node says of the runtime is written again (the
+    /// default: itself, always able).
     fn handlers(&self) -> tokio::sync::watch::Receiver<Vec<Handler>> {
         tokio::sync::watch::channel(vec![Handler {
             name: self.name().to_string(),

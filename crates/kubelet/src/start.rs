@@ -64,6 +64,7 @@ impl KubeletStart {
                 &self.spec,
                 self.runtime_name,
                 &[],
+                &[],
                 &self.pod_range,
             )
             .await
@@ -91,6 +92,7 @@ impl KubeletStart {
                     &self.store,
                     &self.spec,
                     self.runtime_name,
+                    &[],
                     &[],
                     &self.pod_range,
                 )
@@ -122,7 +124,7 @@ impl KubeletStart {
             self.spec.clone(),
             self.runtime_name,
             self.pod_range.clone(),
-            runtime.handlers(),
+            runtime.clone(),
         ));
         // The node's bridge and address exist now (the runtime prepared
         // them): what listens on them may start.
@@ -149,12 +151,14 @@ async fn publish_handlers(
     spec: NodeSpec,
     runtime_name: &'static str,
     range: PodCidrs,
-    mut handlers: tokio::sync::watch::Receiver<Vec<crate::Handler>>,
+    runtime: Arc<dyn Runtime>,
 ) {
+    let mut handlers = runtime.handlers();
     loop {
         let now = handlers.borrow_and_update().clone();
+        let images = runtime.images().await;
         let mut pause = Duration::from_millis(100);
-        while let Err(e) = register(&store, &spec, runtime_name, &now, &range).await {
+        while let Err(e) = register(&store, &spec, runtime_name, &now, &images, &range).await {
             tracing::debug!(node = %spec.name, "kubelet: publishing the runtime handlers: {}", e.message);
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
@@ -176,7 +180,7 @@ pub async fn register_node(
     runtime_name: &str,
     range: &PodCidrs,
 ) -> ApiResult<PodSlot> {
-    register(store, spec, runtime_name, &[], range).await
+    register(store, spec, runtime_name, &[], &[], range).await
 }
 
 /// Where a node's slot is kept in its data dir.

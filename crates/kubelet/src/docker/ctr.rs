@@ -40,6 +40,8 @@ pub(super) struct Shared {
     pub(super) changes: broadcast::Sender<String>,
     pub(super) events: PodEvents,
     pub(super) metrics: super::metrics::DockerMetrics,
+    /// The runtime's handlers, touched after a pull (see `Runtime::handlers`).
+    pub(super) pulled: watch::Sender<Vec<crate::Handler>>,
     pub(super) backoff: Backoff,
     /// Bind mounts every container gets (the pod's network files).
     pub(super) binds: Vec<String>,
@@ -231,6 +233,8 @@ impl CtrLoop {
             }
         }
         if last.is_ok() {
+            // The node's images changed: what the Node says is written again.
+            self.task.pulled.send_modify(|_| {});
             let took = began.elapsed();
             self.task.events.normal(
                 pod,

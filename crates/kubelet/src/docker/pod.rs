@@ -39,6 +39,7 @@ pub(super) struct PodTask {
     pub(super) changes: broadcast::Sender<String>,
     pub(super) events: PodEvents,
     pub(super) metrics: super::metrics::DockerMetrics,
+    pub(super) pulled: watch::Sender<Vec<crate::Handler>>,
     pub(super) backoff: Backoff,
     /// The pod's own files (its resolv.conf and hosts).
     pub(super) dir: PathBuf,
@@ -341,6 +342,7 @@ impl PodTask {
             changes: self.changes.clone(),
             events: self.events.clone(),
             metrics: self.metrics.clone(),
+            pulled: self.pulled.clone(),
             backoff: self.backoff,
             dir: self.dir.clone(),
         })

@@ -257,6 +257,7 @@ impl DockerRuntime {
             changes: self.inner.changes.clone(),
             events: self.inner.events.clone(),
             metrics: self.inner.metrics.clone(),
+            pulled: self.inner.handlers.clone(),
             backoff: self.inner.backoff,
             dir: self.inner.root.join(&uid),
         };
@@ -456,6 +457,34 @@ pub fn entrypoint_and_cmd(c: &Container, env: &[(String, String)]) -> Result<Arg
 impl Runtime for DockerRuntime {
     fn handlers(&self) -> watch::Receiver<Vec<crate::Handler>> {
         self.inner.handlers.subscribe()
+    }
+
+    /// The engine's images, largest first, at most upstream's 50
+    /// (`nodeStatusMaxImages`).
+    fn images(&self) -> BoxFuture<'static, Vec<crate::NodeImage>> {
+        let docker = self.inner.engine.api().clone();
+        Box::pin(async move {
+            let list = docker
+                .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+                .await
+                .unwrap_or_default();
+            let mut out: Vec<crate::NodeImage> = list
+                .into_iter()
+                .map(|i| crate::NodeImage {
+                    names: i
+                        .repo_tags
+                        .into_iter()
+                        .chain(i.repo_digests)
+                        .filter(|n| !n.starts_with("<none>"))
+                        .collect(),
+                    size_bytes: i.size,
+                })
+                .filter(|i| !i.names.is_empty())
+                .collect();
+            out.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
+            out.truncate(50);
+            out
+        })
     }
 
     fn name(&self) -> &'static str {

@@ -201,6 +201,16 @@ async fn the_docker_runtime_passes_the_conformance_suite() {
     let (rt, _data) = runtime(200).await;
     conformance::suite_with(&rt, Some(BUSYBOX)).await;
     assert_clean(200, &["u1", "u2"]).await;
+    // The node's images (its status.images), largest first.
+    use shoal_kubelet::Runtime;
+    let images = rt.images().await;
+    assert!(
+        images.iter().any(|i| i.names.iter().any(|n| n == BUSYBOX)),
+        "{images:?}"
+    );
+    assert!(images
+        .windows(2)
+        .all(|w| w[0].size_bytes >= w[1].size_bytes));
 }
 
 #[tokio::test]
