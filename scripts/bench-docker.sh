@@ -45,7 +45,8 @@ export KUBECONFIG="$tmp/dev/kubeconfig"
 metrics() { "$K" get --raw /metrics | grep '^shoal_kubelet_runtime_operations_duration_seconds_\(sum\|count\)' || true; }
 phase_sums() {
   # operation_type → total seconds, from two /metrics snapshots.
-  awk 'NR == FNR { if ($1 ~ /_sum/) before[$1] = $2; next }
+  # (The first snapshot may be empty: no operation yet.)
+  awk 'FILENAME == ARGV[1] { if ($1 ~ /_sum/) before[$1] = $2; next }
        $1 ~ /_sum/ { match($1, /operation_type="[^"]*"/); op = substr($1, RSTART + 16, RLENGTH - 17); printf "%s %.2fs  ", op, $2 - before[$1] }' "$1" "$2"
 }
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
@@ -69,7 +70,7 @@ for t in $(seq 1 "$trials"); do
   metrics >"$tmp/m1"
   [ "$t" = 1 ] && full_rss=$(rss "$agent")
   echo "trial $t shoal: $(secs "$t0" "$t1") s  (phases, summed over the pods: $(phase_sums "$tmp/m0" "$tmp/m1"))"
-  secs "$t0" "$t1" >>"$tmp/shoal.times"
+  echo "$(secs "$t0" "$t1")" >>"$tmp/shoal.times"
   "$K" delete deployment web --wait=false >/dev/null
   until [ "$(docker ps -q --filter label=io.kubernetes.pod.namespace=default | wc -l)" = 0 ]; do sleep 0.5; done
   until [ -z "$("$K" get pods -o name 2>/dev/null)" ]; do sleep 0.5; done
@@ -85,7 +86,7 @@ for t in $(seq 1 "$trials"); do
   fi
   t1=$(now)
   echo "trial $t $( [ "$swarm" = 1 ] && echo swarm || echo 'docker run x'$replicas): $(secs "$t0" "$t1") s"
-  secs "$t0" "$t1" >>"$tmp/peer.times"
+  echo "$(secs "$t0" "$t1")" >>"$tmp/peer.times"
   if [ "$swarm" = 1 ]; then
     docker service rm shoalbench >/dev/null
     until [ "$(docker ps -q --filter label=com.docker.swarm.service.name=shoalbench | wc -l)" = 0 ]; do sleep 0.5; done

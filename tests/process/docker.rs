@@ -135,6 +135,8 @@ fn an_image_deployment_runs_its_cmd_and_is_reached_by_ip_and_service_name() {
     // Events; without the secret the pull is refused; a registry that does
     // not answer gives ErrImagePull, then ImagePullBackOff.
     uids.extend(private_registry_pulls(&k));
+    // Upstream's reasons for images that cannot be had, and OOMKilled.
+    uids.extend(failures_as_upstream(&k));
 
     // Deleting the pods leaves nothing of them on the engine or the host.
     k.ok(&["delete", "deployment", "web"]);
@@ -214,6 +216,73 @@ fn waiting_reason(k: &Dev, name: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// Images that cannot be had and a container over its memory limit, as
+/// upstream shows them; returns the uids of the pods made.
+fn failures_as_upstream(k: &Dev) -> Vec<String> {
+    let manifest = k.file(
+        "failures.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: never}
+spec:
+  containers: [{name: c, image: "shoal-test/absent:1", imagePullPolicy: Never}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badname}
+spec:
+  containers: [{name: c, image: "Not//Valid:tag"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  containers:
+  - name: c
+    image: "shoal-test/busybox:1"
+    command: ["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' x); echo survived"]
+    resources: {limits: {memory: 24Mi}}
+"#,
+    );
+    k.ok(&["apply", "-f", &manifest]);
+    for (pod, reason) in [
+        ("never", "ErrImageNeverPull"),
+        ("badname", "InvalidImageName"),
+    ] {
+        super::wait_for(Duration::from_secs(60), &format!("{pod} {reason}"), || {
+            match waiting_reason(k, pod).as_str() {
+                r if r == reason => Ok(()),
+                other => Err(format!("waiting {other:?}")),
+            }
+        });
+    }
+    super::wait_for(
+        Duration::from_secs(90),
+        "hog OOMKilled and restarted",
+        || {
+            let p = pod_json(k, "hog");
+            let c = &p["status"]["containerStatuses"][0];
+            let oom = c["lastState"]["terminated"]["reason"] == "OOMKilled";
+            if oom && c["restartCount"].as_i64().unwrap_or(0) >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{c}"))
+            }
+        },
+    );
+    let uids = ["never", "badname", "hog"]
+        .iter()
+        .map(|n| {
+            pod_json(k, n)["metadata"]["uid"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    k.ok(&["delete", "pod", "never", "badname", "hog"]);
+    uids
 }
 
 /// Pulls through the private registry; returns the uids of the pods made.

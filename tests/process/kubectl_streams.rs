@@ -169,6 +169,14 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: dweb}
+spec:
+  runtimeClassName: docker
+  terminationGracePeriodSeconds: 1
+  containers: [{name: web, image: "shoal-test/web:1"}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: dsh}
 spec:
   runtimeClassName: docker
@@ -205,6 +213,7 @@ fn docker_streams(k: &Dev) {
         "wait",
         "--for=condition=Ready",
         "pod/dbox",
+        "pod/dweb",
         "pod/dsh",
         "--timeout=90s",
     ]);
@@ -273,12 +282,24 @@ fn docker_streams(k: &Dev) {
             }
         },
     );
+    // port-forward into the docker pod's network namespace.
+    let fwd = forward_to(k, "pod/dweb", 8080, true);
+    let page = {
+        use std::io::Read;
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", fwd.port)).unwrap();
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut page = String::new();
+        c.read_to_string(&mut page).unwrap();
+        page
+    };
+    assert!(page.contains("shoal-test web"), "{page}");
+    drop(fwd);
     // A process pod has no terminal to attach to: said, not hung.
     let refused = k.run(&["attach", "box"]);
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("cannot attach"), "{said}");
-    k.ok(&["delete", "pod", "dbox", "dsh"]);
+    k.ok(&["delete", "pod", "dbox", "dweb", "dsh"]);
 }
 
 const ECHO: &str = r#"apiVersion: v1
@@ -327,9 +348,14 @@ impl Drop for Forward {
 }
 
 fn forward(k: &Dev, remote: u16, websockets: bool) -> Forward {
+    forward_to(k, "pod/echo", remote, websockets)
+}
+
+/// `kubectl port-forward <target> :<remote>`.
+fn forward_to(k: &Dev, target: &str, remote: u16, websockets: bool) -> Forward {
     use std::io::BufRead;
     let mut child = k
-        .command(&["port-forward", "pod/echo", &format!(":{remote}")])
+        .command(&["port-forward", target, &format!(":{remote}")])
         .env(
             "KUBECTL_PORT_FORWARD_WEBSOCKETS",
             if websockets { "true" } else { "false" },
