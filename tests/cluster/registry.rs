@@ -302,7 +302,7 @@ async fn a_pod_deleted_by_rest_the_gc_or_its_replicaset_leaves_the_same_history(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runtime_class_admission_merges_the_class_into_the_pod() {
+async fn pod_admission_merges_the_runtime_class_and_the_service_accounts_pull_secrets() {
     use k8s_openapi::api::node::v1::RuntimeClass;
     let c = TestCluster::start(1).unwrap();
     let k = api_ready(&c, 1).await;
@@ -389,6 +389,41 @@ async fn runtime_class_admission_merges_the_class_into_the_pod() {
         assert_eq!(e.code, 403, "{e:?}");
         assert!(e.message.contains(says), "{}", e.message);
     }
+
+    // A pod naming no imagePullSecrets gets its ServiceAccount's.
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: Api<ServiceAccount> = Api::namespaced(k.clone(), "default");
+    let puller: ServiceAccount = serde_json::from_value(json!({
+        "metadata": {"name": "puller"}, "imagePullSecrets": [{"name": "regcred"}]}))
+    .unwrap();
+    accounts
+        .create(&PostParams::default(), &puller)
+        .await
+        .unwrap();
+    let with_account = |own: serde_json::Value| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "q"},
+            "spec": {"serviceAccountName": "puller", "imagePullSecrets": own,
+                "containers": [{"name": "c", "image": "x"}]},
+        }))
+        .unwrap()
+    };
+    let secrets = |p: Pod| -> Vec<String> {
+        p.spec
+            .unwrap()
+            .image_pull_secrets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    };
+    let admitted = pods.create(&dry, &with_account(json!([]))).await.unwrap();
+    assert_eq!(secrets(admitted), ["regcred"]);
+    let own = pods
+        .create(&dry, &with_account(json!([{"name": "mine"}])))
+        .await
+        .unwrap();
+    assert_eq!(secrets(own), ["mine"], "a pod's own secrets stay");
 
     // The handler of a class does not change.
     let mut changed = classes.get("fast").await.unwrap();

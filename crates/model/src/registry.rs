@@ -294,7 +294,10 @@ impl Registry {
                     });
                 }
             }
-            "Pod" => self.admit_runtime_class(obj).await?,
+            "Pod" => {
+                self.admit_runtime_class(obj).await?;
+                self.admit_pull_secrets(obj).await?;
+            }
             "Node" => {
                 let read = self
                     .writer

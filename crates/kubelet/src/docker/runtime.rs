@@ -411,9 +411,8 @@ pub(super) async fn remove_labelled(engine: &Engine, label: &str) {
 /// rather than run without it.
 pub fn unsupported(pod: &PodConfig) -> Option<String> {
     let spec = pod.spec()?;
-    (spec.host_network == Some(true)).then(|| {
-        "the docker runtime does not support hostNetwork yet (the process runtime does)".into()
-    })
+    (spec.host_network == Some(true))
+        .then(|| "the docker runtime does not support hostNetwork yet".into())
 }
 
 /// The engine container name of a pod's sandbox or of one instance of a
@@ -746,7 +745,7 @@ mod tests {
         let host = pod(json!({"hostNetwork": true, "containers": [{"name": "c", "image": "i"}]}));
         assert_eq!(
             unsupported(&host).unwrap(),
-            "the docker runtime does not support hostNetwork yet (the process runtime does)"
+            "the docker runtime does not support hostNetwork yet"
         );
     }
 

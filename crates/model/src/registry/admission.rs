@@ -1,5 +1,6 @@
-//! Admission the registry applies to a new object beyond validation:
-//! the RuntimeClass plugin, as upstream's, for Pods.
+//! Admission the registry applies to a new object beyond validation, as
+//! upstream's plugins do for Pods: RuntimeClass, and the ServiceAccount's
+//! imagePullSecrets.
 
 use serde_json::Value;
 
@@ -8,6 +9,50 @@ use crate::errors::{ApiError, ApiResult};
 use shoal_store::ReadRequest;
 
 impl Registry {
+    /// The ServiceAccount admission plugin's part for images, as
+    /// upstream's: a pod that names no `imagePullSecrets` gets those of its
+    /// ServiceAccount (`default` unless it names another), so a namespace's
+    /// registry login reaches every pod of it.
+    pub(super) async fn admit_pull_secrets(&self, pod: &mut Value) -> ApiResult<()> {
+        let has = pod
+            .pointer("/spec/imagePullSecrets")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if has {
+            return Ok(());
+        }
+        let ns = crate::objects::namespace_of(pod).to_string();
+        let sa = pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        let key = crate::resources::SERVICEACCOUNTS.key(&ns, &sa);
+        let account: Option<Value> = match self.cache.as_ref().and_then(|c| c.get(&key)) {
+            Some(obj) => Some((*obj).clone()),
+            None => self
+                .writer
+                .read(ReadRequest::key(key))
+                .await?
+                .kvs
+                .first()
+                .and_then(|kv| serde_json::from_slice(&kv.value).ok()),
+        };
+        let secrets = account
+            .as_ref()
+            .and_then(|a| a.get("imagePullSecrets"))
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+            .cloned();
+        if let (Some(secrets), Some(spec)) =
+            (secrets, pod.get_mut("spec").and_then(Value::as_object_mut))
+        {
+            spec.insert("imagePullSecrets".into(), Value::Array(secrets));
+        }
+        Ok(())
+    }
+
     /// The RuntimeClass admission plugin, as upstream's: a pod naming a
     /// class that does not exist is refused; the class's fixed overhead
     /// becomes the pod's, and its scheduling constraints (node selector,
