@@ -219,7 +219,8 @@ fn waiting_reason(k: &Dev, name: &str) -> String {
 }
 
 /// Images that cannot be had and a container over its memory limit, as
-/// upstream shows them; returns the uids of the pods made.
+/// upstream shows them, and two containers of a pod talking over
+/// localhost; returns the uids of the pods made.
 fn failures_as_upstream(k: &Dev) -> Vec<String> {
     let manifest = k.file(
         "failures.yaml",
@@ -244,6 +245,17 @@ spec:
     image: "shoal-test/busybox:1"
     command: ["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' x); echo survived"]
     resources: {limits: {memory: 24Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: duo}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: web, image: "shoal-test/web:1"}
+  - name: client
+    image: "shoal-test/busybox:1"
+    command: ["sh", "-c", "until wget -q -O- http://127.0.0.1:8080/; do sleep 0.5; done"]
 "#,
     );
     k.ok(&["apply", "-f", &manifest]);
@@ -272,7 +284,17 @@ spec:
             }
         },
     );
-    let uids = ["never", "badname", "hog"]
+    // Two containers of one pod talk over localhost.
+    super::wait_for(Duration::from_secs(60), "duo's client done", || {
+        let p = pod_json(k, "duo");
+        match p["status"]["containerStatuses"][1]["state"]["terminated"]["exitCode"].as_i64() {
+            Some(0) => Ok(()),
+            other => Err(format!("client's exit {other:?}: {}", p["status"])),
+        }
+    });
+    let said = k.ok(&["logs", "duo", "-c", "client"]);
+    assert!(said.contains("shoal-test web"), "{said}");
+    let uids = ["never", "badname", "hog", "duo"]
         .iter()
         .map(|n| {
             pod_json(k, n)["metadata"]["uid"]
@@ -281,7 +303,7 @@ spec:
                 .to_string()
         })
         .collect();
-    k.ok(&["delete", "pod", "never", "badname", "hog"]);
+    k.ok(&["delete", "pod", "never", "badname", "hog", "duo"]);
     uids
 }
 

@@ -130,6 +130,35 @@ fn arch() -> &'static str {
     }
 }
 
+/// The taint a node carries while its default runtime cannot start pods:
+/// the pods that name no RuntimeClass would land on it and wait.
+pub const RUNTIME_UNAVAILABLE_TAINT: &str = "node.shoal.io/runtime-unavailable";
+
+/// Adds the runtime-unavailable taint to `node` (NoSchedule) while its
+/// default handler has a problem, and removes it otherwise; other taints
+/// (users', controllers') stay as they are.
+pub fn set_runtime_taint(node: &mut Value, handlers: &[Handler]) {
+    let down = handlers.iter().any(|h| h.default && h.problem.is_some());
+    if !node.get("spec").is_some_and(Value::is_object) {
+        node["spec"] = json!({});
+    }
+    let taints = node["spec"]
+        .as_object_mut()
+        .map(|s| s.entry("taints").or_insert_with(|| json!([])));
+    let Some(list) = taints.and_then(Value::as_array_mut) else {
+        return;
+    };
+    list.retain(|t| t["key"] != RUNTIME_UNAVAILABLE_TAINT);
+    if down {
+        list.push(json!({"key": RUNTIME_UNAVAILABLE_TAINT, "effect": "NoSchedule"}));
+    }
+    if list.is_empty() {
+        if let Some(spec) = node["spec"].as_object_mut() {
+            spec.remove("taints");
+        }
+    }
+}
+
 /// Creates the Node with its pod CIDR from `range` (claimed in the same
 /// transaction), or refreshes its status and labels (keeping what users
 /// and controllers set: spec, taints, other labels, and the pod CIDR it
@@ -148,7 +177,8 @@ pub(crate) async fn register(
         let current = store.read(ReadRequest::key(key.clone())).await?;
         let (mut obj, mut txn) = match current.kvs.first() {
             None => {
-                let obj = objects::prepare_create(nodes(), "", fresh.clone())?;
+                let mut obj = objects::prepare_create(nodes(), "", fresh.clone())?;
+                set_runtime_taint(&mut obj, handlers);
                 (obj, Txn::create(key.clone(), Vec::new()))
             }
             Some(kv) => {
@@ -174,6 +204,7 @@ pub(crate) async fn register(
                         have.insert(k.clone(), v.clone());
                     }
                 }
+                set_runtime_taint(&mut obj, handlers);
                 (obj, Txn::update(key.clone(), Vec::new(), kv.mod_rev))
             }
         };
@@ -184,5 +215,45 @@ pub(crate) async fn register(
         if store.write(txn).await?.succeeded {
             return Ok(slot);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handler(name: &str, default: bool, problem: Option<&str>) -> Handler {
+        Handler {
+            name: name.into(),
+            default,
+            problem: problem.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_default_runtime_down_taints_the_node_and_nothing_else_does() {
+        let user = json!({"key": "dedicated", "value": "x", "effect": "NoSchedule"});
+        let mut node = json!({"spec": {"taints": [user.clone()]}});
+        // The other runtime down: no taint (its label goes instead).
+        set_runtime_taint(
+            &mut node,
+            &[
+                handler("process", true, None),
+                handler("docker", false, Some("down")),
+            ],
+        );
+        assert_eq!(node["spec"]["taints"], json!([user.clone()]));
+        // The default down: tainted, the user's taint kept.
+        set_runtime_taint(&mut node, &[handler("docker", true, Some("down"))]);
+        assert_eq!(
+            node["spec"]["taints"],
+            json!([user.clone(), {"key": RUNTIME_UNAVAILABLE_TAINT, "effect": "NoSchedule"}])
+        );
+        // Up again: only ours goes; a node with no taints left has none.
+        set_runtime_taint(&mut node, &[handler("docker", true, None)]);
+        assert_eq!(node["spec"]["taints"], json!([user]));
+        let mut bare = json!({"spec": {}});
+        set_runtime_taint(&mut bare, &[handler("docker", true, None)]);
+        assert!(bare["spec"].get("taints").is_none());
     }
 }
