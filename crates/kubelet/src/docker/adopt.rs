@@ -230,14 +230,7 @@ async fn inspected(rt: &DockerRuntime, id: &str) -> Option<ContainerState> {
         // Created but never started: it is created again.
         return None;
     }
-    let code = state.exit_code.unwrap_or(128) as i32;
-    let reason = if state.oom_killed == Some(true) {
-        "OOMKilled"
-    } else if code == 0 {
-        "Completed"
-    } else {
-        "Error"
-    };
+    let (code, reason) = super::ctr::exit_of(&state);
     Some(ContainerState::Terminated {
         exit_code: code,
         reason: reason.into(),

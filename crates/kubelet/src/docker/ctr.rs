@@ -594,14 +594,7 @@ impl CtrLoop {
                 return Some((code, "Error".into(), why));
             }
         };
-        let code = state.exit_code.unwrap_or(128) as i32;
-        let reason = if state.oom_killed == Some(true) {
-            "OOMKilled"
-        } else if code == 0 {
-            "Completed"
-        } else {
-            "Error"
-        };
+        let (code, reason) = exit_of(&state);
         // The container's own words first, then (FallbackToLogsOnError,
         // a failure) the end of its log, then the engine's.
         let (_, term_host) = spec::termination_file(&self.task.dir, &self.spec, attempt);
@@ -668,6 +661,21 @@ async fn stopped_with(mut stop: watch::Receiver<Option<Duration>>) -> Duration {
         Ok(g) => g.unwrap_or(Duration::ZERO),
         Err(_) => Duration::ZERO,
     }
+}
+
+/// An ended engine container's exit code and Kubernetes' reason for it.
+pub(super) fn exit_of(state: &bollard::models::ContainerState) -> (i32, &'static str) {
+    let code = state
+        .exit_code
+        .map_or(128, |c| i32::try_from(c).unwrap_or(128));
+    let reason = if state.oom_killed == Some(true) {
+        "OOMKilled"
+    } else if code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    (code, reason)
 }
 
 /// Aborts the task when dropped (a container's prober ends with its wait).

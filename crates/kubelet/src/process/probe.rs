@@ -133,7 +133,23 @@ impl Probe {
     /// probe run once, within `timeout`.
     pub fn post_start(container: &Container, timeout: Duration) -> Option<Probe> {
         let h = container.lifecycle.as_ref()?.post_start.as_ref()?;
-        Some(Probe {
+        Some(Probe::hook(h, container, timeout))
+    }
+
+    /// The container's preStop hook (exec, httpGet or tcpSocket) as a
+    /// probe run once.
+    pub fn pre_stop(container: &Container) -> Option<Probe> {
+        let h = container.lifecycle.as_ref()?.pre_stop.as_ref()?;
+        Some(Probe::hook(h, container, Duration::from_secs(1)))
+    }
+
+    /// Lifecycle handler `h` of `container` as a probe run once.
+    fn hook(
+        h: &k8s_openapi::api::core::v1::LifecycleHandler,
+        container: &Container,
+        timeout: Duration,
+    ) -> Probe {
+        Probe {
             action: action(
                 h.exec.as_ref(),
                 h.http_get.as_ref(),
@@ -145,26 +161,7 @@ impl Probe {
             timeout,
             success_threshold: 1,
             failure_threshold: 1,
-        })
-    }
-
-    /// The container's preStop hook (exec, httpGet or tcpSocket) as a
-    /// probe run once.
-    pub fn pre_stop(container: &Container) -> Option<Probe> {
-        let h = container.lifecycle.as_ref()?.pre_stop.as_ref()?;
-        Some(Probe {
-            action: action(
-                h.exec.as_ref(),
-                h.http_get.as_ref(),
-                h.tcp_socket.as_ref(),
-                container,
-            ),
-            initial_delay: Duration::ZERO,
-            period: Duration::from_secs(10),
-            timeout: Duration::from_secs(1),
-            success_threshold: 1,
-            failure_threshold: 1,
-        })
+        }
     }
 
     /// Runs the check once against `target`; Err says why it failed.
