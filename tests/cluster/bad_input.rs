@@ -24,7 +24,7 @@ fn garbage(rng: &mut rand::rngs::StdRng, max: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_everywhere_does_not_hurt_the_node() {
     let c = TestCluster::start(2).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     let n1 = c.config(1).clone();
 

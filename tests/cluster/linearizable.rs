@@ -120,7 +120,7 @@ fn check(history: &[Entry]) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_register_under_partitions_is_linearizable() {
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let ready = wait_until(Duration::from_secs(20), || async {
         let s = c.on(1, |h| async move { h.store.status() }).await;
         s.leader.map(|_| ()).ok_or_else(|| "no leader".to_string())

@@ -76,7 +76,7 @@ async fn power_loss_rounds(tweak: impl Fn(&mut shoal::config::NodeConfig)) {
         disks: Some(factory.clone()),
     })
     .expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let mut acked_all: Vec<(u32, usize, u64)> = Vec::new();
     for round in 0..3u32 {
         wait_leader(&c).await;

@@ -20,7 +20,7 @@ async fn a_read_through_any_node_sees_a_write_through_any_other() {
     // test that loads both cores.
     let _timing = crate::timing_guard().await;
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     c.wait_leader(1).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     for round in 0..400u32 {
@@ -60,7 +60,7 @@ async fn a_read_through_any_node_sees_a_write_through_any_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_follower_serves_recent_reads_that_say_how_stale() {
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let l = c.wait_leader(1).await;
     let f = (1..=3).find(|&i| i != l).unwrap();
     c.on(l, |h| async move {

@@ -57,7 +57,7 @@ fn first_ok(log: &Log, node: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_leaders_singleton_gets_nothing_applied_and_the_new_leader_runs_it() {
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let log: Log = Arc::default();
     let mut hosts: Vec<SingletonHost> = Vec::new();
     for i in 1..=3 {

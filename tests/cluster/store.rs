@@ -59,7 +59,7 @@ async fn get(c: &TestCluster, i: usize, key: &str) -> Result<Option<String>, Cli
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_any_node_and_linearizable_reads() {
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     leader(&c, &[1, 2, 3]).await;
     let mut last = 0;
     for round in 0..30 {
@@ -107,7 +107,7 @@ async fn leader_loss_writes_resume_quickly() {
         cfg.roles = vec![shoal::config::Role::Api, shoal::config::Role::Store]
     })
     .expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let old = leader(&c, &[1, 2, 3]).await;
     let survivor = (1..=3).find(|&i| i != index_of(&c, &old)).unwrap();
     put(&c, survivor, "/before", "1").await.unwrap();
@@ -160,7 +160,7 @@ async fn leader_loss_writes_resume_quickly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_cannot_commit_and_catches_up_after_heal() {
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let l = leader(&c, &[1, 2, 3]).await;
     // Cut the leader off: it becomes the minority.
     let minority = index_of(&c, &l);
@@ -222,7 +222,7 @@ async fn a_minority_cannot_commit_and_catches_up_after_heal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_beyond_the_initial_voters_join_as_learners() {
     let c = TestCluster::start(4).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     leader(&c, &[1, 2, 3]).await;
     let joined = wait_until(Duration::from_secs(20), || async {
         let s = c.on(1, |h| async move { h.store.status() }).await;
@@ -272,7 +272,7 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_never_written_in_plaintext() {
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     leader(&c, &[1, 2, 3]).await;
     let secret = format!("TOP-SECRET-{}", shoal::pki::random_hex(8));
     let visible = format!("VISIBLE-MARKER-{}", shoal::pki::random_hex(8));
@@ -386,7 +386,7 @@ async fn a_full_disk_is_a_clear_error_reads_go_on_and_nothing_acknowledged_is_lo
         },
     )
     .expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     leader(&c, &[1, 2, 3]).await;
     let mut acked = Vec::new();
     for n in 0..20 {
@@ -470,7 +470,7 @@ async fn a_full_disk_is_a_clear_error_reads_go_on_and_nothing_acknowledged_is_lo
 async fn a_node_behind_the_purged_log_catches_up_from_a_snapshot() {
     let mut c =
         TestCluster::start_with(3, |cfg| cfg.store.snapshot_every = 50).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let l = leader(&c, &[1, 2, 3]).await;
     let behind = (1..=3).find(|&i| i != index_of(&c, &l)).unwrap();
     let writer = (1..=3)
@@ -543,7 +543,7 @@ async fn a_node_behind_the_purged_log_catches_up_from_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_on_request_drops_old_revisions_everywhere() {
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     leader(&c, &[1, 2, 3]).await;
     let r1 = put(&c, 1, "/c/k", "one").await.unwrap();
     let r2 = put(&c, 2, "/c/k", "two").await.unwrap();
@@ -584,7 +584,7 @@ async fn compaction_on_request_drops_old_revisions_everywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_share_entries_and_one_key_never_shares_a_revision() {
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let l = index_of(&c, &leader(&c, &[1, 2, 3]).await);
     let (writes, revs, hot_revs, hot_version) = c
         .on(l, |h| async move {
@@ -639,7 +639,7 @@ async fn a_lagging_follower_catches_up_on_more_than_a_frame_of_entries() {
     // once saw the follower at 27 of 31 entries after 30 s).
     let _timing = crate::timing_guard().await;
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let l = leader(&c, &[1, 2, 3]).await;
     let lagging = (1..=3).find(|&i| format!("node-{i}") != l).unwrap();
     let others: Vec<String> = (1..=3)
@@ -692,7 +692,7 @@ async fn a_lagging_follower_catches_up_on_more_than_a_frame_of_entries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_precondition_is_a_typed_conflict() {
     let c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     leader(&c, &[1, 2, 3]).await;
     let put_if = |i: usize, v: &'static str, m: u64| {
         c.on(i, move |h| async move {

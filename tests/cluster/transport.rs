@@ -16,7 +16,7 @@ fn diag(node: &str) -> ActorPath {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_round_trip_errors_and_deadlines() {
     let c = TestCluster::start(2).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     c.on(1, |h| async move {
         let to = diag("node-2");
         // Round trip, small and large.
@@ -130,7 +130,7 @@ async fn tells_and_subscriptions_keep_order() {
     // A tiny mailbox: 2,000 tells must back-pressure, not get lost.
     let c = TestCluster::start_with(2, |cfg| cfg.transport.mailbox_capacity = 4)
         .expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     c.on(1, |h| async move {
         let to = diag("node-2");
         for v in 0..2_000u64 {
@@ -230,7 +230,7 @@ async fn tells_and_subscriptions_keep_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_way_cut_is_one_way_per_envelope() {
     let c = TestCluster::start(2).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     // Warm both directions up.
     c.on(1, |h| async move {
         h.actors
@@ -386,7 +386,7 @@ async fn one_way_cut_is_one_way_per_envelope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_actor_is_exempt_from_faults() {
     let c = TestCluster::start(2).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     for i in 1..=2 {
         let rule = FaultSpec::Partition {
             a: vec!["node-1".into()],

@@ -49,7 +49,7 @@ async fn create(c: &TestCluster, via: usize, key: String) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_sees_every_event_once_in_order_across_a_leader_change_and_its_replica_loss() {
     let mut c = TestCluster::start(3).expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let l = c.wait_leader(1).await;
     let r = (1..=3).find(|&i| i != l).unwrap(); // the watched replica
     let s = (1..=3).find(|&i| i != l && i != r).unwrap(); // the client
@@ -277,7 +277,7 @@ async fn a_minority_replica_ends_its_watches_with_leader_lost() {
     // ordinary election a replica of the majority sits through).
     let c = TestCluster::start_with(3, |cfg| cfg.store.watch_leaderless_ms = 2_000)
         .expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     let l = c.wait_leader(1).await;
     let f = (1..=3).find(|&i| i != l).unwrap();
     isolate_and_expect_leader_lost(&c, f, "follower").await;
@@ -345,7 +345,7 @@ async fn a_field_filter_streams_only_the_selected_objects() {
         cfg.roles = vec![shoal::config::Role::Api, shoal::config::Role::Store]
     })
     .expect("cluster starts");
-    c.wait_mesh(Duration::from_secs(15)).await.unwrap();
+    c.wait_mesh(shoal_harness::MESH).await.unwrap();
     c.wait_leader(1).await;
     let filter = FieldFilter {
         field: "spec.nodeName".into(),
