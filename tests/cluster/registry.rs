@@ -417,8 +417,20 @@ async fn pod_admission_merges_the_runtime_class_and_the_service_accounts_pull_se
             .map(|r| r.name)
             .collect()
     };
-    let admitted = pods.create(&dry, &with_account(json!([]))).await.unwrap();
-    assert_eq!(secrets(admitted), ["regcred"]);
+    // Admission reads the account from the watch cache (as upstream's
+    // from its lister): it sees the account once the cache has it.
+    wait_until(Duration::from_secs(10), || async {
+        let admitted = pods
+            .create(&dry, &with_account(json!([])))
+            .await
+            .map_err(|e| e.to_string())?;
+        match secrets(admitted).as_slice() {
+            [one] if one == "regcred" => Ok(()),
+            other => Err(format!("secrets {other:?}")),
+        }
+    })
+    .await
+    .unwrap();
     let own = pods
         .create(&dry, &with_account(json!([{"name": "mine"}])))
         .await

@@ -117,17 +117,9 @@ fn kubectl_exec_with_stdin_and_a_terminal() {
     );
 
     // -it: an interactive shell on a terminal of the client's size.
-    let out = std::process::Command::new("python3")
-        .args(["-c", ON_A_TERMINAL])
-        .arg("tty; stty size; echo \"hi-$((6*7)) $TERM\"; exit 3\n")
-        .arg(k.kubectl())
-        .args(["exec", "-it", "box", "--", "sh"])
-        .env("KUBECONFIG", k.dir().join("kubeconfig"))
-        .env("HOME", k.dir())
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(3), "{shown}\n{out:?}");
+    let script = "tty; stty size; echo \"hi-$((6*7)) $TERM\"; exit 3\n";
+    let (code, shown) = on_a_terminal(&k, script, &["exec", "-it", "box", "--", "sh"]);
+    assert_eq!(code, Some(3), "{shown}");
     assert!(shown.contains("/dev/pts/"), "not a terminal: {shown}");
     assert!(shown.contains("33 101"), "the client's size: {shown}");
     assert!(shown.contains("hi-42 xterm"), "{shown}");

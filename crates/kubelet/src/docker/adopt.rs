@@ -18,11 +18,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::models::{ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum};
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use k8s_openapi::api::core::v1::Container;
 use serde::{Deserialize, Serialize};
 
-use super::runtime::{labels, remove_labelled, Adopted, Ctr, DockerRuntime};
+use super::runtime::{labels, list_labelled, remove_labelled, Adopted, Ctr, DockerRuntime};
 use crate::{ContainerState, PodConfig};
 
 /// The record of a pod's, in its directory.
@@ -52,21 +51,8 @@ pub(super) fn save(dir: &Path, pod: &PodConfig, ip: &str, sandbox: &str) -> Resu
 
 /// Adopts what a previous agent of this node left (see the module note).
 pub(super) async fn adopt(rt: &DockerRuntime) {
-    let docker = rt.engine().api();
     let node = rt.node();
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{}={node}", labels::NODE)],
-    )]);
-    let list = match docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-    {
+    let list = match list_labelled(rt.engine(), &format!("{}={node}", labels::NODE)).await {
         Ok(list) => list,
         Err(e) => {
             // Nothing is known of what runs: nothing is removed either.

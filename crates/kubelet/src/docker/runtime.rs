@@ -374,12 +374,14 @@ pub async fn remove_node(engine: &Engine, node: u32, root: &Path, sandboxes: Opt
     }
 }
 
-/// Removes the engine containers carrying `label` (`key=value`): app
-/// containers first, sandboxes last.
-pub(super) async fn remove_labelled(engine: &Engine, label: &str) {
-    let docker = engine.api();
+/// The engine containers carrying `label` (`key=value`), in any state.
+pub(super) async fn list_labelled(
+    engine: &Engine,
+    label: &str,
+) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
     let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
-    let list = docker
+    engine
+        .api()
         .list_containers(Some(
             ListContainersOptionsBuilder::new()
                 .all(true)
@@ -387,7 +389,13 @@ pub(super) async fn remove_labelled(engine: &Engine, label: &str) {
                 .build(),
         ))
         .await
-        .unwrap_or_default();
+}
+
+/// Removes the engine containers carrying `label` (`key=value`): app
+/// containers first, sandboxes last.
+pub(super) async fn remove_labelled(engine: &Engine, label: &str) {
+    let docker = engine.api();
+    let list = list_labelled(engine, label).await.unwrap_or_default();
     let is_sandbox = |c: &bollard::models::ContainerSummary| {
         c.labels
             .as_ref()

@@ -29,8 +29,11 @@ impl Registry {
             .unwrap_or("default")
             .to_string();
         let key = crate::resources::SERVICEACCOUNTS.key(&ns, &sa);
-        let account: Option<Value> = match self.cache.as_ref().and_then(|c| c.get(&key)) {
-            Some(obj) => Some((*obj).clone()),
+        // Every pod create comes here: with a watch cache its answer is
+        // taken (as upstream's admission reads a lister), so a namespace
+        // without the account costs no store read per pod.
+        let account: Option<Value> = match &self.cache {
+            Some(cache) => cache.get(&key).map(|obj| (*obj).clone()),
             None => self
                 .writer
                 .read(ReadRequest::key(key))
