@@ -38,9 +38,14 @@ pub fn make(
         .map_err(|e| anyhow::anyhow!("kubelet: {e}"))?;
     let default = offered[0];
     if default == RuntimeKind::Sim {
-        return Ok(Box::new(|slot| {
+        let node_name = cfg.name.clone();
+        return Ok(Box::new(move |slot| {
+            let (store, node_name) = (store.clone(), node_name.clone());
             Box::pin(async move {
-                Ok(Arc::new(crate::kubelet::sim::SimRuntime::new(&slot)) as Arc<dyn Runtime>)
+                let rt = crate::kubelet::sim::SimRuntime::new(&slot);
+                let recorder = EventRecorder::new(Arc::new(store), "kubelet", &node_name);
+                rt.set_events(PodEvents::new(recorder));
+                Ok(Arc::new(rt) as Arc<dyn Runtime>)
             })
         }));
     }
@@ -121,6 +126,11 @@ pub fn make(
                     sandboxes.clone(),
                 )
                 .map_err(|e| RuntimeError::Host(format!("the pods directory: {e}")))?;
+                rt.set_events(PodEvents::new(EventRecorder::new(
+                    Arc::new(store.clone()),
+                    "kubelet",
+                    &node_name,
+                )));
                 // Keeps the sandboxes of the pods it adopted.
                 rt.prepare_keeping(&docker_pods).await?;
                 Some(Arc::new(rt) as Arc<dyn Runtime>)

@@ -117,6 +117,10 @@ pub enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,
+        /// Record no Events (the scheduler's, the controllers' and the
+        /// hollow kubelets'), to compare with them on.
+        #[arg(long)]
+        no_events: bool,
     },
     /// Inject faults into the cluster's transport and gossip.
     Chaos {
@@ -183,11 +187,13 @@ pub fn main() -> ExitCode {
             deployments,
             json,
             timeout_secs,
+            no_events,
         } => sim::run(sim::SimOptions {
             nodes,
             pods,
             deployments,
             json,
+            events: !no_events,
             timeout: std::time::Duration::from_secs(timeout_secs),
         }),
         Command::Store {

@@ -26,6 +26,8 @@ pub struct SimOptions {
     pub pods: usize,
     pub deployments: usize,
     pub json: bool,
+    /// Whether Events are recorded.
+    pub events: bool,
     /// Give up after this long.
     pub timeout: Duration,
 }
@@ -43,6 +45,9 @@ pub struct SimReport {
     pub startup_p99_ms: f64,
     pub api_mutation_p99_ms: f64,
     pub peak_rss_bytes: u64,
+    /// Whether Events were recorded, and how many the store held at the end.
+    pub events: bool,
+    pub events_stored: usize,
     /// Distinct `spec.podCIDR`s among the Node objects (one per node).
     pub pod_cidrs: usize,
     /// Watch caches the three nodes ran (the API node's, and the leader's
@@ -85,7 +90,7 @@ pub fn run(opts: SimOptions) -> anyhow::Result<()> {
     } else {
         println!(
             "{} nodes, {} pods ({} Deployments): {} Running after {:.1} s\n\
-             scheduling {:.0} pods/s, startup p50 {:.0} ms p99 {:.0} ms, API mutation p99 {:.1} ms, peak RSS {} MiB ({} watch caches)",
+             scheduling {:.0} pods/s, startup p50 {:.0} ms p99 {:.0} ms, API mutation p99 {:.1} ms, peak RSS {} MiB ({} watch caches), {} Events stored",
             report.nodes,
             report.pods,
             report.deployments,
@@ -96,7 +101,8 @@ pub fn run(opts: SimOptions) -> anyhow::Result<()> {
             report.startup_p99_ms,
             report.api_mutation_p99_ms,
             report.peak_rss_bytes >> 20,
-            report.watch_caches
+            report.watch_caches,
+            report.events_stored
         );
     }
     if report.pods_running < report.pods {
@@ -114,6 +120,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     // Node 1 serves the API; the other two hold store replicas and start
     // a watch cache only if they come to lead (the control plane reads it).
     let cluster = LocalCluster::start_with(3, |c| {
+        c.control_plane.events = opts.events;
         c.roles = if c.name == "node-1" {
             vec![Role::Api, Role::Store]
         } else {
@@ -150,6 +157,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     let pod_range = crate::model::podcidr::PodCidrs::new(&cluster.config(1).kubelet.pod_cidr)
         .map_err(|e| anyhow::anyhow!("kubelet.pod_cidr: {e}"))?;
     let mut fleet = Fleet {
+        events: opts.events,
         pod_range,
         slots: Default::default(),
         store: handle.store.clone(),
@@ -329,6 +337,11 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         startup_p99_ms: percentile(&startup_ms, 0.99),
         api_mutation_p99_ms: percentile(&mutation_ms, 0.99),
         peak_rss_bytes: peak_rss_bytes(),
+        events: opts.events,
+        events_stored: {
+            let events = &crate::model::resources::EVENTS;
+            handle.cache.list(&events.prefix(None), |_| true).0.len()
+        },
         pod_cidrs: {
             let nodes = &crate::model::resources::NODES;
             let (list, _) = handle.cache.list(&nodes.prefix(None), |_| true);

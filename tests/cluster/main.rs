@@ -30,6 +30,7 @@ mod store;
 mod transport;
 mod watch;
 mod workers;
+mod workloads;
 
 use std::time::Duration;
 

@@ -21,6 +21,11 @@ pub struct ControlPlaneConfig {
     pub percentage_of_nodes_to_score: u32,
     /// Concurrent reconciles per controller.
     pub workers: usize,
+    /// How long an Event is kept after its last occurrence (upstream's
+    /// `--event-ttl`, 1 hour).
+    pub event_ttl_secs: u64,
+    /// Whether the scheduler and controllers record Events.
+    pub events: bool,
 }
 
 impl Default for ControlPlaneConfig {
@@ -31,6 +36,8 @@ impl Default for ControlPlaneConfig {
             scoring: ScoringStrategy::LeastAllocated,
             percentage_of_nodes_to_score: 0,
             workers: 4,
+            event_ttl_secs: 3600,
+            events: true,
         }
     }
 }

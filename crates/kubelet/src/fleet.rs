@@ -15,6 +15,7 @@ use super::status::StatusReporter;
 use super::{node_object, pod_status, NodeSpec, Runtime};
 use shoal_model::cache::{Cache, Kind, Start};
 use shoal_model::errors::{ApiError, ApiResult};
+use shoal_model::events::EventRecorder;
 use shoal_model::objects;
 use shoal_model::podcidr::{self, PodCidrs, PodSlot};
 use shoal_model::registry::Registry;
@@ -34,6 +35,9 @@ pub struct Fleet {
     pub pod_range: PodCidrs,
     /// Each node's /24, once registered.
     pub slots: HashMap<String, PodSlot>,
+    /// Whether each node records its kubelet's Events (Pulled, Created,
+    /// Started, Killing), as a real kubelet does.
+    pub events: bool,
 }
 
 impl Fleet {
@@ -81,12 +85,17 @@ impl Fleet {
     /// Runs the pods bound to the fleet's nodes until dropped.
     pub async fn run(self) {
         let pods = &shoal_model::resources::PODS;
-        let runtimes: HashMap<String, (SimRuntime, String)> = self
+        let runtimes: HashMap<String, (SimRuntime, String, EventRecorder)> = self
             .nodes
             .iter()
             .filter_map(|n| {
                 let slot = self.slots.get(&n.name)?;
-                Some((n.name.clone(), (SimRuntime::new(slot), n.address.clone())))
+                // One recorder a node, as each kubelet has its own.
+                let rt = SimRuntime::new(slot);
+                let r = EventRecorder::new(Arc::new(self.store.clone()), "kubelet", &n.name)
+                    .enabled(self.events);
+                rt.set_events(crate::podevents::PodEvents::new(r.clone()));
+                Some((n.name.clone(), (rt, n.address.clone(), r)))
             })
             .collect();
         let (reporter, _) = StatusReporter::start(self.store.clone(), REPORTS_IN_FLIGHT);
@@ -106,13 +115,16 @@ impl Fleet {
                         .pointer("/spec/nodeName")
                         .and_then(Value::as_str)
                         .unwrap_or("");
-                    let Some((rt, host)) = runtimes.get(node) else {
+                    let Some((rt, host, recorder)) = runtimes.get(node) else {
                         continue;
                     };
                     let pod = e.object.clone();
                     let key = e.key.clone();
                     if pod.pointer("/metadata/deletionTimestamp").is_some() {
                         let uid = super::pod_uid(&pod);
+                        if rt.state(&uid).is_some() {
+                            super::killing(recorder, &pod);
+                        }
                         let _ = rt.stop(&uid, Duration::ZERO).await;
                         let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
                         match Registry::finish_pod_txn(&pod, rev) {

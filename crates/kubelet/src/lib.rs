@@ -476,7 +476,7 @@ impl Kubelet {
             let (reporter, key, events) = (reporter.clone(), key.to_vec(), self.events.clone());
             tokio::spawn(async move {
                 if running {
-                    killing(&events, &pod).await;
+                    killing(&events, &pod);
                 }
                 stop.await;
                 match Registry::finish_pod_txn(&pod, rev) {
@@ -623,7 +623,7 @@ impl Kubelet {
 }
 
 /// Records upstream's `Killing` Event for each container of `pod`.
-async fn killing(events: &EventRecorder, pod: &Value) {
+pub(crate) fn killing(events: &EventRecorder, pod: &Value) {
     let containers = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -633,12 +633,7 @@ async fn killing(events: &EventRecorder, pod: &Value) {
     for c in containers {
         let name = c.get("name").and_then(Value::as_str).unwrap_or("");
         let message = format!("Stopping container {name}");
-        if let Err(e) = events
-            .record(&object, EventType::Normal, "Killing", &message)
-            .await
-        {
-            tracing::debug!(pod = objects::name_of(pod), "the Killing Event: {e}");
-        }
+        events.emit(&object, EventType::Normal, "Killing", &message);
     }
 }
 

@@ -135,6 +135,8 @@ struct Inner {
     shim: PathBuf,
     /// Pod sandboxes (root with the CNI plugins), or host networking.
     sandboxes: Option<Arc<sandbox::Sandboxes>>,
+    /// Where the containers' Events go (none until set).
+    events: Arc<std::sync::OnceLock<crate::podevents::PodEvents>>,
 }
 
 /// The process runtime of one node (cheap to clone).
@@ -210,10 +212,17 @@ impl ProcessRuntime {
                 backoff,
                 shim: shim.to_owned(),
                 sandboxes: sandboxes.map(Arc::new),
+                events: Arc::default(),
             }),
         };
         rt.restore();
         Ok(rt)
+    }
+
+    /// Where the containers' Events go from now on (Created, Started,
+    /// BackOff, Unhealthy, Killing, Failed, FailedMount); set once.
+    pub fn set_events(&self, events: crate::podevents::PodEvents) {
+        let _ = self.inner.events.set(events);
     }
 
     /// Checks and prepares the host for pod sandboxes (a pod CIDR that
@@ -386,6 +395,8 @@ impl ProcessRuntime {
                 changes: self.inner.changes.clone(),
                 backoff: self.inner.backoff,
                 sandboxes: self.inner.sandboxes.clone(),
+                events: self.inner.events.clone(),
+                pod_ref: crate::podevents::PodEvents::object_of(pod),
             };
             if let Some(sb) = &sandbox {
                 sup.enter_sandbox(sb);

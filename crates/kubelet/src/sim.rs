@@ -27,6 +27,8 @@ struct SimPod {
 #[derive(Clone)]
 pub struct SimRuntime {
     pods: Arc<Mutex<HashMap<String, SimPod>>>,
+    /// Where the Events of pods it starts go (none until set).
+    events: Arc<std::sync::OnceLock<crate::podevents::PodEvents>>,
     /// The node's /24 (its network address).
     network: Ipv4Addr,
 }
@@ -36,8 +38,15 @@ impl SimRuntime {
     pub fn new(slot: &PodSlot) -> SimRuntime {
         SimRuntime {
             pods: Arc::default(),
+            events: Arc::default(),
             network: slot.network(),
         }
+    }
+
+    /// Records upstream's Pulled, Created and Started for each container
+    /// of each pod it starts from now on (a real kubelet's Events).
+    pub fn set_events(&self, events: crate::podevents::PodEvents) {
+        let _ = self.events.set(events);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SimPod>> {
@@ -57,6 +66,15 @@ impl Runtime for SimRuntime {
         let mut pods = self.lock();
         let n = pods.len() as u32 + 1;
         let now = shoal_model::objects::now();
+        if let (false, Some(events)) = (pods.contains_key(&uid), self.events.get()) {
+            for c in pod.containers() {
+                let image = c.image.as_deref().unwrap_or("");
+                let message = format!("Container image {image:?} already present on machine");
+                events.normal(pod, "Pulled", message);
+                events.normal(pod, "Created", format!("Created container: {}", c.name));
+                events.normal(pod, "Started", format!("Started container {}", c.name));
+            }
+        }
         let entry = pods.entry(uid.clone()).or_insert_with(|| {
             let statuses = pod
                 .containers()

@@ -55,7 +55,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             EventType::Normal => "Normal",
             EventType::Warning => "Warning",
@@ -70,7 +70,14 @@ pub struct EventRecorder {
     store: Arc<dyn Writer>,
     component: String,
     host: String,
+    /// The queue of [`EventRecorder::emit`], its task started on first use.
+    sink: Arc<std::sync::OnceLock<sink::Sink>>,
+    /// False: `emit` records nothing (`shoal sim --no-events`).
+    on: bool,
 }
+
+mod sink;
+pub use sink::{SinkStats, AGGREGATE_AFTER, SPAM_BURST};
 
 /// Attempts of a count update racing another recorder.
 const RETRIES: usize = 8;
@@ -81,7 +88,38 @@ impl EventRecorder {
             store: writer,
             component: component.to_string(),
             host: host.to_string(),
+            sink: Arc::default(),
+            on: true,
         }
+    }
+
+    /// This recorder, emitting only if `on` (a cluster with Events off
+    /// still answers `record`, which tests and callers wait for).
+    pub fn enabled(mut self, on: bool) -> EventRecorder {
+        self.on = on;
+        self
+    }
+
+    /// Queues an Event and returns at once, as upstream's broadcaster: one
+    /// task per recorder filters spam (a token bucket per object: 25, then
+    /// one per 5 minutes), aggregates a series of similar Events (the same
+    /// reason with ten different messages within 10 minutes becomes one
+    /// "(combined from similar events)" Event), folds repeats into counts
+    /// without reading the store, and writes what queued meanwhile
+    /// together, so the store commits them as one batch. A full queue
+    /// drops the Event (counted in [`EventRecorder::stats`]). Must be called
+    /// within a Tokio runtime.
+    pub fn emit(&self, obj: &ObjectRef, ty: EventType, reason: &str, message: &str) {
+        if !self.on {
+            return;
+        }
+        let sink = self.sink.get_or_init(|| sink::Sink::start(self.clone()));
+        sink.push(obj.clone(), ty, reason, message);
+    }
+
+    /// What [`EventRecorder::emit`] did so far.
+    pub fn stats(&self) -> SinkStats {
+        self.sink.get().map(sink::Sink::stats).unwrap_or_default()
     }
 
     /// The name of the Event these fields fold into.
@@ -105,8 +143,53 @@ impl EventRecorder {
         format!("{}.{}", obj.name, hex::encode(&digest.as_ref()[..8]))
     }
 
+    /// A new Event named `name` in `ns` (count 1, both timestamps `now`).
+    #[allow(clippy::too_many_arguments)]
+    fn fresh(
+        &self,
+        obj: &ObjectRef,
+        ty: EventType,
+        reason: &str,
+        message: &str,
+        name: &str,
+        ns: &str,
+        now: &str,
+    ) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": name, "namespace": ns,
+                "uid": super::objects::new_uid(), "creationTimestamp": now,
+            },
+            "involvedObject": {
+                "apiVersion": obj.api_version, "kind": obj.kind,
+                "namespace": obj.namespace, "name": obj.name, "uid": obj.uid,
+            },
+            "type": ty.as_str(),
+            "reason": reason,
+            "message": message,
+            "source": {"component": self.component, "host": self.host},
+            "reportingComponent": self.component,
+            "reportingInstance": self.host,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        })
+    }
+
+    /// The namespace an Event about `obj` lives in (those of
+    /// cluster-scoped objects, Nodes, in `default`).
+    fn namespace_for(obj: &ObjectRef) -> &str {
+        if obj.namespace.is_empty() {
+            "default"
+        } else {
+            &obj.namespace
+        }
+    }
+
     /// Records that `reason` happened to `obj` (a new Event, or one more
-    /// of the same). Returns the Event's count.
+    /// of the same) and waits for the write. Returns the Event's count.
     pub async fn record(
         &self,
         obj: &ObjectRef,
@@ -114,50 +197,60 @@ impl EventRecorder {
         reason: &str,
         message: &str,
     ) -> Result<u64, ClientError> {
-        let events = &resources::EVENTS;
-        // Events of cluster-scoped objects (Nodes) live in `default`.
-        let ns = if obj.namespace.is_empty() {
-            "default"
-        } else {
-            &obj.namespace
-        };
         let name = self.event_name(obj, ty, reason, message);
-        let key = events.key(ns, &name);
+        let (ev, _) = self.fold(obj, ty, reason, message, &name, 1, None).await?;
+        Ok(ev.get("count").and_then(Value::as_u64).unwrap_or(1))
+    }
+
+    /// Adds `n` to the count of the Event `name` (made if absent), guarded
+    /// by its mod_rev. `known` is the Event as this recorder last wrote
+    /// it: tried first without a read; a conflict reads and tries again.
+    /// Returns the Event as written and its revision.
+    #[allow(clippy::too_many_arguments)]
+    async fn fold(
+        &self,
+        obj: &ObjectRef,
+        ty: EventType,
+        reason: &str,
+        message: &str,
+        name: &str,
+        n: u64,
+        mut known: Option<(Value, u64)>,
+    ) -> Result<(Value, u64), ClientError> {
+        let events = &resources::EVENTS;
+        let ns = Self::namespace_for(obj);
+        let key = events.key(ns, name);
         for _ in 0..RETRIES {
             let now = super::objects::now();
-            let current = self.store.read(ReadRequest::key(key.clone())).await?;
-            let (value, mod_rev, count) = match current.kvs.first() {
-                Some(kv) => {
-                    let mut ev: Value = serde_json::from_slice(&kv.value)
-                        .map_err(|e| ClientError::Invalid(e.to_string()))?;
-                    let count = ev.get("count").and_then(Value::as_u64).unwrap_or(1) + 1;
+            let current = match known.take() {
+                Some(k) => Some(k),
+                None => match self
+                    .store
+                    .read(ReadRequest::key(key.clone()))
+                    .await?
+                    .kvs
+                    .first()
+                {
+                    Some(kv) => Some((
+                        serde_json::from_slice(&kv.value)
+                            .map_err(|e| ClientError::Invalid(e.to_string()))?,
+                        kv.mod_rev,
+                    )),
+                    None => None,
+                },
+            };
+            let (value, mod_rev) = match current {
+                Some((mut ev, mod_rev)) => {
+                    let count = ev.get("count").and_then(Value::as_u64).unwrap_or(1) + n;
                     ev["count"] = json!(count);
                     ev["lastTimestamp"] = json!(now);
-                    (ev, kv.mod_rev, count)
+                    ev["message"] = json!(message);
+                    (ev, mod_rev)
                 }
                 None => {
-                    let ev = json!({
-                        "apiVersion": "v1",
-                        "kind": "Event",
-                        "metadata": {
-                            "name": name, "namespace": ns,
-                            "uid": super::objects::new_uid(), "creationTimestamp": now,
-                        },
-                        "involvedObject": {
-                            "apiVersion": obj.api_version, "kind": obj.kind,
-                            "namespace": obj.namespace, "name": obj.name, "uid": obj.uid,
-                        },
-                        "type": ty.as_str(),
-                        "reason": reason,
-                        "message": message,
-                        "source": {"component": self.component, "host": self.host},
-                        "reportingComponent": self.component,
-                        "reportingInstance": self.host,
-                        "firstTimestamp": now,
-                        "lastTimestamp": now,
-                        "count": 1,
-                    });
-                    (ev, 0, 1)
+                    let mut ev = self.fresh(obj, ty, reason, message, name, ns, &now);
+                    ev["count"] = json!(n.max(1));
+                    (ev, 0)
                 }
             };
             let bytes =
@@ -167,8 +260,9 @@ impl EventRecorder {
             } else {
                 Txn::update(key.clone(), bytes, mod_rev)
             };
-            if self.store.write(txn).await?.succeeded {
-                return Ok(count);
+            let done = self.store.write(txn).await?;
+            if done.succeeded {
+                return Ok((value, done.revision));
             }
         }
         Err(ClientError::Conflict {

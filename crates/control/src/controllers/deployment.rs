@@ -24,6 +24,18 @@ use shoal_model::resources::Resource;
 pub struct DeploymentController {
     pub cache: Cache,
     pub registry: Registry,
+    /// ScalingReplicaSet (fenced, queued).
+    pub events: shoal_model::events::EventRecorder,
+}
+
+/// Upstream's ScalingReplicaSet message, or None when nothing scaled.
+fn scaling(rs: &str, from: i64, to: i64) -> Option<String> {
+    let dir = match to.cmp(&from) {
+        std::cmp::Ordering::Greater => "up",
+        std::cmp::Ordering::Less => "down",
+        std::cmp::Ordering::Equal => return None,
+    };
+    Some(format!("Scaled {dir} replica set {rs} from {from} to {to}"))
 }
 
 fn deployments() -> &'static Resource {
@@ -72,9 +84,22 @@ impl DeploymentController {
             ReconcileError::invalid(Some(ObjectRef::of(&dv)), "InvalidDeployment", e.0)
         })?;
         *last_rev = claimed_rev;
+        let me = ObjectRef::of(&dv);
+        let scaled = |rs: &str, from: i64, to: i64| {
+            if let Some(msg) = scaling(rs, from, to) {
+                self.events.emit(
+                    &me,
+                    shoal_model::events::EventType::Normal,
+                    "ScalingReplicaSet",
+                    &msg,
+                );
+            }
+        };
         if let Some(rs) = &plan.create {
             let v = serde_json::to_value(rs)?;
             *last_rev = (*last_rev).max(create_object(&self.registry, replicasets(), ns, v).await?);
+            let to = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+            scaled(rs.metadata.name.as_deref().unwrap_or(""), 0, to.into());
         }
         for rs in &plan.update {
             let new = serde_json::to_value(rs)?;
@@ -85,10 +110,16 @@ impl DeploymentController {
             // Through the API's update rules: generation follows the spec,
             // status and server metadata stay.
             let rv = objects::rv_of(old)?;
-            let merged = objects::prepare_update(replicasets(), None, old, new)?;
+            let merged = objects::prepare_update(replicasets(), None, old, new.clone())?;
             let merged = objects::with_rv(merged, rv.unwrap_or(0));
             *last_rev =
                 (*last_rev).max(update_object(&self.registry, replicasets(), &merged).await?);
+            let replicas = |v: &Value| {
+                v.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            };
+            scaled(rs_name, replicas(old), replicas(&new));
         }
         for rs_name in &plan.delete {
             if let Some(old) = owned_v
@@ -128,5 +159,21 @@ impl Reconciler for DeploymentController {
         key: String,
     ) -> BoxFuture<'static, Result<Action, ReconcileError>> {
         Box::pin(async move { self.sync(&key).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scaling_messages_are_upstreams() {
+        assert_eq!(
+            super::scaling("web-5d4f", 0, 3).as_deref(),
+            Some("Scaled up replica set web-5d4f from 0 to 3")
+        );
+        assert_eq!(
+            super::scaling("web-5d4f", 3, 1).as_deref(),
+            Some("Scaled down replica set web-5d4f from 3 to 1")
+        );
+        assert_eq!(super::scaling("web-5d4f", 2, 2), None);
     }
 }

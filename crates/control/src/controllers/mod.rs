@@ -11,6 +11,8 @@
 //!                                  ├─ garbage-collector  (dependents follow their owners)
 //!                                  ├─ node-lifecycle     (unreachable nodes: taint, evict)
 //!                                  ├─ endpoints          (Endpoints and EndpointSlices of Services)
+//!                                  ├─ job                (pods of each Job, to completion)
+//!                                  ├─ event-ttl          (Events expire after the TTL)
 //!                                  └─ …                  (each: runtime::run with its work queue)
 //! ```
 
@@ -26,12 +28,16 @@ pub mod claim;
 pub mod deployment;
 pub mod deployment_plan;
 pub mod endpoints;
+pub mod event_ttl;
 pub mod gc;
 pub mod ingress;
+pub mod job;
+pub mod job_plan;
 pub mod loadbalancer;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
+pub mod slow_start;
 pub mod system_endpoints;
 
 pub use crate::fenced::{
@@ -106,9 +112,17 @@ impl Singleton for ControlPlane {
                 tracing::warn!("control plane: the watch cache did not catch up: {e}");
             }
             tracing::info!(node = %ctx.store.node(), "control plane running");
+            // The Events of the controllers, fenced like their writes.
+            let events = shoal_model::events::EventRecorder::new(
+                Arc::new(fenced.clone()),
+                "controller-manager",
+                ctx.store.node(),
+            )
+            .enabled(config.events);
             let rs = Arc::new(replicaset::ReplicaSetController {
                 cache: cache.clone(),
                 registry: registry.clone(),
+                events: events.clone(),
             });
             let gc = Arc::new(gc::GarbageCollector {
                 cache: cache.clone(),
@@ -117,13 +131,8 @@ impl Singleton for ControlPlane {
             let deploy = Arc::new(deployment::DeploymentController {
                 cache: cache.clone(),
                 registry: registry.clone(),
+                events: events.clone(),
             });
-            // Warning Events of the controllers, fenced like their writes.
-            let events = shoal_model::events::EventRecorder::new(
-                Arc::new(fenced.clone()),
-                "controller-manager",
-                ctx.store.node(),
-            );
             let workers_ctx = runtime::Context {
                 events,
                 catch_up: Some((cache.clone(), ctx.store.clone())),
@@ -141,6 +150,25 @@ impl Singleton for ControlPlane {
                 workers,
                 workers_ctx.clone(),
             ));
+            let jobs = Arc::new(job::JobController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+                events: workers_ctx.events.clone(),
+            });
+            tasks.spawn(runtime::run(
+                jobs,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            tasks.spawn(
+                event_ttl::EventTtl {
+                    cache: cache.clone(),
+                    registry: registry.clone(),
+                    ttl: std::time::Duration::from_secs(config.event_ttl_secs.max(1)),
+                }
+                .run(),
+            );
             let endpoints = Arc::new(endpoints::EndpointsController {
                 cache: cache.clone(),
                 registry: registry.clone(),
@@ -204,7 +232,8 @@ impl Singleton for ControlPlane {
                     Arc::new(fenced.clone()),
                     crate::scheduler::NAME,
                     ctx.store.node(),
-                ),
+                )
+                .enabled(config.events),
             };
             tasks.spawn(scheduler.run());
             while tasks.join_next().await.is_some() {}

@@ -16,13 +16,15 @@ use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 use super::runtime::{Action, KeyFn, Reconciler};
-use super::{create_object, delete_pod, is_active, is_ready, update_status};
+use super::{delete_pod, is_active, is_ready, update_status};
 use shoal_model::cache::Cache;
 use shoal_model::resources::Resource;
 
 pub struct ReplicaSetController {
     pub cache: Cache,
     pub registry: Registry,
+    /// SuccessfulCreate, SuccessfulDelete (fenced, queued).
+    pub events: shoal_model::events::EventRecorder,
 }
 
 fn replicasets() -> &'static Resource {
@@ -104,23 +106,42 @@ impl ReplicaSetController {
             let n = (want - active.len()).min(BURST);
             let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
             let pod = pod_from_template(&template, name, &uid);
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..n {
-                let (fenced, pod, ns) = (self.registry.clone(), pod.clone(), ns.to_string());
-                tasks.spawn(async move { create_object(&fenced, pods(), &ns, pod).await });
-            }
-            // Every create is awaited (its revision counts) before a
-            // failure is reported.
+            let me = shoal_model::events::ObjectRef::of(&rs);
+            // Upstream's slow start: 1, 2, 4, … concurrent creates, stopping
+            // at the first batch with a failure. Every create of a batch is
+            // awaited (its revision counts) before a failure is reported.
             let mut failed = None;
-            while let Some(r) = tasks.join_next().await {
-                match r {
-                    Ok(Ok(rev)) => *last_rev = (*last_rev).max(rev),
-                    Ok(Err(e)) => {
-                        failed.get_or_insert(e);
+            for size in super::slow_start::Batches::new(n) {
+                let mut tasks = tokio::task::JoinSet::new();
+                for _ in 0..size {
+                    let (reg, pod, ns) = (self.registry.clone(), pod.clone(), ns.to_string());
+                    tasks.spawn(async move {
+                        let made = reg.create(pods(), &ns, pod.clone(), false).await;
+                        made.map_err(|e| ReconcileError::from(e).about(&pod))
+                    });
+                }
+                while let Some(r) = tasks.join_next().await {
+                    match r {
+                        Ok(Ok(made)) => {
+                            let rev = shoal_model::objects::rv_of(&made).ok().flatten();
+                            *last_rev = (*last_rev).max(rev.unwrap_or(0));
+                            self.events.emit(
+                                &me,
+                                shoal_model::events::EventType::Normal,
+                                "SuccessfulCreate",
+                                &format!("Created pod: {}", shoal_model::objects::name_of(&made)),
+                            );
+                        }
+                        Ok(Err(e)) => {
+                            failed.get_or_insert(e);
+                        }
+                        Err(e) => {
+                            failed.get_or_insert(ReconcileError::Unavailable(e.to_string()));
+                        }
                     }
-                    Err(e) => {
-                        failed.get_or_insert(ReconcileError::Unavailable(e.to_string()));
-                    }
+                }
+                if failed.is_some() {
+                    break;
                 }
             }
             match failed {
@@ -142,6 +163,12 @@ impl ReplicaSetController {
             for p in surplus.into_iter().take((active.len() - want).min(BURST)) {
                 if let Some(rev) = delete_pod(&self.registry, p).await? {
                     *last_rev = (*last_rev).max(rev);
+                    self.events.emit(
+                        &shoal_model::events::ObjectRef::of(&rs),
+                        shoal_model::events::EventType::Normal,
+                        "SuccessfulDelete",
+                        &format!("Deleted pod: {}", shoal_model::objects::name_of(p)),
+                    );
                 }
             }
         }

@@ -279,9 +279,26 @@ impl Scheduler {
                     st.start = (st.start + evaluated) % st.nodes.len().max(1);
                     st.assign(p.key.clone(), &node, &pod);
                     let (fenced, pod) = (self.registry.clone(), p.pod.clone());
-                    binds.spawn(
-                        async move { bind(&fenced, &pod, &node).await.map_err(|e| (pod, e)) },
-                    );
+                    let events = self.events.clone();
+                    binds.spawn(async move {
+                        let bound = bind(&fenced, &pod, &node)
+                            .await
+                            .map_err(|e| (pod.clone(), e));
+                        if bound.is_ok() {
+                            let message = format!(
+                                "Successfully assigned {}/{} to {node}",
+                                objects::namespace_of(&pod),
+                                objects::name_of(&pod)
+                            );
+                            events.emit(
+                                &ObjectRef::of(&pod),
+                                EventType::Normal,
+                                "Scheduled",
+                                &message,
+                            );
+                        }
+                        bound
+                    });
                 }
                 Decision::Unschedulable { message, .. } => {
                     st.parked.insert(p.key.clone(), p.clone());
@@ -342,12 +359,10 @@ async fn unschedulable(fenced: &Registry, events: &EventRecorder, pod: &Value, m
     if let Err(e) = update_status(fenced, pods, pod, marked["status"].clone()).await {
         tracing::debug!("marking a pod unschedulable: {e}");
     }
-    let _ = events
-        .record(
-            &ObjectRef::of(pod),
-            EventType::Warning,
-            "FailedScheduling",
-            message,
-        )
-        .await;
+    events.emit(
+        &ObjectRef::of(pod),
+        EventType::Warning,
+        "FailedScheduling",
+        message,
+    );
 }

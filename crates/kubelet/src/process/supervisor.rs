@@ -49,9 +49,24 @@ pub(super) struct Supervisor {
     pub(super) changes: broadcast::Sender<String>,
     pub(super) backoff: Backoff,
     pub(super) sandboxes: Option<Arc<sandbox::Sandboxes>>,
+    /// Where its Events go (the runtime's, once set).
+    pub(super) events: Arc<std::sync::OnceLock<crate::podevents::PodEvents>>,
+    pub(super) pod_ref: shoal_model::events::ObjectRef,
 }
 
 impl Supervisor {
+    /// Records an Event about the pod, upstream's words.
+    fn event(&self, warning: bool, reason: &str, message: &str) {
+        if let Some(e) = self.events.get() {
+            let ty = if warning {
+                shoal_model::events::EventType::Warning
+            } else {
+                shoal_model::events::EventType::Normal
+            };
+            e.about(&self.pod_ref, ty, reason, message);
+        }
+    }
+
     /// Where this container's probes and hooks go.
     fn target(&self, pid: u32) -> probe::Target {
         probe::Target {
@@ -115,6 +130,13 @@ impl Supervisor {
                     Prepared::Argv(argv) => self.run_once(&argv, instance, None).await,
                     Prepared::Stopped => return false,
                     Prepared::Refused(message) => {
+                        let mount = message.contains("volume") || message.contains("mount");
+                        let (r, m) = if mount {
+                            ("FailedMount", message.clone())
+                        } else {
+                            ("Failed", format!("Error: {message}"))
+                        };
+                        self.event(true, r, &m);
                         let reason = "CreateContainerConfigError".to_string();
                         self.set(ContainerState::Waiting { reason, message }, None);
                         let _ = self.stop.wait_for(Option::is_some).await;
@@ -157,6 +179,14 @@ impl Supervisor {
                 c.restarts += 1;
             }
             let name = lock(&self.ctr).name.clone();
+            self.event(
+                true,
+                "BackOff",
+                &format!(
+                    "Back-off restarting failed container {name} in pod {}_{}({})",
+                    self.pod_name, self.pod_ref.namespace, self.uid
+                ),
+            );
             self.set(
                 ContainerState::Waiting {
                     reason: "CrashLoopBackOff".into(),
@@ -235,8 +265,16 @@ impl Supervisor {
         let (mut waiter, pid) = match adopted {
             Some(a) => (a.waiter, a.pid),
             None => match self.spawn(argv, &base).await {
-                Ok(w) => w,
-                Err(why) => return Some((128, "StartError".into(), why)),
+                Ok(w) => {
+                    let name = &self.spec.name;
+                    self.event(false, "Created", &format!("Created container: {name}"));
+                    self.event(false, "Started", &format!("Started container {name}"));
+                    w
+                }
+                Err(why) => {
+                    self.event(true, "Failed", &format!("Error: {why}"));
+                    return Some((128, "StartError".into(), why));
+                }
             },
         };
         if !matches!(lock(&self.ctr).state, ContainerState::Running { .. }) {
@@ -304,6 +342,13 @@ impl Supervisor {
             End::Killed(why) => {
                 // A failed liveness or startup probe: killed, then the
                 // restartPolicy decides.
+                self.event(true, "Unhealthy", &why);
+                let name = &self.spec.name;
+                self.event(
+                    false,
+                    "Killing",
+                    &format!("Container {name} failed liveness probe, will be restarted"),
+                );
                 terminate(&mut waiter, pid, self.grace).await;
                 Some((code(&base), "Error".to_string(), why))
             }

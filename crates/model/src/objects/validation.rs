@@ -97,12 +97,91 @@ pub fn validate(res: &Resource, obj: &Value) -> ApiResult<()> {
 pub(super) fn validate_kind(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
     match kind {
         "Pod" => validate_pod_spec(obj.get("spec"), "spec", causes),
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job" => {
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" => {
             validate_workload(kind, obj, causes)
+        }
+        "Job" => {
+            validate_workload(kind, obj, causes);
+            validate_job(obj, causes);
         }
         "Service" => validate_service(obj, causes),
         "RuntimeClass" => validate_runtime_class(obj, causes),
         _ => {}
+    }
+}
+
+/// A Job's counts and policies, as upstream; the fields the Job
+/// controller does not act on (per-index back-off limits, success
+/// policies) are refused rather than ignored.
+pub(super) fn validate_job(obj: &Value, causes: &mut Vec<Cause>) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    for f in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    ] {
+        if let Some(n) = spec.get(f).and_then(Value::as_i64) {
+            let floor = if f == "activeDeadlineSeconds" { 1 } else { 0 };
+            if n < floor {
+                let why = if floor == 1 {
+                    "must be greater than 0"
+                } else {
+                    "must be greater than or equal to 0"
+                };
+                causes.push(Cause::invalid(format!("spec.{f}"), &n.to_string(), why));
+            }
+        }
+    }
+    match spec.get("completionMode").and_then(Value::as_str) {
+        None | Some("NonIndexed") => {}
+        Some("Indexed") => {
+            if spec.get("completions").and_then(Value::as_i64).is_none() {
+                causes.push(Cause::required("spec.completions"));
+            }
+        }
+        Some(m) => causes.push(Cause::not_supported(
+            "spec.completionMode",
+            m,
+            &["NonIndexed", "Indexed"],
+        )),
+    }
+    for f in ["backoffLimitPerIndex", "maxFailedIndexes", "successPolicy"] {
+        if spec.get(f).is_some_and(|v| !v.is_null()) {
+            causes.push(Cause::invalid(
+                format!("spec.{f}"),
+                &spec[f].to_string(),
+                "not supported by shoal's Job controller",
+            ));
+        }
+    }
+    if let Some(rules) = spec
+        .pointer("/podFailurePolicy/rules")
+        .and_then(Value::as_array)
+    {
+        if spec.pointer("/template/spec/restartPolicy") != Some(&Value::from("Never")) {
+            causes.push(Cause::invalid(
+                "spec.template.spec.restartPolicy",
+                spec.pointer("/template/spec/restartPolicy")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+                "only \"Never\" is supported when podFailurePolicy is specified",
+            ));
+        }
+        for (i, r) in rules.iter().enumerate() {
+            let action = r.get("action").and_then(Value::as_str).unwrap_or("");
+            if !["FailJob", "Ignore", "Count"].contains(&action) {
+                causes.push(Cause::not_supported(
+                    format!("spec.podFailurePolicy.rules[{i}].action"),
+                    action,
+                    &["Count", "FailJob", "Ignore"],
+                ));
+            }
+            if r.get("onExitCodes").is_none() && r.get("onPodConditions").is_none() {
+                causes.push(Cause::required(format!("spec.podFailurePolicy.rules[{i}]")));
+            }
+        }
     }
 }
 
