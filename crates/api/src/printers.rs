@@ -360,6 +360,11 @@ const PRINTERS: &[Printer] = &[
     kind("Deployment", DEPLOYMENT_COLUMNS, deployment_row),
     kind("ReplicaSet", REPLICA_SET_COLUMNS, replica_set_row),
     kind("DaemonSet", DAEMON_SET_COLUMNS, daemon_set_row),
+    kind(
+        "ControllerRevision",
+        CONTROLLER_REVISION_COLUMNS,
+        controller_revision_row,
+    ),
     kind("StatefulSet", STATEFUL_SET_COLUMNS, stateful_set_row),
     kind("Job", JOB_COLUMNS, job_row),
     kind("CronJob", CRON_JOB_COLUMNS, cron_job_row),

@@ -40,6 +40,13 @@ mod admission;
 /// Attempts of a read-modify-write racing other writers.
 const RETRIES: usize = 8;
 
+/// Whether a Namespace still has finalizers in its spec.
+fn namespace_finalizing(ns: &Value) -> bool {
+    ns.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+}
+
 /// Namespaces every cluster has; they cannot be deleted.
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
@@ -204,20 +211,44 @@ impl Registry {
         Ok(current)
     }
 
-    /// Refuses objects in namespaces that do not exist (as the
-    /// NamespaceLifecycle admission plugin does).
-    pub async fn check_namespace(&self, res: &Resource, ns: &str) -> ApiResult<()> {
+    /// Refuses objects (`name`, of `res`) in namespaces that do not exist
+    /// or are being deleted, as the NamespaceLifecycle admission plugin
+    /// does.
+    pub async fn check_namespace(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<()> {
         if !res.namespaced {
             return Ok(());
         }
         let nss = &crate::resources::NAMESPACES;
         let key = nss.key("", ns);
-        if self.cache.as_ref().is_some_and(|c| c.get(&key).is_some()) {
-            return Ok(());
-        }
-        let r = self.writer.read(ReadRequest::key(key)).await?;
-        if r.kvs.is_empty() {
-            return Err(ApiError::not_found(nss, ns));
+        let cached = self.cache.as_ref().and_then(|c| c.get(&key));
+        let terminating = match cached {
+            Some(n) => n.pointer("/metadata/deletionTimestamp").is_some(),
+            None => {
+                let r = self.writer.read(ReadRequest::key(key)).await?;
+                let Some(kv) = r.kvs.first() else {
+                    return Err(ApiError::not_found(nss, ns));
+                };
+                serde_json::from_slice::<Value>(&kv.value)
+                    .ok()
+                    .is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_some())
+            }
+        };
+        if terminating {
+            return Err(ApiError {
+                details: Some(json!({"name": name, "kind": res.plural, "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }]})),
+                ..ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        res.qualified()
+                    ),
+                )
+            });
         }
         Ok(())
     }
@@ -231,7 +262,11 @@ impl Registry {
         body: Value,
         dry_run: bool,
     ) -> ApiResult<Value> {
-        self.check_namespace(res, ns).await?;
+        let named = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        self.check_namespace(res, ns, named).await?;
         for _ in 0..RETRIES {
             let mut obj = objects::prepare_create(res, ns, body.clone())?;
             let name = objects::name_of(&obj).to_string();
@@ -478,7 +513,8 @@ impl Registry {
             return Ok(r.succeeded.then(|| objects::with_rv(new, mod_rev)));
         }
         let finished = new.pointer("/metadata/deletionTimestamp").is_some()
-            && objects::finalizers(&new).is_empty();
+            && objects::finalizers(&new).is_empty()
+            && !(res.kind == "Namespace" && namespace_finalizing(&new));
         let mut txn = if finished {
             Txn::delete(key, Some(mod_rev))
         } else {
@@ -539,7 +575,13 @@ impl Registry {
                 Some(Propagation::Foreground) => Some(objects::FOREGROUND),
                 Some(Propagation::Background) | None => None,
             };
-            let pending = !objects::finalizers(&old).is_empty() || grace > 0 || extra.is_some();
+            // A Namespace with finalizers in its spec (`kubernetes`: the
+            // namespace controller's) is Terminating until they are done.
+            let namespace_held = res.kind == "Namespace" && namespace_finalizing(&old);
+            let pending = !objects::finalizers(&old).is_empty()
+                || grace > 0
+                || extra.is_some()
+                || namespace_held;
             if pending {
                 // Marked for deletion: whoever owns the finalizers (or the
                 // kubelet, for a bound pod) finishes it.
@@ -563,6 +605,9 @@ impl Registry {
                         fins.push(f.to_string());
                     }
                     m.insert("finalizers".into(), json!(fins));
+                }
+                if namespace_held {
+                    new["status"]["phase"] = json!("Terminating");
                 }
                 if opts.dry_run {
                     return Ok(objects::with_rv(new, mod_rev));

@@ -189,6 +189,20 @@ pub const DAEMONSETS: Resource = r(
     &["status"],
 );
 
+/// `ControllerRevision`: a DaemonSet's template history (the controller
+/// writes one per template; `kubectl rollout history|undo daemonset`
+/// reads them).
+pub const CONTROLLERREVISIONS: Resource = r(
+    "apps",
+    "ControllerRevision",
+    "controllerrevisions",
+    "controllerrevision",
+    &[],
+    true,
+    &[],
+    &[],
+);
+
 /// `StatefulSet`.
 pub const STATEFULSETS: Resource = r(
     "apps",
@@ -288,6 +302,7 @@ pub const RESOURCES: &[Resource] = &[
     DEPLOYMENTS,
     REPLICASETS,
     DAEMONSETS,
+    CONTROLLERREVISIONS,
     STATEFULSETS,
     JOBS,
     INGRESSES,

@@ -454,6 +454,21 @@ pub(super) const INGRESS_COLUMNS: &[Col] = &[
     AGE,
 ];
 
+pub(super) const CONTROLLER_REVISION_COLUMNS: &[Col] = &[
+    NAME,
+    col(
+        "Controller",
+        Str,
+        "Controller of the object, with the form <resource>.<group>/<name>.",
+    ),
+    col(
+        "Revision",
+        Int,
+        "Revision indicates the revision of the state represented by Data.",
+    ),
+    AGE,
+];
+
 pub(super) const INGRESS_CLASS_COLUMNS: &[Col] = &[
     NAME,
     col(

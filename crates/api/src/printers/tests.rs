@@ -37,6 +37,7 @@ const KINDS: &[&str] = &[
     "Deployment",
     "ReplicaSet",
     "DaemonSet",
+    "ControllerRevision",
     "StatefulSet",
     "Job",
     "CronJob",
@@ -427,4 +428,16 @@ fn jobs_and_cron_jobs() {
     assert_eq!(r["Images"], "busybox");
     assert_eq!(r["Selector"], "<none>");
     assert_eq!(cell("CronJob", &json!({}), "Last Schedule"), "<none>");
+}
+
+#[test]
+fn controller_revisions_name_their_daemon_set() {
+    let rev = json!({"metadata": {"name": "agent-5f6c", "ownerReferences": [
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "controller": true}]},
+        "revision": 3});
+    assert_eq!(
+        cell("ControllerRevision", &rev, "Controller"),
+        "daemonset.apps/agent"
+    );
+    assert_eq!(cell("ControllerRevision", &rev, "Revision"), 3);
 }

@@ -80,6 +80,36 @@ pub(super) fn stateful_set_row(ctx: &Ctx) -> Vec<Value> {
     ]
 }
 
+/// NAME, CONTROLLER (`daemonset.apps/x`, or `<none>`), REVISION, AGE.
+pub(super) fn controller_revision_row(ctx: &Ctx) -> Vec<Value> {
+    let owner = ctx
+        .obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|refs| {
+            refs.iter()
+                .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        })
+        .map(|r| {
+            let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+            let group = s("apiVersion").split_once('/').map_or("", |(g, _)| g);
+            let resource = s("kind").to_lowercase();
+            let qualified = if group.is_empty() {
+                resource
+            } else {
+                format!("{resource}.{group}")
+            };
+            format!("{qualified}/{}", s("name"))
+        })
+        .unwrap_or_else(|| "<none>".to_string());
+    vec![
+        ctx.name(),
+        json!(owner),
+        ctx.obj.get("revision").cloned().unwrap_or(json!(0)),
+        ctx.age(),
+    ]
+}
+
 pub(super) fn job_row(ctx: &Ctx) -> Vec<Value> {
     let job = ctx.obj;
     let [names, images] = container_cells(job, "/spec/template/spec/containers");

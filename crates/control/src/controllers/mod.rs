@@ -12,6 +12,8 @@
 //!                                  ├─ node-lifecycle     (unreachable nodes: taint, evict)
 //!                                  ├─ endpoints          (Endpoints and EndpointSlices of Services)
 //!                                  ├─ job                (pods of each Job, to completion)
+//!                                  ├─ daemonset          (a pod on each eligible node; rollouts)
+//!                                  ├─ namespace          (a deleted namespace's content, then itself)
 //!                                  ├─ event-ttl          (Events expire after the TTL)
 //!                                  └─ …                  (each: runtime::run with its work queue)
 //! ```
@@ -25,6 +27,8 @@ use shoal_model::cache::Cache;
 use shoal_store::singleton::{Singleton, SingletonCtx};
 
 pub mod claim;
+pub mod daemonset;
+pub mod daemonset_plan;
 pub mod deployment;
 pub mod deployment_plan;
 pub mod endpoints;
@@ -34,6 +38,7 @@ pub mod ingress;
 pub mod job;
 pub mod job_plan;
 pub mod loadbalancer;
+pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
@@ -157,6 +162,27 @@ impl Singleton for ControlPlane {
             });
             tasks.spawn(runtime::run(
                 jobs,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            let daemons = Arc::new(daemonset::DaemonSetController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+                events: workers_ctx.events.clone(),
+            });
+            tasks.spawn(runtime::run(
+                daemons,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            let namespaces = Arc::new(namespace::NamespaceController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+            });
+            tasks.spawn(runtime::run(
+                namespaces,
                 cache.clone(),
                 workers,
                 workers_ctx.clone(),

@@ -518,6 +518,28 @@ fn fit_error_message(num_all: usize, reasons: &BTreeMap<String, usize>) -> Strin
 /// Evaluation begins at `start` (taken modulo the candidate count) and walks the nodes as a
 /// ring, stopping once [`num_feasible_nodes_to_find`] feasible nodes are found; only those are
 /// scored. The highest weighted score wins; ties go to the node met first from `start`.
+/// Upstream's `NodeShouldRunDaemonPod` predicates for a DaemonSet's pod
+/// on one node: (it should run there, a pod already there may stay). The
+/// node selector and required affinity must match; an untolerated
+/// NoSchedule taint keeps a new pod off, an untolerated NoExecute taint
+/// removes a running one. Resources are left to the scheduler, as
+/// upstream.
+pub fn daemon_fit(pod: &Pod, ni: &NodeInfo) -> (bool, bool) {
+    let ctx = PodCtx::new(pod);
+    let affinity = plugins::filter_node_affinity(&ctx, ni).is_none();
+    let untolerated = |effect: &str| {
+        ni.taints()
+            .iter()
+            .any(|t| t.effect == effect && !tolerated(ctx.tolerations, t))
+    };
+    let no_execute = untolerated(EFFECT_NO_EXECUTE);
+    let no_schedule = untolerated(EFFECT_NO_SCHEDULE);
+    (
+        affinity && !no_execute && !no_schedule,
+        affinity && !no_execute,
+    )
+}
+
 pub fn schedule(pod: &Pod, nodes: &[NodeInfo], cfg: &Config, start: usize) -> Decision {
     if nodes.is_empty() {
         return Decision::Unschedulable {

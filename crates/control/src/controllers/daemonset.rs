@@ -1,0 +1,333 @@
+//! The DaemonSet controller: one pod of each DaemonSet on every node that
+//! admits it. A reconcile reads the DaemonSet, its pods and every Node
+//! from the watch cache, keeps the DaemonSet's ControllerRevisions (one
+//! per template, the current one holding the highest revision number, old
+//! ones pruned to `revisionHistoryLimit`), asks `daemonset_plan::plan` for
+//! the pods to create and delete, and writes them and the status under the
+//! fence token. Pods are pinned to their node by required node affinity
+//! and bound by the scheduler, as upstream. A Node that joins or changes
+//! enqueues every DaemonSet (pushed, nothing polls).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
+use serde_json::{json, Value};
+
+use super::daemonset_plan::{self, NodeFit, REVISION_LABEL};
+use super::deployment_plan::{equal_ignore_hash, pod_template_hash};
+use super::runtime::{Action, KeyFn, Reconciler};
+use super::{delete_object, update_object, update_status};
+use crate::errors::ReconcileError;
+use crate::scheduler::framework::{daemon_fit, NodeInfo};
+use shoal_model::cache::Cache;
+use shoal_model::events::{EventRecorder, EventType, ObjectRef};
+use shoal_model::objects;
+use shoal_model::registry::Registry;
+use shoal_model::resources::Resource;
+
+pub struct DaemonSetController {
+    pub cache: Cache,
+    pub registry: Registry,
+    pub events: EventRecorder,
+}
+
+fn daemonsets() -> &'static Resource {
+    &shoal_model::resources::DAEMONSETS
+}
+
+fn pods() -> &'static Resource {
+    &shoal_model::resources::PODS
+}
+
+fn revisions() -> &'static Resource {
+    &shoal_model::resources::CONTROLLERREVISIONS
+}
+
+/// Most pods one reconcile creates (upstream's burst for DaemonSets is
+/// 250; the slow-start batches reach it in 8 round trips).
+const BURST: usize = 500;
+
+fn number(v: &Value) -> i64 {
+    v.get("revision").and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// The template a ControllerRevision holds (its data is upstream's patch
+/// `{"spec": {"template": {…, "$patch": "replace"}}}`).
+fn template_of(rev: &Value) -> Option<PodTemplateSpec> {
+    let mut t = rev.pointer("/data/spec/template")?.clone();
+    t.as_object_mut()?.remove("$patch");
+    serde_json::from_value(t).ok()
+}
+
+fn bump(last: &mut u64, rev: Option<u64>) {
+    if let Some(r) = rev {
+        *last = (*last).max(r);
+    }
+}
+
+impl DaemonSetController {
+    async fn sync(&self, key: &str) -> Result<Action, ReconcileError> {
+        let mut written = 0;
+        let result = self.sync_writing(key, &mut written).await;
+        super::runtime::settle(&self.cache, written, result).await
+    }
+
+    async fn sync_writing(&self, key: &str, last: &mut u64) -> Result<Action, ReconcileError> {
+        let (ns, name) = super::runtime::split_key(key)?;
+        let Some(ds) = self.cache.get(&daemonsets().key(ns, name)) else {
+            return Ok(Action::Done);
+        };
+        if ds.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(Action::Done);
+        }
+        let uid = ds
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let (mine, _) = self.cache.dependents(&uid, &pods().prefix(Some(ns)));
+        let mine: Vec<Arc<Value>> = mine
+            .into_iter()
+            .filter(|p| super::claim::controlled_by(p, &uid))
+            .collect();
+        let claimer = super::claim::Claimer {
+            owner: &ds,
+            kind: "DaemonSet",
+            api_version: "apps/v1",
+            dependents: pods(),
+        };
+        let (mine, claimed) = claimer.claim(&self.cache, &self.registry, mine).await?;
+        *last = (*last).max(claimed);
+        let hash = self.revision(&ds, &mine, last).await?;
+        let fits = self.nodes(&ds)?;
+        let plan = daemonset_plan::plan(&ds, &mine, &fits, &hash);
+        let me = ObjectRef::of(&ds);
+        for p in &plan.delete {
+            if let Some(rev) = super::delete_pod(&self.registry, p).await? {
+                *last = (*last).max(rev);
+                let msg = format!("Deleted pod: {}", objects::name_of(p));
+                self.events
+                    .emit(&me, EventType::Normal, "SuccessfulDelete", &msg);
+            }
+        }
+        let mut failed = None;
+        let mut todo = plan.create.iter().take(BURST);
+        for size in super::slow_start::Batches::new(plan.create.len().min(BURST)) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for node in todo.by_ref().take(size) {
+                let pod = daemonset_plan::pod_for(&ds, node, &hash);
+                let (reg, ns) = (self.registry.clone(), ns.to_string());
+                tasks.spawn(async move {
+                    let made = reg.create(pods(), &ns, pod.clone(), false).await;
+                    made.map_err(|e| ReconcileError::from(e).about(&pod))
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                match r {
+                    Ok(Ok(made)) => {
+                        *last = (*last).max(objects::rv_of(&made).ok().flatten().unwrap_or(0));
+                        let msg = format!("Created pod: {}", objects::name_of(&made));
+                        self.events
+                            .emit(&me, EventType::Normal, "SuccessfulCreate", &msg);
+                    }
+                    Ok(Err(e)) => {
+                        failed.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(ReconcileError::Unavailable(e.to_string()));
+                    }
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        bump(
+            last,
+            update_status(&self.registry, daemonsets(), &ds, plan.status).await?,
+        );
+        match failed {
+            None => Ok(Action::Done),
+            Some(ReconcileError::Invalid { message, .. }) => Err(ReconcileError::invalid(
+                Some(me),
+                "FailedCreate",
+                format!("Error creating: {message}"),
+            )),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Every Node, with whether the DaemonSet's pod should run there and
+    /// whether one there may stay.
+    fn nodes(&self, ds: &Value) -> Result<Vec<NodeFit>, ReconcileError> {
+        let template = daemonset_plan::template_with_tolerations(ds);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
+            "spec": template.get("spec").cloned().unwrap_or(json!({})),
+        }))?;
+        let (nodes, _) = self
+            .cache
+            .list(&shoal_model::resources::NODES.prefix(None), |_| true);
+        Ok(nodes
+            .iter()
+            .filter_map(|n| {
+                let node: Node = serde_json::from_value((**n).clone()).ok()?;
+                let name = node.metadata.name.clone()?;
+                let (should_run, may_stay) = daemon_fit(&pod, &NodeInfo::new(node));
+                Some(NodeFit {
+                    name,
+                    should_run,
+                    may_stay,
+                })
+            })
+            .collect())
+    }
+
+    /// The hash of the current template's ControllerRevision, made (or
+    /// moved to the newest revision number, after a rollback) as needed;
+    /// revisions no pod uses beyond `revisionHistoryLimit` are deleted.
+    async fn revision(
+        &self,
+        ds: &Value,
+        pods: &[Arc<Value>],
+        last: &mut u64,
+    ) -> Result<String, ReconcileError> {
+        let ns = objects::namespace_of(ds);
+        let name = objects::name_of(ds);
+        let uid = ds
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let (mut revs, _) = self.cache.dependents(uid, &revisions().prefix(Some(ns)));
+        revs.retain(|r| super::claim::controlled_by(r, uid));
+        let raw = ds.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let template: PodTemplateSpec = serde_json::from_value(raw.clone())?;
+        let max = revs.iter().map(|r| number(r)).max().unwrap_or(0);
+        let current = revs
+            .iter()
+            .find(|r| template_of(r).is_some_and(|t| equal_ignore_hash(&t, &template)))
+            .cloned();
+        let hash = match &current {
+            Some(r) => {
+                if number(r) < max {
+                    let mut newer = (**r).clone();
+                    newer["revision"] = json!(max + 1);
+                    *last = (*last).max(update_object(&self.registry, revisions(), &newer).await?);
+                }
+                r.pointer("/metadata/labels")
+                    .and_then(|l| l.get(REVISION_LABEL))
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .unwrap_or_else(|| pod_template_hash(&template, None))
+            }
+            None => {
+                let collisions = ds
+                    .pointer("/status/collisionCount")
+                    .and_then(Value::as_i64)
+                    .map(|c| c as i32);
+                let hash = pod_template_hash(&template, collisions);
+                let mut labels = raw
+                    .pointer("/metadata/labels")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                labels[REVISION_LABEL] = json!(hash);
+                let mut data_template = raw.clone();
+                data_template["$patch"] = json!("replace");
+                let rev = json!({
+                    "apiVersion": "apps/v1",
+                    "kind": "ControllerRevision",
+                    "metadata": {
+                        "name": format!("{name}-{hash}"),
+                        "labels": labels,
+                        "annotations": ds.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
+                        "ownerReferences": [{
+                            "apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": uid,
+                            "controller": true, "blockOwnerDeletion": true,
+                        }],
+                    },
+                    "data": {"spec": {"template": data_template}},
+                    "revision": max + 1,
+                });
+                match self.registry.create(revisions(), ns, rev, false).await {
+                    Ok(made) => {
+                        *last = (*last).max(objects::rv_of(&made).ok().flatten().unwrap_or(0));
+                    }
+                    Err(e) if e.code == 409 => {
+                        // Another template holds the name: upstream's
+                        // collision count picks the next hash.
+                        let mut status = ds.get("status").cloned().unwrap_or(json!({}));
+                        status["collisionCount"] = json!(collisions.unwrap_or(0) + 1);
+                        update_status(&self.registry, daemonsets(), ds, status).await?;
+                        return Err(ReconcileError::Conflict(format!(
+                            "ControllerRevision {name}-{hash} exists"
+                        )));
+                    }
+                    Err(e) => return Err(ReconcileError::from(e)),
+                }
+                hash
+            }
+        };
+        // History beyond the limit, oldest first, unless a pod still runs it.
+        let limit = ds
+            .pointer("/spec/revisionHistoryLimit")
+            .and_then(Value::as_i64)
+            .unwrap_or(10)
+            .max(0) as usize;
+        let live: std::collections::BTreeSet<&str> = pods
+            .iter()
+            .filter_map(|p| p.pointer("/metadata/labels")?.get(REVISION_LABEL)?.as_str())
+            .collect();
+        let mut old: Vec<&Arc<Value>> = revs
+            .iter()
+            .filter(|r| {
+                current
+                    .as_ref()
+                    .is_none_or(|c| objects::name_of(c) != objects::name_of(r))
+            })
+            .filter(|r| {
+                let h = r
+                    .pointer("/metadata/labels")
+                    .and_then(|l| l.get(REVISION_LABEL))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                !live.contains(h)
+            })
+            .collect();
+        old.sort_by_key(|r| number(r));
+        let excess = old.len().saturating_sub(limit);
+        for r in old.into_iter().take(excess) {
+            bump(
+                last,
+                delete_object(&self.registry, revisions(), r, None).await?,
+            );
+        }
+        Ok(hash)
+    }
+}
+
+impl Reconciler for DaemonSetController {
+    fn name(&self) -> &'static str {
+        "daemonset"
+    }
+
+    fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
+        let mut w = super::claim::claiming_watches(&self.cache, daemonsets(), pods(), "DaemonSet");
+        // A Node that joins, changes (labels, taints) or goes enqueues
+        // every DaemonSet.
+        let cache = self.cache.clone();
+        let all: KeyFn = Arc::new(move |_| {
+            let (list, _) = cache.list(&daemonsets().prefix(None), |_| true);
+            list.iter().map(|d| super::runtime::key_of(d)).collect()
+        });
+        w.push((shoal_model::resources::NODES.prefix(None), all));
+        w
+    }
+
+    fn reconcile(
+        self: Arc<Self>,
+        key: String,
+    ) -> BoxFuture<'static, Result<Action, ReconcileError>> {
+        Box::pin(async move { self.sync(&key).await })
+    }
+}
