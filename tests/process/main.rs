@@ -21,6 +21,7 @@ mod kubectl_streams;
 mod secrets_on_disk;
 mod services;
 mod watch_failover;
+mod workloads;
 
 /// Held by each test whose cluster gives pods CNI sandboxes: those use the
 /// bridges `shoal-<n>` and the default pod CIDR, one cluster at a time.
