@@ -37,7 +37,7 @@ mod quantity_agreement;
 pub mod runtimes;
 
 pub use shoal_api as api;
-pub use shoal_control::{controllers, scheduler};
+pub use shoal_control::{clock, controllers, scheduler};
 pub use shoal_fabric::{
     actor, chaos, install_crypto_provider, membership, metrics, pki, private, transport, VERSION,
 };

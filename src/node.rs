@@ -58,6 +58,9 @@ pub struct NodeOptions {
     /// Storage backends for the store's databases (power-loss and full-disk
     /// tests); `None` uses the real files.
     pub disks: Option<crate::store::DiskFactory>,
+    /// The control plane's clock (a fake one drives CronJob schedules in
+    /// tests); None: the system's.
+    pub clock: Option<shoal_control::clock::Clock>,
 }
 
 /// A running node; dropping it without `shutdown` is a crash.
@@ -247,6 +250,7 @@ impl Node {
             actors: actors.clone(),
             config: cfg.control_plane.clone(),
             allocators: allocators.clone(),
+            clock: opts.clock.clone().unwrap_or_default(),
         }));
         let singletons = crate::store::singleton::SingletonHost::start(store.clone(), leader_only);
 

@@ -9,6 +9,7 @@ mod autopilot;
 mod bad_input;
 mod client_limits;
 mod control_plane;
+mod cronjobs;
 mod daemons;
 mod endpoints;
 mod host_network_dns;

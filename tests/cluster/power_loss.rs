@@ -74,6 +74,7 @@ async fn power_loss_rounds(tweak: impl Fn(&mut shoal::config::NodeConfig)) {
     let factory = disks.factory();
     let mut c = TestCluster::start_with_options(3, tweak, |_| NodeOptions {
         disks: Some(factory.clone()),
+        ..Default::default()
     })
     .expect("cluster starts");
     c.wait_mesh(shoal_harness::MESH).await.unwrap();

@@ -383,6 +383,7 @@ async fn a_full_disk_is_a_clear_error_reads_go_on_and_nothing_acknowledged_is_lo
         |_| {},
         |_| shoal::node::NodeOptions {
             disks: Some(factory.clone()),
+            ..Default::default()
         },
     )
     .expect("cluster starts");

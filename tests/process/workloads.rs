@@ -245,3 +245,78 @@ fn kubectl_shows_indexed_pods_their_index_and_a_crash_loops_back_off() {
         }
     });
 }
+
+const CRON: &str = r#"apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: tick
+spec:
+  schedule: "*/1 * * * *"
+  timeZone: Europe/Paris
+  jobTemplate:
+    spec:
+      template:
+        metadata:
+          annotations: {sim.shoal.dev/exit-code: "0"}
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: busybox}]
+"#;
+
+/// One real minute: a `*/1` CronJob runs a Job that completes; a Job made
+/// by hand from it (`kubectl create job --from=cronjob/…`) runs too.
+#[test]
+fn kubectl_sees_a_cron_job_run_every_minute_and_a_job_made_from_it() {
+    let Some(k) = Dev::start_with(1, "sim") else {
+        return;
+    };
+    let cron = k.file("cron.yaml", CRON);
+    k.ok(&["apply", "-f", &cron]);
+    assert_eq!(
+        k.ok(&["create", "job", "by-hand", "--from=cronjob/tick"])
+            .trim(),
+        "job.batch/by-hand created"
+    );
+    let annotation = k.ok(&[
+        "get",
+        "job",
+        "by-hand",
+        "-o=jsonpath={.metadata.annotations.cronjob\\.kubernetes\\.io/instantiate}",
+    ]);
+    assert_eq!(annotation, "manual");
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/by-hand",
+        "--timeout=60s",
+    ]);
+    // The next whole minute's run, complete, within 75 s.
+    super::wait_for(Duration::from_secs(75), "a scheduled run", || {
+        let names = k.ok(&["get", "jobs", "-o=jsonpath={.items[*].metadata.name}"]);
+        let scheduled: Vec<&str> = names
+            .split_whitespace()
+            .filter(|n| {
+                n.strip_prefix("tick-")
+                    .is_some_and(|m| m.parse::<u64>().is_ok())
+            })
+            .collect();
+        let Some(run) = scheduled.first() else {
+            return Err(names);
+        };
+        let done = k.run(&[
+            "wait",
+            "--for=condition=complete",
+            &format!("job/{run}"),
+            "--timeout=1s",
+        ]);
+        if done.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{run} not complete yet"))
+        }
+    });
+    let row = k.ok(&["get", "cronjob", "tick", "--no-headers"]);
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[..2], ["tick", "*/1"], "{row}");
+    assert!(!row.contains("<none>"), "a last schedule: {row}");
+}

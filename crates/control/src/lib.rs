@@ -2,9 +2,11 @@
 //! the node that leads the store's Raft group. The scheduler
 //! (`scheduler`: kube-scheduler's filter and score plugins, bindings in
 //! batches) and the controllers (`controllers`: ReplicaSet, Deployment,
-//! garbage collection, node lifecycle) read the watch cache and write
-//! through the store with the leader's fencing token.
+//! Job, CronJob, DaemonSet, namespaces, Events, garbage collection, node
+//! lifecycle, Services) read the watch cache and write through the store
+//! with the leader's fencing token. Time-driven controllers read `clock`.
 
+pub mod clock;
 pub mod config;
 pub mod controllers;
 pub mod errors;

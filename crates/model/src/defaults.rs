@@ -269,14 +269,13 @@ pub fn apply(kind: &str, obj: &mut Value) {
             default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
             template(obj, &["spec", "template"]);
         }
-        "Job" => {
-            default_at(obj, &["spec", "parallelism"], json!(1));
-            default_at(obj, &["spec", "completions"], json!(1));
-            default_at(obj, &["spec", "backoffLimit"], json!(6));
-            default_at(obj, &["spec", "completionMode"], json!("NonIndexed"));
+        "Job" => job_spec(obj, &["spec"]),
+        "CronJob" => {
+            default_at(obj, &["spec", "concurrencyPolicy"], json!("Allow"));
             default_at(obj, &["spec", "suspend"], json!(false));
-            default_at(obj, &["spec", "manualSelector"], json!(false));
-            template(obj, &["spec", "template"]);
+            default_at(obj, &["spec", "successfulJobsHistoryLimit"], json!(3));
+            default_at(obj, &["spec", "failedJobsHistoryLimit"], json!(1));
+            job_spec(obj, &["spec", "jobTemplate", "spec"]);
         }
         "Service" => service(obj),
         "Secret" => {
@@ -289,6 +288,25 @@ pub fn apply(kind: &str, obj: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// A Job's spec defaults, at `at` (a Job's `spec`, or a CronJob's
+/// `spec.jobTemplate.spec`).
+fn job_spec(obj: &mut Value, at: &[&str]) {
+    let path = |f: &[&'static str]| -> Vec<&str> { at.iter().chain(f).copied().collect() };
+    // No completions and no parallelism: one pod, once. Parallelism alone
+    // makes a work queue (completions stay unset), as upstream.
+    let pointer = |f: &str| format!("/{}/{f}", at.join("/"));
+    let unset = |v: Option<&Value>| v.is_none_or(Value::is_null);
+    if unset(obj.pointer(&pointer("completions"))) && unset(obj.pointer(&pointer("parallelism"))) {
+        default_at(obj, &path(&["completions"]), json!(1));
+    }
+    default_at(obj, &path(&["parallelism"]), json!(1));
+    default_at(obj, &path(&["backoffLimit"]), json!(6));
+    default_at(obj, &path(&["completionMode"]), json!("NonIndexed"));
+    default_at(obj, &path(&["suspend"]), json!(false));
+    default_at(obj, &path(&["manualSelector"]), json!(false));
+    template(obj, &path(&["template"]));
 }
 
 fn service(obj: &mut Value) {

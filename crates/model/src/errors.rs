@@ -116,6 +116,26 @@ impl ApiError {
         }
     }
 
+    /// 403: a create in a namespace being deleted (NamespaceLifecycle).
+    pub fn namespace_terminating(res: &Resource, name: &str, ns: &str) -> ApiError {
+        ApiError {
+            details: Some(json!({"name": name, "kind": res.plural, "causes": [{
+                "reason": "NamespaceTerminating",
+                "message": format!("namespace {ns} is being terminated"),
+                "field": "metadata.namespace",
+            }]})),
+            list_continue: None,
+            ..ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    res.qualified()
+                ),
+            )
+        }
+    }
+
     pub fn conflict(res: &Resource, name: &str) -> ApiError {
         ApiError {
             details: Some(json!({"name": name, "group": res.group, "kind": res.plural})),

@@ -16,6 +16,7 @@
 pub mod alloc;
 pub mod announce;
 pub mod cache;
+pub mod cron;
 pub mod defaults;
 pub mod errors;
 pub mod events;

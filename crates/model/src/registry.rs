@@ -234,21 +234,7 @@ impl Registry {
             }
         };
         if terminating {
-            return Err(ApiError {
-                details: Some(json!({"name": name, "kind": res.plural, "causes": [{
-                    "reason": "NamespaceTerminating",
-                    "message": format!("namespace {ns} is being terminated"),
-                    "field": "metadata.namespace",
-                }]})),
-                ..ApiError::new(
-                    403,
-                    "Forbidden",
-                    format!(
-                        "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                        res.qualified()
-                    ),
-                )
-            });
+            return Err(ApiError::namespace_terminating(res, name, ns));
         }
         Ok(())
     }

@@ -227,6 +227,18 @@ pub const JOBS: Resource = r(
     &["status"],
 );
 
+/// `CronJob`: Jobs on a schedule.
+pub const CRONJOBS: Resource = r(
+    "batch",
+    "CronJob",
+    "cronjobs",
+    "cronjob",
+    &["cj"],
+    true,
+    &["all"],
+    &["status"],
+);
+
 /// `Ingress`.
 pub const INGRESSES: Resource = r(
     "networking.k8s.io",
@@ -305,6 +317,7 @@ pub const RESOURCES: &[Resource] = &[
     CONTROLLERREVISIONS,
     STATEFULSETS,
     JOBS,
+    CRONJOBS,
     INGRESSES,
     INGRESSCLASSES,
     ENDPOINTSLICES,

@@ -260,8 +260,7 @@ pub fn plan(ds: &Value, pods: &[Arc<Value>], nodes: &[NodeFit], hash: &str) -> P
         status["collisionCount"] = c.clone();
     }
     out.status = status;
-    out.delete
-        .sort_by(|a, b| super::runtime::key_of(a).cmp(&super::runtime::key_of(b)));
+    out.delete.sort_by_key(|p| super::runtime::key_of(p));
     out.delete
         .dedup_by(|a, b| super::runtime::key_of(a) == super::runtime::key_of(b));
     out

@@ -12,6 +12,7 @@
 //!                                  ├─ node-lifecycle     (unreachable nodes: taint, evict)
 //!                                  ├─ endpoints          (Endpoints and EndpointSlices of Services)
 //!                                  ├─ job                (pods of each Job, to completion)
+//!                                  ├─ cronjob            (Jobs on a schedule, on the injectable clock)
 //!                                  ├─ daemonset          (a pod on each eligible node; rollouts)
 //!                                  ├─ namespace          (a deleted namespace's content, then itself)
 //!                                  ├─ event-ttl          (Events expire after the TTL)
@@ -27,6 +28,8 @@ use shoal_model::cache::Cache;
 use shoal_store::singleton::{Singleton, SingletonCtx};
 
 pub mod claim;
+pub mod cronjob;
+pub mod cronjob_plan;
 pub mod daemonset;
 pub mod daemonset_plan;
 pub mod deployment;
@@ -80,6 +83,8 @@ pub struct ControlPlane {
     /// The address ranges the registry allocates from (a Service a
     /// controller creates gets its cluster IP as one created through the API).
     pub allocators: Arc<shoal_model::registry::Allocators>,
+    /// The time of the time-driven controllers (CronJob schedules).
+    pub clock: crate::clock::Clock,
 }
 
 impl Singleton for ControlPlane {
@@ -96,6 +101,7 @@ impl Singleton for ControlPlane {
             self.config.clone(),
             self.allocators.clone(),
         );
+        let clock = self.clock.clone();
         Box::pin(async move {
             let fenced = Fenced {
                 store: ctx.store.clone(),
@@ -162,6 +168,18 @@ impl Singleton for ControlPlane {
             });
             tasks.spawn(runtime::run(
                 jobs,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            let cron = Arc::new(cronjob::CronJobController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+                events: workers_ctx.events.clone(),
+                clock,
+            });
+            tasks.spawn(runtime::run(
+                cron,
                 cache.clone(),
                 workers,
                 workers_ctx.clone(),

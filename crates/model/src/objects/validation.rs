@@ -104,6 +104,7 @@ pub(super) fn validate_kind(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
             validate_workload(kind, obj, causes);
             validate_job(obj, causes);
         }
+        "CronJob" => validate_cron_job(obj, causes),
         "Service" => validate_service(obj, causes),
         "RuntimeClass" => validate_runtime_class(obj, causes),
         _ => {}
@@ -182,6 +183,64 @@ pub(super) fn validate_job(obj: &Value, causes: &mut Vec<Cause>) {
                 causes.push(Cause::required(format!("spec.podFailurePolicy.rules[{i}]")));
             }
         }
+    }
+}
+
+/// A CronJob's schedule and time zone parse, its policies are upstream's,
+/// and its job template is a valid Job's (causes under
+/// `spec.jobTemplate.spec`).
+pub(super) fn validate_cron_job(obj: &Value, causes: &mut Vec<Cause>) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let zone = spec.get("timeZone").and_then(Value::as_str);
+    match spec.get("schedule").and_then(Value::as_str) {
+        None | Some("") => causes.push(Cause::required("spec.schedule")),
+        Some(s) => {
+            if let Err(why) = crate::cron::parse(s, zone) {
+                let field = if why.starts_with("unknown time zone") {
+                    "spec.timeZone"
+                } else {
+                    "spec.schedule"
+                };
+                let value = if field == "spec.timeZone" {
+                    zone.unwrap_or("")
+                } else {
+                    s
+                };
+                causes.push(Cause::invalid(field, value, &why));
+            }
+        }
+    }
+    if let Some(p) = spec.get("concurrencyPolicy").and_then(Value::as_str) {
+        if !["Allow", "Forbid", "Replace"].contains(&p) {
+            causes.push(Cause::not_supported(
+                "spec.concurrencyPolicy",
+                p,
+                &["Allow", "Forbid", "Replace"],
+            ));
+        }
+    }
+    for f in [
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+    ] {
+        if let Some(n) = spec.get(f).and_then(Value::as_i64).filter(|n| *n < 0) {
+            causes.push(Cause::invalid(
+                format!("spec.{f}"),
+                &n.to_string(),
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    let job = serde_json::json!({"spec": spec.pointer("/jobTemplate/spec").cloned().unwrap_or(Value::Null)});
+    let mut inner = Vec::new();
+    validate_workload("Job", &job, &mut inner);
+    validate_job(&job, &mut inner);
+    for mut c in inner {
+        if let Some(rest) = c.field.strip_prefix("spec.") {
+            c.field = format!("spec.jobTemplate.spec.{rest}");
+        }
+        causes.push(c);
     }
 }
 
