@@ -100,7 +100,7 @@ async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
     let took = killed.elapsed();
     eprintln!("pods of {victim} ran elsewhere {took:?} after it was killed");
     assert!(took < Duration::from_secs(6), "{took:?}");
-    let nodes: Api<Node> = Api::all(k);
+    let nodes: Api<Node> = Api::all(k.clone());
     let dead = nodes.get(&victim).await.unwrap();
     let ready = dead
         .status
@@ -115,6 +115,36 @@ async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
     assert!(taints
         .iter()
         .any(|t| t.key == "node.kubernetes.io/unreachable" && t.effect == "NoExecute"));
+    // Upstream's Events: the Node's status change, its pods not ready,
+    // and each eviction.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::all(k.clone());
+    wait_until(Duration::from_secs(20), || async {
+        let all = events
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        let has = |reason: &str, msg: &str| {
+            all.iter().any(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.message.as_deref().is_some_and(|m| m.contains(msg))
+            })
+        };
+        let node_msg = format!("Node {victim} status is now: NodeNotReady");
+        if has("NodeNotReady", &node_msg)
+            && has("NodeNotReady", "Node is not ready")
+            && has(
+                "TaintManagerEviction",
+                "Marking for deletion Pod default/heal-",
+            )
+        {
+            Ok(())
+        } else {
+            Err(format!("{} Events", all.len()))
+        }
+    })
+    .await
+    .unwrap();
     // It comes back: Ready again, the taints gone.
     c.restart(idx).unwrap();
     wait_until(Duration::from_secs(30), || {

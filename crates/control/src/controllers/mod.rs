@@ -254,7 +254,12 @@ impl Singleton for ControlPlane {
                     workers_ctx.clone(),
                 ));
             }
-            tasks.spawn(runtime::run(gc, cache.clone(), workers, workers_ctx));
+            tasks.spawn(runtime::run(
+                gc,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
             let lifecycle = nodelifecycle::NodeLifecycle {
                 cache: cache.clone(),
                 registry: registry.clone(),
@@ -262,6 +267,7 @@ impl Singleton for ControlPlane {
                 actors,
                 default_toleration: std::time::Duration::from_millis(config.eviction_toleration_ms),
                 evictions_per_second: config.evictions_per_second,
+                events: workers_ctx.events.clone(),
             };
             tasks.spawn(lifecycle.run());
             let scheduler = crate::scheduler::Scheduler {

@@ -45,6 +45,9 @@ pub struct NodeLifecycle {
     pub default_toleration: Duration,
     /// Evictions per second, cluster-wide.
     pub evictions_per_second: f64,
+    /// NodeNotReady / NodeReady (the Node and its pods), and
+    /// TaintManagerEviction (each evicted pod).
+    pub events: shoal_model::events::EventRecorder,
 }
 
 fn nodes() -> &'static Resource {
@@ -178,8 +181,43 @@ impl NodeLifecycle {
         let updated = with_reachability(&node, reachable);
         // The Ready condition (status) and the unreachable taints (spec).
         match update_object_and_status(&self.registry, nodes(), &updated).await {
-            Ok(_) => tracing::info!(node = name, reachable, "node reachability changed"),
+            Ok(_) => {
+                tracing::info!(node = name, reachable, "node reachability changed");
+                self.record_status_change(&node, reachable);
+            }
             Err(e) => tracing::debug!(node = name, "marking the node: {e}"),
+        }
+    }
+
+    /// Upstream's Events of a node's readiness: on the Node (`Node x status
+    /// is now: NodeNotReady`), and a Warning on each of its pods when it
+    /// is lost.
+    fn record_status_change(&self, node: &Value, reachable: bool) {
+        use shoal_model::events::{EventType, ObjectRef};
+        let name = objects::name_of(node);
+        let status = if reachable {
+            "NodeReady"
+        } else {
+            "NodeNotReady"
+        };
+        let mut me = ObjectRef::of(node);
+        me.api_version = "v1".into();
+        me.kind = "Node".into();
+        let msg = format!("Node {name} status is now: {status}");
+        self.events.emit(&me, EventType::Normal, status, &msg);
+        if reachable {
+            return;
+        }
+        let (on_node, _) = self.cache.list(&pods().prefix(None), |p| {
+            p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(name)
+        });
+        for p in on_node {
+            self.events.emit(
+                &ObjectRef::of(&p),
+                EventType::Warning,
+                "NodeNotReady",
+                "Node is not ready",
+            );
         }
     }
 
@@ -271,6 +309,17 @@ impl NodeLifecycle {
                     break;
                 }
                 let fenced = self.registry.clone();
+                let msg = format!(
+                    "Marking for deletion Pod {}/{}",
+                    objects::namespace_of(&pod),
+                    objects::name_of(&pod)
+                );
+                self.events.emit(
+                    &shoal_model::events::ObjectRef::of(&pod),
+                    shoal_model::events::EventType::Normal,
+                    "TaintManagerEviction",
+                    &msg,
+                );
                 evictions.spawn(async move { (delete_pod(&fenced, &pod).await, pod) });
             }
             let mut evicted = 0;
