@@ -121,6 +121,10 @@ pub enum Command {
         /// hollow kubelets'), to compare with them on.
         #[arg(long)]
         no_events: bool,
+        /// The workload is one DaemonSet (a pod on every node) instead of
+        /// Deployments; --pods and --deployments are ignored.
+        #[arg(long)]
+        daemonset: bool,
     },
     /// Inject faults into the cluster's transport and gossip.
     Chaos {
@@ -188,7 +192,9 @@ pub fn main() -> ExitCode {
             json,
             timeout_secs,
             no_events,
+            daemonset,
         } => sim::run(sim::SimOptions {
+            daemonset,
             nodes,
             pods,
             deployments,

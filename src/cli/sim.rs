@@ -28,6 +28,9 @@ pub struct SimOptions {
     pub json: bool,
     /// Whether Events are recorded.
     pub events: bool,
+    /// The workload is one DaemonSet (a pod on every node; `pods` is the
+    /// node count) instead of Deployments.
+    pub daemonset: bool,
     /// Give up after this long.
     pub timeout: Duration,
 }
@@ -38,6 +41,8 @@ pub struct SimReport {
     pub nodes: usize,
     pub pods: usize,
     pub deployments: usize,
+    /// The workload was one DaemonSet (`--daemonset`).
+    pub daemonset: bool,
     pub pods_running: usize,
     pub seconds_to_all_running: f64,
     pub schedule_pods_per_s: f64,
@@ -76,9 +81,12 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-pub fn run(opts: SimOptions) -> anyhow::Result<()> {
+pub fn run(mut opts: SimOptions) -> anyhow::Result<()> {
     if opts.nodes == 0 || opts.pods == 0 || opts.deployments == 0 {
         bail!("--nodes, --pods and --deployments must be above 0");
+    }
+    if opts.daemonset {
+        opts.pods = opts.nodes;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -207,10 +215,37 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     // watch left unread while 150,000 pods are created would lag).
     let t0 = Instant::now();
     let per = opts.pods / opts.deployments;
-    let deployments = opts.deployments;
+    let deployments = if opts.daemonset { 0 } else { opts.deployments };
     let extra = opts.pods % opts.deployments;
+    let daemonset = opts.daemonset;
     let mut creator = tokio::spawn(async move {
         let mut mutation_ms = Vec::new();
+        if daemonset {
+            let body = json!({
+                "apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": {"name": "sim-ds"},
+                "spec": {"selector": {"matchLabels": {"app": "sim-ds"}},
+                         "template": {"metadata": {"labels": {"app": "sim-ds"}},
+                                      "spec": {"containers": [{"name": "c", "image": "sim",
+                                                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
+            });
+            let sent = Instant::now();
+            let (code, text) = client
+                .request(
+                    Method::POST,
+                    "/apis/apps/v1/namespaces/default/daemonsets",
+                    Some(serde_json::to_vec(&body)?),
+                    Duration::from_secs(30),
+                )
+                .await?;
+            mutation_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+            if code != StatusCode::CREATED {
+                bail!(
+                    "creating the DaemonSet: {code}: {}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
         for d in 0..deployments {
             let replicas = per + usize::from(d < extra);
             let body = json!({
@@ -330,6 +365,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         nodes: opts.nodes,
         pods: opts.pods,
         deployments: opts.deployments,
+        daemonset: opts.daemonset,
         pods_running: n_running,
         seconds_to_all_running: all_running,
         schedule_pods_per_s: schedule_rate,
