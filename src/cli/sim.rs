@@ -50,6 +50,11 @@ pub struct SimReport {
     pub startup_p99_ms: f64,
     pub api_mutation_p99_ms: f64,
     pub peak_rss_bytes: u64,
+    /// Distinct pods the watch saw (more than `pods`: some were replaced).
+    pub pods_created: usize,
+    /// Raft entries the store applied (writes share entries: fewer is
+    /// better batching).
+    pub raft_entries: u64,
     /// Whether Events were recorded, and how many the store held at the end.
     pub events: bool,
     pub events_stored: usize,
@@ -373,6 +378,8 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         startup_p99_ms: percentile(&startup_ms, 0.99),
         api_mutation_p99_ms: percentile(&mutation_ms, 0.99),
         peak_rss_bytes: peak_rss_bytes(),
+        pods_created: first_seen.len(),
+        raft_entries: handle.store.status().applied_index,
         events: opts.events,
         events_stored: {
             let events = &crate::model::resources::EVENTS;

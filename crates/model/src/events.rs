@@ -220,10 +220,15 @@ impl EventRecorder {
         let events = &resources::EVENTS;
         let ns = Self::namespace_for(obj);
         let key = events.key(ns, name);
+        // A name this recorder has not written is most likely new: the
+        // first try creates it without reading (the create is guarded; if
+        // another recorder made it, the next try reads).
+        let mut fresh_first = known.is_none();
         for _ in 0..RETRIES {
             let now = super::objects::now();
             let current = match known.take() {
                 Some(k) => Some(k),
+                None if std::mem::take(&mut fresh_first) => None,
                 None => match self
                     .store
                     .read(ReadRequest::key(key.clone()))

@@ -140,30 +140,38 @@ pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
 /// Does a metav1.LabelSelector (matchLabels, matchExpressions) select
 /// `labels`? An empty selector selects everything, as upstream.
 pub fn label_selector_matches(sel: &Value, labels: &BTreeMap<String, String>) -> bool {
+    selector_matches_with(sel, |k| labels.get(k).map(String::as_str))
+}
+
+/// [`label_selector_matches`] on an object's own labels, read in place
+/// (no copy of the label map: the controllers run it over every pod of a
+/// ReplicaSet on each reconcile).
+pub fn selector_matches_object(sel: &Value, obj: &Value) -> bool {
+    let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    selector_matches_with(sel, |k| {
+        labels.and_then(|m| m.get(k)).and_then(Value::as_str)
+    })
+}
+
+fn selector_matches_with<'a>(sel: &Value, get: impl Fn(&str) -> Option<&'a str>) -> bool {
     let by_labels = sel
         .get("matchLabels")
         .and_then(Value::as_object)
-        .is_none_or(|m| {
-            m.iter()
-                .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
-        });
+        .is_none_or(|m| m.iter().all(|(k, v)| get(k) == v.as_str()));
     let exprs = sel
         .get("matchExpressions")
         .and_then(Value::as_array)
-        .cloned()
+        .map(Vec::as_slice)
         .unwrap_or_default();
     by_labels
         && exprs.iter().all(|e| {
             let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-            let values: Vec<&str> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|v| v.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let got = labels.get(key).map(String::as_str);
+            let values = e.get("values").and_then(Value::as_array);
+            let has = |g: &str| values.is_some_and(|v| v.iter().any(|x| x.as_str() == Some(g)));
+            let got = get(key);
             match e.get("operator").and_then(Value::as_str) {
-                Some("In") => got.is_some_and(|g| values.contains(&g)),
-                Some("NotIn") => got.is_none_or(|g| !values.contains(&g)),
+                Some("In") => got.is_some_and(has),
+                Some("NotIn") => got.is_none_or(|g| !has(g)),
                 Some("Exists") => got.is_some(),
                 Some("DoesNotExist") => got.is_none(),
                 _ => false,

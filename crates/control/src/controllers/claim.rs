@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use super::update_object;
 use shoal_model::cache::Cache;
 use shoal_model::resources::Resource;
-use shoal_model::selectors::{label_selector_matches, labels_of};
 
 /// Who claims: the controller object and the resource of its dependents.
 pub struct Claimer<'a> {
@@ -32,7 +31,10 @@ fn uid_of(v: &Value) -> &str {
 
 /// Whether `obj` names `uid` as its controller.
 pub fn controlled_by(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
+    // Field by field, not a JSON pointer: this runs over every pod of a
+    // ReplicaSet on each of its reconciles.
+    obj.get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
         .and_then(Value::as_array)
         .is_some_and(|refs| {
             refs.iter().any(|r| {
@@ -50,7 +52,7 @@ fn selects(selector: &Value, obj: &Value) -> bool {
                 || v.as_array().is_some_and(|a| a.is_empty())
         })
     });
-    !empty && label_selector_matches(selector, &labels_of(obj))
+    !empty && shoal_model::selectors::selector_matches_object(selector, obj)
 }
 
 impl Claimer<'_> {

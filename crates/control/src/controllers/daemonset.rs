@@ -44,8 +44,8 @@ fn revisions() -> &'static Resource {
     &shoal_model::resources::CONTROLLERREVISIONS
 }
 
-/// Most pods one reconcile creates (upstream's burst for DaemonSets is
-/// 250; the slow-start batches reach it in 8 round trips).
+/// Most pods one reconcile creates, in `slow_start`'s growing window
+/// (upstream's burst for DaemonSets is 250).
 const BURST: usize = 500;
 
 fn number(v: &Value) -> i64 {
@@ -111,37 +111,21 @@ impl DaemonSetController {
                     .emit(&me, EventType::Normal, "SuccessfulDelete", &msg);
             }
         }
-        let mut failed = None;
-        let mut todo = plan.create.iter().take(BURST);
-        for size in super::slow_start::Batches::new(plan.create.len().min(BURST)) {
-            let mut tasks = tokio::task::JoinSet::new();
-            for node in todo.by_ref().take(size) {
-                let pod = daemonset_plan::pod_for(&ds, node, &hash);
-                let (reg, ns) = (self.registry.clone(), ns.to_string());
-                tasks.spawn(async move {
-                    let made = reg.create(pods(), &ns, pod.clone(), false).await;
-                    made.map_err(|e| ReconcileError::from(e).about(&pod))
-                });
+        let nodes: Vec<&String> = plan.create.iter().take(BURST).collect();
+        let (made, failed) = super::slow_start::run(nodes.len(), |i| {
+            let pod = daemonset_plan::pod_for(&ds, nodes[i], &hash);
+            let (reg, ns) = (self.registry.clone(), ns.to_string());
+            async move {
+                let made = reg.create(pods(), &ns, pod.clone(), false).await;
+                made.map_err(|e| ReconcileError::from(e).about(&pod))
             }
-            while let Some(r) = tasks.join_next().await {
-                match r {
-                    Ok(Ok(made)) => {
-                        *last = (*last).max(objects::rv_of(&made).ok().flatten().unwrap_or(0));
-                        let msg = format!("Created pod: {}", objects::name_of(&made));
-                        self.events
-                            .emit(&me, EventType::Normal, "SuccessfulCreate", &msg);
-                    }
-                    Ok(Err(e)) => {
-                        failed.get_or_insert(e);
-                    }
-                    Err(e) => {
-                        failed.get_or_insert(ReconcileError::Unavailable(e.to_string()));
-                    }
-                }
-            }
-            if failed.is_some() {
-                break;
-            }
+        })
+        .await;
+        for made in &made {
+            *last = (*last).max(objects::rv_of(made).ok().flatten().unwrap_or(0));
+            let msg = format!("Created pod: {}", objects::name_of(made));
+            self.events
+                .emit(&me, EventType::Normal, "SuccessfulCreate", &msg);
         }
         bump(
             last,

@@ -38,8 +38,8 @@ fn pods() -> &'static Resource {
     &shoal_model::resources::PODS
 }
 
-/// Most pods one reconcile creates (upstream's burst of 500, started in
-/// slow-start batches by `super::slow_start`).
+/// Most pods one reconcile creates (upstream's burst), in `slow_start`'s
+/// growing window.
 const BURST: usize = 500;
 
 impl JobController {
@@ -120,49 +120,35 @@ impl JobController {
             }
         }
         let template = job.pointer("/spec/template").cloned().unwrap_or(json!({}));
-        let batches = super::slow_start::Batches::new(plan.create.len().min(BURST));
-        let mut todo = plan.create.iter().take(BURST);
-        for size in batches {
-            let mut tasks = tokio::task::JoinSet::new();
-            for index in todo.by_ref().take(size) {
-                let pod = pod_from_template(&template, name, &uid, *index);
-                let (reg, ns) = (self.registry.clone(), ns.to_string());
-                tasks.spawn(async move {
-                    let made = reg.create(pods(), &ns, pod.clone(), false).await;
-                    made.map_err(|e| ReconcileError::from(e).about(&pod))
-                });
+        let creates: Vec<Option<i64>> = plan.create.iter().take(BURST).copied().collect();
+        let (made, failed) = super::slow_start::run(creates.len(), |i| {
+            let pod = pod_from_template(&template, name, &uid, creates[i]);
+            let (reg, ns) = (self.registry.clone(), ns.to_string());
+            async move {
+                let made = reg.create(pods(), &ns, pod.clone(), false).await;
+                made.map_err(|e| ReconcileError::from(e).about(&pod))
             }
-            let mut failed = None;
-            while let Some(r) = tasks.join_next().await {
-                match r {
-                    Ok(Ok(made)) => {
-                        *last = (*last).max(objects::rv_of(&made).ok().flatten().unwrap_or(0));
-                        self.events.emit(
-                            &me,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            &format!("Created pod: {}", objects::name_of(&made)),
-                        );
-                    }
-                    Ok(Err(e)) => {
-                        failed.get_or_insert(e);
-                    }
-                    Err(e) => {
-                        failed.get_or_insert(ReconcileError::Unavailable(e.to_string()));
-                    }
-                }
+        })
+        .await;
+        for made in &made {
+            *last = (*last).max(objects::rv_of(made).ok().flatten().unwrap_or(0));
+            self.events.emit(
+                &me,
+                EventType::Normal,
+                "SuccessfulCreate",
+                &format!("Created pod: {}", objects::name_of(made)),
+            );
+        }
+        match failed {
+            None => {}
+            Some(ReconcileError::Invalid { message, .. }) => {
+                return Err(ReconcileError::invalid(
+                    Some(me),
+                    "FailedCreate",
+                    format!("Error creating: {message}"),
+                ))
             }
-            match failed {
-                None => {}
-                Some(ReconcileError::Invalid { message, .. }) => {
-                    return Err(ReconcileError::invalid(
-                        Some(me),
-                        "FailedCreate",
-                        format!("Error creating: {message}"),
-                    ))
-                }
-                Some(e) => return Err(e),
-            }
+            Some(e) => return Err(e),
         }
         Ok(plan.requeue_after.map_or(Action::Done, Action::After))
     }

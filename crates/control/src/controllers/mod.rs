@@ -55,16 +55,23 @@ pub use crate::fenced::{
 
 /// A pod that counts toward its owner: not terminating, not finished.
 pub fn is_active(p: &Value) -> bool {
+    // Field by field (no JSON pointer parsing): run over every pod of an
+    // owner on each reconcile.
     let phase = p
-        .pointer("/status/phase")
+        .get("status")
+        .and_then(|s| s.get("phase"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    p.pointer("/metadata/deletionTimestamp").is_none() && phase != "Succeeded" && phase != "Failed"
+    let deleting = p
+        .get("metadata")
+        .is_some_and(|m| m.get("deletionTimestamp").is_some());
+    !deleting && phase != "Succeeded" && phase != "Failed"
 }
 
 /// A pod whose Ready condition is True.
 pub fn is_ready(p: &Value) -> bool {
-    p.pointer("/status/conditions")
+    p.get("status")
+        .and_then(|s| s.get("conditions"))
         .and_then(Value::as_array)
         .is_some_and(|cs| {
             cs.iter().any(|c| {

@@ -1,47 +1,92 @@
-//! Upstream's `slowStartBatch`: a controller that creates many pods does it
-//! in batches of 1, 2, 4, 8, … each batch's creates running concurrently,
-//! and stops at the first batch with a failure. A template the API
-//! refuses costs one create, not hundreds; a healthy one reaches full
-//! concurrency after a few round trips.
+//! Upstream's slow start, as a window: a controller that creates many
+//! objects starts one create, and each create that succeeds lets two more
+//! go (the window doubles every round trip, as TCP's slow start), up to
+//! [`MAX_WINDOW`] in flight; the first failure stops new creates and is
+//! returned once those in flight have ended. A template the API refuses
+//! costs one create, not hundreds; a healthy one reaches full concurrency
+//! after a few round trips and then keeps the store's group commit full
+//! (no barrier between batches: a batch waits for its slowest create,
+//! which for one big ReplicaSet halved the pods per Raft entry).
 
-/// The sizes of the batches that create `total` objects.
-pub struct Batches {
-    left: usize,
-    next: usize,
-}
+use std::future::Future;
 
-impl Batches {
-    pub fn new(total: usize) -> Batches {
-        Batches {
-            left: total,
-            next: 1,
+use crate::errors::ReconcileError;
+
+/// Creates in flight at most: beyond this they only queue in the store's
+/// group commit (`MAX_TXNS` per entry, a few entries in flight).
+pub const MAX_WINDOW: usize = 2048;
+
+/// Runs `make(i)` for i in 0..n under the window; returns the outputs of
+/// those that succeeded and the first failure.
+pub async fn run<T, F, Fut>(n: usize, mut make: F) -> (Vec<T>, Option<ReconcileError>)
+where
+    T: Send + 'static,
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<T, ReconcileError>> + Send + 'static,
+{
+    let mut done = Vec::with_capacity(n);
+    let mut failed: Option<ReconcileError> = None;
+    let mut tasks = tokio::task::JoinSet::new();
+    let (mut next, mut window) = (0, 1usize);
+    loop {
+        while failed.is_none() && next < n && tasks.len() < window {
+            tasks.spawn(make(next));
+            next += 1;
+        }
+        let Some(r) = tasks.join_next().await else {
+            break;
+        };
+        match r {
+            Ok(Ok(t)) => {
+                done.push(t);
+                window = (window + 1).min(MAX_WINDOW);
+            }
+            Ok(Err(e)) => {
+                failed.get_or_insert(e);
+            }
+            Err(e) => {
+                failed.get_or_insert(ReconcileError::Unavailable(e.to_string()));
+            }
         }
     }
-}
-
-impl Iterator for Batches {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        if self.left == 0 {
-            return None;
-        }
-        let n = self.next.min(self.left);
-        self.left -= n;
-        self.next = self.next.saturating_mul(2);
-        Some(n)
-    }
+    (done, failed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
-    #[test]
-    fn batches_double_and_sum_to_the_total() {
-        assert_eq!(Batches::new(0).count(), 0);
-        assert_eq!(Batches::new(10).collect::<Vec<_>>(), [1, 2, 4, 3]);
-        assert_eq!(Batches::new(500).sum::<usize>(), 500);
-        assert_eq!(Batches::new(500).count(), 9);
+    #[tokio::test]
+    async fn the_window_grows_and_the_first_failure_stops_new_creates() {
+        let peak = Arc::new(AtomicUsize::new(0));
+        let now = Arc::new(AtomicUsize::new(0));
+        let (ok, err) = run(3000, |i| {
+            let (peak, now) = (peak.clone(), now.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok(i)
+            }
+        })
+        .await;
+        assert_eq!(ok.len(), 3000);
+        assert!(err.is_none());
+        assert!(peak.load(Ordering::SeqCst) <= MAX_WINDOW);
+        // A template that always fails: one create, then nothing more.
+        let tried = Arc::new(AtomicUsize::new(0));
+        let (ok, err) = run(500, |_| {
+            let tried = tried.clone();
+            async move {
+                tried.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(ReconcileError::invalid(None, "Bad", "refused"))
+            }
+        })
+        .await;
+        assert!(ok.is_empty() && err.is_some());
+        assert_eq!(tried.load(Ordering::SeqCst), 1);
     }
 }
