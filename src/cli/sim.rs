@@ -134,6 +134,11 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     // a watch cache only if they come to lead (the control plane reads it).
     let cluster = LocalCluster::start_with(3, |c| {
         c.control_plane.events = opts.events;
+        // More nodes than the default /12 has /24s: a /10 (CGNAT space,
+        // clear of the service range).
+        if opts.nodes > 4096 {
+            c.kubelet.pod_cidr = "100.64.0.0/10".into();
+        }
         c.roles = if c.name == "node-1" {
             vec![Role::Api, Role::Store]
         } else {
