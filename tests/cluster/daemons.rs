@@ -191,15 +191,21 @@ async fn a_daemon_set_runs_on_every_node_and_rolls_within_max_unavailable() {
         .collect();
     r.sort();
     assert_eq!(r, [1, 2]);
-    let st = dss.get("agent").await.unwrap().status.unwrap();
-    assert_eq!(
-        (
+    // The status follows the pods (the controller's next reconcile).
+    wait_until(Duration::from_secs(20), || async {
+        let st = dss.get("agent").await.map_err(|e| e.to_string())?.status;
+        let st = st.unwrap_or_default();
+        let counts = (
             st.desired_number_scheduled,
             st.updated_number_scheduled,
-            st.number_available
-        ),
-        (3, Some(3), Some(3))
-    );
+            st.number_available,
+        );
+        (counts == (3, Some(3), Some(3)))
+            .then_some(())
+            .ok_or(format!("{counts:?}"))
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

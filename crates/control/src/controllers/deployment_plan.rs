@@ -30,6 +30,10 @@
 //!   more available pods than its spec (a scale-down still in flight) it
 //!   returns an error and retries; here the plan just stops scaling for this
 //!   round (status is still computed).
+//! - The surge counts each ReplicaSet at the larger of its spec and its
+//!   `status.replicas` (`sync::pods_held`): upstream counts specs only, so
+//!   a new ReplicaSet may scale up before an old one's surplus pod is
+//!   deleted, one pod above replicas + maxSurge for a moment.
 //! - The deprecated `deprecated.deployment.rollback.to` annotation is not
 //!   supported (`kubectl rollout undo` patches the template instead).
 //! - Status is computed from the ReplicaSets as updated by this plan (upstream

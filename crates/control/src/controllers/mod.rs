@@ -122,12 +122,18 @@ impl Singleton for ControlPlane {
                 allocators.clone(),
             );
             // The cache must have caught up with this leader's log first,
-            // or controllers would act on an old view.
-            if let Err(e) = cache
+            // or controllers would act on an old view (a ReplicaSet counting
+            // pods the previous leader made as missing creates them again).
+            // A read index can fail right after an election: try until it
+            // works (the host aborts this task if leadership goes).
+            let mut pause = std::time::Duration::from_millis(50);
+            while let Err(e) = cache
                 .sync(&ctx.store, std::time::Duration::from_secs(30))
                 .await
             {
-                tracing::warn!("control plane: the watch cache did not catch up: {e}");
+                tracing::warn!("control plane: the watch cache did not catch up yet: {e}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
             }
             tracing::info!(node = %ctx.store.node(), "control plane running");
             // The Events of the controllers, fenced like their writes.

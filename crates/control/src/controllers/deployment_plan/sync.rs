@@ -223,7 +223,7 @@ impl State {
             }),
             status: None,
         };
-        let all_spec = self.sum(&self.all(), spec_replicas);
+        let all_spec = self.sum(&self.all(), pods_held);
         set_spec_replicas(&mut rs, new_rs_new_replicas(cx, all_spec, 0));
         set_new_rs_annotations(cx, &mut rs, new_revision, false);
         self.rss.push(rs);
@@ -414,7 +414,7 @@ impl State {
             Ordering::Equal => false,
             Ordering::Greater => self.scale_and_record(cx, n, cx.replicas),
             Ordering::Less => {
-                let all = self.sum(&self.all(), spec_replicas);
+                let all = self.sum(&self.all(), pods_held);
                 let target = new_rs_new_replicas(cx, all, size);
                 self.scale_and_record(cx, n, target)
             }
@@ -695,6 +695,14 @@ impl State {
         }
         self.status = st;
     }
+}
+
+/// The pods a ReplicaSet counts for the surge: its spec, or the pods it
+/// still has if more (a scaled-down ReplicaSet whose surplus pod is not
+/// deleted yet), so a surge never waits on another controller's delete
+/// and the pods never exceed replicas + maxSurge, even for a moment.
+pub(super) fn pods_held(rs: &ReplicaSet) -> i64 {
+    spec_replicas(rs).max(status_replicas(rs))
 }
 
 /// Upstream `NewRSNewReplicas`, given the sum of all ReplicaSets' spec.replicas.
