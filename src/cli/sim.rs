@@ -86,6 +86,45 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// An apps/v1 workload of `kind` named `name` (with `replicas` for a
+/// Deployment) whose pods request a little of each node.
+fn workload(kind: &str, name: &str, replicas: Option<usize>) -> Value {
+    let mut body = json!({
+        "apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": name},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": "sim",
+                                        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
+    });
+    if let Some(r) = replicas {
+        body["spec"]["replicas"] = json!(r);
+    }
+    body
+}
+
+/// POSTs `body` to apps/v1 `plural` in `default`; returns the milliseconds
+/// it took.
+async fn create(
+    client: &super::http::ApiClient,
+    plural: &str,
+    body: &Value,
+) -> anyhow::Result<f64> {
+    let sent = Instant::now();
+    let path = format!("/apis/apps/v1/namespaces/default/{plural}");
+    let bytes = serde_json::to_vec(body)?;
+    let (code, text) = client
+        .request(Method::POST, &path, Some(bytes), Duration::from_secs(30))
+        .await?;
+    if code != StatusCode::CREATED {
+        bail!(
+            "creating {plural}: {code}: {}",
+            String::from_utf8_lossy(&text)
+        );
+    }
+    Ok(sent.elapsed().as_secs_f64() * 1000.0)
+}
+
 pub fn run(mut opts: SimOptions) -> anyhow::Result<()> {
     if opts.nodes == 0 || opts.pods == 0 || opts.deployments == 0 {
         bail!("--nodes, --pods and --deployments must be above 0");
@@ -231,59 +270,15 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     let mut creator = tokio::spawn(async move {
         let mut mutation_ms = Vec::new();
         if daemonset {
-            let body = json!({
-                "apiVersion": "apps/v1", "kind": "DaemonSet",
-                "metadata": {"name": "sim-ds"},
-                "spec": {"selector": {"matchLabels": {"app": "sim-ds"}},
-                         "template": {"metadata": {"labels": {"app": "sim-ds"}},
-                                      "spec": {"containers": [{"name": "c", "image": "sim",
-                                                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
-            });
-            let sent = Instant::now();
-            let (code, text) = client
-                .request(
-                    Method::POST,
-                    "/apis/apps/v1/namespaces/default/daemonsets",
-                    Some(serde_json::to_vec(&body)?),
-                    Duration::from_secs(30),
-                )
-                .await?;
-            mutation_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
-            if code != StatusCode::CREATED {
-                bail!(
-                    "creating the DaemonSet: {code}: {}",
-                    String::from_utf8_lossy(&text)
-                );
-            }
+            let body = workload("DaemonSet", "sim-ds", None);
+            mutation_ms.push(create(&client, "daemonsets", &body).await?);
         }
         for d in 0..deployments {
             let replicas = per + usize::from(d < extra);
-            let body = json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": format!("sim-{d}")},
-                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": format!("sim-{d}")}},
-                         "template": {"metadata": {"labels": {"app": format!("sim-{d}")}},
-                                      "spec": {"containers": [{"name": "c", "image": "sim",
-                                                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
-            });
-            let sent = Instant::now();
-            let (code, text) = client
-                .request(
-                    Method::POST,
-                    "/apis/apps/v1/namespaces/default/deployments",
-                    Some(serde_json::to_vec(&body)?),
-                    Duration::from_secs(30),
-                )
-                .await?;
-            mutation_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
-            if code != StatusCode::CREATED {
-                bail!(
-                    "creating a Deployment: {code}: {}",
-                    String::from_utf8_lossy(&text)
-                );
-            }
+            let body = workload("Deployment", &format!("sim-{d}"), Some(replicas));
+            mutation_ms.push(create(&client, "deployments", &body).await?);
         }
-        Ok(mutation_ms)
+        anyhow::Ok(mutation_ms)
     });
     let mut mutation_ms: Option<Vec<f64>> = None;
 

@@ -44,6 +44,18 @@ pub fn controlled_by(obj: &Value, uid: &str) -> bool {
         })
 }
 
+/// The objects under `dependents` in `owner`'s namespace that name it as
+/// their controller, from the cache's owner index (no scan).
+pub fn controlled(cache: &Cache, owner: &Value, dependents: &Resource) -> Vec<Arc<Value>> {
+    let uid = uid_of(owner);
+    let ns = shoal_model::objects::namespace_of(owner);
+    let (found, _) = cache.dependents(uid, &dependents.prefix(Some(ns)));
+    found
+        .into_iter()
+        .filter(|o| controlled_by(o, uid))
+        .collect()
+}
+
 fn selects(selector: &Value, obj: &Value) -> bool {
     // An empty selector claims nothing (upstream's labels.Nothing here).
     let empty = selector.as_object().is_none_or(|m| {
@@ -56,6 +68,17 @@ fn selects(selector: &Value, obj: &Value) -> bool {
 }
 
 impl Claimer<'_> {
+    /// The dependents the owner controls (from the cache's owner index),
+    /// after adopting and releasing; and the highest revision written.
+    pub async fn owned(
+        &self,
+        cache: &Cache,
+        fenced: &Registry,
+    ) -> Result<(Vec<Arc<Value>>, u64), ReconcileError> {
+        let mine = controlled(cache, self.owner, self.dependents);
+        self.claim(cache, fenced, mine).await
+    }
+
     /// The dependents the owner controls after adopting and releasing, and
     /// the highest revision written (0: nothing written).
     pub async fn claim(

@@ -56,8 +56,7 @@ impl CronJobController {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let (mut mine, _) = self.cache.dependents(&uid, &jobs().prefix(Some(ns)));
-        mine.retain(|j| super::claim::controlled_by(j, &uid));
+        let mine = super::claim::controlled(&self.cache, &cj, jobs());
         let mut plan = cronjob_plan::plan(&cj, &mine, self.clock.now());
         let me = ObjectRef::of(&cj);
         for (warning, reason, message) in &plan.events {

@@ -81,23 +81,13 @@ impl DaemonSetController {
         if ds.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(Action::Done);
         }
-        let uid = ds
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let (mine, _) = self.cache.dependents(&uid, &pods().prefix(Some(ns)));
-        let mine: Vec<Arc<Value>> = mine
-            .into_iter()
-            .filter(|p| super::claim::controlled_by(p, &uid))
-            .collect();
         let claimer = super::claim::Claimer {
             owner: &ds,
             kind: "DaemonSet",
             api_version: "apps/v1",
             dependents: pods(),
         };
-        let (mine, claimed) = claimer.claim(&self.cache, &self.registry, mine).await?;
+        let (mine, claimed) = claimer.owned(&self.cache, &self.registry).await?;
         *last = (*last).max(claimed);
         let hash = self.revision(&ds, &mine, last).await?;
         let fits = self.nodes(&ds)?;
@@ -112,34 +102,21 @@ impl DaemonSetController {
             }
         }
         let nodes: Vec<&String> = plan.create.iter().take(BURST).collect();
-        let (made, failed) = super::slow_start::run(nodes.len(), |i| {
-            let pod = daemonset_plan::pod_for(&ds, nodes[i], &hash);
-            let (reg, ns) = (self.registry.clone(), ns.to_string());
-            async move {
-                let made = reg.create(pods(), &ns, pod.clone(), false).await;
-                made.map_err(|e| ReconcileError::from(e).about(&pod))
-            }
-        })
+        let make = |i: usize| daemonset_plan::pod_for(&ds, nodes[i], &hash);
+        let created = super::slow_start::create_pods(
+            &self.registry,
+            &self.events,
+            &ds,
+            nodes.len(),
+            make,
+            last,
+        )
         .await;
-        for made in &made {
-            *last = (*last).max(objects::rv_of(made).ok().flatten().unwrap_or(0));
-            let msg = format!("Created pod: {}", objects::name_of(made));
-            self.events
-                .emit(&me, EventType::Normal, "SuccessfulCreate", &msg);
-        }
         bump(
             last,
             update_status(&self.registry, daemonsets(), &ds, plan.status).await?,
         );
-        match failed {
-            None => Ok(Action::Done),
-            Some(ReconcileError::Invalid { message, .. }) => Err(ReconcileError::invalid(
-                Some(me),
-                "FailedCreate",
-                format!("Error creating: {message}"),
-            )),
-            Some(e) => Err(e),
-        }
+        created.map(|()| Action::Done)
     }
 
     /// Every Node, with whether the DaemonSet's pod should run there and
@@ -183,8 +160,7 @@ impl DaemonSetController {
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let (mut revs, _) = self.cache.dependents(uid, &revisions().prefix(Some(ns)));
-        revs.retain(|r| super::claim::controlled_by(r, uid));
+        let revs = super::claim::controlled(&self.cache, ds, revisions());
         let raw = ds.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let template: PodTemplateSpec = serde_json::from_value(raw.clone())?;
         let max = revs.iter().map(|r| number(r)).max().unwrap_or(0);

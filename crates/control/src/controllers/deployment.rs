@@ -59,20 +59,13 @@ impl DeploymentController {
         let Some(dv) = self.cache.get(&deployments().key(ns, name)) else {
             return Ok(Action::Done);
         };
-        let uid = dv
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let (mut owned_v, _) = self.cache.dependents(&uid, &replicasets().prefix(Some(ns)));
-        owned_v.retain(|rs| super::claim::controlled_by(rs, &uid));
         let claimer = super::claim::Claimer {
             owner: &dv,
             kind: "Deployment",
             api_version: "apps/v1",
             dependents: replicasets(),
         };
-        let (owned_v, claimed_rev) = claimer.claim(&self.cache, &self.registry, owned_v).await?;
+        let (owned_v, claimed_rev) = claimer.owned(&self.cache, &self.registry).await?;
         let d: Deployment = serde_json::from_value((*dv).clone())?;
         let owned: Vec<ReplicaSet> = owned_v
             .iter()

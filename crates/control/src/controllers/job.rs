@@ -59,11 +59,7 @@ impl JobController {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let (mine, _) = self.cache.dependents(&uid, &pods().prefix(Some(ns)));
-        let mine: Vec<Arc<Value>> = mine
-            .into_iter()
-            .filter(|p| super::claim::controlled_by(p, &uid))
-            .collect();
+        let mine = super::claim::controlled(&self.cache, &job, pods());
         // A Job being deleted lets its pods go (their finalizers), so the
         // garbage collector can remove them.
         if job.pointer("/metadata/deletionTimestamp").is_some() {
@@ -121,35 +117,16 @@ impl JobController {
         }
         let template = job.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let creates: Vec<Option<i64>> = plan.create.iter().take(BURST).copied().collect();
-        let (made, failed) = super::slow_start::run(creates.len(), |i| {
-            let pod = pod_from_template(&template, name, &uid, creates[i]);
-            let (reg, ns) = (self.registry.clone(), ns.to_string());
-            async move {
-                let made = reg.create(pods(), &ns, pod.clone(), false).await;
-                made.map_err(|e| ReconcileError::from(e).about(&pod))
-            }
-        })
-        .await;
-        for made in &made {
-            *last = (*last).max(objects::rv_of(made).ok().flatten().unwrap_or(0));
-            self.events.emit(
-                &me,
-                EventType::Normal,
-                "SuccessfulCreate",
-                &format!("Created pod: {}", objects::name_of(made)),
-            );
-        }
-        match failed {
-            None => {}
-            Some(ReconcileError::Invalid { message, .. }) => {
-                return Err(ReconcileError::invalid(
-                    Some(me),
-                    "FailedCreate",
-                    format!("Error creating: {message}"),
-                ))
-            }
-            Some(e) => return Err(e),
-        }
+        let make = |i: usize| pod_from_template(&template, name, &uid, creates[i]);
+        super::slow_start::create_pods(
+            &self.registry,
+            &self.events,
+            &job,
+            creates.len(),
+            make,
+            last,
+        )
+        .await?;
         Ok(plan.requeue_after.map_or(Action::Done, Action::After))
     }
 

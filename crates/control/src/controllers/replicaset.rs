@@ -83,11 +83,6 @@ impl ReplicaSetController {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let (mine, _) = self.cache.dependents(&uid, &pods().prefix(Some(ns)));
-        let mine: Vec<Arc<Value>> = mine
-            .into_iter()
-            .filter(|p| super::claim::controlled_by(p, &uid))
-            .collect();
         // Orphans the selector matches are adopted, pods it no longer
         // matches released.
         let claimer = super::claim::Claimer {
@@ -96,7 +91,7 @@ impl ReplicaSetController {
             api_version: "apps/v1",
             dependents: pods(),
         };
-        let (mine, claimed_rev) = claimer.claim(&self.cache, &self.registry, mine).await?;
+        let (mine, claimed_rev) = claimer.owned(&self.cache, &self.registry).await?;
         let active: Vec<&Arc<Value>> = mine.iter().filter(|p| is_active(p)).collect();
         let want = rs
             .pointer("/spec/replicas")
@@ -109,41 +104,18 @@ impl ReplicaSetController {
             let n = (want - active.len()).min(BURST);
             let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
             let pod = pod_from_template(&template, name, &uid);
-            let me = shoal_model::events::ObjectRef::of(&rs);
             // Upstream's slow start (a window doubling per round trip),
-            // stopping at the first failure; every create in flight is
-            // awaited (its revision counts) before a failure is reported.
-            let (made, failed) = super::slow_start::run(n, |_| {
-                let (reg, pod, ns) = (self.registry.clone(), pod.clone(), ns.to_string());
-                async move {
-                    let made = reg.create(pods(), &ns, pod.clone(), false).await;
-                    made.map_err(|e| ReconcileError::from(e).about(&pod))
-                }
-            })
-            .await;
-            for made in &made {
-                let rev = shoal_model::objects::rv_of(made).ok().flatten();
-                *last_rev = (*last_rev).max(rev.unwrap_or(0));
-                self.events.emit(
-                    &me,
-                    shoal_model::events::EventType::Normal,
-                    "SuccessfulCreate",
-                    &format!("Created pod: {}", shoal_model::objects::name_of(made)),
-                );
-            }
-            match failed {
-                None => {}
-                // A pod the API rules refuse is about its ReplicaSet
-                // (upstream's FailedCreate).
-                Some(ReconcileError::Invalid { message, .. }) => {
-                    return Err(ReconcileError::invalid(
-                        Some(shoal_model::events::ObjectRef::of(&rs)),
-                        "FailedCreate",
-                        format!("Error creating: {message}"),
-                    ))
-                }
-                Some(e) => return Err(e),
-            }
+            // stopping at the first failure; a pod the API refuses is a
+            // FailedCreate about the ReplicaSet.
+            super::slow_start::create_pods(
+                &self.registry,
+                &self.events,
+                &rs,
+                n,
+                |_| pod.clone(),
+                last_rev,
+            )
+            .await?;
         } else if active.len() > want {
             let mut surplus = active.clone();
             surplus.sort_by_key(|p| deletion_rank(p));

@@ -52,6 +52,51 @@ where
     (done, failed)
 }
 
+/// Creates `pods` (built by `make(i)`, i in 0..n) in `ns` for `owner`
+/// under the window, each success a `SuccessfulCreate` Event about the
+/// owner; raises `last` to the highest revision written. A pod the API's
+/// rules refuse is upstream's `FailedCreate` Warning about the owner.
+pub async fn create_pods<F>(
+    reg: &shoal_model::registry::Registry,
+    events: &shoal_model::events::EventRecorder,
+    owner: &serde_json::Value,
+    n: usize,
+    make: F,
+    last: &mut u64,
+) -> Result<(), ReconcileError>
+where
+    F: Fn(usize) -> serde_json::Value,
+{
+    use shoal_model::events::{EventType, ObjectRef};
+    use shoal_model::objects;
+    let ns = objects::namespace_of(owner).to_string();
+    let (made, failed) = run(n, |i| {
+        let (reg, pod, ns) = (reg.clone(), make(i), ns.clone());
+        async move {
+            let made = reg
+                .create(&shoal_model::resources::PODS, &ns, pod.clone(), false)
+                .await;
+            made.map_err(|e| ReconcileError::from(e).about(&pod))
+        }
+    })
+    .await;
+    let me = ObjectRef::of(owner);
+    for pod in &made {
+        *last = (*last).max(objects::rv_of(pod).ok().flatten().unwrap_or(0));
+        let msg = format!("Created pod: {}", objects::name_of(pod));
+        events.emit(&me, EventType::Normal, "SuccessfulCreate", &msg);
+    }
+    match failed {
+        None => Ok(()),
+        Some(ReconcileError::Invalid { message, .. }) => Err(ReconcileError::invalid(
+            Some(me),
+            "FailedCreate",
+            format!("Error creating: {message}"),
+        )),
+        Some(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
