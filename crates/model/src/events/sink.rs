@@ -78,7 +78,15 @@ impl Sink {
     pub(super) fn start(recorder: EventRecorder) -> Sink {
         let (tx, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(recorder, rx, counters.clone()));
+        // The task's recorder has a sink of its own (never started), so it
+        // holds no sender of this queue: when the last recorder that emits
+        // into it goes (a control plane that stopped leading), the queue
+        // closes and the task ends.
+        let writer = EventRecorder {
+            sink: Arc::default(),
+            ..recorder
+        };
+        tokio::spawn(run(writer, rx, counters.clone()));
         Sink { tx, counters }
     }
 
@@ -363,6 +371,71 @@ mod tests {
             ),
             "Created pod: p0"
         );
+    }
+
+    /// A writer that accepts every write (counts them).
+    struct Accepting(std::sync::atomic::AtomicU64);
+
+    impl crate::writer::Writer for Accepting {
+        fn read(
+            &self,
+            _: shoal_store::ReadRequest,
+        ) -> futures::future::BoxFuture<'_, Result<shoal_store::ReadResult, shoal_store::ClientError>>
+        {
+            Box::pin(async { Err(shoal_store::ClientError::NoQuorum) })
+        }
+
+        fn write(
+            &self,
+            _: shoal_store::command::Txn,
+        ) -> futures::future::BoxFuture<
+            '_,
+            Result<shoal_store::command::TxnResult, shoal_store::ClientError>,
+        > {
+            let revision = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                Ok(shoal_store::command::TxnResult {
+                    succeeded: true,
+                    revision,
+                    prev: Vec::new(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sink_writes_then_ends_with_the_last_recorder() {
+        let writer = Arc::new(Accepting(std::sync::atomic::AtomicU64::new(0)));
+        let r = EventRecorder::new(writer.clone(), "test", "here");
+        r.emit(
+            &obj("a"),
+            EventType::Normal,
+            "Started",
+            "Started container c",
+        );
+        r.emit(
+            &obj("a"),
+            EventType::Normal,
+            "Started",
+            "Started container c",
+        );
+        use shoal_fabric::testing::wait_until;
+        wait_until(Duration::from_secs(5), || async {
+            let st = r.stats();
+            (st.writes >= 1).then_some(()).ok_or(format!("{st:?}"))
+        })
+        .await
+        .unwrap();
+        // The two folded into one write.
+        assert_eq!((r.stats().emitted, r.stats().writes), (2, 1));
+        drop(r);
+        // The task held the writer; once it ends only this test does.
+        wait_until(Duration::from_secs(5), || async {
+            let n = Arc::strong_count(&writer);
+            (n == 1).then_some(()).ok_or(format!("{n} holders"))
+        })
+        .await
+        .unwrap();
     }
 
     #[test]
