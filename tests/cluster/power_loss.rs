@@ -144,15 +144,27 @@ async fn power_loss_rounds(tweak: impl Fn(&mut shoal::config::NodeConfig)) {
         "the load must have produced acknowledged writes ({})",
         acked_all.len()
     );
-    // Every acknowledged write is present.
-    let all = c
-        .on(2, |h| async move {
-            h.store
-                .read(ReadRequest::prefix(b"/pl/".to_vec()))
-                .await
-                .unwrap()
-        })
-        .await;
+    // Every acknowledged write is present. (Node 1 knowing a leader does
+    // not mean node 2's read gets through at once after the restart: the
+    // read is retried within a deadline.)
+    let got = std::sync::Mutex::new(None);
+    wait_until(Duration::from_secs(30), || async {
+        let r = c
+            .on(2, |h| async move {
+                h.store.read(ReadRequest::prefix(b"/pl/".to_vec())).await
+            })
+            .await;
+        match r {
+            Ok(r) => {
+                *got.lock().unwrap() = Some(r);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .unwrap();
+    let all = got.lock().unwrap().take().expect("a read");
     let keys: std::collections::HashSet<String> = all
         .kvs
         .iter()
