@@ -13,9 +13,13 @@ use shoal_harness::{wait_until, TestCluster};
 
 use crate::kube_api::api_ready;
 
+/// A Job whose sim pods exit with `exit` (below 0: they run on).
 fn job(name: &str, spec: Value, exit: i32) -> Job {
     let mut s = json!({"template": {"metadata": {"annotations": {"sim.shoal.dev/exit-code": exit.to_string()}},
         "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}});
+    if exit < 0 {
+        s["template"]["metadata"] = json!({});
+    }
     for (k, v) in spec.as_object().unwrap() {
         s[k] = v.clone();
     }
@@ -157,6 +161,35 @@ async fn jobs_complete_index_their_pods_fail_past_their_backoff_limit_and_record
         2,
         "one pod and one replacement"
     );
+
+    // A Job deleted in the background (kubectl's default) takes its pods
+    // with it, running or not: their tracking finalizer goes once the Job
+    // is gone.
+    jobs.create(
+        &pp,
+        &job("brief", json!({"parallelism": 2, "completions": 4}), -1),
+    )
+    .await
+    .unwrap();
+    wait_until(Duration::from_secs(20), || async {
+        let n = pods_of("brief").await.len();
+        (n == 2).then_some(()).ok_or(format!("{n} pods"))
+    })
+    .await
+    .unwrap();
+    jobs.delete("brief", &kube::api::DeleteParams::background())
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(30), || async {
+        let left: Vec<String> = pods_of("brief")
+            .await
+            .into_iter()
+            .map(|p| format!("{:?} {:?}", p.metadata.name, p.metadata.finalizers))
+            .collect();
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    })
+    .await
+    .unwrap();
 
     // The Job controller's Events.
     wait_until(Duration::from_secs(10), || async {

@@ -128,7 +128,9 @@ impl Fleet {
                         let _ = rt.stop(&uid, Duration::ZERO).await;
                         let rev = objects::rv_of(&pod).ok().flatten().unwrap_or(0);
                         match Registry::finish_pod_txn(&pod, rev) {
-                            Ok(txn) => reporter.report(key, txn),
+                            Ok(Some(txn)) => reporter.report(key, txn),
+                            // Finalizers hold it: their owner removes it.
+                            Ok(None) => {}
                             Err(e) => tracing::warn!("sim kubelet: {}", e.message),
                         }
                         continue;

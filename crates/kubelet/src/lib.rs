@@ -480,7 +480,9 @@ impl Kubelet {
                 }
                 stop.await;
                 match Registry::finish_pod_txn(&pod, rev) {
-                    Ok(txn) => reporter.report(key, txn),
+                    Ok(Some(txn)) => reporter.report(key, txn),
+                    // Finalizers hold it: their owner removes it.
+                    Ok(None) => {}
                     Err(e) => tracing::warn!("kubelet: {}", e.message),
                 }
             });

@@ -625,8 +625,9 @@ impl Registry {
 
     /// The kubelet's last word on a pod it stopped: the transaction that
     /// removes it (batched with its status reports). Only a pod marked for
-    /// deletion goes this way.
-    pub fn finish_pod_txn(pod: &Value, mod_rev: u64) -> ApiResult<Txn> {
+    /// deletion goes this way; one that still has finalizers stays (None)
+    /// until whoever holds them lets go, as upstream.
+    pub fn finish_pod_txn(pod: &Value, mod_rev: u64) -> ApiResult<Option<Txn>> {
         let pods = &crate::resources::PODS;
         if pod.pointer("/metadata/deletionTimestamp").is_none() {
             return Err(ApiError::bad_request(format!(
@@ -634,8 +635,11 @@ impl Registry {
                 objects::name_of(pod)
             )));
         }
+        if !objects::finalizers(pod).is_empty() {
+            return Ok(None);
+        }
         let key = pods.key(objects::namespace_of(pod), objects::name_of(pod));
-        Ok(Txn::delete(key, Some(mod_rev)))
+        Ok(Some(Txn::delete(key, Some(mod_rev))))
     }
 
     /// The transaction that removes `obj` (stored at `mod_rev`) with its
@@ -781,7 +785,11 @@ mod tests {
         assert_eq!(Registry::finish_pod_txn(&pod, 4).unwrap_err().code, 400);
         let mut deleting = pod.clone();
         deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-        let txn = Registry::finish_pod_txn(&deleting, 4).unwrap();
+        let txn = Registry::finish_pod_txn(&deleting, 4).unwrap().unwrap();
+        // A pod with a finalizer stays until it is gone.
+        let mut held = deleting.clone();
+        held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        assert!(Registry::finish_pod_txn(&held, 4).unwrap().is_none());
         assert_eq!(
             txn.success,
             vec![Op::Delete {

@@ -50,6 +50,18 @@ impl JobController {
     }
 
     async fn sync_writing(&self, key: &str, last: &mut u64) -> Result<Action, ReconcileError> {
+        // A pod whose Job is gone (deleted in the background, or made again
+        // under the same name) loses the tracking finalizer, or it would
+        // never finish deleting.
+        if let Some(pod) = key.strip_prefix(ORPHAN_KEY) {
+            let (ns, name) = super::runtime::split_key(pod)?;
+            if let Some(p) = self.cache.get(&pods().key(ns, name)) {
+                if orphaned(&self.cache, &p) {
+                    bump(last, self.unfinalize(&p).await?);
+                }
+            }
+            return Ok(Action::Done);
+        }
         let (ns, name) = super::runtime::split_key(key)?;
         let Some(job) = self.cache.get(&jobs().key(ns, name)) else {
             return Ok(Action::Done);
@@ -148,6 +160,37 @@ impl JobController {
     }
 }
 
+/// The key of a pod whose tracking finalizer may have to go.
+const ORPHAN_KEY: &str = "orphan:";
+
+/// Whether `pod` holds the tracking finalizer while the Job it names as
+/// its controller is gone (none by that name, or one with another uid).
+fn orphaned(cache: &Cache, pod: &Value) -> bool {
+    // Read in place: this runs on every pod change in the cluster.
+    let tracked = pod
+        .get("metadata")
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .is_some_and(|fs| fs.iter().any(|f| f.as_str() == Some(TRACKING_FINALIZER)));
+    let owner = pod
+        .get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+        .and_then(|refs| {
+            refs.iter().find(|r| {
+                r.get("kind").and_then(Value::as_str) == Some("Job")
+                    && r.get("controller").and_then(Value::as_bool) == Some(true)
+            })
+        });
+    let Some(owner) = owner.filter(|_| tracked) else {
+        return false;
+    };
+    let name = owner.get("name").and_then(Value::as_str).unwrap_or("");
+    let uid = owner.get("uid").and_then(Value::as_str);
+    let job = cache.get(&jobs().key(objects::namespace_of(pod), name));
+    job.is_none_or(|j| j.pointer("/metadata/uid").and_then(Value::as_str) != uid)
+}
+
 fn bump(last: &mut u64, rev: Option<u64>) {
     if let Some(r) = rev {
         *last = (*last).max(r);
@@ -214,7 +257,18 @@ impl Reconciler for JobController {
     }
 
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
-        super::claim::claiming_watches(&self.cache, jobs(), pods(), "Job")
+        let mut w = super::claim::claiming_watches(&self.cache, jobs(), pods(), "Job");
+        // A tracked pod whose Job is gone is keyed by itself.
+        let cache = self.cache.clone();
+        let orphans: KeyFn = Arc::new(move |e| {
+            if e.kind != shoal_model::cache::Kind::Deleted && orphaned(&cache, &e.object) {
+                vec![format!("{ORPHAN_KEY}{}", super::runtime::key_of(&e.object))]
+            } else {
+                Vec::new()
+            }
+        });
+        w.push((pods().prefix(None), orphans));
+        w
     }
 
     fn reconcile(
