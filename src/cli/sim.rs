@@ -63,6 +63,10 @@ pub struct SimReport {
     /// Watch caches the three nodes ran (the API node's, and the leader's
     /// if another node led at some point).
     pub watch_caches: usize,
+    /// Every second since the workload's create: pods seen, bound and
+    /// Running by then (where the time went: creation, scheduling or
+    /// start-up).
+    pub timeline: Vec<[usize; 3]>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -287,6 +291,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     let mut startup_ms: Vec<f64> = Vec::new();
     let mut running: HashMap<Vec<u8>, bool> = HashMap::new();
     let mut n_running = 0usize;
+    let mut timeline: Vec<[usize; 3]> = Vec::new();
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut last = w.rev;
     let mut events: Vec<Arc<CacheEvent>> = std::mem::take(&mut w.initial);
@@ -326,7 +331,11 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
                 n_running -= 1;
             }
         }
+        while t0.elapsed() >= Duration::from_secs(timeline.len() as u64 + 1) {
+            timeline.push([first_seen.len(), bound_at.len(), n_running]);
+        }
         if n_running >= opts.pods && mutation_ms.is_some() {
+            timeline.push([first_seen.len(), bound_at.len(), n_running]);
             break;
         }
         tokio::select! {
@@ -399,6 +408,7 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         watch_caches: (1..=3)
             .filter(|&i| cluster.node(i).cache.is_started())
             .count(),
+        timeline,
     };
     drop(cluster);
     Ok(report)

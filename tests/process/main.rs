@@ -547,4 +547,19 @@ fn sim_json_reports_all_pods_running() {
     assert!(v["schedule_pods_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["startup_p99_ms"].as_f64().unwrap() >= v["startup_p50_ms"].as_f64().unwrap());
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+    // The timeline ends with every pod seen, bound and Running, and never
+    // has more bound than seen or more Running than bound.
+    let timeline = v["timeline"].as_array().expect("timeline");
+    let rows: Vec<Vec<u64>> = timeline
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert!(rows.last().is_some_and(|r| r[2] == 200), "{v}");
+    assert!(rows.iter().all(|r| r[0] >= r[1] && r[1] >= r[2]), "{v}");
 }

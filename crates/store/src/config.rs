@@ -58,7 +58,7 @@ impl Default for StoreConfig {
             logs_to_keep: 1_000,
             history_revisions: 10_000,
             history_min_age_ms: 300_000,
-            apply_sync_ms: 100,
+            apply_sync_ms: 500,
             request_timeout_ms: 5_000,
             voters: 3,
             autopilot_down_after_ms: 30_000,

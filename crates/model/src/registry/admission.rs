@@ -1,14 +1,43 @@
 //! Admission the registry applies to a new object beyond validation, as
-//! upstream's plugins do for Pods: RuntimeClass, and the ServiceAccount's
-//! imagePullSecrets.
+//! upstream's plugins do: NamespaceLifecycle for every namespaced kind, and
+//! for Pods RuntimeClass and the ServiceAccount's imagePullSecrets.
 
 use serde_json::Value;
 
 use super::Registry;
 use crate::errors::{ApiError, ApiResult};
+use crate::resources::Resource;
 use shoal_store::ReadRequest;
 
 impl Registry {
+    /// Refuses objects (`name`, of `res`) in namespaces that do not exist
+    /// or are being deleted, as the NamespaceLifecycle admission plugin
+    /// does.
+    pub async fn check_namespace(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<()> {
+        if !res.namespaced {
+            return Ok(());
+        }
+        let nss = &crate::resources::NAMESPACES;
+        let key = nss.key("", ns);
+        let cached = self.cache.as_ref().and_then(|c| c.get(&key));
+        let terminating = match cached {
+            Some(n) => n.pointer("/metadata/deletionTimestamp").is_some(),
+            None => {
+                let r = self.writer.read(ReadRequest::key(key)).await?;
+                let Some(kv) = r.kvs.first() else {
+                    return Err(ApiError::not_found(nss, ns));
+                };
+                serde_json::from_slice::<Value>(&kv.value)
+                    .ok()
+                    .is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_some())
+            }
+        };
+        if terminating {
+            return Err(ApiError::namespace_terminating(res, name, ns));
+        }
+        Ok(())
+    }
+
     /// The ServiceAccount admission plugin's part for images, as
     /// upstream's: a pod that names no `imagePullSecrets` gets those of its
     /// ServiceAccount (`default` unless it names another), so a namespace's
