@@ -19,12 +19,14 @@ mod cluster;
 mod columns;
 mod network;
 mod pod;
+mod storage;
 mod workloads;
 
 use cluster::*;
 use columns::*;
 use network::*;
 use pod::*;
+use storage::*;
 use workloads::*;
 
 /// The column definitions (meta.k8s.io/v1 TableColumnDefinition as JSON: name, type, format, description, priority) for `kind`.
@@ -385,6 +387,17 @@ const PRINTERS: &[Printer] = &[
     kind("IngressClass", INGRESS_CLASS_COLUMNS, ingress_class_row),
     kind("Lease", LEASE_COLUMNS, lease_row),
     kind("RuntimeClass", RUNTIME_CLASS_COLUMNS, runtime_class_row),
+    kind(
+        "PersistentVolume",
+        PERSISTENT_VOLUME_COLUMNS,
+        persistent_volume_row,
+    ),
+    kind(
+        "PersistentVolumeClaim",
+        PERSISTENT_VOLUME_CLAIM_COLUMNS,
+        persistent_volume_claim_row,
+    ),
+    kind("StorageClass", STORAGE_CLASS_COLUMNS, storage_class_row),
 ];
 
 const DEFAULT_PRINTER: Printer = kind("", DEFAULT_COLUMNS, default_row);

@@ -690,7 +690,8 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
     // The Services that stand for the nodes: the cluster DNS, and the API
     // as pods reach it; their endpoints are the nodes' announcements (the
     // control plane's system-endpoints controllers). And the built-in
-    // Ingress controller's class, the default one, and the RuntimeClasses.
+    // Ingress controller's class, the default one, the default StorageClass
+    // and the RuntimeClasses.
     let (dns_ns, dns) = shoal_model::objects::KUBE_DNS;
     let (api_ns, api) = shoal_model::objects::KUBERNETES;
     let mut services = vec![
@@ -716,6 +717,15 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
             "spec": {"controller": shoal_model::objects::INGRESS_CONTROLLER},
         }),
     ];
+    // The built-in local-path provisioner's class, the default one.
+    services.push(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": shoal_model::objects::LOCAL_CLASS,
+            "annotations": {shoal_model::registry::DEFAULT_CLASS: "true"}},
+        "provisioner": shoal_model::objects::storage::LOCAL_PATH,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }));
     // The RuntimeClasses of the runtimes kubelets offer.
     services.extend(
         shoal_model::objects::RUNTIME_CLASSES
@@ -727,6 +737,7 @@ pub async fn bootstrap(kube: Arc<KubeApi>) {
         let res = match obj["kind"].as_str() {
             Some("Service") => &resources::SERVICES,
             Some("RuntimeClass") => &resources::RUNTIMECLASSES,
+            Some("StorageClass") => &resources::STORAGECLASSES,
             _ => &resources::INGRESSCLASSES,
         };
         loop {

@@ -30,6 +30,7 @@ pub mod config;
 pub mod docker;
 pub mod envs;
 pub mod fleet;
+pub mod local_volumes;
 pub mod multi;
 mod node;
 pub mod podevents;
@@ -296,7 +297,7 @@ impl Kubelet {
         // an expired one (its revision compacted) lists again.
         let mut revs = Revs {
             pods: listed.revision,
-            configs: [listed.revision; 2],
+            configs: [listed.revision; 3],
         };
         loop {
             // This node's replica, or, on a worker-only node, another's.
@@ -360,13 +361,18 @@ impl Kubelet {
             Ok(s) => s,
             Err(e) => return lost(&e),
         };
-        // ConfigMaps and Secrets: pods that mount one get its changes, and
-        // pods that could not start without one start once it is there.
+        // ConfigMaps, Secrets and claims: pods that mount one get its
+        // changes, and pods that could not start without one start once it
+        // is there (a claim: once it is bound).
         let mut configs = Vec::new();
         if self.runtime.needs_config() {
             for (i, (res, kind)) in [
                 (&shoal_model::resources::CONFIGMAPS, "ConfigMap"),
                 (&shoal_model::resources::SECRETS, "Secret"),
+                (
+                    &shoal_model::resources::PERSISTENTVOLUMECLAIMS,
+                    "PersistentVolumeClaim",
+                ),
             ]
             .into_iter()
             .enumerate()
@@ -557,6 +563,21 @@ impl Kubelet {
             if objects::namespace_of(&p.pod) != ns {
                 continue;
             }
+            if kind == "PersistentVolumeClaim" {
+                // A claim that binds lets a pod waiting for it mount it.
+                let uses = volumes::claims(&p.pod).iter().any(|(_, c)| c == name);
+                let waiting = uses
+                    && self.runtime.state(&p.uid).is_some_and(|s| {
+                        s.init_containers.iter().chain(&s.containers).any(|c| {
+                            matches!(&c.state, ContainerState::Waiting { message, .. }
+                                if message.starts_with("MountVolume.SetUp failed"))
+                        })
+                    });
+                if waiting {
+                    restart.push((k.clone(), p.pod.clone(), p.rev));
+                }
+                continue;
+            }
             let mounted = volumes::referenced(&p.pod).contains(&target);
             if !mounted && !envs::referenced(&p.pod).contains(&target) {
                 continue;
@@ -598,7 +619,7 @@ struct Known {
 /// ConfigMaps and Secrets.
 struct Revs {
     pods: u64,
-    configs: [u64; 2],
+    configs: [u64; 3],
 }
 
 impl Kubelet {

@@ -1,6 +1,10 @@
 //! What the kubelet reads for a pod before its runtime starts it: the
-//! ConfigMaps and Secrets its environment and volumes name, and the
-//! Services whose variables its containers get (`envs`, `volumes`).
+//! ConfigMaps and Secrets its environment and volumes name, the
+//! directories of its claims' volumes, and the Services whose variables
+//! its containers get (`envs`, `volumes`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde_json::Value;
 use shoal_model::objects;
@@ -9,7 +13,6 @@ use shoal_store::ReadRequest;
 use crate::{envs, pullsecrets, volumes, Kubelet, PodConfig, RuntimeError};
 
 impl Kubelet {
-    /// The pod with its environments and projected volumes resolved (see
     /// The Services whose variables `pod` gets, as upstream: `kubernetes`
     /// of `default` always, and with `enableServiceLinks` (the default)
     /// every Service of the pod's namespace, in name order.
@@ -41,8 +44,57 @@ impl Kubelet {
             .collect())
     }
 
-    /// `envs` and `volumes`): the ConfigMaps and Secrets it names, read
-    /// through the store.
+    /// The directory of each `persistentVolumeClaim` volume of `pod`: the
+    /// bound volume's `hostPath` or `local` path, checked to be this node's
+    /// (its node affinity). A claim not bound yet, or bound elsewhere, is
+    /// why the volume cannot be mounted (the pod waits, FailedMount).
+    async fn claims(&self, pod: &Value) -> BTreeMap<String, Result<PathBuf, String>> {
+        let ns = objects::namespace_of(pod);
+        let mut out = BTreeMap::new();
+        for (volume, claim) in volumes::claims(pod) {
+            out.insert(volume, self.claim_dir(ns, &claim).await);
+        }
+        out
+    }
+
+    /// One object as the store holds it (None: not found).
+    async fn read_object(
+        &self,
+        res: &shoal_model::resources::Resource,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Value>, String> {
+        let r = self
+            .store
+            .read(ReadRequest::key(res.key(ns, name)))
+            .await
+            .map_err(|e| format!("reading {} {name:?}: {e}", res.kind))?;
+        Ok(r.kvs
+            .first()
+            .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok()))
+    }
+
+    async fn claim_dir(&self, ns: &str, claim: &str) -> Result<PathBuf, String> {
+        use shoal_model::resources::{PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES};
+        let pvc = self
+            .read_object(&PERSISTENTVOLUMECLAIMS, ns, claim)
+            .await?
+            .ok_or_else(|| format!("persistentvolumeclaim {claim:?} not found"))?;
+        let pv_name = pvc
+            .pointer("/spec/volumeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| format!("persistentvolumeclaim {claim:?} is not bound yet"))?;
+        let pv = self
+            .read_object(&PERSISTENTVOLUMES, "", pv_name)
+            .await?
+            .ok_or_else(|| format!("persistentvolume {pv_name:?} not found"))?;
+        volumes::volume_dir(&pv, &self.spec.name)
+    }
+
+    /// The pod with its environments, projected volumes and claims
+    /// resolved (see `envs` and `volumes`): the ConfigMaps, Secrets,
+    /// claims and volumes it names, read through the store.
     pub(crate) async fn resolved(&self, pod: &Value) -> Result<PodConfig, RuntimeError> {
         let ns = objects::namespace_of(pod);
         let mut sources = envs::Sources::new();
@@ -88,6 +140,7 @@ impl Kubelet {
         config.envs = envs::literal_envs(&resolved.pod);
         config.config_errors = resolved.errors;
         config.projections = volumes::resolve(pod, &objects);
+        config.claims = self.claims(pod).await;
         let (auths, problems) = pullsecrets::resolve(pod, &objects);
         config.pull_auths = auths;
         for why in problems {

@@ -90,6 +90,10 @@ pub struct PodConfig {
     /// The registry logins of its `imagePullSecrets`, in order.
     #[serde(default)]
     pub pull_auths: Vec<crate::pullsecrets::RegistryAuth>,
+    /// By volume name: the directory a `persistentVolumeClaim` volume's
+    /// bound volume lives in, or why it cannot be mounted yet.
+    #[serde(default)]
+    pub claims: BTreeMap<String, Result<std::path::PathBuf, String>>,
 }
 
 /// A projected volume's content, as the kubelet resolved it.

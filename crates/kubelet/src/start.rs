@@ -132,6 +132,16 @@ impl KubeletStart {
             f(&slot, &self.spec);
         }
         let events = EventRecorder::new(Arc::new(self.store.clone()), "kubelet", &name);
+        // Local volumes: the directory they live under, announced; the
+        // directories of deleted ones, removed.
+        if runtime.needs_config() {
+            tokio::spawn(crate::local_volumes::run(
+                self.store.clone(),
+                name.clone(),
+                crate::local_volumes::root_of(&self.data_dir),
+                events.clone(),
+            ));
+        }
         Kubelet {
             store: self.store,
             spec: self.spec,

@@ -5,6 +5,8 @@
 //! [`PodConfig::projections`](crate::PodConfig) a runtime is handed. The
 //! runtime writes them (`process::volumes`); the kubelet calls this again
 //! when a ConfigMap or Secret changes, and the runtime rewrites the files.
+//! A `persistentVolumeClaim` volume resolves to its bound volume's
+//! directory on this node ([`volume_dir`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,6 +72,53 @@ fn volumes(pod: &Value) -> impl Iterator<Item = &Value> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+}
+
+/// The (volume, claim) names of the pod's `persistentVolumeClaim` volumes.
+pub fn claims(pod: &Value) -> Vec<(String, String)> {
+    pod.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let claim = v.pointer("/persistentVolumeClaim/claimName")?.as_str()?;
+            Some((v.get("name")?.as_str()?.to_string(), claim.to_string()))
+        })
+        .collect()
+}
+
+/// The directory of PersistentVolume `pv` on node `node`: its `hostPath`
+/// or `local` path, if its node affinity (by hostname, as the local-path
+/// provisioner pins volumes) admits this node.
+pub fn volume_dir(pv: &Value, node: &str) -> Result<std::path::PathBuf, String> {
+    let name = pv
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let hosts: Vec<&str> = pv
+        .pointer("/spec/nodeAffinity/required/nodeSelectorTerms")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("matchExpressions").and_then(Value::as_array))
+        .flatten()
+        .filter(|e| e["key"] == "kubernetes.io/hostname" && e["operator"] == "In")
+        .filter_map(|e| e.get("values").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !hosts.is_empty() && !hosts.contains(&node) {
+        return Err(format!(
+            "persistentvolume {name:?} is on {}, not on this node",
+            hosts.join(", ")
+        ));
+    }
+    pv.pointer("/spec/hostPath/path")
+        .or_else(|| pv.pointer("/spec/local/path"))
+        .and_then(Value::as_str)
+        .filter(|p| p.starts_with('/'))
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| format!("persistentvolume {name:?} has no hostPath or local path"))
 }
 
 /// The (kind, name) of every ConfigMap and Secret the pod's volumes name.

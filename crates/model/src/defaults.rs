@@ -226,6 +226,21 @@ pub fn apply(kind: &str, obj: &mut Value) {
             default_at(obj, &["spec", "progressDeadlineSeconds"], json!(600));
             template(obj, &["spec", "template"]);
         }
+        "PersistentVolume" => {
+            default_at(
+                obj,
+                &["spec", "persistentVolumeReclaimPolicy"],
+                json!("Retain"),
+            );
+            default_at(obj, &["spec", "volumeMode"], json!("Filesystem"));
+        }
+        "PersistentVolumeClaim" => {
+            default_at(obj, &["spec", "volumeMode"], json!("Filesystem"));
+        }
+        "StorageClass" => {
+            default_at(obj, &["reclaimPolicy"], json!("Delete"));
+            default_at(obj, &["volumeBindingMode"], json!("Immediate"));
+        }
         "ReplicaSet" => {
             default_at(obj, &["spec", "replicas"], json!(1));
             template(obj, &["spec", "template"]);
@@ -354,6 +369,10 @@ pub fn on_create(kind: &str, obj: &mut Value, uid: &str) {
         }
         "Pod" => {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+        }
+        // The volume controller moves them on (Available, Bound, ...).
+        "PersistentVolume" | "PersistentVolumeClaim" => {
+            obj["status"] = json!({"phase": "Pending"});
         }
         "Job" => {
             let manual = obj.pointer("/spec/manualSelector") == Some(&json!(true));

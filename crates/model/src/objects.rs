@@ -62,6 +62,11 @@ pub const INGRESS_CONTROLLER: &str = "shoal.io/ingress";
 pub const DEFAULT_INGRESS_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 /// The annotation older Ingresses name their class by.
 pub const INGRESS_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// The built-in local-path provisioner's StorageClass (the default, made
+/// at bootstrap), and the Node annotation where each kubelet announces the
+/// directory its local volumes live under.
+pub const LOCAL_CLASS: &str = "shoal-local";
+pub const LOCAL_PATH_ANNOTATION: &str = "storage.shoal.io/local-path";
 
 /// The RuntimeClasses made at bootstrap, one per runtime a kubelet may
 /// offer; each class's handler is its name.
@@ -170,7 +175,7 @@ fn rt<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
 /// The object through its k8s-openapi type: wrong field types are an
 /// error; fields the type lacks are gone.
 fn typed(kind: &str, v: Value) -> Result<Value, String> {
-    use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, node};
+    use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, node, storage};
     match kind {
         "Namespace" => rt::<core::v1::Namespace>(v),
         "Node" => rt::<core::v1::Node>(v),
@@ -190,6 +195,9 @@ fn typed(kind: &str, v: Value) -> Result<Value, String> {
         "EndpointSlice" => rt::<discovery::v1::EndpointSlice>(v),
         "Lease" => rt::<coordination::v1::Lease>(v),
         "RuntimeClass" => rt::<node::v1::RuntimeClass>(v),
+        "PersistentVolume" => rt::<core::v1::PersistentVolume>(v),
+        "PersistentVolumeClaim" => rt::<core::v1::PersistentVolumeClaim>(v),
+        "StorageClass" => rt::<storage::v1::StorageClass>(v),
         _ => Ok(v),
     }
 }

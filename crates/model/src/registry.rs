@@ -36,6 +36,7 @@ use crate::resources::Resource;
 use crate::writer::Writer;
 
 mod admission;
+pub use admission::{DEFAULT_CLASS, PVC_PROTECTION};
 #[cfg(test)]
 mod tests;
 
@@ -298,6 +299,7 @@ impl Registry {
                 self.admit_runtime_class(obj).await?;
                 self.admit_pull_secrets(obj).await?;
             }
+            "PersistentVolumeClaim" => self.admit_claim(obj).await?,
             "Node" => {
                 let read = self
                     .writer

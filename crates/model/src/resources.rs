@@ -300,6 +300,45 @@ pub const LEASES: Resource = r(
     &[],
 );
 
+/// `PersistentVolume`: a piece of storage (a directory on one node, for
+/// the built-in local-path provisioner and for users' hostPath volumes),
+/// bound to one claim by the volume controller.
+pub const PERSISTENTVOLUMES: Resource = r(
+    "",
+    "PersistentVolume",
+    "persistentvolumes",
+    "persistentvolume",
+    &["pv"],
+    false,
+    &[],
+    &["status"],
+);
+
+/// `PersistentVolumeClaim`: a pod's request for storage.
+pub const PERSISTENTVOLUMECLAIMS: Resource = r(
+    "",
+    "PersistentVolumeClaim",
+    "persistentvolumeclaims",
+    "persistentvolumeclaim",
+    &["pvc"],
+    true,
+    &[],
+    &["status"],
+);
+
+/// `StorageClass` (storage.k8s.io): how claims of a class are provisioned
+/// and when they bind (`shoal-local`, the default, is built in).
+pub const STORAGECLASSES: Resource = r(
+    "storage.k8s.io",
+    "StorageClass",
+    "storageclasses",
+    "storageclass",
+    &["sc"],
+    false,
+    &[],
+    &[],
+);
+
 /// Every served resource, in discovery order.
 pub const RESOURCES: &[Resource] = &[
     NAMESPACES,
@@ -323,6 +362,9 @@ pub const RESOURCES: &[Resource] = &[
     ENDPOINTSLICES,
     LEASES,
     RUNTIMECLASSES,
+    PERSISTENTVOLUMES,
+    PERSISTENTVOLUMECLAIMS,
+    STORAGECLASSES,
 ];
 
 /// The named groups, in the order `/apis` lists them.
@@ -333,6 +375,7 @@ pub const GROUPS: &[&str] = &[
     "discovery.k8s.io",
     "coordination.k8s.io",
     "node.k8s.io",
+    "storage.k8s.io",
 ];
 
 /// The store prefix of every Kubernetes object.

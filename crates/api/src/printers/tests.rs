@@ -52,6 +52,9 @@ const KINDS: &[&str] = &[
     "Event",
     "Ingress",
     "Lease",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "StorageClass",
     "Widget",
 ];
 

@@ -47,6 +47,8 @@ pub mod replicaset;
 pub mod runtime;
 pub mod slow_start;
 pub mod system_endpoints;
+pub mod volume_plan;
+pub mod volumes;
 
 pub use crate::fenced::{
     create_object, delete_object, delete_pod, update_object, update_object_and_status,
@@ -204,6 +206,17 @@ impl Singleton for ControlPlane {
             });
             tasks.spawn(runtime::run(
                 daemons,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            let volumes = Arc::new(volumes::VolumeController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+                events: workers_ctx.events.clone(),
+            });
+            tasks.spawn(runtime::run(
+                volumes,
                 cache.clone(),
                 workers,
                 workers_ctx.clone(),

@@ -541,6 +541,28 @@ pub fn daemon_fit(pod: &Pod, ni: &NodeInfo) -> (bool, bool) {
 }
 
 pub fn schedule(pod: &Pod, nodes: &[NodeInfo], cfg: &Config, start: usize) -> Decision {
+    schedule_with(pod, nodes, cfg, start, &|_| None)
+}
+
+/// Does `ni` match one of `terms` (a PersistentVolume's required node
+/// affinity; terms that cannot match, as upstream, match nothing)?
+pub fn node_matches_terms(terms: &[NodeSelectorTerm], ni: &NodeInfo) -> bool {
+    terms
+        .iter()
+        .filter_map(Term::compile)
+        .any(|t| t.matches(ni))
+}
+
+/// `schedule` with one more filter after the framework's own (the
+/// volume binding the scheduler judges from claims and volumes): `extra`
+/// answers a node's failure reason, or None when it fits.
+pub fn schedule_with(
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    cfg: &Config,
+    start: usize,
+    extra: &dyn Fn(&NodeInfo) -> Option<&'static str>,
+) -> Decision {
     if nodes.is_empty() {
         return Decision::Unschedulable {
             message: MSG_NO_NODES.to_string(),
@@ -585,7 +607,7 @@ pub fn schedule(pod: &Pod, nodes: &[NodeInfo], cfg: &Config, start: usize) -> De
         }
         let idx = subset.as_ref().map_or(pos, |s| s[pos]);
         evaluated += 1;
-        if run_filters(&ctx, &nodes[idx]).is_none() {
+        if run_filters(&ctx, &nodes[idx]).is_none() && extra(&nodes[idx]).is_none() {
             candidates.push(Candidate {
                 node: idx,
                 fit: 0,
@@ -603,6 +625,8 @@ pub fn schedule(pod: &Pod, nodes: &[NodeInfo], cfg: &Config, start: usize) -> De
             let idx = subset.as_ref().map_or(pos, |s| s[pos]);
             if let Some(f) = run_filters(&ctx, &nodes[idx]) {
                 f.reasons(&mut count);
+            } else if let Some(r) = extra(&nodes[idx]) {
+                count(r.to_string());
             }
         }
         if considered < nodes.len() {

@@ -25,6 +25,7 @@ use shoal_model::registry::Registry;
 use shoal_model::resources::PODS;
 
 pub mod framework;
+pub mod volumes;
 
 use framework::{Decision, NodeInfo, PodRequest};
 
@@ -33,6 +34,9 @@ pub const NAME: &str = "default-scheduler";
 
 /// Pods bound per round (their writes go out together).
 const ROUND: usize = 256;
+
+/// The store prefix of PersistentVolumes and PersistentVolumeClaims both.
+const VOLUME_PREFIX: &[u8] = b"/registry/persistentvolume";
 
 pub struct Scheduler {
     pub cache: Cache,
@@ -207,9 +211,12 @@ impl Scheduler {
         let pods = &shoal_model::resources::PODS;
         let nodes = &shoal_model::resources::NODES;
         loop {
-            let (Ok(mut node_watch), Ok(mut pod_watch)) = (
+            // Claims and volumes (one prefix holds both): a change may let
+            // a parked pod fit.
+            let (Ok(mut node_watch), Ok(mut pod_watch), Ok(mut volume_watch)) = (
                 self.cache.watch(&nodes.prefix(None), Start::Snapshot),
                 self.cache.watch(&pods.prefix(None), Start::Snapshot),
+                self.cache.watch(VOLUME_PREFIX, Start::Snapshot),
             ) else {
                 return;
             };
@@ -237,6 +244,11 @@ impl Scheduler {
                         .for_each(|e| st.on_pod(e));
                     pod_rev = pod_rev.max(b.rev);
                 }
+                while let Ok(b) = volume_watch.live.try_recv() {
+                    if volume_watch.mine(&b).next().is_some() {
+                        st.unpark_all();
+                    }
+                }
                 if !st.queue.is_empty() {
                     self.round(&mut st).await;
                     continue;
@@ -256,6 +268,14 @@ impl Scheduler {
                         }
                         Err(_) => break,
                     },
+                    b = volume_watch.live.recv() => match b {
+                        Ok(b) => {
+                            if volume_watch.mine(&b).next().is_some() {
+                                st.unpark_all();
+                            }
+                        }
+                        Err(_) => break,
+                    },
                 }
             }
         }
@@ -271,7 +291,35 @@ impl Scheduler {
             let Ok(pod) = serde_json::from_value::<Pod>((*p.pod).clone()) else {
                 continue;
             };
-            let decision = framework::schedule(&pod, &st.nodes, &self.config, st.start);
+            // Claims first: a pod whose claims no node can hold now is
+            // parked with upstream's message.
+            let needs = if volumes::Needs::wanted(&p.pod) {
+                match volumes::Needs::of(&self.cache, &p.pod) {
+                    Ok(n) => Some(Arc::new(n)),
+                    Err(why) => {
+                        let n = st.nodes.len();
+                        let message = format!("0/{n} nodes are available: {why}.");
+                        st.parked.insert(p.key.clone(), p.clone());
+                        let (fenced, events, pod) =
+                            (self.registry.clone(), self.events.clone(), p.pod.clone());
+                        binds.spawn(async move {
+                            unschedulable(&fenced, &events, &pod, &message).await;
+                            Ok(0)
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let decision = match &needs {
+                None => framework::schedule(&pod, &st.nodes, &self.config, st.start),
+                Some(n) => {
+                    framework::schedule_with(&pod, &st.nodes, &self.config, st.start, &|ni| {
+                        n.fits(ni)
+                    })
+                }
+            };
             match decision {
                 Decision::Scheduled {
                     node, evaluated, ..
@@ -281,6 +329,15 @@ impl Scheduler {
                     let (fenced, pod) = (self.registry.clone(), p.pod.clone());
                     let events = self.events.clone();
                     binds.spawn(async move {
+                        if let Some(needs) = needs {
+                            // The claims learn the node before the pod is
+                            // bound to it (the volume controller binds or
+                            // provisions there).
+                            if let Err(e) = needs.select(&fenced, &node).await {
+                                let e = ReconcileError::Unavailable(e);
+                                return Err((pod.clone(), e));
+                            }
+                        }
                         let bound = bind(&fenced, &pod, &node)
                             .await
                             .map_err(|e| (pod.clone(), e));

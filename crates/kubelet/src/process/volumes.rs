@@ -103,6 +103,34 @@ fn set_up_volumes(
                 source: own,
                 read_only: true,
             }
+        } else if v.persistent_volume_claim.is_some() {
+            let read_only = v
+                .persistent_volume_claim
+                .as_ref()
+                .and_then(|c| c.read_only)
+                .unwrap_or(false);
+            match pod.claims.get(name) {
+                Some(Ok(path)) => {
+                    if write && !path.exists() {
+                        // A new local volume (the local-path provisioner's
+                        // directory is made on first use, open to any uid).
+                        std::fs::create_dir_all(path).map_err(|e| failed(name, e))?;
+                        let _ =
+                            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777));
+                    }
+                    Ready {
+                        source: path.clone(),
+                        read_only,
+                    }
+                }
+                Some(Err(why)) if write => return Err(failed(name, why)),
+                None if write => return Err(failed(name, "the kubelet did not resolve its claim")),
+                // An adopted pod's volume is mounted already.
+                _ => Ready {
+                    source: own,
+                    read_only,
+                },
+            }
         } else if let Some(d) = &v.downward_api {
             if write {
                 let files = downward(&pod.pod, d, ip).map_err(|e| failed(name, e))?;
@@ -124,7 +152,7 @@ fn set_up_volumes(
         } else {
             return Err(failed(
                 name,
-                "the process runtime mounts emptyDir, hostPath, configMap, secret, projected and downwardAPI volumes",
+                "the process runtime mounts emptyDir, hostPath, persistentVolumeClaim, configMap, secret, projected and downwardAPI volumes",
             ));
         };
         out.insert(name.to_string(), ready);

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 pub use shoal_fabric::config::{is_dns1123_label, is_dns1123_subdomain};
 
+pub mod storage;
+
 /// Is `s` a DNS-1035 label (a DNS-1123 label starting with a letter)?
 pub fn is_dns1035_label(s: &str) -> bool {
     is_dns1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
@@ -107,6 +109,9 @@ pub(super) fn validate_kind(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
         "CronJob" => validate_cron_job(obj, causes),
         "Service" => validate_service(obj, causes),
         "RuntimeClass" => validate_runtime_class(obj, causes),
+        "PersistentVolume" => storage::validate_persistent_volume(obj, causes),
+        "PersistentVolumeClaim" => storage::validate_claim(obj, causes),
+        "StorageClass" => storage::validate_storage_class(obj, causes),
         _ => {}
     }
 }
@@ -257,6 +262,7 @@ pub(super) fn validate_runtime_class(obj: &Value, causes: &mut Vec<Cause>) {
 /// The rules an update adds to those of the new object alone: fields
 /// that never change once set.
 pub(super) fn validate_update(kind: &str, old: &Value, new: &Value, causes: &mut Vec<Cause>) {
+    storage::validate_storage_update(kind, old, new, causes);
     if kind == "RuntimeClass" && old.get("handler") != new.get("handler") {
         causes.push(Cause {
             reason: "FieldValueInvalid",

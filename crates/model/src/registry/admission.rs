@@ -1,15 +1,78 @@
 //! Admission the registry applies to a new object beyond validation, as
-//! upstream's plugins do: NamespaceLifecycle for every namespaced kind, and
-//! for Pods RuntimeClass and the ServiceAccount's imagePullSecrets.
+//! upstream's plugins do: NamespaceLifecycle for every namespaced kind; for
+//! Pods RuntimeClass and the ServiceAccount's imagePullSecrets; for
+//! PersistentVolumeClaims DefaultStorageClass and the pvc-protection
+//! finalizer.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::Registry;
 use crate::errors::{ApiError, ApiResult};
 use crate::resources::Resource;
 use shoal_store::ReadRequest;
 
+/// Upstream's annotation naming the default StorageClass.
+pub const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+/// Upstream's finalizer that keeps a claim while a pod uses it.
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+
 impl Registry {
+    /// DefaultStorageClass: a claim that names no class (the field absent,
+    /// not "") gets the default one, the newest if several are marked; and
+    /// every claim gets the pvc-protection finalizer, so it outlives no pod
+    /// that mounts it.
+    pub(super) async fn admit_claim(&self, pvc: &mut Value) -> ApiResult<()> {
+        if pvc
+            .pointer("/spec/storageClassName")
+            .is_none_or(Value::is_null)
+        {
+            let res = &crate::resources::STORAGECLASSES;
+            let classes: Vec<Value> = match &self.cache {
+                Some(c) => c
+                    .list(&res.prefix(None), |_| true)
+                    .0
+                    .iter()
+                    .map(|v| (**v).clone())
+                    .collect(),
+                None => self
+                    .writer
+                    .read(ReadRequest::prefix(res.prefix(None)))
+                    .await?
+                    .kvs
+                    .iter()
+                    .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+                    .collect(),
+            };
+            let default = classes
+                .iter()
+                .filter(|c| {
+                    c.pointer("/metadata/annotations")
+                        .and_then(|a| a.get(DEFAULT_CLASS))
+                        .and_then(Value::as_str)
+                        == Some("true")
+                })
+                .max_by_key(|c| {
+                    c.pointer("/metadata/creationTimestamp")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                });
+            if let (Some(class), Some(spec)) = (default, pvc.get_mut("spec")) {
+                spec["storageClassName"] = json!(crate::objects::name_of(class));
+            }
+        }
+        let meta = crate::objects::meta_mut(pvc);
+        let fins = meta
+            .entry("finalizers")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(f) = fins.as_array_mut() {
+            if !f.iter().any(|v| v == PVC_PROTECTION) {
+                f.push(json!(PVC_PROTECTION));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses objects (`name`, of `res`) in namespaces that do not exist
     /// or are being deleted, as the NamespaceLifecycle admission plugin
     /// does.
