@@ -41,10 +41,15 @@ fn claim_key(ns: &str, name: &str) -> String {
 
 /// The claim keys of claims not bound yet (of `class`, when given).
 fn unbound_claims(cache: &Cache, class: Option<&str>) -> Vec<String> {
+    claims_where(cache, |c| {
+        plan::bound_volume(c).is_none() && class.is_none_or(|k| plan::class_of(c) == k)
+    })
+}
+
+/// The keys of the claims `keep` selects.
+fn claims_where(cache: &Cache, keep: impl Fn(&Value) -> bool) -> Vec<String> {
     cache
-        .list(&CLAIMS.prefix(None), |c| {
-            plan::bound_volume(c).is_none() && class.is_none_or(|k| plan::class_of(c) == k)
-        })
+        .list(&CLAIMS.prefix(None), keep)
         .0
         .iter()
         .map(|c| claim_key(objects::namespace_of(c), objects::name_of(c)))
@@ -224,6 +229,20 @@ impl VolumeController {
         let ours = pv.as_deref().filter(|pv| {
             plan::claim_ref(pv).is_some_and(|(_, _, u)| u.is_empty() || Some(u) == uid)
         });
+        // A claim made naming its volume (pre-bound by the user): the
+        // volume is reserved for it if it is free and fits.
+        if let Some(pv) = pv.as_deref().filter(|pv| plan::claim_ref(pv).is_none()) {
+            if plan::matches(claim, pv) {
+                return self.bind(claim, pv).await;
+            }
+            self.note(
+                claim,
+                EventType::Warning,
+                "FailedBinding",
+                &format!("Cannot bind to requested volume {vol:?}: it is not available or does not fit the claim"),
+            );
+            return Ok(0);
+        }
         let status = match ours {
             Some(pv) => bound_status(pv),
             None => {
@@ -313,19 +332,30 @@ impl Reconciler for VolumeController {
     }
 
     fn watches(&self) -> Vec<(Vec<u8>, KeyFn)> {
+        // A claim, and the volume it names (released when the claim goes).
         let claims: KeyFn = Arc::new(|e| {
-            vec![claim_key(
+            let mut keys = vec![claim_key(
                 objects::namespace_of(&e.object),
                 objects::name_of(&e.object),
-            )]
+            )];
+            if let Some(v) = plan::bound_volume(&e.object) {
+                keys.push(format!("volume:{v}"));
+            }
+            keys
         });
         let cache = self.cache.clone();
         let volumes: KeyFn = Arc::new(move |e| {
             let mut keys = vec![format!("volume:{}", objects::name_of(&e.object))];
             match plan::claim_ref(&e.object) {
                 Some((ns, name, _)) => keys.push(claim_key(ns, name)),
-                // A free volume: any unbound claim may take it.
-                None => keys.extend(unbound_claims(&cache, None)),
+                // A free volume: any unbound claim may take it, and a
+                // claim made naming it waits for it.
+                None => {
+                    let name = objects::name_of(&e.object);
+                    keys.extend(claims_where(&cache, |c| {
+                        plan::bound_volume(c).is_none_or(|v| v == name)
+                    }));
+                }
             }
             keys
         });

@@ -69,13 +69,17 @@ impl Volumes {
     pub(super) async fn mount<'a>(
         &mut self,
         ip: &str,
-        sups: impl Iterator<Item = &'a mut Supervisor>,
+        mut sups: impl Iterator<Item = &'a mut Supervisor>,
     ) -> bool {
         let ready = match volumes::set_up(&self.dir, &self.pod, ip, self.write) {
             Ok(r) => r,
             Err(why) => {
                 let why = why.to_string();
                 tracing::info!(pod = %self.uid, "{why}");
+                // Upstream's kubelet says so once per attempt, about the pod.
+                if let Some(first) = sups.next() {
+                    first.event(true, "FailedMount", &why);
+                }
                 for c in &self.ctrs {
                     lock(c).state = ContainerState::Waiting {
                         reason: "ContainerCreating".into(),

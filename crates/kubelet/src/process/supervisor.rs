@@ -56,7 +56,7 @@ pub(super) struct Supervisor {
 
 impl Supervisor {
     /// Records an Event about the pod, upstream's words.
-    fn event(&self, warning: bool, reason: &str, message: &str) {
+    pub(super) fn event(&self, warning: bool, reason: &str, message: &str) {
         if let Some(e) = self.events.get() {
             let ty = if warning {
                 shoal_model::events::EventType::Warning
