@@ -115,7 +115,8 @@ pub(super) fn storage_class_row(ctx: &Ctx) -> Vec<Value> {
             .obj
             .get("allowVolumeExpansion")
             .and_then(Value::as_bool)
-            .unwrap_or(false)),
+            .unwrap_or(false)
+            .to_string()),
         ctx.age(),
     ]
 }

@@ -287,3 +287,85 @@ pub(in crate::objects) fn validate_storage_update(
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn causes(f: fn(&Value, &mut Vec<Cause>), obj: Value) -> Vec<String> {
+        let mut c = Vec::new();
+        f(&obj, &mut c);
+        c.into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
+    }
+
+    #[test]
+    fn volumes_must_be_directories_shoal_can_mount() {
+        let ok = json!({"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                 "hostPath": {"path": "/data/a"}}});
+        assert!(causes(validate_persistent_volume, ok).is_empty());
+        let nfs = json!({"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                  "nfs": {"server": "x", "path": "/"}}});
+        let c = causes(validate_persistent_volume, nfs);
+        assert!(c[0].starts_with("spec.nfs: Unsupported value"), "{c:?}");
+        let local = json!({"spec": {"capacity": {"storage": "0"}, "accessModes": ["Sometimes"],
+                                    "local": {"path": "rel/../x"}}});
+        let c = causes(validate_persistent_volume, local).join("\n");
+        for want in [
+            "spec.capacity.storage",
+            "spec.accessModes",
+            "spec.local.path",
+            "spec.nodeAffinity",
+        ] {
+            assert!(c.contains(want), "{want} in {c}");
+        }
+    }
+
+    #[test]
+    fn claims_and_classes_refuse_what_nothing_would_do() {
+        let clone = json!({"spec": {"accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}, "dataSource": {"kind": "PersistentVolumeClaim", "name": "x"}}});
+        assert!(causes(validate_claim, clone)[0].starts_with("spec.dataSource: Forbidden"));
+        let empty = json!({"spec": {}});
+        assert_eq!(causes(validate_claim, empty).len(), 2);
+        let ebs = json!({"provisioner": "ebs.csi.aws.com"});
+        assert!(causes(validate_storage_class, ebs)[0]
+            .contains("supported values: \"shoal.io/local-path\""));
+        let grow = json!({"provisioner": LOCAL_PATH, "allowVolumeExpansion": true});
+        assert!(
+            causes(validate_storage_class, grow)[0].starts_with("allowVolumeExpansion: Forbidden")
+        );
+    }
+
+    #[test]
+    fn a_claim_may_not_grow_and_a_class_may_not_change() {
+        let old = json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+        let mut bigger = old.clone();
+        bigger["spec"]["resources"]["requests"]["storage"] = json!("2Gi");
+        let mut c = Vec::new();
+        validate_storage_update("PersistentVolumeClaim", &old, &bigger, &mut c);
+        assert!(c[0]
+            .message
+            .contains("only dynamically provisioned pvc can be resized"));
+        // Binding names the volume once: allowed; renaming it is not.
+        let mut bound = old.clone();
+        bound["spec"]["volumeName"] = json!("pv-1");
+        let mut c = Vec::new();
+        validate_storage_update("PersistentVolumeClaim", &old, &bound, &mut c);
+        assert!(c.is_empty(), "{c:?}");
+        let mut moved = bound.clone();
+        moved["spec"]["volumeName"] = json!("pv-2");
+        validate_storage_update("PersistentVolumeClaim", &bound, &moved, &mut c);
+        assert_eq!(c.len(), 1);
+        let mut c = Vec::new();
+        let class = json!({"provisioner": LOCAL_PATH, "reclaimPolicy": "Delete"});
+        let mut retain = class.clone();
+        retain["reclaimPolicy"] = json!("Retain");
+        validate_storage_update("StorageClass", &class, &retain, &mut c);
+        assert_eq!(
+            c[0].message,
+            "Forbidden: updates to reclaimPolicy are forbidden."
+        );
+    }
+}
