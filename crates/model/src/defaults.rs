@@ -261,6 +261,13 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 );
             }
             default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
+            for when in ["whenDeleted", "whenScaled"] {
+                default_at(
+                    obj,
+                    &["spec", "persistentVolumeClaimRetentionPolicy", when],
+                    json!("Retain"),
+                );
+            }
             template(obj, &["spec", "template"]);
         }
         "DaemonSet" => {

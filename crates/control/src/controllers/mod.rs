@@ -44,8 +44,11 @@ pub mod loadbalancer;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod revisions;
 pub mod runtime;
 pub mod slow_start;
+pub mod statefulset;
+pub mod statefulset_plan;
 pub mod system_endpoints;
 pub mod volume_plan;
 pub mod volumes;
@@ -206,6 +209,17 @@ impl Singleton for ControlPlane {
             });
             tasks.spawn(runtime::run(
                 daemons,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            let sets = Arc::new(statefulset::StatefulSetController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+                events: workers_ctx.events.clone(),
+            });
+            tasks.spawn(runtime::run(
+                sets,
                 cache.clone(),
                 workers,
                 workers_ctx.clone(),
