@@ -28,6 +28,7 @@ mod reads;
 mod registry;
 mod security;
 mod singleton;
+mod statefulsets;
 mod storage;
 mod store;
 mod transport;

@@ -39,13 +39,6 @@ fn claim_key(ns: &str, name: &str) -> String {
     format!("claim:{ns}/{name}")
 }
 
-/// The claim keys of claims not bound yet (of `class`, when given).
-fn unbound_claims(cache: &Cache, class: Option<&str>) -> Vec<String> {
-    claims_where(cache, |c| {
-        plan::bound_volume(c).is_none() && class.is_none_or(|k| plan::class_of(c) == k)
-    })
-}
-
 /// The keys of the claims `keep` selects.
 fn claims_where(cache: &Cache, keep: impl Fn(&Value) -> bool) -> Vec<String> {
     cache
@@ -70,6 +63,18 @@ impl VolumeController {
         }
         if let Some(vol) = plan::bound_volume(&claim) {
             return self.settle_bound(&claim, vol).await;
+        }
+        // No class named, not even "": the default one, once there is one
+        // (upstream's retroactive default StorageClass assignment).
+        if claim
+            .pointer("/spec/storageClassName")
+            .is_none_or(Value::is_null)
+        {
+            if let Some(default) = self.default_class() {
+                let mut classed = (*claim).clone();
+                classed["spec"]["storageClassName"] = json!(default);
+                return update_object(&self.registry, &CLAIMS, &classed).await;
+            }
         }
         let class_name = plan::class_of(&claim);
         let class = (!class_name.is_empty())
@@ -136,6 +141,25 @@ impl VolumeController {
         }
         self.provision(&claim, &class, selected.as_deref(), node.as_deref())
             .await
+    }
+
+    /// The default StorageClass's name (the newest, if several say so).
+    fn default_class(&self) -> Option<String> {
+        let (classes, _) = self.cache.list(&CLASSES.prefix(None), |c| {
+            c.pointer("/metadata/annotations")
+                .and_then(|a| a.get(shoal_model::registry::DEFAULT_CLASS))
+                .and_then(Value::as_str)
+                == Some("true")
+        });
+        classes
+            .iter()
+            .max_by_key(|c| {
+                c.pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .map(|c| objects::name_of(c).to_string())
     }
 
     /// The local-path provisioner: a volume for `claim` on the selected
@@ -373,8 +397,15 @@ impl Reconciler for VolumeController {
                 .collect()
         });
         let cache = self.cache.clone();
-        let classes: KeyFn =
-            Arc::new(move |e| unbound_claims(&cache, Some(objects::name_of(&e.object))));
+        let classes: KeyFn = Arc::new(move |e| {
+            let name = objects::name_of(&e.object);
+            claims_where(&cache, |c| {
+                plan::bound_volume(c).is_none()
+                    && (plan::class_of(c) == name
+                        || c.pointer("/spec/storageClassName")
+                            .is_none_or(Value::is_null))
+            })
+        });
         vec![
             (CLAIMS.prefix(None), claims),
             (VOLUMES.prefix(None), volumes),

@@ -320,7 +320,24 @@ pub(super) fn validate_workload(kind: &str, obj: &Value, causes: &mut Vec<Cause>
     match template {
         None | Some(Value::Null) => causes.push(Cause::required("spec.template")),
         Some(t) => {
-            validate_pod_spec(t.get("spec"), "spec.template.spec", causes);
+            // A StatefulSet's claim templates are its pods' volumes too.
+            let mut spec = t.get("spec").cloned();
+            let claims = obj
+                .pointer("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array);
+            if let (Some(Value::Object(m)), Some(claims)) = (spec.as_mut(), claims) {
+                let vols = m.entry("volumes").or_insert_with(|| json!([]));
+                if let Some(vols) = vols.as_array_mut() {
+                    for c in claims {
+                        let name = c.pointer("/metadata/name").cloned().unwrap_or(json!(""));
+                        vols.retain(|v| v.get("name") != Some(&name));
+                        vols.push(
+                            json!({"name": name, "persistentVolumeClaim": {"claimName": name}}),
+                        );
+                    }
+                }
+            }
+            validate_pod_spec(spec.as_ref(), "spec.template.spec", causes);
             let policy = t.pointer("/spec/restartPolicy").and_then(Value::as_str);
             let allowed: &[&str] = if kind == "Job" {
                 &["OnFailure", "Never"]

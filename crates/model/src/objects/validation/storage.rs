@@ -260,10 +260,17 @@ pub(in crate::objects) fn validate_storage_update(
                     m.remove("resources");
                 }
             }
-            // Binding sets the volume name once.
-            if old.pointer("/spec/volumeName").is_none_or(Value::is_null) {
-                if let Some(m) = b.as_object_mut() {
-                    m.remove("volumeName");
+            // Binding sets the volume name once; a claim made with no
+            // class gets the default one later (upstream's retroactive
+            // default StorageClass assignment).
+            for f in ["volumeName", "storageClassName"] {
+                if old
+                    .pointer(&format!("/spec/{f}"))
+                    .is_none_or(Value::is_null)
+                {
+                    if let Some(m) = b.as_object_mut() {
+                        m.remove(f);
+                    }
                 }
             }
             if a != b {
