@@ -227,3 +227,117 @@ async fn ordinals_start_in_order_keep_their_claims_and_scale_down_from_the_top()
         .collect();
     assert_eq!(left, ["data-web-0", "data-web-1", "data-web-2"]);
 }
+
+/// The interim rule (README): a StatefulSet pod on a killed node stays
+/// Terminating and is not replaced, while a ReplicaSet's pods move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_pod_on_a_lost_node_stays_terminating_while_others_move() {
+    let _timing = crate::timing_guard().await;
+    let mut c = TestCluster::start(3).unwrap();
+    let k = api_ready(&c, 1).await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(k.clone());
+    until("three nodes", 60, || async {
+        let n = nodes
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        (n == 3).then_some(()).ok_or(format!("{n}"))
+    })
+    .await;
+    let rss: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::default_namespaced(k.clone());
+    rss.create(
+        &PostParams::default(),
+        &crate::control_plane::replica_set("mover", 6),
+    )
+    .await
+    .unwrap();
+    let set: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "serviceName": "web", "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]}}}
+    }))
+    .unwrap();
+    Api::<StatefulSet>::default_namespaced(k.clone())
+        .create(&PostParams::default(), &set)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(k.clone());
+    let running = |p: &Pod| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+    };
+    until("nine pods running", 60, || async {
+        let l = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = l.items.iter().filter(|p| running(p)).count();
+        (n == 9).then_some(()).ok_or(format!("{n}"))
+    })
+    .await;
+    let web1 = pods.get("web-1").await.unwrap();
+    let (uid, victim) = (
+        web1.metadata.uid.unwrap(),
+        web1.spec.unwrap().node_name.unwrap(),
+    );
+    // Ask through a node that stays.
+    let v = c.index_of(&victim).unwrap();
+    let k = api_ready(&c, v % 3 + 1).await;
+    let pods: Api<Pod> = Api::default_namespaced(k.clone());
+    let sets: Api<StatefulSet> = Api::default_namespaced(k.clone());
+    c.kill(v);
+    until(
+        "the ReplicaSet's pods running off the dead node",
+        60,
+        || async {
+            let l = pods
+                .list(&ListParams::default().labels("app=mover"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let off = l
+                .items
+                .iter()
+                .filter(|p| {
+                    running(p)
+                        && p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                            != Some(victim.as_str())
+                })
+                .count();
+            (off == 6).then_some(()).ok_or(format!("{off} of 6"))
+        },
+    )
+    .await;
+    // web-1 evicted: Terminating, and the set has seen it (two ready).
+    until("web-1 terminating, the set at two ready", 60, || async {
+        let p = pods.get("web-1").await.map_err(|e| e.to_string())?;
+        let s = sets.get("web").await.map_err(|e| e.to_string())?;
+        let ready = s.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        (p.metadata.deletion_timestamp.is_some() && ready == 2)
+            .then_some(())
+            .ok_or(format!(
+                "terminating {}, {ready} ready",
+                p.metadata.deletion_timestamp.is_some()
+            ))
+    })
+    .await;
+    let still = pods.get("web-1").await.unwrap();
+    assert_eq!(
+        still.metadata.uid.as_deref(),
+        Some(uid.as_str()),
+        "web-1 was replaced"
+    );
+    assert_eq!(
+        still.spec.unwrap().node_name.as_deref(),
+        Some(victim.as_str())
+    );
+    let others = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(others.len(), 3, "one pod per ordinal");
+}
