@@ -20,6 +20,7 @@ mod kubectl_process;
 mod kubectl_streams;
 mod secrets_on_disk;
 mod services;
+mod statefulsets;
 mod watch_failover;
 mod workloads;
 

@@ -564,13 +564,16 @@ impl Kubelet {
                 continue;
             }
             if kind == "PersistentVolumeClaim" {
-                // A claim that binds lets a pod waiting for it mount it.
+                // A claim that binds lets a pod waiting for it mount it. The
+                // binding may come before the runtime has recorded the
+                // failed mount, so any pod of the claim not started yet
+                // starts again (claims change seldom: bound once).
                 let uses = volumes::claims(&p.pod).iter().any(|(_, c)| c == name);
                 let waiting = uses
-                    && self.runtime.state(&p.uid).is_some_and(|s| {
+                    && self.runtime.state(&p.uid).is_none_or(|s| {
                         s.init_containers.iter().chain(&s.containers).any(|c| {
-                            matches!(&c.state, ContainerState::Waiting { message, .. }
-                                if message.starts_with("MountVolume.SetUp failed"))
+                            matches!(&c.state, ContainerState::Waiting { reason, .. }
+                                if reason == "ContainerCreating")
                         })
                     });
                 if waiting {
