@@ -125,6 +125,11 @@ pub enum Command {
         /// Deployments; --pods and --deployments are ignored.
         #[arg(long)]
         daemonset: bool,
+        /// The workload is --deployments StatefulSets (Parallel, each pod
+        /// with a claim of the default class, provisioned on its node)
+        /// instead of Deployments.
+        #[arg(long)]
+        statefulsets: bool,
     },
     /// Inject faults into the cluster's transport and gossip.
     Chaos {
@@ -193,8 +198,10 @@ pub fn main() -> ExitCode {
             timeout_secs,
             no_events,
             daemonset,
+            statefulsets,
         } => sim::run(sim::SimOptions {
             daemonset,
+            statefulsets,
             nodes,
             pods,
             deployments,

@@ -31,6 +31,9 @@ pub struct SimOptions {
     /// The workload is one DaemonSet (a pod on every node; `pods` is the
     /// node count) instead of Deployments.
     pub daemonset: bool,
+    /// The workload is StatefulSets with a claim per pod instead of
+    /// Deployments.
+    pub statefulsets: bool,
     /// Give up after this long.
     pub timeout: Duration,
 }
@@ -43,6 +46,12 @@ pub struct SimReport {
     pub deployments: usize,
     /// The workload was one DaemonSet (`--daemonset`).
     pub daemonset: bool,
+    /// The workload was StatefulSets with claims (`--statefulsets`).
+    pub statefulsets: bool,
+    /// Claims Bound at the end (one per StatefulSet pod), and when the
+    /// last one was (null without `--statefulsets`).
+    pub claims_bound: usize,
+    pub seconds_to_all_claims_bound: Option<f64>,
     pub pods_running: usize,
     pub seconds_to_all_running: f64,
     pub schedule_pods_per_s: f64,
@@ -104,6 +113,14 @@ fn workload(kind: &str, name: &str, replicas: Option<usize>) -> Value {
     if let Some(r) = replicas {
         body["spec"]["replicas"] = json!(r);
     }
+    if kind == "StatefulSet" {
+        body["spec"]["serviceName"] = json!(name);
+        body["spec"]["podManagementPolicy"] = json!("Parallel");
+        body["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]);
+        body["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "data", "mountPath": "/data"}]);
+    }
     body
 }
 
@@ -127,6 +144,44 @@ async fn create(
         );
     }
     Ok(sent.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Waits until `want` claims are Bound (pushed by a cache watch).
+async fn wait_claims_bound(
+    cache: &crate::model::cache::Cache,
+    want: usize,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<()> {
+    let claims = &crate::model::resources::PERSISTENTVOLUMECLAIMS;
+    let bound = |c: &Value| c.pointer("/status/phase").and_then(Value::as_str) == Some("Bound");
+    let mut w = cache
+        .watch(&claims.prefix(None), Start::Snapshot)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut state: HashMap<Vec<u8>, bool> = w
+        .initial
+        .iter()
+        .map(|e| (e.key.clone(), bound(&e.object)))
+        .collect();
+    let mut last = w.rev;
+    while state.values().filter(|b| **b).count() < want {
+        tokio::select! {
+            b = w.live.recv() => match b {
+                Ok(b) => {
+                    for e in w.mine(&b).filter(|e| e.rev > last) {
+                        state.insert(e.key.clone(), e.kind != Kind::Deleted && bound(&e.object));
+                    }
+                    last = last.max(b.rev);
+                }
+                Err(_) => {
+                    w = cache.watch(&claims.prefix(None), Start::Snapshot).map_err(|e| anyhow::anyhow!(e))?;
+                    state = w.initial.iter().map(|e| (e.key.clone(), bound(&e.object))).collect();
+                    last = w.rev;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => bail!("claims not all Bound in time"),
+        }
+    }
+    Ok(())
 }
 
 pub fn run(mut opts: SimOptions) -> anyhow::Result<()> {
@@ -271,6 +326,11 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     let deployments = if opts.daemonset { 0 } else { opts.deployments };
     let extra = opts.pods % opts.deployments;
     let daemonset = opts.daemonset;
+    let (kind, plural) = if opts.statefulsets {
+        ("StatefulSet", "statefulsets")
+    } else {
+        ("Deployment", "deployments")
+    };
     let mut creator = tokio::spawn(async move {
         let mut mutation_ms = Vec::new();
         if daemonset {
@@ -279,8 +339,8 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         }
         for d in 0..deployments {
             let replicas = per + usize::from(d < extra);
-            let body = workload("Deployment", &format!("sim-{d}"), Some(replicas));
-            mutation_ms.push(create(&client, "deployments", &body).await?);
+            let body = workload(kind, &format!("sim-{d}"), Some(replicas));
+            mutation_ms.push(create(&client, plural, &body).await?);
         }
         anyhow::Ok(mutation_ms)
     });
@@ -366,6 +426,14 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
     }
     bar.finish_and_clear();
     let all_running = t0.elapsed().as_secs_f64();
+    // StatefulSets: also until every claim is Bound (hollow pods mount
+    // nothing, so Running does not wait for it; a real kubelet would).
+    let claims_bound_s = if opts.statefulsets {
+        wait_claims_bound(&handle.cache, opts.pods, deadline).await?;
+        Some(t0.elapsed().as_secs_f64())
+    } else {
+        None
+    };
     startup_ms.sort_by(|a, b| a.total_cmp(b));
     let mut mutation_ms = mutation_ms.unwrap_or_default();
     mutation_ms.sort_by(|a, b| a.total_cmp(b));
@@ -380,6 +448,18 @@ async fn simulate(opts: &SimOptions) -> anyhow::Result<SimReport> {
         pods: opts.pods,
         deployments: opts.deployments,
         daemonset: opts.daemonset,
+        statefulsets: opts.statefulsets,
+        seconds_to_all_claims_bound: claims_bound_s,
+        claims_bound: {
+            let claims = &crate::model::resources::PERSISTENTVOLUMECLAIMS;
+            handle
+                .cache
+                .list(&claims.prefix(None), |c| {
+                    c.pointer("/status/phase").and_then(Value::as_str) == Some("Bound")
+                })
+                .0
+                .len()
+        },
         pods_running: n_running,
         seconds_to_all_running: all_running,
         schedule_pods_per_s: schedule_rate,

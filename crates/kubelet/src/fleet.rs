@@ -54,7 +54,14 @@ impl Fleet {
         let gate = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
         for spec in &self.nodes {
-            let mut obj = objects::prepare_create(nodes, "", node_object(spec, "sim", &[], &[]))?;
+            let mut node = node_object(spec, "sim", &[], &[]);
+            // Hollow nodes announce a local-path directory too, so claims
+            // of the default class are provisioned on them (nothing is
+            // mounted: sim pods have no filesystem).
+            node["metadata"]["annotations"] = serde_json::json!({
+                objects::LOCAL_PATH_ANNOTATION: format!("/sim/{}/local-path", spec.name)
+            });
+            let mut obj = objects::prepare_create(nodes, "", node)?;
             let key = nodes.key("", &spec.name);
             let mut txn = Txn::create(key, Vec::new());
             let slot = self

@@ -229,10 +229,12 @@ impl Singleton for ControlPlane {
                 registry: registry.clone(),
                 events: workers_ctx.events.clone(),
             });
+            // Provisioning is a few writes per claim, each a round trip:
+            // more at once, as an external provisioner's many workers.
             tasks.spawn(runtime::run(
                 volumes,
                 cache.clone(),
-                workers,
+                workers * 4,
                 workers_ctx.clone(),
             ));
             let namespaces = Arc::new(namespace::NamespaceController {

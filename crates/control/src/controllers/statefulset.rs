@@ -110,59 +110,49 @@ impl StatefulSetController {
                     .emit(&me, EventType::Normal, "SuccessfulDelete", &msg);
             }
         }
-        let ns = objects::namespace_of(set);
-        for &(ordinal, at_update) in &plan.create {
-            let revision = if at_update { update } else { current };
-            let template = self.template(set, ns, revision);
-            let pod = plan::pod_for(set, &template, ordinal, revision);
-            let pod_name = objects::name_of(&pod).to_string();
-            for claim in plan::claims_for(set, ordinal) {
-                let claim_name = objects::name_of(&claim).to_string();
-                if self.cache.get(&CLAIMS.key(ns, &claim_name)).is_some() {
-                    continue;
-                }
-                match self.registry.create(&CLAIMS, ns, claim, false).await {
-                    Ok(made) => {
-                        *last = (*last).max(objects::rv_of(&made).ok().flatten().unwrap_or(0));
-                        let msg = format!(
-                            "create Claim {claim_name} Pod {pod_name} in StatefulSet {set_name} success"
-                        );
-                        self.events
-                            .emit(&me, EventType::Normal, "SuccessfulCreate", &msg);
-                    }
-                    Err(e) if e.code == 409 => {}
-                    Err(e) => {
-                        let msg = format!(
-                            "create Claim {claim_name} for Pod {pod_name} in StatefulSet {set_name} failed error: {}",
-                            e.message
-                        );
-                        self.events
-                            .emit(&me, EventType::Warning, "FailedCreate", &msg);
-                        return Err(ReconcileError::from(e));
-                    }
-                }
+        // Each ordinal's claims, then its pod; ordinals side by side in
+        // slow start's growing window (OrderedReady asks for one at a time).
+        let ns = objects::namespace_of(set).to_string();
+        let set_arc = Arc::new(set.clone());
+        let jobs: Vec<(i64, Value, Vec<Value>)> = plan
+            .create
+            .iter()
+            .map(|&(ordinal, at_update)| {
+                let revision = if at_update { update } else { current };
+                let template = self.template(set, &ns, revision);
+                let pod = plan::pod_for(set, &template, ordinal, revision);
+                let claims = plan::claims_for(set, ordinal)
+                    .into_iter()
+                    .filter(|c| {
+                        self.cache
+                            .get(&CLAIMS.key(&ns, objects::name_of(c)))
+                            .is_none()
+                    })
+                    .collect();
+                (ordinal, pod, claims)
+            })
+            .collect();
+        let jobs = Arc::new(jobs);
+        let (made, failed) = super::slow_start::run(jobs.len(), |i| {
+            let (jobs, reg, events, set) = (
+                jobs.clone(),
+                self.registry.clone(),
+                self.events.clone(),
+                set_arc.clone(),
+            );
+            async move {
+                let (_, pod, claims) = &jobs[i];
+                create_ordinal(&reg, &events, &set, pod, claims).await
             }
-            match self.registry.create(&PODS, ns, pod, false).await {
-                Ok(made) => {
-                    *last = (*last).max(objects::rv_of(&made).ok().flatten().unwrap_or(0));
-                    let msg = format!("create Pod {pod_name} in StatefulSet {set_name} successful");
-                    self.events
-                        .emit(&me, EventType::Normal, "SuccessfulCreate", &msg);
-                }
-                // The name is held (a pod still terminating): wait for it.
-                Err(e) if e.code == 409 => {}
-                Err(e) => {
-                    let msg = format!(
-                        "create Pod {pod_name} in StatefulSet {set_name} failed error: {}",
-                        e.message
-                    );
-                    self.events
-                        .emit(&me, EventType::Warning, "FailedCreate", &msg);
-                    return Err(ReconcileError::from(e));
-                }
-            }
+        })
+        .await;
+        for rev in made {
+            *last = (*last).max(rev);
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The pod template of `revision` (the set's own when it is the
@@ -226,6 +216,63 @@ impl StatefulSetController {
             );
             self.events
                 .emit(me, EventType::Warning, "ServiceNotFound", &msg);
+        }
+    }
+}
+
+/// Creates `claims` (those not there yet), then `pod`, for one ordinal of
+/// `set`, with upstream's Events; a name already held (a claim made
+/// before, a pod still terminating) is not an error. Returns the highest
+/// revision written.
+async fn create_ordinal(
+    reg: &Registry,
+    events: &EventRecorder,
+    set: &Value,
+    pod: &Value,
+    claims: &[Value],
+) -> Result<u64, ReconcileError> {
+    let me = ObjectRef::of(set);
+    let ns = objects::namespace_of(set);
+    let set_name = objects::name_of(set);
+    let pod_name = objects::name_of(pod);
+    let mut last = 0;
+    for claim in claims {
+        let claim_name = objects::name_of(claim);
+        match reg.create(&CLAIMS, ns, claim.clone(), false).await {
+            Ok(made) => {
+                last = last.max(objects::rv_of(&made).ok().flatten().unwrap_or(0));
+                let msg = format!(
+                    "create Claim {claim_name} Pod {pod_name} in StatefulSet {set_name} success"
+                );
+                events.emit(&me, EventType::Normal, "SuccessfulCreate", &msg);
+            }
+            Err(e) if e.code == 409 => {}
+            Err(e) => {
+                let msg = format!(
+                    "create Claim {claim_name} for Pod {pod_name} in StatefulSet {set_name} failed error: {}",
+                    e.message
+                );
+                events.emit(&me, EventType::Warning, "FailedCreate", &msg);
+                return Err(ReconcileError::from(e));
+            }
+        }
+    }
+    match reg.create(&PODS, ns, pod.clone(), false).await {
+        Ok(made) => {
+            last = last.max(objects::rv_of(&made).ok().flatten().unwrap_or(0));
+            let msg = format!("create Pod {pod_name} in StatefulSet {set_name} successful");
+            events.emit(&me, EventType::Normal, "SuccessfulCreate", &msg);
+            Ok(last)
+        }
+        // The name is held (a pod still terminating): wait for it.
+        Err(e) if e.code == 409 => Ok(last),
+        Err(e) => {
+            let msg = format!(
+                "create Pod {pod_name} in StatefulSet {set_name} failed error: {}",
+                e.message
+            );
+            events.emit(&me, EventType::Warning, "FailedCreate", &msg);
+            Err(ReconcileError::from(e))
         }
     }
 }

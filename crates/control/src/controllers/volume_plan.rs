@@ -97,10 +97,27 @@ pub fn claim_ref(pv: &Value) -> Option<(&str, &str, &str)> {
 /// claim), of the claim's class, offers its access modes and at least its
 /// size, and has the labels its selector asks for.
 pub fn matches(claim: &Value, pv: &Value) -> bool {
+    // The cheap tests first: this runs over every volume for each claim.
+    if !free_for(claim, pv) || pv_class(pv) != class_of(claim) {
+        return false;
+    }
+    let selector_ok = match claim.pointer("/spec/selector") {
+        None | Some(Value::Null) => true,
+        Some(sel) => label_selector_matches(sel, &labels_of(pv)),
+    };
+    let offered = modes(pv);
+    selector_ok
+        && modes(claim).iter().all(|m| offered.contains(m))
+        && capacity(pv) >= request(claim)
+}
+
+/// Is `pv` free (Available, reserved for no claim) or reserved for
+/// `claim`, and not being deleted?
+pub fn free_for(claim: &Value, pv: &Value) -> bool {
     if pv.pointer("/metadata/deletionTimestamp").is_some() {
         return false;
     }
-    let free = match claim_ref(pv) {
+    match claim_ref(pv) {
         None => pv.pointer("/status/phase").and_then(Value::as_str) == Some("Available"),
         Some((ns, name, uid)) => {
             ns == objects::namespace_of(claim)
@@ -108,16 +125,7 @@ pub fn matches(claim: &Value, pv: &Value) -> bool {
                 && (uid.is_empty()
                     || Some(uid) == claim.pointer("/metadata/uid").and_then(Value::as_str))
         }
-    };
-    let want = modes(claim);
-    let selector_ok = match claim.pointer("/spec/selector") {
-        None | Some(Value::Null) => true,
-        Some(sel) => label_selector_matches(sel, &labels_of(pv)),
-    };
-    free && pv_class(pv) == class_of(claim)
-        && want.iter().all(|m| modes(pv).contains(m))
-        && capacity(pv) >= request(claim)
-        && selector_ok
+    }
 }
 
 /// The smallest volume `claim` can take among `pvs`, of those `here`

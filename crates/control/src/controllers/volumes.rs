@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::runtime::{Action, KeyFn, Reconciler};
 use super::volume_plan::{self as plan, VolumeStep};
-use super::{create_object, delete_object, update_object, update_object_and_status, update_status};
+use super::{delete_object, update_object, update_object_and_status, update_status};
 use crate::errors::ReconcileError;
 use shoal_model::cache::Cache;
 use shoal_model::events::{EventRecorder, EventType, ObjectRef};
@@ -103,7 +103,9 @@ impl VolumeController {
             .as_deref()
             .and_then(|n| serde_json::from_value(n.clone()).ok())
             .map(crate::scheduler::framework::NodeInfo::new);
-        let (pvs, _) = self.cache.list(&VOLUMES.prefix(None), |_| true);
+        let (pvs, _) = self
+            .cache
+            .list(&VOLUMES.prefix(None), |pv| plan::free_for(&claim, pv));
         let here = |pv: &Value| match (&info, plan::node_terms(pv)) {
             (_, None) => true,
             (Some(ni), Some(t)) => crate::scheduler::framework::node_matches_terms(&t, ni),
@@ -203,19 +205,19 @@ impl VolumeController {
                 objects::name_of(claim)
             ),
         );
-        match create_object(&self.registry, &VOLUMES, "", pv).await {
-            Ok(rev) => {
+        match self.registry.create(&VOLUMES, "", pv, false).await {
+            Ok(made) => {
                 self.note(
                     claim,
                     EventType::Normal,
                     "ProvisioningSucceeded",
                     &format!("Successfully provisioned volume {pv_name}"),
                 );
-                Ok(rev)
+                // Made reserved for the claim: bind it now.
+                self.bind(claim, &made).await
             }
-            // Made by an earlier reconcile: it binds on the next one.
-            Err(ReconcileError::Conflict(_)) => Ok(0),
-            Err(e) => Err(e),
+            Err(e) if e.code == 409 => Ok(0),
+            Err(e) => Err(ReconcileError::from(e)),
         }
     }
 
