@@ -50,6 +50,18 @@ pub async fn timing_guard() -> tokio::sync::MutexGuard<'static, ()> {
     TIMING.lock().await
 }
 
+/// Waits until `get` answers Ok within `secs`, or panics naming `what`
+/// and the last reason.
+pub async fn until<F, Fut>(what: &str, secs: u64, get: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    wait_until(Duration::from_secs(secs), get)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
 /// Waits until every running node in `nodes` sees `name` in `state`.
 pub async fn all_see(
     c: &TestCluster,

@@ -16,25 +16,16 @@ use kube::api::{
     WatchParams,
 };
 use serde_json::json;
-use shoal_harness::{wait_until, TestCluster};
+use shoal_harness::TestCluster;
 
 use crate::kube_api::api_ready;
+use crate::until;
 
 fn ready(p: &Pod) -> bool {
     p.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-async fn until<F, Fut>(what: &str, secs: u64, get: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    wait_until(Duration::from_secs(secs), get)
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

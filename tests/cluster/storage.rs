@@ -5,15 +5,14 @@
 //! node is cordoned); deleting the claim removes the volume and its
 //! directory. Claims that cannot be met say why.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use shoal_harness::{wait_until, TestCluster};
+use shoal_harness::TestCluster;
 
 use crate::kube_api::api_ready;
+use crate::until;
 
 fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).unwrap()
@@ -34,17 +33,6 @@ fn pod_with(name: &str, claim: &str, script: &str) -> Pod {
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
             "containers": [{"name": "c", "image": "none", "command": ["sh", "-c", script],
                             "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}))
-}
-
-/// Waits until `get` answers Ok, or panics with the last reason.
-async fn until<F, Fut>(what: &str, secs: u64, get: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    wait_until(Duration::from_secs(secs), get)
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 /// Whether an Event about `name` with `reason` exists (its message).
