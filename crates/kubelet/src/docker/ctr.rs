@@ -537,7 +537,7 @@ impl CtrLoop {
             let mut wait = docker.wait_container(&created, None);
             tokio::select! {
                 _ = wait.next() => {}
-                g = stopped_with(self.task.stop.clone()) => break End::Stopped(g),
+                g = super::pod::stopped_grace(self.task.stop.clone()) => break End::Stopped(g),
                 why = &mut killed => break End::Killed(why),
             };
             match docker.inspect_container(&created, None).await {
@@ -555,7 +555,7 @@ impl CtrLoop {
                         "docker runtime: the engine: {e}; waiting for it");
                     tokio::select! {
                         () = self.task.engine.answers() => continue,
-                        g = stopped_with(self.task.stop.clone()) => break End::Stopped(g),
+                        g = super::pod::stopped_grace(self.task.stop.clone()) => break End::Stopped(g),
                     }
                 }
             }
@@ -652,14 +652,6 @@ pub(super) fn pull_policy(c: &Container) -> &'static str {
                 Some(_) => "IfNotPresent",
             }
         }
-    }
-}
-
-/// The grace period the pod is stopped with, once it is.
-async fn stopped_with(mut stop: watch::Receiver<Option<Duration>>) -> Duration {
-    match stop.wait_for(Option::is_some).await {
-        Ok(g) => g.unwrap_or(Duration::ZERO),
-        Err(_) => Duration::ZERO,
     }
 }
 

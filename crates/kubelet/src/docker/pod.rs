@@ -349,17 +349,21 @@ impl PodTask {
     }
 }
 
-/// The grace period the pod is stopped with, once it is.
-async fn stopped_grace(mut stop: watch::Receiver<Option<Duration>>) -> Duration {
-    match stop.wait_for(Option::is_some).await {
+/// The grace period the pod is stopped with, once it is. A sender that
+/// is gone is an agent going away (dropped, or its runtime shutting
+/// down), never a stop: the pod's containers run on for the next agent
+/// to adopt, as after a `kill -9`.
+pub(super) async fn stopped_grace(mut stop: watch::Receiver<Option<Duration>>) -> Duration {
+    let grace = stop.wait_for(Option::is_some).await.map(|g| *g);
+    match grace {
         Ok(g) => g.unwrap_or(Duration::ZERO),
-        Err(_) => Duration::ZERO,
+        Err(_) => std::future::pending().await,
     }
 }
 
-/// Resolves once the pod is told to stop.
-pub(super) async fn stopped(mut stop: watch::Receiver<Option<Duration>>) {
-    let _ = stop.wait_for(Option::is_some).await;
+/// Resolves once the pod is told to stop (never if the agent goes away).
+pub(super) async fn stopped(stop: watch::Receiver<Option<Duration>>) {
+    stopped_grace(stop).await;
 }
 
 /// The labels of one engine container of pod `pod` on node `node`.
