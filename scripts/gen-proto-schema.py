@@ -57,6 +57,7 @@ KINDS = [
     # client's group version), so it is accepted under any apiVersion.
     ("*", "DeleteOptions", "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
     ("autoscaling/v1", "Scale", "io.k8s.api.autoscaling.v1.Scale"),
+    ("policy/v1", "Eviction", "io.k8s.api.policy.v1.Eviction"),
 ]
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."

@@ -398,6 +398,11 @@ const PRINTERS: &[Printer] = &[
         persistent_volume_claim_row,
     ),
     kind("StorageClass", STORAGE_CLASS_COLUMNS, storage_class_row),
+    kind(
+        "PodDisruptionBudget",
+        POD_DISRUPTION_BUDGET_COLUMNS,
+        pod_disruption_budget_row,
+    ),
 ];
 
 const DEFAULT_PRINTER: Printer = kind("", DEFAULT_COLUMNS, default_row);

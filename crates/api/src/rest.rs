@@ -235,6 +235,7 @@ async fn serve(
             .await
             .map(|(o, w)| ctx.render_one(t.res, o, w)),
         (Method::POST, false, None) => create(&ctx, &t).await,
+        (Method::POST, true, Some("eviction")) => evict(&ctx, &t).await,
         (Method::PUT, true, _) => update(&ctx, &t).await,
         (Method::PATCH, true, _) => patch(&ctx, &t).await,
         (Method::DELETE, true, None) => delete(&ctx, &t).await,

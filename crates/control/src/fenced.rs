@@ -179,6 +179,33 @@ pub async fn delete_object(
     Ok(Some(objects::rv_of(&after).ok().flatten().unwrap_or(rv)))
 }
 
+/// Evicts a pod of a lost node through the eviction path
+/// (`Registry::evict` with `Budget::Charge`: charged to its disruption
+/// budget, never refused), guarded by its uid. `Ok(None)`: it was
+/// already being deleted.
+pub async fn evict_lost_pod(reg: &Registry, pod: &Value) -> Result<Option<u64>, ReconcileError> {
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return Ok(None);
+    }
+    let opts = DeleteOptions {
+        uid: pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        ..DeleteOptions::default()
+    };
+    let (ns, name) = (objects::namespace_of(pod), objects::name_of(pod));
+    let budget = shoal_model::registry::Budget::Charge;
+    let after = reg
+        .evict(ns, name, &opts, budget)
+        .await
+        .map_err(|e| match e.code {
+            404 => ReconcileError::Conflict(format!("{ns}/{name} is gone")),
+            _ => ReconcileError::from(e).about(pod),
+        })?;
+    Ok(objects::rv_of(&after).ok().flatten())
+}
+
 /// Deletes a pod as the API would (see [`delete_object`]).
 pub async fn delete_pod(reg: &Registry, pod: &Value) -> Result<Option<u64>, ReconcileError> {
     let pods = &shoal_model::resources::PODS;

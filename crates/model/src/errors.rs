@@ -47,6 +47,14 @@ impl Cause {
         }
     }
 
+    pub fn forbidden(field: impl Into<String>, why: &str) -> Cause {
+        Cause {
+            reason: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {why}"),
+        }
+    }
+
     pub fn not_found(field: impl Into<String>, value: &str) -> Cause {
         Cause {
             reason: "FieldValueNotFound",

@@ -18,6 +18,7 @@ pub mod announce;
 pub mod cache;
 pub mod cron;
 pub mod defaults;
+pub mod disruption;
 pub mod errors;
 pub mod events;
 pub mod node_authorizer;

@@ -36,7 +36,9 @@ use crate::resources::Resource;
 use crate::writer::Writer;
 
 mod admission;
+mod eviction;
 pub use admission::{DEFAULT_CLASS, PVC_PROTECTION};
+pub use eviction::Budget;
 #[cfg(test)]
 mod tests;
 

@@ -96,7 +96,7 @@ pub const PODS: Resource = r(
     &["po"],
     true,
     &["all"],
-    &["status", "log", "exec", "attach", "portforward"],
+    &["status", "log", "exec", "attach", "portforward", "eviction"],
 );
 
 /// `Service`.
@@ -339,6 +339,20 @@ pub const STORAGECLASSES: Resource = r(
     &[],
 );
 
+/// `PodDisruptionBudget` (policy): how many of an application's pods may
+/// be down at once by voluntary disruption (evictions through
+/// `pods/eviction`, so `kubectl drain`).
+pub const PODDISRUPTIONBUDGETS: Resource = r(
+    "policy",
+    "PodDisruptionBudget",
+    "poddisruptionbudgets",
+    "poddisruptionbudget",
+    &["pdb"],
+    true,
+    &[],
+    &["status"],
+);
+
 /// Every served resource, in discovery order.
 pub const RESOURCES: &[Resource] = &[
     NAMESPACES,
@@ -365,6 +379,7 @@ pub const RESOURCES: &[Resource] = &[
     PERSISTENTVOLUMES,
     PERSISTENTVOLUMECLAIMS,
     STORAGECLASSES,
+    PODDISRUPTIONBUDGETS,
 ];
 
 /// The named groups, in the order `/apis` lists them.
@@ -376,6 +391,7 @@ pub const GROUPS: &[&str] = &[
     "coordination.k8s.io",
     "node.k8s.io",
     "storage.k8s.io",
+    "policy",
 ];
 
 /// The store prefix of every Kubernetes object.
@@ -452,6 +468,7 @@ impl Resource {
                 "exec" => ("PodExecOptions", "", "", &["create", "get"]),
                 "attach" => ("PodAttachOptions", "", "", &["create", "get"]),
                 "portforward" => ("PodPortForwardOptions", "", "", &["create", "get"]),
+                "eviction" => ("Eviction", "policy", "v1", &["create"]),
                 _ => (self.kind, "", "", &["get", "patch", "update"]),
             };
             let mut entry = json!({

@@ -1,5 +1,6 @@
-//! Printers of workloads: Deployment, ReplicaSet, DaemonSet, StatefulSet, Job, CronJob.
+//! Printers of workloads: Deployment, ReplicaSet, DaemonSet, StatefulSet, Job, CronJob, and their PodDisruptionBudgets.
 
+use super::columns::Ty::{Int, Str};
 use super::*;
 
 // ---------------------------------------------------------------------------
@@ -188,5 +189,41 @@ pub(super) fn cron_job_row(ctx: &Ctx) -> Vec<Value> {
         names,
         images,
         json!(format_label_selector(cj, &format!("{template}/selector"))),
+    ]
+}
+
+pub(super) const POD_DISRUPTION_BUDGET_COLUMNS: &[Col] = &[
+    NAME,
+    col(
+        "Min Available",
+        Str,
+        "minAvailable is the minimum number of pods that must be available after an eviction.",
+    ),
+    col(
+        "Max Unavailable",
+        Str,
+        "maxUnavailable is the maximum number of pods that may be unavailable after an eviction.",
+    ),
+    col(
+        "Allowed Disruptions",
+        Int,
+        "disruptionsAllowed is the number of pod disruptions that are currently allowed.",
+    ),
+    AGE,
+];
+
+pub(super) fn pod_disruption_budget_row(ctx: &Ctx) -> Vec<Value> {
+    // An IntOrString as upstream prints it; N/A when unset.
+    let int_or_string = |pointer: &str| match ctx.obj.pointer(pointer) {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => "N/A".to_string(),
+    };
+    vec![
+        ctx.name(),
+        json!(int_or_string("/spec/minAvailable")),
+        json!(int_or_string("/spec/maxUnavailable")),
+        json!(int0(ctx.obj, "/status/disruptionsAllowed")),
+        ctx.age(),
     ]
 }

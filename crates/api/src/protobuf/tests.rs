@@ -107,6 +107,7 @@ fn schema_table_parses_and_has_every_kind() {
         ("v1", "DeleteOptions"),
         ("apps/v1", "DeleteOptions"),
         ("autoscaling/v1", "Scale"),
+        ("policy/v1", "Eviction"),
     ] {
         let m = schema.kind(api_version, kind).expect(kind);
         assert!(schema.messages[m].name.ends_with(kind), "{kind}");
@@ -705,6 +706,20 @@ fn delete_options_under_any_group_version_and_scale() {
     assert_eq!(
         got,
         json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}, "spec": {"replicas": 5}})
+    );
+    // kubectl drain's eviction, as client-go encodes it.
+    let eviction = k8s_pb::api::policy::v1::Eviction {
+        metadata: named("web-0"),
+        delete_options: Some(meta::DeleteOptions {
+            grace_period_seconds: Some(5),
+            ..Default::default()
+        }),
+    };
+    let got = decode(&body("policy/v1", "Eviction", &eviction)).unwrap();
+    assert_eq!(
+        got,
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web-0"},
+               "deleteOptions": {"gracePeriodSeconds": 5}})
     );
 }
 

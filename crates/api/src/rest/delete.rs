@@ -55,3 +55,41 @@ pub(super) async fn delete_collection(ctx: &Ctx, t: &Target) -> ApiResult<Respon
     });
     Ok(respond(StatusCode::OK, body, &[]))
 }
+
+/// `POST pods/{name}/eviction`: a policy/v1 Eviction (its DeleteOptions
+/// apply to the delete); the pod's budget decides (`Registry::evict`).
+/// Answers 201 with a Success Status, as upstream.
+pub(super) async fn evict(ctx: &Ctx, t: &Target) -> ApiResult<Response> {
+    let eviction: Value = serde_json::from_slice(&ctx.body)
+        .map_err(|e| ApiError::bad_request(format!("invalid Eviction: {e}")))?;
+    let name = name_of(t);
+    let named = eviction
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if named != name {
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
+    let given = eviction
+        .get("deleteOptions")
+        .filter(|o| !o.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut opts = DeleteOptions::from_json(&given)?;
+    opts.dry_run |= ctx.dry_run()?;
+    let ns = t.ns.as_deref().unwrap_or("");
+    ctx.kube
+        .registry
+        .evict(ns, name, &opts, shoal_model::registry::Budget::Respect)
+        .await?;
+    let status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "code": 201,
+    });
+    Ok(respond(StatusCode::CREATED, status, &[]))
+}

@@ -482,7 +482,7 @@ fn resolve_fenceposts(
     Ok((s, u))
 }
 
-fn scaled_value(v: &IntOrString, total: i64, round_up: bool) -> Result<i64, String> {
+pub(crate) fn scaled_value(v: &IntOrString, total: i64, round_up: bool) -> Result<i64, String> {
     let n = match v {
         IntOrString::Int(i) => i64::from(*i),
         IntOrString::String(s) => {

@@ -16,6 +16,7 @@
 //!                                  ├─ daemonset          (a pod on each eligible node; rollouts)
 //!                                  ├─ namespace          (a deleted namespace's content, then itself)
 //!                                  ├─ event-ttl          (Events expire after the TTL)
+//!                                  ├─ disruption         (status of each PodDisruptionBudget)
 //!                                  └─ …                  (each: runtime::run with its work queue)
 //! ```
 
@@ -34,6 +35,8 @@ pub mod daemonset;
 pub mod daemonset_plan;
 pub mod deployment;
 pub mod deployment_plan;
+pub mod disruption;
+pub mod disruption_plan;
 pub mod endpoints;
 pub mod event_ttl;
 pub mod gc;
@@ -186,6 +189,18 @@ impl Singleton for ControlPlane {
             });
             tasks.spawn(runtime::run(
                 jobs,
+                cache.clone(),
+                workers,
+                workers_ctx.clone(),
+            ));
+            let disruption = Arc::new(disruption::DisruptionController {
+                cache: cache.clone(),
+                registry: registry.clone(),
+                events: workers_ctx.events.clone(),
+                clock: clock.clone(),
+            });
+            tasks.spawn(runtime::run(
+                disruption,
                 cache.clone(),
                 workers,
                 workers_ctx.clone(),

@@ -7,7 +7,9 @@
 //!    `node.kubernetes.io/unreachable` taints (NoSchedule, NoExecute);
 //! 2. after each pod's toleration of that taint (`tolerationSeconds`, or
 //!    the configured default, never below the suspicion timeout) the pod
-//!    is evicted (marked for deletion; its ReplicaSet replaces it at once).
+//!    is evicted (marked for deletion; its ReplicaSet replaces it at once)
+//!    through the eviction path, charged to its PodDisruptionBudget but
+//!    never refused by it (`registry::eviction`: the pod is already gone).
 //!    The toleration counts from the node's first sign of trouble, when
 //!    membership began to suspect it: a node that refutes its suspicion is
 //!    never `down`, so no toleration at least as long as the suspicion
@@ -23,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{delete_pod, update_object_and_status};
+use super::update_object_and_status;
+use crate::fenced::evict_lost_pod;
 use shoal_fabric::actor::{ActorPath, ActorSystem};
 use shoal_fabric::membership::{MemberState, Membership};
 use shoal_model::cache::Cache;
@@ -320,7 +323,7 @@ impl NodeLifecycle {
                     "TaintManagerEviction",
                     &msg,
                 );
-                evictions.spawn(async move { (delete_pod(&fenced, &pod).await, pod) });
+                evictions.spawn(async move { (evict_lost_pod(&fenced, &pod).await, pod) });
             }
             let mut evicted = 0;
             while let Some(r) = evictions.join_next().await {

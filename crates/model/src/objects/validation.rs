@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 pub use shoal_fabric::config::{is_dns1123_label, is_dns1123_subdomain};
 
+pub mod policy;
 pub mod storage;
 
 /// Is `s` a DNS-1035 label (a DNS-1123 label starting with a letter)?
@@ -112,6 +113,7 @@ pub(super) fn validate_kind(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
         "PersistentVolume" => storage::validate_persistent_volume(obj, causes),
         "PersistentVolumeClaim" => storage::validate_claim(obj, causes),
         "StorageClass" => storage::validate_storage_class(obj, causes),
+        "PodDisruptionBudget" => policy::validate_budget(obj, causes),
         _ => {}
     }
 }
