@@ -18,6 +18,11 @@ use shoal_harness::{wait_until, TestCluster};
 /// A kube-rs client on node `i`, from the kubeconfig `shoal dev` writes
 /// (one context per node), with `token` as the bearer token.
 pub async fn client_with_token(c: &TestCluster, i: usize, token: Option<&str>) -> Client {
+    Client::try_from(config_with_token(c, i, token).await).unwrap()
+}
+
+/// The kube-rs configuration of `client_with_token`.
+pub async fn config_with_token(c: &TestCluster, i: usize, token: Option<&str>) -> kube::Config {
     let cfgs: Vec<_> = (1..=c.len()).map(|k| c.config(k).clone()).collect();
     let mut kc = shoal::cli::dev::kubeconfig(&c.path(), &cfgs, token.unwrap_or(""));
     if token.is_none() {
@@ -28,10 +33,9 @@ pub async fn client_with_token(c: &TestCluster, i: usize, token: Option<&str>) -
         context: Some(c.config(i).name.clone()),
         ..Default::default()
     };
-    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+    kube::Config::from_custom_kubeconfig(kc, &opts)
         .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+        .unwrap()
 }
 
 pub async fn client(c: &TestCluster, i: usize) -> Client {

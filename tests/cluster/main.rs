@@ -11,6 +11,7 @@ mod client_limits;
 mod control_plane;
 mod cronjobs;
 mod daemons;
+mod disruption;
 mod endpoints;
 mod host_network_dns;
 mod ingress;

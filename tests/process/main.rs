@@ -11,6 +11,7 @@ mod agent_restart;
 mod cluster_dns;
 mod dev;
 mod docker;
+mod drain;
 mod durability;
 mod hostile;
 mod hosts;
