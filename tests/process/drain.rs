@@ -152,7 +152,7 @@ fn kubectl_drain_evicts_one_pod_at_a_time_as_the_budget_allows() {
     let mut pods: BTreeMap<String, Seen> = BTreeMap::new();
     let healthy =
         |pods: &BTreeMap<String, Seen>| pods.values().filter(|s| s.ready && !s.deleting).count();
-    let mut apply = |pods: &mut BTreeMap<String, Seen>, v: Value| {
+    let apply = |pods: &mut BTreeMap<String, Seen>, v: Value| {
         let name = v["metadata"]["name"].as_str().unwrap_or("").to_string();
         pods.insert(name, seen(&v));
     };
