@@ -58,6 +58,7 @@ KINDS = [
     ("*", "DeleteOptions", "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
     ("autoscaling/v1", "Scale", "io.k8s.api.autoscaling.v1.Scale"),
     ("policy/v1", "Eviction", "io.k8s.api.policy.v1.Eviction"),
+    ("policy/v1", "PodDisruptionBudget", "io.k8s.api.policy.v1.PodDisruptionBudget"),
 ]
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."

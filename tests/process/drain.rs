@@ -1,6 +1,7 @@
 //! `kubectl drain` (1.33) against a 3-node `shoal dev` with the process
 //! runtime: a Deployment of 3 replicas under a PodDisruptionBudget of
-//! minAvailable 2, two of its pods on the drained node. kubectl cordons
+//! minAvailable 2 (`kubectl create poddisruptionbudget`), two of its pods on
+//! the drained node. kubectl cordons
 //! the node and evicts both; the budget lets one go, answers 429 for the
 //! other (kubectl says so and retries), and lets it go once the first
 //! one's replacement is Ready. A watch of the pods checks that fewer than
@@ -38,15 +39,6 @@ spec:
           exec: {command: ["true"]}
           initialDelaySeconds: 2
           periodSeconds: 1
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: web
-spec:
-  minAvailable: 2
-  selector:
-    matchLabels: {app: web}
 "#;
 
 /// One pod as the watch saw it.
@@ -79,6 +71,14 @@ fn kubectl_drain_evicts_one_pod_at_a_time_as_the_budget_allows() {
     let web = k.file("web.yaml", WEB);
     k.ok(&["apply", "-f", &web]);
     k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    // kubectl sends this one in protobuf.
+    k.ok(&[
+        "create",
+        "poddisruptionbudget",
+        "web",
+        "--selector=app=web",
+        "--min-available=2",
+    ]);
     k.ok(&["uncordon", "node-3"]);
     let placed = k.ok(&[
         "get",

@@ -108,6 +108,7 @@ fn schema_table_parses_and_has_every_kind() {
         ("apps/v1", "DeleteOptions"),
         ("autoscaling/v1", "Scale"),
         ("policy/v1", "Eviction"),
+        ("policy/v1", "PodDisruptionBudget"),
     ] {
         let m = schema.kind(api_version, kind).expect(kind);
         assert!(schema.messages[m].name.ends_with(kind), "{kind}");
