@@ -8,7 +8,8 @@
 //! namespace or veth behind. On `shoal dev` with the process default,
 //! pods of the `docker` and `process` RuntimeClasses run side by side on
 //! one node, and the engine's socket going away (a relay in front of it)
-//! marks the node, keeps new docker pods off it, and heals.
+//! marks the node, keeps new docker pods off it, and heals. A claim of
+//! the default class is mounted into engine containers and outlives them.
 
 use std::time::Duration;
 
@@ -137,6 +138,8 @@ fn an_image_deployment_runs_its_cmd_and_is_reached_by_ip_and_service_name() {
     uids.extend(private_registry_pulls(&k));
     // Upstream's reasons for images that cannot be had, and OOMKilled.
     uids.extend(failures_as_upstream(&k));
+    // A claim of the default class mounted into engine containers.
+    uids.extend(claim_outlives_its_pods(&k));
 
     // Deleting the pods leaves nothing of them on the engine or the host.
     k.ok(&["delete", "deployment", "web"]);
@@ -164,6 +167,79 @@ fn an_image_deployment_runs_its_cmd_and_is_reached_by_ip_and_service_name() {
             Err(format!("left: {left:?}"))
         }
     });
+}
+
+const CLAIMED: &str = r#"apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: writer}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 1000}
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+  containers:
+  - name: c
+    image: shoal-test/busybox:1
+    command: ["sh", "-c", "echo kept > /data/f"]
+    volumeMounts: [{name: data, mountPath: /data}]
+"#;
+
+/// A claim of the default class (`shoal-local`) mounted into a docker
+/// pod: a non-root container writes to it, a second pod reads what the
+/// first wrote, the file is in the volume's directory on the host, and
+/// deleting the claim removes the directory. Returns the pods' uids.
+fn claim_outlives_its_pods(k: &Dev) -> Vec<String> {
+    let claimed = k.file("claimed.yaml", CLAIMED);
+    k.ok(&["apply", "-f", &claimed]);
+    let done = |name: &str| {
+        super::wait_for(Duration::from_secs(90), &format!("{name} done"), || {
+            let p = pod_json(k, name);
+            match p["status"]["phase"].as_str() {
+                Some("Succeeded") => Ok(p),
+                Some("Failed") => panic!("{name} failed: {}", p["status"]),
+                _ => Err(format!("status {}", p["status"])),
+            }
+        })
+    };
+    let writer = done("writer");
+    let reader = CLAIMED
+        .split("---")
+        .nth(1)
+        .unwrap()
+        .replace("name: writer", "name: reader")
+        .replace("echo kept > /data/f", "cat /data/f");
+    let reader_file = k.file("reader.yaml", &reader);
+    k.ok(&["apply", "-f", &reader_file]);
+    let reader = done("reader");
+    assert_eq!(k.ok(&["logs", "reader"]).trim(), "kept");
+    let pv = k.ok(&["get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}"]);
+    let pv: Value = serde_json::from_str(&k.ok(&["get", "pv", &pv, "-o", "json"])).unwrap();
+    let dir = pv["spec"]["local"]["path"]
+        .as_str()
+        .or(pv["spec"]["hostPath"]["path"].as_str())
+        .unwrap_or_else(|| panic!("the volume's directory: {pv}"))
+        .to_string();
+    let on_host = std::fs::read_to_string(std::path::Path::new(&dir).join("f")).unwrap();
+    assert_eq!(on_host.trim(), "kept", "in {dir}");
+    k.ok(&["delete", "pod", "writer", "reader"]);
+    k.ok(&["delete", "pvc", "data"]);
+    super::wait_for(Duration::from_secs(60), "the volume's directory to go", || {
+        if std::path::Path::new(&dir).exists() {
+            Err(format!("{dir} is still there"))
+        } else {
+            Ok(())
+        }
+    });
+    [writer, reader]
+        .iter()
+        .map(|p| p["metadata"]["uid"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// The local registry scripts/registry.sh runs (address, user, password).
