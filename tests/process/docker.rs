@@ -229,16 +229,25 @@ fn claim_outlives_its_pods(k: &Dev) -> Vec<String> {
     assert_eq!(on_host.trim(), "kept", "in {dir}");
     k.ok(&["delete", "pod", "writer", "reader"]);
     k.ok(&["delete", "pvc", "data"]);
-    super::wait_for(Duration::from_secs(60), "the volume's directory to go", || {
-        if std::path::Path::new(&dir).exists() {
-            Err(format!("{dir} is still there"))
-        } else {
-            Ok(())
-        }
-    });
+    super::wait_for(
+        Duration::from_secs(60),
+        "the volume's directory to go",
+        || {
+            if std::path::Path::new(&dir).exists() {
+                Err(format!("{dir} is still there"))
+            } else {
+                Ok(())
+            }
+        },
+    );
     [writer, reader]
         .iter()
-        .map(|p| p["metadata"]["uid"].as_str().unwrap_or_default().to_string())
+        .map(|p| {
+            p["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect()
 }
 
