@@ -1,5 +1,6 @@
 //! Node lifecycle in in-process clusters with sim kubelets: the pods of
-//! a killed node run elsewhere within the bound, lossy links evict
+//! a killed node run elsewhere within the bound (evicted through the
+//! eviction path, charged to their disruption budget), lossy links evict
 //! nothing, and (a benchmark) how long a node of about 1,000 pods takes.
 
 use std::time::Duration;
@@ -7,7 +8,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use shoal_harness::{wait_until, TestCluster};
 
 use crate::control_plane::{pods_until, replica_set};
@@ -84,6 +86,25 @@ async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
     let _timing = crate::timing_guard().await;
     let mut c = TestCluster::start(5).unwrap();
     let (k, pods, placed) = ten_running(&c, "heal").await;
+    // A budget over them: the node lifecycle's evictions go through the
+    // eviction path, charged to it (a watch sees each recorded).
+    let pdbs: Api<PodDisruptionBudget> = Api::default_namespaced(k.clone());
+    let budget = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "heal"},
+        "spec": {"maxUnavailable": 10, "selector": {"matchLabels": {"app": "heal"}}}}))
+    .unwrap();
+    let rv = pdbs
+        .create(&PostParams::default(), &budget)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut budget_watch = pdbs
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
     // Kill a node that runs pods and is not the one the client uses.
     let victim = (2..=5)
         .map(|i| format!("node-{i}"))
@@ -100,6 +121,24 @@ async fn pods_of_a_dead_node_run_elsewhere_within_the_bound() {
     let took = killed.elapsed();
     eprintln!("pods of {victim} ran elsewhere {took:?} after it was killed");
     assert!(took < Duration::from_secs(6), "{took:?}");
+    let doomed: Vec<&String> = placed
+        .iter()
+        .filter(|(_, n)| *n == victim)
+        .map(|(p, _)| p)
+        .collect();
+    let mut charged = std::collections::BTreeSet::new();
+    while charged.len() < doomed.len() {
+        let next = tokio::time::timeout(Duration::from_secs(20), budget_watch.next()).await;
+        let Ok(Some(Ok(WatchEvent::Modified(b)))) = next else {
+            assert!(
+                matches!(next, Ok(Some(Ok(_)))),
+                "the budget's watch ended before {doomed:?} were charged: {charged:?}"
+            );
+            continue;
+        };
+        let recorded = b.status.and_then(|s| s.disrupted_pods).unwrap_or_default();
+        charged.extend(recorded.into_keys().filter(|p| doomed.contains(&p)));
+    }
     let nodes: Api<Node> = Api::all(k.clone());
     let dead = nodes.get(&victim).await.unwrap();
     let ready = dead

@@ -60,7 +60,8 @@ impl Registry {
         opts: &DeleteOptions,
         budget: Budget,
     ) -> ApiResult<Value> {
-        for _ in 0..RETRIES {
+        for attempt in 1..=RETRIES {
+            let last = attempt == RETRIES;
             let (pod, _) = self.current(&PODS, ns, name).await?;
             if disruption::ignores_budgets(&pod) {
                 return self.delete(&PODS, ns, name, opts).await;
@@ -104,8 +105,11 @@ impl Registry {
                     .await;
                 match spent {
                     Ok(_) => {}
-                    // Another eviction spent from it meanwhile: ask again.
-                    Err(e) if e.code == 409 => continue,
+                    // Another eviction spent from it meanwhile: ask again
+                    // (a charged one that keeps losing goes uncharged,
+                    // never refused).
+                    Err(e) if e.code == 409 && !(last && budget == Budget::Charge) => continue,
+                    Err(e) if e.code == 409 => {}
                     Err(e) => return Err(e),
                 }
             }
