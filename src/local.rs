@@ -303,19 +303,23 @@ impl LocalCluster {
     /// Cuts traffic between the nodes named in `a` and those in `b`, on
     /// every running node, for two minutes at most.
     pub fn partition(&self, a: &[String], b: &[String]) {
+        self.add_fault(shoal_fabric::transport::faults::FaultSpec::Partition {
+            a: a.to_vec(),
+            b: b.to_vec(),
+        });
+    }
+
+    /// Adds `rule` on every running node, for two minutes at most.
+    pub fn add_fault(&self, rule: shoal_fabric::transport::faults::FaultSpec) {
         for i in 1..=self.nodes.len() {
             if self.is_running(i) {
-                let rule = shoal_fabric::transport::faults::FaultSpec::Partition {
-                    a: a.to_vec(),
-                    b: b.to_vec(),
-                };
                 self.node(i)
                     .faults
                     .apply(shoal_fabric::transport::faults::ChaosCommand::Add {
-                        rule,
+                        rule: rule.clone(),
                         ttl_ms: Some(120_000),
                     })
-                    .expect("a partition rule is valid");
+                    .expect("a test's fault rule is valid");
             }
         }
     }

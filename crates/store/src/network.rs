@@ -9,6 +9,13 @@
 //! sent: openraft is told `PayloadTooLarge` with how many entries fit, and
 //! retries with fewer (one entry always fits: transactions are limited to
 //! [`super::command::MAX_TXN_BYTES`]).
+//!
+//! openraft gives every AppendEntries the heartbeat interval (100 ms) and
+//! sends the same entries again when it runs out. An append that carries
+//! entries therefore runs in a task of its own with a longer deadline
+//! ([`APPEND_DEADLINE`]); a retry of the same entries joins it instead of
+//! sending them again, so a follower behind large entries on a slow or
+//! loaded machine still catches up, one slow round trip at a time.
 
 use std::time::Duration;
 
@@ -58,13 +65,16 @@ impl RemoteMessage for RaftSnapshot {
 }
 
 /// The most entry bytes one AppendEntries carries (one entry always goes,
-/// however large). openraft answers an AppendEntries that takes longer
-/// than the heartbeat interval (100 ms) with a timeout and sends the same
-/// batch again, so a batch the follower cannot receive, write and fsync
-/// within it never gets through: a lagging follower behind several large
-/// entries stalled for good on a slow machine (4 MiB batches of 1.4 MiB
-/// entries, `a_lagging_follower_catches_up_on_more_than_a_frame_of_entries`).
+/// however large). Smaller appends keep each round trip short: 4 MiB
+/// batches of 1.4 MiB entries to a lagging follower on a slow machine
+/// took longer than openraft's timeout every time, and were sent again
+/// from scratch before appends ran in their own task.
 pub const MAX_APPEND_BYTES: usize = 1 << 20;
+
+/// How long an AppendEntries with entries may take in its own task before
+/// it counts as failed (openraft itself waits one heartbeat interval, then
+/// retries and joins the same task).
+pub const APPEND_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Creates one client per Raft peer.
 #[derive(Clone)]
@@ -81,6 +91,43 @@ pub struct PeerClient {
     me: u64,
     target: u64,
     max_append_bytes: usize,
+    /// The one AppendEntries with entries still on its way, if any.
+    inflight: Option<InFlight>,
+}
+
+type AppendReply = Result<Result<AppendEntriesResponse<u64>, RaftError<u64>>, AskError>;
+
+/// What identifies an AppendEntries for a retry: the leader's vote and the
+/// log range it carries (the commit index may differ and does not matter
+/// to the reply).
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct AppendKey {
+    vote: openraft::Vote<u64>,
+    prev: Option<openraft::LogId<u64>>,
+    last: Option<openraft::LogId<u64>>,
+}
+
+impl AppendKey {
+    fn of(rpc: &AppendEntriesRequest<TypeConfig>) -> AppendKey {
+        AppendKey {
+            vote: rpc.vote,
+            prev: rpc.prev_log_id,
+            last: rpc.entries.last().map(|e| e.log_id),
+        }
+    }
+}
+
+struct InFlight {
+    key: AppendKey,
+    task: tokio::task::JoinHandle<AppendReply>,
+}
+
+impl Drop for PeerClient {
+    fn drop(&mut self) {
+        if let Some(f) = self.inflight.take() {
+            f.task.abort();
+        }
+    }
 }
 
 /// Approximate encoded size of one log entry.
@@ -115,6 +162,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             me: self.me,
             target,
             max_append_bytes: self.max_append_bytes,
+            inflight: None,
         }
     }
 }
@@ -139,6 +187,33 @@ impl PeerClient {
             other => RPCError::Network(NetworkError::new(&other)),
         }
     }
+
+    /// Sends `rpc` in a task of its own, or joins the task already sending
+    /// the same entries. Dropping this future (openraft's timeout) leaves
+    /// the task running for the retry to join.
+    async fn append_in_task(&mut self, rpc: AppendEntriesRequest<TypeConfig>) -> AppendReply {
+        let key = AppendKey::of(&rpc);
+        match &self.inflight {
+            Some(f) if f.key == key => {}
+            _ => {
+                if let Some(old) = self.inflight.take() {
+                    old.task.abort();
+                }
+                let (actors, to) = (self.actors.clone(), self.to.clone());
+                let task =
+                    tokio::spawn(
+                        async move { actors.ask(&to, RaftAppend(rpc), APPEND_DEADLINE).await },
+                    );
+                self.inflight = Some(InFlight { key, task });
+            }
+        }
+        let Some(f) = self.inflight.as_mut() else {
+            return Err(AskError::Shutdown);
+        };
+        let joined = (&mut f.task).await;
+        self.inflight = None;
+        joined.unwrap_or_else(|e| Err(AskError::Stream(format!("append task failed: {e}"))))
+    }
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -154,7 +229,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 PayloadTooLarge::new_entries_hint(fit as u64),
             ));
         }
-        match self.actors.ask(&self.to, RaftAppend(rpc), ttl).await {
+        let reply = if rpc.entries.is_empty() {
+            // A heartbeat: small, sent as is, beside any append in flight.
+            self.actors.ask(&self.to, RaftAppend(rpc), ttl).await
+        } else {
+            self.append_in_task(rpc).await
+        };
+        match reply {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
             Err(e) => Err(self.map(e, openraft::network::RPCTypes::AppendEntries, ttl)),
