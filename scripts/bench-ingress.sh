@@ -7,6 +7,10 @@
 #   ingress   shoal's Ingress on the node's address (Host: bench.test)
 #   nginx     Debian nginx as a reverse proxy (1 worker, upstream keepalive)
 #   haproxy   Debian HAProxy as a reverse proxy (1 thread, http-reuse always)
+#   hyper     the leanest proxy hyper allows (crates/proxy/examples/
+#             bare_hyper_proxy.rs: one thread, an upstream connection per
+#             client connection, nothing rewritten): the floor under the
+#             Ingress, which is built on hyper
 # Everything but wrk is pinned to core 0 (the shoal agent and its pods, the
 # proxies), wrk to core 1. Prints each run, then the medians and ratios.
 # For the three proxies it also reads the CPU time each spent per request
@@ -17,6 +21,10 @@
 # in release.
 #
 #   sudo ./scripts/bench-ingress.sh [RUNS=5] [SECONDS=10] [CONNECTIONS=32]
+#
+# BENCH_PATHS="ingress hyper haproxy" runs only those paths (the summary
+# then prints what it can); BENCH_PERF=DIR records a flat `perf` profile of
+# the Ingress's thread during each of its runs into DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}; secs=${2:-10}; conns=${3:-32}
@@ -31,6 +39,7 @@ if ((${#need[@]})); then
 fi
 ./scripts/dev.sh --install-only
 cargo build -q --release --bin shoal
+cargo build -q --release -p shoal-proxy --example bare_hyper_proxy
 kubectl=$(./scripts/kubectl.sh)
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
@@ -143,6 +152,8 @@ backend b
 EOF
 taskset -c 0 nginx -c "$tmp/nginx.conf" -g 'daemon off;' 2>"$tmp/nginx.err" &
 taskset -c 0 haproxy -f "$tmp/haproxy.cfg" -db 2>"$tmp/haproxy.err" &
+taskset -c 0 target/release/examples/bare_hyper_proxy 127.0.0.1:9083 "$pod_ip:8080" 2>"$tmp/hyper.err" &
+hyper_pid=$!
 # The agent (every thread) and its pods on core 0.
 for pid in $(pgrep -f "shoal agent") $(pgrep -f "$tmp/backend.conf"); do
   taskset -a -cp 0 "$pid" >/dev/null
@@ -154,8 +165,10 @@ declare -A url=(
   [ingress]="http://$node_ip/"
   [nginx]="http://127.0.0.1:9081/"
   [haproxy]="http://127.0.0.1:9082/"
+  [hyper]="http://127.0.0.1:9083/"
 )
-order=(pod clusterip ingress nginx haproxy)
+order=(pod clusterip ingress nginx haproxy hyper)
+[ -n "${BENCH_PATHS:-}" ] && read -r -a order <<<"$BENCH_PATHS"
 for t in "${order[@]}"; do
   for _ in $(seq 1 100); do
     curl -fsS -o /dev/null -H 'Host: bench.test' --max-time 1 "${url[$t]}" && break
@@ -172,10 +185,15 @@ for r in $(seq 1 "$runs"); do
           if [ "$(cat "$d/comm")" = ingress ]; then echo "$d"; fi; done; done | head -1 || true);;
       nginx) task=/proc/$(pgrep -P "$(cat "$tmp/nginx.pid")" | head -1);;
       haproxy) task=/proc/$(pgrep -f "haproxy -f $tmp/haproxy.cfg" | head -1);;
+      hyper) task=/proc/$hyper_pid;;
       *) task=;;
     esac
     cpu() { [ -n "$task" ] && echo "$(awk '{print $1}' "$task/schedstat") $(awk '{print $14, $15}' "$task/stat")" || echo "0 0 0"; }
     read -r c0 u0 s0 <<<"$(cpu)"
+    if [ -n "${BENCH_PERF:-}" ] && [ "$t" = ingress ] && [ -n "$task" ]; then
+      mkdir -p "$BENCH_PERF"
+      perf record -q -F 4999 -t "${task##*/}" -o "$BENCH_PERF/ingress-$r.data" -- sleep "$secs" 2>/dev/null &
+    fi
     out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency -H 'Host: bench.test' "${url[$t]}")
     rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
     p50=$(awk '$1=="50%"{print $2}' <<<"$out")
@@ -207,10 +225,19 @@ for t, (rps, p50, p99, cpu, user, sys_) in med.items():
     spread = [x[2] for x in rows[t]]
     per = f"  cpu/req {cpu / 1e3:.1f} us (user {user / 1e3:.1f}, sys {sys_ / 1e3:.1f})" if cpu else ""
     print(f"  {t:10} {rps:10.0f} req/s  p50 {p50:7.0f} us  p99 {p99:7.0f} us  (p99 {min(spread):.0f}-{max(spread):.0f}){per}")
-pod = med["pod"]
-added = [c[2] - p[2] for c, p in zip(rows["clusterip"], rows["pod"])]
-print(f"ClusterIP added p99 over the pod IP: median {statistics.median(added):.0f} us (runs {', '.join(f'{a:.0f}' for a in added)})")
-print(f"Ingress / nginx req/s: {med['ingress'][0] / med['nginx'][0]:.2f}x   Ingress / HAProxy: {med['ingress'][0] / med['haproxy'][0]:.2f}x")
-print(f"user CPU per request, Ingress / HAProxy: {med['ingress'][4] / med['haproxy'][4]:.2f}x, Ingress / nginx: {med['ingress'][4] / med['nginx'][4]:.2f}x")
-print(f"added p99 over the pod IP: Ingress {med['ingress'][2] - pod[2]:.0f} us, HAProxy {med['haproxy'][2] - pod[2]:.0f} us, nginx {med['nginx'][2] - pod[2]:.0f} us")
+def line(text, *paths):
+    if all(p in med for p in paths):
+        print(text(*(med[p] for p in paths)))
+if "pod" in med and "clusterip" in med:
+    added = [c[2] - p[2] for c, p in zip(rows["clusterip"], rows["pod"])]
+    print(f"ClusterIP added p99 over the pod IP: median {statistics.median(added):.0f} us (runs {', '.join(f'{a:.0f}' for a in added)})")
+line(lambda i, n: f"Ingress / nginx req/s: {i[0] / n[0]:.2f}x", "ingress", "nginx")
+line(lambda i, h: f"Ingress / HAProxy req/s: {i[0] / h[0]:.2f}x", "ingress", "haproxy")
+line(lambda i, h: f"user CPU per request, Ingress / HAProxy: {i[4] / h[4]:.2f}x", "ingress", "haproxy")
+line(lambda i, n: f"user CPU per request, Ingress / nginx: {i[4] / n[4]:.2f}x", "ingress", "nginx")
+line(lambda y, h: f"user CPU per request, bare hyper / HAProxy: {y[4] / h[4]:.2f}x", "hyper", "haproxy")
+line(lambda i, y: f"user CPU per request, Ingress / bare hyper: {i[4] / y[4]:.2f}x", "ingress", "hyper")
+if "pod" in med:
+    pod = med["pod"]
+    print("added p99 over the pod IP: " + ", ".join(f"{t} {med[t][2] - pod[2]:.0f} us" for t in ("ingress", "haproxy", "nginx", "hyper") if t in med))
 PY

@@ -51,7 +51,9 @@ impl Store {
             .applied_index_at_least(Some(index), "read index")
             .await
             .map_err(|e| match e {
-                openraft::metrics::WaitError::Timeout(..) => self.timeout_error(),
+                // The quorum confirmed the read index: only the apply is
+                // late, which is a timeout, never a lost quorum.
+                openraft::metrics::WaitError::Timeout(..) => ClientError::Timeout,
                 other => ClientError::Unavailable(other.to_string()),
             })?;
         self.read_state(req).await
