@@ -62,8 +62,8 @@ async fn relay(client: TcpStream, backend: SocketAddr) -> Result<(), Box<dyn std
         let reply = send.borrow_mut().send_request(req);
         async move { reply.await.map(|r: Response<Incoming>| r) }
     });
-    let server = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(client), service);
+    let server =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(client), service);
     tokio::select! {
         r = server => r?,
         r = conn => r?,

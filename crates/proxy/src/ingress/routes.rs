@@ -171,8 +171,13 @@ fn best<'a>(rules: &'a [PathRule], path: &str) -> Option<&'a Arc<Backend>> {
 impl Routes {
     /// Routes a request for `host` (without a port) and `path`.
     pub fn route(&self, host: &str, path: &str) -> Routed<'_> {
-        let host = host.to_ascii_lowercase();
-        let group = self.exact.get(&host).or_else(|| {
+        // Hosts are almost always lowercase already: no copy then.
+        let host: std::borrow::Cow<str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            host.to_ascii_lowercase().into()
+        } else {
+            host.into()
+        };
+        let group = self.exact.get(host.as_ref()).or_else(|| {
             host.split_once('.')
                 .and_then(|(_, parent)| self.wildcard.get(parent))
         });

@@ -114,13 +114,24 @@ pub async fn serve(
     }
 }
 
+/// What every request of one client connection shares: who the client
+/// is, worked out once rather than per request.
+struct Client {
+    https: bool,
+    /// The client's address, as `X-Real-IP` and `X-Forwarded-For` carry it.
+    ip: HeaderValue,
+}
+
 async fn connection<I>(io: I, peer: SocketAddr, https: bool, shared: Arc<Shared>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let ip = HeaderValue::from_maybe_shared(Bytes::from(peer.ip().to_string()))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let client = Arc::new(Client { https, ip });
     let service = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(req, peer, https, &shared).await) }
+        let (shared, client) = (shared.clone(), client.clone());
+        async move { Ok::<_, Infallible>(handle(req, &client, &shared).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -175,24 +186,35 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::PROXY_AUTHORIZATION,
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
+}
+
 /// Drops hop-by-hop headers (and those `Connection` names), keeping the
-/// upgrade pair when `upgrade`.
+/// upgrade pair when `upgrade`. Most requests carry none: one pass over
+/// the names finds that out without a lookup per hop-by-hop name.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<HeaderName> = headers
+    if !upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let named = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok());
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .chain(named)
         .collect();
-    for n in named.iter().chain(&HOP_BY_HOP) {
+    for n in &doomed {
         if upgrade && (n == header::CONNECTION || n == header::UPGRADE) {
             continue;
         }
         headers.remove(n);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -210,34 +232,40 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
-/// Sets the forwarding headers.
-fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, https: bool, host: &str, port: u16) {
-    let ip = peer.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip.clone(),
-    };
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+/// Sets the forwarding headers: `host` is the request's host without its
+/// port, `port` the one it was sent to.
+fn forwarded(headers: &mut HeaderMap, client: &Client, host: HeaderValue, port: u16) {
+    let xff = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prior) => {
+            let mut v = Vec::with_capacity(prior.len() + 2 + client.ip.len());
+            v.extend_from_slice(prior);
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client.ip.as_bytes());
+            HeaderValue::from_maybe_shared(Bytes::from(v)).unwrap_or_else(|_| client.ip.clone())
         }
+        None => client.ip.clone(),
     };
-    set("x-forwarded-for", xff);
-    set("x-real-ip", ip);
-    set(
-        "x-forwarded-proto",
-        if https { "https" } else { "http" }.into(),
-    );
-    set("x-forwarded-host", host.to_string());
-    set("x-forwarded-port", port.to_string());
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_REAL_IP.clone(), client.ip.clone());
+    let proto = if client.https { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_HOST.clone(), host);
+    let port = match port {
+        80 => HeaderValue::from_static("80"),
+        443 => HeaderValue::from_static("443"),
+        p => HeaderValue::from(p),
+    };
+    headers.insert(X_FORWARDED_PORT.clone(), port);
 }
 
-async fn handle(
-    mut req: Request<Incoming>,
-    peer: SocketAddr,
-    https: bool,
-    shared: &Shared,
-) -> Response<Body> {
+async fn handle(mut req: Request<Incoming>, client: &Client, shared: &Shared) -> Response<Body> {
+    let https = client.https;
     let start = Instant::now();
     let routes = shared.routes();
     let host = host_of(&req);
@@ -279,7 +307,10 @@ async fn handle(
         }
     }
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    forwarded(&mut parts.headers, peer, https, &host, port);
+    // The host's String becomes the header's bytes, uncopied.
+    let host = HeaderValue::from_maybe_shared(Bytes::from(host))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    forwarded(&mut parts.headers, client, host, port);
     // To the endpoint: HTTP/1.1 in origin form, nothing of hyper's own.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         parts.uri = parts
@@ -447,13 +478,11 @@ mod tests {
     fn forwarded_for_appends_the_client() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        forwarded(
-            &mut h,
-            "10.0.0.9:5555".parse().unwrap(),
-            true,
-            "a.example",
-            443,
-        );
+        let client = Client {
+            https: true,
+            ip: HeaderValue::from_static("10.0.0.9"),
+        };
+        forwarded(&mut h, &client, HeaderValue::from_static("a.example"), 443);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
         assert_eq!(h["x-real-ip"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
