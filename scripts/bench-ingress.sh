@@ -11,8 +11,10 @@
 #             bare_hyper_proxy.rs: one thread, an upstream connection per
 #             client connection, nothing rewritten): the floor under the
 #             Ingress, which is built on hyper
-# Everything but wrk is pinned to core 0 (the shoal agent and its pods, the
-# proxies), wrk to core 1. Prints each run, then the medians and ratios.
+# The three other proxies listen on the node's address beside the Ingress,
+# so every proxy's packets take the same kernel path (the node's nftables
+# table included). Everything but wrk is pinned to core 0 (the shoal agent
+# and its pods, the proxies), wrk to core 1. Prints each run, then the medians and ratios.
 # For the three proxies it also reads the CPU time each spent per request
 # (the Ingress's data-plane thread, nginx's worker, HAProxy's process:
 # /proc schedstat, and user/system from stat), a figure the machine's
@@ -24,7 +26,8 @@
 #
 # BENCH_PATHS="ingress hyper haproxy" runs only those paths (the summary
 # then prints what it can); BENCH_PERF=DIR records a flat `perf` profile of
-# the Ingress's thread during each of its runs into DIR.
+# the Ingress's thread during each of its runs into DIR (with call graphs
+# when BENCH_PERF_GRAPH=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}; secs=${2:-10}; conns=${3:-32}
@@ -120,7 +123,7 @@ http {
   fastcgi_temp_path $tmp/n-fcgi; uwsgi_temp_path $tmp/n-uwsgi; scgi_temp_path $tmp/n-scgi;
   upstream backend { server $pod_ip:8080; keepalive 128; }
   server {
-    listen 127.0.0.1:9081;
+    listen $node_ip:9081;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -145,14 +148,14 @@ defaults
   http-reuse always
   option forwardfor
 frontend f
-  bind 127.0.0.1:9082
+  bind $node_ip:9082
   default_backend b
 backend b
   server s1 $pod_ip:8080
 EOF
 taskset -c 0 nginx -c "$tmp/nginx.conf" -g 'daemon off;' 2>"$tmp/nginx.err" &
 taskset -c 0 haproxy -f "$tmp/haproxy.cfg" -db 2>"$tmp/haproxy.err" &
-taskset -c 0 target/release/examples/bare_hyper_proxy 127.0.0.1:9083 "$pod_ip:8080" 2>"$tmp/hyper.err" &
+taskset -c 0 target/release/examples/bare_hyper_proxy "$node_ip:9083" "$pod_ip:8080" 2>"$tmp/hyper.err" &
 hyper_pid=$!
 # The agent (every thread) and its pods on core 0.
 for pid in $(pgrep -f "shoal agent") $(pgrep -f "$tmp/backend.conf"); do
@@ -163,9 +166,9 @@ declare -A url=(
   [pod]="http://$pod_ip:8080/"
   [clusterip]="http://$cluster_ip/"
   [ingress]="http://$node_ip/"
-  [nginx]="http://127.0.0.1:9081/"
-  [haproxy]="http://127.0.0.1:9082/"
-  [hyper]="http://127.0.0.1:9083/"
+  [nginx]="http://$node_ip:9081/"
+  [haproxy]="http://$node_ip:9082/"
+  [hyper]="http://$node_ip:9083/"
 )
 order=(pod clusterip ingress nginx haproxy hyper)
 [ -n "${BENCH_PATHS:-}" ] && read -r -a order <<<"$BENCH_PATHS"
@@ -192,7 +195,8 @@ for r in $(seq 1 "$runs"); do
     read -r c0 u0 s0 <<<"$(cpu)"
     if [ -n "${BENCH_PERF:-}" ] && [ "$t" = ingress ] && [ -n "$task" ]; then
       mkdir -p "$BENCH_PERF"
-      perf record -q -F 4999 -t "${task##*/}" -o "$BENCH_PERF/ingress-$r.data" -- sleep "$secs" 2>/dev/null &
+      if [ -n "${BENCH_PERF_GRAPH:-}" ]; then how=(--call-graph dwarf -F 999); else how=(-F 4999); fi
+      perf record -q "${how[@]}" -t "${task##*/}" -o "$BENCH_PERF/ingress-$r.data" -- sleep "$secs" 2>/dev/null &
     fi
     out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency -H 'Host: bench.test' "${url[$t]}")
     rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
