@@ -673,8 +673,8 @@ async fn a_lagging_follower_catches_up_on_more_than_a_frame_of_entries() {
         });
     }
     let healed = std::time::Instant::now();
-    // Bound: 5x the median (12 s, docs/BENCHMARKS.md), most of it the
-    // election the healed follower starts.
+    // Bound: about 10x the median (6.3 s, docs/BENCHMARKS.md), most of it
+    // the election the healed follower starts.
     let caught = wait_until(Duration::from_secs(60), || async {
         let s = c.on(lagging, |h| async move { h.store.status() }).await;
         if s.applied_index >= target {

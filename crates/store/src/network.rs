@@ -15,7 +15,11 @@
 //! entries therefore runs in a task of its own with a longer deadline
 //! ([`APPEND_DEADLINE`]); a retry of the same entries joins it instead of
 //! sending them again, so a follower behind large entries on a slow or
-//! loaded machine still catches up, one slow round trip at a time.
+//! loaded machine still catches up, one slow round trip at a time. A retry
+//! that finds the task older than [`RESEND_AFTER`] also sends the entries
+//! afresh beside it, and whichever answers first counts: an append lost on
+//! the way (a partition that has since healed) then holds the follower
+//! back for that long, not for the whole deadline.
 
 use std::time::Duration;
 
@@ -76,6 +80,13 @@ pub const MAX_APPEND_BYTES: usize = 1 << 20;
 /// retries and joins the same task).
 pub const APPEND_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How old an append in flight may be before a retry of the same entries
+/// also sends them afresh (at most [`MAX_INFLIGHT`] copies at once).
+pub const RESEND_AFTER: Duration = Duration::from_secs(1);
+
+/// Copies of one append in flight to one follower.
+const MAX_INFLIGHT: usize = 2;
+
 /// Creates one client per Raft peer.
 #[derive(Clone)]
 pub struct Network {
@@ -91,8 +102,9 @@ pub struct PeerClient {
     me: u64,
     target: u64,
     max_append_bytes: usize,
-    /// The one AppendEntries with entries still on its way, if any.
-    inflight: Option<InFlight>,
+    /// Copies of the one AppendEntries with entries still on its way,
+    /// oldest first (all of the same entries).
+    inflight: Vec<InFlight>,
 }
 
 type AppendReply = Result<Result<AppendEntriesResponse<u64>, RaftError<u64>>, AskError>;
@@ -119,12 +131,13 @@ impl AppendKey {
 
 struct InFlight {
     key: AppendKey,
+    started: std::time::Instant,
     task: tokio::task::JoinHandle<AppendReply>,
 }
 
 impl Drop for PeerClient {
     fn drop(&mut self) {
-        if let Some(f) = self.inflight.take() {
+        for f in self.inflight.drain(..) {
             f.task.abort();
         }
     }
@@ -162,7 +175,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             me: self.me,
             target,
             max_append_bytes: self.max_append_bytes,
-            inflight: None,
+            inflight: Vec::new(),
         }
     }
 }
@@ -188,31 +201,53 @@ impl PeerClient {
         }
     }
 
-    /// Sends `rpc` in a task of its own, or joins the task already sending
-    /// the same entries. Dropping this future (openraft's timeout) leaves
-    /// the task running for the retry to join.
+    /// Sends `rpc` in a task of its own, or joins the tasks already sending
+    /// the same entries (adding a fresh copy when the newest is older than
+    /// [`RESEND_AFTER`]). Dropping this future (openraft's timeout) leaves
+    /// the tasks running for the retry to join.
     async fn append_in_task(&mut self, rpc: AppendEntriesRequest<TypeConfig>) -> AppendReply {
         let key = AppendKey::of(&rpc);
-        match &self.inflight {
-            Some(f) if f.key == key => {}
-            _ => {
-                if let Some(old) = self.inflight.take() {
-                    old.task.abort();
-                }
-                let (actors, to) = (self.actors.clone(), self.to.clone());
-                let task =
-                    tokio::spawn(
-                        async move { actors.ask(&to, RaftAppend(rpc), APPEND_DEADLINE).await },
-                    );
-                self.inflight = Some(InFlight { key, task });
+        if self.inflight.first().is_some_and(|f| f.key != key) {
+            for f in self.inflight.drain(..) {
+                f.task.abort();
             }
         }
-        let Some(f) = self.inflight.as_mut() else {
-            return Err(AskError::Shutdown);
-        };
-        let joined = (&mut f.task).await;
-        self.inflight = None;
-        joined.unwrap_or_else(|e| Err(AskError::Stream(format!("append task failed: {e}"))))
+        let stale = self
+            .inflight
+            .last()
+            .is_none_or(|f| f.started.elapsed() >= RESEND_AFTER);
+        if stale {
+            if self.inflight.len() >= MAX_INFLIGHT {
+                self.inflight.remove(0).task.abort();
+            }
+            let (actors, to) = (self.actors.clone(), self.to.clone());
+            let task =
+                tokio::spawn(
+                    async move { actors.ask(&to, RaftAppend(rpc), APPEND_DEADLINE).await },
+                );
+            self.inflight.push(InFlight {
+                key,
+                started: std::time::Instant::now(),
+                task,
+            });
+        }
+        loop {
+            let tasks = self.inflight.iter_mut().map(|f| &mut f.task);
+            let (joined, i, _) = futures::future::select_all(tasks).await;
+            let reply = joined
+                .unwrap_or_else(|e| Err(AskError::Stream(format!("append task failed: {e}"))));
+            if reply.is_err() && self.inflight.len() > 1 {
+                // A copy that failed (the one lost on the way, timed out):
+                // the other may still answer.
+                self.inflight.remove(i);
+                continue;
+            }
+            // One copy answered: the others carry the same entries.
+            for f in self.inflight.drain(..) {
+                f.task.abort();
+            }
+            return reply;
+        }
     }
 }
 
